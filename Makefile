@@ -1,0 +1,64 @@
+# Two commands do all the set-up: `make report` and `make test`. See README.md.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NPM_DIR := .cache/npm
+AXE    := $(NPM_DIR)/node_modules/axe-core/axe.min.js
+# Extra flags for the pipeline, e.g. `make report RUN_ARGS="--workers 4"`.
+RUN_ARGS ?=
+
+.PHONY: setup report test lab bench browser-deps ingest clean help
+
+help:
+	@echo "make report   set up .venv, ingest the demo data, run every chapter, write outputs/index.html"
+	@echo "make test     set up .venv if needed and run the test suite"
+	@echo "make lab      JupyterLab on the project kernel"
+	@echo "make bench    benchmarks against their peers (bench/)"
+
+# The environment, keyed on pyproject.toml: re-installs only when it changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed; found " + sys.version.split()[0] + ". Run make PYTHON=python3.11 ..."'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name analysis --display-name "Python (analysis)" >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+ingest: setup
+	$(PY) -m analysis ingest
+
+report: setup
+	$(PY) -m analysis ingest
+	$(PY) -m analysis run $(RUN_ARGS)
+	@echo "Open outputs/index.html"
+
+# Chromium (Debian) and axe-core (npm) for the browser tests. Installed when we are root and
+# they are missing; otherwise the browser tests skip and say why.
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian chromium for the browser tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "could not install chromium: browser tests will skip"; \
+	  else echo "chromium missing and not root: browser tests will skip"; fi; \
+	fi
+	@if [ ! -f $(AXE) ] && command -v npm >/dev/null 2>&1; then \
+	  mkdir -p $(NPM_DIR) && npm install --silent --no-audit --no-fund --prefix $(NPM_DIR) axe-core@4 >/dev/null \
+	    || echo "could not install axe-core: accessibility tests will skip"; \
+	fi
+
+test: setup browser-deps
+	$(PY) -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=. 
+
+bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf outputs/* data/processed/*.parquet data/processed/*.json

@@ -1,0 +1,53 @@
+"""Command-line interface: ``python -m analysis <command>``.
+
+Commands
+--------
+ingest   harmonise raw sources (params/sources/*.yml) into data/processed/
+run      execute the report notebooks for the run matrix (params/report.yml) and render outputs/
+demo     regenerate the synthetic demo collaborative in data/raw/demo/
+
+Each command lives in the module that does the work; that module provides
+``add_arguments(parser)`` and ``main(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ingest": ("analysis.sources.ingest", "harmonise raw sources into data/processed/"),
+    "run": ("analysis.pipeline.cli", "run the report notebooks and render outputs/"),
+    "demo": ("analysis.demo", "regenerate the synthetic demo collaborative in data/raw/demo/"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Intersectional analysis suite for CSO data on COVID-19 and marginalised people.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().splitlines()[0])
+        module.add_arguments(command)
+        command.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._module.main(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
