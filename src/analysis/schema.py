@@ -1,0 +1,492 @@
+"""The common inclusive-data schema: dimensions, categories, indicators, groups; validation.
+
+Every source, whatever its format, is harmonised by :mod:`analysis.sources` into one table per
+source with one row per respondent and the columns below (documented for users in
+``docs/schema.md``). The disaggregation dimensions follow the Inclusive Data Charter and
+SDG target 17.18 (sex, age, disability, location, migratory/displacement status, income,
+ethnicity); disability follows the Washington Group Short Set (WG-SS).
+
+Missing values are NA; categories are lower-case strings. The catalogue of indicators
+(``params/indicators.yml``) and the group definitions (``params/groups.yml``) are loaded and
+validated here, so that every label lives in the catalogue and not in code.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pycountry
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from analysis import config
+
+# --------------------------------------------------------------------------------------------
+# Categories of the common schema
+# --------------------------------------------------------------------------------------------
+
+SEX = ("female", "male")
+YES_NO = ("yes", "no")
+URBAN_RURAL = ("urban", "rural")
+DISPLACEMENT_STATUS = ("host", "idp", "refugee", "returnee", "migrant")
+DISABILITY_SOURCE = ("wg_ss", "single_question")
+SAMPLE_TYPES = ("probability", "non_probability")
+
+#: The six Washington Group Short Set domains, in the WG's order.
+WG_DOMAINS = (
+    "wg_seeing",
+    "wg_hearing",
+    "wg_walking",
+    "wg_cognition",
+    "wg_selfcare",
+    "wg_communication",
+)
+#: WG-SS answer codes: 1 no difficulty, 2 some difficulty, 3 a lot of difficulty, 4 cannot do at all.
+WG_CODES = (1, 2, 3, 4)
+#: The WG-SS disability identifier's cut-off: at least one domain coded 3 or 4.
+WG_CUTOFF = 3
+
+#: Default adult age bands (labels "lo-hi" inclusive, "lo+" open-ended).
+DEFAULT_AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+#: Default child age bands, for sources that survey children.
+DEFAULT_CHILD_AGE_BANDS = ("0-4", "5-9", "10-14", "15-17")
+
+#: Identity and location columns.
+IDENTITY_COLUMNS = ["respondent_id", "source", "country", "admin1", "admin1_code", "urban_rural"]
+#: Disaggregation dimensions (Inclusive Data Charter / SDG 17.18).
+DIMENSION_COLUMNS = [
+    "sex",
+    "gender_identity",
+    "age",
+    "age_group",
+    "age_band_child",
+    "disability",
+    *WG_DOMAINS,
+    "disability_source",
+    "displacement_status",
+    "income_group",
+    "ethnicity_or_minority",
+]
+#: Survey-design columns (replicate weights ``repwt_1..repwt_R`` follow these when present).
+DESIGN_COLUMNS = ["weight", "strata", "psu", "fpc", "sample_type"]
+#: Every fixed column of a harmonised table, in order (indicator columns follow, then replicates).
+SCHEMA_COLUMNS = IDENTITY_COLUMNS + DIMENSION_COLUMNS + DESIGN_COLUMNS
+
+#: Columns holding numbers; every other fixed column holds strings.
+NUMERIC_COLUMNS = ["age", *WG_DOMAINS, "weight", "fpc"]
+
+#: Closed category sets: a value outside them fails validation.
+ALLOWED_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "sex": SEX,
+    "disability": YES_NO,
+    "disability_source": DISABILITY_SOURCE,
+    "urban_rural": URBAN_RURAL,
+    "displacement_status": DISPLACEMENT_STATUS,
+    "sample_type": SAMPLE_TYPES,
+}
+
+REPLICATE_PREFIX = "repwt_"
+
+THEMES = (
+    "access_to_health",
+    "income_and_livelihoods",
+    "food_insecurity",
+    "education",
+    "violence_abuse_discrimination",
+    "community_response",
+)
+
+
+class SchemaError(ValueError):
+    """A harmonised table or a params file breaks the common schema (one-line message)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Age bands
+# --------------------------------------------------------------------------------------------
+
+_BAND = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)|\+)\s*$")
+
+
+def parse_age_band(label: str) -> tuple[float, float]:
+    """Return the inclusive ``(low, high)`` ages of a band label: ``"18-24"`` or ``"65+"`` (high=inf)."""
+    match = _BAND.match(str(label))
+    if not match:
+        raise SchemaError(f"age band {label!r} is not of the form '18-24' or '65+'")
+    low = float(match.group(1))
+    high = float(match.group(2)) if match.group(2) is not None else np.inf
+    if high < low:
+        raise SchemaError(f"age band {label!r} ends before it starts")
+    return low, high
+
+
+def assign_age_band(age: pd.Series, bands=DEFAULT_AGE_BANDS) -> pd.Series:
+    """Assign each age (years, completed) to its band label; ages outside every band are NA.
+
+    Bands are inclusive on both ends in completed years, so ``24.0`` is in ``"18-24"`` and
+    ``24.5`` too (ages are floored before banding).
+    """
+    limits = [parse_age_band(b) for b in bands]
+    years = np.floor(pd.to_numeric(age, errors="coerce").astype("float64"))
+    out = pd.Series(pd.NA, index=age.index, dtype="string")
+    for label, (low, high) in zip(bands, limits):
+        out[(years >= low) & (years <= high)] = label
+    return out
+
+
+def wg_ss_disability(domains: pd.DataFrame) -> pd.Series:
+    """The WG-SS disability identifier from the six domain codes (1-4).
+
+    ``"yes"`` when at least one domain is coded 3 (a lot of difficulty) or 4 (cannot do at
+    all); ``"no"`` when every domain is answered and none reaches 3; NA otherwise (some domain
+    missing and no 3/4 among the answered ones), following the WG's recommended cut-off.
+    """
+    codes = domains.apply(pd.to_numeric, errors="coerce")
+    any_severe = (codes >= WG_CUTOFF).any(axis=1)
+    all_answered = codes.notna().all(axis=1)
+    out = pd.Series(pd.NA, index=domains.index, dtype="string")
+    out[all_answered & ~any_severe] = "no"
+    out[any_severe] = "yes"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The indicator catalogue and group definitions
+# --------------------------------------------------------------------------------------------
+
+
+class Indicator(BaseModel):
+    """One indicator of the catalogue (``params/indicators.yml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    label: str
+    theme: Literal[THEMES]  # type: ignore[valid-type]
+    definition: str
+    unit: Literal["percent", "mean", "count"]
+    direction: Literal["higher_is_worse", "higher_is_better"]
+    type: Literal["binary", "continuous"]
+    short_label: str | None = None
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _unit_fits_type(self):
+        if self.type == "binary" and self.unit != "percent":
+            raise ValueError(f"binary indicator {self.id!r} must have unit 'percent'")
+        return self
+
+
+class Dimension(BaseModel):
+    """A disaggregation dimension: its label and its categories (ordered or not)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    label: str
+    categories: list[str] = Field(default_factory=list)
+    ordered: bool = False
+    category_labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Group(BaseModel):
+    """A population group compared with its reference (``params/groups.yml``).
+
+    ``dimension`` names a column of the harmonised table; ``members`` are its categories
+    that make up the group; ``reference`` lists the comparison categories, or ``"rest"``
+    for every other known (non-missing) category.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    label: str
+    dimension: str
+    members: list[str]
+    reference: list[str] | Literal["rest"] = "rest"
+    short_label: str | None = None
+    notes: str | None = None
+
+    @field_validator("members")
+    @classmethod
+    def _members_not_empty(cls, value):
+        if not value:
+            raise ValueError("members must list at least one category")
+        return [str(v) for v in value]
+
+    @model_validator(mode="after")
+    def _disjoint(self):
+        if self.reference != "rest":
+            overlap = set(self.members) & {str(v) for v in self.reference}
+            if overlap:
+                raise ValueError(f"categories {sorted(overlap)} are both members and reference")
+        return self
+
+    def assign(self, frame: pd.DataFrame) -> pd.Series:
+        """Return ``"group"``, ``"reference"`` or NA (outside both, or missing) for each row."""
+        if self.dimension not in frame.columns:
+            raise SchemaError(
+                f"group {self.id!r}: column {self.dimension!r} is not in the table; "
+                f"columns are: {', '.join(map(str, frame.columns))}"
+            )
+        values = frame[self.dimension].astype("string")
+        out = pd.Series(pd.NA, index=frame.index, dtype="string")
+        in_group = values.isin(self.members).fillna(False).astype(bool)
+        if self.reference == "rest":
+            in_reference = values.notna() & ~in_group
+        else:
+            in_reference = values.isin([str(v) for v in self.reference]).fillna(False).astype(bool)
+        out[in_reference.astype(bool)] = "reference"
+        out[in_group] = "group"
+        return out
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise SchemaError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SchemaError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise SchemaError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def pydantic_message(exc: ValidationError, prefix: str) -> str:
+    """One line naming the first failing key of a pydantic error, with what is expected."""
+    parts = []
+    for err in exc.errors()[:3]:
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (remove it or check its spelling)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        parts.append(f"key '{key}': {msg}")
+    more = f" (+{len(exc.errors()) - 3} more)" if len(exc.errors()) > 3 else ""
+    return f"{prefix}: " + "; ".join(parts) + more
+
+
+def _entries(data: dict, section: str, path: Path) -> dict:
+    entries = data.get(section)
+    if not isinstance(entries, dict) or not entries:
+        raise SchemaError(f"{path}: key '{section}' must be a non-empty mapping of id -> definition")
+    return entries
+
+
+def load_indicators(path: Path | str | None = None) -> dict[str, Indicator]:
+    """Load and validate the indicator catalogue (``params/indicators.yml``), keyed by id."""
+    path = Path(path) if path else config.INDICATORS_FILE
+    data = _read_yaml(path)
+    out: dict[str, Indicator] = {}
+    for key, spec in _entries(data, "indicators", path).items():
+        if not isinstance(spec, dict):
+            raise SchemaError(f"{path}: indicator '{key}' must be a mapping")
+        try:
+            out[str(key)] = Indicator(id=str(key), **spec)
+        except ValidationError as exc:
+            raise SchemaError(pydantic_message(exc, f"{path}: indicator '{key}'")) from None
+    return out
+
+
+def load_dimensions(path: Path | str | None = None) -> dict[str, Dimension]:
+    """Load the ``dimensions:`` section of ``params/groups.yml`` (empty when absent)."""
+    path = Path(path) if path else config.GROUPS_FILE
+    data = _read_yaml(path)
+    out: dict[str, Dimension] = {}
+    for key, spec in (data.get("dimensions") or {}).items():
+        if not isinstance(spec, dict):
+            raise SchemaError(f"{path}: dimension '{key}' must be a mapping")
+        spec = dict(spec)
+        spec["categories"] = [str(c) for c in spec.get("categories") or []]
+        try:
+            out[str(key)] = Dimension(id=str(key), **spec)
+        except ValidationError as exc:
+            raise SchemaError(pydantic_message(exc, f"{path}: dimension '{key}'")) from None
+    return out
+
+
+def load_groups(path: Path | str | None = None) -> dict[str, Group]:
+    """Load and validate the group definitions (``params/groups.yml``), keyed by id.
+
+    A group's ``dimension`` must be a column of the common schema (or a dimension declared
+    under ``dimensions:``).
+    """
+    path = Path(path) if path else config.GROUPS_FILE
+    data = _read_yaml(path)
+    dimensions = load_dimensions(path)
+    known = set(SCHEMA_COLUMNS) | set(dimensions)
+    out: dict[str, Group] = {}
+    for key, spec in _entries(data, "groups", path).items():
+        if not isinstance(spec, dict):
+            raise SchemaError(f"{path}: group '{key}' must be a mapping")
+        try:
+            group = Group(id=str(key), **spec)
+        except ValidationError as exc:
+            raise SchemaError(pydantic_message(exc, f"{path}: group '{key}'")) from None
+        if group.dimension not in known:
+            raise SchemaError(
+                f"{path}: group '{key}': dimension '{group.dimension}' is not a schema column "
+                f"or a declared dimension"
+            )
+        out[str(key)] = group
+    return out
+
+
+def load_age_bands(path: Path | str | None = None) -> tuple[str, ...]:
+    """Age bands from ``params/groups.yml`` (``dimensions: age_group: categories``), else the default."""
+    path = Path(path) if path else config.GROUPS_FILE
+    if not path.exists():
+        return DEFAULT_AGE_BANDS
+    dimensions = load_dimensions(path)
+    if "age_group" in dimensions and dimensions["age_group"].categories:
+        bands = tuple(dimensions["age_group"].categories)
+        for band in bands:
+            parse_age_band(band)
+        return bands
+    return DEFAULT_AGE_BANDS
+
+
+# --------------------------------------------------------------------------------------------
+# Countries
+# --------------------------------------------------------------------------------------------
+
+
+def is_iso3(code) -> bool:
+    """True when ``code`` is an existing ISO 3166-1 alpha-3 country code (upper case)."""
+    if not isinstance(code, str) or len(code) != 3 or code.upper() != code:
+        return False
+    return pycountry.countries.get(alpha_3=code) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Validation of a harmonised table
+# --------------------------------------------------------------------------------------------
+
+
+def replicate_columns(frame: pd.DataFrame) -> list[str]:
+    """The replicate-weight columns ``repwt_1..repwt_R`` of a harmonised table, in order."""
+    cols = [c for c in frame.columns if re.fullmatch(rf"{REPLICATE_PREFIX}\d+", str(c))]
+    return sorted(cols, key=lambda c: int(c[len(REPLICATE_PREFIX):]))
+
+
+def _first_rows(mask: pd.Series, limit: int = 3) -> str:
+    rows = list(np.flatnonzero(mask.to_numpy()))[:limit]
+    extra = int(mask.sum()) - len(rows)
+    return ", ".join(str(r) for r in rows) + (f" (+{extra} more)" if extra > 0 else "")
+
+
+def validate_harmonised(
+    frame: pd.DataFrame,
+    indicators: dict[str, Indicator] | None = None,
+    where: str = "harmonised table",
+    age_bands=None,
+) -> pd.DataFrame:
+    """Check a harmonised table against the common schema; return it unchanged.
+
+    Checks: every fixed schema column present; numeric columns numeric; closed categories
+    (sex, disability, ...) within their sets; categories lower case; WG-SS codes in 1-4;
+    ``disability`` consistent with the WG-SS cut-off where ``disability_source == "wg_ss"``;
+    ``age_group`` among the configured bands; ``country`` an existing ISO3 code;
+    ``weight`` (and replicate weights) finite and > 0; ``respondent_id`` present and unique;
+    binary indicators 0/1/NA; non-probability rows carry weight 1.
+
+    Raises
+    ------
+    SchemaError
+        One line naming ``where``, the column and the first offending rows (0-based positions).
+    """
+    missing = [c for c in SCHEMA_COLUMNS if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"{where}: missing schema columns {missing}")
+
+    ids = frame["respondent_id"]
+    if ids.isna().any():
+        raise SchemaError(f"{where}: column 'respondent_id' is missing in rows {_first_rows(ids.isna())}")
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        raise SchemaError(
+            f"{where}: column 'respondent_id' is not unique (rows {_first_rows(dup)}); "
+            "each respondent must appear once"
+        )
+
+    for col in NUMERIC_COLUMNS:
+        if not (pd.api.types.is_numeric_dtype(frame[col]) or frame[col].isna().all()):
+            raise SchemaError(f"{where}: column '{col}' must be numeric, found dtype {frame[col].dtype}")
+
+    for col in [c for c in SCHEMA_COLUMNS if c not in NUMERIC_COLUMNS]:
+        values = frame[col].dropna()
+        if values.empty:
+            continue
+        text = values.astype(str)
+        if col in ALLOWED_CATEGORIES:
+            bad = ~text.isin(ALLOWED_CATEGORIES[col])
+            if bad.any():
+                raise SchemaError(
+                    f"{where}: column '{col}' has values {sorted(set(text[bad]))[:5]} outside "
+                    f"{list(ALLOWED_CATEGORIES[col])} (add a recode in the source card)"
+                )
+        elif col not in ("respondent_id", "source", "country", "admin1", "admin1_code", "strata", "psu"):
+            bad = text != text.str.lower()
+            if bad.any():
+                raise SchemaError(f"{where}: column '{col}' has upper-case categories {sorted(set(text[bad]))[:5]}")
+
+    bands = tuple(age_bands) if age_bands else None
+    if bands:
+        ag = frame["age_group"].dropna().astype(str)
+        bad = ~ag.isin(bands)
+        if bad.any():
+            raise SchemaError(f"{where}: column 'age_group' has values {sorted(set(ag[bad]))[:5]} outside {list(bands)}")
+
+    for col in WG_DOMAINS:
+        codes = pd.to_numeric(frame[col], errors="coerce")
+        bad = frame[col].notna() & ~codes.isin(WG_CODES)
+        if bad.any():
+            raise SchemaError(f"{where}: column '{col}' has codes outside 1-4 in rows {_first_rows(bad)}")
+    from_wg = (frame["disability_source"] == "wg_ss").fillna(False).astype(bool)
+    if from_wg.any():
+        expected = wg_ss_disability(frame.loc[from_wg, list(WG_DOMAINS)])
+        actual = frame.loc[from_wg, "disability"].astype("string")
+        mismatch = (expected.fillna("<NA>") != actual.fillna("<NA>")).reindex(frame.index, fill_value=False)
+        if mismatch.any():
+            raise SchemaError(
+                f"{where}: column 'disability' disagrees with the WG-SS cut-off in rows {_first_rows(mismatch)}"
+            )
+
+    country = frame["country"]
+    if country.isna().any():
+        raise SchemaError(f"{where}: column 'country' is missing in rows {_first_rows(country.isna())}")
+    bad_codes = sorted({c for c in country.astype(str).unique() if not is_iso3(c)})
+    if bad_codes:
+        raise SchemaError(
+            f"{where}: column 'country' has {bad_codes[:5]} which are not ISO 3166-1 alpha-3 codes "
+            "(use e.g. 'KEN', 'USA')"
+        )
+
+    for col in ["weight", *replicate_columns(frame)]:
+        w = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        bad = ~np.isfinite(w) | (w <= 0) if col == "weight" else ~np.isfinite(w) | (w < 0)
+        if bad.any():
+            raise SchemaError(f"{where}: column '{col}' must be finite and > 0; bad in rows {_first_rows(bad)}")
+    nonprob = (frame["sample_type"] == "non_probability").fillna(False).astype(bool)
+    if nonprob.any() and not np.allclose(frame.loc[nonprob, "weight"].astype(float), 1.0):
+        raise SchemaError(f"{where}: non-probability rows must carry weight 1.0")
+
+    for key, indicator in (indicators or {}).items():
+        if key not in frame.columns:
+            continue
+        if not pd.api.types.is_numeric_dtype(frame[key]) and not frame[key].isna().all():
+            raise SchemaError(f"{where}: indicator column '{key}' must be numeric, found {frame[key].dtype}")
+        if indicator.type == "binary":
+            values = pd.to_numeric(frame[key], errors="coerce")
+            bad = values.notna() & ~values.isin([0, 1])
+            if bad.any():
+                raise SchemaError(f"{where}: binary indicator '{key}' has values other than 0/1 in rows {_first_rows(bad)}")
+    return frame

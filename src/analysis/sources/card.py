@@ -1,0 +1,318 @@
+"""The source card: a pydantic model of ``params/sources/<source>.yml``.
+
+A card says everything the ingest needs to turn one raw source into the common schema:
+its files and reader, the survey design, the column mapping, value recodes (including label
+translations), derivations, indicators, which columns are personal data, the country, the
+collection period and the licence/consent notes. Unknown keys are errors (a typo must not be
+ignored silently). Example (microdata)::
+
+    id: demo_disability                  # must equal the file stem
+    title: Disability survey (SYNTHETIC)
+    kind: microdata                      # microdata | aggregates | margins
+    synthetic: true
+    files: [{path: demo/disability_survey.sav}]   # relative to the raw root (data/raw)
+    reader: spss                         # csv | excel | spss | stata | kobo | hxl | parquet
+    reader_options: {sheet: data, header_row: 0, encoding: auto}
+    country: KEN                         # or country_column: <raw column>
+    collection_period: {start: 2021-03-01, end: 2021-05-31}
+    licence: CC-BY-4.0
+    consent: verbal consent recorded by enumerators
+    personal_columns: [name, phone]      # dropped before anything is written
+    id_column: resp_id                   # replaced by a salted hash
+    free_text_columns: [comments]        # scanned for phones/e-mails/GPS/personal values
+    missing_codes: {-99: seen but not answered, -88: not asked}   # or a list [-99, -88]
+    design: {type: probability, weight: wt, strata: stratum, psu: cluster, single_psu: adjust,
+             replicate: {columns: "repwt*", method: sdr, scale: 0.05}}
+    columns: {sex: q1_sex, age: q2_age, admin1: region, wg_seeing: ws1}
+    recodes: {sex: {Femme: female, Homme: male, 1: female, 2: male}}
+    derive: {age_group: from_age, disability: wg_ss}
+    indicators:
+      food_insecurity: {column: fi1, true_values: [yes, 1], false_values: [no, 0]}
+
+For ``kind: aggregates`` the ``columns`` map the result-schema columns (``group``,
+``indicator``, ``breakdown``, ``cell``, ``estimate``, ``n_unweighted``, ...) to raw columns;
+for ``kind: margins`` they map ``admin1``, ``sex``, ``age_group`` and ``population``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from analysis.schema import (
+    SCHEMA_COLUMNS,
+    SchemaError,
+    is_iso3,
+    pydantic_message,
+)
+
+READERS = ("csv", "excel", "spss", "stata", "kobo", "hxl", "parquet")
+KINDS = ("microdata", "aggregates", "margins")
+REPLICATE_METHODS = ("jk1", "jkn", "brr", "fay", "bootstrap", "sdr")
+SINGLE_PSU = ("fail", "adjust", "average", "certainty")
+
+#: Raw-column names a card may map for derivations (not schema columns themselves).
+HELPER_COLUMNS = ("birth_year", "admin1_fips")
+#: Columns an aggregates card may map (the result schema).
+AGGREGATE_COLUMNS = (
+    "country", "group", "indicator", "breakdown", "cell", "estimate", "se", "ci_low", "ci_high",
+    "n_unweighted", "n_weighted", "flag", "method",
+)
+#: Columns a margins card may map.
+MARGIN_COLUMNS = ("country", "admin1", "admin1_code", "sex", "age_group", "population")
+
+#: Derivations the library provides: schema column -> allowed methods.
+DERIVATIONS: dict[str, tuple[str, ...]] = {
+    "age": ("from_birth_year",),
+    "age_group": ("from_age",),
+    "age_band_child": ("from_age",),
+    "disability": ("wg_ss", "single_question"),
+    "admin1": ("from_us_fips",),
+    "admin1_code": ("natural_earth",),
+}
+
+
+class CardError(ValueError):
+    """A source card is malformed (one-line message naming the file and key)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileSpec(_Strict):
+    """One raw file, relative to the raw root (``data/raw`` by default)."""
+
+    path: str
+    sha256: str | None = None  # optional: pin the expected content
+
+
+class ReaderOptions(_Strict):
+    """Options of the reader; each reader uses the ones that apply to it."""
+
+    sheet: str | int | None = None  # excel/kobo: sheet name or 0-based index (default: first)
+    header_row: int = Field(0, ge=0)  # excel/csv: 0-based row of the header
+    encoding: str = "auto"  # csv/hxl: "auto" sniffs utf-8, utf-8-sig, latin-1
+    delimiter: str | None = None  # csv/hxl: default sniffed among , ; tab
+    form: str | None = None  # kobo: XLSForm (survey + choices sheets), relative to the raw root
+    select_multiple_separator: str = " "  # kobo: separator of select_multiple answers
+    value_labels: bool = True  # spss/stata: apply value labels
+
+
+class Period(_Strict):
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end < self.start:
+            raise ValueError("end is before start")
+        return self
+
+
+class Replicates(_Strict):
+    """Replicate weights: columns (a glob like ``"repwt*"`` or a list) and their method."""
+
+    columns: str | list[str]
+    method: Literal[REPLICATE_METHODS]  # type: ignore[valid-type]
+    scale: float | None = None
+    rscales: list[float] | None = None
+    rho: float | None = None
+
+    @model_validator(mode="after")
+    def _fay_has_rho(self):
+        if self.method == "fay" and self.rho is None:
+            raise ValueError("method 'fay' needs rho (e.g. 0.5)")
+        return self
+
+
+class Design(_Strict):
+    """The survey design. ``weight: null`` means every row weighs 1.0 (non-probability)."""
+
+    type: Literal["probability", "non_probability"]
+    weight: str | None = None
+    strata: str | None = None
+    psu: str | None = None
+    fpc: str | None = None
+    single_psu: Literal[SINGLE_PSU] = "fail"  # type: ignore[valid-type]
+    replicate: Replicates | None = None
+
+    @model_validator(mode="after")
+    def _probability_has_weight(self):
+        if self.type == "probability" and not self.weight:
+            raise ValueError("a probability design needs 'weight' (the raw weight column)")
+        if self.type == "non_probability" and self.weight:
+            raise ValueError("a non-probability design carries no weight column (weights are 1.0)")
+        return self
+
+
+class IndicatorMap(_Strict):
+    """How a source's question(s) map onto one catalogue indicator.
+
+    - binary from one column: ``column`` + ``true_values`` (+ ``false_values``; values in
+      neither list are counted as unknown codes and set missing);
+    - binary from several columns: ``columns`` + ``true_values`` (1 if ANY column is in
+      ``true_values``, 0 if all are answered and none is, else missing);
+    - binary from a score: ``columns`` + ``score`` (sum of ``code + offset`` over the columns,
+      1 when the sum is at least ``at_least``; missing when any item is missing), e.g. GAD-2;
+    - continuous: ``column`` alone (numeric as is).
+    """
+
+    column: str | None = None
+    columns: list[str] | None = None
+    true_values: list[Any] | None = None
+    false_values: list[Any] | None = None
+    score: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if bool(self.column) == bool(self.columns):
+            raise ValueError("give exactly one of 'column' or 'columns'")
+        if self.score is not None:
+            if not self.columns or set(self.score) - {"offset", "at_least"} or "at_least" not in self.score:
+                raise ValueError("score needs 'columns' and {at_least: N, offset: K}")
+        elif self.columns and not self.true_values:
+            raise ValueError("'columns' needs 'true_values' or 'score'")
+        return self
+
+    def raw_columns(self) -> list[str]:
+        return [self.column] if self.column else list(self.columns or [])
+
+
+class SourceCard(_Strict):
+    """A validated source card (see the module docstring for an example)."""
+
+    id: str
+    title: str
+    kind: Literal[KINDS] = "microdata"  # type: ignore[valid-type]
+    synthetic: bool = False
+    description: str | None = None
+    files: list[FileSpec] = Field(min_length=1)
+    reader: Literal[READERS]  # type: ignore[valid-type]
+    reader_options: ReaderOptions = Field(default_factory=ReaderOptions)
+    country: str | None = None
+    country_column: str | None = None
+    collection_period: Period | None = None
+    licence: str
+    consent: str | None = None
+    citation: str | None = None
+    url: str | None = None
+    personal_columns: list[str] = Field(default_factory=list)
+    id_column: str | None = None
+    free_text_columns: list[str] = Field(default_factory=list)
+    missing_codes: dict[str, str] = Field(default_factory=dict)
+    design: Design | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    recodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    derive: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
+    indicators: dict[str, IndicatorMap] = Field(default_factory=dict)
+
+    @field_validator("missing_codes", mode="before")
+    @classmethod
+    def _missing_codes_as_mapping(cls, value):
+        # A list [-99, -88] means "missing" without a more specific reason.
+        if value is None:
+            return {}
+        if isinstance(value, list):
+            return {str(v): "missing code" for v in value}
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("recodes", mode="before")
+    @classmethod
+    def _recode_keys_as_text(cls, value):
+        # YAML turns `1: female` into an int key; raw values are compared as text.
+        if isinstance(value, dict):
+            return {
+                col: ({str(k): v for k, v in mapping.items()} if isinstance(mapping, dict) else mapping)
+                for col, mapping in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.country is not None and self.country_column is not None:
+            raise ValueError("give either 'country' or 'country_column', not both")
+        if self.kind == "microdata":
+            if self.country is None and self.country_column is None:
+                raise ValueError("give 'country' (ISO3) or 'country_column'")
+            if self.design is None:
+                raise ValueError("a microdata card needs 'design' (type: probability|non_probability)")
+            allowed = set(SCHEMA_COLUMNS) | set(HELPER_COLUMNS)
+            allowed -= {"respondent_id", "source", "country", "weight", "strata", "psu", "fpc", "sample_type"}
+        elif self.kind == "aggregates":
+            allowed = set(AGGREGATE_COLUMNS)
+        else:
+            allowed = set(MARGIN_COLUMNS)
+        unknown = sorted(set(self.columns) - allowed)
+        if unknown:
+            raise ValueError(
+                f"columns: {unknown} are not {self.kind} schema columns; allowed: {sorted(allowed)}"
+            )
+        if self.country is not None and not is_iso3(self.country):
+            raise ValueError(f"country {self.country!r} is not an ISO 3166-1 alpha-3 code (e.g. 'KEN')")
+        for column, method in self.derive.items():
+            name = method if isinstance(method, str) else method.get("method")
+            if column not in DERIVATIONS:
+                raise ValueError(f"derive: no derivation for '{column}'; derivable: {sorted(DERIVATIONS)}")
+            if name not in DERIVATIONS[column]:
+                raise ValueError(f"derive.{column}: unknown method {name!r}; use one of {list(DERIVATIONS[column])}")
+        if self.reader == "kobo" and not self.reader_options.form:
+            raise ValueError("reader 'kobo' needs reader_options.form (the XLSForm with survey/choices sheets)")
+        return self
+
+    def derive_method(self, column: str) -> tuple[str | None, dict]:
+        """``(method, options)`` of the derivation of ``column`` (``(None, {})`` when not derived)."""
+        spec = self.derive.get(column)
+        if spec is None:
+            return None, {}
+        if isinstance(spec, str):
+            return spec, {}
+        options = {k: v for k, v in spec.items() if k != "method"}
+        return spec.get("method"), options
+
+
+def load_card(path: Path | str) -> SourceCard:
+    """Read and validate one source card.
+
+    Raises
+    ------
+    CardError
+        One line naming the file and the failing key: unknown keys, wrong types, a bad ISO3
+        country, an ``id`` that differs from the file stem, invalid YAML.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CardError(f"{path}: source card not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise CardError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise CardError(f"{path}: is not UTF-8 text; save the card as UTF-8") from None
+    if not isinstance(data, dict):
+        raise CardError(f"{path}: a source card must be a YAML mapping (key: value)")
+    try:
+        card = SourceCard(**data)
+    except ValidationError as exc:
+        raise CardError(pydantic_message(exc, str(path))) from None
+    except SchemaError as exc:
+        raise CardError(f"{path}: {exc}") from None
+    if card.id != path.stem:
+        raise CardError(f"{path}: key 'id' is {card.id!r} but must equal the file name stem {path.stem!r}")
+    return card
+
+
+def card_paths(sources_dir: Path | str | None = None) -> dict[str, Path]:
+    """Every source card under ``params/sources/``, keyed by source id (file stem), sorted."""
+    from analysis import config
+
+    folder = Path(sources_dir) if sources_dir else config.SOURCES_DIR
+    return {p.stem: p for p in sorted(folder.glob("*.yml"))}
