@@ -1,0 +1,607 @@
+"""The house style and every plot and map of the report.
+
+One look for every figure, so that chapters for different groups and countries compare side by side:
+
+- one seaborn/matplotlib theme (:func:`use_house_style`);
+- one colour-blind-safe palette (Okabe & Ito 2008) with a *fixed* colour per group and per category,
+  assigned from the order of the catalogues (``params/groups.yml``), never from the data of one run
+  (:func:`series_colours`);
+- fixed axes: percentages always 0–100, gaps in percentage points always symmetric around 0
+  (±50, widened to ±100 only when a value needs it);
+- an interval on every estimate; suppressed cells drawn as hatched "suppressed" marks, never as zero;
+  caution cells marked with an asterisk and a note;
+- a source note on every figure, and "SYNTHETIC DEMO DATA" when the source is synthetic;
+- saved as SVG and PNG under stable names, byte-identical when re-rendered from the same inputs
+  (:func:`save_figure`: fixed SVG hash salt, no dates or software versions in the metadata);
+- alternative text generated from the figure's data, saying what it shows and the main finding,
+  shown in notebooks as ``<figure><img alt=...><figcaption>`` (:func:`figure_html`).
+
+Values reach these functions already in display units (percent 0–100 for binary indicators);
+:mod:`analysis.chapters` does the conversion from the result schema's proportions.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; notebooks show the saved files, not live canvases
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+#: Okabe–Ito colour-blind-safe palette, in the order colours are handed out. Yellow comes last
+#: because it has the lowest contrast on white.
+OKABE_ITO: list[str] = [
+    "#0072B2",  # blue
+    "#D55E00",  # vermillion
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#E69F00",  # orange
+    "#56B4E9",  # sky blue
+    "#000000",  # black
+    "#F0E442",  # yellow
+]
+#: Colour of every reference group ("rest of the population"): a grey with 4.5:1 contrast on white.
+REFERENCE_COLOUR = "#767676"
+#: Fill of suppressed cells and areas (drawn hatched), and of areas without data.
+SUPPRESSED_COLOUR = "#FFFFFF"
+NO_DATA_COLOUR = "#D9D9D9"
+SUPPRESSED_HATCH = "////"
+#: Sequential colour map for percentages (perceptually uniform, colour-blind safe).
+SEQUENTIAL_CMAP = "cividis"
+#: Diverging colour map for gaps (colour-blind safe).
+DIVERGING_CMAP = "PuOr_r"
+#: Fixed axis of every percentage.
+PERCENT_RANGE: tuple[float, float] = (0.0, 100.0)
+#: Default half-width of the axis of every gap in percentage points.
+GAP_HALF_RANGE = 50.0
+#: Natural Earth asks for this credit on every map.
+NATURAL_EARTH_CREDIT = "Made with Natural Earth"
+SYNTHETIC_NOTE = "SYNTHETIC DEMO DATA"
+#: Matplotlib's SVG ids depend on this salt; fixing it makes re-rendered SVGs byte-identical.
+SVG_HASH_SALT = "analysis-house-style"
+PNG_DPI = 150
+FIGURE_WIDTH = 8.0  # inches; one width for every figure so they line up in the HTML
+
+_HOUSE_RC = {
+    "svg.hashsalt": SVG_HASH_SALT,
+    "svg.fonttype": "path",  # text as paths: identical output whatever fonts the reader has
+    "font.family": "DejaVu Sans",
+    "font.size": 10,
+    "axes.titlesize": 12,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "figure.dpi": 100,
+    "savefig.dpi": PNG_DPI,
+    "hatch.linewidth": 0.8,
+    "hatch.color": "#444444",
+}
+
+
+def use_house_style() -> None:
+    """Set the one seaborn/matplotlib theme of the report (idempotent)."""
+    sns.set_theme(context="notebook", style="whitegrid", font="DejaVu Sans")
+    matplotlib.rcParams.update(_HOUSE_RC)
+
+
+# --------------------------------------------------------------------------- colours
+
+
+def series_colours(keys, catalogue_order=None, reference_keys=("reference",)) -> dict[str, str]:
+    """A fixed colour for every series key.
+
+    Colours are handed out by each key's position in ``catalogue_order`` (the order of
+    ``params/groups.yml`` groups or of a dimension's categories), so a group keeps its colour in
+    every run whatever else the run shows. Keys not in the catalogue follow, in sorted order.
+    Reference keys are always :data:`REFERENCE_COLOUR`.
+    """
+    order = list(catalogue_order or [])
+    extra = sorted(k for k in set(map(str, keys)) if k not in order and k not in reference_keys)
+    ranked = [k for k in order if k not in reference_keys] + extra
+    colours = {key: OKABE_ITO[i % len(OKABE_ITO)] for i, key in enumerate(ranked)}
+    for key in reference_keys:
+        colours[key] = REFERENCE_COLOUR
+    return {str(k): colours[str(k)] for k in keys}
+
+
+# --------------------------------------------------------------------------- saving
+
+
+@dataclass(frozen=True)
+class SavedFigure:
+    """A figure written to disk, with the text that makes it accessible."""
+
+    name: str
+    svg: Path
+    png: Path
+    alt: str
+    caption: str
+
+
+def save_figure(fig, figures_dir, name: str, alt: str, caption: str) -> SavedFigure:
+    """Write ``fig`` as ``<figures_dir>/<name>.svg`` and ``.png`` and close it.
+
+    The files are byte-identical when the same figure is drawn again: the SVG hash salt is fixed
+    and no date, creator or software version is written into either file.
+    """
+    if not alt or not alt.strip():
+        raise ValueError(f"figure {name!r}: alt text is empty; every figure needs alternative text")
+    figures_dir = Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    svg, png = figures_dir / f"{name}.svg", figures_dir / f"{name}.png"
+    with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+        fig.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    plt.close(fig)
+    return SavedFigure(name=name, svg=svg, png=png, alt=alt.strip(), caption=caption.strip())
+
+
+def figure_html(figure: SavedFigure, relative_to=None) -> str:
+    """``<figure><img alt=...><figcaption>`` for a saved figure.
+
+    ``relative_to`` is the folder of the HTML page (the run's output folder); the image path is
+    made relative to it so the page works wherever the outputs folder is served from.
+    """
+    src = figure.png
+    if relative_to is not None:
+        src = Path(_relative_path(figure.png, Path(relative_to)))
+    return (
+        '<figure class="analysis-figure">'
+        f'<img src="{html.escape(src.as_posix())}" alt="{html.escape(figure.alt)}" '
+        'style="max-width:100%;height:auto">'
+        f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
+    )
+
+
+def _relative_path(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(Path(path).resolve(), Path(start).resolve())
+
+
+# --------------------------------------------------------------------------- notes
+
+
+def _add_notes(fig, source_note: str, synthetic: bool, credit: str | None = None) -> None:
+    """Source note bottom-left, synthetic banner top-right, map credit bottom-right."""
+    fig.text(0.01, 0.005, source_note, ha="left", va="bottom", fontsize=7.5, color="#333333", wrap=True)
+    if credit:
+        fig.text(0.99, 0.005, credit, ha="right", va="bottom", fontsize=7.5, color="#333333")
+    if synthetic:
+        fig.text(
+            0.99, 0.995, SYNTHETIC_NOTE, ha="right", va="top", fontsize=9, fontweight="bold",
+            color="#A00000", bbox={"facecolor": "white", "edgecolor": "#A00000", "boxstyle": "round,pad=0.2"},
+        )
+
+
+def _fmt(value: float, unit: str = "percent") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.0f}%" if unit == "percent" else f"{value:.2g}" if abs(value) < 10 else f"{value:.0f}"
+
+
+def _fmt_ci(low: float, high: float, unit: str = "percent") -> str:
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high)):
+        return ""
+    suffix = "" if unit != "percent" else ""
+    return f" (95% CI {_fmt(low, unit).rstrip('%')}–{_fmt(high, unit)}{suffix})"
+
+
+# --------------------------------------------------------------------------- estimates
+
+
+def plot_estimates(
+    table: pd.DataFrame,
+    *,
+    item_column: str,
+    series_column: str,
+    title: str,
+    value_label: str = "Percent of adults",
+    item_labels: dict | None = None,
+    series_labels: dict | None = None,
+    series_order: list | None = None,
+    colours: dict | None = None,
+    unit: str = "percent",
+    source_note: str = "",
+    synthetic: bool = False,
+    value_range: tuple[float, float] | None = None,
+):
+    """Horizontal bars of estimates with 95% intervals, one bar per series within each item.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Columns ``item_column``, ``series_column``, ``estimate``, ``ci_low``, ``ci_high``, ``flag``
+        (result schema), values in display units. Rows flagged ``suppressed`` are drawn as hatched
+        "suppressed" bars spanning the axis — never as zero. ``caution`` rows get an asterisk.
+    unit : "percent" fixes the axis at 0–100; anything else uses ``value_range`` or the data.
+
+    Returns
+    -------
+    (Figure, alt_text)
+    """
+    use_house_style()
+    item_labels = item_labels or {}
+    series_labels = series_labels or {}
+    items = list(dict.fromkeys(table[item_column].astype(str)))
+    series = series_order or list(dict.fromkeys(table[series_column].astype(str)))
+    colours = colours or series_colours(series)
+    if unit == "percent":
+        low, high = PERCENT_RANGE
+    elif value_range is not None:
+        low, high = value_range
+    else:
+        values = pd.concat([table["ci_high"], table["estimate"]]).astype(float)
+        low, high = 0.0, float(np.nanmax(values)) * 1.1 if values.notna().any() else 1.0
+
+    n_items, n_series = len(items), len(series)
+    bar_height = 0.8 / max(n_series, 1)
+    height = 1.3 + 0.32 * n_items * max(n_series, 1) + 0.25 * n_items
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, height))
+    lookup = {(str(r[item_column]), str(r[series_column])): r for _, r in table.iterrows()}
+    any_caution = any_suppressed = False
+    for i, item in enumerate(items):
+        for j, key in enumerate(series):
+            y = i + (j - (n_series - 1) / 2) * bar_height
+            row = lookup.get((item, key))
+            if row is None:
+                continue
+            if row["flag"] == "suppressed" or pd.isna(row["estimate"]):
+                any_suppressed |= row["flag"] == "suppressed"
+                ax.barh(y, high - low, left=low, height=bar_height * 0.9, color=SUPPRESSED_COLOUR,
+                        edgecolor=colours.get(key, REFERENCE_COLOUR), hatch=SUPPRESSED_HATCH, linewidth=0.8)
+                label = "suppressed" if row["flag"] == "suppressed" else "no estimate"
+                ax.text(low + (high - low) / 2, y, label, ha="center", va="center", fontsize=8,
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+                continue
+            est = float(row["estimate"])
+            ax.barh(y, est - low, left=low, height=bar_height * 0.9, color=colours.get(key, REFERENCE_COLOUR))
+            lo, hi = row.get("ci_low"), row.get("ci_high")
+            if pd.notna(lo) and pd.notna(hi):
+                ax.errorbar(est, y, xerr=[[est - float(lo)], [float(hi) - est]], fmt="none",
+                            ecolor="#222222", elinewidth=1.1, capsize=3)
+            caution = row["flag"] == "caution"
+            any_caution |= caution
+            end = float(hi) if pd.notna(hi) else est
+            ax.text(min(end + (high - low) * 0.01, high), y, _fmt(est, unit) + ("*" if caution else ""),
+                    ha="left" if end < high * 0.93 else "right", va="center", fontsize=8)
+    ax.set_yticks(range(n_items))
+    ax.set_yticklabels([_wrap(item_labels.get(it, it)) for it in items])
+    ax.invert_yaxis()
+    ax.set_xlim(low, high)
+    ax.set_xlabel(value_label)
+    ax.set_title(title, loc="left")
+    handles = [Patch(facecolor=colours.get(k, REFERENCE_COLOUR), label=series_labels.get(k, k)) for k in series]
+    if any_suppressed:
+        handles.append(Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
+                             label="suppressed (too few respondents)"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / height),
+              ncol=min(len(handles), 3))
+    note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Bars: estimate; whiskers: 95% CI."
+    _add_notes(fig, note.strip(), synthetic)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    alt = describe_estimates(table, item_column=item_column, series_column=series_column, title=title,
+                             item_labels=item_labels, series_labels=series_labels, series_order=series,
+                             unit=unit)
+    return fig, alt
+
+
+def _wrap(text: str, width: int = 28) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(str(text), width)) or str(text)
+
+
+def describe_estimates(table, *, item_column, series_column, title, item_labels=None, series_labels=None,
+                       series_order=None, unit="percent", max_items: int = 8) -> str:
+    """Alt text for :func:`plot_estimates`: every item's values and CIs, and the largest gap.
+
+    E.g. ``"Bar chart of food insecurity: persons with disabilities 41% (95% CI 37–45) vs
+    without 28% (95% CI 25–31); gap 13 points."``
+    """
+    item_labels = item_labels or {}
+    series_labels = series_labels or {}
+    items = list(dict.fromkeys(table[item_column].astype(str)))
+    series = series_order or list(dict.fromkeys(table[series_column].astype(str)))
+    rows = {(str(r[item_column]), str(r[series_column])): r for _, r in table.iterrows()}
+    parts, gaps = [], []
+    for item in items[:max_items]:
+        values = []
+        for key in series:
+            row = rows.get((item, key))
+            if row is None:
+                continue
+            name = series_labels.get(key, key)
+            if row["flag"] == "suppressed" or pd.isna(row["estimate"]):
+                values.append(f"{name} suppressed (too few respondents)")
+            else:
+                mark = ", caution: few respondents" if row["flag"] == "caution" else ""
+                ci = _fmt_ci(row.get("ci_low"), row.get("ci_high"), unit)
+                values.append(f"{name} {_fmt(float(row['estimate']), unit)}{ci[:-1] + mark + ')' if ci else mark}")
+        text = f"{item_labels.get(item, item)}: " + " vs ".join(values)
+        if len(series) == 2:
+            a, b = rows.get((item, series[0])), rows.get((item, series[1]))
+            if a is not None and b is not None and pd.notna(a["estimate"]) and pd.notna(b["estimate"]):
+                gap = float(a["estimate"]) - float(b["estimate"])
+                gaps.append((abs(gap), item_labels.get(item, item), gap))
+                text += f"; gap {gap:+.0f} points" if unit == "percent" else f"; difference {gap:+.2g}"
+        parts.append(text)
+    alt = f"Bar chart of {title}. " + ". ".join(parts) + "."
+    if len(items) > max_items:
+        alt += f" And {len(items) - max_items} more items, listed in the table below."
+    if gaps:
+        _, label, gap = max(gaps)
+        alt += f" Largest gap: {label}, {gap:+.0f} {'points' if unit == 'percent' else ''}.".replace(" .", ".")
+    return alt
+
+
+# --------------------------------------------------------------------------- gaps
+
+
+def plot_gaps(
+    table: pd.DataFrame,
+    *,
+    title: str,
+    item_labels: dict | None = None,
+    colour: str = OKABE_ITO[0],
+    value_label: str = "Difference, percentage points (group − reference)",
+    source_note: str = "",
+    synthetic: bool = False,
+):
+    """Dot-and-whisker chart of gaps (differences in points) with 95% intervals around a zero line.
+
+    ``table`` has one row per item (column ``indicator``) with ``estimate``, ``ci_low``, ``ci_high``,
+    ``flag``. The axis is fixed at ±50 points (±100 when a value needs it) so runs compare.
+    """
+    use_house_style()
+    item_labels = item_labels or {}
+    items = list(table["indicator"].astype(str))
+    values = pd.concat([table["ci_low"], table["ci_high"], table["estimate"]]).astype(float).abs()
+    half = GAP_HALF_RANGE if not values.notna().any() or values.max() <= GAP_HALF_RANGE else 100.0
+    height = 1.4 + 0.45 * len(items)
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, height))
+    ax.axvline(0, color="#222222", linewidth=1)
+    any_caution = False
+    for i, (_, row) in enumerate(table.iterrows()):
+        if row["flag"] == "suppressed" or pd.isna(row["estimate"]):
+            ax.barh(i, 2 * half, left=-half, height=0.6, color=SUPPRESSED_COLOUR, edgecolor="#444444",
+                    hatch=SUPPRESSED_HATCH, linewidth=0.6)
+            ax.text(0, i, "suppressed" if row["flag"] == "suppressed" else "no estimate", ha="center",
+                    va="center", fontsize=8, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+            continue
+        est = float(row["estimate"])
+        if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
+            ax.errorbar(est, i, xerr=[[est - float(row["ci_low"])], [float(row["ci_high"]) - est]],
+                        fmt="o", color=colour, ecolor=colour, elinewidth=1.6, capsize=3, markersize=6)
+        else:
+            ax.plot(est, i, "o", color=colour)
+        caution = row["flag"] == "caution"
+        any_caution |= caution
+        ax.text(est, i - 0.28, f"{est:+.0f}" + ("*" if caution else ""), ha="center", va="bottom", fontsize=8)
+    ax.set_yticks(range(len(items)))
+    ax.set_yticklabels([_wrap(item_labels.get(it, it)) for it in items])
+    ax.set_ylim(len(items) - 0.5, -0.7)
+    ax.set_xlim(-half, half)
+    ax.set_xlabel(value_label)
+    ax.set_title(title, loc="left")
+    note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Dots: gap; whiskers: 95% CI."
+    _add_notes(fig, note.strip(), synthetic)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    return fig, describe_gaps(table, title=title, item_labels=item_labels)
+
+
+def describe_gaps(table, *, title, item_labels=None, max_items: int = 8) -> str:
+    """Alt text for :func:`plot_gaps`: each gap with its CI, and which gaps exclude zero."""
+    item_labels = item_labels or {}
+    parts, clear = [], []
+    for _, row in table.head(max_items).iterrows():
+        label = item_labels.get(str(row["indicator"]), str(row["indicator"]))
+        if row["flag"] == "suppressed" or pd.isna(row["estimate"]):
+            parts.append(f"{label}: suppressed")
+            continue
+        ci = ""
+        if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
+            ci = f" (95% CI {float(row['ci_low']):+.0f} to {float(row['ci_high']):+.0f})"
+            if row["ci_low"] > 0 or row["ci_high"] < 0:
+                clear.append(label)
+        parts.append(f"{label}: {float(row['estimate']):+.0f} points{ci}")
+    alt = f"Dot chart of {title}. " + "; ".join(parts) + "."
+    if len(table) > max_items:
+        alt += f" And {len(table) - max_items} more, listed in the table below."
+    alt += (f" Intervals exclude zero for: {', '.join(clear)}." if clear
+            else " No interval excludes zero.")
+    return alt
+
+
+# --------------------------------------------------------------------------- heatmap
+
+
+def plot_heatmap(
+    table: pd.DataFrame,
+    *,
+    row_column: str,
+    column_column: str,
+    title: str,
+    row_labels: dict | None = None,
+    column_labels: dict | None = None,
+    row_order: list | None = None,
+    column_order: list | None = None,
+    row_title: str = "",
+    column_title: str = "",
+    source_note: str = "",
+    synthetic: bool = False,
+):
+    """Heatmap of cell estimates (percent, fixed 0–100 colour scale) with suppressed cells hatched.
+
+    Each tile shows the estimate and its 95% CI; caution tiles get an asterisk; suppressed tiles are
+    white, hatched and labelled "suppressed"; crossings without respondents are grey "no data".
+    """
+    use_house_style()
+    row_labels, column_labels = row_labels or {}, column_labels or {}
+    rows = row_order or list(dict.fromkeys(table[row_column].astype(str)))
+    cols = column_order or list(dict.fromkeys(table[column_column].astype(str)))
+    lookup = {(str(r[row_column]), str(r[column_column])): r for _, r in table.iterrows()}
+    cmap = matplotlib.colormaps[SEQUENTIAL_CMAP]
+    norm = matplotlib.colors.Normalize(*PERCENT_RANGE)
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 1.6 + 0.62 * len(rows)))
+    any_caution = False
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            row = lookup.get((r, c))
+            if row is None or (row["flag"] != "suppressed" and pd.isna(row["estimate"])):
+                ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=NO_DATA_COLOUR, edgecolor="white"))
+                ax.text(j + 0.5, i + 0.5, "no data", ha="center", va="center", fontsize=8)
+            elif row["flag"] == "suppressed":
+                ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=SUPPRESSED_COLOUR, edgecolor="#444444",
+                                           hatch=SUPPRESSED_HATCH, linewidth=0.5))
+                ax.text(j + 0.5, i + 0.5, "suppressed", ha="center", va="center", fontsize=8,
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+            else:
+                est = float(row["estimate"])
+                rgba = cmap(norm(est))
+                ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=rgba, edgecolor="white"))
+                light = (0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]) > 0.5
+                caution = row["flag"] == "caution"
+                any_caution |= caution
+                ci = ""
+                if pd.notna(row.get("ci_low")) and pd.notna(row.get("ci_high")):
+                    ci = f"\n({float(row['ci_low']):.0f}–{float(row['ci_high']):.0f})"
+                ax.text(j + 0.5, i + 0.5, f"{est:.0f}%{'*' if caution else ''}{ci}", ha="center",
+                        va="center", fontsize=8, color="black" if light else "white")
+    ax.set_xlim(0, len(cols))
+    ax.set_ylim(len(rows), 0)
+    ax.set_xticks(np.arange(len(cols)) + 0.5)
+    ax.set_xticklabels([_wrap(column_labels.get(c, c), 14) for c in cols])
+    ax.set_yticks(np.arange(len(rows)) + 0.5)
+    ax.set_yticklabels([_wrap(row_labels.get(r, r), 24) for r in rows])
+    ax.set_xlabel(column_title)
+    ax.set_ylabel(row_title)
+    ax.grid(False)
+    ax.set_title(title, loc="left")
+    sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=ax, label="Percent", fraction=0.04, pad=0.02)
+    note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Tiles: estimate (95% CI)."
+    _add_notes(fig, note.strip(), synthetic)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    alt = describe_heatmap(table, row_column=row_column, column_column=column_column, title=title,
+                           row_labels=row_labels, column_labels=column_labels)
+    return fig, alt
+
+
+def describe_heatmap(table, *, row_column, column_column, title, row_labels=None, column_labels=None) -> str:
+    """Alt text for :func:`plot_heatmap`: size, highest and lowest cells, how many suppressed."""
+    row_labels, column_labels = row_labels or {}, column_labels or {}
+    shown = table[(table["flag"] != "suppressed") & table["estimate"].notna()]
+    n_supp = int((table["flag"] == "suppressed").sum())
+
+    def name(row):
+        return f"{row_labels.get(str(row[row_column]), row[row_column])} × " \
+               f"{column_labels.get(str(row[column_column]), row[column_column])}"
+
+    alt = f"Heatmap of {title}, {len(table)} cells."
+    if len(shown):
+        hi = shown.loc[shown["estimate"].astype(float).idxmax()]
+        lo = shown.loc[shown["estimate"].astype(float).idxmin()]
+        alt += (f" Highest: {name(hi)} {float(hi['estimate']):.0f}%"
+                f"{_fmt_ci(hi.get('ci_low'), hi.get('ci_high'))}."
+                f" Lowest: {name(lo)} {float(lo['estimate']):.0f}%{_fmt_ci(lo.get('ci_low'), lo.get('ci_high'))}.")
+    alt += f" {n_supp} cell{'s' if n_supp != 1 else ''} suppressed because too few respondents."
+    return alt
+
+
+# --------------------------------------------------------------------------- maps
+
+
+def plot_choropleth(
+    areas,
+    values: pd.DataFrame,
+    *,
+    area_key: str,
+    value_key: str,
+    title: str,
+    legend_label: str = "Percent",
+    diverging: bool = False,
+    area_label_column: str = "name",
+    source_note: str = "",
+    synthetic: bool = False,
+):
+    """Choropleth of one value per area (admin1 of one country, or countries of the world).
+
+    Parameters
+    ----------
+    areas : GeoDataFrame
+        Boundaries (Natural Earth), with ``area_key`` and ``area_label_column``.
+    values : DataFrame
+        One row per area: ``value_key`` (matching ``area_key``), ``estimate``, ``ci_low``,
+        ``ci_high``, ``flag``. Suppressed areas are drawn white and hatched; areas without an
+        estimate are grey "no data". Never a zero.
+    diverging : gaps (points, symmetric fixed scale ±50 or ±100) instead of percentages (0–100).
+    """
+    use_house_style()
+    merged = areas.merge(values, how="left", left_on=area_key, right_on=value_key)
+    if diverging:
+        limit = float(merged["estimate"].abs().max()) if merged["estimate"].notna().any() else 0.0
+        half = GAP_HALF_RANGE if limit <= GAP_HALF_RANGE else 100.0
+        vmin, vmax, cmap = -half, half, DIVERGING_CMAP
+    else:
+        (vmin, vmax), cmap = PERCENT_RANGE, SEQUENTIAL_CMAP
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 6.0))
+    suppressed = merged["flag"] == "suppressed"
+    shown = merged["estimate"].notna() & ~suppressed
+    merged[~shown & ~suppressed].plot(ax=ax, color=NO_DATA_COLOUR, edgecolor="white", linewidth=0.4)
+    if suppressed.any():
+        merged[suppressed].plot(ax=ax, facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
+                                linewidth=0.4)
+    if shown.any():
+        merged[shown].plot(ax=ax, column="estimate", cmap=cmap, vmin=vmin, vmax=vmax, edgecolor="white",
+                           linewidth=0.4)
+    sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(vmin, vmax), cmap=cmap)
+    fig.colorbar(sm, ax=ax, label=legend_label, fraction=0.035, pad=0.02, shrink=0.8)
+    handles = [Patch(facecolor=NO_DATA_COLOUR, label="no data")]
+    if suppressed.any():
+        handles.insert(0, Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
+                                label="suppressed (too few respondents)"))
+    ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=True)
+    data_bounds = merged[shown | suppressed]
+    if len(data_bounds):
+        x0, y0, x1, y1 = data_bounds.total_bounds
+        pad_x, pad_y = max((x1 - x0) * 0.08, 1), max((y1 - y0) * 0.08, 1)
+        ax.set_xlim(x0 - pad_x, x1 + pad_x)
+        ax.set_ylim(y0 - pad_y, y1 + pad_y)
+    ax.set_axis_off()
+    ax.set_title(title, loc="left")
+    _add_notes(fig, source_note, synthetic, credit=NATURAL_EARTH_CREDIT)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    labels = dict(zip(merged[area_key].astype(str), merged[area_label_column].astype(str)))
+    alt = describe_map(values, key=value_key, title=title, area_labels=labels, diverging=diverging)
+    return fig, alt
+
+
+def describe_map(values: pd.DataFrame, *, key: str, title: str, area_labels=None, diverging=False) -> str:
+    """Alt text for a choropleth: number of areas, highest and lowest, suppressed count."""
+    area_labels = area_labels or {}
+    shown = values[(values["flag"] != "suppressed") & values["estimate"].notna()]
+    n_supp = int((values["flag"] == "suppressed").sum())
+    unit = " points" if diverging else "%"
+
+    def fmt(v):
+        return f"{v:+.0f}{unit}" if diverging else f"{v:.0f}{unit}"
+
+    alt = f"Map of {title}: {len(shown)} area{'s' if len(shown) != 1 else ''} with an estimate"
+    if len(shown):
+        hi = shown.loc[shown["estimate"].astype(float).idxmax()]
+        lo = shown.loc[shown["estimate"].astype(float).idxmin()]
+        alt += (f"; highest {area_labels.get(str(hi[key]), hi[key])} {fmt(float(hi['estimate']))}, "
+                f"lowest {area_labels.get(str(lo[key]), lo[key])} {fmt(float(lo['estimate']))}")
+    alt += f"; {n_supp} area{'s' if n_supp != 1 else ''} suppressed. {NATURAL_EARTH_CREDIT}."
+    return alt
