@@ -175,3 +175,159 @@ def stack(frames) -> pd.DataFrame:
 def is_blank(value) -> bool:
     """True for a missing number (NaN, None, pd.NA)."""
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+# --------------------------------------------------------------------------------------------
+# Presentation: formatted accessible HTML tables and an Excel workbook per indicator
+# --------------------------------------------------------------------------------------------
+
+#: Column headings of the formatted (reader-facing) result table.
+DISPLAY_COLUMNS: dict[str, str] = {
+    "indicator": "Indicator",
+    "cell": "Population",
+    "estimate": "Estimate",
+    "ci": "95% CI",
+    "n_unweighted": "Respondents",
+    "flag": "Reliability",
+}
+
+#: Reader-facing words for the flags.
+FLAG_TEXT: dict[str, str] = {
+    "ok": "",
+    "caution": "caution: few respondents",
+    "suppressed": "suppressed: too few respondents",
+}
+
+
+def _format_number(value, scale: float, decimals: int) -> str:
+    if is_blank(value) or pd.isna(value):
+        return ""
+    return f"{float(value) * scale:.{decimals}f}"
+
+
+def format_results(
+    table: pd.DataFrame,
+    *,
+    indicator_labels: dict | None = None,
+    cell_labels: dict | None = None,
+    percent_indicators=(),
+    columns: dict | None = None,
+    decimals: int = 1,
+) -> pd.DataFrame:
+    """Format a result table for readers: labels, rounded numbers, CI as "low–high", flag words.
+
+    Proportions of ``percent_indicators`` are shown as percentages (×100); other estimates as they
+    are. Suppressed rows keep their row with blank numbers and the word "suppressed". Returns a
+    frame of strings with the headings of :data:`DISPLAY_COLUMNS` (or ``columns``).
+    """
+    validate(table)
+    indicator_labels = indicator_labels or {}
+    cell_labels = cell_labels or {}
+    percent = set(percent_indicators)
+    rows = []
+    for _, row in table.iterrows():
+        scale = 100.0 if str(row["indicator"]) in percent else 1.0
+        estimate = _format_number(row["estimate"], scale, decimals)
+        if estimate and scale == 100.0:
+            estimate += "%"
+        low, high = (_format_number(row[c], scale, decimals) for c in ("ci_low", "ci_high"))
+        rows.append(
+            {
+                "indicator": indicator_labels.get(str(row["indicator"]), str(row["indicator"])),
+                "cell": " × ".join(cell_labels.get(part, part) for part in split_cell(str(row["cell"])))
+                if str(row["cell"]) != "all" else cell_labels.get("all", "all"),
+                "estimate": estimate,
+                "ci": f"{low}–{high}" if low and high else "",
+                "n_unweighted": "" if pd.isna(row["n_unweighted"]) else f"{int(row['n_unweighted']):,}",
+                "flag": FLAG_TEXT.get(str(row["flag"]), str(row["flag"])),
+            }
+        )
+    headings = columns or DISPLAY_COLUMNS
+    out = pd.DataFrame(rows, columns=list(DISPLAY_COLUMNS))
+    return out.rename(columns=headings)
+
+
+def html_table(display: pd.DataFrame, caption: str, *, row_headers: int = 1, table_id: str | None = None) -> str:
+    """An accessible HTML table: ``<caption>``, ``<th scope="col">`` headings, ``<th scope="row">``.
+
+    ``display`` is a frame of already formatted strings (e.g. from :func:`format_results`); the
+    first ``row_headers`` columns become row header cells. Every value is HTML-escaped.
+    """
+    import html as _html
+
+    if not caption or not str(caption).strip():
+        raise ValueError("html_table: every table needs a caption")
+    esc = _html.escape
+    ident = f' id="{esc(table_id)}"' if table_id else ""
+    head = "".join(f'<th scope="col">{esc(str(c))}</th>' for c in display.columns)
+    body = []
+    for values in display.itertuples(index=False):
+        cells = []
+        for i, value in enumerate(values):
+            text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else esc(str(value))
+            cells.append(f'<th scope="row">{text}</th>' if i < row_headers else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f'<table class="analysis-table"{ident}><caption>{esc(str(caption))}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+_SHEET_FORBIDDEN = set('[]:*?/\\')
+
+
+def _sheet_name(text: str, used: set) -> str:
+    name = "".join("_" if ch in _SHEET_FORBIDDEN else ch for ch in str(text))[:31] or "sheet"
+    base, k = name, 2
+    while name.lower() in used:
+        suffix = f" ({k})"
+        name, k = base[: 31 - len(suffix)] + suffix, k + 1
+    used.add(name.lower())
+    return name
+
+
+def write_excel(
+    table: pd.DataFrame,
+    path: str | Path,
+    *,
+    indicator_labels: dict | None = None,
+    notes: list[str] | None = None,
+) -> Path:
+    """Write a result table as an Excel workbook with one sheet per indicator.
+
+    Every sheet keeps the full result schema (including ``flag``: suppressed rows stay with blank
+    numbers, caution rows are marked), sorted as given. A first sheet "About" lists the sheets with
+    the indicators' labels and the ``notes`` (suppression rule, sources).
+    """
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    validate(table)
+    indicator_labels = indicator_labels or {}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook = Workbook()
+    about = workbook.active
+    about.title = "About"
+    about.append(["sheet", "indicator", "label", "rows", "suppressed", "caution"])
+    for cell in about[1]:
+        cell.font = Font(bold=True)
+    used = {"about"}
+    for indicator, rows in table.groupby("indicator", sort=False):
+        sheet = workbook.create_sheet(_sheet_name(indicator, used))
+        sheet.append(RESULT_COLUMNS)
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        for values in rows[RESULT_COLUMNS].itertuples(index=False):
+            sheet.append([None if is_blank(v) or (not isinstance(v, str) and pd.isna(v)) else
+                          (v.item() if hasattr(v, "item") else v) for v in values])
+        sheet.freeze_panes = "A2"
+        about.append([sheet.title, str(indicator), indicator_labels.get(str(indicator), str(indicator)),
+                      len(rows), int((rows["flag"] == "suppressed").sum()), int((rows["flag"] == "caution").sum())])
+    for note in notes or []:
+        about.append([])
+        about.append([note])
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    workbook.save(tmp)
+    tmp.replace(path)
+    return path
