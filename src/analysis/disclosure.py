@@ -1,0 +1,574 @@
+"""Disclosure control: small-cell suppression and the output gate.
+
+Every published table passes through :func:`apply_suppression` and then the gate
+:func:`assert_publishable`. The rules follow DHS and MICS practice:
+
+- **Primary suppression.** A cell estimated from fewer than ``suppress_below`` (default 25)
+  unweighted cases is withheld: its row stays, ``flag == "suppressed"`` and every number in it
+  is blanked. A cell with ``suppress_below <= n < caution_below`` (default 25–49) is shown with
+  ``flag == "caution"``. The thresholds are read from ``params/report.yml``, key
+  ``disclosure: {suppress_below: 25, caution_below: 50}``, when that file has the key.
+- **Secondary suppression.** A suppressed cell must not be recoverable from what is published
+  beside it: a margin minus its other children, the complement of a binary dimension, or any
+  linear combination of published margins (see :func:`secondary_suppression`).
+- **Derived measures.** A gap, ratio or summary measure computed from a suppressed or missing
+  input cell is suppressed itself (:func:`suppress_derived`).
+
+Suppressed stays distinct from missing: a row whose estimate is blank but whose flag is ``ok``
+or ``caution`` is *not available* (e.g. no non-missing answers); a withheld row has flag
+``suppressed``. Each suppressed row says why in the diagnostic column ``suppression_reason``
+(dropped by :func:`analysis.tables.conform` when the table is written).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.linalg import null_space
+
+from analysis import config
+from analysis.tables import CELL_SEPARATOR, NUMERIC_COLUMNS, split_cell
+
+#: DHS/MICS defaults: fewer than 25 unweighted cases suppressed, 25–49 shown with caution.
+DEFAULT_SUPPRESS_BELOW = 25
+DEFAULT_CAUTION_BELOW = 50
+
+#: Columns that identify one table (one indicator for one group in one country and source).
+TABLE_KEYS = ["source", "country", "group", "indicator"]
+
+#: Diagnostic column saying why a row was suppressed.
+REASON_COLUMN = "suppression_reason"
+
+# A suppressed cell counts as recovered when its coordinate in every solution of the published
+# linear system is fixed to within this tolerance (the system has coefficients 0 and ±1).
+_DETERMINED_TOLERANCE = 1e-9
+
+
+class DisclosureError(ValueError):
+    """A table would disclose a small cell, or disclosure settings are invalid."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Disclosure thresholds on the unweighted number of cases behind an estimate.
+
+    Attributes
+    ----------
+    suppress_below : int
+        Cells with ``n_unweighted < suppress_below`` are suppressed (default 25).
+    caution_below : int
+        Cells with ``suppress_below <= n_unweighted < caution_below`` are flagged
+        ``caution`` (default 50).
+    """
+
+    suppress_below: int = DEFAULT_SUPPRESS_BELOW
+    caution_below: int = DEFAULT_CAUTION_BELOW
+
+    def __post_init__(self):
+        if not (isinstance(self.suppress_below, (int, np.integer)) and self.suppress_below >= 1):
+            raise DisclosureError(
+                f"disclosure threshold suppress_below={self.suppress_below!r} must be a positive integer"
+            )
+        if not (
+            isinstance(self.caution_below, (int, np.integer))
+            and self.caution_below >= self.suppress_below
+        ):
+            raise DisclosureError(
+                f"disclosure threshold caution_below={self.caution_below!r} must be an integer "
+                f">= suppress_below={self.suppress_below}"
+            )
+
+
+def load_thresholds(report_file: str | Path | None = None) -> Thresholds:
+    """Read the thresholds from ``params/report.yml`` (key ``disclosure:``), else the defaults.
+
+    Parameters
+    ----------
+    report_file : path, optional
+        Defaults to :data:`analysis.config.REPORT_FILE`. A missing file or a file without the
+        ``disclosure`` key gives the DHS/MICS defaults (25 and 50).
+    """
+    path = Path(report_file) if report_file is not None else config.REPORT_FILE
+    if not path.exists():
+        return Thresholds()
+    settings = (yaml.safe_load(path.read_text()) or {}).get("disclosure") or {}
+    if not isinstance(settings, dict):
+        raise DisclosureError(f"{path}: key 'disclosure' must be a mapping like "
+                              "{suppress_below: 25, caution_below: 50}")
+    unknown = sorted(set(settings) - {"suppress_below", "caution_below"})
+    if unknown:
+        raise DisclosureError(f"{path}: unknown keys {unknown} under 'disclosure'; "
+                              "allowed are suppress_below and caution_below")
+    return Thresholds(
+        suppress_below=int(settings.get("suppress_below", DEFAULT_SUPPRESS_BELOW)),
+        caution_below=int(settings.get("caution_below", DEFAULT_CAUTION_BELOW)),
+    )
+
+
+def _resolve(thresholds) -> Thresholds:
+    if thresholds is None:
+        return load_thresholds()
+    if isinstance(thresholds, Thresholds):
+        return thresholds
+    if isinstance(thresholds, dict):
+        return Thresholds(**thresholds)
+    raise DisclosureError(f"thresholds={thresholds!r}: give a Thresholds, a dict or None")
+
+
+def _require_columns(table: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DisclosureError(f"{what}: table lacks columns {missing}")
+
+
+def _numeric_columns(table: pd.DataFrame) -> list[str]:
+    """Every column that carries a number: the schema's and any diagnostic (deff, cv, n_missing...)."""
+    extra = [
+        c for c in table.columns
+        if c not in NUMERIC_COLUMNS and pd.api.types.is_numeric_dtype(table[c])
+        and not pd.api.types.is_bool_dtype(table[c])
+    ]
+    return [c for c in NUMERIC_COLUMNS if c in table.columns] + extra
+
+
+def _blank(table: pd.DataFrame, rows: pd.Series, reason) -> pd.DataFrame:
+    """Flag ``rows`` suppressed, blank every number in them and record the reason."""
+    if not rows.any():
+        return table
+    for column in _numeric_columns(table):
+        if pd.api.types.is_integer_dtype(table[column]) and not \
+                pd.api.types.is_extension_array_dtype(table[column]):
+            table[column] = table[column].astype("Int64")  # so that it can hold a blank
+        table.loc[rows, column] = np.nan if table[column].dtype.kind == "f" else pd.NA
+    table["flag"] = table["flag"].astype("string")
+    table.loc[rows, "flag"] = "suppressed"
+    table.loc[rows, REASON_COLUMN] = reason if isinstance(reason, str) else reason[rows]
+    return table
+
+
+def _prepare(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.copy()
+    if "flag" not in out.columns:
+        out["flag"] = "ok"
+    out["flag"] = out["flag"].astype("string").fillna("ok")
+    if REASON_COLUMN not in out.columns:
+        out[REASON_COLUMN] = pd.Series(pd.NA, index=out.index, dtype="string")
+    else:
+        out[REASON_COLUMN] = out[REASON_COLUMN].astype("string")
+    return out
+
+
+def primary_suppression(table: pd.DataFrame, thresholds=None) -> pd.DataFrame:
+    """Suppress cells with too few unweighted cases and flag the next band ``caution``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A result-schema table (extra diagnostic columns are kept and blanked too).
+    thresholds : Thresholds, dict or None
+        ``None`` reads ``params/report.yml`` (:func:`load_thresholds`).
+
+    Returns
+    -------
+    DataFrame
+        A copy where rows with ``n_unweighted < suppress_below`` have ``flag == "suppressed"``
+        and all numbers blanked, rows with ``n_unweighted < caution_below`` that were ``ok`` are
+        ``caution``. A row with an estimate but no ``n_unweighted`` cannot be checked and is
+        suppressed ("unknown n"). A row with neither stays as it is: *not available*.
+    """
+    limits = _resolve(thresholds)
+    _require_columns(table, ["n_unweighted", "estimate"], "primary suppression")
+    out = _prepare(table)
+    n = pd.to_numeric(out["n_unweighted"], errors="coerce")
+    has_number = pd.to_numeric(out["estimate"], errors="coerce").notna()
+    already = out["flag"] == "suppressed"
+    small = (n < limits.suppress_below).fillna(False) & ~already
+    unknown = n.isna() & has_number & ~already
+    reasons = pd.Series(pd.NA, index=out.index, dtype="string")
+    reasons[small] = (
+        "n_unweighted " + n[small].astype("Int64").astype(str) + f" < {limits.suppress_below}"
+    )
+    reasons[unknown] = "n_unweighted unknown: the cell size cannot be checked"
+    suppress = small | unknown
+    caution = (
+        (n >= limits.suppress_below) & (n < limits.caution_below) & (out["flag"] == "ok")
+    ).fillna(False)
+    out.loc[caution, "flag"] = "caution"
+    return _blank(out, suppress, reasons)
+
+
+# ---------------------------------------------------------------------------------------------
+# Secondary suppression: the linear system of published margins
+
+
+def _coordinates(breakdown, cell) -> frozenset:
+    """The (dimension, category) pairs of one cell; the whole population is the empty set."""
+    if pd.isna(breakdown) or pd.isna(cell) or str(breakdown) in ("", "all") or str(cell) == "all":
+        return frozenset()
+    dims = split_cell(str(breakdown))
+    cats = split_cell(str(cell))
+    if len(dims) != len(cats):
+        raise DisclosureError(
+            f"breakdown {breakdown!r} has {len(dims)} dimensions but cell {cell!r} has "
+            f"{len(cats)} categories (joined with {CELL_SEPARATOR!r}); fix the table's labels"
+        )
+    return frozenset(zip(dims, cats))
+
+
+def margin_relations(breakdowns, cells) -> np.ndarray:
+    """The additive relations between the cells of one table, as rows of a 0/±1 matrix.
+
+    For every published cell ``p`` (dimensions ``B``) and every other breakdown ``D`` of the table
+    with ``D ⊋ B``, the cells of ``D`` that agree with ``p`` on ``B`` partition ``p``'s domain, so
+
+        value(p) − Σ value(children) = 0
+
+    holds for unweighted counts, weighted counts and weighted totals (estimate × n_weighted),
+    hence a mean is recoverable whenever these are. The whole population (cell ``"all"``) is
+    the parent of every breakdown.
+
+    Returns
+    -------
+    ndarray, shape (n_relations, n_cells)
+    """
+    coords = [_coordinates(b, c) for b, c in zip(breakdowns, cells)]
+    dims = [frozenset(d for d, _ in cs) for cs in coords]
+    by_breakdown: dict[frozenset, list[int]] = {}
+    for i, d in enumerate(dims):
+        by_breakdown.setdefault(d, []).append(i)
+    rows = []
+    for parent, (pcoords, pdims) in enumerate(zip(coords, dims)):
+        for bdims, members in by_breakdown.items():
+            if not (pdims < bdims):
+                continue
+            children = [i for i in members if pcoords <= coords[i]]
+            if children:
+                row = np.zeros(len(coords))
+                row[parent] = 1.0
+                row[children] = -1.0
+                rows.append(row)
+    return np.array(rows).reshape(len(rows), len(coords))
+
+
+def determined_cells(relations: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """Which unknown cells are fixed by the published cells through ``relations``.
+
+    A withheld value ``x_j`` is recoverable exactly when every solution of the linear system
+    ``relations @ x = 0`` with the published values plugged in has the same ``x_j``: that is,
+    when the null space of the relations restricted to the unknown columns is zero at ``j``.
+
+    Parameters
+    ----------
+    relations : ndarray (n_relations, n_cells)
+    unknown : bool ndarray (n_cells,)
+
+    Returns
+    -------
+    bool ndarray (n_cells,), True for unknown cells that can be recovered.
+    """
+    out = np.zeros(len(unknown), dtype=bool)
+    idx = np.flatnonzero(unknown)
+    if idx.size == 0:
+        return out
+    sub = relations[:, idx]
+    sub = sub[np.any(sub != 0, axis=1)]
+    if sub.shape[0] == 0:
+        return out
+    basis = null_space(sub)
+    if basis.shape[1] == 0:
+        out[idx] = True
+        return out
+    out[idx] = np.linalg.norm(basis, axis=1) < _DETERMINED_TOLERANCE
+    return out
+
+
+def _table_groups(table: pd.DataFrame, keys) -> list[np.ndarray]:
+    """Row positions of each table (one indicator/group/country/source; split by method if needed)."""
+    keys = [k for k in (keys if keys is not None else TABLE_KEYS) if k in table.columns]
+    frame = table.reset_index(drop=True)
+    if keys:
+        groups = frame.groupby(keys, dropna=False, sort=False).indices.values()
+    else:
+        groups = [np.arange(len(frame))]
+    out = []
+    for positions in groups:
+        positions = np.asarray(positions)
+        part = frame.iloc[positions]
+        labels = part["breakdown"].astype(str) + "\x00" + part["cell"].astype(str)
+        if labels.duplicated().any() and "method" in frame.columns:
+            for sub in part.groupby("method", dropna=False, sort=False).indices.values():
+                out.append(positions[np.asarray(sub)])
+        else:
+            out.append(positions)
+    for positions in out:
+        part = frame.iloc[positions]
+        labels = part["breakdown"].astype(str) + " / " + part["cell"].astype(str)
+        if labels.duplicated().any():
+            first = part[labels.duplicated()].iloc[0]
+            raise DisclosureError(
+                f"table for indicator {first.get('indicator')!r} has more than one row for "
+                f"breakdown {first['breakdown']!r} cell {first['cell']!r}; secondary suppression "
+                "needs one row per cell (split the table by statistic first)"
+            )
+    return out
+
+
+def _choose_protector(relations, unknown, target, n_unweighted, breakdowns) -> int | None:
+    """Pick the published cell to withhold so that ``target`` is no longer recoverable.
+
+    Among the published cells sharing a relation with ``target``, prefer a sibling (same
+    breakdown as ``target``) over a margin, then one in a relation with fewer withheld cells,
+    then the one with the fewest unweighted cases.
+    """
+    involved = relations[:, target] != 0
+    best = None
+    for r in np.flatnonzero(involved):
+        members = np.flatnonzero(relations[r] != 0)
+        published = [m for m in members if not unknown[m]]
+        if not published:
+            continue
+        hidden = int(unknown[members].sum())
+        for m in published:
+            sibling = breakdowns[m] == breakdowns[target]
+            size = n_unweighted[m] if np.isfinite(n_unweighted[m]) else np.inf
+            key = (not sibling, hidden, size, m)
+            if best is None or key < best[0]:
+                best = (key, m)
+    if best is None:
+        # Recovered only through a chain of relations: protect the smallest published cell
+        # that shares any relation with a withheld cell.
+        touching = np.any(relations[:, unknown] != 0, axis=1)
+        candidates = np.flatnonzero(np.any(relations[touching] != 0, axis=0) & ~unknown)
+        if candidates.size == 0:
+            return None
+        sizes = np.where(np.isfinite(n_unweighted[candidates]), n_unweighted[candidates], np.inf)
+        return int(candidates[np.argmin(sizes)])
+    return int(best[1])
+
+
+def secondary_suppression(table: pd.DataFrame, keys=None) -> pd.DataFrame:
+    """Withhold further cells until no suppressed cell can be recovered from the published ones.
+
+    The rule. Within one table (same source, country, group and indicator), every cell of a
+    breakdown and every cell of its margins are tied by additive relations (a margin equals the
+    sum of its children; see :func:`margin_relations`). These hold for the unweighted count, the
+    weighted count and the weighted total (estimate × weighted count), so a withheld mean or count
+    could be recovered by subtraction from a published margin and its published siblings, from
+    the complement of a binary dimension, or from any combination of published margins. After
+    primary suppression we repeat:
+
+    1. find the withheld cells that the published cells determine exactly (their value is the
+       same in every solution of the linear system of relations; :func:`determined_cells`);
+    2. for the first such cell, withhold the published sibling with the fewest unweighted cases
+       in the relation that exposes it (a margin only when no sibling is left);
+
+    until none is determined. This guarantees that no withheld value can be solved from the
+    published counts, totals and means; it does not guard against interval (bounds) attacks
+    on counts. Numbers that are published although blank (a *not available* estimate) are
+    treated as known, which errs on the side of withholding more.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A result-schema table after :func:`primary_suppression`.
+    keys : list of str, optional
+        Columns that identify one table; default :data:`TABLE_KEYS` (rows with duplicate
+        breakdown/cell inside a table are split by ``method``).
+    """
+    _require_columns(table, ["breakdown", "cell", "flag"], "secondary suppression")
+    out = _prepare(table).reset_index(drop=True)
+    n_all = pd.to_numeric(out.get("n_unweighted"), errors="coerce").to_numpy(dtype=float) \
+        if "n_unweighted" in out.columns else np.full(len(out), np.nan)
+    newly = np.zeros(len(out), dtype=bool)
+    reasons = out[REASON_COLUMN].copy()
+    for positions in _table_groups(out, keys):
+        part = out.iloc[positions]
+        unknown = (part["flag"] == "suppressed").to_numpy()
+        if not unknown.any():
+            continue
+        relations = margin_relations(part["breakdown"].to_list(), part["cell"].to_list())
+        if relations.shape[0] == 0:
+            continue
+        n_part = n_all[positions]
+        breakdowns = part["breakdown"].astype(str).to_numpy()
+        cells = part["cell"].astype(str).to_numpy()
+        while True:
+            exposed = np.flatnonzero(determined_cells(relations, unknown))
+            if exposed.size == 0:
+                break
+            target = int(exposed[0])
+            protector = _choose_protector(relations, unknown, target, n_part, breakdowns)
+            if protector is None:  # cannot happen for consistent additive tables; fail loudly
+                raise DisclosureError(
+                    f"secondary suppression could not protect cell {cells[target]!r} of "
+                    f"breakdown {breakdowns[target]!r}"
+                )
+            unknown[protector] = True
+            newly[positions[protector]] = True
+            reasons.iloc[positions[protector]] = (
+                f"secondary: protects {breakdowns[target]} = {cells[target]}"
+            )
+    out[REASON_COLUMN] = reasons
+    return _blank(out, pd.Series(newly, index=out.index), reasons)
+
+
+def apply_suppression(table: pd.DataFrame, thresholds=None, secondary: bool = True,
+                      keys=None) -> pd.DataFrame:
+    """Primary then secondary suppression of a result-schema table; the default for publishing.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Result-schema rows (diagnostic columns after them are kept, and blanked when suppressed).
+    thresholds : Thresholds, dict or None
+        ``None`` reads ``params/report.yml`` ``disclosure:`` (defaults 25 and 50).
+    secondary : bool
+        Also withhold the cells that would let a suppressed one be recovered (default True).
+    keys : list of str, optional
+        Columns identifying one table for secondary suppression (default :data:`TABLE_KEYS`).
+
+    Returns
+    -------
+    DataFrame
+        Same rows in the same order; see :func:`primary_suppression` and
+        :func:`secondary_suppression`.
+    """
+    out = primary_suppression(table, thresholds)
+    if secondary and len(out):
+        out = secondary_suppression(out, keys=keys)
+    out.index = table.index
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Derived measures
+
+
+def _input_cells(value) -> list[str] | None:
+    if value is None or (not isinstance(value, (list, tuple, set, np.ndarray)) and pd.isna(value)):
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split("|") if v.strip()]
+    return [str(v) for v in value]
+
+
+def _key(values) -> tuple:
+    """A hashable table key in which every kind of missing value compares equal."""
+    return tuple(None if (not isinstance(v, (list, tuple)) and pd.isna(v)) else str(v)
+                 for v in values)
+
+
+def suppress_derived(measures: pd.DataFrame, inputs: pd.DataFrame, thresholds=None,
+                     keys=None) -> pd.DataFrame:
+    """Suppress every measure (gap, ratio, summary index) that used a withheld or missing input.
+
+    A measure row is linked to the input rows of the same table (``keys``, default source,
+    country, group, indicator) and the same ``breakdown``. If the measure table has a column
+    ``input_cells`` (a list of cell labels, or labels joined by ``" | "``), only those cells are
+    its inputs; otherwise every cell of that breakdown is (as for summary measures such as the
+    slope index over all categories). The measure is suppressed when any input row is
+    suppressed, has no estimate, or is absent. Measures with their own ``n_unweighted`` also
+    get :func:`primary_suppression`.
+
+    Parameters
+    ----------
+    measures : DataFrame
+        Result-schema rows of derived measures (``breakdown`` names the breakdown they used).
+    inputs : DataFrame
+        The input estimates after :func:`apply_suppression`.
+    """
+    _require_columns(measures, ["breakdown"], "suppress_derived (measures)")
+    _require_columns(inputs, ["breakdown", "cell", "estimate", "flag"], "suppress_derived (inputs)")
+    keys = [k for k in (keys if keys is not None else TABLE_KEYS)
+            if k in measures.columns and k in inputs.columns]
+    out = _prepare(measures)
+    if "n_unweighted" in out.columns and "estimate" in out.columns:
+        has_n = pd.to_numeric(out["n_unweighted"], errors="coerce").notna()
+        if has_n.any():
+            checked = primary_suppression(out[has_n], thresholds)
+            out.loc[has_n] = checked
+    link = keys + ["breakdown"]
+    inputs = inputs.assign(
+        _withheld=(inputs["flag"].astype("string") == "suppressed").fillna(False)
+        | pd.to_numeric(inputs["estimate"], errors="coerce").isna()
+    )
+    lookup: dict[tuple, dict[str, bool]] = {}
+    for row in inputs[link + ["cell", "_withheld"]].itertuples(index=False):
+        cells = lookup.setdefault(_key(row[:-2]), {})
+        cells[str(row[-2])] = cells.get(str(row[-2]), False) or bool(row[-1])
+    reasons = pd.Series(pd.NA, index=out.index, dtype="string")
+    for i, row in out.iterrows():
+        cells = lookup.get(_key(row[k] for k in link))
+        wanted = _input_cells(row["input_cells"]) if "input_cells" in out.columns else None
+        if cells is None:
+            reasons[i] = f"input breakdown {row['breakdown']} not available"
+            continue
+        if wanted is None:
+            bad = [c for c, withheld in cells.items() if withheld]
+        else:
+            bad = [c for c in wanted if cells.get(c, True)]
+        if bad and row["flag"] != "suppressed":
+            reasons[i] = f"input cell {bad[0]} of {row['breakdown']} suppressed or missing"
+    return _blank(out, reasons.notna() & (out["flag"] != "suppressed"), reasons)
+
+
+# ---------------------------------------------------------------------------------------------
+# The output gate
+
+
+def check_no_small_cells(table: pd.DataFrame, thresholds=None, keys=None) -> pd.DataFrame:
+    """Return the rows that must not be published, with a ``problem`` column (empty if none).
+
+    Problems: a row not flagged suppressed with ``n_unweighted < suppress_below``; a suppressed
+    row that still carries a number; a suppressed cell that can be recovered from the published
+    cells of its table (see :func:`secondary_suppression`).
+    """
+    limits = _resolve(thresholds)
+    _require_columns(table, ["flag", "n_unweighted"], "disclosure check")
+    frame = table.reset_index(drop=True)
+    problems = pd.Series(pd.NA, index=frame.index, dtype="string")
+    suppressed = (frame["flag"].astype("string") == "suppressed").fillna(False)
+    n = pd.to_numeric(frame["n_unweighted"], errors="coerce")
+    small = (n < limits.suppress_below).fillna(False) & ~suppressed
+    problems[small] = "n_unweighted " + n[small].astype("Int64").astype(str) + \
+        f" < {limits.suppress_below} but not suppressed"
+    numeric = _numeric_columns(frame)
+    leaked = suppressed & frame[numeric].notna().any(axis=1)
+    problems[leaked] = "suppressed but still carries numbers"
+    if {"breakdown", "cell"} <= set(frame.columns) and suppressed.any():
+        for positions in _table_groups(frame, keys):
+            part = frame.iloc[positions]
+            unknown = (part["flag"].astype("string") == "suppressed").fillna(False).to_numpy()
+            if not unknown.any():
+                continue
+            relations = margin_relations(part["breakdown"].to_list(), part["cell"].to_list())
+            if relations.shape[0]:
+                exposed = determined_cells(relations, unknown)
+                problems.iloc[positions[exposed]] = (
+                    "suppressed but recoverable from the published margins and siblings"
+                )
+    bad = frame[problems.notna()].copy()
+    bad["problem"] = problems[problems.notna()]
+    return bad
+
+
+def assert_publishable(table: pd.DataFrame, thresholds=None, name: str = "table",
+                       keys=None) -> None:
+    """The output gate: raise :class:`DisclosureError` if ``table`` would disclose a small cell.
+
+    Call it on every table before it is written or shown. See :func:`check_no_small_cells`.
+    """
+    bad = check_no_small_cells(table, thresholds, keys=keys)
+    if len(bad):
+        first = bad.iloc[0]
+        where = ", ".join(
+            f"{c}={first[c]}" for c in ("indicator", "breakdown", "cell") if c in bad.columns
+        )
+        raise DisclosureError(
+            f"{name}: {len(bad)} row(s) not publishable, first ({where}): {first['problem']}; "
+            "run analysis.disclosure.apply_suppression on it"
+        )
