@@ -558,7 +558,8 @@ def plot_choropleth(
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 6.0))
     suppressed = merged["flag"] == "suppressed"
     shown = merged["estimate"].notna() & ~suppressed
-    merged[~shown & ~suppressed].plot(ax=ax, color=NO_DATA_COLOUR, edgecolor="white", linewidth=0.4)
+    if (~shown & ~suppressed).any():
+        merged[~shown & ~suppressed].plot(ax=ax, color=NO_DATA_COLOUR, edgecolor="white", linewidth=0.4)
     if suppressed.any():
         merged[suppressed].plot(ax=ax, facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
                                 linewidth=0.4)

@@ -1,0 +1,139 @@
+"""Tests of the house style: fixed colours and axes, suppression drawn, alt text, byte-stable files."""
+
+from __future__ import annotations
+
+import hashlib
+
+import geopandas as gpd
+import matplotlib
+import pandas as pd
+import pytest
+
+from analysis import config, figures
+
+
+def _profile_table():
+    return pd.DataFrame({
+        "indicator": ["food", "food", "health", "health"],
+        "cell": ["group", "reference", "group", "reference"],
+        "estimate": [41.0, 28.0, 30.0, None],
+        "ci_low": [37.0, 25.0, 20.0, None],
+        "ci_high": [45.0, 31.0, 40.0, None],
+        "flag": ["ok", "ok", "caution", "suppressed"],
+    })
+
+
+def _draw(folder):
+    fig, alt = figures.plot_estimates(
+        _profile_table(), item_column="indicator", series_column="cell", title="food insecurity",
+        series_labels={"group": "persons with disabilities", "reference": "without"},
+        item_labels={"food": "Food insecurity", "health": "Missed health care"},
+        source_note="Source: test.", synthetic=True)
+    return fig, figures.save_figure(fig, folder, "profile", alt, "caption")
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_rerender_is_byte_identical(tmp_path):
+    _, first = _draw(tmp_path / "a")
+    _, second = _draw(tmp_path / "b")
+    assert _digest(first.svg) == _digest(second.svg)
+    assert _digest(first.png) == _digest(second.png)
+    svg = first.svg.read_text()
+    assert "<dc:date>" not in svg and "Matplotlib v" not in svg
+
+
+def test_percent_axis_is_fixed_and_suppressed_is_not_zero(tmp_path):
+    fig, alt = figures.plot_estimates(
+        _profile_table(), item_column="indicator", series_column="cell", title="t")
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0.0, 100.0)
+    texts = [t.get_text() for t in ax.texts]
+    assert "suppressed" in texts
+    # the suppressed bar is hatched and spans the axis, never a zero-length bar
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert len(hatched) == 1 and hatched[0].get_width() == pytest.approx(100.0)
+    assert "30%*" in texts  # caution marked
+    matplotlib.pyplot.close(fig)
+
+
+def test_alt_text_states_values_intervals_and_gap():
+    _, saved_alt = figures.plot_estimates(
+        _profile_table(), item_column="indicator", series_column="cell", title="food insecurity",
+        series_labels={"group": "persons with disabilities", "reference": "without"},
+        item_labels={"food": "Food insecurity", "health": "Missed health care"})
+    assert "persons with disabilities 41% (95% CI 37–45%)" in saved_alt
+    assert "without 28% (95% CI 25–31%)" in saved_alt
+    assert "gap +13 points" in saved_alt
+    assert "without suppressed" in saved_alt
+    assert saved_alt.startswith("Bar chart of food insecurity")
+
+
+def test_figure_html_has_alt_and_relative_src(tmp_path):
+    _, saved = _draw(tmp_path / "run" / "figures")
+    html = figures.figure_html(saved, relative_to=tmp_path / "run")
+    assert 'src="figures/profile.png"' in html
+    assert 'alt="Bar chart of food insecurity' in html
+    assert "<figcaption>caption</figcaption>" in html
+
+
+def test_empty_alt_text_is_refused(tmp_path):
+    fig, _ = figures.plot_estimates(_profile_table(), item_column="indicator", series_column="cell", title="t")
+    with pytest.raises(ValueError, match="alt text"):
+        figures.save_figure(fig, tmp_path, "x", " ", "c")
+
+
+def test_colours_fixed_by_catalogue_order_not_by_run():
+    catalogue = ["persons_with_disabilities", "women", "older_people"]
+    alone = figures.series_colours(["older_people"], catalogue)
+    together = figures.series_colours(["women", "older_people"], catalogue)
+    assert alone["older_people"] == together["older_people"] == figures.OKABE_ITO[2]
+    assert figures.series_colours(["reference"], catalogue)["reference"] == figures.REFERENCE_COLOUR
+
+
+def test_gaps_axis_symmetric_and_widened_only_when_needed():
+    table = pd.DataFrame({"indicator": ["a", "b"], "estimate": [10.0, -5.0], "ci_low": [5.0, -9.0],
+                          "ci_high": [15.0, -1.0], "flag": ["ok", "ok"]})
+    fig, alt = figures.plot_gaps(table, title="gaps")
+    assert fig.axes[0].get_xlim() == (-50.0, 50.0)
+    assert "Intervals exclude zero for: a, b." in alt
+    wide = table.assign(ci_high=[70.0, -1.0])
+    fig2, _ = figures.plot_gaps(wide, title="gaps")
+    assert fig2.axes[0].get_xlim() == (-100.0, 100.0)
+    matplotlib.pyplot.close("all")
+
+
+def test_heatmap_marks_suppressed_cells():
+    table = pd.DataFrame({"r": ["a", "a", "b", "b"], "c": ["x", "y", "x", "y"],
+                          "estimate": [10.0, 80.0, None, 50.0], "ci_low": [5.0, 70.0, None, 40.0],
+                          "ci_high": [15.0, 90.0, None, 60.0], "flag": ["ok", "caution", "suppressed", "ok"]})
+    fig, alt = figures.plot_heatmap(table, row_column="r", column_column="c", title="heat")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("suppressed") == 1
+    assert "1 cell suppressed" in alt and "Highest: a × y 80%" in alt
+    matplotlib.pyplot.close("all")
+
+
+def test_choropleth_credits_natural_earth_and_hatches_suppressed():
+    areas = gpd.read_file(config.BOUNDARIES_DIR / "admin1.gpkg", layer="admin1")
+    areas = areas[areas["adm0_a3"] == "KEN"]
+    codes = areas["iso_3166_2"].tolist()
+    values = pd.DataFrame({"admin1_code": codes, "estimate": [None] + [20.0] * (len(codes) - 1),
+                           "ci_low": None, "ci_high": None, "flag": ["suppressed"] + ["ok"] * (len(codes) - 1)})
+    fig, alt = figures.plot_choropleth(areas, values, area_key="iso_3166_2", value_key="admin1_code",
+                                       title="food insecurity")
+    assert any(t.get_text() == figures.NATURAL_EARTH_CREDIT for t in fig.texts)
+    assert "1 area suppressed" in alt and "Made with Natural Earth" in alt
+    assert any(c.get_hatch() for c in fig.axes[0].collections)
+    matplotlib.pyplot.close("all")
+
+
+def test_synthetic_banner_only_for_synthetic_sources():
+    fig, _ = figures.plot_estimates(_profile_table(), item_column="indicator", series_column="cell",
+                                    title="t", synthetic=True)
+    assert any(t.get_text() == figures.SYNTHETIC_NOTE for t in fig.texts)
+    fig2, _ = figures.plot_estimates(_profile_table(), item_column="indicator", series_column="cell", title="t")
+    assert not any(t.get_text() == figures.SYNTHETIC_NOTE for t in fig2.texts)
+    matplotlib.pyplot.close("all")
