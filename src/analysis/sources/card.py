@@ -160,6 +160,9 @@ class IndicatorMap(_Strict):
     - binary from a score: ``columns`` + ``score`` (sum of ``code + offset`` over the columns,
       1 when the sum is at least ``at_least``; missing when any item is missing), e.g. GAD-2;
     - continuous: ``column`` alone (numeric as is).
+
+    ``false_when: {RAWCOL: [codes]}`` sets rows that are still missing to 0 when ``RAWCOL`` takes
+    one of the codes (a skip pattern: long COVID is "no" for people who never had COVID).
     """
 
     column: str | None = None
@@ -167,6 +170,7 @@ class IndicatorMap(_Strict):
     true_values: list[Any] | None = None
     false_values: list[Any] | None = None
     score: dict[str, float] | None = None
+    false_when: dict[str, list[Any]] | None = None  # rows still missing that count as 0, e.g. never had COVID
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -206,7 +210,7 @@ class SourceCard(_Strict):
     free_text_columns: list[str] = Field(default_factory=list)
     missing_codes: dict[str, str] = Field(default_factory=dict)
     design: Design | None = None
-    columns: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, str | list[str]] = Field(default_factory=dict)  # a list is joined with '|' before recoding
     recodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     derive: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
     indicators: dict[str, IndicatorMap] = Field(default_factory=dict)

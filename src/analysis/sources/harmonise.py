@@ -1,0 +1,691 @@
+"""Harmonise a raw table into the common schema, counting every value and row on the way.
+
+:func:`harmonise` takes a card and its :class:`~analysis.sources.readers.RawTable` and returns a
+:class:`Harmonised` result: the table (common schema for microdata, the result schema for
+aggregates, a counts table for margins), the survey design dict and the row accounting
+(:class:`Accounting`): rows read, rows kept, rows excluded by reason, values recoded, missing
+codes by reason, unknown codes and their counts. ``rows_read == rows_kept + sum(excluded)``
+always holds (checked before returning).
+
+Rules
+-----
+- A raw value is recoded by the card's ``recodes`` looked up by its code, then by its value
+  label (SPSS/Stata/Kobo), then case-insensitively; a value with no recode that is not already a
+  valid category is an *unknown code*: counted and set missing, never guessed.
+- ``missing_codes`` (e.g. -99, -88) become missing, counted per column and reason.
+- Rows are excluded only for design reasons (missing or non-positive weight, missing PSU in a
+  cluster design, missing stratum in a stratified design); each is counted with its reason.
+- Structural problems (a mapped column absent, duplicate respondent ids, a stratum with one
+  PSU when ``single_psu: fail``, a country that is not ISO3) fail with one line saying what to fix.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pycountry
+
+from analysis import schema, tables
+from analysis.sources.card import SourceCard
+from analysis.sources.privacy import hash_ids, project_salt, scan_free_text
+from analysis.sources.readers import RawTable, code_text
+
+ADMIN1_LOOKUP_FILE = Path(__file__).with_name("admin1_natural_earth.csv")
+
+#: Schema columns holding closed or free categories (text), harmonised by recodes.
+CATEGORY_COLUMNS = [
+    "admin1", "admin1_code", "urban_rural", "sex", "gender_identity", "age_group", "age_band_child",
+    "disability", "displacement_status", "income_group", "ethnicity_or_minority",
+]
+
+
+class HarmoniseError(ValueError):
+    """The raw data cannot be harmonised as the card says (one-line message)."""
+
+
+@dataclass
+class Accounting:
+    """Row and value accounting of one ingest (written to ``<source>.log.json``)."""
+
+    rows_read: int = 0
+    rows_kept: int = 0
+    rows_excluded: dict[str, int] = field(default_factory=dict)
+    values_recoded: dict[str, int] = field(default_factory=dict)
+    missing_codes: dict[str, dict[str, int]] = field(default_factory=dict)
+    unknown_codes: dict[str, dict[str, int]] = field(default_factory=dict)
+    personal_columns_dropped: list[str] = field(default_factory=list)
+    unmapped_columns_left_behind: int = 0
+
+    def exclude(self, reason: str, count: int) -> None:
+        if count:
+            self.rows_excluded[reason] = self.rows_excluded.get(reason, 0) + int(count)
+
+    def recoded(self, column: str, count: int) -> None:
+        if count:
+            self.values_recoded[column] = self.values_recoded.get(column, 0) + int(count)
+
+    def unknown(self, column: str, values: Counter) -> None:
+        if values:
+            slot = self.unknown_codes.setdefault(column, {})
+            for value, n in values.items():
+                slot[str(value)] = slot.get(str(value), 0) + int(n)
+
+    def check_balance(self) -> None:
+        """``rows_read == rows_kept + sum(rows_excluded)``, or a bug in this module."""
+        excluded = sum(self.rows_excluded.values())
+        if self.rows_read != self.rows_kept + excluded:
+            raise AssertionError(
+                f"row accounting does not balance: read {self.rows_read} != kept {self.rows_kept} + excluded {excluded}"
+            )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Harmonised:
+    frame: pd.DataFrame
+    design: dict | None
+    accounting: Accounting
+
+
+# --------------------------------------------------------------------------------------------
+# Lookups
+# --------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def admin1_lookup() -> pd.DataFrame:
+    """Natural Earth admin-1 units: ``adm0_a3, name, iso_3166_2, fips`` (committed subset, Made with Natural Earth)."""
+    return pd.read_csv(ADMIN1_LOOKUP_FILE, dtype=str, keep_default_na=False, na_values=[""])
+
+
+def _where(card: SourceCard, raw: RawTable) -> str:
+    desc = f" ({raw.description})" if raw.description else ""
+    return f"{raw.path}{desc}"
+
+
+# --------------------------------------------------------------------------------------------
+# Column mapping and value recoding
+# --------------------------------------------------------------------------------------------
+
+
+def _mapped_raw_columns(card: SourceCard) -> list[tuple[str, str]]:
+    """(what, raw column) pairs for every raw column the card refers to."""
+    pairs: list[tuple[str, str]] = []
+    for target, raw in card.columns.items():
+        for one in raw if isinstance(raw, list) else [raw]:
+            pairs.append((f"columns.{target}", one))
+    for ind, spec in card.indicators.items():
+        for one in spec.raw_columns():
+            pairs.append((f"indicators.{ind}", one))
+        for one in spec.false_when or {}:
+            pairs.append((f"indicators.{ind}.false_when", one))
+    if card.design:
+        for key in ("weight", "strata", "psu", "fpc"):
+            value = getattr(card.design, key)
+            if value:
+                pairs.append((f"design.{key}", value))
+    if card.id_column:
+        pairs.append(("id_column", card.id_column))
+    if card.country_column:
+        pairs.append(("country_column", card.country_column))
+    for col in card.free_text_columns:
+        pairs.append(("free_text_columns", col))
+    return pairs
+
+
+def _header_hint(card: SourceCard, raw: RawTable, missing: list[str]) -> str:
+    """When the mapped names appear on a later row of a sheet, say which header_row to use."""
+    frame = raw.frame
+    for i in range(min(len(frame), 15)):
+        row = {code_text(v) for v in frame.iloc[i].tolist()}
+        if set(missing) <= row:
+            return f"; they are on row {card.reader_options.header_row + i + 1}: set reader_options.header_row: {card.reader_options.header_row + i + 1}"
+    return ""
+
+
+def check_columns(card: SourceCard, raw: RawTable) -> None:
+    """Every raw column the card maps must exist; the error lists what exists and hints a header row."""
+    available = list(map(str, raw.frame.columns))
+    missing = []
+    for what, column in _mapped_raw_columns(card):
+        if column not in available and column not in missing:
+            missing.append((what, column))
+    if missing:
+        names = [c for _, c in missing]
+        what = ", ".join(f"'{c}' ({w})" for w, c in missing[:4])
+        shown = ", ".join(available[:25]) + (" ..." if len(available) > 25 else "")
+        raise HarmoniseError(
+            f"params/sources/{card.id}.yml: column {what} not found in {_where(card, raw)}; "
+            f"columns are: {shown}{_header_hint(card, raw, names)}"
+        )
+
+
+def _apply_missing_codes(series: pd.Series, card: SourceCard, column: str, acc: Accounting) -> pd.Series:
+    if not card.missing_codes:
+        return series
+    text = series.map(code_text)
+    out = series.copy()
+    if out.dtype.kind in "iub":
+        out = out.astype("float64")
+    for code, reason in card.missing_codes.items():
+        hit = (text == code).to_numpy()
+        if hit.any():
+            out[hit] = np.nan if out.dtype.kind == "f" else None
+            slot = acc.missing_codes.setdefault(column, {})
+            key = f"{code} ({reason})"
+            slot[key] = slot.get(key, 0) + int(hit.sum())
+    return out
+
+
+def _recode(
+    series: pd.Series,
+    column: str,
+    card: SourceCard,
+    labels: dict[str, str],
+    acc: Accounting,
+    allowed: tuple | None,
+    numeric: bool = False,
+) -> pd.Series:
+    """Recode one mapped column's raw values to schema values; count recodes and unknown codes."""
+    mapping = card.recodes.get(column, {})
+    folded = {str(k).strip().lower(): v for k, v in mapping.items()}
+    out: list = []
+    recoded = 0
+    unknown: Counter = Counter()
+    cache: dict = {}
+    for value in series.tolist():
+        key = code_text(value)
+        if key is None:
+            out.append(None)
+            continue
+        if key in cache:
+            result, was_recoded = cache[key]
+        else:
+            label = labels.get(key)
+            was_recoded = True
+            if key in mapping:
+                result = mapping[key]
+            elif label is not None and label in mapping:
+                result = mapping[label]
+            elif key.lower() in folded:
+                result = folded[key.lower()]
+            elif label is not None and label.strip().lower() in folded:
+                result = folded[label.strip().lower()]
+            else:
+                was_recoded = False
+                result = key if numeric else key.lower()
+            result = None if result is None else code_text(result) if numeric else str(result)
+            if result is not None:
+                if numeric:
+                    try:
+                        result = float(result)
+                    except ValueError:
+                        result = ("__unknown__", key)
+                elif allowed is not None and result not in allowed:
+                    result = ("__unknown__", key)
+            cache[key] = (result, was_recoded)
+        if isinstance(result, tuple):
+            unknown[result[1]] += 1
+            out.append(None)
+        else:
+            recoded += int(was_recoded and result is not None)
+            out.append(result)
+    acc.recoded(column, recoded)
+    acc.unknown(column, unknown)
+    if numeric:
+        return pd.Series(out, index=series.index, dtype="float64")
+    return pd.Series(out, index=series.index, dtype="string")
+
+
+def _raw_values(raw: RawTable, spec, card: SourceCard, column: str, acc: Accounting) -> tuple[pd.Series, dict]:
+    """The raw series of a mapped column (several raw columns joined with '|'), and its labels."""
+    frame = raw.frame
+    if isinstance(spec, list):
+        parts = [_apply_missing_codes(frame[c], card, column, acc).map(code_text) for c in spec]
+        joined = pd.Series(
+            ["|".join(vals) if all(v is not None for v in vals) else None for vals in zip(*parts)],
+            index=frame.index,
+            dtype="object",
+        )
+        return joined, {}
+    return _apply_missing_codes(frame[spec], card, column, acc), raw.value_labels.get(spec, {})
+
+
+# --------------------------------------------------------------------------------------------
+# Microdata
+# --------------------------------------------------------------------------------------------
+
+
+def _country(card: SourceCard, raw: RawTable, acc: Accounting) -> pd.Series:
+    index = raw.frame.index
+    if card.country:
+        return pd.Series(card.country, index=index, dtype="string")
+    values = _recode(raw.frame[card.country_column], "country", card, {}, acc, None)
+    values = values.str.upper()
+    bad = sorted({v for v in values.dropna().unique() if not schema.is_iso3(v)})
+    if bad:
+        suggestion = ""
+        try:
+            guess = pycountry.countries.lookup(bad[0]).alpha_3
+            suggestion = f" (e.g. recodes: country: {{{bad[0]}: {guess}}})"
+        except LookupError:
+            pass
+        raise HarmoniseError(
+            f"{_where(card, raw)}: column '{card.country_column}' has {bad[:5]} which are not ISO 3166-1 "
+            f"alpha-3 codes; add recodes to ISO3{suggestion}"
+        )
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise HarmoniseError(f"{_where(card, raw)}: column '{card.country_column}' is empty in row {row}; every row needs a country")
+    return values
+
+
+def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Accounting) -> None:
+    method, options = card.derive_method("admin1")
+    if method == "from_us_fips":
+        if "admin1_fips" not in card.columns:
+            raise HarmoniseError(f"params/sources/{card.id}.yml: derive.admin1 from_us_fips needs columns.admin1_fips")
+        codes = _raw_values(raw, card.columns["admin1_fips"], card, "admin1_fips", acc)[0].map(code_text)
+        lookup = admin1_lookup()
+        usa = lookup[lookup["adm0_a3"] == "USA"]
+        by_fips = dict(zip(usa["fips"].str[2:], usa["name"]))
+        padded = codes.map(lambda c: None if c is None else c.zfill(2))
+        names = padded.map(by_fips)
+        unknown = Counter(padded[padded.notna() & names.isna()])
+        acc.unknown("admin1_fips", unknown)
+        acc.recoded("admin1", int(names.notna().sum()))
+        out["admin1"] = names.astype("string")
+    method, _ = card.derive_method("admin1_code")
+    if method == "natural_earth":
+        lookup = admin1_lookup()
+        key = lookup.assign(k=lookup["adm0_a3"] + "|" + lookup["name"].str.lower())
+        ambiguous = set(key.loc[key["k"].duplicated(), "k"])
+        codes = dict(zip(key["k"], key["iso_3166_2"]))
+        wanted = out["country"].astype(str) + "|" + out["admin1"].astype("string").str.lower()
+        pairs = wanted[out["admin1"].notna()]
+        bad_ambiguous = sorted(set(pairs) & ambiguous)
+        if bad_ambiguous:
+            raise HarmoniseError(
+                f"{_where(card, raw)}: admin1 {bad_ambiguous[0]!r} names two Natural Earth units; map admin1_code explicitly"
+            )
+        missing = Counter(pairs[~pairs.isin(codes)])
+        if missing:
+            first = next(iter(missing))
+            raise HarmoniseError(
+                f"{_where(card, raw)}: admin1 {first.split('|')[1]!r} is not a Natural Earth admin-1 name "
+                f"for {first.split('|')[0]}; recode it to the Natural Earth name (see {ADMIN1_LOOKUP_FILE.name})"
+            )
+        out["admin1_code"] = wanted.map(codes).where(out["admin1"].notna()).astype("string")
+        # the canonical Natural Earth spelling of the name
+        names = dict(zip(key["k"], key["name"]))
+        out["admin1"] = wanted.map(names).where(out["admin1"].notna()).astype("string")
+
+
+def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd.Series:
+    spec = card.indicators[ind]
+    frame = raw.frame
+    index = frame.index
+    truth = {code_text(v) for v in spec.true_values or []}
+    falsity = {code_text(v) for v in spec.false_values or []}
+
+    cleaned_codes: dict[str, pd.Series] = {}
+
+    def codes_of(col: str) -> pd.Series:
+        # missing codes are applied (and counted) once per raw column
+        if col not in cleaned_codes:
+            codes = _apply_missing_codes(frame[col], card, ind, acc).map(code_text).astype("object")
+            cleaned_codes[col] = codes.where(codes.notna(), None)
+        return cleaned_codes[col]
+
+    def matches(col: str, values: set) -> tuple[pd.Series, pd.Series]:
+        """(answered, matches): the raw code, its value label or its lower case is in ``values``."""
+        codes = codes_of(col)
+        labels = codes.map(raw.value_labels.get(col, {}))
+        lowered = {str(v).lower() for v in values}
+        hit = codes.isin(values) | labels.isin(values) | codes.map(lambda c: c is not None and c.lower() in lowered)
+        return codes.notna(), hit.astype(bool)
+
+    if spec.score is not None:
+        items = pd.DataFrame({c: pd.to_numeric(_apply_missing_codes(frame[c], card, ind, acc), errors="coerce") for c in spec.columns})
+        total = (items + spec.score.get("offset", 0.0)).sum(axis=1, min_count=len(spec.columns))
+        result = (total >= spec.score["at_least"]).astype("float64").where(total.notna())
+    elif spec.column and not truth:
+        result = pd.to_numeric(_apply_missing_codes(frame[spec.column], card, ind, acc), errors="coerce").astype("float64")
+        bad = frame[spec.column].notna() & result.isna()
+        acc.unknown(ind, Counter(frame.loc[bad, spec.column].map(code_text)))
+    else:
+        cols = [spec.column] if spec.column else list(spec.columns)
+        result = pd.Series(np.nan, index=index, dtype="float64")
+        unknown: Counter = Counter()
+        any_true = pd.Series(False, index=index)
+        all_answered = pd.Series(True, index=index)
+        for c in cols:
+            present, is_true = matches(c, truth)
+            if falsity:
+                _, is_false = matches(c, falsity)
+                odd = present & ~is_true & ~is_false
+                unknown.update(frame.loc[odd, c].map(code_text))
+                answered = is_true | is_false
+            else:
+                answered = present
+            any_true |= is_true
+            all_answered &= answered
+        result[all_answered] = 0.0
+        result[any_true] = 1.0
+        acc.unknown(ind, unknown)
+    for col, values in (spec.false_when or {}).items():
+        wanted = {code_text(v) for v in values}
+        hit = frame[col].map(code_text).isin(wanted).to_numpy() & result.isna().to_numpy()
+        result[hit] = 0.0
+        acc.recoded(f"{ind} (false_when {col})", int(hit.sum()))
+    return result
+
+
+def _resolve_replicates(card: SourceCard, raw: RawTable) -> list[str]:
+    spec = card.design.replicate
+    if spec is None:
+        return []
+    if isinstance(spec.columns, list):
+        cols = spec.columns
+        missing = [c for c in cols if c not in raw.frame.columns]
+        if missing:
+            raise HarmoniseError(f"{_where(card, raw)}: replicate weight columns {missing[:3]} not found")
+        return cols
+    cols = [c for c in map(str, raw.frame.columns) if fnmatch.fnmatch(c, spec.columns)]
+    if not cols:
+        raise HarmoniseError(f"{_where(card, raw)}: no column matches replicate pattern {spec.columns!r} (design.replicate.columns)")
+    # natural order: repwt2 before repwt10
+    import re
+
+    return sorted(cols, key=lambda c: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", c)])
+
+
+def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Accounting) -> tuple[pd.Series, dict]:
+    """Fill weight/strata/psu/fpc/replicates; return the keep mask and the design dict."""
+    design = card.design
+    frame = raw.frame
+    keep = pd.Series(True, index=frame.index)
+    out["sample_type"] = pd.Series(design.type, index=frame.index, dtype="string")
+    if design.weight:
+        w = pd.to_numeric(frame[design.weight].map(code_text), errors="coerce").astype("float64")
+        missing_w = w.isna()
+        acc.exclude(f"weight missing or not a number ({design.weight})", int((missing_w & keep).sum()))
+        keep &= ~missing_w
+        bad_w = ~missing_w & ~(np.isfinite(w) & (w > 0))
+        acc.exclude(f"weight not positive ({design.weight})", int((bad_w & keep).sum()))
+        keep &= ~bad_w
+        out["weight"] = w
+    else:
+        out["weight"] = 1.0
+    for key in ("strata", "psu"):
+        col = getattr(design, key)
+        if col:
+            values = frame[col].map(code_text)
+            gone = values.isna() & keep
+            acc.exclude(f"{key} missing ({col})", int(gone.sum()))
+            keep &= ~gone
+            out[key] = values.astype("string")
+        else:
+            out[key] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    if design.fpc:
+        out["fpc"] = pd.to_numeric(frame[design.fpc].map(code_text), errors="coerce").astype("float64")
+        bad = out["fpc"].isna() & keep
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise HarmoniseError(f"{_where(card, raw)}: column '{design.fpc}' (design.fpc) is missing or not a number in row {row}")
+    else:
+        out["fpc"] = np.nan
+    if design.strata and design.psu and design.single_psu == "fail":
+        kept = out.loc[keep, ["strata", "psu"]]
+        counts = kept.groupby("strata", observed=True)["psu"].nunique()
+        lonely = counts[counts < 2]
+        if len(lonely):
+            raise HarmoniseError(
+                f"{_where(card, raw)}: stratum {lonely.index[0]!r} of column '{design.strata}' has a single PSU "
+                f"({len(lonely)} such strata); set design.single_psu to adjust, average or certainty, or merge strata"
+            )
+    replicate_columns = []
+    for i, col in enumerate(_resolve_replicates(card, raw), start=1):
+        name = f"{schema.REPLICATE_PREFIX}{i}"
+        values = pd.to_numeric(frame[col].map(code_text), errors="coerce").astype("float64")
+        bad = (values.isna() | (values < 0)) & keep
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise HarmoniseError(f"{_where(card, raw)}: replicate weight '{col}' is missing or negative in row {row}")
+        out[name] = values
+        replicate_columns.append(name)
+    rep = design.replicate
+    design_dict = {
+        "sample_type": design.type,
+        "weight": "weight",
+        "strata": "strata" if design.strata else None,
+        "psu": "psu" if design.psu else None,
+        "fpc": "fpc" if design.fpc else None,
+        "replicate_columns": replicate_columns,
+        "replicate_method": rep.method if rep else None,
+        "replicate_scale": rep.scale if rep else None,
+        "replicate_rscales": rep.rscales if rep else None,
+        "fay_rho": rep.rho if rep else None,
+        "single_psu": design.single_psu,
+    }
+    return keep, design_dict
+
+
+def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None = None,
+                        age_bands=schema.DEFAULT_AGE_BANDS, salt: str | None = None) -> Harmonised:
+    """Turn a raw microdata table into the common schema (see the module docstring for the rules)."""
+    acc = Accounting(rows_read=len(raw.frame))
+    if len(raw.frame) == 0:
+        raise HarmoniseError(f"{_where(card, raw)}: has a header but no data rows")
+    check_columns(card, raw)
+    where = f"{_where(card, raw)}: "
+    scan_free_text(raw.frame, card.free_text_columns, card.personal_columns, where=where)
+    acc.personal_columns_dropped = [c for c in card.personal_columns if c in raw.frame.columns]
+    frame = raw.frame.drop(columns=acc.personal_columns_dropped).reset_index(drop=True)
+    raw = RawTable(frame, raw.path, raw.value_labels, raw.notes, raw.description)
+    used = {c for _, c in _mapped_raw_columns(card)}
+    acc.unmapped_columns_left_behind = int(sum(c not in used for c in frame.columns))
+
+    out = pd.DataFrame(index=frame.index)
+    out["source"] = pd.Series(card.id, index=frame.index, dtype="string")
+    out["country"] = _country(card, raw, acc)
+
+    for column in schema.SCHEMA_COLUMNS:
+        if column not in card.columns:
+            continue
+        series, labels = _raw_values(raw, card.columns[column], card, column, acc)
+        numeric = column in schema.NUMERIC_COLUMNS
+        allowed = schema.ALLOWED_CATEGORIES.get(column)
+        if column in schema.WG_DOMAINS:
+            allowed = None
+        if column == "age_group":
+            allowed = tuple(age_bands)
+        values = _recode(series, column, card, labels, acc, allowed, numeric=numeric)
+        if column in schema.WG_DOMAINS:
+            bad = values.notna() & ~values.isin(schema.WG_CODES)
+            acc.unknown(column, Counter(series[bad].map(code_text)))
+            values = values.where(~bad)
+        out[column] = values
+
+    # derivations
+    method, options = card.derive_method("age")
+    if method == "from_birth_year":
+        if "birth_year" not in card.columns:
+            raise HarmoniseError(f"params/sources/{card.id}.yml: derive.age from_birth_year needs columns.birth_year")
+        year = options.get("year") or (card.collection_period.start.year if card.collection_period else None)
+        if year is None:
+            raise HarmoniseError(f"params/sources/{card.id}.yml: derive.age from_birth_year needs year: or collection_period")
+        born = _recode(_raw_values(raw, card.columns["birth_year"], card, "birth_year", acc)[0], "birth_year", card, {}, acc, None, numeric=True)
+        out["age"] = float(year) - born
+    if card.derive_method("age_group")[0] == "from_age":
+        out["age_group"] = schema.assign_age_band(out.get("age", pd.Series(np.nan, index=frame.index)), age_bands)
+    if card.derive_method("age_band_child")[0] == "from_age":
+        bands = card.derive_method("age_band_child")[1].get("bands", schema.DEFAULT_CHILD_AGE_BANDS)
+        out["age_band_child"] = schema.assign_age_band(out.get("age", pd.Series(np.nan, index=frame.index)), bands)
+    method, _ = card.derive_method("disability")
+    if method == "wg_ss":
+        absent = [d for d in schema.WG_DOMAINS if d not in card.columns]
+        if absent:
+            raise HarmoniseError(f"params/sources/{card.id}.yml: derive.disability wg_ss needs all six WG-SS domains in columns; missing {absent}")
+        out["disability"] = schema.wg_ss_disability(out[list(schema.WG_DOMAINS)])
+        out["disability_source"] = pd.Series("wg_ss", index=frame.index, dtype="string")
+    elif method == "single_question":
+        if "disability" not in card.columns:
+            raise HarmoniseError(f"params/sources/{card.id}.yml: derive.disability single_question needs columns.disability")
+        out["disability_source"] = pd.Series("single_question", index=frame.index, dtype="string").where(out["disability"].notna())
+    _derive_admin1(card, out, raw, acc)
+
+    for ind in card.indicators:
+        if indicators is not None and ind not in indicators:
+            raise HarmoniseError(
+                f"params/sources/{card.id}.yml: indicator '{ind}' is not in params/indicators.yml; "
+                f"use one of: {', '.join(sorted(indicators))}"
+            )
+        out[ind] = _indicator(card, ind, raw, acc)
+
+    keep, design = _design_columns(card, raw, out, acc)
+
+    if card.id_column:
+        ids = frame[card.id_column].map(code_text)
+        if ids.isna().any():
+            row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+            raise HarmoniseError(f"{_where(card, raw)}: column '{card.id_column}' (id_column) is empty in row {row}")
+        dup = ids.duplicated(keep=False)
+        if dup.any():
+            rows = list(np.flatnonzero(dup.to_numpy())[:2])
+            raise HarmoniseError(
+                f"{_where(card, raw)}: column '{card.id_column}' (id_column) has duplicate respondent ids "
+                f"in rows {rows[0]} and {rows[1]} ({int(dup.sum())} rows); de-duplicate the raw data"
+            )
+    else:
+        ids = pd.Series([f"row{i}" for i in range(len(frame))], index=frame.index)
+    out["respondent_id"] = hash_ids(ids, card.id, salt if salt is not None else project_salt())
+
+    for column in schema.SCHEMA_COLUMNS:
+        if column not in out.columns:
+            out[column] = np.nan if column in schema.NUMERIC_COLUMNS else pd.Series(pd.NA, index=frame.index, dtype="string")
+    replicates = schema.replicate_columns(out)
+    ordered = schema.SCHEMA_COLUMNS + list(card.indicators) + replicates
+    result = out.loc[keep.to_numpy(), ordered].reset_index(drop=True)
+    for column in schema.NUMERIC_COLUMNS:
+        result[column] = result[column].astype("float64")
+    acc.rows_kept = len(result)
+    acc.check_balance()
+    schema.validate_harmonised(result, indicators, where=f"{card.id} (harmonised)", age_bands=age_bands)
+    return Harmonised(result, design, acc)
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregates and margins
+# --------------------------------------------------------------------------------------------
+
+
+def _mapped_frame(card: SourceCard, raw: RawTable, acc: Accounting, numeric: set[str]) -> pd.DataFrame:
+    check_columns(card, raw)
+    out = pd.DataFrame(index=raw.frame.index)
+    for column, spec in card.columns.items():
+        series, labels = _raw_values(raw, spec, card, column, acc)
+        allowed = schema.ALLOWED_CATEGORIES.get(column)
+        out[column] = _recode(series, column, card, labels, acc, allowed, numeric=column in numeric)
+    if "country" not in card.columns:
+        out["country"] = _country(card, raw, acc) if (card.country or card.country_column) else pd.NA
+    return out
+
+
+def harmonise_aggregates(card: SourceCard, raw: RawTable, indicators: dict | None = None) -> Harmonised:
+    """Published estimates (a percentage and its n per group) -> the result schema, one row per estimate.
+
+    Rows without an estimate are kept when flagged ``suppressed`` (suppressed at source) and
+    excluded, counted, otherwise.
+    """
+    acc = Accounting(rows_read=len(raw.frame))
+    numeric = {"estimate", "se", "ci_low", "ci_high", "n_unweighted", "n_weighted"}
+    out = _mapped_frame(card, raw, acc, numeric)
+    for needed in ("indicator", "estimate"):
+        if needed not in out.columns:
+            raise HarmoniseError(f"params/sources/{card.id}.yml: an aggregates card must map columns.{needed}")
+    if indicators is not None:
+        bad = sorted(set(out["indicator"].dropna()) - set(indicators))
+        if bad:
+            raise HarmoniseError(f"{_where(card, raw)}: indicators {bad[:5]} are not in params/indicators.yml; add recodes: indicator: {{...}}")
+    if "flag" in out.columns:
+        bad = sorted(set(out["flag"].dropna()) - set(tables.FLAGS))
+        if bad:
+            raise HarmoniseError(f"{_where(card, raw)}: flag values {bad[:5]} are not {list(tables.FLAGS)}; add recodes: flag: {{...}}")
+    flag = out["flag"] if "flag" in out.columns else pd.Series("ok", index=out.index, dtype="string")
+    no_estimate = out["estimate"].isna() & (flag.fillna("ok") != "suppressed")
+    acc.exclude("estimate missing and not flagged suppressed", int(no_estimate.sum()))
+    no_indicator = out["indicator"].isna() & ~no_estimate
+    acc.exclude("indicator missing or unknown code", int(no_indicator.sum()))
+    kept = out[~(no_estimate | no_indicator)].copy()
+    kept["country"] = kept["country"].astype("string").str.upper()
+    bad_country = sorted({c for c in kept["country"].dropna() if not schema.is_iso3(c)})
+    if bad_country:
+        raise HarmoniseError(f"{_where(card, raw)}: country {bad_country[:3]} is not an ISO 3166-1 alpha-3 code")
+    defaults = {"source": card.id, "method": f"published by source ({card.title})"}
+    if "breakdown" not in kept.columns:
+        defaults["breakdown"] = "all"
+    if "cell" not in kept.columns:
+        defaults["cell"] = "all"
+    result = tables.conform(kept.reset_index(drop=True), **defaults)
+    acc.rows_kept = len(result)
+    acc.check_balance()
+    return Harmonised(result, None, acc)
+
+
+def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=schema.DEFAULT_AGE_BANDS) -> Harmonised:
+    """Official population counts -> ``country, admin1, admin1_code, sex, age_group, population``."""
+    acc = Accounting(rows_read=len(raw.frame))
+    out = _mapped_frame(card, raw, acc, {"population"})
+    if "population" not in out.columns:
+        raise HarmoniseError(f"params/sources/{card.id}.yml: a margins card must map columns.population")
+    for column in ("admin1", "admin1_code", "sex", "age_group"):
+        if column not in out.columns:
+            out[column] = pd.Series(pd.NA, index=out.index, dtype="string")
+    if "age_group" in card.columns:
+        bad = out["age_group"].notna() & ~out["age_group"].isin(age_bands)
+        acc.unknown("age_group", Counter(out.loc[bad, "age_group"]))
+        out.loc[bad, "age_group"] = pd.NA
+    out["country"] = out["country"].astype("string").str.upper()
+    bad_country = sorted({c for c in out["country"].dropna() if not schema.is_iso3(c)})
+    if bad_country:
+        raise HarmoniseError(f"{_where(card, raw)}: country {bad_country[:3]} is not an ISO 3166-1 alpha-3 code")
+    _derive_admin1(card, out, raw, acc)
+    negative = out["population"] < 0
+    acc.exclude("population negative", int(negative.sum()))
+    missing = out["population"].isna()
+    acc.exclude("population missing or not a number", int(missing.sum()))
+    unknown_cat = pd.Series(False, index=out.index)
+    for column in ("sex", "age_group", "admin1"):
+        if column in card.columns:
+            unknown_cat |= out[column].isna()
+    unknown_cat &= ~negative & ~missing
+    acc.exclude("a category is missing or an unknown code", int(unknown_cat.sum()))
+    kept = out[~(negative | missing | unknown_cat)]
+    result = kept[["country", "admin1", "admin1_code", "sex", "age_group", "population"]].reset_index(drop=True)
+    result.insert(0, "source", pd.Series(card.id, index=result.index, dtype="string"))
+    dup = result.duplicated(["country", "admin1", "sex", "age_group"], keep=False)
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        raise HarmoniseError(f"{_where(card, raw)}: the cell in row {row} appears twice; each country × admin1 × sex × age group once")
+    acc.rows_kept = len(result)
+    acc.check_balance()
+    return Harmonised(result, None, acc)
+
+
+def harmonise(card: SourceCard, raw: RawTable, indicators: dict | None = None,
+              age_bands=schema.DEFAULT_AGE_BANDS, salt: str | None = None) -> Harmonised:
+    """Harmonise a raw table according to the card's ``kind``."""
+    if card.kind == "microdata":
+        return harmonise_microdata(card, raw, indicators, age_bands, salt)
+    if card.kind == "aggregates":
+        return harmonise_aggregates(card, raw, indicators)
+    return harmonise_margins(card, raw, age_bands)

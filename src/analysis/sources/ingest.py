@@ -1,0 +1,210 @@
+"""Harmonise raw sources (params/sources/*.yml) into data/processed/.
+
+``python -m analysis ingest [SOURCE ...] [--raw-root DIR] [--processed DIR] [--force]``
+
+For each source card: read the raw file(s), harmonise to the common schema, validate, and
+write ``<processed>/<source>.parquet`` (the design dict and the card's metadata in the Parquet
+schema metadata, restored by :func:`analysis.sources.load_processed`) and
+``<processed>/<source>.log.json`` (row accounting and the input fingerprint).
+
+A source whose inputs are unchanged — same sha256 of its raw files, its card, the catalogue and
+the code of :mod:`analysis.sources` and :mod:`analysis.schema` — is skipped unless ``--force``.
+One line per source is printed: ``ingested``, ``unchanged`` or ``failed (reason)``. A failing
+source never stops the others; the exit code is 1 when any source failed, else 0. No traceback
+reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analysis import config, schema
+from analysis.sources import METADATA_KEY
+from analysis.sources.card import CardError, SourceCard, card_paths, load_card
+from analysis.sources.harmonise import Harmonised, HarmoniseError, harmonise
+from analysis.sources.privacy import PrivacyError
+from analysis.sources.readers import ReadError, read_source
+
+#: Code whose change invalidates every processed table.
+CODE_FILES = sorted(Path(__file__).parent.glob("*.py")) + [
+    Path(schema.__file__),
+    Path(__file__).with_name("admin1_natural_earth.csv"),
+]
+
+#: Errors that are the user's to fix: printed as one line, never a traceback.
+USER_ERRORS = (CardError, ReadError, HarmoniseError, PrivacyError, schema.SchemaError)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_fingerprint(card_path: Path, card: SourceCard, raw_root: Path) -> dict:
+    """sha256 of every input of a source: raw files, card, catalogue files, and the ingest code."""
+    files = {f"raw:{spec.path}": _sha256(raw_root / spec.path) for spec in card.files}
+    if card.reader_options.form:
+        files[f"raw:{card.reader_options.form}"] = _sha256(raw_root / card.reader_options.form)
+    files[f"card:{card_path.name}"] = _sha256(card_path)
+    for path in (config.INDICATORS_FILE, config.GROUPS_FILE):
+        if path.exists():
+            files[f"params:{path.name}"] = _sha256(path)
+    code = hashlib.sha256()
+    for path in CODE_FILES:
+        code.update(path.name.encode())
+        code.update(path.read_bytes())
+    files["code"] = code.hexdigest()
+    combined = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"sha256": combined, "inputs": files}
+
+
+def _source_metadata(card: SourceCard) -> dict:
+    return {
+        "id": card.id,
+        "title": card.title,
+        "kind": card.kind,
+        "synthetic": card.synthetic,
+        "licence": card.licence,
+        "consent": card.consent,
+        "citation": card.citation,
+        "country": card.country,
+        "collection_period": (
+            {"start": card.collection_period.start.isoformat(), "end": card.collection_period.end.isoformat()}
+            if card.collection_period
+            else None
+        ),
+        "indicators": list(card.indicators),
+    }
+
+
+def write_processed(result: Harmonised, card: SourceCard, processed_dir: Path, log: dict) -> Path:
+    """Write ``<source>.parquet`` (design + source metadata in the schema metadata) and ``<source>.log.json``.
+
+    Both are written to temporary files first and then renamed, so a crash never leaves a
+    half-written table that looks valid.
+    """
+    processed_dir.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(result.frame, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[METADATA_KEY] = json.dumps({"design": result.design, "source": _source_metadata(card)}).encode()
+    table = table.replace_schema_metadata(meta)
+    target = processed_dir / f"{card.id}.parquet"
+    tmp = target.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, target)
+    log_path = processed_dir / f"{card.id}.log.json"
+    tmp_log = log_path.with_suffix(".json.tmp")
+    tmp_log.write_text(json.dumps(log, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp_log, log_path)
+    return target
+
+
+def _previous_fingerprint(processed_dir: Path, source: str) -> str | None:
+    log_path = processed_dir / f"{source}.log.json"
+    if not log_path.exists() or not (processed_dir / f"{source}.parquet").exists():
+        return None
+    try:
+        return json.loads(log_path.read_text(encoding="utf-8")).get("fingerprint", {}).get("sha256")
+    except (json.JSONDecodeError, OSError, AttributeError):
+        return None
+
+
+def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: bool = False,
+                  indicators: dict | None = None, age_bands=None) -> tuple[str, dict | None]:
+    """Ingest one source. Returns ``("ingested"|"unchanged", log)``; raises a user error otherwise."""
+    card = load_card(card_path)
+    for spec in card.files:
+        if not (raw_root / spec.path).exists():
+            raise ReadError(f"{raw_root / spec.path}: file not found (check 'files' in {card_path} and --raw-root)")
+    fingerprint = input_fingerprint(card_path, card, raw_root)
+    if not force and _previous_fingerprint(processed_dir, card.id) == fingerprint["sha256"]:
+        return "unchanged", None
+    for spec in card.files:
+        if spec.sha256 and _sha256(raw_root / spec.path) != spec.sha256:
+            raise ReadError(f"{raw_root / spec.path}: sha256 differs from files.sha256 in {card_path}; is it the right file?")
+    raw = read_source(card, raw_root)
+    result = harmonise(card, raw, indicators=indicators, age_bands=age_bands or schema.DEFAULT_AGE_BANDS)
+    log = {
+        "source": card.id,
+        "kind": card.kind,
+        "synthetic": card.synthetic,
+        "ingested_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "files": [str(spec.path) for spec in card.files],
+        "reader": card.reader,
+        "reader_notes": {k: v for k, v in raw.notes.items() if k in ("encoding", "sheet")},
+        **result.accounting.as_dict(),
+        "columns": list(result.frame.columns),
+        "fingerprint": fingerprint,
+    }
+    write_processed(result, card, processed_dir, log)
+    return "ingested", log
+
+
+def _summary(log: dict) -> str:
+    excluded = sum(log["rows_excluded"].values())
+    unknown = sum(sum(v.values()) for v in log["unknown_codes"].values())
+    text = f"{log['rows_kept']} of {log['rows_read']} rows kept"
+    if excluded:
+        text += f", {excluded} excluded"
+    if unknown:
+        text += f", {unknown} unknown codes set missing"
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="*", metavar="SOURCE", help="source ids (default: every card in params/sources/)")
+    parser.add_argument("--raw-root", type=Path, default=None, help="folder that card file paths are relative to (default: data/raw)")
+    parser.add_argument("--processed", type=Path, default=None, help="output folder (default: data/processed)")
+    parser.add_argument("--sources-dir", type=Path, default=None, help="folder of source cards (default: params/sources)")
+    parser.add_argument("--force", action="store_true", help="re-ingest even when the inputs are unchanged")
+
+
+def main(args: argparse.Namespace) -> int:
+    raw_root = (args.raw_root or config.RAW_DIR).resolve()
+    processed_dir = (args.processed or config.PROCESSED_DIR).resolve()
+    cards = card_paths(getattr(args, "sources_dir", None))
+    wanted = list(args.sources) or list(cards)
+    failed = 0
+    try:
+        indicators = schema.load_indicators() if config.INDICATORS_FILE.exists() else None
+        age_bands = schema.load_age_bands()
+    except schema.SchemaError as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
+    if not wanted:
+        print(f"no source cards in {config.SOURCES_DIR}", file=sys.stderr)
+        return 1
+    for source in wanted:
+        if source not in cards:
+            print(f"{source}: failed (no source card params/sources/{source}.yml; cards: {', '.join(cards) or 'none'})")
+            failed += 1
+            continue
+        try:
+            status, log = ingest_source(cards[source], raw_root, processed_dir, args.force, indicators, age_bands)
+        except USER_ERRORS as exc:
+            print(f"{source}: failed ({exc})")
+            failed += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop the other sources, nor show a traceback
+            if os.environ.get("ANALYSIS_DEBUG"):
+                raise
+            print(f"{source}: failed (unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; please report this)")
+            failed += 1
+            continue
+        if status == "unchanged":
+            print(f"{source}: unchanged")
+        else:
+            print(f"{source}: ingested ({_summary(log)}) -> {processed_dir / (source + '.parquet')}")
+    return 1 if failed else 0

@@ -1,0 +1,376 @@
+"""Readers for the formats CSOs share data in: CSV, Excel, SPSS, Stata, KoboToolbox/ODK, HXL, Parquet.
+
+Every reader returns a :class:`RawTable`: the raw data frame (column names as in the file;
+text formats read every cell as text so that codes such as ``"01"`` survive) and the value
+labels it knows (SPSS/Stata value labels, Kobo choices), so that harmonisation can recode
+either a code or its label. Every failure raises :class:`ReadError` with one line naming the
+file and saying what to fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.sources.card import SourceCard
+
+#: Encodings tried, in order, when a card says ``encoding: auto``. utf-8-sig also reads plain
+#: UTF-8 (and strips a BOM); latin-1 decodes any byte sequence, so it is the last resort.
+SNIFFED_ENCODINGS = ("utf-8-sig", "latin-1")
+
+
+class ReadError(ValueError):
+    """A raw file cannot be read as its card says (one-line message)."""
+
+
+@dataclass
+class RawTable:
+    """A raw table as read, with what the reader learnt about it."""
+
+    frame: pd.DataFrame
+    path: Path
+    value_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    notes: dict[str, object] = field(default_factory=dict)  # e.g. the sniffed encoding
+    description: str = ""  # where the header came from, for error messages (e.g. "sheet 'data'")
+
+
+def code_text(value) -> str | None:
+    """A raw value as comparable text: ``1``, ``1.0`` and ``"1"`` all give ``"1"``; NA gives None."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ReadError(f"{path}: file not found (check 'files' in the source card and --raw-root)")
+    if path.stat().st_size == 0:
+        raise ReadError(f"{path}: file is empty; re-export the data")
+
+
+def _decode(path: Path, encoding: str) -> tuple[str, str]:
+    raw = path.read_bytes()
+    if encoding != "auto":
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError as exc:
+            raise ReadError(
+                f"{path}: not valid {encoding} at byte {exc.start}; set reader_options.encoding "
+                "to the file's encoding (e.g. latin-1) or 'auto'"
+            ) from None
+        except LookupError:
+            raise ReadError(f"{path}: unknown encoding {encoding!r} in reader_options.encoding") from None
+    for candidate in SNIFFED_ENCODINGS:
+        try:
+            return raw.decode(candidate), candidate
+        except UnicodeDecodeError:
+            continue
+    raise ReadError(f"{path}: cannot decode the file")  # pragma: no cover - latin-1 decodes anything
+
+
+def _sniff_delimiter(text: str, given: str | None) -> str:
+    if given:
+        return given
+    sample = "\n".join(text.splitlines()[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _parse_text_table(path: Path, text: str, delimiter: str, header_row: int) -> pd.DataFrame:
+    if not text.strip():
+        raise ReadError(f"{path}: file has no data (only blank lines)")
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            skiprows=header_row,
+            skip_blank_lines=True,
+        )
+    except pd.errors.ParserError as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        where = f" at line {int(line.group(1)) + header_row}" if line else ""
+        raise ReadError(f"{path}: malformed CSV{where} (wrong number of fields); fix the quoting or delimiter") from None
+    except pd.errors.EmptyDataError:
+        raise ReadError(f"{path}: file has no header row at row {header_row}") from None
+    header_line = next(csv.reader(io.StringIO(text.splitlines()[header_row] if len(text.splitlines()) > header_row else ""), delimiter=delimiter), [])
+    seen = [h.strip() for h in header_line if h.strip()]
+    dup = sorted({h for h in seen if seen.count(h) > 1})
+    if dup:
+        raise ReadError(f"{path}: duplicated column names {dup[:5]} in the header; give every column a unique name")
+    _check_header(path, frame)
+    return frame
+
+
+def _check_header(path: Path, frame: pd.DataFrame, where: str = "") -> None:
+    names = [str(c) for c in frame.columns]
+    unnamed = [i for i, c in enumerate(names) if c.startswith("Unnamed:") or c.strip() == ""]
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:
+        raise ReadError(f"{path}{where}: duplicated column names {dup[:5]}; give every column a unique name")
+    if len(unnamed) == len(names):
+        raise ReadError(f"{path}{where}: the header row is empty; set reader_options.header_row to the row with the column names")
+
+
+def read_csv(path: Path, card: SourceCard) -> RawTable:
+    """CSV with the encoding sniffed (utf-8, utf-8 with BOM, else latin-1) and the delimiter sniffed."""
+    _check_file(path)
+    opts = card.reader_options
+    text, encoding = _decode(path, opts.encoding)
+    frame = _parse_text_table(path, text, _sniff_delimiter(text, opts.delimiter), opts.header_row)
+    return RawTable(frame, path, notes={"encoding": encoding}, description=f"header row {opts.header_row}")
+
+
+def _excel_sheet(path: Path, sheet, header_row: int) -> pd.DataFrame:
+    try:
+        book = pd.ExcelFile(path, engine="openpyxl")
+    except Exception as exc:  # openpyxl raises several types for a broken or non-xlsx file
+        raise ReadError(f"{path}: not a readable .xlsx workbook ({type(exc).__name__}); re-save it as .xlsx") from None
+    with book:
+        names = book.sheet_names
+        if sheet is None:
+            sheet = names[0]
+        elif isinstance(sheet, int):
+            if sheet >= len(names):
+                raise ReadError(f"{path}: has {len(names)} sheets, no sheet index {sheet}; sheets are: {names}")
+            sheet = names[sheet]
+        elif sheet not in names:
+            raise ReadError(f"{path}: no sheet {sheet!r}; sheets are: {names} (fix reader_options.sheet)")
+        frame = book.parse(sheet, header=header_row, dtype=str, keep_default_na=False, na_values=[""])
+    if frame.shape[1] == 0:
+        raise ReadError(f"{path} (sheet {sheet!r}): sheet is empty")
+    frame.attrs["sheet"] = sheet
+    return frame
+
+
+def read_excel(path: Path, card: SourceCard) -> RawTable:
+    """An Excel sheet (``reader_options.sheet``, default the first) with the header on ``header_row``."""
+    _check_file(path)
+    opts = card.reader_options
+    frame = _excel_sheet(path, opts.sheet, opts.header_row)
+    sheet = frame.attrs.get("sheet")
+    _check_header(path, frame, f" (sheet {sheet!r})")
+    return RawTable(frame, path, notes={"sheet": sheet}, description=f"sheet {sheet!r}, header row {opts.header_row}")
+
+
+def _read_stat(path: Path, card: SourceCard, kind: str) -> RawTable:
+    import pyreadstat
+
+    _check_file(path)
+    reader = pyreadstat.read_sav if kind == "spss" else pyreadstat.read_dta
+    try:
+        frame, meta = reader(str(path), apply_value_formats=False, user_missing=False)
+    except Exception as exc:  # pyreadstat.ReadstatError and OSError for truncated/invalid files
+        label = "SPSS .sav" if kind == "spss" else "Stata .dta"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReadError(f"{path}: not a readable {label} file ({reason}); the file may be truncated, re-export it") from None
+    labels: dict[str, dict[str, str]] = {}
+    if card.reader_options.value_labels:
+        for column, label_set in (meta.variable_to_label or {}).items():
+            mapping = (meta.value_labels or {}).get(label_set, {})
+            labels[column] = {code_text(k): str(v) for k, v in mapping.items()}
+    return RawTable(frame, path, value_labels=labels, notes={"rows": meta.number_rows})
+
+
+def read_spss(path: Path, card: SourceCard) -> RawTable:
+    """SPSS ``.sav`` with its value labels (codes kept in the frame, labels in ``value_labels``)."""
+    return _read_stat(path, card, "spss")
+
+
+def read_stata(path: Path, card: SourceCard) -> RawTable:
+    """Stata ``.dta`` with its value labels (codes kept in the frame, labels in ``value_labels``)."""
+    return _read_stat(path, card, "stata")
+
+
+def read_parquet(path: Path, card: SourceCard) -> RawTable:
+    """Apache Parquet (types as stored)."""
+    _check_file(path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for broken files
+        raise ReadError(f"{path}: not a readable Parquet file ({type(exc).__name__}); re-export it") from None
+    return RawTable(frame, path)
+
+
+# --- HXL -------------------------------------------------------------------------------------
+
+
+def normalise_hxl_tag(tag: str) -> str:
+    """``"#Adm1 +Name"`` -> ``"#adm1+name"``: lower case, no spaces, attributes sorted."""
+    parts = [p for p in re.sub(r"\s+", "", str(tag)).lower().split("+") if p]
+    if not parts or not parts[0].startswith("#"):
+        return ""
+    return parts[0] + "".join(f"+{a}" for a in sorted(parts[1:]))
+
+
+def _is_tag_row(values) -> bool:
+    cells = [str(v).strip() for v in values if v is not None and str(v).strip() not in ("", "nan", "<NA>")]
+    return bool(cells) and sum(c.startswith("#") for c in cells) >= max(1, len(cells) // 2)
+
+
+def read_hxl(path: Path, card: SourceCard) -> RawTable:
+    """HXL-tagged CSV: a row of hashtags (``#adm1+name``, ``#affected+idps``) under or as the header.
+
+    Columns are renamed to their normalised tags (:func:`normalise_hxl_tag`), so a card maps
+    schema columns to tags; a column without a tag keeps its header name.
+    """
+    _check_file(path)
+    opts = card.reader_options
+    text, encoding = _decode(path, opts.encoding)
+    frame = _parse_text_table(path, text, _sniff_delimiter(text, opts.delimiter), opts.header_row)
+    if _is_tag_row(frame.columns):
+        tags = list(frame.columns)
+        headers = tags
+    else:
+        tag_rows = [i for i in range(min(len(frame), 25)) if _is_tag_row(frame.iloc[i].tolist())]
+        if not tag_rows:
+            raise ReadError(f"{path}: no HXL hashtag row (e.g. '#adm1+name') in the first 25 rows; use reader 'csv' for untagged files")
+        row = tag_rows[0]
+        tags = frame.iloc[row].tolist()
+        headers = list(frame.columns)
+        frame = frame.iloc[row + 1:].reset_index(drop=True)
+    names = []
+    for tag, header in zip(tags, headers):
+        norm = normalise_hxl_tag(tag) if isinstance(tag, str) else ""
+        names.append(norm or str(header))
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ReadError(f"{path}: HXL tags {dup[:5]} appear on more than one column; add attributes to tell them apart")
+    frame.columns = names
+    return RawTable(frame, path, notes={"encoding": encoding, "hxl_header": dict(zip(names, map(str, headers)))})
+
+
+# --- KoboToolbox / ODK -----------------------------------------------------------------------
+
+
+def _read_form(form_path: Path) -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, str]]]:
+    """Parse an XLSForm: ({question name: (type, list name)}, {list name: {code: label}})."""
+    _check_file(form_path)
+    survey = _excel_sheet(form_path, "survey", 0)
+    choices = _excel_sheet(form_path, "choices", 0)
+    for sheet, frame, need in (("survey", survey, ("type", "name")), ("choices", choices, ("list_name", "name"))):
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise ReadError(f"{form_path} (sheet {sheet!r}): missing XLSForm columns {missing}")
+    label_col = next((c for c in choices.columns if str(c).lower().startswith("label")), None)
+    if label_col is None:
+        raise ReadError(f"{form_path} (sheet 'choices'): no 'label' column")
+    lists: dict[str, dict[str, str]] = {}
+    for _, row in choices.dropna(subset=["list_name", "name"]).iterrows():
+        lists.setdefault(str(row["list_name"]).strip(), {})[code_text(row["name"])] = str(row[label_col]).strip()
+    questions: dict[str, tuple[str, str]] = {}
+    for _, row in survey.dropna(subset=["type", "name"]).iterrows():
+        kind, *rest = str(row["type"]).split()
+        if kind in ("select_one", "select_multiple"):
+            list_name = rest[0] if rest else ""
+            if list_name not in lists:
+                raise ReadError(f"{form_path}: question {row['name']!r} uses choice list {list_name!r} that the 'choices' sheet lacks")
+            questions[str(row["name"]).strip()] = (kind, list_name)
+    return questions, lists
+
+
+def _kobo_short_name(column: str, questions: dict[str, tuple[str, str]]) -> str:
+    """Strip Kobo group prefixes: ``grp/q1`` -> ``q1``; ``grp/q5/food`` -> ``q5/food`` (select_multiple)."""
+    parts = column.split("/")
+    if len(parts) >= 2 and questions.get(parts[-2], ("",))[0] == "select_multiple":
+        return "/".join(parts[-2:])
+    return parts[-1]
+
+
+def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
+    """A KoboToolbox/ODK export (xlsx or csv) with its XLSForm (``reader_options.form``).
+
+    Group prefixes (``group/question``) are stripped. ``select_one`` columns keep their codes
+    and get the choice labels as value labels; ``select_multiple`` columns (space-separated
+    codes) are expanded into one 0/1 column per choice, ``question/choice`` (NA where the
+    question is unanswered), unless the export already has them. A code that the choices
+    list lacks is an error naming the column, the code and the list.
+    """
+    _check_file(path)
+    form_path = raw_root / card.reader_options.form
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        frame = _excel_sheet(path, card.reader_options.sheet, card.reader_options.header_row)
+    else:
+        text, _ = _decode(path, card.reader_options.encoding)
+        frame = _parse_text_table(path, text, _sniff_delimiter(text, card.reader_options.delimiter), card.reader_options.header_row)
+    _check_header(path, frame)
+    questions, lists = _read_form(form_path)
+    frame = frame.rename(columns=lambda c: _kobo_short_name(str(c), questions))
+    _check_header(path, frame, " (after removing Kobo group prefixes)")
+    labels: dict[str, dict[str, str]] = {}
+    sep = card.reader_options.select_multiple_separator
+    for name, (kind, list_name) in questions.items():
+        column = name
+        if column not in frame.columns:
+            continue
+        known = lists[list_name]
+        values = frame[column].map(code_text)
+        if kind == "select_one":
+            unknown = sorted({v for v in values.dropna() if v not in known})
+            if unknown:
+                row = int(values.isin(unknown).to_numpy().nonzero()[0][0])
+                raise ReadError(
+                    f"{path}: column '{column}' has code {unknown[0]!r} (row {row}) that choice list "
+                    f"'{list_name}' in {form_path.name} lacks; add it to the 'choices' sheet"
+                )
+            labels[column] = dict(known)
+        else:
+            chosen = values.map(lambda v: None if v is None else set(v.split(sep)) - {""})
+            unknown = sorted({c for s in chosen.dropna() for c in s if c not in known})
+            if unknown:
+                raise ReadError(
+                    f"{path}: select_multiple column '{column}' has code {unknown[0]!r} that choice list "
+                    f"'{list_name}' in {form_path.name} lacks; add it to the 'choices' sheet"
+                )
+            for code in known:
+                target = f"{column}/{code}"
+                if target in frame.columns:
+                    continue
+                frame[target] = chosen.map(lambda s, c=code: pd.NA if s is None else str(int(c in s)))
+    return RawTable(frame, path, value_labels=labels, notes={"form": str(form_path)})
+
+
+def read_source_file(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
+    """Read one raw file with the reader the card names."""
+    if card.reader == "kobo":
+        return read_kobo(path, card, raw_root)
+    reader = {
+        "csv": read_csv,
+        "excel": read_excel,
+        "spss": read_spss,
+        "stata": read_stata,
+        "hxl": read_hxl,
+        "parquet": read_parquet,
+    }[card.reader]
+    return reader(path, card)
+
+
+def read_source(card: SourceCard, raw_root: Path) -> RawTable:
+    """Read every file of a card and stack them (files of one source share their columns)."""
+    tables = [read_source_file(raw_root / spec.path, card, raw_root) for spec in card.files]
+    if len(tables) == 1:
+        return tables[0]
+    first = tables[0]
+    for other in tables[1:]:
+        if list(other.frame.columns) != list(first.frame.columns):
+            diff = sorted(set(first.frame.columns) ^ set(other.frame.columns))[:5]
+            raise ReadError(f"{other.path}: columns differ from {first.path.name} ({diff}); files of one source must share their columns")
+    labels = {}
+    for t in tables:
+        for col, mapping in t.value_labels.items():
+            labels.setdefault(col, {}).update(mapping)
+    frame = pd.concat([t.frame for t in tables], ignore_index=True)
+    return RawTable(frame, first.path, value_labels=labels, notes={"files": [str(t.path) for t in tables]})
