@@ -1,0 +1,1282 @@
+"""Design-based survey estimation: the design, and estimates for every cell of an intersection.
+
+A :class:`SurveyDesign` holds what is needed to compute honest standard errors:
+
+- **weights**: the sampling (or calibrated) weight of each respondent, read as the number of
+  population members the respondent stands for (``1 / inclusion probability``);
+- **strata** and **PSUs** (primary sampling units, i.e. clusters), optionally later stages
+  (``clusters=[psu, ssu]``) with a finite-population correction for each stage;
+- or **replicate weights** (JK1, JKn, BRR, Fay, bootstrap, successive-difference) with their
+  scale factors, as R's ``svrepdesign``.
+
+Taylor linearisation (as R's ``survey::svyrecvar``). Every estimator here is a smooth function
+of estimated totals, so its variance is the variance of the estimated total of a per-row
+*linearised score* (influence value). For totals of scores ``z`` the variance is the stratified,
+with-replacement between-PSU formula
+
+.. math::
+
+    \\hat V = \\sum_h (1 - f_h) \\frac{n_h}{n_h - 1} \\sum_{i \\in h} (z_{hi} - \\bar z_h)^2
+
+where ``z_hi`` is the total of the scores in PSU ``i`` of stratum ``h``, ``n_h`` the number of
+PSUs sampled in the stratum and ``f_h = n_h / N_h`` the sampling fraction (0 without ``fpc``).
+When a finite-population correction is given at every stage, later stages add their
+within-cluster variance multiplied by the sampling fractions of the stages above (R's default
+``survey.ultimate.cluster = FALSE``). Strata with a single PSU follow R's
+``options(survey.lonely.psu = ...)``: ``fail`` (an error), ``adjust`` (centre the lonely
+PSU at zero, the grand mean of the scores, rather than at its stratum mean), ``average`` (give
+lonely strata the average variance of the others), ``certainty`` (the PSU was certain to be
+selected: no variance).
+
+Domains (cells of ``by``) are estimated on the full design: rows outside a domain keep their
+place in the design with a score of zero. Nothing is subset before the variance is computed,
+so a domain's standard error reflects the random size of the domain, as R's ``svyby`` does.
+
+Degrees of freedom: for a Taylor design, number of PSUs minus number of strata among the rows
+that contribute to the estimate (R's ``degf`` of the subset design); for a replicate design,
+the rank of the replicate weights minus one.
+
+Every function returning estimates returns the one result schema of :mod:`analysis.tables`,
+followed by the diagnostic columns ``deff``, ``cv``, ``n_missing`` and ``df``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, special, stats
+
+from analysis.tables import CELL_SEPARATOR, RESULT_COLUMNS, join_cell
+
+#: R's ``survey.lonely.psu`` options we offer ("remove" behaves as "certainty" in R).
+SINGLE_PSU_OPTIONS: tuple[str, ...] = ("fail", "adjust", "average", "certainty", "remove")
+
+#: Replicate-weight methods, as ``svrepdesign(type=...)``: jackknife delete-one (JK1),
+#: stratified jackknife (JKn), balanced repeated replication (BRR), Fay's BRR, bootstrap,
+#: successive-difference (as the US Census Bureau uses: scale 4/R), and "other" (scale given).
+REPLICATE_METHODS: tuple[str, ...] = ("jk1", "jkn", "brr", "fay", "bootstrap", "sdr", "other")
+
+#: Statistics :func:`estimate_by` computes.
+STATISTICS: tuple[str, ...] = ("mean", "proportion", "total", "ratio")
+
+#: Confidence-interval types: ``t`` (Wald with design df), ``normal`` (Wald with the normal
+#: quantile, as R's ``confint`` on ``svymean``), ``logit`` (Wald on the logit scale with design
+#: df, back-transformed, as ``svyciprop(method="logit")``), ``auto`` (``logit`` for proportions,
+#: ``t`` otherwise).
+CI_TYPES: tuple[str, ...] = ("auto", "t", "normal", "logit")
+
+#: Diagnostic columns that follow the result schema in :func:`estimate_by`'s output.
+DIAGNOSTIC_COLUMNS: list[str] = ["deff", "cv", "n_missing", "df"]
+
+_REPLICATE_ALIASES = {
+    "jk1": "jk1", "jkn": "jkn", "brr": "brr", "fay": "fay", "bootstrap": "bootstrap",
+    "sdr": "sdr", "successive-difference": "sdr", "successive_difference": "sdr",
+    "acs": "sdr", "other": "other",
+}
+
+
+class SurveyDesignError(ValueError):
+    """A survey design or an estimation request is inconsistent (message says what to fix)."""
+
+
+# --------------------------------------------------------------------------------------------
+# The design
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stage:
+    """One sampling stage in the order of the finest units (all arrays aligned to them).
+
+    ``unit_starts``: start offsets, in the finest-unit order, of this stage's units;
+    ``group_starts``: start offsets, in this stage's unit order, of its groups (strata at
+    stage 1, the parent unit at later stages); ``coef``: per group, the multiplier of its
+    centred sum of squares (scale × fraction of the stages above; 0 for certainty);
+    ``centre``: per group, 1 to centre at the group mean, 0 to centre at zero (lonely adjust);
+    ``n_units``: per group, the number of units sampled; ``lonely_average``: mask of groups whose
+    variance is replaced by the average of the others.
+    """
+
+    unit_starts: np.ndarray
+    group_starts: np.ndarray
+    n_units: np.ndarray
+    coef: np.ndarray
+    centre: np.ndarray
+    lonely_average: np.ndarray
+
+
+@dataclass
+class SurveyDesign:
+    """A complex survey design: weights, strata, clusters, fpc, or replicate weights.
+
+    Build it with :meth:`from_frame` (column names) or :func:`design_for` (the design that
+    travels with a processed frame). Arrays are aligned with the rows of the frame they describe.
+
+    Parameters
+    ----------
+    weights : array (n,)
+        Sampling weights (``1 / inclusion probability``), finite and non-negative. ``None``
+        with ``fpc`` given: weights are computed from the population sizes, as R does.
+    strata : array (n,) or None
+        Stratum of each row; ``None`` is one stratum.
+    clusters : array (n,), list of arrays, or None
+        PSU of each row, or one array per stage (PSU, SSU, ...). ``None``: each row is its own
+        PSU (element sampling).
+    fpc : array (n,), list of arrays, or None
+        Finite-population correction per stage, either population sizes (all ≥ 1, number of
+        PSUs in the stratum at stage 1) or sampling fractions (all ≤ 1), as R's ``svydesign``.
+    nest : bool
+        PSU labels are only unique within strata (R's ``nest=TRUE``); default True.
+    single_psu : {"fail", "adjust", "average", "certainty", "remove"}
+        What to do with a stratum that has a single PSU (R's ``survey.lonely.psu``).
+    replicate_weights : array (n, R) or None
+        Full replicate weights (not multipliers). When given, variances come from them.
+    replicate_method, replicate_scale, replicate_rscales, fay_rho, mse
+        As R's ``svrepdesign``: variance ``scale * sum_r rscales_r (theta_r - centre)^2`` with
+        ``centre`` the full-sample estimate when ``mse`` is True, the mean of the replicate
+        estimates otherwise (R's default ``survey.replicates.mse = FALSE``).
+    sample_type : {"probability", "non_probability"}
+        A non-probability sample is analysed with the weights given (normally 1) as if rows were
+        independent; every result's ``method`` says so.
+    names : dict
+        Column names the arrays came from, for messages and ``method`` strings.
+    """
+
+    weights: np.ndarray | None
+    strata: np.ndarray | None = None
+    clusters: object = None
+    fpc: object = None
+    nest: bool = True
+    single_psu: str = "fail"
+    replicate_weights: np.ndarray | None = None
+    replicate_method: str | None = None
+    replicate_scale: float | None = None
+    replicate_rscales: np.ndarray | None = None
+    fay_rho: float | None = None
+    mse: bool = False
+    sample_type: str = "probability"
+    names: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.single_psu not in SINGLE_PSU_OPTIONS:
+            raise SurveyDesignError(
+                f"single_psu={self.single_psu!r} is not an option; use one of {list(SINGLE_PSU_OPTIONS)}"
+            )
+        if self.sample_type not in ("probability", "non_probability"):
+            raise SurveyDesignError(
+                f"sample_type={self.sample_type!r}; use 'probability' or 'non_probability'"
+            )
+        clusters = self.clusters
+        if clusters is not None and not isinstance(clusters, (list, tuple)):
+            clusters = [clusters]
+        fpcs = self.fpc
+        if fpcs is not None and not isinstance(fpcs, (list, tuple)):
+            fpcs = [fpcs]
+        n = _first_length(self.weights, self.strata, clusters, fpcs, self.replicate_weights)
+        self.n = n
+        self._clusters = [np.asarray(c) for c in clusters] if clusters else []
+        self._fpcs = [np.asarray(f, dtype=float) for f in fpcs] if fpcs else []
+        if len(self._fpcs) > max(len(self._clusters), 1):
+            raise SurveyDesignError(
+                f"{len(self._fpcs)} fpc columns given for {len(self._clusters)} stages of clusters"
+            )
+        self._check_lengths()
+        self._build_taylor_stages()
+        if self.weights is None:
+            self.weights = self._weights_from_fpc()
+        self.weights = _checked_weights(self.weights, self.names.get("weight", "weight"))
+        if self.replicate_weights is not None:
+            self._build_replicates()
+
+    # -- construction helpers ---------------------------------------------------------------
+
+    def _check_lengths(self):
+        arrays = {"strata": self.strata, "replicate_weights": self.replicate_weights}
+        arrays.update({f"clusters[{i}]": c for i, c in enumerate(self._clusters)})
+        arrays.update({f"fpc[{i}]": f for i, f in enumerate(self._fpcs)})
+        if self.weights is not None:
+            arrays["weights"] = self.weights
+        for name, array in arrays.items():
+            if array is not None and len(array) != self.n:
+                raise SurveyDesignError(f"design {name} has {len(array)} rows; expected {self.n}")
+
+    def _build_taylor_stages(self):
+        n = self.n
+        self.has_strata = self.strata is not None
+        strata_codes = (
+            _codes(self.strata, "strata", self.names.get("strata"))
+            if self.has_strata else np.zeros(n, dtype=np.int64)
+        )
+        stage_ids = []
+        if self._clusters:
+            for s, c in enumerate(self._clusters):
+                name = self.names.get("psu") if s == 0 else f"stage-{s + 1} cluster"
+                stage_ids.append(_codes(c, f"clusters[{s}]", name))
+        else:
+            stage_ids.append(np.arange(n, dtype=np.int64))
+        if not self.nest and self.has_strata and self._clusters:
+            # R: "Clusters not nested in strata at top level; you may want nest=TRUE."
+            pairs = pd.DataFrame({"s": strata_codes, "p": stage_ids[0]}).drop_duplicates()
+            dup = pairs["p"].duplicated(keep=False)
+            if dup.any():
+                raise SurveyDesignError(
+                    f"PSU {self.names.get('psu', 'psu')!r} value(s) appear in more than one stratum "
+                    "(e.g. PSU code "
+                    f"{pairs.loc[dup, 'p'].iloc[0]}); set nest=True if PSU labels restart in each stratum"
+                )
+        # Hierarchical keys: stage-1 unit = (stratum, psu); stage-s unit = (stage s-1 unit, id).
+        keys = pd.DataFrame({"s": strata_codes})
+        for s, ids in enumerate(stage_ids):
+            keys[f"u{s}"] = ids
+        columns = list(keys.columns)
+        finest = keys.groupby(columns, sort=True).ngroup().to_numpy(np.int64)
+        # one representative row per finest unit, in finest order
+        first_row = np.full(finest.max() + 1, -1, dtype=np.int64)
+        first_row[finest[::-1]] = np.arange(n - 1, -1, -1)
+        units = keys.iloc[first_row].reset_index(drop=True)
+        self._row_unit = finest
+        self._n_finest = len(units)
+
+        # fpc: population size per row at each stage, or None
+        popsizes = self._popsizes(strata_codes, stage_ids) if self._fpcs else []
+        self._popsizes_per_stage = popsizes
+        n_stages = len(stage_ids)
+        # later stages count only when an fpc is given for every stage above them (R)
+        n_used = 1 if len(popsizes) < 2 else min(len(popsizes), n_stages)
+        self._stages = []
+        self._stage_unit_of_finest = []
+        parent_fraction = np.ones(len(units))  # per finest unit: product of fractions above
+        for s in range(n_used):
+            ucols = columns[: s + 2]  # stratum + stage ids up to s
+            unit_code = units.groupby(ucols, sort=True).ngroup().to_numpy(np.int64)
+            unit_starts = np.flatnonzero(np.r_[True, np.diff(unit_code) != 0])
+            gcols = columns[: s + 1]  # stratum (stage 1) or parent unit (later)
+            group_of_unit = units.iloc[unit_starts].groupby(gcols, sort=True).ngroup().to_numpy()
+            group_starts = np.flatnonzero(np.r_[True, np.diff(group_of_unit) != 0])
+            n_units = np.diff(np.r_[group_starts, len(unit_starts)])
+            # rows representing each group, for its population size
+            first_finest_of_group = unit_starts[group_starts]
+            rep_rows = first_row[first_finest_of_group]
+            if s < len(popsizes):
+                popsize = popsizes[s][rep_rows]
+                if np.any(popsize < n_units - 1e-9):
+                    bad = int(np.argmax(popsize < n_units - 1e-9))
+                    raise SurveyDesignError(
+                        f"fpc at stage {s + 1} implies more than 100% sampling: population "
+                        f"{popsize[bad]:g} < {n_units[bad]} sampled units (row {rep_rows[bad]})"
+                    )
+                fraction = np.where(np.isinf(popsize), 0.0, n_units / popsize)
+            else:
+                fraction = np.zeros(len(n_units))
+            f = 1.0 - fraction
+            scale = np.where(n_units > 1, f * n_units / np.maximum(n_units - 1, 1), f)
+            multiplier = parent_fraction[first_finest_of_group]
+            certain = f < 1e-7  # self-representing: no variance at this stage
+            coef = np.where(certain, 0.0, scale * multiplier)
+            centre = np.ones(len(n_units))
+            lonely = (n_units == 1) & ~certain
+            lonely_average = np.zeros(len(n_units), dtype=bool)
+            if lonely.any():
+                where = self.names.get("strata", "strata") if s == 0 else f"stage-{s} cluster"
+                label = _group_label(self, rep_rows, lonely, s)
+                if self.single_psu == "fail":
+                    raise SurveyDesignError(
+                        f"{int(lonely.sum())} {where} group(s) have a single PSU at stage {s + 1} "
+                        f"(e.g. {label}); set single_psu to 'adjust', 'average' or 'certainty' "
+                        "(R's survey.lonely.psu) or merge strata"
+                    )
+                if self.single_psu in ("certainty", "remove"):
+                    coef = np.where(lonely, 0.0, coef)
+                elif self.single_psu == "adjust":
+                    centre = np.where(lonely, 0.0, centre)
+                elif self.single_psu == "average":
+                    lonely_average = lonely
+                    coef = np.where(lonely, 0.0, coef)
+            if s == 0:
+                self._stage1_fractions = fraction
+            self._stages.append(
+                _Stage(unit_starts, group_starts, n_units, coef, centre, lonely_average)
+            )
+            # fraction of the groups above, per finest unit, for the next stage
+            unit_of_finest = np.cumsum(np.r_[0, np.diff(unit_code) != 0])
+            group_of_finest = group_of_unit[unit_of_finest]
+            parent_fraction = parent_fraction * fraction[group_of_finest]
+        first_stage = self._stages[0]
+        self.n_psu = len(first_stage.unit_starts)
+        self.n_strata = len(first_stage.group_starts)
+        self.df = max(self.n_psu - self.n_strata, 0)
+        # stage-1 unit and stratum of every finest unit, for domain degrees of freedom
+        unit_of_finest = np.zeros(len(units), dtype=np.int64)
+        unit_of_finest[first_stage.unit_starts[1:]] = 1
+        self._psu_of_finest = np.cumsum(unit_of_finest)
+        self._strata_starts_in_psu = first_stage.group_starts
+
+    def _popsizes(self, strata_codes, stage_ids):
+        """Population size per row at each stage with an fpc (R's ``as.fpc``)."""
+        values = np.column_stack(self._fpcs)
+        if np.isnan(values).any():
+            row = int(np.argwhere(np.isnan(values))[0, 0])
+            raise SurveyDesignError(f"fpc is missing in row {row}; give a population size or fraction")
+        is_popsize = bool(np.any(values > 1))
+        if is_popsize and not np.all(values >= 1):
+            raise SurveyDesignError("fpc mixes population sizes (>1) and fractions (<1); use one kind")
+        out = []
+        group = strata_codes
+        for s, fpc in enumerate(self._fpcs):
+            if s >= len(stage_ids):
+                break
+            if s > 0:
+                group = pd.DataFrame({"g": group, "u": stage_ids[s - 1]}).groupby(["g", "u"], sort=True).ngroup().to_numpy()
+            sampled = pd.DataFrame({"g": group, "u": stage_ids[s]}).groupby("g")["u"].transform("nunique").to_numpy(float)
+            out.append(fpc if is_popsize else sampled / fpc)
+        return out
+
+    def _weights_from_fpc(self):
+        if not self._fpcs:
+            raise SurveyDesignError("no weights given and no fpc to compute them from; give weights")
+        weights = np.ones(self.n)
+        group = np.zeros(self.n, dtype=np.int64) if self.strata is None else _codes(self.strata, "strata")
+        stage_ids = [_codes(c, "clusters") for c in self._clusters] or [np.arange(self.n)]
+        for s, popsize in enumerate(self._popsizes_per_stage):
+            if s > 0:
+                group = pd.DataFrame({"g": group, "u": stage_ids[s - 1]}).groupby(["g", "u"], sort=True).ngroup().to_numpy()
+            sampled = pd.DataFrame({"g": group, "u": stage_ids[s]}).groupby("g")["u"].transform("nunique").to_numpy(float)
+            weights = weights * popsize / sampled
+        return weights
+
+    def _build_replicates(self):
+        reps = np.asarray(self.replicate_weights, dtype=float)
+        if reps.ndim != 2 or reps.shape[0] != self.n:
+            raise SurveyDesignError(f"replicate_weights must be an n × R matrix with n={self.n}")
+        if not np.isfinite(reps).all() or (reps < 0).any():
+            row, col = np.argwhere(~np.isfinite(reps) | (reps < 0))[0]
+            raise SurveyDesignError(
+                f"replicate weight {col + 1} of row {row} is {reps[row, col]!r}; replicate weights "
+                "must be finite and non-negative"
+            )
+        self.replicate_weights = reps
+        n_rep = reps.shape[1]
+        method = _REPLICATE_ALIASES.get(str(self.replicate_method).lower())
+        if method is None:
+            raise SurveyDesignError(
+                f"replicate_method={self.replicate_method!r}; use one of {list(REPLICATE_METHODS)}"
+            )
+        self.replicate_method = method
+        if method == "fay" and self.fay_rho is None:
+            raise SurveyDesignError("replicate_method='fay' needs fay_rho (e.g. 0.3 or 0.5)")
+        default_scale = {
+            "jk1": (n_rep - 1) / n_rep,
+            "jkn": 1.0,
+            "brr": 1.0 / n_rep,
+            "fay": 1.0 / (n_rep * (1 - (self.fay_rho or 0.0)) ** 2),
+            "bootstrap": 1.0 / max(n_rep - 1, 1),
+            "sdr": 4.0 / n_rep,
+            "other": None,
+        }[method]
+        if self.replicate_scale is None:
+            if default_scale is None:
+                raise SurveyDesignError("replicate_method='other' needs replicate_scale")
+            self.replicate_scale = default_scale
+        if self.replicate_rscales is None:
+            if method == "jkn":
+                raise SurveyDesignError(
+                    "replicate_method='jkn' needs replicate_rscales ((n_h - 1)/n_h per replicate)"
+                )
+            self.replicate_rscales = np.ones(n_rep)
+        self.replicate_rscales = np.asarray(self.replicate_rscales, dtype=float)
+        if self.replicate_rscales.shape != (n_rep,):
+            raise SurveyDesignError(
+                f"replicate_rscales has {self.replicate_rscales.size} values for {n_rep} replicates"
+            )
+        # R's degf for replicate designs: rank of the replicate weights minus one
+        gram = reps.T @ reps
+        self.df = max(int(np.linalg.matrix_rank(gram, tol=None)) - 1, 0)
+
+    # -- constructors -----------------------------------------------------------------------
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        weight: str | None = None,
+        strata: str | None = None,
+        psu: str | list[str] | None = None,
+        fpc: str | list[str] | None = None,
+        *,
+        nest: bool = True,
+        single_psu: str = "fail",
+        replicate_columns: list[str] | None = None,
+        replicate_method: str | None = None,
+        replicate_scale: float | None = None,
+        replicate_rscales=None,
+        fay_rho: float | None = None,
+        mse: bool = False,
+        sample_type: str = "probability",
+    ) -> "SurveyDesign":
+        """Build a design from column names of ``frame`` (as R's ``svydesign``/``svrepdesign``).
+
+        ``weight=None`` with ``fpc`` computes weights from the population sizes; with neither,
+        every weight is 1. ``psu`` may list one column per stage.
+        """
+        def column(name, role):
+            if name not in frame.columns:
+                raise SurveyDesignError(
+                    f"design {role} column {name!r} not found; columns are {list(frame.columns)[:30]}"
+                )
+            values = frame[name]
+            if values.isna().any():
+                row = frame.index[values.isna().to_numpy()][0]
+                raise SurveyDesignError(
+                    f"design {role} column {name!r} is missing in row {row}; every row needs a {role}"
+                )
+            return values.to_numpy()
+
+        names = {"weight": weight, "strata": strata, "psu": psu, "fpc": fpc}
+        weights = column(weight, "weight").astype(float) if weight else None
+        if weights is None and not fpc:
+            weights = np.ones(len(frame))
+        psus = [psu] if isinstance(psu, str) else list(psu or [])
+        fpcs = [fpc] if isinstance(fpc, str) else list(fpc or [])
+        reps = None
+        if replicate_columns:
+            missing = [c for c in replicate_columns if c not in frame.columns]
+            if missing:
+                raise SurveyDesignError(f"replicate weight columns {missing[:5]} not found in the frame")
+            reps = frame[list(replicate_columns)].to_numpy(dtype=float)
+        return cls(
+            weights=weights,
+            strata=column(strata, "strata") if strata else None,
+            clusters=[column(p, "psu") for p in psus] or None,
+            fpc=[column(f, "fpc").astype(float) for f in fpcs] or None,
+            nest=nest,
+            single_psu=single_psu,
+            replicate_weights=reps,
+            replicate_method=replicate_method,
+            replicate_scale=replicate_scale,
+            replicate_rscales=replicate_rscales,
+            fay_rho=fay_rho,
+            mse=mse,
+            sample_type=sample_type,
+            names={k: v for k, v in names.items() if v},
+        )
+
+    # -- description ------------------------------------------------------------------------
+
+    @property
+    def is_replicate(self) -> bool:
+        return self.replicate_weights is not None
+
+    def describe_variance(self) -> str:
+        """One phrase for a result's ``method``: variance method, lonely-PSU option, df rule."""
+        if self.sample_type == "non_probability":
+            unweighted = bool(np.allclose(self.weights, self.weights[0]))
+            return (
+                "non-probability sample: "
+                + ("unweighted" if unweighted else "weights as given")
+                + ", SE assumes simple random sampling (not design-based)"
+            )
+        if self.is_replicate:
+            return (
+                f"replicate weights {self.replicate_method.upper()} "
+                f"(R={self.replicate_weights.shape[1]}, scale={self.replicate_scale:.6g}"
+                + (f", rho={self.fay_rho:g}" if self.fay_rho is not None else "")
+                + f", mse={'TRUE' if self.mse else 'FALSE'}); df={self.df} (rank of replicates - 1)"
+            )
+        parts = ["Taylor linearisation, with-replacement between-PSU variance"]
+        parts.append("stratified" if self.has_strata else "unstratified")
+        parts.append("clustered" if self._clusters else "element sampling")
+        if self._fpcs:
+            parts.append(f"fpc at {len(self._stages)} stage(s)")
+        parts.append(f"lonely PSU: {self.single_psu}")
+        parts.append("df = PSUs - strata in the domain")
+        return ", ".join(parts)
+
+    # -- variance primitives ----------------------------------------------------------------
+
+    def _unit_totals(self, scores: np.ndarray) -> np.ndarray:
+        """Totals of ``scores`` (n × k) over finest sampling units: k × U."""
+        scores = np.asarray(scores, dtype=float)
+        if scores.ndim == 1:
+            scores = scores[:, None]
+        out = np.empty((scores.shape[1], self._n_finest))
+        for j in range(scores.shape[1]):
+            out[j] = np.bincount(self._row_unit, weights=scores[:, j], minlength=self._n_finest)
+        return out
+
+    def _variance_of_unit_totals(self, totals: np.ndarray) -> np.ndarray:
+        """Variance of the estimated totals whose finest-unit totals are the rows of ``totals``.
+
+        ``totals`` is k × U (U finest units of the design). Returns k variances.
+        """
+        var = np.zeros(totals.shape[0])
+        for stage in self._stages:
+            unit_totals = totals if len(stage.unit_starts) == totals.shape[1] else np.add.reduceat(
+                totals, stage.unit_starts, axis=1
+            )
+            s1 = np.add.reduceat(unit_totals, stage.group_starts, axis=1)
+            s2 = np.add.reduceat(unit_totals * unit_totals, stage.group_starts, axis=1)
+            within = s2 - stage.centre * s1 * s1 / stage.n_units
+            contribution = within @ stage.coef
+            if stage.lonely_average.any():
+                n_ok = len(stage.n_units) - int(stage.lonely_average.sum())
+                contribution = contribution * len(stage.n_units) / max(n_ok, 1)
+            var += contribution
+        return np.maximum(var, 0.0)
+
+    def _covariance_of_unit_totals(self, totals: np.ndarray) -> np.ndarray:
+        """Covariance (k × k) of the estimated totals whose finest-unit totals are ``totals``."""
+        k = totals.shape[0]
+        cov = np.zeros((k, k))
+        for stage in self._stages:
+            unit_totals = totals if len(stage.unit_starts) == totals.shape[1] else np.add.reduceat(
+                totals, stage.unit_starts, axis=1
+            )
+            s1 = np.add.reduceat(unit_totals, stage.group_starts, axis=1)
+            coef_unit = np.repeat(stage.coef, stage.n_units)
+            contribution = (unit_totals * coef_unit) @ unit_totals.T
+            contribution -= (s1 * (stage.coef * stage.centre / stage.n_units)) @ s1.T
+            if stage.lonely_average.any():
+                n_ok = len(stage.n_units) - int(stage.lonely_average.sum())
+                contribution = contribution * len(stage.n_units) / max(n_ok, 1)
+            cov += contribution
+        return cov
+
+    def _replicate_covariance(self, thetas: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """R's ``svrVar``: thetas is k × R replicate estimates, theta the k full-sample ones."""
+        centre = theta if self.mse else _replicate_mean(thetas, self.replicate_rscales)
+        dev = thetas - centre[:, None]
+        return self.replicate_scale * (dev * self.replicate_rscales) @ dev.T
+
+    def _replicate_variance(self, thetas: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        centre = theta if self.mse else _replicate_mean(thetas, self.replicate_rscales)
+        dev = thetas - centre[:, None]
+        return self.replicate_scale * (dev * dev) @ self.replicate_rscales
+
+    def total_covariance(self, scores: np.ndarray) -> np.ndarray:
+        """Design-based covariance of the estimated totals of per-row scores.
+
+        Parameters
+        ----------
+        scores : array (n, k)
+            Each row's contribution to the k estimated totals, **already multiplied by the
+            weight** (``w_i * u_i``, R's ``x / prob`` passed to ``svyrecvar``). Rows outside a
+            domain contribute 0; they stay in the design.
+
+        Returns
+        -------
+        array (k, k)
+            Taylor designs: the stratified multistage with-replacement formula of the module
+            docstring. Replicate designs: the replicate totals ``sum_i (w_ri / w_i) s_i`` fed to
+            the replicate variance formula.
+        """
+        scores = np.asarray(scores, dtype=float)
+        if scores.ndim == 1:
+            scores = scores[:, None]
+        if scores.shape[0] != self.n:
+            raise SurveyDesignError(f"scores have {scores.shape[0]} rows; the design has {self.n}")
+        if self.is_replicate:
+            ratio = np.divide(
+                self.replicate_weights, self.weights[:, None],
+                out=np.zeros_like(self.replicate_weights), where=self.weights[:, None] > 0,
+            )
+            thetas = scores.T @ ratio
+            return self._replicate_covariance(thetas, scores.sum(axis=0))
+        return self._covariance_of_unit_totals(self._unit_totals(scores))
+
+    # -- conversion to replicate weights (R's as.svrepdesign) ------------------------------
+
+    def _stage1_fraction(self) -> np.ndarray:
+        """Sampling fraction n_h / N_h of PSUs per stratum (0 without fpc)."""
+        return self._stage1_fractions
+
+    def to_replicate(self, method: str = "jkn", mse: bool = False) -> "SurveyDesign":
+        """Jackknife replicate-weight version of this Taylor design (R's ``as.svrepdesign``).
+
+        ``jk1`` (unstratified designs): replicate j drops PSU j and multiplies the other
+        weights by ``n/(n-1)``; scale ``(n-1)/n``. ``jkn``: within its stratum h, replicate j
+        drops PSU j and multiplies the stratum's other weights by ``n_h/(n_h-1)``; rscales
+        ``(n_h-1)/n_h``, scale 1. With an fpc, R multiplies the scale (JK1) or each
+        stratum's rscales (JKn) by ``1 - f``, the finite-population correction of the stratum.
+        """
+        method = method.lower()
+        if self.is_replicate:
+            raise SurveyDesignError("design already has replicate weights")
+        stage = self._stages[0]
+        psu = self._psu_of_finest[self._row_unit]
+        n_psu = self.n_psu
+        group_of_psu = np.repeat(np.arange(len(stage.n_units)), stage.n_units)
+        if method == "jk1":
+            if self.has_strata and self.n_strata > 1:
+                raise SurveyDesignError("JK1 is for unstratified designs; use method='jkn'")
+            reps = np.repeat(self.weights[:, None], n_psu, axis=1) * n_psu / (n_psu - 1)
+            reps[np.arange(self.n), psu] = 0.0
+            finite = 1.0 - self._stage1_fraction()[0]
+            return SurveyDesign(
+                weights=self.weights, replicate_weights=reps, replicate_method="jk1", mse=mse,
+                replicate_scale=finite * (n_psu - 1) / n_psu, names=dict(self.names),
+            )
+        if method == "jkn":
+            n_h = stage.n_units[group_of_psu]  # per PSU: PSUs in its stratum
+            if (n_h < 2).any():
+                raise SurveyDesignError("JKn needs at least two PSUs in every stratum")
+            row_group = group_of_psu[psu]
+            reps = np.repeat(self.weights[:, None], n_psu, axis=1)
+            same_stratum = row_group[:, None] == group_of_psu[None, :]
+            reps = np.where(same_stratum, reps * (n_h / (n_h - 1))[None, :], reps)
+            reps[np.arange(self.n), psu] = 0.0
+            finite = 1.0 - self._stage1_fraction()[group_of_psu]
+            return SurveyDesign(
+                weights=self.weights, replicate_weights=reps, replicate_method="jkn",
+                replicate_rscales=finite * (n_h - 1) / n_h, mse=mse, names=dict(self.names),
+            )
+        raise SurveyDesignError(f"to_replicate supports 'jk1' and 'jkn', not {method!r}")
+
+
+def _first_length(*arrays) -> int:
+    for array in arrays:
+        if array is None:
+            continue
+        if isinstance(array, list):
+            if array:
+                return len(array[0])
+            continue
+        return len(array)
+    raise SurveyDesignError("a design needs at least weights (or fpc)")
+
+
+def _checked_weights(weights, name) -> np.ndarray:
+    weights = np.asarray(weights, dtype=float)
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise SurveyDesignError(
+            f"weight column {name!r} has {int(bad.sum())} missing, negative or infinite value(s) "
+            f"(first in row {row}: {weights[row]!r}); weights must be finite and non-negative"
+        )
+    return weights
+
+
+def _codes(values, role, name=None) -> np.ndarray:
+    codes, _ = pd.factorize(pd.Series(values), sort=True)
+    if (codes < 0).any():
+        row = int(np.flatnonzero(codes < 0)[0])
+        raise SurveyDesignError(f"design {name or role} is missing in row {row}")
+    return codes.astype(np.int64)
+
+
+def _group_label(design, rep_rows, mask, stage) -> str:
+    index = int(np.flatnonzero(mask)[0])
+    if stage == 0 and design.strata is not None:
+        return f"stratum {np.asarray(design.strata)[rep_rows[index]]!r}"
+    return f"the group of row {rep_rows[index]}"
+
+
+def _replicate_mean(thetas, rscales):
+    use = rscales > 0
+    return thetas[:, use].mean(axis=1)
+
+
+def design_for(frame: pd.DataFrame) -> SurveyDesign:
+    """Build the :class:`SurveyDesign` that travels with a processed frame.
+
+    Reads ``frame.attrs["design"]`` (see :func:`analysis.sources.load_processed`):
+    ``sample_type``, ``weight``, ``strata``, ``psu``, ``fpc`` (column names or None),
+    ``replicate_columns``, ``replicate_method``, ``replicate_scale``, ``replicate_rscales``,
+    ``fay_rho``, ``single_psu`` and optionally ``replicate_mse`` and ``nest``.
+    A non-probability sample gets weight 1 per row (or its calibrated weight column) and no
+    clustering: SEs then assume simple random sampling, and every result says so.
+    """
+    spec = frame.attrs.get("design")
+    if not spec:
+        raise SurveyDesignError(
+            "frame has no design in frame.attrs['design']; load it with "
+            "analysis.sources.load_processed(source) or build SurveyDesign.from_frame(...)"
+        )
+    sample_type = spec.get("sample_type") or "probability"
+    weight = spec.get("weight")
+    if weight and weight not in frame.columns:
+        raise SurveyDesignError(f"design weight column {weight!r} not in the frame")
+    if sample_type == "non_probability":
+        return SurveyDesign.from_frame(
+            frame, weight=weight, sample_type="non_probability",
+            single_psu=spec.get("single_psu") or "fail",
+        )
+    return SurveyDesign.from_frame(
+        frame,
+        weight=weight,
+        strata=spec.get("strata"),
+        psu=spec.get("psu"),
+        fpc=spec.get("fpc"),
+        nest=spec.get("nest", True),
+        single_psu=spec.get("single_psu") or "fail",
+        replicate_columns=spec.get("replicate_columns") or None,
+        replicate_method=spec.get("replicate_method"),
+        replicate_scale=spec.get("replicate_scale"),
+        replicate_rscales=spec.get("replicate_rscales"),
+        fay_rho=spec.get("fay_rho"),
+        mse=bool(spec.get("replicate_mse", False)),
+        sample_type=sample_type,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Cells of an intersection and its margins
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cells:
+    """Coding of the crossing of ``by`` (fine cells, NA as an extra category) and its margins."""
+
+    fine: np.ndarray  # (n,) fine cell of each row
+    n_fine: int
+    aggregate: sparse.csr_matrix  # (C_out × n_fine): output cell ← fine cells
+    breakdown: list[str]
+    cell: list[str]
+
+
+def _dimension_codes(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]]:
+    if column not in frame.columns:
+        raise SurveyDesignError(
+            f"breakdown column {column!r} not found; columns are {list(frame.columns)[:30]}"
+        )
+    values = frame[column]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy().astype(np.int64)
+        labels = [str(c) for c in values.cat.categories]
+    else:
+        codes, uniques = pd.factorize(values, sort=True)
+        codes = codes.astype(np.int64)
+        labels = [str(u) for u in uniques]
+    k = len(labels)
+    codes = np.where(codes < 0, k, codes)  # NA → extra code k, outside every cell of this dim
+    return codes, labels
+
+
+def _build_cells(frame: pd.DataFrame, by: list[str], margins: bool) -> _Cells:
+    codes, labels = [], []
+    for column in by:
+        c, lab = _dimension_codes(frame, column)
+        codes.append(c)
+        labels.append(lab)
+    bases = [len(lab) + 1 for lab in labels]
+    n_fine = int(np.prod(bases)) if bases else 1
+    if n_fine > 5_000_000:
+        raise SurveyDesignError(
+            f"the crossing of {by} has {n_fine:,} cells; cross fewer or coarser dimensions"
+        )
+    fine = np.zeros(len(frame), dtype=np.int64)
+    for c, base in zip(codes, bases):
+        fine = fine * base + c
+    # every fine cell's category code in each dimension
+    fine_codes = np.array(list(itertools.product(*[range(b) for b in bases])), dtype=np.int64)
+    fine_codes = fine_codes.reshape(n_fine, len(by))
+    subsets = []
+    if margins:
+        for size in range(len(by) + 1):
+            subsets.extend(itertools.combinations(range(len(by)), size))
+    else:
+        subsets.append(tuple(range(len(by))))
+    rows, cols, breakdown, cell = [], [], [], []
+    offset = 0
+    for subset in subsets:
+        sub_labels = [labels[d] for d in subset]
+        sizes = [len(lab) for lab in sub_labels]
+        n_out = int(np.prod(sizes)) if sizes else 1
+        keep = np.ones(n_fine, dtype=bool)
+        out_index = np.zeros(n_fine, dtype=np.int64)
+        for d, size in zip(subset, sizes):
+            keep &= fine_codes[:, d] < size
+            out_index = out_index * size + np.minimum(fine_codes[:, d], size - 1)
+        rows.append(offset + out_index[keep])
+        cols.append(np.flatnonzero(keep))
+        name = join_cell([by[d] for d in subset])
+        for combo in itertools.product(*sub_labels):
+            breakdown.append(name)
+            cell.append(join_cell(combo))
+        offset += n_out
+    rows = np.concatenate(rows)
+    cols = np.concatenate(cols)
+    aggregate = sparse.csr_matrix(
+        (np.ones(len(rows)), (rows, cols)), shape=(offset, n_fine)
+    )
+    return _Cells(fine, n_fine, aggregate, breakdown, cell)
+
+
+# --------------------------------------------------------------------------------------------
+# Estimation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Estimates:
+    estimate: np.ndarray
+    variance: np.ndarray
+    n_unweighted: np.ndarray
+    n_weighted: np.ndarray
+    n_missing: np.ndarray
+    deff: np.ndarray
+    df: np.ndarray
+    scores: np.ndarray | None = None  # Taylor: C × U unit totals of linearised scores
+    thetas: np.ndarray | None = None  # replicate: C × R replicate estimates
+
+
+class _Engine:
+    """Shared work of one estimation call: cell coding, keys and cached denominators."""
+
+    def __init__(self, frame, design: SurveyDesign, by, margins, domain):
+        if len(frame) != design.n:
+            raise SurveyDesignError(
+                f"frame has {len(frame)} rows but the design has {design.n}; build the design "
+                "from this frame (domains are cells of `by`, never a subset of rows)"
+            )
+        self.design = design
+        self.cells = _build_cells(frame, list(by), margins)
+        self.weights = design.weights
+        self.domain = _domain_mask(frame, domain)
+        self.n_units = design._n_finest
+        if not design.is_replicate:
+            self.key = self.cells.fine * self.n_units + design._row_unit
+            self.key_size = self.cells.n_fine * self.n_units
+            if self.key_size > 200_000_000:
+                raise SurveyDesignError(
+                    f"{self.cells.n_fine} cells × {self.n_units} sampling units is too large; "
+                    "cross fewer dimensions"
+                )
+        self._cache = {}
+
+    def _unit_table(self, weights) -> np.ndarray:
+        """Fine cell × finest-unit sums of ``weights``, aggregated to output cells: C × U."""
+        fine = np.bincount(self.key, weights=weights, minlength=self.key_size)
+        return self.cells.aggregate @ fine.reshape(self.cells.n_fine, self.n_units)
+
+    def _cell_sums(self, weights) -> np.ndarray:
+        fine = np.bincount(self.cells.fine, weights=weights, minlength=self.cells.n_fine)
+        return self.cells.aggregate @ fine
+
+    def _rep_sums(self, values) -> np.ndarray:
+        """Replicate totals of ``values`` (a per-row multiplier of the replicate weights)."""
+        d = self.design
+        indicator = sparse.csr_matrix(
+            (values, (self.cells.fine, np.arange(d.n))), shape=(self.cells.n_fine, d.n)
+        )
+        return self.cells.aggregate @ (indicator @ d.replicate_weights)
+
+    def run(self, y: np.ndarray, x: np.ndarray | None, statistic: str) -> _Estimates:
+        """Estimate ``statistic`` of ``y`` (ratio: ``y / x``) in every output cell."""
+        d = self.design
+        present = ~np.isnan(y)
+        if x is not None:
+            present &= ~np.isnan(x)
+        if self.domain is not None:
+            present &= self.domain
+        all_present = bool(present.all())
+        m = present.astype(float)
+        w = self.weights
+        wm = w * m if not all_present else w
+        y0 = np.where(present, y, 0.0)
+        x0 = None if x is None else np.where(present, x, 0.0)
+
+        n_unweighted = self._cached("count", all_present, lambda: self._cell_sums(m))
+        n_in_cell = self._cached("rows", True, lambda: self._cell_sums(
+            self.domain.astype(float) if self.domain is not None else None))
+        n_missing = n_in_cell - n_unweighted
+        n_weighted = self._cached("wsum", all_present, lambda: self._cell_sums(wm))
+        wy = w * y0
+        total_y = self._cell_sums(wy)
+        if statistic in ("mean", "proportion"):
+            total_x = n_weighted
+        elif statistic == "ratio":
+            total_x = self._cell_sums(w * x0)
+        else:
+            total_x = None
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if total_x is None:
+                estimate = total_y
+            else:
+                estimate = np.where(total_x != 0, total_y / total_x, np.nan)
+            estimate = np.where(n_unweighted > 0, estimate, np.nan)
+
+        scores = thetas = None
+        if d.is_replicate:
+            rep_y = self._rep_sums(y0)
+            if statistic == "total":
+                thetas = rep_y
+            else:
+                rep_x = self._cached("rep_m", all_present, lambda: self._rep_sums(m)) if statistic != "ratio" \
+                    else self._rep_sums(x0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    thetas = rep_y / rep_x
+            variance = d._replicate_variance(thetas, estimate)
+            df = np.full(len(estimate), float(d.df))
+        else:
+            unit_y = self._unit_table(wy)
+            if statistic == "total":
+                scores = unit_y
+            else:
+                if statistic == "ratio":
+                    unit_x = self._unit_table(w * x0)
+                else:
+                    unit_x = self._cached("unit_wm", all_present, lambda: self._unit_table(wm))
+                safe = np.where(np.isfinite(estimate), estimate, 0.0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    scores = (unit_y - safe[:, None] * unit_x) / np.where(total_x != 0, total_x, 1.0)[:, None]
+            variance = d._variance_of_unit_totals(scores)
+            counts = self._cached("unit_count", all_present, lambda: self._unit_table(m))
+            df = self._domain_df(counts)
+        variance = np.where(np.isfinite(estimate), variance, np.nan)
+
+        deff = self._deff(statistic, y0, w, m, estimate, variance, n_unweighted, n_weighted, total_y)
+        return _Estimates(estimate, variance, n_unweighted, n_weighted, n_missing, deff, df, scores, thetas)
+
+    def _cached(self, name, shareable, compute):
+        # Quantities that depend only on which rows are present are shared across indicators
+        # without missing values.
+        if not shareable:
+            return compute()
+        if name not in self._cache:
+            self._cache[name] = compute()
+        return self._cache[name]
+
+    def _domain_df(self, counts: np.ndarray) -> np.ndarray:
+        """PSUs minus strata among the rows present in each cell (R's degf of the subset)."""
+        d = self.design
+        stage = d._stages[0]
+        psu_counts = counts if len(stage.unit_starts) == counts.shape[1] else np.add.reduceat(
+            counts, stage.unit_starts, axis=1
+        )
+        has = psu_counts > 0
+        n_psu = has.sum(axis=1)
+        n_strata = (np.add.reduceat(has.astype(np.int64), stage.group_starts, axis=1) > 0).sum(axis=1)
+        return (n_psu - n_strata).astype(float)
+
+    def _deff(self, statistic, y0, w, m, estimate, variance, n, psum, total_y):
+        """Design effect as R's ``svymean(..., deff=TRUE)``: variance over the SRS variance
+        without replacement ``s² (N - n) / (N n)``, with ``s²`` the weighted variance with
+        divisor ``n - 1`` and ``N`` the weighted count (with replacement when ``N <= n``)."""
+        if statistic == "ratio":
+            return np.full(len(estimate), np.nan)
+        binary = self._cached(("binary", id(y0)), False, lambda: bool(np.all((y0 == 0) | (y0 == 1))))
+        sum_wy2 = total_y if binary else self._cell_sums(w * y0 * y0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total_y / psum
+            s2 = (sum_wy2 - psum * mean * mean) / psum * n / (n - 1)
+            srs = np.where(psum > n, s2 * (psum - n) / (psum * n), s2 / n)
+            if statistic == "total":
+                srs = srs * psum * psum
+            deff = variance / srs
+        return np.where(np.isfinite(deff), deff, np.nan)
+
+
+def _domain_mask(frame, domain) -> np.ndarray | None:
+    if domain is None:
+        return None
+    if isinstance(domain, str):
+        if domain not in frame.columns:
+            raise SurveyDesignError(f"domain column {domain!r} not found")
+        domain = frame[domain]
+    mask = pd.Series(domain, index=frame.index) if not isinstance(domain, pd.Series) else domain
+    if len(mask) != len(frame):
+        raise SurveyDesignError(f"domain mask has {len(mask)} values for {len(frame)} rows")
+    return mask.fillna(False).to_numpy(dtype=bool)
+
+
+def _indicator_columns(frame, indicators, statistic) -> list[tuple[str, np.ndarray]]:
+    """(label, float values) per estimated quantity; categorical indicators expand per category."""
+    out = []
+    for name in indicators:
+        if name not in frame.columns:
+            raise SurveyDesignError(
+                f"indicator column {name!r} not found; columns are {list(frame.columns)[:30]}"
+            )
+        column = frame[name]
+        if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+            out.append((name, pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)))
+            continue
+        if statistic != "proportion":
+            raise SurveyDesignError(
+                f"indicator {name!r} is not numeric ({column.dtype}); use statistic='proportion' "
+                "for the share in each of its categories, or recode it to numbers"
+            )
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            categories = list(column.cat.categories)
+        else:
+            categories = sorted(column.dropna().unique(), key=str)
+        missing = column.isna().to_numpy()
+        for category in categories:
+            values = (column == category).to_numpy(dtype=float, na_value=0.0)
+            values[missing] = np.nan
+            out.append((f"{name}={category}", values))
+    return out
+
+
+def _confidence_interval(estimate, se, df, ci, level):
+    """Bounds for the CI type ``ci`` (see :data:`CI_TYPES`); df <= 0 gives no t interval."""
+    alpha = 1 - level
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if ci == "normal":
+            q = stats.norm.ppf(1 - alpha / 2)
+        else:
+            q = np.where(df > 0, stats.t.ppf(1 - alpha / 2, np.maximum(df, 1e-9)), np.nan)
+        if ci == "logit":
+            inside = (estimate > 0) & (estimate < 1)
+            p = np.where(inside, estimate, 0.5)
+            centre = special.logit(p)
+            half = q * se / (p * (1 - p))
+            low = np.where(inside, special.expit(centre - half), np.nan)
+            high = np.where(inside, special.expit(centre + half), np.nan)
+            return low, high
+        return estimate - q * se, estimate + q * se
+
+
+def _ci_description(ci, level):
+    pct = f"{level * 100:g}%"
+    return {
+        "t": f"{pct} CI: Wald, t with design df",
+        "normal": f"{pct} CI: Wald, normal quantile",
+        "logit": f"{pct} CI: logit-scale Wald, t with design df (svyciprop logit)",
+    }[ci]
+
+
+def estimate_by(
+    frame: pd.DataFrame,
+    design: SurveyDesign,
+    indicators,
+    by=(),
+    margins: bool = True,
+    statistic: str = "mean",
+    *,
+    denominator: str | None = None,
+    ci: str = "auto",
+    level: float = 0.95,
+    domain=None,
+    source: str | None = None,
+    country: str | None = None,
+    group: str | None = None,
+) -> pd.DataFrame:
+    """Estimate every indicator in every cell of the crossing of ``by`` and of its margins.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per respondent, the rows the ``design`` was built from (never a subset).
+    design : SurveyDesign
+    indicators : str or list of str
+        Indicator columns. Numeric: 0/1 for binary, NaN = missing (excluded per indicator and
+        counted in ``n_missing``). With ``statistic="proportion"`` a non-numeric column gives
+        the share of each of its categories (``indicator`` = ``"name=category"``).
+    by : list of str
+        Dimensions to cross (e.g. ``["sex", "disability", "age_group"]``). Categories come
+        from a categorical dtype's order, else sorted values; rows with NA in a dimension are
+        outside every cell of breakdowns using it but stay in the design.
+    margins : bool
+        Also estimate every margin: all sub-crossings of ``by`` down to the whole population
+        (``breakdown == "all"``). Without margins only the full crossing is returned.
+    statistic : {"mean", "proportion", "total", "ratio"}
+        ``mean``: weighted mean ``sum(w y) / sum(w)`` in the cell (Hájek), linearised score
+        ``w (y - mean) / sum(w)``. ``proportion``: the mean of a 0/1 indicator, with a logit
+        CI by default. ``total``: ``sum(w y)`` over the cell. ``ratio``: ``sum(w y)/sum(w x)``
+        with ``x`` the ``denominator`` column (rows missing either are excluded).
+    ci : {"auto", "t", "normal", "logit"}
+        Interval type (:data:`CI_TYPES`); ``auto`` is logit for proportions, t otherwise.
+        R's ``confint(svymean(...))`` is ``normal``.
+    level : float
+        Confidence level.
+    domain : bool Series, array or column name, optional
+        Restrict estimation to a domain (R's ``subset(design, ...)``) keeping the full design.
+    source, country, group : str, optional
+        Values of the result schema's identity columns.
+
+    Returns
+    -------
+    DataFrame
+        :data:`analysis.tables.RESULT_COLUMNS` then ``deff``, ``cv``, ``n_missing``, ``df``.
+        ``n_unweighted`` and ``n_weighted`` are the rows (weights) with a non-missing value in
+        the cell. ``flag`` is ``ok``: disclosure control is applied by
+        :func:`analysis.disclosure.apply_suppression`. Empty cells have NaN estimates.
+    """
+    if statistic not in STATISTICS:
+        raise SurveyDesignError(f"statistic={statistic!r}; use one of {list(STATISTICS)}")
+    if ci not in CI_TYPES:
+        raise SurveyDesignError(f"ci={ci!r}; use one of {list(CI_TYPES)}")
+    if statistic == "ratio" and not denominator:
+        raise SurveyDesignError("statistic='ratio' needs denominator='<column>'")
+    if isinstance(indicators, str):
+        indicators = [indicators]
+    by = [by] if isinstance(by, str) else list(by)
+    ci_type = ("logit" if statistic == "proportion" else "t") if ci == "auto" else ci
+    engine = _Engine(frame, design, by, margins, domain)
+    x = None
+    if statistic == "ratio":
+        if denominator not in frame.columns:
+            raise SurveyDesignError(f"denominator column {denominator!r} not found")
+        x = pd.to_numeric(frame[denominator], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    method = _method_string(design, statistic, ci_type, level, denominator)
+    pieces = []
+    for label, y in _indicator_columns(frame, indicators, statistic):
+        if statistic == "proportion":
+            values = y[~np.isnan(y)]
+            if not np.all((values == 0) | (values == 1)):
+                raise SurveyDesignError(
+                    f"indicator {label!r} has values other than 0/1; statistic='proportion' needs "
+                    "a binary indicator (or use statistic='mean')"
+                )
+        result = engine.run(y, x, statistic)
+        pieces.append(_result_frame(engine.cells, label, result, ci_type, level, method,
+                                    source, country, group))
+    return pd.concat(pieces, ignore_index=True)
+
+
+def _method_string(design, statistic, ci_type, level, denominator=None):
+    what = {"mean": "weighted mean", "proportion": "weighted proportion", "total": "weighted total",
+            "ratio": f"ratio estimator (denominator {denominator})"}[statistic]
+    return f"{what}; {design.describe_variance()}; {_ci_description(ci_type, level)}"
+
+
+def _result_frame(cells, label, result, ci_type, level, method, source, country, group):
+    se = np.sqrt(result.variance)
+    low, high = _confidence_interval(result.estimate, se, result.df, ci_type, level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cv = se / np.abs(result.estimate)
+    frame = pd.DataFrame({
+        "source": source,
+        "country": country,
+        "group": group,
+        "indicator": label,
+        "breakdown": cells.breakdown,
+        "cell": cells.cell,
+        "estimate": result.estimate,
+        "se": se,
+        "ci_low": low,
+        "ci_high": high,
+        "n_unweighted": np.rint(result.n_unweighted).astype(np.int64),
+        "n_weighted": result.n_weighted,
+        "flag": "ok",
+        "method": method,
+        "deff": result.deff,
+        "cv": np.where(np.isfinite(cv), cv, np.nan),
+        "n_missing": np.rint(result.n_missing).astype(np.int64),
+        "df": result.df,
+    })
+    for column in ("source", "country", "group", "indicator", "breakdown", "cell", "flag", "method"):
+        frame[column] = frame[column].astype("string")
+    frame["n_unweighted"] = frame["n_unweighted"].astype("Int64")
+    return frame[RESULT_COLUMNS + DIAGNOSTIC_COLUMNS]
+
+
+def cell_means_with_covariance(
+    frame: pd.DataFrame,
+    design: SurveyDesign,
+    indicator: str,
+    by,
+    statistic: str = "mean",
+    *,
+    ci: str = "auto",
+    level: float = 0.95,
+    source: str | None = None,
+    country: str | None = None,
+    group: str | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Domain estimates of every cell of ``by`` (no margins) and their covariance matrix.
+
+    As R's ``svyby(..., covmat=TRUE)``: the covariance of the domain estimates from the same
+    design, the input of every contrast and delta-method measure (:func:`contrast`).
+
+    Returns
+    -------
+    table : DataFrame
+        Result schema + diagnostics, one row per cell, in the order of ``covariance``.
+    covariance : ndarray (cells × cells)
+        Taylor: covariance of the estimated totals of the cells' linearised scores;
+        replicate designs: replicate covariance of the cell estimates. Empty cells have NaN
+        rows/columns.
+    """
+    if statistic not in ("mean", "proportion", "total"):
+        raise SurveyDesignError("cell_means_with_covariance supports mean, proportion and total")
+    by = [by] if isinstance(by, str) else list(by)
+    columns = _indicator_columns(frame, [indicator], statistic)
+    if len(columns) != 1:
+        raise SurveyDesignError(f"indicator {indicator!r} must be numeric for a covariance table")
+    engine = _Engine(frame, design, by, margins=False, domain=None)
+    result = engine.run(columns[0][1], None, statistic)
+    if design.is_replicate:
+        covariance = design._replicate_covariance(result.thetas, result.estimate)
+    else:
+        covariance = design._covariance_of_unit_totals(np.nan_to_num(result.scores))
+    empty = ~np.isfinite(result.estimate)
+    covariance[empty, :] = np.nan
+    covariance[:, empty] = np.nan
+    ci_type = ("logit" if statistic == "proportion" else "t") if ci == "auto" else ci
+    method = _method_string(design, statistic, ci_type, level)
+    table = _result_frame(engine.cells, indicator, result, ci_type, level, method,
+                          source, country, group)
+    return table, covariance
+
+
+def contrast(
+    table: pd.DataFrame,
+    covariance: np.ndarray,
+    first: str,
+    second: str,
+    kind: str = "difference",
+    *,
+    ci: str = "t",
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Difference or ratio of two cells' estimates, with the covariance between them.
+
+    As R's ``svycontrast``: ``difference`` is ``theta_1 - theta_2`` with variance
+    ``V11 + V22 - 2 V12``; ``ratio`` is ``theta_1 / theta_2`` with the delta-method variance
+    ``r² (V11/theta_1² + V22/theta_2² - 2 V12/(theta_1 theta_2))`` and, by default, a t
+    interval (df = the smaller of the two cells' df). ``first``/``second`` are ``cell``
+    labels of ``table`` (from :func:`cell_means_with_covariance`).
+
+    Returns
+    -------
+    DataFrame
+        One row in the result schema (cell ``"first − second"`` or ``"first ÷ second"``;
+        ``n_unweighted`` the smaller of the two cells') plus diagnostics.
+    """
+    cells = list(table["cell"].astype(str))
+    for label in (first, second):
+        if label not in cells:
+            raise SurveyDesignError(f"cell {label!r} not in the table; cells are {cells[:20]}")
+    i, j = cells.index(first), cells.index(second)
+    a, b = float(table["estimate"].iloc[i]), float(table["estimate"].iloc[j])
+    v11, v22, v12 = covariance[i, i], covariance[j, j], covariance[i, j]
+    if kind == "difference":
+        estimate = a - b
+        variance = v11 + v22 - 2 * v12
+        label = f"{first} − {second}"
+    elif kind == "ratio":
+        estimate = a / b if b != 0 else np.nan
+        variance = estimate**2 * (v11 / a**2 + v22 / b**2 - 2 * v12 / (a * b)) if a and b else np.nan
+        label = f"{first} ÷ {second}"
+    else:
+        raise SurveyDesignError(f"kind={kind!r}; use 'difference' or 'ratio'")
+    se = math.sqrt(max(variance, 0.0)) if np.isfinite(variance) else np.nan
+    df = float(np.nanmin(table["df"].iloc[[i, j]])) if "df" in table else np.nan
+    low, high = _confidence_interval(np.array([estimate]), np.array([se]), np.array([df]), ci, level)
+    row = table.iloc[[i]].copy()
+    row["cell"] = label
+    row["estimate"] = estimate
+    row["se"] = se
+    row["ci_low"] = low[0]
+    row["ci_high"] = high[0]
+    row["n_unweighted"] = int(np.nanmin(table["n_unweighted"].iloc[[i, j]].astype(float)))
+    row["n_weighted"] = np.nan
+    method = str(table["method"].iloc[i]).split("; ")
+    row["method"] = f"{kind} of two domain estimates with their covariance (svycontrast); " + "; ".join(
+        method[1:-1] + [_ci_description(ci, level)]
+    )
+    if "deff" in row:
+        row["deff"] = np.nan
+        row["cv"] = se / abs(estimate) if estimate else np.nan
+        row["n_missing"] = pd.NA
+        row["df"] = df
+    return row.reset_index(drop=True)

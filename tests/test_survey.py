@@ -1,0 +1,238 @@
+"""Survey estimation against R's survey package (../shared/golden) and planted truth.
+
+Reference values: ``golden/r_survey.json`` (R 4.2.2, survey 4.1-1 on the ``data/r-survey``
+fixtures; each entry records its design and R call) and the replicate-weight entries of
+``golden/fixtures.json``. R's ``confint`` on ``svymean``/``svytotal`` uses the normal quantile,
+so those entries are compared with ``ci="normal"``; ``svyciprop(method="logit")`` uses the
+design degrees of freedom, our ``ci="logit"``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.survey import (
+    SurveyDesign,
+    SurveyDesignError,
+    cell_means_with_covariance,
+    contrast,
+    design_for,
+    estimate_by,
+)
+from analysis.tables import RESULT_COLUMNS, conform
+
+RTOL = 1e-6
+
+
+def assert_close(actual, expected, rtol=RTOL):
+    np.testing.assert_allclose(np.asarray(actual, float), np.asarray(expected, float), rtol=rtol, atol=0)
+
+
+@pytest.fixture(scope="module")
+def api(r_survey_dir):
+    return {name: pd.read_csv(r_survey_dir / f"{name}.csv") for name in ("apistrat", "apiclus1", "apiclus2")}
+
+
+@pytest.fixture(scope="module")
+def nhanes(r_survey_dir):
+    return pd.read_csv(r_survey_dir / "nhanes.csv")
+
+
+@pytest.fixture(scope="module")
+def r_golden(golden):
+    return golden("r_survey")
+
+
+def strat_design(frame, fpc=True):
+    return SurveyDesign.from_frame(frame, weight="pw", strata="stype", fpc="fpc" if fpc else None)
+
+
+def clus1_design(frame):
+    return SurveyDesign.from_frame(frame, weight="pw", psu="dnum", fpc="fpc")
+
+
+def nhanes_design(frame):
+    return SurveyDesign.from_frame(frame, weight="WTMEC2YR", strata="SDMVSTRA", psu="SDMVPSU")
+
+
+def check_entry(row, entry, keys=("estimate", "se", "ci_low", "ci_high")):
+    for key in keys:
+        if key in entry:
+            assert_close(row[key], entry[key])
+
+
+# -- golden: Taylor designs ------------------------------------------------------------------
+
+
+def test_stratified_mean_with_fpc_and_deff(api, r_golden):
+    result = estimate_by(api["apistrat"], strat_design(api["apistrat"]), "api00", ci="normal")
+    assert list(result.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    row = result.iloc[0]
+    assert row["breakdown"] == "all" and row["cell"] == "all"
+    check_entry(row, r_golden["strat_mean_api00"])
+    assert_close(row["deff"], r_golden["strat_mean_api00_deff"]["deff"])
+    assert row["n_unweighted"] == 200 and row["df"] == 197
+    conform(result)  # the schema part validates
+
+
+def test_stratified_mean_without_fpc(api, r_golden):
+    result = estimate_by(api["apistrat"], strat_design(api["apistrat"], fpc=False), "api00", ci="normal")
+    check_entry(result.iloc[0], r_golden["strat_nofpc_mean_api00"])
+
+
+def test_stratified_total(api, r_golden):
+    result = estimate_by(api["apistrat"], strat_design(api["apistrat"]), "enroll",
+                         statistic="total", ci="normal")
+    check_entry(result.iloc[0], r_golden["strat_total_enroll"])
+
+
+def test_one_stage_cluster_mean_and_total(api, r_golden):
+    frame = api["apiclus1"]
+    design = clus1_design(frame)
+    check_entry(estimate_by(frame, design, "api00", ci="normal").iloc[0], r_golden["clus1_mean_api00"])
+    check_entry(estimate_by(frame, design, "enroll", statistic="total", ci="normal").iloc[0],
+                r_golden["clus1_total_enroll"])
+
+
+def test_two_stage_cluster_with_fpc_at_both_stages(api, r_golden):
+    frame = api["apiclus2"]
+    # no weights: computed from the population sizes, as svydesign(id=~dnum+snum, fpc=~fpc1+fpc2)
+    design = SurveyDesign.from_frame(frame, psu=["dnum", "snum"], fpc=["fpc1", "fpc2"])
+    assert_close(design.weights, frame["pw"])
+    check_entry(estimate_by(frame, design, "api00", ci="normal").iloc[0], r_golden["clus2_mean_api00"])
+
+
+def test_domains_one_dimension(api, r_golden):
+    frame = api["apiclus1"]
+    entry = r_golden["clus1_by_stype_mean_api00"]
+    result = estimate_by(frame, clus1_design(frame), "api00", by=["stype"], margins=False)
+    result = result.set_index("cell").loc[entry["domains"]]
+    assert_close(result["estimate"], entry["estimate"])
+    assert_close(result["se"], entry["se"])
+
+
+def test_intersection_two_dimensions_with_margins(api, r_golden):
+    frame = api["apistrat"]
+    entry = r_golden["strat_by_stype_x_awards_mean_api00"]
+    result = estimate_by(frame, strat_design(frame), "api00", by=["stype", "awards"])
+    assert list(dict.fromkeys(result["breakdown"])) == ["all", "stype", "awards", "stype × awards"]
+    cells = result[result["breakdown"] == "stype × awards"].set_index("cell")
+    labels = [d.replace(":", " × ") for d in entry["domains"]]
+    assert_close(cells.loc[labels, "estimate"], entry["estimate"])
+    assert_close(cells.loc[labels, "se"], entry["se"])
+    # the margins are the one-dimensional domains, and "all" is the whole sample
+    overall = estimate_by(frame, strat_design(frame), "api00")
+    assert_close(result.iloc[0]["se"], overall.iloc[0]["se"], rtol=1e-12)
+
+
+def test_ratio(api, r_golden):
+    frame = api["apiclus1"]
+    result = estimate_by(frame, clus1_design(frame), "api.stu", statistic="ratio", denominator="enroll")
+    check_entry(result.iloc[0], r_golden["clus1_ratio_apistu_enroll"], keys=("estimate", "se"))
+
+
+def test_proportions_of_each_category(api, r_golden):
+    frame = api["apistrat"]
+    entry = r_golden["strat_prop_awards"]
+    result = estimate_by(frame, strat_design(frame), "awards", statistic="proportion", ci="normal")
+    assert list(result["indicator"]) == ["awards=No", "awards=Yes"]
+    for key in ("estimate", "se", "ci_low", "ci_high"):
+        assert_close(result[key], entry[key])
+
+
+def test_proportion_logit_interval_uses_design_df(api, r_golden):
+    frame = api["apiclus1"].assign(both_yes=lambda f: (f["both"] == "Yes").astype(float))
+    result = estimate_by(frame, clus1_design(frame), "both_yes", statistic="proportion")
+    row = result.iloc[0]
+    assert row["df"] == 14  # 15 PSUs - 1 stratum
+    check_entry(row, r_golden["clus1_prop_both_ciprop_logit"], keys=("estimate", "ci_low", "ci_high"))
+    assert "logit" in row["method"]
+
+
+def test_domain_keeps_full_design(api, r_golden):
+    frame = api["apiclus1"]
+    result = estimate_by(frame, clus1_design(frame), "api00", domain=frame["stype"] == "E", ci="normal")
+    check_entry(result.iloc[0], r_golden["clus1_subset_mean_api00_stypeE"])
+
+
+def test_nhanes_mean_with_missing_values(nhanes, r_golden):
+    result = estimate_by(nhanes, nhanes_design(nhanes), "HI_CHOL", ci="normal")
+    row = result.iloc[0]
+    check_entry(row, r_golden["nhanes_mean_hichol"])
+    assert row["n_missing"] == nhanes["HI_CHOL"].isna().sum()
+    assert row["n_unweighted"] == nhanes["HI_CHOL"].notna().sum()
+
+
+def test_nhanes_race_by_age_by_sex_intersection(nhanes, r_golden):
+    entry = r_golden["nhanes_by_race_agecat_sex_mean_hichol"]
+    frame = nhanes.assign(
+        race=nhanes["race"].astype(int).astype(str),
+        RIAGENDR=nhanes["RIAGENDR"].astype(int).astype(str),
+    )
+    result = estimate_by(frame, nhanes_design(frame), "HI_CHOL", by=["race", "agecat", "RIAGENDR"])
+    cells = result[result["breakdown"] == "race × agecat × RIAGENDR"].set_index("cell")
+    assert len(cells) == 32
+    labels = [d.replace(":", " × ") for d in entry["domains"]]
+    assert_close(cells.loc[labels, "estimate"], entry["estimate"])
+    expected_se = np.asarray(entry["se"])
+    nonzero = expected_se > 0
+    assert_close(cells.loc[labels, "se"].to_numpy()[nonzero], expected_se[nonzero])
+    assert np.all(cells.loc[labels, "se"].to_numpy()[~nonzero] == 0)
+
+
+def test_nhanes_sex_difference_with_covariance(nhanes, r_golden):
+    entry = r_golden["nhanes_by_sex_diff_hichol"]
+    frame = nhanes.assign(sex=nhanes["RIAGENDR"].map({1.0: "male", 2.0: "female"}))
+    table, covariance = cell_means_with_covariance(frame, nhanes_design(frame), "HI_CHOL", ["sex"])
+    assert list(table["cell"]) == ["female", "male"] and covariance.shape == (2, 2)
+    assert covariance[0, 1] != 0  # domains share PSUs: the covariance matters
+    diff = contrast(table, covariance, "female", "male")
+    assert_close(diff["estimate"], entry["estimate"])
+    assert_close(diff["se"], entry["se"])
+    assert diff.loc[0, "cell"] == "female − male"
+
+
+# -- golden: replicate designs ---------------------------------------------------------------
+
+
+def test_jk1_from_cluster_design(api, r_golden):
+    frame = api["apiclus1"]
+    design = clus1_design(frame).to_replicate("jk1")
+    check_entry(estimate_by(frame, design, "api00", ci="normal").iloc[0], r_golden["clus1_jk1_mean_api00"])
+
+
+def test_jkn_from_stratified_design(api, r_golden):
+    frame = api["apistrat"]
+    design = strat_design(frame, fpc=False).to_replicate("jkn")
+    check_entry(estimate_by(frame, design, "api00", ci="normal").iloc[0], r_golden["strat_jkn_mean_api00"])
+
+
+@pytest.fixture(scope="module")
+def replicate_frame(shared_dir):
+    return pd.read_csv(shared_dir / "data" / "fixtures" / "replicate_weights.csv")
+
+
+@pytest.mark.parametrize(
+    "entry_name, method, rho",
+    [("sdr", "successive-difference", None), ("fay", "fay", 0.3), ("bootstrap", "bootstrap", None)],
+)
+def test_replicate_weight_designs(replicate_frame, golden, entry_name, method, rho):
+    entry = golden("fixtures")[entry_name]
+    frame = replicate_frame.assign(
+        disability=replicate_frame["disability"].astype(str)
+    )
+    reps = [c for c in frame.columns if c.startswith("repwt")]
+    design = SurveyDesign.from_frame(
+        frame, weight="weight", replicate_columns=reps, replicate_method=method, fay_rho=rho, mse=True
+    )
+    result = estimate_by(frame, design, "food_insecure", by=["sex", "disability"])
+    overall = result.iloc[0]
+    assert_close(overall["estimate"], entry["mean"])
+    assert_close(overall["se"], entry["se"])
+    cells = result[result["breakdown"] == "sex × disability"].set_index("cell")
+    labels = [d.replace(":", " × ") for d in entry["by_domains"]]
+    assert_close(cells.loc[labels, "estimate"], entry["by_mean"])
+    assert_close(cells.loc[labels, "se"], entry["by_se"])
+    assert "mse=TRUE" in overall["method"]
