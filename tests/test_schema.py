@@ -1,0 +1,194 @@
+"""Tests for analysis.schema: categories, WG-SS identifier, age bands, catalogue loaders, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from analysis import config, schema
+from analysis.schema import SchemaError
+
+
+# --- age bands -----------------------------------------------------------------------------
+
+
+def test_age_bands_are_inclusive_and_open_ended():
+    ages = pd.Series([17, 18, 24, 24.9, 25, 64, 65, 103, np.nan, -1])
+    got = schema.assign_age_band(ages).tolist()
+    assert got == [pd.NA, "18-24", "18-24", "18-24", "25-34", "55-64", "65+", "65+", pd.NA, pd.NA]
+
+
+def test_custom_age_bands_and_bad_labels():
+    got = schema.assign_age_band(pd.Series([0, 5, 17, 18]), ("0-4", "5-17")).tolist()
+    assert got == ["0-4", "5-17", "5-17", pd.NA]
+    with pytest.raises(SchemaError, match="'18 to 24'"):
+        schema.parse_age_band("18 to 24")
+    with pytest.raises(SchemaError, match="ends before"):
+        schema.parse_age_band("30-20")
+
+
+@given(st.lists(st.floats(min_value=0, max_value=120, allow_nan=False), min_size=1, max_size=50))
+def test_every_adult_age_falls_in_exactly_one_default_band(ages):
+    bands = schema.assign_age_band(pd.Series(ages))
+    for age, band in zip(ages, bands):
+        if age >= 18:
+            low, high = schema.parse_age_band(band)
+            assert low <= np.floor(age) <= high
+        else:
+            assert pd.isna(band)
+
+
+# --- WG-SS ---------------------------------------------------------------------------------
+
+
+def test_wg_ss_identifier_uses_the_cutoff_and_missing_rule():
+    domains = pd.DataFrame(
+        [
+            [1, 1, 1, 1, 1, 1],  # no difficulty anywhere -> no
+            [2, 2, 2, 2, 2, 2],  # some difficulty everywhere -> still no (cut-off is 3)
+            [1, 1, 3, 1, 1, 1],  # a lot of difficulty walking -> yes
+            [4, np.nan, 1, 1, 1, 1],  # cannot see at all, one domain missing -> yes
+            [1, np.nan, 1, 1, 1, 1],  # one domain missing, none severe -> unknown
+            [np.nan] * 6,
+        ],
+        columns=list(schema.WG_DOMAINS),
+    )
+    assert schema.wg_ss_disability(domains).tolist() == ["no", "no", "yes", "yes", pd.NA, pd.NA]
+
+
+# --- countries -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code,ok", [("KEN", True), ("USA", True), ("ken", False), ("KE", False), ("XXX", False), (None, False)])
+def test_is_iso3(code, ok):
+    assert schema.is_iso3(code) is ok
+
+
+# --- catalogue loaders ---------------------------------------------------------------------
+
+
+def test_project_catalogue_loads_and_follows_the_contract():
+    indicators = schema.load_indicators()
+    assert indicators, "params/indicators.yml defines no indicators"
+    for key, ind in indicators.items():
+        assert ind.id == key and ind.theme in schema.THEMES
+    groups = schema.load_groups()
+    for group in groups.values():
+        assert group.dimension in schema.SCHEMA_COLUMNS
+    assert schema.load_age_bands() == tuple(schema.load_dimensions()["age_group"].categories)
+
+
+def _write(tmp_path, text, name="x.yml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_indicator_with_unknown_key_or_bad_unit_names_the_key(tmp_path):
+    path = _write(tmp_path, """
+indicators:
+  fi:
+    label: Food insecurity
+    theme: food_insecurity
+    definition: d
+    unit: percent
+    direction: higher_is_worse
+    type: binary
+    colour: red
+""")
+    with pytest.raises(SchemaError, match=r"indicator 'fi': key 'colour': unknown key") as info:
+        schema.load_indicators(path)
+    assert "\n" not in str(info.value)
+    path = _write(tmp_path, """
+indicators:
+  fi: {label: F, theme: food, definition: d, unit: percent, direction: higher_is_worse, type: binary}
+""")
+    with pytest.raises(SchemaError, match="key 'theme'"):
+        schema.load_indicators(path)
+    path = _write(tmp_path, """
+indicators:
+  fi: {label: F, theme: food_insecurity, definition: d, unit: mean, direction: higher_is_worse, type: binary}
+""")
+    with pytest.raises(SchemaError, match="must have unit 'percent'"):
+        schema.load_indicators(path)
+
+
+def test_groups_loader_rejects_unknown_dimension_and_overlap(tmp_path):
+    path = _write(tmp_path, "groups:\n  g: {label: G, dimension: shoe_size, members: [big]}\n")
+    with pytest.raises(SchemaError, match="dimension 'shoe_size'"):
+        schema.load_groups(path)
+    path = _write(tmp_path, "groups:\n  g: {label: G, dimension: sex, members: [female], reference: [female]}\n")
+    with pytest.raises(SchemaError, match="both members and reference"):
+        schema.load_groups(path)
+    path = _write(tmp_path, "groups: [1, 2\n")
+    with pytest.raises(SchemaError, match="not valid YAML"):
+        schema.load_groups(path)
+
+
+def test_group_assign_with_rest_and_explicit_reference():
+    frame = pd.DataFrame({"age_group": ["65+", "18-24", None, "45-54"], "displacement_status": ["idp", "host", "returnee", None]})
+    older = schema.Group(id="o", label="Older", dimension="age_group", members=["65+"], reference="rest")
+    assert older.assign(frame).tolist() == ["group", "reference", pd.NA, "reference"]
+    displaced = schema.Group(id="d", label="D", dimension="displacement_status", members=["idp", "refugee"], reference=["host"])
+    assert displaced.assign(frame).tolist() == ["group", "reference", pd.NA, pd.NA]
+    with pytest.raises(SchemaError, match="column 'disability'"):
+        schema.Group(id="p", label="P", dimension="disability", members=["yes"]).assign(frame)
+
+
+# --- validation of a harmonised table --------------------------------------------------------
+
+
+def _valid_frame(n=4) -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series([pd.NA] * n, dtype="string") for c in schema.SCHEMA_COLUMNS})
+    for c in schema.NUMERIC_COLUMNS:
+        frame[c] = np.nan
+    frame["respondent_id"] = [f"id{i}" for i in range(n)]
+    frame["source"] = "t"
+    frame["country"] = "KEN"
+    frame["sex"] = ["female", "male"] * (n // 2)
+    frame["age"] = 30.0
+    frame["age_group"] = "25-34"
+    frame["weight"] = 1.5
+    frame["sample_type"] = "probability"
+    for d in schema.WG_DOMAINS:
+        frame[d] = 1.0
+    frame["disability"] = "no"
+    frame["disability_source"] = "wg_ss"
+    frame["food_insecurity"] = [0.0, 1.0, np.nan, 1.0]
+    return frame
+
+
+def test_valid_frame_passes():
+    indicators = schema.load_indicators()
+    assert schema.validate_harmonised(_valid_frame(), indicators, age_bands=schema.DEFAULT_AGE_BANDS) is not None
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda f: f.drop(columns=["psu"]), "missing schema columns \\['psu'\\]"),
+        (lambda f: f.assign(respondent_id=["a", "a", "b", "c"]), "'respondent_id' is not unique"),
+        (lambda f: f.assign(sex=["female", "Femme", "male", "male"]), "column 'sex' has values \\['Femme'\\]"),
+        (lambda f: f.assign(country="Kenya"), "not ISO 3166-1 alpha-3"),
+        (lambda f: f.assign(weight=[1.0, 0.0, 2.0, 1.0]), "'weight' must be finite and > 0; bad in rows 1"),
+        (lambda f: f.assign(weight=[1.0, np.nan, 2.0, 1.0]), "'weight' must be finite"),
+        (lambda f: f.assign(wg_seeing=[1.0, 5.0, 1.0, 1.0]), "'wg_seeing' has codes outside 1-4 in rows 1"),
+        (lambda f: f.assign(wg_walking=[1.0, 3.0, 1.0, 1.0]), "disagrees with the WG-SS cut-off in rows 1"),
+        (lambda f: f.assign(age_group="18-30"), "'age_group' has values \\['18-30'\\]"),
+        (lambda f: f.assign(food_insecurity=[0.0, 2.0, 1.0, 1.0]), "'food_insecurity' has values other than 0/1"),
+        (lambda f: f.assign(sample_type="non_probability"), "non-probability rows must carry weight 1.0"),
+        (lambda f: f.assign(income_group="Lowest"), "upper-case categories"),
+    ],
+)
+def test_validation_names_the_column_and_rows(change, message):
+    indicators = schema.load_indicators()
+    with pytest.raises(SchemaError, match=message) as info:
+        schema.validate_harmonised(change(_valid_frame()), indicators, age_bands=schema.DEFAULT_AGE_BANDS)
+    assert "\n" not in str(info.value)
+
+
+def test_config_points_at_the_catalogue():
+    assert config.INDICATORS_FILE.exists() and config.GROUPS_FILE.exists()
