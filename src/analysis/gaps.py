@@ -140,6 +140,47 @@ def _finish(rows: list[dict], extras: list[str] | None = None, **defaults) -> pd
     return out
 
 
+def protect_inputs(table: pd.DataFrame, disclosure: bool = True, thresholds=None) -> pd.DataFrame:
+    """Apply primary suppression to input estimates that carry ``n_unweighted``.
+
+    Disclosure control is on by default: a cell with too few respondents (thresholds from
+    ``params/report.yml``, see :func:`analysis.disclosure.primary_suppression`) is suppressed
+    before any measure is built on it, so the measure is suppressed too. Inputs without an
+    ``n_unweighted`` column (published aggregates, HEAT-style tables) keep the flags they carry.
+    """
+    if not disclosure or "n_unweighted" not in table.columns:
+        return table
+    from analysis import disclosure as disclosure_control
+
+    return disclosure_control.primary_suppression(table, thresholds)
+
+
+def _gate(out: pd.DataFrame, inputs: pd.DataFrame, input_cells, thresholds=None) -> pd.DataFrame:
+    """Suppress every derived row that used a suppressed (or blank) input cell.
+
+    Uses :func:`analysis.disclosure.suppress_derived`; ``input_cells`` lists, for each row of
+    ``out``, the ``cell`` labels of ``inputs`` it was built from (None: every input cell).
+    Adds the ``suppression_reason`` column.
+    """
+    from analysis import disclosure as disclosure_control
+
+    measures = out.copy()
+    breakdown = measures["breakdown"].copy()
+    measures["breakdown"] = "_inputs"
+    if input_cells is not None:
+        measures["input_cells"] = [" | ".join(map(str, cells)) for cells in input_cells]
+    linked = pd.DataFrame({
+        "breakdown": "_inputs",
+        "cell": inputs["cell"].astype(str).to_numpy(),
+        "estimate": pd.to_numeric(inputs["estimate"], errors="coerce").to_numpy(),
+        "flag": (inputs["flag"].astype("string").fillna("ok").to_numpy()
+                 if "flag" in inputs.columns else "ok"),
+    })  # fmt: skip
+    gated = disclosure_control.suppress_derived(measures, linked, thresholds, keys=[])
+    gated["breakdown"] = breakdown.to_numpy()
+    return gated.drop(columns=["input_cells"], errors="ignore").reset_index(drop=True)
+
+
 # ============================================================================================
 # Simple gaps between a group and its reference
 # ============================================================================================
@@ -237,6 +278,8 @@ def gaps_from_estimates(
     *,
     direction: str | None = None,
     level: float = 0.95,
+    disclosure: bool = True,
+    thresholds=None,
 ) -> pd.DataFrame:
     """Difference and ratio rows for every indicator of a table of subgroup estimates.
 
@@ -255,6 +298,9 @@ def gaps_from_estimates(
     direction
         Direction of the indicator; when ``None`` it is looked up per indicator in
         ``params/indicators.yml``.
+    disclosure
+        Apply primary suppression to the inputs first when they carry ``n_unweighted``
+        (:func:`protect_inputs`; on by default).
 
     Returns
     -------
@@ -267,9 +313,10 @@ def gaps_from_estimates(
     missing = [c for c in ("indicator", "cell", "estimate", "se") if c not in estimates.columns]
     if missing:
         raise InequalityInputError(f"estimates table lacks columns {missing}; pass a result-schema table")
-    table = estimates.reset_index(drop=True)
-    rows = []
+    table = protect_inputs(estimates.reset_index(drop=True), disclosure, thresholds)
+    pieces = []
     for indicator, sub in table.groupby("indicator", sort=False):
+        rows = []
         picks = {}
         for role, label in (("group", group_cell), ("reference", reference_cell)):
             hit = sub.index[sub["cell"].astype(str) == str(label)]
@@ -312,7 +359,11 @@ def gaps_from_estimates(
                      "ci_low": result.ratio_ci[0] if result else np.nan,
                      "ci_high": result.ratio_ci[1] if result else np.nan,
                      "wording": result.wording if result else "not estimated"})  # fmt: skip
-    return _finish(rows, extras=["wording"])
+        out = _finish(rows, extras=["wording"])
+        if disclosure:
+            out = _gate(out, sub, [[group_cell, reference_cell]] * len(out), thresholds)
+        pieces.append(out)
+    return pd.concat(pieces, ignore_index=True)
 
 
 def _sum_or_nan(a, b) -> float:
@@ -331,6 +382,7 @@ def group_gaps(
     level: float = 0.95,
     source: str | None = None,
     country: str | None = None,
+    disclosure: bool = True,
 ) -> pd.DataFrame:
     """Gaps between a catalogue group and its reference for each indicator, from microdata.
 
@@ -365,7 +417,7 @@ def group_gaps(
         table = table.copy()
         table["indicator"] = indicator
         out = gaps_from_estimates(table, "group", "reference", covariance,
-                                  direction=direction, level=level)  # fmt: skip
+                                  direction=direction, level=level, disclosure=disclosure)  # fmt: skip
         out["group"] = group.id
         out["breakdown"] = group.dimension
         out["cell"] = f"{'+'.join(group.members)} vs {_reference_label(group)}"
@@ -995,6 +1047,8 @@ def inequality_measures(
     group: str | None = None,
     draws: int = 2000,
     seed: int = 20240601,
+    disclosure: bool = True,
+    thresholds=None,
 ) -> pd.DataFrame:
     """HEAT summary measures of inequality from subgroup estimates, in the result schema.
 
@@ -1023,6 +1077,10 @@ def inequality_measures(
         ``"analytic"`` (technical notes; default) or ``"regression"`` (HEAT's R code) for ACI/RCI.
     rank_model
         ``"logistic"`` (default, for bounded indicators) or ``"linear"`` for SII/RII.
+    disclosure
+        Apply primary suppression to subgroups that carry ``n_unweighted`` first (on by
+        default; see :func:`protect_inputs`), then suppress every measure built on a suppressed
+        subgroup (:func:`analysis.disclosure.suppress_derived`).
 
     Returns
     -------
@@ -1042,19 +1100,30 @@ def inequality_measures(
     and these SEs approximate).
     """
     favourable = _favourable(direction, favourable, indicator)
-    s = prepare_subgroups(subgroups, ordered=ordered, favourable=favourable, scale=scale,
-                          reference=reference, setting_average=setting_average,
-                          columns=columns)  # fmt: skip
+    subgroups = protect_inputs(subgroups.reset_index(drop=True), disclosure, thresholds)
+    flag = derived_flag(subgroups["flag"]) if "flag" in subgroups.columns else "ok"
+    if flag == "suppressed":
+        # a suppressed subgroup has no estimate: the measures are withheld, not recomputed
+        # without it (that would still reveal it)
+        s = None
+    else:
+        s = prepare_subgroups(subgroups, ordered=ordered, favourable=favourable, scale=scale,
+                              reference=reference, setting_average=setting_average,
+                              columns=columns)  # fmt: skip
     if measures is None:
         measures = list(ORDERED_MEASURES if ordered else NON_ORDERED_MEASURES)
         if reference is None:
             measures = [m for m in measures if not m.startswith("MDR")]
-    flag = derived_flag(subgroups["flag"]) if "flag" in subgroups.columns else "ok"
+    unknown = [m for m in measures if m not in MEASURE_LABELS]
+    if unknown:
+        raise InequalityInputError(f"unknown measure(s) {unknown}; known measures are {sorted(MEASURE_LABELS)}")
     n_unweighted = (pd.to_numeric(subgroups["n_unweighted"], errors="coerce").sum(min_count=1)
                     if "n_unweighted" in subgroups.columns else np.nan)  # fmt: skip
+    population_column = (columns or {}).get("population", "population")
+    population = pd.to_numeric(subgroups.get(population_column), errors="coerce")
     rows = []
     for name in measures:
-        if flag == "suppressed":
+        if s is None:
             m = Measure(name, np.nan, note="built on a suppressed subgroup")
         else:
             m = compute_measure(s, name, level=level, aci_se=aci_se, rank_model=rank_model,
@@ -1063,12 +1132,23 @@ def inequality_measures(
             "source": source, "country": country, "group": group, "indicator": indicator,
             "breakdown": breakdown, "cell": "all", "estimate": m.estimate, "se": m.se,
             "ci_low": m.ci_low, "ci_high": m.ci_high, "n_unweighted": n_unweighted,
-            "n_weighted": float(s.population.sum()), "flag": flag, "method": name,
+            "n_weighted": float(population.sum()) if population is not None else np.nan,
+            "flag": flag, "method": name,
             "measure_label": MEASURE_LABELS[name], "se_method": m.se_method, "note": m.note,
-            "n_subgroups": len(s.estimate), "n_missing_subgroups": s.n_missing,
+            "n_subgroups": len(s.estimate) if s else len(subgroups),
+            "n_missing_subgroups": s.n_missing if s else np.nan,
         })  # fmt: skip
-    return _finish(rows, extras=["measure_label", "se_method", "note", "n_subgroups",
-                                 "n_missing_subgroups"])  # fmt: skip
+    out = _finish(rows, extras=["measure_label", "se_method", "note", "n_subgroups",
+                                "n_missing_subgroups"])  # fmt: skip
+    subgroup_column = (columns or {}).get("subgroup", "subgroup")
+    estimate_column = (columns or {}).get("estimate", "estimate")
+    inputs = pd.DataFrame({
+        "cell": subgroups[subgroup_column].astype(str),
+        "estimate": subgroups[estimate_column],
+        "flag": subgroups["flag"] if "flag" in subgroups.columns else "ok",
+    })  # fmt: skip
+    used = [list(s.names)] * len(out) if s is not None else None
+    return _gate(out, inputs, used, thresholds) if disclosure else out
 
 
 def _favourable(direction: str | None, favourable: bool | None, indicator: str | None) -> bool:
@@ -1193,19 +1273,34 @@ def intersectional_measures(
         raise InequalityInputError(f"covariance has shape {cov.shape}; expected {(len(mu), len(mu))}")
     z = _z(level)
     patterns = [tuple((i >> d) & 1 for d in range(k)) for i in range(len(mu))]
-    if flags is not None and derived_flag(flags) == "suppressed":
-        names = [_cell_key(b) for b in patterns] + _derived_names(k)
-        return [Measure(n, np.nan, note="built on a suppressed cell") for n in names]
+    flags = ["ok"] * len(mu) if flags is None else list(flags)
+    # cells that cannot be used: suppressed or without an estimate
+    withheld = {i for i in range(len(mu)) if str(flags[i]) == "suppressed" or not np.isfinite(mu[i])}
+    complete = not withheld
+    cov = np.where(np.isfinite(cov), cov, 0.0)
+    mu = np.where(np.isfinite(mu), mu, 0.0)  # placeholders only: measures using them are blanked
+
+    def uses(vector) -> list[int]:
+        return [int(i) for i in np.flatnonzero(np.asarray(vector) != 0)]
+
+    def blanked(name, cells, note="built on a suppressed or missing cell"):
+        return Measure(name, np.nan, note=note, extra={"cells": cells})
 
     def linear(name, weights, note=""):
         w = np.asarray(weights, dtype=float)
-        return _normal(name, float(w @ mu), float(np.sqrt(w @ cov @ w)), z, "delta method, cell covariance", note)
+        if set(uses(w)) & withheld:
+            return blanked(name, uses(w))
+        m = _normal(name, float(w @ mu), float(np.sqrt(w @ cov @ w)), z, "delta method, cell covariance", note)
+        return Measure(**{**m.__dict__, "extra": {"cells": uses(w)}})
 
     def nonlinear(name, value, grad, log=False):
+        cells = list(range(len(mu)))
+        if not complete:
+            return blanked(name, cells)
         se = float(np.sqrt(grad @ cov @ grad))
-        if log:
-            return _normal(name, value, se, z, "delta method on log scale, cell covariance", log_scale=True)
-        return _normal(name, value, se, z, "delta method, cell covariance")
+        how = "delta method on log scale, cell covariance" if log else "delta method, cell covariance"
+        m = _normal(name, value, se, z, how, log_scale=log)
+        return Measure(**{**m.__dict__, "extra": {"cells": cells}})
 
     out = [linear(_cell_key(b), np.eye(len(mu))[i]) for i, b in enumerate(patterns)]
     base, full = 0, len(mu) - 1
@@ -1220,14 +1315,16 @@ def intersectional_measures(
     eid = linear("excess_intersectional_disparity", excess)
     out.append(eid)
     # share of the joint disparity that is excess: ratio of two linear forms
-    jd = joint @ mu
-    share = eid.estimate / jd if jd != 0 else np.nan
-    grad = (excess * jd - joint * eid.estimate) / jd**2 if jd != 0 else np.full(len(mu), np.nan)
+    jd, eid_value = joint @ mu, excess @ mu
+    share = eid_value / jd if jd != 0 else np.nan
+    grad = (excess * jd - joint * eid_value) / jd**2 if jd != 0 else np.full(len(mu), np.nan)
     out.append(nonlinear("excess_share", share, grad))
     if k == 2:
         m00, m10, m01, m11 = mu
-        if m00 <= 0:
-            out += [Measure(n, np.nan, note="mu00 is not positive: risk ratios undefined")
+        if not complete or m00 <= 0:
+            note = "built on a suppressed or missing cell" if not complete else \
+                "mu00 is not positive: risk ratios undefined"
+            out += [blanked(n, list(range(4)), note)
                     for n in ("RERI", "attributable_proportion", "synergy_index")]  # fmt: skip
             return out
         rr10, rr01, rr11 = m10 / m00, m01 / m00, m11 / m00
@@ -1247,8 +1344,8 @@ def intersectional_measures(
                               1 / (m11 - m00)])  # fmt: skip
             out.append(nonlinear("synergy_index", syn, g_log, log=True))
         else:
-            out.append(Measure("synergy_index", np.nan,
-                               note="undefined: needs RR11 > 1 and RR10 + RR01 > 2"))  # fmt: skip
+            out.append(blanked("synergy_index", list(range(4)),
+                               "undefined: needs RR11 > 1 and RR10 + RR01 > 2"))  # fmt: skip
     return out
 
 
@@ -1272,6 +1369,8 @@ def intersectional_table(
     source: str | None = None,
     country: str | None = None,
     group: str | None = None,
+    disclosure: bool = True,
+    thresholds=None,
 ) -> pd.DataFrame:
     """Intersectional measures from a table of cell means over crossed dimensions.
 
@@ -1287,6 +1386,9 @@ def intersectional_table(
     exposed, unexposed
         For each dimension, the category of the marginalised group and of its reference, e.g.
         ``["female", "yes"]`` and ``["male", "no"]``.
+    disclosure
+        Primary suppression of the cells first (when they carry ``n_unweighted``; on by
+        default), so that a small cell and every measure built on it are suppressed.
 
     Returns
     -------
@@ -1312,31 +1414,41 @@ def intersectional_table(
             )
         positions.append(labels.index(label))
         cell_labels.append(label)
-    picked = cells.iloc[positions].reset_index(drop=True)
+    picked = protect_inputs(cells.iloc[positions].reset_index(drop=True), disclosure, thresholds)
     cov = np.asarray(covariance, dtype=float)[np.ix_(positions, positions)]
     flags = picked["flag"].tolist() if "flag" in picked.columns else ["ok"] * len(picked)
     measures = intersectional_measures(picked["estimate"].to_numpy(float), cov, level=level,
                                        flags=flags)  # fmt: skip
     breakdown = CELL_SEPARATOR.join(dimensions)
-    derived = derived_flag(flags)
-    n_total = pd.to_numeric(picked.get("n_unweighted"), errors="coerce").sum(min_count=1) \
-        if "n_unweighted" in picked.columns else np.nan
+    def numbers(column):
+        if column not in picked.columns:
+            return np.full(len(picked), np.nan)
+        return pd.to_numeric(picked[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+    n_cells, w_cells = numbers("n_unweighted"), numbers("n_weighted")
+    reasons = (picked["suppression_reason"].tolist() if "suppression_reason" in picked.columns
+               else [pd.NA] * len(picked))  # fmt: skip
     rows = []
     for i, m in enumerate(measures):
         is_cell = i < len(cell_labels)
+        derived = derived_flag([flags[c] for c in m.extra.get("cells", range(len(flags)))])
         rows.append({
             "source": source, "country": country, "group": group, "indicator": indicator,
             "breakdown": breakdown,
             "cell": cell_labels[i] if is_cell else join_cell(exposed),
             "estimate": m.estimate, "se": m.se, "ci_low": m.ci_low, "ci_high": m.ci_high,
-            "n_unweighted": picked["n_unweighted"].iloc[i] if is_cell and "n_unweighted" in picked else
-            (n_total if not is_cell else np.nan),
-            "n_weighted": picked["n_weighted"].iloc[i] if is_cell and "n_weighted" in picked else np.nan,
-            "flag": str(flags[i]) if is_cell and not pd.isna(flags[i]) else (derived if not is_cell else "ok"),
+            "n_unweighted": n_cells[i] if is_cell else np.sum(n_cells[m.extra.get("cells", [])]),
+            "n_weighted": w_cells[i] if is_cell else np.nan,
+            "flag": derived,
             "method": "cell_mean" if is_cell else m.name,
             "measure": m.name, "se_method": m.se_method, "note": m.note,
+            "suppression_reason": (reasons[i] if is_cell else
+                                   (m.note if derived == "suppressed" else pd.NA)),
         })  # fmt: skip
-    return _finish(rows, extras=["measure", "se_method", "note"])
+    out = _finish(rows, extras=["measure", "se_method", "note", "suppression_reason"])
+    inputs = picked.assign(cell=cell_labels)
+    used = [[cell_labels[c] for c in m.extra.get("cells", range(len(cell_labels)))] for m in measures]
+    return _gate(out, inputs, used, thresholds) if disclosure else out
 
 
 def intersectional_disparities(
@@ -1351,6 +1463,7 @@ def intersectional_disparities(
     source: str | None = None,
     country: str | None = None,
     group: str | None = None,
+    disclosure: bool = True,
 ) -> pd.DataFrame:
     """Intersectional measures from respondent data with a survey design.
 
@@ -1365,7 +1478,7 @@ def intersectional_disparities(
     cells, covariance = survey.cell_means_with_covariance(frame, design, indicator, list(dimensions))
     return intersectional_table(cells, covariance, list(dimensions), list(exposed), list(unexposed),
                                 indicator=indicator, level=level, source=source, country=country,
-                                group=group)  # fmt: skip
+                                group=group, disclosure=disclosure)  # fmt: skip
 
 
 __all__ = [
