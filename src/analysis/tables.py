@@ -205,6 +205,14 @@ def _format_number(value, scale: float, decimals: int) -> str:
     return f"{float(value) * scale:.{decimals}f}"
 
 
+def _cell_label(cell: str, labels: dict) -> str:
+    """Label of a cell ("female × yes"), or of a comparison ("yes vs no"), from category labels."""
+    if cell == "all":
+        return labels.get("all", "all")
+    sides = cell.split(" vs ")
+    return " vs ".join(" × ".join(labels.get(part, part) for part in split_cell(side)) for side in sides)
+
+
 def format_results(
     table: pd.DataFrame,
     *,
@@ -226,16 +234,19 @@ def format_results(
     percent = set(percent_indicators)
     rows = []
     for _, row in table.iterrows():
-        scale = 100.0 if str(row["indicator"]) in percent else 1.0
-        estimate = _format_number(row["estimate"], scale, decimals)
+        method = str(row["method"]) if not pd.isna(row["method"]) else ""
+        is_ratio = method.startswith("ratio")
+        scale = 100.0 if str(row["indicator"]) in percent and not is_ratio else 1.0
+        estimate = _format_number(row["estimate"], scale, decimals if not is_ratio else 2)
         if estimate and scale == 100.0:
-            estimate += "%"
-        low, high = (_format_number(row[c], scale, decimals) for c in ("ci_low", "ci_high"))
+            estimate += " points" if method.startswith("difference") else "%"
+        elif estimate and is_ratio:
+            estimate = f"ratio {estimate}"
+        low, high = (_format_number(row[c], scale, decimals if not is_ratio else 2) for c in ("ci_low", "ci_high"))
         rows.append(
             {
                 "indicator": indicator_labels.get(str(row["indicator"]), str(row["indicator"])),
-                "cell": " × ".join(cell_labels.get(part, part) for part in split_cell(str(row["cell"])))
-                if str(row["cell"]) != "all" else cell_labels.get("all", "all"),
+                "cell": _cell_label(str(row["cell"]), cell_labels),
                 "estimate": estimate,
                 "ci": f"{low}–{high}" if low and high else "",
                 "n_unweighted": "" if pd.isna(row["n_unweighted"]) else f"{int(row['n_unweighted']):,}",
