@@ -236,3 +236,63 @@ def test_replicate_weight_designs(replicate_frame, golden, entry_name, method, r
     assert_close(cells.loc[labels, "estimate"], entry["by_mean"])
     assert_close(cells.loc[labels, "se"], entry["by_se"])
     assert "mse=TRUE" in overall["method"]
+
+
+# -- further R reference values ----------------------------------------------------------------
+# Computed with R 4.2.2 Patched, survey 4.1.1 (Debian r-cran-survey) by this script:
+#
+#   library(survey)
+#   d  <- read.csv("../shared/data/r-survey/apiclus1.csv")
+#   st <- read.csv("../shared/data/r-survey/apistrat.csv")
+#   for (opt in c("adjust", "average", "certainty", "remove")) {
+#     options(survey.lonely.psu = opt)
+#     des <- svydesign(id = ~dnum, strata = ~cname, weights = ~pw, data = d)  # lonely counties
+#     print(c(coef(svymean(~api00, des)), SE(svymean(~api00, des)),
+#             SE(svyby(~api00, ~stype, des, svymean))), digits = 15)
+#   }
+#   ds <- svydesign(id = ~1, strata = ~stype, weights = ~pw, fpc = ~fpc, data = st)
+#   SE(svymean(~api00, as.svrepdesign(ds, type = "JKn")))             # JKn with fpc
+#   deff(svytotal(~enroll, ds, deff = TRUE))
+#   deff(svyby(~api00, ~awards, ds, svymean, deff = TRUE))
+#   j1 <- as.svrepdesign(svydesign(id = ~dnum, weights = ~pw, fpc = ~fpc, data = d), type = "JK1")
+#   SE(svyby(~api00, ~stype, j1, svymean)); degf(j1)
+
+LONELY_PSU_R = {  # option: (SE overall, SE by stype E, H, M)
+    "adjust": (22.0684757015184, 21.0745028197022, 37.1004635842658, 28.7265380413304),
+    "average": (14.9708211361739, 14.6869421404509, 12.3584025040919, 21.6055518790888),
+    "certainty": (7.81825635335149, 7.67000538289994, 6.17920125204594, 11.283131480223),
+    "remove": (7.81825635335149, 7.67000538289994, 6.17920125204594, 11.283131480223),
+}
+
+
+@pytest.mark.parametrize("option", sorted(LONELY_PSU_R))
+def test_lonely_psu_options_match_r(api, option):
+    frame = api["apiclus1"]
+    design = SurveyDesign.from_frame(frame, weight="pw", strata="cname", psu="dnum", single_psu=option)
+    result = estimate_by(frame, design, "api00", by=["stype"])
+    assert_close(result["estimate"].iloc[0], 644.169398907104)
+    assert_close(result["se"], LONELY_PSU_R[option])
+    assert f"lonely PSU: {option}" in result["method"].iloc[0]
+
+
+def test_lonely_psu_fail_names_the_stratum(api):
+    frame = api["apiclus1"]
+    with pytest.raises(SurveyDesignError, match=r"single PSU.*stratum .*single_psu"):
+        SurveyDesign.from_frame(frame, weight="pw", strata="cname", psu="dnum")
+
+
+def test_jkn_with_fpc_deff_of_total_and_domain_deff(api):
+    frame = api["apistrat"]
+    design = strat_design(frame)
+    assert_close(estimate_by(frame, design.to_replicate("jkn"), "api00")["se"].iloc[0], 9.40894080278461)
+    assert_close(estimate_by(frame, design, "enroll", statistic="total")["deff"].iloc[0], 0.362018122363404)
+    by_awards = estimate_by(frame, design, "api00", by="awards")
+    assert_close(by_awards["deff"].iloc[1:], [1.3585008985193, 1.14283550355144])
+
+
+def test_jk1_domains_and_df(api):
+    frame = api["apiclus1"]
+    design = clus1_design(frame).to_replicate("jk1")
+    assert design.df == 14
+    result = estimate_by(frame, design, "api00", by="stype")
+    assert_close(result["se"].iloc[1:], [25.3743035523982, 46.344121745186, 33.6876199986314])

@@ -507,41 +507,53 @@ class SurveyDesign:
             out[j] = np.bincount(self._row_unit, weights=scores[:, j], minlength=self._n_finest)
         return out
 
-    def _variance_of_unit_totals(self, totals: np.ndarray) -> np.ndarray:
+    def _variance_of_unit_totals(self, totals: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
         """Variance of the estimated totals whose finest-unit totals are the rows of ``totals``.
 
-        ``totals`` is k × U (U finest units of the design). Returns k variances.
+        ``totals`` is k × U (U finest units of the design). Returns k variances. ``counts``
+        (k × U rows contributing to each estimate) only matters for ``single_psu="average"``:
+        as R on a subset, strata without contributing rows do not count in the average.
         """
         var = np.zeros(totals.shape[0])
         for stage in self._stages:
-            unit_totals = totals if len(stage.unit_starts) == totals.shape[1] else np.add.reduceat(
-                totals, stage.unit_starts, axis=1
-            )
+            unit_totals = self._to_stage_units(totals, stage)
             s1 = np.add.reduceat(unit_totals, stage.group_starts, axis=1)
             s2 = np.add.reduceat(unit_totals * unit_totals, stage.group_starts, axis=1)
             within = s2 - stage.centre * s1 * s1 / stage.n_units
             contribution = within @ stage.coef
             if stage.lonely_average.any():
-                n_ok = len(stage.n_units) - int(stage.lonely_average.sum())
-                contribution = contribution * len(stage.n_units) / max(n_ok, 1)
+                contribution = contribution * self._average_factor(stage, counts, totals.shape[0])
             var += contribution
         return np.maximum(var, 0.0)
+
+    def _to_stage_units(self, totals, stage):
+        if len(stage.unit_starts) == totals.shape[1]:
+            return totals
+        return np.add.reduceat(totals, stage.unit_starts, axis=1)
+
+    def _average_factor(self, stage, counts, k):
+        """Strata present / strata present with more than one PSU (R's nstrat / nokstrat)."""
+        if counts is None:
+            present = np.ones((k, len(stage.n_units)), dtype=bool)
+        else:
+            unit_counts = self._to_stage_units(counts, stage)
+            present = np.add.reduceat(unit_counts, stage.group_starts, axis=1) > 0
+        n_present = present.sum(axis=1)
+        n_ok = (present & ~stage.lonely_average).sum(axis=1)
+        return np.where(n_ok > 0, n_present / np.maximum(n_ok, 1), np.nan)
 
     def _covariance_of_unit_totals(self, totals: np.ndarray) -> np.ndarray:
         """Covariance (k × k) of the estimated totals whose finest-unit totals are ``totals``."""
         k = totals.shape[0]
         cov = np.zeros((k, k))
         for stage in self._stages:
-            unit_totals = totals if len(stage.unit_starts) == totals.shape[1] else np.add.reduceat(
-                totals, stage.unit_starts, axis=1
-            )
+            unit_totals = self._to_stage_units(totals, stage)
             s1 = np.add.reduceat(unit_totals, stage.group_starts, axis=1)
             coef_unit = np.repeat(stage.coef, stage.n_units)
             contribution = (unit_totals * coef_unit) @ unit_totals.T
             contribution -= (s1 * (stage.coef * stage.centre / stage.n_units)) @ s1.T
             if stage.lonely_average.any():
-                n_ok = len(stage.n_units) - int(stage.lonely_average.sum())
-                contribution = contribution * len(stage.n_units) / max(n_ok, 1)
+                contribution = contribution * self._average_factor(stage, None, 1)[0]
             cov += contribution
         return cov
 
@@ -593,14 +605,19 @@ class SurveyDesign:
         """Sampling fraction n_h / N_h of PSUs per stratum (0 without fpc)."""
         return self._stage1_fractions
 
-    def to_replicate(self, method: str = "jkn", mse: bool = False) -> "SurveyDesign":
-        """Jackknife replicate-weight version of this Taylor design (R's ``as.svrepdesign``).
+    def to_replicate(
+        self, method: str = "jkn", mse: bool = False, replicates: int = 200, seed: int = 0
+    ) -> "SurveyDesign":
+        """Replicate-weight version of this Taylor design (R's ``as.svrepdesign``).
 
         ``jk1`` (unstratified designs): replicate j drops PSU j and multiplies the other
         weights by ``n/(n-1)``; scale ``(n-1)/n``. ``jkn``: within its stratum h, replicate j
         drops PSU j and multiplies the stratum's other weights by ``n_h/(n_h-1)``; rscales
         ``(n_h-1)/n_h``, scale 1. With an fpc, R multiplies the scale (JK1) or each
         stratum's rscales (JKn) by ``1 - f``, the finite-population correction of the stratum.
+        ``bootstrap``: Rao-Wu rescaling bootstrap with ``replicates`` replicates drawn with
+        ``seed`` (ignores the fpc; R's ``bootweights`` draws differ, the variance target is
+        the same with-replacement variance).
         """
         method = method.lower()
         if self.is_replicate:
@@ -633,7 +650,27 @@ class SurveyDesign:
                 weights=self.weights, replicate_weights=reps, replicate_method="jkn",
                 replicate_rscales=finite * (n_h - 1) / n_h, mse=mse, names=dict(self.names),
             )
-        raise SurveyDesignError(f"to_replicate supports 'jk1' and 'jkn', not {method!r}")
+        if method == "bootstrap":
+            # Rao-Wu rescaling bootstrap: resample n_h - 1 of the n_h PSUs of each stratum with
+            # replacement; weight multiplier n_h/(n_h - 1) × times drawn; scale 1/(R - 1).
+            n_h = stage.n_units
+            if (n_h < 2).any():
+                raise SurveyDesignError("the bootstrap needs at least two PSUs in every stratum")
+            rng = np.random.default_rng(seed)
+            multipliers = np.zeros((n_psu, replicates))
+            starts = np.r_[stage.group_starts, n_psu]
+            for h in range(len(n_h)):
+                lo, hi = starts[h], starts[h + 1]
+                draws = rng.integers(lo, hi, size=(n_h[h] - 1, replicates))
+                for r in range(replicates):
+                    multipliers[:, r] += np.bincount(draws[:, r], minlength=n_psu)
+                multipliers[lo:hi] *= n_h[h] / (n_h[h] - 1)
+            reps = self.weights[:, None] * multipliers[psu]
+            return SurveyDesign(
+                weights=self.weights, replicate_weights=reps, replicate_method="bootstrap",
+                mse=mse, names=dict(self.names),
+            )
+        raise SurveyDesignError(f"to_replicate supports 'jk1', 'jkn' and 'bootstrap', not {method!r}")
 
 
 def _first_length(*arrays) -> int:
@@ -926,8 +963,8 @@ class _Engine:
                 safe = np.where(np.isfinite(estimate), estimate, 0.0)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     scores = (unit_y - safe[:, None] * unit_x) / np.where(total_x != 0, total_x, 1.0)[:, None]
-            variance = d._variance_of_unit_totals(scores)
             counts = self._cached("unit_count", all_present, lambda: self._unit_table(m))
+            variance = d._variance_of_unit_totals(scores, counts)
             df = self._domain_df(counts)
         variance = np.where(np.isfinite(estimate), variance, np.nan)
 
