@@ -1,0 +1,657 @@
+"""Weighting a sample to official population margins: post-stratification and raking.
+
+A survey weight ``w_i`` is the number of people in the population that respondent ``i``
+stands for. Calibration changes the weights so that the weighted sample reproduces known
+population counts (e.g. official counts by admin1 × sex × age group):
+
+- **Post-stratification** (:func:`poststratify`): within each cell ``g`` of a crossing whose
+  population count ``N_g`` is known, ``w_i ← w_i · N_g / Σ_{j∈g} w_j``.
+- **Raking** (:func:`rake`, iterative proportional fitting): post-stratify on each one-way (or
+  joint) margin in turn and repeat the sweep until the weighted table stops changing; used when
+  only margins are known or the full crossing has empty sample cells.
+
+Standard errors reflect the calibration as R's ``survey::postStratify`` and ``survey::rake`` do:
+the returned design remembers each calibration step, and the design-based variance of a total
+is computed from the residuals of the per-row scores after projecting out the calibration
+variables (for post-stratification, the score minus its weighted mean in the post-stratum; for
+raking, the backfitting of those projections over the margins of the last sweep). For a
+replicate-weight design every replicate is calibrated the same way instead, as R does.
+
+Weighting diagnostics: Kish's design effect due to unequal weighting
+(:func:`kish_design_effect`), and a table comparing the sample's composition with the margins
+before and after weighting (:func:`weighting_diagnostics`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.survey import SurveyDesign, design_for
+from analysis.tables import join_cell
+
+#: Names accepted for the count column of a population table (when it has one extra column
+#: any name is accepted).
+COUNT_COLUMN_NAMES = ("count", "population", "Freq", "freq", "N", "n")
+
+#: R's ``rake()`` backfits the calibration projection for a fixed 10 sweeps in its variance
+#: (``svyrecvar``); we do the same so that standard errors match R.
+VARIANCE_BACKFIT_SWEEPS = 10
+
+
+class WeightingError(ValueError):
+    """The sample cannot be weighted to the given margins; the message says what to fix."""
+
+
+# =============================================================================================
+# Population margins and sample cells
+
+
+@dataclass(frozen=True)
+class Margin:
+    """One population margin: the counts of the cells of ``columns``.
+
+    Attributes
+    ----------
+    columns : tuple of str
+        Sample columns whose crossing defines the cells.
+    cells : DataFrame
+        One row per population cell: the categories (as strings) of ``columns``.
+    counts : ndarray
+        Population count of each cell (non-negative).
+    """
+
+    columns: tuple[str, ...]
+    cells: pd.DataFrame
+    counts: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return join_cell(self.columns)
+
+    def labels(self) -> list[str]:
+        return [join_cell(row) for row in self.cells.itertuples(index=False)]
+
+    @property
+    def total(self) -> float:
+        return float(self.counts.sum())
+
+
+def as_margin(columns, population, count_column: str | None = None, what: str = "margin") -> Margin:
+    """Read population counts into a :class:`Margin`.
+
+    Parameters
+    ----------
+    columns : str or sequence of str
+        The sample column(s) the counts are classified by.
+    population : DataFrame or Series
+        A DataFrame with ``columns`` and one count column, or a Series of counts indexed by the
+        categories (a MultiIndex for several columns).
+    count_column : str, optional
+        Name of the count column; needed only when the DataFrame has more than one extra column.
+    """
+    columns = (columns,) if isinstance(columns, str) else tuple(columns)
+    if isinstance(population, pd.Series):
+        frame = population.rename("count").reset_index()
+        if list(frame.columns[:-1]) != list(columns):
+            if len(columns) == frame.shape[1] - 1:
+                frame.columns = [*columns, "count"]
+            else:
+                raise WeightingError(
+                    f"{what}: counts for {list(columns)} are indexed by "
+                    f"{list(population.index.names)}; index them by the margin's columns"
+                )
+        count_column = "count"
+    elif isinstance(population, pd.DataFrame):
+        frame = population
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise WeightingError(
+                f"{what}: population table lacks column(s) {missing}; it has {list(frame.columns)}"
+            )
+        if count_column is None:
+            extra = [c for c in frame.columns if c not in columns]
+            named = [c for c in extra if c in COUNT_COLUMN_NAMES]
+            if len(extra) == 1:
+                count_column = extra[0]
+            elif len(named) == 1:
+                count_column = named[0]
+            else:
+                raise WeightingError(
+                    f"{what}: cannot tell which column holds the population counts among {extra}; "
+                    "pass count_column="
+                )
+        elif count_column not in frame.columns:
+            raise WeightingError(f"{what}: count column {count_column!r} not in {list(frame.columns)}")
+    else:
+        raise WeightingError(f"{what}: population counts must be a DataFrame or Series, "
+                             f"not {type(population).__name__}")
+    counts = pd.to_numeric(frame[count_column], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(counts) | (counts < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise WeightingError(
+            f"{what}: population count in column {count_column!r} row {row} is "
+            f"{frame[count_column].iloc[row]!r}; counts must be non-negative numbers"
+        )
+    cells = frame[list(columns)].astype("string")
+    if cells.isna().any().any():
+        row = int(np.flatnonzero(cells.isna().any(axis=1).to_numpy())[0])
+        raise WeightingError(f"{what}: population table row {row} has a missing category in {list(columns)}")
+    cells = cells.astype(str).reset_index(drop=True)
+    duplicated = cells.duplicated()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise WeightingError(
+            f"{what}: population cell {join_cell(cells.iloc[row])} appears more than once; "
+            "give one count per cell"
+        )
+    return Margin(columns, cells, counts)
+
+
+def _sample_codes(frame: pd.DataFrame, margin: Margin, what: str) -> np.ndarray:
+    """Index of each sample row's population cell; clear errors for missing or unknown categories."""
+    missing = [c for c in margin.columns if c not in frame.columns]
+    if missing:
+        raise WeightingError(f"{what}: sample has no column(s) {missing}")
+    keys = frame[list(margin.columns)].astype("string")
+    absent = keys.isna().any(axis=1).to_numpy()
+    if absent.any():
+        rows = np.flatnonzero(absent)
+        column = next(c for c in margin.columns if keys[c].isna().any())
+        raise WeightingError(
+            f"{what}: column {column!r} is missing in {rows.size} sample row(s) (first rows "
+            f"{list(frame.index[rows[:3]])}); every respondent needs a category to be weighted: "
+            "impute it or exclude those rows with a counted reason first"
+        )
+    keys = keys.astype(str)
+    if len(margin.columns) == 1:
+        codes = pd.Index(margin.cells.iloc[:, 0]).get_indexer(keys.iloc[:, 0])
+    else:
+        codes = pd.MultiIndex.from_frame(margin.cells).get_indexer(pd.MultiIndex.from_frame(keys))
+    unknown = codes < 0
+    if unknown.any():
+        first = keys[unknown].drop_duplicates()
+        labels = [join_cell(r) for r in first.itertuples(index=False)][:5]
+        raise WeightingError(
+            f"{what}: sample categories {labels} of {margin.name} ({int(unknown.sum())} rows) are "
+            "missing from the population margins; add their counts or recode them"
+        )
+    return codes
+
+
+def _check_cells(codes, weights, margin: Margin, what: str, weight_name="weights") -> np.ndarray:
+    """Sample weighted count of each population cell; errors for empty or impossible cells."""
+    n_cells = len(margin.counts)
+    sample_n = np.bincount(codes, minlength=n_cells)
+    empty = (sample_n == 0) & (margin.counts > 0)
+    if empty.any():
+        labels = [margin.labels()[i] for i in np.flatnonzero(empty)[:5]]
+        raise WeightingError(
+            f"{what}: {int(empty.sum())} population cell(s) of {margin.name} have no respondents in "
+            f"the sample (first {labels}, population {margin.counts[np.flatnonzero(empty)[0]]:g}); "
+            "collapse those cells or rake to one-way margins instead"
+        )
+    impossible = (sample_n > 0) & (margin.counts == 0)
+    if impossible.any():
+        labels = [margin.labels()[i] for i in np.flatnonzero(impossible)[:5]]
+        raise WeightingError(
+            f"{what}: sample cell(s) {labels} of {margin.name} have respondents but a population "
+            "count of 0; fix the population table or the sample's categories"
+        )
+    totals = np.bincount(codes, weights=weights, minlength=n_cells)
+    nonpositive = (sample_n > 0) & ~(totals > 0)
+    if nonpositive.any():
+        labels = [margin.labels()[i] for i in np.flatnonzero(nonpositive)[:5]]
+        raise WeightingError(f"{what}: the {weight_name} of sample cell(s) {labels} sum to 0")
+    return totals
+
+
+def _check_weights(weights, what: str) -> np.ndarray:
+    weights = np.asarray(weights, dtype=float)
+    bad = ~np.isfinite(weights) | (weights <= 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise WeightingError(
+            f"{what}: weight of sample row {row} is {weights[row]!r}; weights must be positive numbers"
+        )
+    return weights
+
+
+def _rescale(weights, codes, counts, totals) -> np.ndarray:
+    """Post-stratification of one weight vector: ``w_i · N_g / Σ_g w``."""
+    factor = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    return weights * factor[codes]
+
+
+# =============================================================================================
+# The calibration a design remembers (for its variance)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """One post-stratum projection of the calibration variance, as R's ``svyrecvar`` applies it.
+
+    On weighted scores ``x`` (``x_i = w_i u_i``) it does
+
+        x ← x − b ⊙ (S(x) / den)[g],   S(x)_g = Σ_{i: g_i = g} r_i x_i
+
+    Post-stratification (R's ``postStratify``): ``b`` the weights after it, ``r`` = weights
+    before / weights after, ``den`` the weights before summed by cell; this removes each cell's
+    weighted mean of the scores. Raking margin (R's ``rake``): ``b`` the weights after that
+    margin in the last sweep, ``r = 1 / b``, ``den`` the number of rows in the cell.
+    """
+
+    codes: np.ndarray
+    n_cells: int
+    basis: np.ndarray
+    reading: np.ndarray
+    denominator: np.ndarray
+
+    def sums(self, x: np.ndarray) -> np.ndarray:
+        """``S(x)`` for every column of ``x`` (n × k): n_cells × k."""
+        weighted = x * self.reading[:, None]
+        return np.stack([np.bincount(self.codes, weights=col, minlength=self.n_cells)
+                         for col in weighted.T], axis=1).reshape(self.n_cells, x.shape[1])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibration a design went through, for its standard errors.
+
+    The design-based variance of a calibrated estimator of ``Σ w_i u_i`` is the variance of
+    ``Σ w_i e_i`` computed as if the weights had not been calibrated, where ``e`` are the
+    residuals of the scores ``u`` after projecting out the calibration variables (Deville and
+    Särndal 1992; R's ``svyrecvar``). The projections are linear, so every residual is
+    ``x − Σ_p b_p ⊙ A_p[g_p]`` for coefficients ``A_p`` found by running the schedule on the
+    small cell-level sums; this lets :meth:`residual_unit_table` give the residual totals of
+    every cell of an intersection by sampling unit without forming an n × cells matrix.
+
+    Attributes
+    ----------
+    projections : tuple of :class:`Projection`
+    schedule : tuple of int
+        Order in which the projections are applied (a raking's margins repeat for
+        :data:`VARIANCE_BACKFIT_SWEEPS` passes, as in R).
+    description : str
+        E.g. ``"raked to stype; sch.wide (4 sweeps)"``; goes into each result's ``method``.
+    """
+
+    projections: tuple = ()
+    schedule: tuple = ()
+    description: str = ""
+
+    def then(self, projections, schedule, description: str) -> "Calibration":
+        """This calibration followed by another step (indices of ``schedule`` are local)."""
+        offset = len(self.projections)
+        text = f"{self.description}; {description}" if self.description else description
+        return Calibration(
+            self.projections + tuple(projections),
+            self.schedule + tuple(offset + k for k in schedule),
+            text,
+        )
+
+    def _coefficients(self, initial_sums: list[np.ndarray]) -> list[np.ndarray]:
+        """Run the schedule on cell sums: ``initial_sums[p] = S_p(x0)``; returns ``A_p``."""
+        k = initial_sums[0].shape[1] if initial_sums else 0
+        accumulated = [np.zeros((p.n_cells, k)) for p in self.projections]
+        cross: dict[tuple[int, int], np.ndarray] = {}
+        touched: list[int] = []
+        for p in self.schedule:
+            proj = self.projections[p]
+            current = initial_sums[p].copy()
+            for q in touched:
+                key = (p, q)
+                if key not in cross:
+                    other = self.projections[q]
+                    flat = np.bincount(
+                        proj.codes * other.n_cells + other.codes,
+                        weights=proj.reading * other.basis,
+                        minlength=proj.n_cells * other.n_cells,
+                    )
+                    cross[key] = flat.reshape(proj.n_cells, other.n_cells)
+                current -= cross[key] @ accumulated[q]
+            step = current / np.where(proj.denominator > 0, proj.denominator, 1.0)[:, None]
+            accumulated[p] += step
+            if p not in touched:
+                touched.append(p)
+        return accumulated
+
+    def residualise(self, x: np.ndarray) -> np.ndarray:
+        """Calibration residuals of weighted scores ``x`` (n or n × k, ``x_i = w_i u_i``)."""
+        x = np.asarray(x, dtype=float)
+        vector = x.ndim == 1
+        x2 = x.reshape(len(x), -1)
+        if not self.projections:
+            return x
+        coefficients = self._coefficients([p.sums(x2) for p in self.projections])
+        out = x2.copy()
+        for proj, a in zip(self.projections, coefficients):
+            out -= proj.basis[:, None] * a[proj.codes]
+        return out[:, 0] if vector else out
+
+    def residual_unit_table(self, values, cells, n_cells, units, n_units) -> np.ndarray:
+        """Sampling-unit totals of the residuals of the scores of every cell of a crossing.
+
+        For cell ``c`` the weighted scores are ``x_c = 1[cell = c] ⊙ values``; returns the
+        ``n_cells × n_units`` table whose row ``c`` holds the totals, by sampling unit, of the
+        calibration residuals of ``x_c`` (the table :class:`analysis.survey.SurveyDesign` turns
+        into variances). ``cells`` and ``units`` are integer codes of each row.
+        """
+        values = np.asarray(values, dtype=float)
+        table = np.bincount(cells * n_units + units, weights=values,
+                            minlength=n_cells * n_units).reshape(n_cells, n_units)
+        if not self.projections:
+            return table
+        sums = [
+            np.bincount(p.codes * n_cells + cells, weights=p.reading * values,
+                        minlength=p.n_cells * n_cells).reshape(p.n_cells, n_cells)
+            for p in self.projections
+        ]
+        coefficients = self._coefficients(sums)
+        for proj, a in zip(self.projections, coefficients):
+            basis_by_unit = np.bincount(proj.codes * n_units + units, weights=proj.basis,
+                                        minlength=proj.n_cells * n_units).reshape(proj.n_cells, n_units)
+            table -= a.T @ basis_by_unit
+        return table
+
+
+# =============================================================================================
+# Calibrated designs
+
+
+@dataclass
+class CalibratedDesign(SurveyDesign):
+    """A :class:`analysis.survey.SurveyDesign` whose weights were calibrated to margins.
+
+    Taylor designs: ``calibration`` is applied to the weighted scores before the design-based
+    variance (:meth:`total_covariance`; estimation code that builds sampling-unit tables itself
+    uses :meth:`Calibration.residual_unit_table`). Replicate designs were calibrated replicate by
+    replicate, as R does, and need nothing more (``calibration`` then only describes it).
+    """
+
+    calibration: Calibration | None = None
+
+    def total_covariance(self, scores):
+        scores = np.asarray(scores, dtype=float)
+        if self.calibration is not None and not self.is_replicate and scores.shape[0] == self.n:
+            scores = self.calibration.residualise(scores)
+        return super().total_covariance(scores)
+
+    def describe_variance(self) -> str:
+        text = super().describe_variance()
+        if self.calibration is not None and self.calibration.description:
+            how = "replicates calibrated alike" if self.is_replicate else "SE from calibration residuals"
+            text += f"; calibrated: {self.calibration.description} ({how})"
+        return text
+
+
+def _with_weights(design, weights, replicate_weights, calibration: Calibration) -> CalibratedDesign:
+    """A copy of ``design`` with new (replicate) weights that remembers ``calibration``."""
+    fields = {f.name: getattr(design, f.name) for f in dataclasses.fields(SurveyDesign)}
+    fields["weights"] = weights
+    if replicate_weights is not None:
+        fields["replicate_weights"] = replicate_weights
+    return CalibratedDesign(**fields, calibration=calibration)
+
+
+def _previous_calibration(design) -> Calibration:
+    return getattr(design, "calibration", None) or Calibration()
+
+
+# =============================================================================================
+# Post-stratification and raking
+
+
+def _checked_design(frame: pd.DataFrame, design, what: str):
+    if design is None:
+        design = _default_design(frame)
+    if len(frame) != design.n:
+        raise WeightingError(
+            f"{what}: frame has {len(frame)} rows but the design has {design.n}; build the design "
+            "from this frame"
+        )
+    return design
+
+
+def _default_design(frame: pd.DataFrame):
+    """The design that travels with the frame, else equal weights (a non-probability sample)."""
+    if frame.attrs.get("design"):
+        return design_for(frame)
+    return SurveyDesign(weights=np.ones(len(frame)), sample_type="non_probability")
+
+
+def _cell_totals(codes: np.ndarray, n_cells: int, weights: np.ndarray) -> np.ndarray:
+    """Weighted totals by cell of a weight vector (n,) or matrix (n × R): (n_cells,) or (n_cells × R)."""
+    if weights.ndim == 1:
+        return np.bincount(codes, weights=weights, minlength=n_cells)
+    return np.stack([np.bincount(codes, weights=col, minlength=n_cells) for col in weights.T], axis=1)
+
+
+def _rescale_matrix(weights: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Post-stratify a weight vector or each column of a replicate-weight matrix."""
+    totals = _cell_totals(codes, len(counts), weights)
+    counts = counts if weights.ndim == 1 else counts[:, None]
+    factor = np.divide(counts, totals, out=np.zeros_like(totals, dtype=float), where=totals > 0)
+    return weights * factor[codes]
+
+
+def poststratify(frame: pd.DataFrame, design, strata_columns, population, *,
+                 count_column: str | None = None) -> CalibratedDesign:
+    """Post-stratify a design to known population counts (R's ``postStratify``).
+
+    Within each population cell ``g`` of the crossing of ``strata_columns``,
+    ``w_i ← w_i · N_g / Σ_{j∈g} w_j``, so the weighted sample reproduces the counts ``N_g``.
+    Standard errors then use the residuals of each score from its weighted mean in the
+    post-stratum (R's ``svyrecvar``), which removes the between-post-strata part of the
+    variance; replicate designs post-stratify every replicate instead.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The sample, one row per respondent (the rows ``design`` was built from).
+    design : SurveyDesign or None
+        ``None``: the design in ``frame.attrs`` or, without one, equal weights.
+    strata_columns : str or list of str
+        Columns whose crossing defines the post-strata.
+    population : DataFrame or Series
+        Population count of every cell (see :func:`as_margin`).
+    count_column : str, optional
+        Name of the count column when ``population`` has several extra columns.
+
+    Returns
+    -------
+    CalibratedDesign
+        Same design with calibrated weights, remembering the post-stratification.
+
+    Raises
+    ------
+    WeightingError
+        Missing or unknown sample categories, a population cell without respondents (collapse
+        cells or :func:`rake`), respondents in a cell of population 0, non-positive weights.
+    """
+    what = "poststratify"
+    design = _checked_design(frame, design, what)
+    margin = as_margin(strata_columns, population, count_column, what)
+    codes = _sample_codes(frame, margin, what)
+    old = _check_weights(design.weights, what)
+    before = _check_cells(codes, old, margin, what)
+    new = _rescale(old, codes, margin.counts, before)
+    replicates = None
+    if design.is_replicate:
+        replicates = _rescale_matrix(np.asarray(design.replicate_weights, dtype=float), codes,
+                                     margin.counts)
+    projection = Projection(
+        codes=codes, n_cells=len(margin.counts), basis=new, reading=old / new,
+        denominator=before,
+    )
+    calibration = _previous_calibration(design).then(
+        [projection], [0], f"post-stratified to {margin.name} ({len(margin.counts)} cells)"
+    )
+    return _with_weights(design, new, replicates, calibration)
+
+
+def _joint_codes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    keys = frame[columns].astype("string").fillna("\x00")
+    return keys.groupby(columns, sort=False).ngroup().to_numpy()
+
+
+def _rake_sweeps(weights, margins, codes, bounds, sweeps=None, joint=None, epsilon=None):
+    """Run raking sweeps on a weight vector or matrix.
+
+    With ``sweeps`` given, run exactly that many; else stop at the first sweep after which the
+    joint weighted table moved by less than ``epsilon`` (R's rule) and return
+    ``(weights, weights after each margin in the last sweep, sweeps run, last change)``.
+    """
+    w = weights.copy()
+    previous = None if joint is None else np.bincount(joint, weights=w)
+    after: list[np.ndarray] = []
+    change = np.inf
+    limit = sweeps if sweeps is not None else None
+    done = 0
+    while True:
+        if limit is not None and done >= limit:
+            break
+        if bounds is not None:
+            w = np.clip(w, bounds[0], bounds[1])
+        after = []
+        for margin, code in zip(margins, codes):
+            w = _rescale_matrix(w, code, margin.counts)
+            after.append(w)
+        done += 1
+        if joint is not None:
+            table = np.bincount(joint, weights=w)
+            change = float(np.max(np.abs(table - previous)))
+            previous = table
+            if change < epsilon:
+                break
+    return w, after, done, change
+
+
+def rake(frame: pd.DataFrame, design, margins: dict, *, max_iter: int = 100, tol: float = 1e-7,
+         trim: tuple[float, float] | None = None, count_column: str | None = None,
+         total_tolerance: float = 1e-6) -> CalibratedDesign:
+    """Rake a design to population margins by iterative proportional fitting (R's ``rake``).
+
+    Each sweep post-stratifies the weights to every margin in turn. The sweeps stop when the
+    weighted table of the crossing of all margin columns changes by less than
+    ``tol × (sum of the starting weights)`` between two sweeps (R's ``control$epsilon`` rule;
+    R's default ``epsilon = 1`` is ``tol = 1 / sum(weights)``). Standard errors use the
+    residuals of the scores after backfitting the margin projections of the last sweep, as R's
+    ``svyrecvar`` does for a raked design; replicate designs rake every replicate with the same
+    number of sweeps.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The sample (the rows ``design`` was built from).
+    design : SurveyDesign or None
+        ``None``: the design in ``frame.attrs`` or, without one, equal weights.
+    margins : dict
+        ``{column or tuple of columns: counts}``; counts a Series indexed by category (or a
+        DataFrame with the columns and one count column), e.g.
+        ``{"sex": pd.Series({"female": 5100, "male": 4900}), ("admin1", "age_group"): table}``.
+    max_iter : int
+        Most sweeps before giving up (an error saying how far off the margins still are).
+    tol : float
+        Convergence tolerance, relative to the sum of the starting weights.
+    trim : (lower, upper), optional
+        Keep weights within ``[lower, upper] × N / n`` (multiples of the mean calibrated weight):
+        weights are clipped to those bounds at the start of every sweep, then re-raked
+        (trimmed raking); at convergence both the margins and the bounds hold.
+    count_column : str, optional
+        Name of the count column in DataFrame margins with several extra columns.
+    total_tolerance : float
+        Largest relative difference allowed between the totals of two margins.
+
+    Returns
+    -------
+    CalibratedDesign
+
+    Raises
+    ------
+    WeightingError
+        Inconsistent margin totals, empty sample cells, unknown sample categories,
+        non-convergence after ``max_iter`` sweeps (with the largest remaining discrepancy).
+    """
+    what = "rake"
+    design = _checked_design(frame, design, what)
+    if not isinstance(margins, dict) or not margins:
+        raise WeightingError(f"{what}: margins must be a non-empty dict {{column: counts}}")
+    if max_iter < 1 or not tol > 0:
+        raise WeightingError(f"{what}: max_iter={max_iter} must be >= 1 and tol={tol} > 0")
+    parsed = [as_margin(columns, counts, count_column, f"{what} margin {join_cell(np.atleast_1d(columns))}")
+              for columns, counts in margins.items()]
+    totals = np.array([m.total for m in parsed])
+    if np.any(np.abs(totals - totals[0]) > total_tolerance * totals[0]):
+        described = ", ".join(f"{m.name} sums to {m.total:,.6g}" for m in parsed)
+        raise WeightingError(
+            f"{what}: margins are inconsistent: {described}; every margin must count the same "
+            "population (rescale them to one total)"
+        )
+    weights = _check_weights(design.weights, what)
+    codes = [_sample_codes(frame, m, f"{what} margin {m.name}") for m in parsed]
+    for m, code in zip(parsed, codes):
+        _check_cells(code, weights, m, f"{what} margin {m.name}")
+    columns = list(dict.fromkeys(c for m in parsed for c in m.columns))
+    joint = _joint_codes(frame, columns)
+    population = float(totals[0])
+    bounds = None
+    if trim is not None:
+        lower, upper = trim
+        if not (0 <= lower < 1 < upper):
+            raise WeightingError(f"{what}: trim=({lower}, {upper}) must satisfy 0 <= lower < 1 < upper "
+                                 "(multiples of the mean weight)")
+        mean = population / len(weights)
+        bounds = (lower * mean, upper * mean)
+    epsilon = tol * float(weights.sum())
+    w, after, sweeps, change = _rake_sweeps(
+        weights, parsed, codes, bounds, sweeps=None, joint=joint, epsilon=epsilon
+    )
+    if not change < epsilon:
+        worst = max(
+            ((m, i, got, want) for m, code in zip(parsed, codes)
+             for i, (got, want) in enumerate(zip(_cell_totals(code, len(m.counts), w), m.counts))),
+            key=lambda item: abs(item[2] - item[3]),
+        )
+        m, i, got, want = worst
+        raise WeightingError(
+            f"{what}: not converged after {max_iter} sweeps: the weighted table still moved by "
+            f"{change:.4g} (tolerance {epsilon:.4g}); largest margin gap {m.name}={m.labels()[i]}: "
+            f"weighted {got:,.6g} vs population {want:,.6g} ({100 * (got - want) / want:+.3g}%); "
+            "raise max_iter, collapse sparse categories" + (" or widen trim" if trim else "")
+        )
+    replicates = None
+    if design.is_replicate:
+        replicates, *_ = _rake_sweeps(np.asarray(design.replicate_weights, dtype=float),
+                                      parsed, codes, bounds, sweeps=sweeps)
+    projections = [
+        Projection(codes=code, n_cells=len(m.counts), basis=psw, reading=1.0 / psw,
+                   denominator=np.bincount(code, minlength=len(m.counts)).astype(float))
+        for m, code, psw in zip(parsed, codes, after)
+    ]
+    schedule = list(range(len(projections))) * VARIANCE_BACKFIT_SWEEPS
+    text = f"raked to {'; '.join(m.name for m in parsed)} ({sweeps} sweeps"
+    text += f", weights trimmed to [{trim[0]:g}, {trim[1]:g}] × mean)" if trim else ")"
+    calibration = _previous_calibration(design).then(projections, schedule, text)
+    return _with_weights(design, w, replicates, calibration)
+
+
+# =============================================================================================
+# Diagnostics
+
+
+def kish_design_effect(weights) -> float:
+    """Kish's design effect due to unequal weighting, ``1 + CV²`` of the weights.
+
+    ``deff_w = n Σ w² / (Σ w)²`` (CV with divisor ``n``): the factor by which unequal weights
+    alone inflate the variance of a mean, assuming the outcome is unrelated to the weights.
+    The effective sample size is ``n / deff_w``.
+    """
+    w = np.asarray(getattr(weights, "weights", weights), dtype=float)
+    if w.size == 0:
+        raise WeightingError("kish_design_effect: no weights")
+    return float(w.size * np.sum(w * w) / np.sum(w) ** 2)
