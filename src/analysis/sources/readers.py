@@ -149,7 +149,7 @@ def _excel_sheet(path: Path, sheet, header_row: int) -> pd.DataFrame:
             sheet = names[sheet]
         elif sheet not in names:
             raise ReadError(f"{path}: no sheet {sheet!r}; sheets are: {names} (fix reader_options.sheet)")
-        frame = book.parse(sheet, header=header_row, dtype=str, keep_default_na=False, na_values=[""])
+        frame = pd.read_excel(book, sheet_name=sheet, header=header_row, dtype=str, keep_default_na=False, na_values=[""])
     if frame.shape[1] == 0:
         raise ReadError(f"{path} (sheet {sheet!r}): sheet is empty")
     frame.attrs["sheet"] = sheet
@@ -317,7 +317,7 @@ def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
         if column not in frame.columns:
             continue
         known = lists[list_name]
-        values = frame[column].map(code_text)
+        values = pd.Series([code_text(v) for v in frame[column]], index=frame.index, dtype="object")
         if kind == "select_one":
             unknown = sorted({v for v in values.dropna() if v not in known})
             if unknown:
@@ -328,8 +328,8 @@ def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
                 )
             labels[column] = dict(known)
         else:
-            chosen = values.map(lambda v: None if v is None else set(v.split(sep)) - {""})
-            unknown = sorted({c for s in chosen.dropna() for c in s if c not in known})
+            chosen = [None if v is None else set(v.split(sep)) - {""} for v in values]
+            unknown = sorted({c for s in chosen if s is not None for c in s if c not in known})
             if unknown:
                 raise ReadError(
                     f"{path}: select_multiple column '{column}' has code {unknown[0]!r} that choice list "
@@ -339,7 +339,7 @@ def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
                 target = f"{column}/{code}"
                 if target in frame.columns:
                     continue
-                frame[target] = chosen.map(lambda s, c=code: pd.NA if s is None else str(int(c in s)))
+                frame[target] = pd.Series([pd.NA if s is None else str(int(code in s)) for s in chosen], index=frame.index, dtype="object")
     return RawTable(frame, path, value_labels=labels, notes={"form": str(form_path)})
 
 

@@ -1,0 +1,129 @@
+"""Tests for analysis.sources.readers: every format, end to end through ingest where it matters."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyreadstat
+import pytest
+
+from analysis.sources import load_processed
+from analysis.sources.card import SourceCard
+from analysis.sources.readers import ReadError, code_text, normalise_hxl_tag, read_source
+
+from .conftest import base_card
+
+
+def _card(**changes) -> SourceCard:
+    return SourceCard(**base_card(**changes))
+
+
+def test_code_text_makes_codes_comparable():
+    assert [code_text(v) for v in (1, 1.0, "1", " 1 ", 2.5, None, float("nan"), True)] == ["1", "1", "1", "1", "2.5", None, None, "1"]
+
+
+def test_csv_encoding_is_sniffed(project):
+    project.write_raw("mini.csv", "rid,q_sex\nr1,Homme\nr2,Fémme\n", encoding="latin-1")
+    raw = read_source(_card(), project.raw)
+    assert raw.notes["encoding"] == "latin-1" and raw.frame["q_sex"].tolist() == ["Homme", "Fémme"]
+    project.write_raw("mini.csv", "\ufeffrid;q_sex\nr1;Femme\n", encoding="utf-8")
+    raw = read_source(_card(), project.raw)
+    assert raw.notes["encoding"] == "utf-8-sig" and list(raw.frame.columns) == ["rid", "q_sex"]
+
+
+def test_csv_keeps_leading_zeros_as_text(project):
+    project.write_raw("mini.csv", "rid,code\n001,07\n")
+    assert read_source(_card(), project.raw).frame.iloc[0].tolist() == ["001", "07"]
+
+
+def test_excel_sheet_and_header_row(project):
+    path = project.raw / "mini.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"a": ["notes"], "b": [None]}).to_excel(writer, sheet_name="readme", index=False)
+        frame = pd.DataFrame([["Survey export", None], ["rid", "q_sex"], ["r1", "Femme"]])
+        frame.to_excel(writer, sheet_name="data", index=False, header=False)
+    card = _card(files=[{"path": "mini.xlsx"}], reader="excel", reader_options={"sheet": "data", "header_row": 1})
+    raw = read_source(card, project.raw)
+    assert list(raw.frame.columns) == ["rid", "q_sex"] and raw.frame["q_sex"].tolist() == ["Femme"]
+    card = _card(files=[{"path": "mini.xlsx"}], reader="excel", reader_options={"sheet": "donnees"})
+    with pytest.raises(ReadError, match=r"no sheet 'donnees'; sheets are: \['readme', 'data'\]"):
+        read_source(card, project.raw)
+
+
+@pytest.mark.parametrize("kind,writer,suffix", [("spss", pyreadstat.write_sav, "sav"), ("stata", pyreadstat.write_dta, "dta")])
+def test_spss_and_stata_keep_codes_and_value_labels(project, kind, writer, suffix):
+    frame = pd.DataFrame({"rid": ["a", "b"], "q_sex": [1.0, 2.0]})
+    path = project.raw / f"mini.{suffix}"
+    writer(frame, str(path), variable_value_labels={"q_sex": {1: "Femme", 2: "Homme"}})
+    raw = read_source(_card(files=[{"path": f"mini.{suffix}"}], reader=kind), project.raw)
+    assert raw.frame["q_sex"].tolist() == [1.0, 2.0]
+    assert raw.value_labels["q_sex"] == {"1": "Femme", "2": "Homme"}
+
+
+def test_parquet(project):
+    pd.DataFrame({"rid": ["a"], "x": [1]}).to_parquet(project.raw / "mini.parquet")
+    raw = read_source(_card(files=[{"path": "mini.parquet"}], reader="parquet"), project.raw)
+    assert raw.frame["x"].tolist() == [1]
+
+
+def test_hxl_tags_are_normalised_and_mapped(project):
+    project.write_raw(
+        "mini.csv",
+        "Household,Region,Status,Weight\n#household+id,#adm1 +name,#affected+idps +type,#indicator+weight\n"
+        "h1,Nairobi,idp,1.5\nh2,Coast,host,2\n",
+    )
+    assert normalise_hxl_tag("#Adm1 +Name") == "#adm1+name"
+    assert normalise_hxl_tag("#affected+type+idps") == normalise_hxl_tag("#affected +idps+type")
+    card = _card(reader="hxl", id_column="#household+id", personal_columns=[], free_text_columns=[],
+                 design={"type": "probability", "weight": "#indicator+weight"},
+                 columns={"admin1": "#adm1+name", "displacement_status": "#affected+idps+type"},
+                 derive={"admin1_code": "natural_earth"}, indicators={})
+    raw = read_source(card, project.raw)
+    assert list(raw.frame.columns) == ["#household+id", "#adm1+name", "#affected+idps+type", "#indicator+weight"]
+    assert raw.frame["#adm1+name"].tolist() == ["Nairobi", "Coast"]
+
+
+def write_kobo(project, data_rows, choices_rows=None, multiple=True):
+    """A KoboToolbox export (group prefixes, select_one and select_multiple) and its XLSForm."""
+    survey = pd.DataFrame(
+        {"type": ["text", "select_one sexes", "integer", "select_multiple needs" if multiple else "text"],
+         "name": ["rid", "q_sex", "q_age", "needs"], "label": ["ID", "Sex", "Age", "Needs"]}
+    )
+    choices = pd.DataFrame(
+        choices_rows or [["sexes", "f", "Female"], ["sexes", "m", "Male"], ["needs", "food", "Food"], ["needs", "cash", "Cash"]],
+        columns=["list_name", "name", "label"],
+    )
+    with pd.ExcelWriter(project.raw / "form.xlsx") as writer:
+        survey.to_excel(writer, sheet_name="survey", index=False)
+        choices.to_excel(writer, sheet_name="choices", index=False)
+    data = pd.DataFrame(data_rows, columns=["meta/rid", "grp/q_sex", "grp/q_age", "grp/needs"])
+    data.to_excel(project.raw / "export.xlsx", index=False)
+
+
+def kobo_card(**changes):
+    card = base_card(files=[{"path": "export.xlsx"}], reader="kobo", reader_options={"form": "form.xlsx"},
+                     personal_columns=[], free_text_columns=[], design={"type": "non_probability"},
+                     columns={"sex": "q_sex", "age": "q_age"}, recodes={"sex": {"Female": "female", "Male": "male"}},
+                     derive={"age_group": "from_age"},
+                     indicators={"food_insecurity": {"column": "needs/food", "true_values": [1], "false_values": [0]}})
+    card.update(changes)
+    return card
+
+
+def test_kobo_export_with_form_select_one_and_select_multiple(project):
+    write_kobo(project, [["k1", "f", "19", "food cash"], ["k2", "m", "30", "cash"], ["k3", "f", "70", None]])
+    raw = read_source(SourceCard(**kobo_card()), project.raw)
+    assert {"rid", "q_sex", "q_age", "needs", "needs/food", "needs/cash"} <= set(raw.frame.columns)
+    assert raw.frame["needs/food"].tolist() == ["1", "0", pd.NA]
+    assert raw.value_labels["q_sex"] == {"f": "Female", "m": "Male"}
+    project.write_card(kobo_card())
+    assert project.run("mini") == 0
+    frame = load_processed("mini", project.processed)
+    assert frame["sex"].tolist() == ["female", "male", "female"]
+    assert frame["food_insecurity"].tolist()[:2] == [1.0, 0.0] and pd.isna(frame["food_insecurity"].iloc[2])
+    assert frame["age_group"].tolist() == ["18-24", "25-34", "65+"]
+
+
+def test_kobo_choices_lacking_a_code_is_named(project):
+    write_kobo(project, [["k1", "f", "19", "food"], ["k2", "x", "30", "cash"]])
+    with pytest.raises(ReadError, match=r"column 'q_sex' has code 'x' \(row 1\) that choice list 'sexes' in form.xlsx lacks"):
+        read_source(SourceCard(**kobo_card()), project.raw)
