@@ -1,0 +1,756 @@
+"""Regression with interactions on survey data, predictive margins, and MAIHDA.
+
+* :func:`survey_glm` fits a linear (gaussian, identity link) or logistic (quasibinomial, logit
+  link) regression with design weights from a formula (interactions ``a * b`` welcome) and
+  design-based standard errors as R's ``svyglm``: the sandwich ``B M B`` with bread ``B`` the
+  inverse weighted information and meat ``M`` the design-based covariance of the estimated totals
+  of the per-row score contributions
+  (:meth:`analysis.survey.SurveyDesign.total_covariance`).
+  :meth:`SurveyGLM.predictive_margins` and :meth:`SurveyGLM.average_marginal_effects` give
+  predictive margins and average marginal effects by group, computed by prediction over the
+  sample (so models with a main effect and its interactions are handled), with linearised
+  design-based standard errors.
+* :func:`maihda` fits the two random-intercept models of a MAIHDA (multilevel analysis of
+  individual heterogeneity and discriminatory accuracy; Evans et al. 2018; Merlo 2018): a null
+  model with random intercepts for intersectional strata and a main-effects model adding the
+  dimensions as fixed effects; it reports the variance partition coefficient (VPC), the
+  proportional change in variance (PCV) and shrunken stratum estimates with intervals.
+
+Every function that returns estimates returns the one result schema (:mod:`analysis.tables`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import patsy
+from scipy import stats
+from scipy.special import expit
+
+from analysis.tables import CELL_SEPARATOR, conform, join_cell
+
+FAMILIES = ("gaussian", "binomial")
+
+#: Optimisers tried, in order, for each MAIHDA model (statsmodels ``MixedLM.fit`` methods).
+OPTIMISERS = ("lbfgs", "bfgs", "powell", "nm")
+
+
+class ModelError(ValueError):
+    """A model cannot be fitted as asked; the message says what to fix."""
+
+
+class MaihdaConvergenceWarning(UserWarning):
+    """No optimiser reached a trustworthy optimum for a MAIHDA model."""
+
+
+# ============================================================================================
+# Survey-weighted GLM
+# ============================================================================================
+
+
+def _design_weights(design) -> np.ndarray:
+    weights = getattr(design, "weights", None)
+    if weights is None:
+        raise ModelError("the design has no weights; build it with analysis.survey.design_for(frame)")
+    return np.asarray(weights, dtype=float)
+
+
+def _design_df(design) -> float:
+    """Design degrees of freedom (PSUs minus strata, R's ``degf``) when the design offers them."""
+    for name in ("degrees_of_freedom", "df", "degf"):
+        value = getattr(design, name, None)
+        if callable(value):
+            value = value()
+        if value is not None:
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                continue
+    return np.inf
+
+
+@dataclass
+class SurveyGLM:
+    """A fitted survey-weighted GLM (see :func:`survey_glm`).
+
+    Attributes
+    ----------
+    params : pandas.Series
+        Coefficients by term name (patsy names, e.g. ``A[T.1]:B[T.1]``).
+    cov : pandas.DataFrame
+        Design-based covariance of the coefficients.
+    family : str
+        ``gaussian`` (identity link) or ``binomial`` (logit link).
+    n_used, n_excluded : int
+        Rows used, and rows excluded for a missing value in a model variable (they stay in the
+        design with zero scores, as R's ``svyglm`` keeps them in a subset design).
+    """
+
+    formula: str
+    family: str
+    params: pd.Series
+    cov: pd.DataFrame
+    design_info: object
+    outcome: str
+    frame: pd.DataFrame
+    used: np.ndarray
+    weights: np.ndarray
+    bread: np.ndarray
+    scores: np.ndarray
+    design: object
+    df_residual: float
+    n_used: int
+    n_excluded: int
+    excluded_reasons: dict = field(default_factory=dict)
+
+    @property
+    def se(self) -> pd.Series:
+        """Design-based standard errors."""
+        return pd.Series(np.sqrt(np.diag(self.cov.to_numpy())), index=self.params.index)
+
+    def _quantile(self, level: float) -> float:
+        df = self.df_residual
+        return float(stats.t.ppf(0.5 + level / 2, df)) if np.isfinite(df) and df > 0 else \
+            float(stats.norm.ppf(0.5 + level / 2))
+
+    def _method(self, what: str) -> str:
+        link = "identity link" if self.family == "gaussian" else "logit link, quasibinomial"
+        df = f"t with {self.df_residual:g} df" if np.isfinite(self.df_residual) else "normal"
+        return f"{what}; svyglm {self.family} ({link}); design-based linearisation SE; CI {df}"
+
+    def coefficients(self, level: float = 0.95, **labels) -> pd.DataFrame:
+        """Coefficients in the result schema: ``cell`` the term, ``method`` says the model.
+
+        ``labels`` fill ``source``, ``country``, ``group``. Extra columns ``t`` and ``p_value``.
+        """
+        q = self._quantile(level)
+        est, se = self.params.to_numpy(), self.se.to_numpy()
+        t = est / se
+        dist = stats.t(self.df_residual) if np.isfinite(self.df_residual) else stats.norm()
+        frame = pd.DataFrame({
+            "indicator": self.outcome, "breakdown": "coefficient", "cell": self.params.index,
+            "estimate": est, "se": se, "ci_low": est - q * se, "ci_high": est + q * se,
+            "n_unweighted": self.n_used, "n_weighted": float(self.weights[self.used].sum()),
+            "method": self._method(f"coefficient of {self.formula}"),
+        })  # fmt: skip
+        out = conform(frame, **labels)
+        out["t"] = t
+        out["p_value"] = 2 * dist.sf(np.abs(t))
+        return out
+
+    # -- predictions ----------------------------------------------------------------------
+
+    def _model_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        (matrix,) = patsy.build_design_matrices([self.design_info], data, NA_action="raise")
+        return np.asarray(matrix)
+
+    def _inverse_link(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and its derivative d mu / d eta."""
+        if self.family == "gaussian":
+            return eta, np.ones_like(eta)
+        mu = expit(eta)
+        return mu, mu * (1 - mu)
+
+    def _averaged(self, scenarios: dict[str, pd.DataFrame], subsets: dict[str, np.ndarray]):
+        """Weighted averages of predictions under each scenario within each subset, with their
+        linearised influence scores (n_design x m) for the design-based covariance.
+
+        For an average ``m = sum_{i in g} w_i f_i(beta) / sum_{i in g} w_i``, the influence of
+        row i is ``1[i in g] w_i (f_i - m) / W_g + G B u_i`` where ``G = dm/dbeta``, ``B`` the
+        bread and ``u_i`` the row's weighted score: the first term is the sampling variability of
+        the rows averaged over, the second that of the coefficients (as R's ``svypredmeans``).
+        """
+        beta = self.params.to_numpy()
+        used_rows = np.flatnonzero(self.used)
+        w_used = self.weights[used_rows]
+        keys, values, influence = [], [], []
+        for scenario, data in scenarios.items():
+            X = self._model_matrix(data)
+            fitted, slope = self._inverse_link(X @ beta)
+            for subset, mask in subsets.items():
+                in_g = mask[used_rows]
+                total = w_used[in_g].sum()
+                if total <= 0:
+                    keys.append((scenario, subset))
+                    values.append(np.nan)
+                    influence.append(np.zeros(len(self.weights)))
+                    continue
+                share = w_used * in_g / total
+                m = float(share @ fitted)
+                gradient = (share * slope) @ X
+                z = np.zeros(len(self.weights))
+                z[used_rows] = share * (fitted - m)
+                z += self.scores @ (self.bread @ gradient)
+                keys.append((scenario, subset))
+                values.append(m)
+                influence.append(z)
+        return keys, np.array(values), np.column_stack(influence)
+
+    def _scenario_frame(self) -> pd.DataFrame:
+        return self.frame.loc[self.used].reset_index(drop=True)
+
+    def _subsets(self, by: str | list[str] | None) -> dict[str, np.ndarray]:
+        if by is None:
+            return {"all": np.ones(len(self.frame), dtype=bool)}
+        by = [by] if isinstance(by, str) else list(by)
+        absent = [b for b in by if b not in self.frame.columns]
+        if absent:
+            raise ModelError(f"by={absent} not among the data's columns")
+        keys = self.frame[by].astype("string")
+        out = {}
+        used = pd.Series(self.used, index=self.frame.index)
+        for values, index in keys[used.to_numpy()].groupby(by, sort=True).groups.items():
+            values = values if isinstance(values, tuple) else (values,)
+            mask = self.frame.index.isin(index)
+            out[join_cell(values)] = mask
+        return out
+
+    def predictive_margins(
+        self, variable: str, levels=None, by=None, level: float = 0.95, **labels
+    ) -> pd.DataFrame:
+        """Predictive margins: the weighted average prediction with ``variable`` set to each level.
+
+        Every row of the estimation sample (or of each ``by`` subgroup) is given the level, the
+        model predicts (on the response scale), and the predictions are averaged with the design
+        weights: a counterfactual population mean, valid with interactions of ``variable``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Result schema: ``breakdown`` ``variable`` (``variable × by`` with ``by``), ``cell`` the
+            level (joined with the ``by`` cell); ``n_unweighted`` the rows averaged over. The
+            covariance of all the margins is in ``.attrs["covariance"]``.
+        """
+        keys, values, cov = self._margins(variable, levels, by)
+        return self._margin_table(keys, values, cov, variable, by, "predictive margin", level, labels)
+
+    def _levels(self, variable: str, levels):
+        if variable not in self.frame.columns:
+            raise ModelError(f"variable {variable!r} is not a column of the model data")
+        if levels is None:
+            values = self.frame.loc[self.used, variable]
+            if pd.api.types.is_numeric_dtype(values) and values.nunique() > 2:
+                raise ModelError(
+                    f"variable {variable!r} is numeric with {values.nunique()} values: give levels=[...]"
+                )
+            levels = sorted(values.dropna().unique().tolist())
+        return list(levels)
+
+    def _margins(self, variable, levels, by):
+        levels = self._levels(variable, levels)
+        base = self._scenario_frame()
+        scenarios = {}
+        for value in levels:
+            data = base.copy()
+            data[variable] = pd.Series([value] * len(data), index=data.index, dtype=base[variable].dtype) \
+                if not isinstance(base[variable].dtype, pd.CategoricalDtype) else \
+                pd.Categorical([value] * len(data), categories=base[variable].cat.categories)
+            scenarios[str(value)] = data
+        keys, values, influence = self._averaged(scenarios, self._subsets(by))
+        cov = self.design.total_covariance(influence)
+        return keys, values, cov
+
+    def _margin_table(self, keys, values, cov, variable, by, what, level, labels, n_override=None):
+        by_list = [] if by is None else ([by] if isinstance(by, str) else list(by))
+        subsets = self._subsets(by)
+        q = self._quantile(level)
+        se = np.sqrt(np.clip(np.diag(cov), 0, None))
+        rows = []
+        for i, (scenario, subset) in enumerate(keys):
+            mask = subsets[subset] & self.used
+            rows.append({
+                "indicator": self.outcome,
+                "breakdown": CELL_SEPARATOR.join([variable] + by_list),
+                "cell": scenario if subset == "all" else join_cell([scenario, subset]),
+                "estimate": values[i], "se": se[i],
+                "ci_low": values[i] - q * se[i], "ci_high": values[i] + q * se[i],
+                "n_unweighted": int(mask.sum()), "n_weighted": float(self.weights[mask].sum()),
+                "method": self._method(what),
+            })  # fmt: skip
+        out = conform(pd.DataFrame(rows), **labels)
+        out.attrs["covariance"] = cov
+        return out
+
+    def average_marginal_effects(
+        self, variable: str, levels=None, reference=None, by=None, level: float = 0.95,
+        step: float = 1e-4, **labels,
+    ) -> pd.DataFrame:
+        """Average marginal effects of ``variable``, overall or within ``by`` subgroups.
+
+        Categorical (or binary) ``variable``: the difference between the predictive margin at
+        each level and at ``reference`` (default the first level), i.e. the average change in
+        the predicted outcome if everyone moved from the reference level to that level.
+        Numeric ``variable`` with ``levels=None`` and more than two values: the average
+        derivative of the prediction (a forward difference with ``step`` in the variable's
+        units), ``cell`` ``"dy/dx"``.
+
+        Standard errors are linearised with the design (see :meth:`_averaged`).
+        """
+        values = self.frame.loc[self.used, variable] if variable in self.frame.columns else None
+        if values is None:
+            raise ModelError(f"variable {variable!r} is not a column of the model data")
+        numeric = pd.api.types.is_numeric_dtype(values) and values.nunique() > 2 and levels is None
+        if numeric:
+            base = self._scenario_frame()
+            shifted = base.copy()
+            shifted[variable] = shifted[variable] + step
+            keys, margins, influence = self._averaged({"0": base, "1": shifted}, self._subsets(by))
+            subsets = list(dict.fromkeys(k[1] for k in keys))
+            n_sub = len(subsets)
+            contrast = np.zeros((len(keys), n_sub))
+            for j in range(n_sub):
+                contrast[j, j] = -1 / step
+                contrast[n_sub + j, j] = 1 / step
+            effect = margins @ contrast
+            cov = self.design.total_covariance(influence @ contrast)
+            new_keys = [("dy/dx", s) for s in subsets]
+            return self._margin_table(new_keys, effect, cov, variable, by,
+                                      "average marginal effect (derivative)", level, labels)
+        levels = self._levels(variable, levels)
+        reference = levels[0] if reference is None else reference
+        if reference not in levels:
+            levels = [reference] + levels
+        keys, margins, influence_cov = self._margins(variable, levels, by)
+        subsets = list(dict.fromkeys(k[1] for k in keys))
+        index = {k: i for i, k in enumerate(keys)}
+        columns, new_keys = [], []
+        for value in levels:
+            if value == reference:
+                continue
+            for s in subsets:
+                c = np.zeros(len(keys))
+                c[index[(str(value), s)]] = 1
+                c[index[(str(reference), s)]] = -1
+                columns.append(c)
+                new_keys.append((f"{value} − {reference}", s))
+        contrast = np.column_stack(columns)
+        effect = margins @ contrast
+        cov = contrast.T @ influence_cov @ contrast
+        return self._margin_table(new_keys, effect, cov, variable, by,
+                                  "average marginal effect (difference of predictive margins)",
+                                  level, labels)
+
+    def reri_odds_ratio(self, term_a: str, term_b: str, term_ab: str, level: float = 0.95) -> dict:
+        """RERI on the odds-ratio scale from a logistic model with ``A * B``:
+        ``RERI = OR11 - OR10 - OR01 + 1`` with ``OR10 = exp(b_A)``, ``OR01 = exp(b_B)``,
+        ``OR11 = exp(b_A + b_B + b_AB)``; delta-method SE from the design-based coefficient
+        covariance (Hosmer & Lemeshow 1992). Approximates the risk-scale RERI when the outcome
+        is rare."""
+        if self.family != "binomial":
+            raise ModelError("RERI on the odds-ratio scale needs a logistic model (family='binomial')")
+        names = list(self.params.index)
+        for term in (term_a, term_b, term_ab):
+            if term not in names:
+                raise ModelError(f"term {term!r} is not in the model; terms are {names}")
+        ia, ib, iab = names.index(term_a), names.index(term_b), names.index(term_ab)
+        b = self.params.to_numpy()
+        or10, or01, or11 = np.exp(b[ia]), np.exp(b[ib]), np.exp(b[ia] + b[ib] + b[iab])
+        value = or11 - or10 - or01 + 1
+        grad = np.zeros(len(b))
+        grad[ia] = or11 - or10
+        grad[ib] = or11 - or01
+        grad[iab] = or11
+        se = float(np.sqrt(grad @ self.cov.to_numpy() @ grad))
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        return {"estimate": float(value), "se": se, "ci_low": value - z * se, "ci_high": value + z * se}
+
+
+def survey_glm(
+    formula: str,
+    frame: pd.DataFrame,
+    design,
+    family: str = "gaussian",
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+) -> SurveyGLM:
+    """Fit a survey-weighted GLM with design-based standard errors (R's ``svyglm``).
+
+    Parameters
+    ----------
+    formula
+        A patsy formula, e.g. ``"y ~ C(sex) * C(disability) + age"``. String columns are
+        treated as categorical with the first level (sorted) as reference.
+    frame
+        The data; rows aligned with ``design``.
+    design
+        :class:`analysis.survey.SurveyDesign` for ``frame``. ``weights`` are sampling weights
+        (inverse inclusion probabilities); only their relative size matters for the estimates.
+    family
+        ``"gaussian"`` (linear regression, identity link) or ``"binomial"`` (logistic
+        regression, logit link; R's ``quasibinomial``: the outcome may be any value in [0, 1]).
+
+    Notes
+    -----
+    Estimates solve the weighted score equations ``sum_i w_i x_i (y_i - mu_i) = 0`` by iteratively
+    reweighted least squares. Covariance: ``B M B`` with ``B = (sum_i w_i v_i x_i x_i')^-1``
+    (``v_i = 1`` gaussian, ``mu_i (1 - mu_i)`` logistic) and ``M`` the design covariance of the
+    totals of ``w_i x_i (y_i - mu_i)`` (Binder 1983), exactly R's ``svyglm`` (which also rescales
+    weights; that cancels). CIs use a t distribution with the design's degrees of freedom minus
+    the number of coefficients plus one (R's ``df.residual`` for ``svyglm``) when the design
+    offers them. Rows with a missing model variable are excluded (counted in ``n_excluded``)
+    but stay in the design with zero scores, so the variance treats the analysed rows as a domain.
+    """
+    if family not in FAMILIES:
+        raise ModelError(f"family={family!r}: use one of {list(FAMILIES)}")
+    weights = _design_weights(design)
+    if len(weights) != len(frame):
+        raise ModelError(f"the design has {len(weights)} rows, the data {len(frame)}; they must align")
+    data = frame.reset_index(drop=True)
+    try:
+        y_frame, x_frame = patsy.dmatrices(formula, data, return_type="dataframe", NA_action="drop")
+    except patsy.PatsyError as exc:
+        raise ModelError(f"formula {formula!r}: {str(exc).splitlines()[0]}") from None
+    used = np.zeros(len(data), dtype=bool)
+    used[x_frame.index.to_numpy()] = True
+    n_excluded = int((~used).sum())
+    if y_frame.shape[1] != 1:
+        raise ModelError(f"formula {formula!r}: the outcome must be one numeric column")
+    outcome = y_frame.columns[0]
+    y = y_frame.iloc[:, 0].to_numpy(float)
+    X = x_frame.to_numpy(float)
+    w = weights[used]
+    if family == "binomial" and (np.any(y < 0) or np.any(y > 1)):
+        raise ModelError(f"outcome {outcome!r}: logistic regression needs values in [0, 1]")
+    if np.linalg.matrix_rank(X * np.sqrt(w)[:, None]) < X.shape[1]:
+        raise ModelError(
+            f"formula {formula!r}: the model matrix is rank deficient (an empty cell of an "
+            "interaction, or a constant column); drop the term or merge categories"
+        )
+    beta = np.linalg.lstsq(X * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
+    if family == "binomial":
+        beta = np.zeros(X.shape[1])
+        for _ in range(max_iter):
+            mu = expit(X @ beta)
+            info = X.T @ ((w * mu * (1 - mu))[:, None] * X)
+            step = np.linalg.solve(info, X.T @ (w * (y - mu)))
+            beta = beta + step
+            if np.max(np.abs(step)) < tol:
+                break
+        else:
+            raise ModelError(f"formula {formula!r}: logistic regression did not converge in {max_iter} "
+                             "iterations (separation? check empty or all-0/all-1 cells)")
+        mu = expit(X @ beta)
+        info = X.T @ ((w * mu * (1 - mu))[:, None] * X)
+    else:
+        mu = X @ beta
+        info = X.T @ (w[:, None] * X)
+    bread = np.linalg.inv(info)
+    scores = np.zeros((len(data), X.shape[1]))
+    scores[used] = (w * (y - mu))[:, None] * X
+    meat = design.total_covariance(scores)
+    cov = bread @ meat @ bread
+    names = list(x_frame.columns)
+    df_residual = _design_df(design) - X.shape[1] + 1
+    return SurveyGLM(
+        formula=formula, family=family, params=pd.Series(beta, index=names),
+        cov=pd.DataFrame(cov, index=names, columns=names), design_info=x_frame.design_info,
+        outcome=str(outcome), frame=data, used=used, weights=weights, bread=bread, scores=scores,
+        design=design, df_residual=df_residual, n_used=int(used.sum()), n_excluded=n_excluded,
+        excluded_reasons={"missing value in a model variable": n_excluded} if n_excluded else {},
+    )  # fmt: skip
+
+
+# ============================================================================================
+# MAIHDA
+# ============================================================================================
+
+
+@dataclass
+class MixedFit:
+    """One fitted random-intercept model: variance components and the optimiser's report."""
+
+    result: object
+    stratum_var: float
+    residual_var: float
+    stratum_var_se: float
+    optimiser: str
+    converged: bool
+    attempts: dict
+
+    @property
+    def vpc(self) -> float:
+        """Variance partition coefficient: stratum variance over total variance."""
+        return self.stratum_var / (self.stratum_var + self.residual_var)
+
+    def stratum_var_interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Wald interval for the stratum variance built on the log scale (so it stays positive),
+        with the SE from the observed information of the (RE)ML fit."""
+        if not (self.stratum_var > 0 and np.isfinite(self.stratum_var_se)):
+            return (np.nan, np.nan)
+        z = stats.norm.ppf(0.5 + level / 2)
+        half = z * self.stratum_var_se / self.stratum_var
+        return (self.stratum_var * np.exp(-half), self.stratum_var * np.exp(half))
+
+
+@dataclass
+class Maihda:
+    """A MAIHDA: null and main-effects random-intercept models over intersectional strata.
+
+    Attributes
+    ----------
+    null, main : MixedFit
+    pcv : float
+        Proportional change in the stratum variance from the null to the main-effects model,
+        ``(s2_null - s2_main) / s2_null``: the share of between-stratum variance explained by
+        additive main effects; ``1 - PCV`` is the part due to intersectional interactions.
+    strata : pandas.DataFrame
+        One row per stratum: ``stratum`` (categories joined with " × "), ``n``, the null model's
+        shrunken random effect ``blup`` and its conditional SE, the main model's ``blup_main``
+        (the stratum's departure from additivity), and the shrunken predicted stratum means of
+        both models with prediction SEs.
+    """
+
+    outcome: str
+    dimensions: list[str]
+    null: MixedFit
+    main: MixedFit
+    pcv: float
+    fixed_effects: pd.Series
+    strata: pd.DataFrame
+    n_used: int
+    n_excluded: int
+    binary: bool
+
+    @property
+    def method(self) -> str:
+        model = ("linear probability model (binary outcome fitted as continuous)" if self.binary
+                 else "linear mixed model")  # fmt: skip
+        return (f"MAIHDA: {model}, random intercepts for {' × '.join(self.dimensions)} strata, "
+                f"REML (statsmodels MixedLM, optimiser {self.null.optimiser}/{self.main.optimiser}); "
+                "unweighted (model-based, not design-based)")  # fmt: skip
+
+    def summary_table(self, level: float = 0.95, **labels) -> pd.DataFrame:
+        """Variance components, VPCs and PCV in the result schema (``cell`` the quantity).
+
+        Intervals: stratum variances by a log-scale Wald interval; VPC and PCV carry no interval
+        here (their sampling distributions are far from normal with few strata).
+        """
+        rows = []
+        breakdown = CELL_SEPARATOR.join(self.dimensions)
+        for model, fit in (("null", self.null), ("main", self.main)):
+            lo, hi = fit.stratum_var_interval(level)
+            rows.append({"cell": f"{model}: stratum variance", "estimate": fit.stratum_var,
+                         "se": fit.stratum_var_se, "ci_low": lo, "ci_high": hi})
+            rows.append({"cell": f"{model}: residual variance", "estimate": fit.residual_var})
+            rows.append({"cell": f"{model}: VPC", "estimate": fit.vpc})
+        rows.append({"cell": "PCV", "estimate": self.pcv})
+        frame = pd.DataFrame(rows)
+        frame["indicator"] = self.outcome
+        frame["breakdown"] = breakdown
+        frame["n_unweighted"] = self.n_used
+        frame["method"] = self.method
+        return conform(frame, **labels)
+
+    def stratum_table(self, model: str = "null", level: float = 0.95, disclosure: bool = True,
+                      thresholds=None, **labels) -> pd.DataFrame:
+        """Shrunken (empirical Bayes) predicted stratum means in the result schema.
+
+        ``model="null"``: intercept + stratum random effect; ``"main"``: the additive prediction
+        from the main effects + the stratum's random effect (its interaction part). Intervals
+        ``± z SE`` with the prediction error variance from Henderson's mixed-model equations
+        (uncertainty of the fixed effects and of the random effect, variance parameters taken
+        as known, as lme4's ``condVar``). Strata with few respondents are suppressed when
+        ``disclosure`` (thresholds from ``params/report.yml``): a shrunken mean still describes
+        a small group.
+        """
+        column = {"null": "predicted_null", "main": "predicted_main"}[model]
+        z = stats.norm.ppf(0.5 + level / 2)
+        est = self.strata[column].to_numpy()
+        se = self.strata[f"{column}_se"].to_numpy()
+        frame = pd.DataFrame({
+            "indicator": self.outcome, "breakdown": CELL_SEPARATOR.join(self.dimensions),
+            "cell": self.strata["stratum"], "estimate": est, "se": se,
+            "ci_low": est - z * se, "ci_high": est + z * se, "n_unweighted": self.strata["n"],
+            "method": f"{self.method}; shrunken stratum mean ({model} model)",
+        })  # fmt: skip
+        out = conform(frame, **labels)
+        if disclosure:
+            from analysis import disclosure as disclosure_control
+
+            out = disclosure_control.primary_suppression(out, thresholds)
+        return out
+
+
+def _fit_mixed(formula: str, data: pd.DataFrame, optimisers, reml: bool) -> MixedFit:
+    """Fit with each optimiser and keep the best (RE)ML log-likelihood among those converged.
+
+    A single optimiser may stop at a poor point and still report convergence (statsmodels'
+    L-BFGS sometimes returns a zero stratum variance far from the optimum), so every optimiser
+    is tried and the fits compared; a warning says when none converged.
+    """
+    import statsmodels.formula.api as smf
+
+    attempts, best = {}, None
+    for method in optimisers:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                model = smf.mixedlm(formula, data, groups=data["_stratum"])
+                result = model.fit(reml=reml, method=method)
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                attempts[method] = f"failed: {exc}"
+                continue
+        llf = float(result.llf)
+        attempts[method] = f"llf {llf:.6f}, converged {bool(result.converged)}"
+        if not np.isfinite(llf):
+            continue
+        key = (bool(result.converged), llf)
+        # two converged optimisers agreeing on the optimum is enough: skip the slower ones
+        agree = best is not None and best[0][0] and key[0] and abs(best[0][1] - llf) < 1e-4
+        if best is None or key > best[0]:
+            best = (key, method, result)
+        if agree:
+            break
+    if best is None:
+        raise ModelError(f"MAIHDA model {formula!r}: every optimiser failed ({attempts})")
+    (converged, _), method, result = best
+    if not converged:
+        warnings.warn(
+            f"MAIHDA model {formula!r}: no optimiser converged ({attempts}); "
+            f"using {method}, whose estimates may be unreliable",
+            MaihdaConvergenceWarning, stacklevel=3,
+        )  # fmt: skip
+    scale = float(result.scale)
+    stratum_var = float(np.asarray(result.cov_re)[0, 0])
+    try:
+        se = float(np.asarray(result.bse_re)[0]) * scale
+    except Exception:  # noqa: BLE001 - SE unavailable at the boundary
+        se = np.nan
+    return MixedFit(result, stratum_var, scale, se, method, converged, attempts)
+
+
+def _prediction_table(fit: MixedFit, data: pd.DataFrame, X: np.ndarray, strata: list[str]):
+    """Shrunken stratum random effects and predicted stratum means with prediction SEs.
+
+    Henderson's mixed-model equations with ``R = s2_e I`` and ``G = s2_u I``:
+    ``C = [[X'X, X'Z], [Z'X, Z'Z + (s2_e/s2_u) I]] / s2_e``; the prediction error covariance of
+    ``(beta, u)`` is ``C^-1``, so the stratum prediction ``x_j' beta + u_j`` has variance
+    ``[x_j, e_j] C^-1 [x_j, e_j]'``. At a zero stratum variance the random effects are 0 and only
+    the fixed-effect uncertainty remains.
+    """
+    result = fit.result
+    codes = pd.Categorical(data["_stratum"], categories=strata).codes
+    n_strata = len(strata)
+    Z = np.zeros((len(data), n_strata))
+    Z[np.arange(len(data)), codes] = 1.0
+    beta = np.asarray(result.fe_params, dtype=float)
+    s2e, s2u = fit.residual_var, fit.stratum_var
+    # fixed-part row of each stratum (constant within a stratum for stratum-level covariates)
+    first = np.array([np.flatnonzero(codes == j)[0] for j in range(n_strata)])
+    x_strata = X[first]
+    p = X.shape[1]
+    if s2u > 0:
+        top = np.hstack([X.T @ X, X.T @ Z])
+        bottom = np.hstack([Z.T @ X, Z.T @ Z + (s2e / s2u) * np.eye(n_strata)])
+        c_inv = np.linalg.inv(np.vstack([top, bottom]) / s2e)
+        re = result.random_effects
+        u = np.array([float(np.asarray(re[s])[0]) for s in strata])
+        u_se = np.sqrt(np.diag(c_inv)[p:])
+        L = np.hstack([x_strata, np.eye(n_strata)])
+    else:
+        c_inv = np.linalg.inv(X.T @ X / s2e)
+        u, u_se = np.zeros(n_strata), np.zeros(n_strata)
+        L = x_strata
+    predicted = x_strata @ beta + u
+    pred_se = np.sqrt(np.einsum("ij,jk,ik->i", L, c_inv, L))
+    return u, u_se, predicted, pred_se
+
+
+def maihda(
+    frame: pd.DataFrame,
+    outcome: str,
+    dimensions: list[str],
+    *,
+    main_effects: str | None = None,
+    optimisers=OPTIMISERS,
+    reml: bool = True,
+) -> Maihda:
+    """MAIHDA over intersectional strata of ``dimensions``.
+
+    Parameters
+    ----------
+    frame
+        Respondent data (one row per person).
+    outcome
+        Outcome column (continuous; a 0/1 binary outcome is fitted as a linear probability
+        model, and ``method`` says so).
+    dimensions
+        Columns whose crossing defines the strata, e.g. ``["sex", "age_group", "disability",
+        "displacement_status"]``.
+    main_effects
+        Right-hand side of the main-effects model; default every dimension as categorical
+        (``C(sex) + C(age_group) + ...``; a 0/1 numeric dimension gives the same fit as its
+        numeric coding).
+    optimisers
+        statsmodels ``MixedLM.fit`` methods, all tried; the converged fit with the best
+        log-likelihood is kept (see :func:`_fit_mixed`); a :class:`MaihdaConvergenceWarning` is
+        raised when none converged.
+    reml
+        Restricted maximum likelihood (lme4's default) when True.
+
+    Notes
+    -----
+    Models (i person, j stratum): null ``y_ij = b0 + u_j + e_ij``; main
+    ``y_ij = x_j' b + u_j + e_ij``; ``u_j ~ N(0, s2_u)``, ``e_ij ~ N(0, s2_e)``.
+    ``VPC = s2_u / (s2_u + s2_e)``; ``PCV = (s2_u,null - s2_u,main) / s2_u,null``. The fit is
+    unweighted: MAIHDA is a model of the sample's strata, not a design-based estimator. Rows
+    with a missing outcome or dimension are excluded and counted (``n_excluded``).
+    """
+    needed = [outcome] + list(dimensions)
+    absent = [c for c in needed if c not in frame.columns]
+    if absent:
+        raise ModelError(f"MAIHDA: columns {absent} not in the data; columns are {list(frame.columns)[:30]}")
+    complete = frame[needed].notna().all(axis=1)
+    data = frame.loc[complete, needed].reset_index(drop=True).copy()
+    data[outcome] = pd.to_numeric(data[outcome], errors="coerce")
+    if data[outcome].isna().any():
+        raise ModelError(f"MAIHDA: outcome {outcome!r} has non-numeric values")
+    data["_stratum"] = [join_cell(values) for values in data[list(dimensions)].astype(str).to_numpy()]
+    strata = sorted(data["_stratum"].unique())
+    if len(strata) < 3:
+        raise ModelError(f"MAIHDA needs several strata; {dimensions} give {len(strata)}")
+    binary = set(np.unique(data[outcome])) <= {0.0, 1.0}
+    safe = {c: f"_d{i}" for i, c in enumerate(dimensions)}
+    data = data.rename(columns={**safe, outcome: "_y"})
+    rhs = main_effects
+    if rhs is None:
+        rhs = " + ".join(f"C({safe[c]})" for c in dimensions)
+    else:
+        for original, alias in safe.items():
+            rhs = rhs.replace(original, alias)
+    null_fit = _fit_mixed("_y ~ 1", data, optimisers, reml)
+    main_fit = _fit_mixed(f"_y ~ {rhs}", data, optimisers, reml)
+    pcv = (null_fit.stratum_var - main_fit.stratum_var) / null_fit.stratum_var \
+        if null_fit.stratum_var > 0 else np.nan
+    X_null = np.ones((len(data), 1))
+    X_main = np.asarray(main_fit.result.model.exog, dtype=float)
+    u0, u0_se, pred0, pred0_se = _prediction_table(null_fit, data, X_null, strata)
+    u1, u1_se, pred1, pred1_se = _prediction_table(main_fit, data, X_main, strata)
+    counts = data["_stratum"].value_counts()
+    table = pd.DataFrame({
+        "stratum": strata, "n": [int(counts[s]) for s in strata],
+        "blup": u0, "blup_se": u0_se, "predicted_null": pred0, "predicted_null_se": pred0_se,
+        "blup_main": u1, "blup_main_se": u1_se, "predicted_main": pred1, "predicted_main_se": pred1_se,
+    })  # fmt: skip
+    names = {alias: original for original, alias in safe.items()}
+    fixed = pd.Series(np.asarray(main_fit.result.fe_params, dtype=float),
+                      index=[_rename_term(t, names) for t in main_fit.result.fe_params.index])
+    return Maihda(outcome=outcome, dimensions=list(dimensions), null=null_fit, main=main_fit,
+                  pcv=float(pcv), fixed_effects=fixed, strata=table, n_used=len(data),
+                  n_excluded=int((~complete).sum()), binary=bool(binary))  # fmt: skip
+
+
+def _rename_term(term: str, names: dict) -> str:
+    for alias, original in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        term = term.replace(alias, original)
+    return term
+
+
+__all__ = [
+    "ModelError", "MaihdaConvergenceWarning", "SurveyGLM", "survey_glm", "MixedFit", "Maihda",
+    "maihda", "OPTIMISERS",
+]  # fmt: skip
