@@ -1,0 +1,57 @@
+"""Tests for analysis.sources.card: the source-card model and its one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis import config
+from analysis.sources.card import CardError, SourceCard, card_paths, load_card
+
+from .conftest import base_card
+
+
+def test_base_card_is_valid_and_normalises_codes(project):
+    card = load_card(project.write_card(base_card()))
+    assert card.missing_codes == {"-99": "refused"}
+    assert card.recodes["sex"]["1"] == "female"  # YAML int keys become text
+    assert card.derive_method("age_group") == ("from_age", {})
+
+
+def test_missing_codes_as_a_list():
+    assert SourceCard(**base_card(missing_codes=[-99, -88])).missing_codes == {"-99": "missing code", "-88": "missing code"}
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"colour": "red"}, "key 'colour': unknown key"),
+        ({"reader": "sas"}, "key 'reader'"),
+        ({"files": "mini.csv"}, "key 'files'"),
+        ({"country": "Kenya"}, "not an ISO 3166-1 alpha-3 code"),
+        ({"country": None}, "give 'country' (ISO3) or 'country_column'"),
+        ({"design": {"type": "probability"}}, "needs 'weight'"),
+        ({"design": {"type": "probability", "weight": "wt", "replicate": {"columns": "rw*", "method": "fay"}}}, "needs rho"),
+        ({"columns": {"gender": "q1"}}, "['gender'] are not microdata schema columns"),
+        ({"derive": {"age_group": "by_magic"}}, "derive.age_group: unknown method 'by_magic'"),
+        ({"licence": None}, "key 'licence': required key is missing"),
+        ({"collection_period": {"start": "2021-05-01", "end": "2021-03-01"}}, "end is before start"),
+    ],
+)
+def test_malformed_cards_fail_with_one_line_naming_the_key(project, changes, message):
+    path = project.write_card(base_card(**changes))
+    with pytest.raises(CardError) as info:
+        load_card(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_id_must_equal_file_stem_and_yaml_must_parse(project):
+    with pytest.raises(CardError, match="must equal the file name stem 'other'"):
+        load_card(project.write_card(base_card(), source="other"))
+    with pytest.raises(CardError, match=r"line \d+ is not valid YAML"):
+        load_card(project.write_card("id: mini\ncolumns: {sex: [q1\n", source="mini"))
+
+
+def test_every_committed_card_is_valid():
+    for source, path in card_paths(config.SOURCES_DIR).items():
+        assert load_card(path).id == source

@@ -1,0 +1,80 @@
+"""Tests for analysis.sources.ingest: the CLI, incremental runs, isolation of failures, Parquet metadata."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+
+from analysis.sources import METADATA_KEY, load_processed
+
+from .conftest import BASE_CSV, base_card
+
+
+def _two_sources(project):
+    project.write_card(base_card())
+    project.write_raw("mini.csv", BASE_CSV)
+    broken = base_card(id="broken", files=[{"path": "broken.csv"}])
+    project.write_card(broken)
+    project.write_raw("broken.csv", "")
+
+
+def test_one_bad_source_does_not_stop_the_others(project, capsys):
+    _two_sources(project)
+    assert project.run() == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("broken: failed (") and "file is empty" in lines[0]
+    assert lines[1].startswith("mini: ingested (5 of 5 rows kept)")
+    assert (project.processed / "mini.parquet").exists() and not (project.processed / "broken.parquet").exists()
+
+
+def test_unchanged_inputs_are_skipped_until_they_change_or_force(project, capsys):
+    project.write_card(base_card())
+    project.write_raw("mini.csv", BASE_CSV)
+    assert project.run("mini") == 0
+    first = json.loads((project.processed / "mini.log.json").read_text())
+    capsys.readouterr()
+    assert project.run("mini") == 0
+    assert capsys.readouterr().out.strip() == "mini: unchanged"
+    assert project.run("mini", force=True) == 0
+    assert "mini: ingested" in capsys.readouterr().out
+    project.write_raw("mini.csv", BASE_CSV + "r6,Fatuma Ali,2,50,Coast,1.0,s1,c2,no,\n")
+    assert project.run("mini") == 0
+    assert "6 of 6 rows kept" in capsys.readouterr().out
+    second = json.loads((project.processed / "mini.log.json").read_text())
+    assert first["fingerprint"]["sha256"] != second["fingerprint"]["sha256"]
+    assert set(second["fingerprint"]["inputs"]) >= {"raw:mini.csv", "card:mini.yml", "code"}
+
+
+def test_unknown_source_is_reported(project, capsys):
+    project.write_card(base_card())
+    assert project.run("nope") == 1
+    assert "nope: failed (no source card" in capsys.readouterr().out
+
+
+def test_parquet_carries_design_and_source_metadata(project):
+    project.write_card(base_card())
+    project.write_raw("mini.csv", BASE_CSV)
+    project.run("mini")
+    meta = json.loads(pq.read_schema(project.processed / "mini.parquet").metadata[METADATA_KEY])
+    assert meta["design"]["weight"] == "weight" and meta["source"]["licence"].startswith("CC0")
+    frame = load_processed("mini", project.processed)
+    assert frame.attrs["design"] == meta["design"]
+
+
+def test_command_line_prints_no_traceback(project):
+    _two_sources(project)
+    code = (
+        "import argparse, sys; from analysis.sources import ingest; p = argparse.ArgumentParser(); "
+        "ingest.add_arguments(p); sys.exit(ingest.main(p.parse_args(sys.argv[1:])))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--raw-root", str(project.raw), "--processed", str(project.processed),
+         "--sources-dir", str(project.cards)],
+        capture_output=True, text=True, env={"ANALYSIS_ID_SALT": "x", "PATH": ""}, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(result.stdout.strip().splitlines()) == 2
