@@ -313,23 +313,22 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
     from analysis.survey import design_for, estimate_by
 
     frame = run.frames[source]
-    design = design_for(frame)
+    dimensions = [d for d in PROFILE_DIMENSIONS
+                  if d != "admin1_code" and d in frame and frame[d].notna().any()]
     parts = []
-    for dimension in PROFILE_DIMENSIONS:
-        if dimension == "admin1_code" or dimension not in frame or frame[dimension].notna().sum() == 0:
-            continue
-        values = frame[dimension].astype("string")
-        categories = [c for c in (run.dimensions[dimension].categories if dimension in run.dimensions else [])
-                      if (values == c).any()] or sorted(values.dropna().unique())
-        members = pd.DataFrame({f"{dimension}={c}": np.where(values.isna(), np.nan, (values == c).astype(float))
-                                for c in categories}, index=frame.index)
-        work = pd.concat([frame, members], axis=1)
+    if dimensions:
+        work = frame.copy()
+        for d in dimensions:
+            # plain object column with NaN for missing: estimate_by's proportion of categories
+            # fails on Arrow-backed strings (reported to the survey helper)
+            work[d] = work[d].astype(object).where(work[d].notna(), np.nan)
         work.attrs.update(frame.attrs)
-        estimates = estimate_by(work, design, list(members.columns), by=[], margins=True, statistic="mean",
-                                source=source, country=run.country, group=None)
-        estimates = estimates.assign(breakdown=dimension,
-                                     cell=estimates["indicator"].str.split("=", n=1).str[1],
-                                     indicator="composition")
+        estimates = estimate_by(work, design_for(work), dimensions, by=[], margins=True,
+                                statistic="proportion", source=source, country=run.country)
+        names = estimates["indicator"].astype(str).str.split("=", n=1)
+        estimates = estimates.assign(breakdown=names.str[0], cell=names.str[1], indicator="composition")
+        # Disclosure counts the people IN the category (the numerator), not the denominator.
+        estimates["n_unweighted"] = [int((work[d] == c).sum()) for d, c in zip(estimates["breakdown"], estimates["cell"])]
         parts.append(estimates)
     table = tables.stack(parts)
     return apply_suppression(table, keys=["source", "country", "indicator", "breakdown"])
@@ -470,3 +469,562 @@ def group_profile_figures(run: ChapterRun, estimates: pd.DataFrame, gaps_table: 
         if len(gaps_table) and (gaps_table["source"] == source).any():
             saved.append(figure_gaps(run, gaps_table, source))
     return saved
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 1: figures of the data profile
+
+
+def composition_all(run: ChapterRun) -> pd.DataFrame:
+    """:func:`composition` of every source of the run, stacked."""
+    return tables.stack([composition(run, source) for source in run.sources])
+
+
+def data_profile_figures(run: ChapterRun, profile: dict, compositions: pd.DataFrame) -> list:
+    """Missingness of every column, and the weighted composition of the sample by each dimension."""
+    saved = []
+    missing = profile["missingness"]
+    if len(missing):
+        colours = figures.series_colours(run.sources)
+        fig, alt = figures.plot_estimates(
+            missing.assign(item=missing["label"]), item_column="item", series_column="source",
+            title=f"Share of respondents with no answer, {run.country}", value_label="Percent missing",
+            series_labels={s: run.source_title(s) for s in run.sources}, colours=colours,
+            source_note=run.source_note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, "missingness", alt,
+                                         caption=f"Missing answers per indicator and dimension, {run.country}."))
+    if len(compositions):
+        labels = category_labels(run)
+        shown = compositions.assign(
+            item=[f"{run.dimensions[b].label if b in run.dimensions else b}: {labels.get(c, c)}"
+                  for b, c in zip(compositions["breakdown"].astype(str), compositions["cell"].astype(str))],
+            estimate=compositions["estimate"] * 100, ci_low=compositions["ci_low"] * 100,
+            ci_high=compositions["ci_high"] * 100)
+        fig, alt = figures.plot_estimates(
+            shown, item_column="item", series_column="source", title=f"Who answered: weighted sample composition, {run.country}",
+            value_label="Percent of respondents (weighted)",
+            series_labels={s: run.source_title(s) for s in run.sources}, colours=figures.series_colours(run.sources),
+            source_note=run.source_note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, "composition", alt,
+                                         caption=f"Weighted share of respondents by sex, age, disability and other dimensions, {run.country}, with 95% CIs."))
+    return saved
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 3: intersections
+
+#: Dimensions the group is crossed with in the intersections chapter (when the source has them).
+INTERSECTION_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "displacement_status", "income_group")
+
+
+def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
+    """Every percent indicator for the group and its reference within each category of every other
+    dimension (``comparison × <dimension>``), design-based, suppressed."""
+    from analysis.disclosure import apply_suppression
+    from analysis.survey import design_for, estimate_by
+
+    parts = []
+    for source in run.sources:
+        indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
+        frame = with_comparison(run, source)
+        design = design_for(frame)
+        for dimension in INTERSECTION_DIMENSIONS:
+            if dimension == run.group.dimension or dimension not in frame or frame[dimension].nunique() < 2:
+                continue
+            if not indicators:
+                continue
+            est = estimate_by(frame, design, indicators, by=[COMPARISON, dimension], margins=False,
+                              source=source, country=run.country, group=run.group_id)
+            parts.append(est)
+    return apply_suppression(tables.stack(parts))
+
+
+def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
+    """One heatmap per indicator: rows = categories of the other dimensions, columns = group and
+    reference; suppressed tiles hatched. Same rows and colour scale (0–100) in every run."""
+    labels = category_labels(run)
+    saved = []
+    if estimates.empty:
+        return saved
+    parts = estimates["cell"].astype(str).str.split(tables.CELL_SEPARATOR, n=1, expand=True)
+    work = percent_view(estimates, run.percent_indicators).assign(
+        col=parts[0], category=parts[1], dimension=estimates["breakdown"].astype(str).str.split(tables.CELL_SEPARATOR).str[1])
+    work["row"] = [f"{run.dimensions[d].label if d in run.dimensions else d}: {labels.get(c, c)}"
+                   for d, c in zip(work["dimension"], work["category"])]
+    for (source, indicator), table in work.groupby(["source", "indicator"], sort=False):
+        label = run.indicator_labels.get(indicator, indicator)
+        title = f"{label}: {run.group_label.lower()} vs {run.reference_label.lower()} within each population, {run.country}"
+        fig, alt = figures.plot_heatmap(
+            table, row_column="row", column_column="col", title=title,
+            column_labels={"group": run.group_label, "reference": run.reference_label},
+            column_order=["group", "reference"], source_note=f"Source: {run.source_title(source)}.",
+            synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, f"intersections_{source}_{indicator}", alt,
+                                         caption=f"{title}. Percent with 95% CI; hatched tiles are suppressed."))
+    return saved
+
+
+def intersection_measures(run: ChapterRun) -> pd.DataFrame:
+    """Excess intersectional disparity of the group with every other catalogue group, per indicator.
+
+    For the group G and another group H (different dimension), the four cells G×H, G×ref(H),
+    ref(G)×H, ref(G)×ref(H) give the joint disparity, the excess intersectional disparity
+    (mu11 − mu10 − mu01 + mu00) and RERI with delta-method CIs
+    (:func:`analysis.gaps.intersectional_disparities`, design-based covariance). Suppressed inputs
+    suppress the measures.
+    """
+    from analysis import gaps
+    from analysis.survey import design_for
+
+    parts = []
+    for source in run.sources:
+        indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
+        frame = with_comparison(run, source)
+        for other in run.groups.values():
+            if other.id == run.group_id or other.dimension == run.group.dimension or other.dimension not in frame:
+                continue
+            marks = other.assign(frame)
+            if marks.nunique() < 2:
+                continue
+            work = frame.assign(**{other.id: marks})
+            work.attrs.update(frame.attrs)
+            design = design_for(work)
+            for indicator in indicators:
+                table = gaps.intersectional_disparities(
+                    work, design, indicator, [COMPARISON, other.id], ["group", "group"], ["reference", "reference"],
+                    source=source, country=run.country, group=run.group_id)
+                parts.append(table.assign(other_group=other.id))
+    if not parts:
+        return tables.empty_result()
+    return pd.concat(parts, ignore_index=True)
+
+
+def excess_disparity_table(run: ChapterRun, measures: pd.DataFrame) -> pd.DataFrame:
+    """The excess intersectional disparity rows only, with the other group named in the cell."""
+    if measures.empty:
+        return tables.empty_result()
+    rows = measures[measures["method"] == "excess_intersectional_disparity"].copy()
+    rows["cell"] = [f"{run.group_label} × {run.groups[g].label}" for g in rows["other_group"]]
+    rows["method"] = "difference: excess intersectional disparity (mu11 - mu10 - mu01 + mu00)"
+    return rows
+
+
+def maihda_summary(run: ChapterRun) -> pd.DataFrame:
+    """MAIHDA summary of every percent indicator over the group's dimension crossed with the others.
+
+    Uses :func:`analysis.models.maihda` (multilevel model with intersectional strata as random
+    effects): the variance partition coefficient of the null model and the proportional change in
+    variance once the main effects are added. Returns an empty frame when the models module is not
+    installed in this version of the suite.
+    """
+    try:
+        from analysis import models
+    except ImportError:
+        return pd.DataFrame(columns=["Indicator", "Strata", "VPC (null)", "PCV (main effects)"])
+    rows = []
+    for source in run.sources:
+        frame = run.frames[source]
+        dims = [d for d in (run.group.dimension, *INTERSECTION_DIMENSIONS)
+                if d in frame and frame[d].nunique() >= 2][:3]
+        dims = list(dict.fromkeys(dims))
+        for indicator in [i for i in run.indicators_in(source) if i in run.percent_indicators]:
+            summary = models.maihda(frame, indicator, dims)
+            rows.append({"Indicator": run.indicator_labels[indicator], "Strata": " × ".join(dims),
+                         "VPC (null)": f"{summary['vpc_null']:.3f}",
+                         "PCV (main effects)": f"{summary['pcv']:.3f}"})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 4: geography
+
+
+def load_boundaries(level: str = "admin1", country: str | None = None):
+    """Natural Earth boundaries shipped in ``data/raw/boundaries`` (admin1 of one country, or admin0)."""
+    import geopandas as gpd
+
+    path = config.BOUNDARIES_DIR / f"{level}.gpkg"
+    areas = gpd.read_file(path, layer=level)
+    if level == "admin1" and country:
+        areas = areas[areas["adm0_a3"] == country]
+        if areas.empty:
+            raise ChapterError(f"{path}: no admin1 boundaries for '{country}'; add the country to the subset "
+                               "(see data/raw/boundaries/SOURCE.md)")
+    return areas
+
+
+def admin1_estimates(run: ChapterRun) -> pd.DataFrame:
+    """Group and reference estimates of every percent indicator in every admin1 area, suppressed."""
+    from analysis.disclosure import apply_suppression
+    from analysis.survey import design_for, estimate_by
+
+    parts = []
+    for source in run.sources:
+        indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
+        frame = with_comparison(run, source)
+        if not indicators or frame["admin1_code"].notna().sum() == 0:
+            continue
+        parts.append(estimate_by(frame, design_for(frame), indicators, by=["admin1_code", COMPARISON],
+                                 margins=False, source=source, country=run.country, group=run.group_id))
+    return apply_suppression(tables.stack(parts))
+
+
+def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Group − reference difference in every admin1 area, from the suppressed area estimates.
+
+    The two domain means of one area are treated as independent here (covariance 0); with
+    within-area clustering this is conservative only when the covariance is positive, so the CIs
+    are indicative. A gap using a suppressed cell is suppressed.
+    """
+    from analysis import gaps
+
+    rows = []
+    if estimates.empty:
+        return tables.empty_result()
+    parts = estimates["cell"].astype(str).str.split(tables.CELL_SEPARATOR, n=1, expand=True)
+    work = estimates.assign(area=parts[0], role=parts[1])
+    for (source, indicator, area), table in work.groupby(["source", "indicator", "area"], sort=False):
+        if set(table["role"]) != {"group", "reference"}:
+            continue
+        out = gaps.gaps_from_estimates(table.drop(columns=["area", "role"]), f"{area} × group",
+                                       f"{area} × reference", direction=run.indicators[indicator].direction)
+        rows.append(out[out["method"] == "difference"].assign(cell=area, breakdown="admin1_code"))
+    return tables.stack(rows) if rows else tables.empty_result()
+
+
+def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> list:
+    """For every percent indicator: a choropleth of the group's estimate and one of its gap."""
+    if estimates.empty:
+        return []
+    areas = load_boundaries("admin1", run.country)
+    parts = estimates["cell"].astype(str).str.split(tables.CELL_SEPARATOR, n=1, expand=True)
+    group_rows = percent_view(estimates, run.percent_indicators).assign(admin1_code=parts[0], role=parts[1])
+    group_rows = group_rows[group_rows["role"] == "group"]
+    saved = []
+    for (source, indicator), table in group_rows.groupby(["source", "indicator"], sort=False):
+        label = run.indicator_labels.get(indicator, indicator)
+        title = f"{label}, {run.group_label.lower()}, by area, {run.country}"
+        fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code", title=title,
+                                           source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, f"map_{source}_{indicator}", alt,
+                                         caption=f"{title} (percent). Hatched areas are suppressed. Made with Natural Earth."))
+        gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)]
+        if len(gap):
+            gap = percent_view(gap, run.percent_indicators).assign(admin1_code=gap["cell"].astype(str).to_numpy())
+            title = f"{label}: gap between {run.group_label.lower()} and {run.reference_label.lower()}, by area, {run.country}"
+            fig, alt = figures.plot_choropleth(areas, gap, area_key="iso_3166_2", value_key="admin1_code",
+                                               title=title, diverging=True, legend_label="Percentage points",
+                                               source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+            saved.append(figures.save_figure(fig, run.figures_dir, f"map_gap_{source}_{indicator}", alt,
+                                             caption=f"{title}. Hatched areas are suppressed. Made with Natural Earth."))
+    return saved
+
+
+def country_estimates(run: ChapterRun) -> pd.DataFrame:
+    """Group and reference estimates of every percent indicator in every country of every source."""
+    from analysis.disclosure import apply_suppression
+    from analysis.survey import design_for, estimate_by
+
+    parts = []
+    for source in run.sources:
+        frame = with_comparison(run, source)
+        indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
+        for country, part in frame.groupby("country", sort=True):
+            part = part.reset_index(drop=True)
+            part.attrs.update(frame.attrs)  # each country sampled independently (see module notes)
+            est = estimate_by(part, design_for(part), indicators, by=[COMPARISON], margins=False,
+                              source=source, country=str(country), group=run.group_id)
+            parts.append(est)
+    return apply_suppression(tables.stack(parts))
+
+
+def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:
+    """Cross-country choropleth of the group's estimate for every percent indicator."""
+    if estimates.empty:
+        return []
+    world = load_boundaries("admin0")
+    group_rows = percent_view(estimates[estimates["cell"] == "group"], run.percent_indicators)
+    saved = []
+    for indicator, table in group_rows.groupby("indicator", sort=False):
+        # one value per country: the source with the most respondents in that country
+        table = table.sort_values("n_unweighted", ascending=False, na_position="last").drop_duplicates("country")
+        label = run.indicator_labels.get(indicator, indicator)
+        title = f"{label}, {run.group_label.lower()}, by country"
+        fig, alt = figures.plot_choropleth(world, table, area_key="iso_a3", value_key="country", title=title,
+                                           source_note=run.source_note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, f"world_{indicator}", alt,
+                                         caption=f"{title} (percent). Made with Natural Earth."))
+    return saved
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 5: official statistics and CSO data
+
+
+def official_sources(processed_dir=None, country: str | None = None) -> dict[str, pd.DataFrame]:
+    """Processed official tables (source cards of kind ``aggregates``) with rows for ``country``."""
+    from analysis.sources import load_processed
+
+    folder = Path(processed_dir) if processed_dir else config.PROCESSED_DIR
+    out = {}
+    for path in sorted(folder.glob("*.parquet")):
+        frame = load_processed(path.stem, folder)
+        if (frame.attrs.get("source") or {}).get("kind") != "aggregates":
+            continue
+        if country and "country" in frame:
+            frame = frame[frame["country"].astype("string") == country]
+        if len(frame):
+            out[path.stem] = frame
+    return out
+
+
+def read_cdc_deaths(path=None) -> pd.DataFrame:
+    """CDC/NCHS provisional COVID-19 deaths by sex and age group, United States (official statistics).
+
+    Reads ``Provisional_COVID-19_Death_Counts_by_Sex__Age__and_State.csv`` (data as of 2 Dec 2020)
+    from ``../shared/data/cdc-nchs-covid-deaths/`` unless ``path`` is given. Keeps the national rows
+    ("United States") of the sex × age group breakdown; counts 1–9 are suppressed at source (blank)
+    and stay blank. Returns columns ``sex, age_group, covid_deaths, total_deaths``.
+    """
+    path = Path(path) if path else (config.SHARED_DIR / "data" / "cdc-nchs-covid-deaths"
+                                    / "Provisional_COVID-19_Death_Counts_by_Sex__Age__and_State.csv")
+    if not path.exists():
+        raise ChapterError(f"{path}: CDC/NCHS deaths file not found; put the shared data beside the checkout (../shared)")
+    raw = pd.read_csv(path)
+    needed = ["State", "Sex", "Age Group", "COVID-19 Deaths", "Total Deaths"]
+    missing = [c for c in needed if c not in raw.columns]
+    if missing:
+        raise ChapterError(f"{path}: columns {missing} not found; columns are: {', '.join(raw.columns)}")
+    national = raw[raw["State"] == "United States"]
+    return pd.DataFrame({"sex": national["Sex"].str.lower(), "age_group": national["Age Group"],
+                         "covid_deaths": pd.to_numeric(national["COVID-19 Deaths"], errors="coerce"),
+                         "total_deaths": pd.to_numeric(national["Total Deaths"], errors="coerce")}).reset_index(drop=True)
+
+
+def cdc_deaths_table(deaths: pd.DataFrame) -> pd.DataFrame:
+    """Display table of the official deaths: COVID-19 share of all deaths by sex for adult age groups."""
+    adults = deaths[deaths["sex"].isin(["female", "male"]) & deaths["age_group"].str.contains("years")
+                    & ~deaths["age_group"].str.contains("Under|1-4|5-14|0-17", regex=True)]
+    adults = adults[~adults["age_group"].isin(["18-29 years", "30-39 years", "40-49 years", "50-64 years"])]
+    return pd.DataFrame({
+        "Sex": adults["sex"].map({"female": "Women", "male": "Men"}),
+        "Age group": adults["age_group"],
+        "COVID-19 deaths": adults["covid_deaths"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
+        "All deaths": adults["total_deaths"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
+        "COVID-19 share of deaths": (adults["covid_deaths"] / adults["total_deaths"]).map(
+            lambda v: "" if pd.isna(v) else f"{100 * v:.1f}%"),
+    })
+
+
+def data_gap_matrix(run: ChapterRun, official: dict[str, pd.DataFrame], official_dimensions=None) -> pd.DataFrame:
+    """Which groups × indicators official statistics disaggregate, and which CSO sources cover.
+
+    A group is disaggregated by official statistics when an official table has a breakdown on the
+    group's dimension for the indicator (or ``official_dimensions`` lists the dimension, for official
+    tables read outside the processed data, e.g. CDC deaths by sex and age). A CSO source covers a
+    group × indicator when it has members of the group and answers to the indicator.
+    """
+    official_dimensions = set(official_dimensions or [])
+    rows = []
+    for group in run.groups.values():
+        for indicator in run.indicators:
+            official_has = any(
+                ((t["indicator"].astype(str) == indicator)
+                 & t["breakdown"].astype(str).str.split(tables.CELL_SEPARATOR).map(lambda b: group.dimension in b)).any()
+                for t in official.values() if {"indicator", "breakdown"} <= set(t.columns))
+            cso = [run.source_title(s) for s, f in run.frames.items()
+                   if indicator in f and f[indicator].notna().any() and group.dimension in f
+                   and f[group.dimension].astype("string").isin(group.members).any()]
+            rows.append({"Group": group.label, "Indicator": run.indicator_labels[indicator],
+                         "Official statistics": "yes" if official_has or group.dimension in official_dimensions else "no",
+                         "CSO data": "; ".join(cso) if cso else "no"})
+    return pd.DataFrame(rows)
+
+
+def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Official and CSO estimates side by side where both exist (whole population, by sex, by age).
+
+    CSO estimates are design-based (:func:`analysis.survey.estimate_by`) over the same breakdown
+    as the official row; both are kept in the result schema with ``method`` saying which is which.
+    """
+    from analysis.disclosure import apply_suppression
+    from analysis.survey import design_for, estimate_by
+
+    parts = []
+    for name, table in official.items():
+        table = tables.conform(table)
+        for source, frame in run.frames.items():
+            for breakdown in sorted(set(table["breakdown"].astype(str))):
+                dims = [] if breakdown == "all" else tables.split_cell(breakdown)
+                if any(d not in frame for d in dims):
+                    continue
+                wanted = sorted(set(table.loc[table["breakdown"] == breakdown, "indicator"]) & set(run.indicators_in(source)))
+                if not wanted:
+                    continue
+                cso = estimate_by(frame, design_for(frame), wanted, by=dims, margins=False,
+                                  source=source, country=run.country)
+                if not dims:
+                    cso = cso.assign(breakdown="all", cell="all")
+                keys = set(zip(cso["indicator"].astype(str), cso["cell"].astype(str)))
+                off = table[(table["breakdown"] == breakdown)
+                            & [(i, c) in keys for i, c in zip(table["indicator"].astype(str), table["cell"].astype(str))]]
+                parts += [off.assign(method="official: " + off["method"].fillna("published estimate").astype(str)), cso]
+    if not parts:
+        return tables.empty_result()
+    return apply_suppression(tables.stack(parts), secondary=False)
+
+
+def comparison_figure(run: ChapterRun, comparison: pd.DataFrame) -> list:
+    """Official vs CSO estimate for every indicator and cell where both exist."""
+    if comparison.empty:
+        return []
+    labels = category_labels(run)
+    work = percent_view(comparison, run.percent_indicators)
+    work = work.assign(
+        item=[f"{run.indicator_labels.get(i, i)} — {labels.get(c, 'all adults' if c == 'all' else c)}"
+              for i, c in zip(work["indicator"].astype(str), work["cell"].astype(str))],
+        series=[s if not str(m).startswith("official") else "official" for s, m in zip(work["source"].astype(str), work["method"].astype(str))])
+    series = ["official"] + [s for s in run.sources if s in set(work["series"])]
+    colours = figures.series_colours(series, catalogue_order=series)
+    fig, alt = figures.plot_estimates(
+        work, item_column="item", series_column="series", title=f"Official statistics and CSO data, {run.country}",
+        series_labels={"official": "Official statistics", **{s: run.source_title(s) for s in run.sources}},
+        series_order=series, colours=colours, source_note=run.source_note, synthetic=run.synthetic)
+    return [figures.save_figure(fig, run.figures_dir, "official_vs_cso", alt,
+                                caption=f"Official and CSO estimates of the same indicators, {run.country}, with 95% CIs.")]
+
+
+def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every percent indicator for the whole sample before weighting (equal weights) and after
+    (the source's weights, calibrated to official population margins), with weighting diagnostics.
+
+    Diagnostics per source: respondents, Kish's effective sample size ``(Σw)² / Σw²`` and design
+    effect due to unequal weights ``1 + CV²(w)`` (Kish 1965), and the range of the weights.
+    """
+    from analysis.disclosure import apply_suppression
+    from analysis.survey import design_for, estimate_by
+
+    parts, diagnostics = [], []
+    for source, frame in run.frames.items():
+        design_spec = frame.attrs.get("design") or {}
+        weight = design_spec.get("weight")
+        indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
+        if not indicators or not weight:
+            continue
+        after = estimate_by(frame, design_for(frame), indicators, by=[], margins=True, source=source,
+                            country=run.country).assign(cell="weighted")
+        unweighted = frame.assign(**{weight: 1.0})
+        unweighted.attrs.update(frame.attrs)
+        before = estimate_by(unweighted, design_for(unweighted), indicators, by=[], margins=True, source=source,
+                             country=run.country).assign(cell="unweighted")
+        parts += [before.assign(method="unweighted: " + before["method"].astype(str)),
+                  after.assign(method="weighted: " + after["method"].astype(str))]
+        w = frame[weight].to_numpy(float)
+        ess = w.sum() ** 2 / (w ** 2).sum()
+        diagnostics.append({"Source": run.source_title(source), "Respondents": f"{len(w):,}",
+                            "Effective sample size": f"{ess:,.0f}",
+                            "Design effect of weighting (1 + CV²)": f"{len(w) / ess:.2f}",
+                            "Smallest weight": f"{w.min():,.2f}", "Largest weight": f"{w.max():,.2f}"})
+    table = apply_suppression(tables.stack(parts), secondary=False) if parts else tables.empty_result()
+    return table, pd.DataFrame(diagnostics)
+
+
+def weighting_figure(run: ChapterRun, effect: pd.DataFrame) -> list:
+    """Before/after weighting bars for every percent indicator, per source."""
+    saved = []
+    for source, table in percent_view(effect, run.percent_indicators).groupby("source", sort=False):
+        colours = {"unweighted": figures.REFERENCE_COLOUR, "weighted": figures.OKABE_ITO[0]}
+        title = f"Effect of weighting, {run.source_title(source)}, {run.country}"
+        fig, alt = figures.plot_estimates(
+            table, item_column="indicator", series_column="cell", title=title, item_labels=run.indicator_labels,
+            series_order=["unweighted", "weighted"],
+            series_labels={"unweighted": "Before weighting", "weighted": "After weighting"}, colours=colours,
+            source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, f"weighting_{source}", alt,
+                                         caption=f"{title}: all respondents, before and after weighting, 95% CIs."))
+    return saved
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 6: synthesis
+
+
+def start_synthesis(chapter: str, all_estimates, output_dir=".", processed_dir=None) -> tuple[ChapterRun, pd.DataFrame]:
+    """Load ``outputs/tables/all_estimates.csv`` and the catalogues for the synthesis chapter."""
+    from analysis.sources import processed_path
+
+    path = Path(all_estimates)
+    if not path.exists():
+        raise ChapterError(f"{path}: no collected estimates; run the other chapters first (`python -m analysis run`)")
+    estimates = tables.read_csv(path)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    figures.use_house_style()
+    run = ChapterRun(chapter=chapter, group_id=None, country=None,
+                     sources=sorted(set(estimates["source"].dropna().astype(str))), output_dir=output_dir,
+                     processed_dir=Path(processed_dir) if processed_dir else None,
+                     indicators=load_indicators(), groups=load_groups(), dimensions=load_dimensions())
+    # Synthetic flag and titles from the processed tables' metadata, when they are at hand.
+    import pyarrow.parquet as pq
+    import json
+
+    for source in run.sources:
+        path = processed_path(source, processed_dir)
+        meta = {}
+        if path.exists():
+            meta = json.loads((pq.read_schema(path).metadata or {}).get(b"analysis", b"{}")).get("source", {})
+        holder = pd.DataFrame()
+        holder.attrs["source"] = meta or {"id": source}
+        run.frames[source] = holder
+    return run, estimates
+
+
+def synthesis_table(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
+    """The group-profile estimates of every group × country × source (group and reference cells)."""
+    rows = estimates[(estimates["breakdown"] == COMPARISON) & estimates["cell"].isin(["group", "reference"])]
+    order = {g: i for i, g in enumerate(run.groups)}
+    rows = rows.assign(_g=rows["group"].map(order)).sort_values(["indicator", "_g", "country", "source", "cell"])
+    return rows.drop(columns="_g").reset_index(drop=True)
+
+
+def synthesis_figures(run: ChapterRun, table: pd.DataFrame) -> list:
+    """One figure per percent indicator: every group × country, group vs reference, same axis."""
+    saved = []
+    shown = percent_view(table[table["indicator"].isin(run.percent_indicators)], run.percent_indicators)
+    for indicator, part in shown.groupby("indicator", sort=False):
+        part = part.assign(item=[f"{run.groups[g].label if g in run.groups else g}, {c} ({s})"
+                                 for g, c, s in zip(part["group"], part["country"], part["source"])])
+        label = run.indicator_labels.get(indicator, indicator)
+        fig, alt = figures.plot_estimates(
+            part, item_column="item", series_column="cell", title=f"{label}: every group and country",
+            series_order=["group", "reference"], series_labels={"group": "Group", "reference": "Reference group"},
+            colours={"group": figures.OKABE_ITO[0], "reference": figures.REFERENCE_COLOUR},
+            source_note=run.source_note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, f"synthesis_{indicator}", alt,
+                                         caption=f"{label}: each group against its reference group in every country, 95% CIs."))
+    return saved
+
+
+def write_synthesis_workbook(run: ChapterRun, table: pd.DataFrame) -> Path:
+    """Excel workbook, one sheet per indicator, flags kept (suppressed rows blank, caution marked)."""
+    from analysis.disclosure import assert_publishable, load_thresholds
+
+    assert_publishable(tables.conform(table), name="synthesis workbook")
+    limits = load_thresholds()
+    notes = [f"Suppression: estimates from fewer than {limits.suppress_below} respondents are withheld "
+             f"(flag 'suppressed', numbers blank); {limits.suppress_below}–{limits.caution_below - 1} respondents: flag 'caution'.",
+             "Estimates of percent indicators are proportions (0–1); see method for the variance estimator.",
+             "Sources: " + "; ".join(run.source_title(s) for s in run.sources)]
+    return tables.write_excel(tables.conform(table), run.tables_dir / "synthesis.xlsx",
+                              indicator_labels=run.indicator_labels, notes=notes)
+
+
+def geography(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """Chapter 4 in one call: admin1 maps for one country, or a cross-country map when the run
+    covers every country (``country`` None or "all"). Returns (estimates, gaps, figures)."""
+    if run.country and run.country != "all":
+        estimates = admin1_estimates(run)
+        gaps_table = admin1_gaps(run, estimates)
+        return estimates, gaps_table, admin1_maps(run, estimates, gaps_table)
+    estimates = country_estimates(run)
+    return estimates, tables.empty_result(), country_maps(run, estimates)
