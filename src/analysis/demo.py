@@ -725,17 +725,13 @@ def make_disability_survey(pops: dict[str, Population], seed: int):
     names = canary_names(rng, n, "D")
     phones = canary_phones(sample["country"], "D")
     comments, free_phones = free_text_with_phone(rng, sample["country"], "D")
-    region_codes = {}
-    for c_index, country in enumerate(countries, start=1):
-        for a_index, name in enumerate(ADMIN1[country], start=1):
-            region_codes[(country, name)] = 100 * c_index + a_index
     data = pd.DataFrame(
         {
             "resp_id": [f"DIS-{c}-{i + 1:05d}" for i, c in enumerate(sample["country"])],
             "name": names,
             "phone": phones,
             "country": sample["country"].to_numpy(),
-            "region": [region_codes[(c, a)] for c, a in zip(sample["country"], sample["admin1"])],
+            "region": sample["admin1"].to_numpy(),
             "area": np.where(sample["urban_rural"] == "urban", 1, 2),
             "stratum": sample["stratum"].to_numpy(),
             "cluster": (1000 * (sample["stratum"] // 100) + sample["cluster"] % 1000 + 1000).to_numpy(),
@@ -773,7 +769,6 @@ def make_disability_survey(pops: dict[str, Population], seed: int):
     wg = {1: "No difficulty", 2: "Some difficulty", 3: "A lot of difficulty", 4: "Cannot do at all",
           98: "Don't know", 99: "Refused"}
     value_labels = {
-        "region": {code: name for (c, name), code in region_codes.items()},
         "area": {1: "Urban", 2: "Rural"},
         "q1_sex": {1: "Male", 2: "Female"},
         "income_q": {1: "Lowest", 2: "Second", 3: "Middle", 4: "Fourth", 5: "Highest"},
@@ -881,6 +876,7 @@ def make_displacement_survey(pops: dict[str, Population], seed: int):
             "district_pcode": sample["admin1_code"].to_numpy(),
             "location_type": sample["location_type"].to_numpy(),
             "location_name": place,
+            "area": sample["urban_rural"].to_numpy(),
             "stratum": sample["stratum"].to_numpy(),
             "psu": (5000 + sample["cluster"]).to_numpy(),
             "n_psu_in_stratum": sample["fpc_clusters"].to_numpy(),
@@ -903,7 +899,7 @@ def make_displacement_survey(pops: dict[str, Population], seed: int):
     tags = {
         "respondent_id": "#meta+id", "respondent_name": "#contact+name", "phone": "#contact+phone",
         "country_code": "#country+code", "district": "#adm1+name", "district_pcode": "#adm1+code",
-        "location_type": "#loc+type", "location_name": "#loc+name", "stratum": "#meta+stratum",
+        "location_type": "#loc+type", "location_name": "#loc+name", "area": "#loc+area", "stratum": "#meta+stratum",
         "psu": "#meta+psu", "n_psu_in_stratum": "#meta+fpc", "weight": "#meta+weight",
         "sex": "#respondee+sex", "age": "#respondee+age", "displacement_status": "#respondee+displaced",
         **{d: f"#respondee+{d}" for d in WG_DOMAINS},
@@ -952,7 +948,8 @@ def make_older_survey(pops: dict[str, Population], seed: int):
     n = len(sample)
     names = canary_names(rng, n, "O")
     phones = canary_phones(sample["country"], "O")
-    comments, free_phones = free_text_with_phone(rng, sample["country"], "O")
+    # Comments here hold no phone numbers: the card lists them as free text, scanned at ingest.
+    comments, free_phones = free_text_with_phone(rng, sample["country"], "O", share=0.0)
     oui_non = {1.0: "Oui", 0.0: "Non"}
     data = pd.DataFrame(
         {
@@ -1153,8 +1150,7 @@ def generate(out_dir: Path | str | None = None, seed: int = DEFAULT_SEED, lookup
     pyreadstat.write_sav(dis, out / FILES["disability"], column_labels=[column_labels[c] for c in dis.columns],
                          variable_value_labels=value_labels, file_label="SYNTHETIC demo: disability survey",
                          row_compress=True, note="SYNTHETIC demo data (analysis.demo): no real person. See TRUTH.json",
-                         missing_ranges={c: [98, 99] for c in value_labels if c != "region" and c != "area"
-                                         and c != "q1_sex" and c != "income_q" and c != "minority"})
+                         missing_ranges={c: [98, 99] for c in value_labels if c not in ("area", "q1_sex", "income_q", "minority")})
     surveys["demo_disability"], truth_rows = meta, truth_rows + truth
     plant("demo_disability", ["name", "phone"], names, phones, free)
 
