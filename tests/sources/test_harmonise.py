@@ -191,7 +191,7 @@ def test_ids_are_salted_and_source_specific():
     assert a.iloc[0] != b.iloc[0] and a.is_unique
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     weights=st.lists(st.sampled_from(["1", "2.5", "0", "-1", "", "abc", "nan"]), min_size=1, max_size=30),
     sexes=st.lists(st.sampled_from(["1", "2", "Femme", "x", "", "-99"]), min_size=30, max_size=30),

@@ -34,7 +34,7 @@ import pycountry
 from analysis import schema, tables
 from analysis.sources.card import SourceCard
 from analysis.sources.privacy import hash_ids, project_salt, scan_free_text
-from analysis.sources.readers import RawTable, code_text
+from analysis.sources.readers import RawTable, code_text, codes_as_text
 
 ADMIN1_LOOKUP_FILE = Path(__file__).with_name("admin1_natural_earth.csv")
 
@@ -106,6 +106,19 @@ def admin1_lookup() -> pd.DataFrame:
     return pd.read_csv(ADMIN1_LOOKUP_FILE, dtype=str, keep_default_na=False, na_values=[""])
 
 
+@lru_cache(maxsize=1)
+def _admin1_index() -> tuple[dict, dict, frozenset, dict]:
+    """(``"ISO3|name lower"`` -> ISO 3166-2 code, same key -> Natural Earth name, ambiguous keys, US FIPS -> name)."""
+    lookup = admin1_lookup()
+    keys = (lookup["adm0_a3"] + "|" + lookup["name"].str.lower()).tolist()
+    ambiguous = frozenset(k for k, n in Counter(keys).items() if n > 1)
+    codes = dict(zip(keys, lookup["iso_3166_2"]))
+    names = dict(zip(keys, lookup["name"]))
+    usa = lookup[lookup["adm0_a3"] == "USA"]
+    by_fips = dict(zip(usa["fips"].str[2:], usa["name"]))
+    return codes, names, ambiguous, by_fips
+
+
 def _where(card: SourceCard, raw: RawTable) -> str:
     desc = f" ({raw.description})" if raw.description else ""
     return f"{raw.path}{desc}"
@@ -171,7 +184,7 @@ def check_columns(card: SourceCard, raw: RawTable) -> None:
 def _apply_missing_codes(series: pd.Series, card: SourceCard, column: str, acc: Accounting) -> pd.Series:
     if not card.missing_codes:
         return series
-    text = series.map(code_text)
+    text = codes_as_text(series)
     out = series.copy()
     if out.dtype.kind in "iub":
         out = out.astype("float64")
@@ -197,47 +210,43 @@ def _recode(
     """Recode one mapped column's raw values to schema values; count recodes and unknown codes."""
     mapping = card.recodes.get(column, {})
     folded = {str(k).strip().lower(): v for k, v in mapping.items()}
-    out: list = []
+    # decide once per distinct raw value, then broadcast (files have few distinct codes)
+    positions, uniques = pd.factorize(series, use_na_sentinel=True)
+    counts = np.bincount(positions[positions >= 0], minlength=len(uniques))
+    results: list = []
     recoded = 0
     unknown: Counter = Counter()
-    cache: dict = {}
-    for value in series.tolist():
+    for value, count in zip(uniques, counts):
         key = code_text(value)
-        if key is None:
-            out.append(None)
-            continue
-        if key in cache:
-            result, was_recoded = cache[key]
+        label = labels.get(key)
+        was_recoded = True
+        if key in mapping:
+            result = mapping[key]
+        elif label is not None and label in mapping:
+            result = mapping[label]
+        elif key.lower() in folded:
+            result = folded[key.lower()]
+        elif label is not None and label.strip().lower() in folded:
+            result = folded[label.strip().lower()]
         else:
-            label = labels.get(key)
-            was_recoded = True
-            if key in mapping:
-                result = mapping[key]
-            elif label is not None and label in mapping:
-                result = mapping[label]
-            elif key.lower() in folded:
-                result = folded[key.lower()]
-            elif label is not None and label.strip().lower() in folded:
-                result = folded[label.strip().lower()]
-            else:
-                was_recoded = False
-                result = key if numeric else key.lower()
-            result = None if result is None else code_text(result) if numeric else str(result)
-            if result is not None:
-                if numeric:
-                    try:
-                        result = float(result)
-                    except ValueError:
-                        result = ("__unknown__", key)
-                elif allowed is not None and result not in allowed:
-                    result = ("__unknown__", key)
-            cache[key] = (result, was_recoded)
-        if isinstance(result, tuple):
-            unknown[result[1]] += 1
-            out.append(None)
-        else:
-            recoded += int(was_recoded and result is not None)
-            out.append(result)
+            was_recoded = False
+            result = key if numeric else key.lower()
+        result = None if result is None else code_text(result) if numeric else str(result)
+        if result is not None:
+            if numeric:
+                try:
+                    result = float(result)
+                except ValueError:
+                    unknown[key] += int(count)
+                    result = None
+            elif allowed is not None and result not in allowed:
+                unknown[key] += int(count)
+                result = None
+        if result is not None and was_recoded:
+            recoded += int(count)
+        results.append(result)
+    lookup = np.array(results + [None], dtype=object)
+    out = lookup[positions]
     acc.recoded(column, recoded)
     acc.unknown(column, unknown)
     if numeric:
@@ -249,7 +258,7 @@ def _raw_values(raw: RawTable, spec, card: SourceCard, column: str, acc: Account
     """The raw series of a mapped column (several raw columns joined with '|'), and its labels."""
     frame = raw.frame
     if isinstance(spec, list):
-        parts = [_apply_missing_codes(frame[c], card, column, acc).map(code_text) for c in spec]
+        parts = [codes_as_text(_apply_missing_codes(frame[c], card, column, acc)) for c in spec]
         joined = pd.Series(
             ["|".join(vals) if all(v is not None for v in vals) else None for vals in zip(*parts)],
             index=frame.index,
@@ -293,10 +302,8 @@ def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Acco
     if method == "from_us_fips":
         if "admin1_fips" not in card.columns:
             raise HarmoniseError(f"params/sources/{card.id}.yml: derive.admin1 from_us_fips needs columns.admin1_fips")
-        codes = _raw_values(raw, card.columns["admin1_fips"], card, "admin1_fips", acc)[0].map(code_text)
-        lookup = admin1_lookup()
-        usa = lookup[lookup["adm0_a3"] == "USA"]
-        by_fips = dict(zip(usa["fips"].str[2:], usa["name"]))
+        codes = codes_as_text(_raw_values(raw, card.columns["admin1_fips"], card, "admin1_fips", acc)[0])
+        by_fips = _admin1_index()[3]
         padded = codes.map(lambda c: None if c is None else c.zfill(2))
         names = padded.map(by_fips)
         unknown = Counter(padded[padded.notna() & names.isna()])
@@ -305,28 +312,27 @@ def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Acco
         out["admin1"] = names.astype("string")
     method, _ = card.derive_method("admin1_code")
     if method == "natural_earth":
-        lookup = admin1_lookup()
-        key = lookup.assign(k=lookup["adm0_a3"] + "|" + lookup["name"].str.lower())
-        ambiguous = set(key.loc[key["k"].duplicated(), "k"])
-        codes = dict(zip(key["k"], key["iso_3166_2"]))
-        wanted = out["country"].astype(str) + "|" + out["admin1"].astype("string").str.lower()
-        pairs = wanted[out["admin1"].notna()]
-        bad_ambiguous = sorted(set(pairs) & ambiguous)
+        codes, names, ambiguous, _ = _admin1_index()
+        wanted = pd.Series(
+            [None if pd.isna(a) else f"{c}|{str(a).lower()}" for c, a in zip(out["country"], out["admin1"])],
+            index=out.index, dtype="object",
+        )
+        present = sorted({k for k in wanted if k is not None})
+        bad_ambiguous = [k for k in present if k in ambiguous]
         if bad_ambiguous:
             raise HarmoniseError(
                 f"{_where(card, raw)}: admin1 {bad_ambiguous[0]!r} names two Natural Earth units; map admin1_code explicitly"
             )
-        missing = Counter(pairs[~pairs.isin(codes)])
+        missing = [k for k in present if k not in codes]
         if missing:
-            first = next(iter(missing))
+            first = missing[0]
             raise HarmoniseError(
                 f"{_where(card, raw)}: admin1 {first.split('|')[1]!r} is not a Natural Earth admin-1 name "
                 f"for {first.split('|')[0]}; recode it to the Natural Earth name (see {ADMIN1_LOOKUP_FILE.name})"
             )
-        out["admin1_code"] = wanted.map(codes).where(out["admin1"].notna()).astype("string")
+        out["admin1_code"] = pd.Series([codes.get(k) for k in wanted], index=out.index, dtype="string")
         # the canonical Natural Earth spelling of the name
-        names = dict(zip(key["k"], key["name"]))
-        out["admin1"] = wanted.map(names).where(out["admin1"].notna()).astype("string")
+        out["admin1"] = pd.Series([names.get(k) for k in wanted], index=out.index, dtype="string")
 
 
 def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd.Series:
@@ -341,7 +347,7 @@ def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd
     def codes_of(col: str) -> pd.Series:
         # missing codes are applied (and counted) once per raw column
         if col not in cleaned_codes:
-            codes = _apply_missing_codes(frame[col], card, ind, acc).map(code_text).astype("object")
+            codes = codes_as_text(_apply_missing_codes(frame[col], card, ind, acc))
             cleaned_codes[col] = codes.where(codes.notna(), None)
         return cleaned_codes[col]
 
@@ -350,7 +356,7 @@ def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd
         codes = codes_of(col)
         labels = codes.map(raw.value_labels.get(col, {}))
         lowered = {str(v).lower() for v in values}
-        hit = codes.isin(values) | labels.isin(values) | codes.map(lambda c: c is not None and c.lower() in lowered)
+        hit = codes.isin(values) | labels.isin(values) | codes.str.lower().isin(lowered)
         return codes.notna(), hit.astype(bool)
 
     if spec.score is not None:
@@ -360,7 +366,7 @@ def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd
     elif spec.column and not truth:
         result = pd.to_numeric(_apply_missing_codes(frame[spec.column], card, ind, acc), errors="coerce").astype("float64")
         bad = frame[spec.column].notna() & result.isna()
-        acc.unknown(ind, Counter(frame.loc[bad, spec.column].map(code_text)))
+        acc.unknown(ind, Counter(codes_as_text(frame.loc[bad, spec.column])))
     else:
         cols = [spec.column] if spec.column else list(spec.columns)
         result = pd.Series(np.nan, index=index, dtype="float64")
@@ -372,7 +378,7 @@ def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd
             if falsity:
                 _, is_false = matches(c, falsity)
                 odd = present & ~is_true & ~is_false
-                unknown.update(frame.loc[odd, c].map(code_text))
+                unknown.update(codes_as_text(frame.loc[odd, c]))
                 answered = is_true | is_false
             else:
                 answered = present
@@ -383,7 +389,7 @@ def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd
         acc.unknown(ind, unknown)
     for col, values in (spec.false_when or {}).items():
         wanted = {code_text(v) for v in values}
-        hit = frame[col].map(code_text).isin(wanted).to_numpy() & result.isna().to_numpy()
+        hit = codes_as_text(frame[col]).isin(wanted).to_numpy() & result.isna().to_numpy()
         result[hit] = 0.0
         acc.recoded(f"{ind} (false_when {col})", int(hit.sum()))
     return result
@@ -415,7 +421,7 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
     keep = pd.Series(True, index=frame.index)
     out["sample_type"] = pd.Series(design.type, index=frame.index, dtype="string")
     if design.weight:
-        w = pd.to_numeric(frame[design.weight].map(code_text), errors="coerce").astype("float64")
+        w = pd.to_numeric(codes_as_text(frame[design.weight]), errors="coerce").astype("float64")
         missing_w = w.isna()
         acc.exclude(f"weight missing or not a number ({design.weight})", int((missing_w & keep).sum()))
         keep &= ~missing_w
@@ -428,7 +434,7 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
     for key in ("strata", "psu"):
         col = getattr(design, key)
         if col:
-            values = frame[col].map(code_text)
+            values = codes_as_text(frame[col])
             gone = values.isna() & keep
             acc.exclude(f"{key} missing ({col})", int(gone.sum()))
             keep &= ~gone
@@ -436,7 +442,7 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
         else:
             out[key] = pd.Series(pd.NA, index=frame.index, dtype="string")
     if design.fpc:
-        out["fpc"] = pd.to_numeric(frame[design.fpc].map(code_text), errors="coerce").astype("float64")
+        out["fpc"] = pd.to_numeric(codes_as_text(frame[design.fpc]), errors="coerce").astype("float64")
         bad = out["fpc"].isna() & keep
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -455,7 +461,7 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
     replicate_columns = []
     for i, col in enumerate(_resolve_replicates(card, raw), start=1):
         name = f"{schema.REPLICATE_PREFIX}{i}"
-        values = pd.to_numeric(frame[col].map(code_text), errors="coerce").astype("float64")
+        values = pd.to_numeric(codes_as_text(frame[col]), errors="coerce").astype("float64")
         bad = (values.isna() | (values < 0)) & keep
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -511,7 +517,7 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         values = _recode(series, column, card, labels, acc, allowed, numeric=numeric)
         if column in schema.WG_DOMAINS:
             bad = values.notna() & ~values.isin(schema.WG_CODES)
-            acc.unknown(column, Counter(series[bad].map(code_text)))
+            acc.unknown(column, Counter(codes_as_text(series[bad])))
             values = values.where(~bad)
         out[column] = values
 
@@ -554,7 +560,7 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     keep, design = _design_columns(card, raw, out, acc)
 
     if card.id_column:
-        ids = frame[card.id_column].map(code_text)
+        ids = codes_as_text(frame[card.id_column])
         if ids.isna().any():
             row = int(np.flatnonzero(ids.isna().to_numpy())[0])
             raise HarmoniseError(f"{_where(card, raw)}: column '{card.id_column}' (id_column) is empty in row {row}")

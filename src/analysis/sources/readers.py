@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.sources.card import SourceCard
@@ -48,6 +49,13 @@ def code_text(value) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+def codes_as_text(series: pd.Series) -> pd.Series:
+    """:func:`code_text` of every value (object Series, None for NA), computed once per distinct value."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    texts = np.array([code_text(u) for u in uniques] + [None], dtype=object)
+    return pd.Series(texts[codes], index=series.index, dtype="object")
 
 
 def _check_file(path: Path) -> None:
