@@ -128,11 +128,13 @@ def _finish(rows: list[dict], extras: list[str] | None = None, **defaults) -> pd
     frame = pd.DataFrame(rows)
     if frame.empty:
         return conform(pd.DataFrame(columns=["estimate"]), **defaults)
-    suppressed = frame.get("flag", pd.Series("ok", index=frame.index)) == "suppressed"
-    for column in NUMERIC_COLUMNS:
-        if column in frame.columns:
-            frame[column] = frame[column].astype("object")
-            frame.loc[suppressed, column] = np.nan
+    suppressed = (frame.get("flag", pd.Series("ok", index=frame.index)) == "suppressed").to_numpy()
+    if suppressed.any():
+        for column in NUMERIC_COLUMNS:
+            if column in frame.columns:
+                values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, copy=True)
+                values[suppressed] = np.nan
+                frame[column] = values
     out = conform(frame, **defaults)
     for column in extras or []:
         if column in frame.columns:
