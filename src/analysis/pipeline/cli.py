@@ -1,0 +1,52 @@
+"""Run the report notebooks for the run matrix and render outputs/ (``python -m analysis run``).
+
+Examples::
+
+    python -m analysis run                         # everything that changed, one worker per core
+    python -m analysis run --dry-run               # what would run, and why
+    python -m analysis run --chapter group_profile --country KEN --force
+    python -m analysis run --scheduler tcp://10.0.0.5:8786     # on a Dask cluster
+    python -m analysis run --config params/report_household_pulse.yml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from analysis.pipeline.matrix import MatrixError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="report file (default: params/report.yml)")
+    parser.add_argument("--chapter", action="append", default=[], help="only this chapter (repeatable)")
+    parser.add_argument("--group", action="append", default=[], help="only this group id (repeatable)")
+    parser.add_argument("--country", action="append", default=[], help="only this ISO3 country (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would run and why; execute nothing")
+    parser.add_argument("--force", action="store_true", help="re-run the selected runs even if unchanged")
+    parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="Dask scheduler address: run on that cluster instead of locally")
+    parser.add_argument("--engine", choices=["fork", "papermill"], default=None,
+                        help="fork: fresh IPython shell in a forked worker (fast, default); "
+                             "papermill: real papermill with the 'analysis' Jupyter kernel")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per run (overrides the report file)")
+    parser.add_argument("--processed", default=None, help="processed data folder (default from the report file)")
+    parser.add_argument("--outputs", default=None, help="outputs folder (default from the report file)")
+    parser.add_argument("--no-progress", action="store_true", help="plain lines instead of a progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from analysis.pipeline.runner import run_pipeline
+
+    try:
+        outcome = run_pipeline(
+            args.config, chapters=args.chapter, groups=args.group, countries=args.country,
+            force=args.force, dry_run=args.dry_run, workers=args.workers, scheduler=args.scheduler,
+            engine=args.engine, processed_dir=args.processed, outputs_dir=args.outputs,
+            timeout=args.timeout, progress=False if args.no_progress else None,
+        )
+    except MatrixError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return outcome.exit_code

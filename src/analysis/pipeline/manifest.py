@@ -1,0 +1,109 @@
+"""``outputs/manifest.json`` (provenance of every run) and ``outputs/tables/all_estimates.csv``.
+
+The manifest records, for every run of the matrix: its parameters, key and key components,
+status (ok | failed | not_applicable), what this invocation did with it (ran | skipped |
+not_run when filtered out), duration, input file hashes, code version (git commit and whether
+the tree was dirty), package versions and output paths. It is rewritten atomically after each
+finished run, so an interrupted invocation still leaves a valid manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
+
+FORMAT = 1
+
+
+def code_version(project_root: Path) -> dict:
+    """Git commit of the project and whether tracked files differ from it ("dirty")."""
+
+    def git(*args) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=project_root, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def load_manifest(path: Path) -> dict:
+    """The previous manifest, or an empty one (a corrupt file is set aside, not trusted)."""
+    path = Path(path)
+    if not path.exists():
+        return {"format": FORMAT, "runs": {}, "file_hashes": {}}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        path.rename(path.with_suffix(".corrupt.json"))
+        return {"format": FORMAT, "runs": {}, "file_hashes": {}}
+    if data.get("format") != FORMAT:
+        return {"format": FORMAT, "runs": {}, "file_hashes": {}}
+    data.setdefault("runs", {})
+    data.setdefault("file_hashes", {})
+    return data
+
+
+def write_json_atomic(data: dict, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def summarise(runs: dict) -> dict:
+    """Counts by status and by this invocation's action."""
+    summary = {"runs": len(runs), "ok": 0, "failed": 0, "not_applicable": 0, "ran": 0, "skipped": 0, "not_run": 0}
+    for entry in runs.values():
+        summary[entry.get("status", "failed")] = summary.get(entry.get("status", "failed"), 0) + 1
+        action = entry.get("action")
+        if action in summary:
+            summary[action] += 1
+    return summary
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def build_all_estimates(manifest: dict, outputs_dir: Path, downstream_chapters: set[str]) -> Path:
+    """Stack every successful run's result tables into ``outputs/tables/all_estimates.csv``.
+
+    Rebuilt from the runs' ``tables/`` folders each time; runs of chapters that read this table
+    (``after:`` others, e.g. the synthesis) are left out, so the table does not feed on itself.
+    Rows are sorted deterministically (source, country, group, indicator, breakdown, cell,
+    method; ties keep run and file order), so the same tables give the same bytes.
+
+    Raises
+    ------
+    ValueError
+        Naming the run table that does not follow the result schema.
+    """
+    from analysis.tables import RESULT_COLUMNS, read_csv, stack, write_csv
+
+    frames = []
+    for run_id in sorted(manifest.get("runs", {})):
+        entry = manifest["runs"][run_id]
+        if entry.get("status") != "ok" or entry.get("chapter") in downstream_chapters:
+            continue
+        for rel in sorted(entry.get("outputs", {}).get("tables", [])):
+            path = outputs_dir / rel
+            if not path.exists():
+                continue
+            try:
+                frames.append(read_csv(path))
+            except Exception as exc:  # noqa: BLE001 - name the file, say what is wrong
+                raise ValueError(f"{path}: not a result-schema table ({exc})") from None
+    table = stack(frames)
+    order = [c for c in ("source", "country", "group", "indicator", "breakdown", "cell", "method")
+             if c in RESULT_COLUMNS]
+    table = table.sort_values(order, kind="mergesort", na_position="last").reset_index(drop=True)
+    return write_csv(table, outputs_dir / "tables" / "all_estimates.csv")

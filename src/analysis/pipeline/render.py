@@ -1,0 +1,145 @@
+"""Reviewer HTML of one executed notebook, rendered in-process with nbconvert's HTMLExporter.
+
+The HTML hides all code input, replaces the ``parameters``/``injected-parameters`` cells with a
+small table of the run's parameters (labels from ``params/groups.yml`` and the countries table),
+has one ``h1`` naming chapter, group and country, ``main`` and ``footer`` landmarks, and a footer
+with the data sources, the suppression rule, the code version and when it ran. Local images
+referenced by HTML outputs (``<img src="figures/x.png" alt="...">``) are embedded as data URIs,
+so each page is self-contained and the notebook's alt text survives.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import html
+import mimetypes
+import re
+from pathlib import Path
+from typing import Any
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+_HIDDEN_TAGS = {"parameters", "injected-parameters"}
+_EXPORTER = None
+
+
+def _exporter():
+    """One HTMLExporter per process (building it loads the templates)."""
+    global _EXPORTER
+    if _EXPORTER is None:
+        from nbconvert import HTMLExporter
+
+        _EXPORTER = HTMLExporter(
+            template_name="reviewer",
+            extra_template_basedirs=[str(TEMPLATES_DIR)],
+            exclude_input=True,
+            exclude_input_prompt=True,
+            exclude_output_prompt=True,
+            theme="light",
+        )
+    return _EXPORTER
+
+
+def run_title(run, context: dict) -> str:
+    """'<chapter title> — <group label> — <country name>' (parts that apply to the run)."""
+    parts = [run.chapter_title]
+    if run.group:
+        parts.append(context.get("group_labels", {}).get(run.group, run.group))
+    if run.source:
+        parts.append(context.get("sources", {}).get(run.source, {}).get("title", run.source))
+    if run.country:
+        parts.append(context.get("country_names", {}).get(run.country, run.country))
+    elif run.scope in ("per_group", "once"):
+        parts.append("all countries")
+    return " — ".join(parts)
+
+
+def _display_value(name: str, value: Any, run, context: dict) -> str:
+    root = context.get("project_root")
+    if value is None:
+        return "—"
+    if name == "group":
+        return f"{context.get('group_labels', {}).get(value, value)} ({value})"
+    if name == "country":
+        return f"{context.get('country_names', {}).get(value, value)} ({value})"
+    if isinstance(value, str) and root and value.startswith(str(root)):
+        return str(Path(value).relative_to(root)) or "."
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "—"
+    return str(value)
+
+
+def embed_local_images(markup: str, folders: list[Path]) -> str:
+    """Replace ``<img src="local/path">`` by data URIs (first folder where the file exists)."""
+
+    def replace(match: re.Match) -> str:
+        src = html.unescape(match.group(2))
+        if re.match(r"^(data:|https?:|//)", src):
+            return match.group(0)
+        candidates = [Path(src)] if Path(src).is_absolute() else [f / src for f in folders]
+        for path in candidates:
+            if path.is_file():
+                mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                data = base64.b64encode(path.read_bytes()).decode("ascii")
+                return f'{match.group(1)}data:{mime};base64,{data}{match.group(3)}'
+        return match.group(0)
+
+    return re.sub(r'(<img\b[^>]*?\bsrc=")([^"]+)(")', replace, markup)
+
+
+def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *, status: str = "ok",
+                    error: dict | None = None, ran_at: str | None = None) -> Path:
+    """Render the reviewer HTML of an executed notebook to ``out_path`` (atomically).
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        The executed notebook (with its ``injected-parameters`` cell).
+    run : RunSpec
+        The run (chapter, group, country, parameters).
+    context : dict
+        ``group_labels``, ``country_names``, ``sources`` (id -> title/synthetic/licence),
+        ``disclosure`` (suppress_below, caution_below), ``code_version`` (commit, dirty),
+        ``project_root``, ``outputs_dir``.
+    run_folder : Path
+        Where the run wrote its figures (relative image links resolve from here).
+    """
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if not _HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))]
+    title = run_title(run, context)
+    nb.metadata["title"] = title
+    params = [(k, _display_value(k, v, run, context)) for k, v in run.parameters.items()]
+    disclosure = context.get("disclosure", {})
+    rule = (f"estimates from fewer than {disclosure.get('suppress_below', 25)} respondents are suppressed; "
+            f"from fewer than {disclosure.get('caution_below', 50)} they are flagged 'caution'. "
+            "No individual records are shown.")
+    version = context.get("code_version", {})
+    code = f"commit {version.get('commit') or 'unknown'}" + (" with uncommitted changes" if version.get("dirty") else "")
+    sources = [context.get("sources", {}).get(s, {"title": s}) for s in run.sources]
+    depth = len(Path(run.output_dir).relative_to(context["outputs_dir"]).parts) if context.get("outputs_dir") else 3
+    resources = {
+        "metadata": {"name": title},
+        "run": {
+            "parameters": params,
+            "status": status,
+            "status_text": "completed" if status == "ok" else "failed",
+            "error": error,
+            "sources": sources,
+            "synthetic": any(s.get("synthetic") for s in sources),
+            "suppression_rule": rule,
+            "code_version": code,
+            "ran_at": ran_at or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "index_href": "../" * depth + "index.html",
+        },
+    }
+    body, _ = _exporter().from_notebook_node(nb, resources=resources)
+    # One h1 per page: the run's title. Headings inside the notebook move down one level.
+    body = re.sub(r"<(/?)h1(\s|>)", r"<\1h2\2", body)
+    body = body.replace("<!--RUN-TITLE-->", f"<h1>{html.escape(title)}</h1>", 1)
+    body = embed_local_images(body, [Path(run_folder), Path(run.notebook).parent])
+    out_path = Path(out_path)
+    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
+    tmp.write_text(body, encoding="utf-8")
+    tmp.replace(out_path)
+    return out_path
