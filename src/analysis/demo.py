@@ -896,6 +896,7 @@ def make_displacement_survey(pops: dict[str, Population], seed: int):
         if indicator not in ("food_insecurity", "meals_skipped_days"):
             data[indicator] = yn(sample[indicator]).to_numpy()
     data["comments"] = comments
+    data["dataset"] = "SYNTHETIC demo data"
     tags = {
         "respondent_id": "#meta+id", "respondent_name": "#contact+name", "phone": "#contact+phone",
         "country_code": "#country+code", "district": "#adm1+name", "district_pcode": "#adm1+code",
@@ -905,7 +906,7 @@ def make_displacement_survey(pops: dict[str, Population], seed: int):
         **{d: f"#respondee+{d}" for d in WG_DOMAINS},
         "food_insecurity_freq": "#indicator+food_insecurity", "meals_skipped_days": "#indicator+meals_skipped",
         **{i: f"#indicator+{i}" for i in indicators if i not in ("food_insecurity", "meals_skipped_days")},
-        "comments": "#description+comments",
+        "comments": "#description+comments", "dataset": "#meta+dataset",
     }
     meta = {
         "file": FILES["displacement"], "countries": [country], "n": n, "n_by_country": {country: n},
@@ -1015,7 +1016,8 @@ def make_margins(pops: dict[str, Population]) -> pd.DataFrame:
                 for band in AGE_BANDS:
                     units = counts.get((admin1, codes[admin1], sex.lower(), band), 0)
                     rows.append({"country": country, "admin1": admin1, "admin1_code": codes[admin1], "sex": sex,
-                                 "age_group": band, "population": int(round(units * pop.persons_per_unit, -1))})
+                                 "age_group": band, "population": int(round(units * pop.persons_per_unit, -1)),
+                                 "note": "SYNTHETIC demo data"})
     return pd.DataFrame(rows)
 
 
@@ -1094,6 +1096,19 @@ def _normalise_zip(path: Path) -> None:
             target.writestr(info, data)
 
 
+def _fix_sav_timestamp(path: Path) -> None:
+    """Overwrite the creation date/time of an SPSS .sav header with a fixed value.
+
+    The header record stores them as text at bytes 92-100 ("dd Mon yy") and 101-108
+    ("hh:mm:ss"); fixing them makes the same content give the same bytes.
+    """
+    with open(path, "r+b") as handle:
+        if handle.read(4) not in (b"$FL2", b"$FL3"):
+            raise ValueError(f"{path}: not an SPSS .sav file")
+        handle.seek(92)
+        handle.write(b"01 Jul 2100:00:00")
+
+
 def _write_csv(path: Path, frame: pd.DataFrame, header_lines: list[str] | None = None) -> None:
     """Write CSV with ``\\n`` line ends and fixed float formatting (byte-for-byte deterministic)."""
     text = frame.to_csv(index=False, lineterminator="\n")
@@ -1111,8 +1126,8 @@ def generate(out_dir: Path | str | None = None, seed: int = DEFAULT_SEED, lookup
     out_dir
         Folder to write into (created if needed).
     seed
-        Seed of every random draw; the same seed gives the same files (CSV and JSON byte for
-        byte; xlsx and sav cell for cell, their containers hold write times).
+        Seed of every random draw; the same seed gives byte-identical files (the write times
+        that xlsx and sav containers hold are fixed to 2021-07-01).
     lookup_path
         The admin1 lookup CSV (default: ``admin1_lookup.csv`` in the committed demo folder).
         It is copied into ``out_dir`` so the demo folder is self-contained.
@@ -1151,6 +1166,7 @@ def generate(out_dir: Path | str | None = None, seed: int = DEFAULT_SEED, lookup
                          variable_value_labels=value_labels, file_label="SYNTHETIC demo: disability survey",
                          row_compress=True, note="SYNTHETIC demo data (analysis.demo): no real person. See TRUTH.json",
                          missing_ranges={c: [98, 99] for c in value_labels if c not in ("area", "q1_sex", "income_q", "minority")})
+    _fix_sav_timestamp(out / FILES["disability"])
     surveys["demo_disability"], truth_rows = meta, truth_rows + truth
     plant("demo_disability", ["name", "phone"], names, phones, free)
 
