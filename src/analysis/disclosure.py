@@ -109,7 +109,8 @@ def load_thresholds(report_file: str | Path | None = None) -> Thresholds:
     )
 
 
-def _resolve(thresholds) -> Thresholds:
+def resolve_thresholds(thresholds=None) -> Thresholds:
+    """``None`` → :func:`load_thresholds` (params/report.yml); a dict or Thresholds as given."""
     if thresholds is None:
         return load_thresholds()
     if isinstance(thresholds, Thresholds):
@@ -180,7 +181,7 @@ def primary_suppression(table: pd.DataFrame, thresholds=None) -> pd.DataFrame:
         ``caution``. A row with an estimate but no ``n_unweighted`` cannot be checked and is
         suppressed ("unknown n"). A row with neither stays as it is: *not available*.
     """
-    limits = _resolve(thresholds)
+    limits = resolve_thresholds(thresholds)
     _require_columns(table, ["n_unweighted", "estimate"], "primary suppression")
     out = _prepare(table)
     n = pd.to_numeric(out["n_unweighted"], errors="coerce")
@@ -527,7 +528,7 @@ def check_no_small_cells(table: pd.DataFrame, thresholds=None, keys=None) -> pd.
     row that still carries a number; a suppressed cell that can be recovered from the published
     cells of its table (see :func:`secondary_suppression`).
     """
-    limits = _resolve(thresholds)
+    limits = resolve_thresholds(thresholds)
     _require_columns(table, ["flag", "n_unweighted"], "disclosure check")
     frame = table.reset_index(drop=True)
     problems = pd.Series(pd.NA, index=frame.index, dtype="string")

@@ -87,13 +87,17 @@ def as_margin(columns, population, count_column: str | None = None, what: str = 
     ----------
     columns : str or sequence of str
         The sample column(s) the counts are classified by.
-    population : DataFrame or Series
+    population : DataFrame, Series or Margin
         A DataFrame with ``columns`` and one count column, or a Series of counts indexed by the
-        categories (a MultiIndex for several columns).
+        categories (a MultiIndex for several columns); a :class:`Margin` is returned as is.
     count_column : str, optional
         Name of the count column; needed only when the DataFrame has more than one extra column.
     """
     columns = (columns,) if isinstance(columns, str) else tuple(columns)
+    if isinstance(population, Margin):
+        if population.columns != columns:
+            raise WeightingError(f"{what}: margin is for {list(population.columns)}, not {list(columns)}")
+        return population
     if isinstance(population, pd.Series):
         frame = population.rename("count").reset_index()
         if list(frame.columns[:-1]) != list(columns):
@@ -135,7 +139,7 @@ def as_margin(columns, population, count_column: str | None = None, what: str = 
         row = int(np.flatnonzero(bad)[0])
         raise WeightingError(
             f"{what}: population count in column {count_column!r} row {row} is "
-            f"{frame[count_column].iloc[row]!r}; counts must be non-negative numbers"
+            f"{frame[count_column].iloc[row]}; counts must be non-negative numbers"
         )
     cells = frame[list(columns)].astype("string")
     if cells.isna().any().any():
@@ -499,22 +503,19 @@ def _joint_codes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return keys.groupby(columns, sort=False).ngroup().to_numpy()
 
 
-def _rake_sweeps(weights, margins, codes, bounds, sweeps=None, joint=None, epsilon=None):
+def _rake_sweeps(weights, margins, codes, bounds, sweeps, joint=None, epsilon=None):
     """Run raking sweeps on a weight vector or matrix.
 
-    With ``sweeps`` given, run exactly that many; else stop at the first sweep after which the
-    joint weighted table moved by less than ``epsilon`` (R's rule) and return
-    ``(weights, weights after each margin in the last sweep, sweeps run, last change)``.
+    Run at most ``sweeps``; with ``joint`` given, stop at the first sweep after which the joint
+    weighted table moved by less than ``epsilon`` (R's rule). Returns ``(weights, weights after
+    each margin in the last sweep, sweeps run, last change)``.
     """
     w = weights.copy()
     previous = None if joint is None else np.bincount(joint, weights=w)
     after: list[np.ndarray] = []
     change = np.inf
-    limit = sweeps if sweeps is not None else None
     done = 0
-    while True:
-        if limit is not None and done >= limit:
-            break
+    while done < sweeps:
         if bounds is not None:
             w = np.clip(w, bounds[0], bounds[1])
         after = []
@@ -609,7 +610,7 @@ def rake(frame: pd.DataFrame, design, margins: dict, *, max_iter: int = 100, tol
         bounds = (lower * mean, upper * mean)
     epsilon = tol * float(weights.sum())
     w, after, sweeps, change = _rake_sweeps(
-        weights, parsed, codes, bounds, sweeps=None, joint=joint, epsilon=epsilon
+        weights, parsed, codes, bounds, sweeps=max_iter, joint=joint, epsilon=epsilon
     )
     if not change < epsilon:
         worst = max(
@@ -655,3 +656,232 @@ def kish_design_effect(weights) -> float:
     if w.size == 0:
         raise WeightingError("kish_design_effect: no weights")
     return float(w.size * np.sum(w * w) / np.sum(w) ** 2)
+
+
+def _weights_of(design_or_weights, n: int, what: str) -> np.ndarray:
+    w = np.asarray(getattr(design_or_weights, "weights", design_or_weights), dtype=float)
+    if w.shape != (n,):
+        raise WeightingError(f"{what}: weights have shape {w.shape}; expected ({n},)")
+    return w
+
+
+def _as_margins(margins) -> list[Margin]:
+    if isinstance(margins, Margin):
+        return [margins]
+    if isinstance(margins, dict):
+        return [m if isinstance(m, Margin) else as_margin(c, m, what=f"margin {join_cell(np.atleast_1d(c))}")
+                for c, m in margins.items()]
+    return list(margins)
+
+
+def weighting_diagnostics(frame: pd.DataFrame, margins, before, after, *, thresholds=None,
+                          disclosure: bool = True) -> pd.DataFrame:
+    """Compare the sample's composition with the margins before and after weighting.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The sample.
+    margins : dict or list of Margin
+        As for :func:`rake` (``{column(s): counts}``) or :class:`Margin` objects.
+    before, after : SurveyDesign or array
+        Designs (or weight vectors) before and after weighting.
+    thresholds : optional
+        Disclosure thresholds (:func:`analysis.disclosure.load_thresholds` when None).
+    disclosure : bool
+        Withhold the sample counts and sample shares of categories with fewer than
+        ``suppress_below`` respondents (and of the next smallest category of the same margin when
+        only one would be withheld, so that it cannot be recovered from the sample size).
+
+    Returns
+    -------
+    DataFrame
+        One row per margin category: ``margin``, ``category``, ``n_unweighted``,
+        ``pct_unweighted``, ``pct_weighted_before``, ``pct_weighted_after``, ``population``,
+        ``pct_population``, ``flag`` (``ok`` | ``suppressed``). Percentages are of the total of
+        the margin (sample, weighted sample, population). Sample categories absent from the
+        margins appear with a blank population.
+    """
+    n = len(frame)
+    w_before = _weights_of(before, n, "weighting_diagnostics (before)")
+    w_after = _weights_of(after, n, "weighting_diagnostics (after)")
+    rows = []
+    for margin in _as_margins(margins):
+        missing = [c for c in margin.columns if c not in frame.columns]
+        if missing:
+            raise WeightingError(f"weighting_diagnostics: sample has no column(s) {missing}")
+        keys = frame[list(margin.columns)].astype("string").fillna("(missing)").astype(str)
+        label = keys.iloc[:, 0] if len(margin.columns) == 1 else keys.agg(join_cell, axis=1)
+        sample = pd.DataFrame({"category": label.to_numpy(), "n": 1.0,
+                               "before": w_before, "after": w_after})
+        sample = sample.groupby("category", sort=False).sum()
+        population = pd.Series(margin.counts, index=margin.labels(), name="population")
+        order = list(population.index) + [c for c in sample.index if c not in population.index]
+        table = sample.reindex(order).join(population, how="left")
+        table[["n", "before", "after"]] = table[["n", "before", "after"]].fillna(0.0)
+        rows.append(pd.DataFrame({
+            "margin": margin.name,
+            "category": table.index,
+            "n_unweighted": table["n"].round().astype("Int64").to_numpy(),
+            "pct_unweighted": (100 * table["n"] / table["n"].sum()).to_numpy(),
+            "pct_weighted_before": (100 * table["before"] / table["before"].sum()).to_numpy(),
+            "pct_weighted_after": (100 * table["after"] / table["after"].sum()).to_numpy(),
+            "population": table["population"].to_numpy(),
+            "pct_population": (100 * table["population"] / population.sum()).to_numpy(),
+            "flag": "ok",
+        }))
+    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    if disclosure and len(out):
+        from analysis.disclosure import resolve_thresholds
+
+        limit = resolve_thresholds(thresholds).suppress_below
+        for _, part in out.groupby("margin", sort=False):
+            n_part = part["n_unweighted"].astype(float)
+            small = part.index[(n_part > 0) & (n_part < limit)]
+            if len(small) == 1:
+                others = n_part.drop(small)
+                others = others[others > 0]
+                if len(others):
+                    small = small.append(pd.Index([others.idxmin()]))
+            out.loc[small, ["n_unweighted", "pct_unweighted", "pct_weighted_before"]] = pd.NA
+            out.loc[small, "flag"] = "suppressed"
+    return out
+
+
+# =============================================================================================
+# The convenience for a CSO sample and official population counts
+
+
+@dataclass
+class WeightingResult:
+    """What :func:`weight_to_official_margins` did.
+
+    Attributes
+    ----------
+    design : CalibratedDesign
+        Pass it to :func:`analysis.survey.estimate_by` with the same frame.
+    method : str
+        ``"poststratify"`` or ``"rake"``, as chosen.
+    diagnostics : DataFrame
+        :func:`weighting_diagnostics` on the one-way margins of ``by``.
+    kish_deff_before, kish_deff_after : float
+        :func:`kish_design_effect` of the weights before and after.
+    notes : list of str
+        What was restricted or collapsed, for the chapter's methods note.
+    """
+
+    design: object
+    method: str
+    diagnostics: pd.DataFrame
+    kish_deff_before: float
+    kish_deff_after: float
+    notes: list
+
+    @property
+    def effective_sample_size(self) -> float:
+        return self.design.n / self.kish_deff_after
+
+
+def weight_to_official_margins(frame: pd.DataFrame, margins_frame: pd.DataFrame, by, *,
+                               design=None, method: str = "auto", count_column: str | None = None,
+                               restrict_to=None, trim=None, max_iter: int = 100, tol: float = 1e-7,
+                               thresholds=None) -> WeightingResult:
+    """Weight a sample (e.g. a non-probability CSO sample) to official population counts.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The sample, with every column of ``by``.
+    margins_frame : DataFrame
+        Official counts, one row per population cell, with the columns of ``by`` (possibly more
+        detailed: the counts are summed over other classification columns) and a count column.
+    by : list of str
+        Columns to weight by, e.g. ``["admin1", "sex", "age_group"]``.
+    design : SurveyDesign, optional
+        Starting design; default the frame's own (``frame.attrs["design"]``) or equal weights.
+    method : {"auto", "poststratify", "rake"}
+        ``auto`` post-stratifies to the full crossing of ``by`` when every populated cell has
+        respondents, and otherwise rakes to the one-way margins of ``by``.
+    count_column : str, optional
+        The count column of ``margins_frame`` (default: the one named like
+        :data:`COUNT_COLUMN_NAMES`).
+    restrict_to : list of str, optional
+        Columns of ``by`` (e.g. ``["admin1"]``) in which the population is restricted to the
+        categories present in the sample: the target population becomes the areas the sample
+        covers. What was dropped is listed in ``notes``.
+    trim : (lower, upper), optional
+        Trimmed raking with weights within ``[lower, upper] ×`` the mean weight (:func:`rake`).
+    max_iter, tol
+        Raking controls (:func:`rake`).
+
+    Returns
+    -------
+    WeightingResult
+    """
+    what = "weight_to_official_margins"
+    by = [by] if isinstance(by, str) else list(by)
+    if method not in ("auto", "poststratify", "rake"):
+        raise WeightingError(f"{what}: method={method!r}; use 'auto', 'poststratify' or 'rake'")
+    design = _checked_design(frame, design, what)
+    missing = [c for c in by if c not in margins_frame.columns]
+    if missing:
+        raise WeightingError(f"{what}: official margins lack column(s) {missing}; "
+                             f"they have {list(margins_frame.columns)}")
+    if count_column is None:
+        named = [c for c in margins_frame.columns if c in COUNT_COLUMN_NAMES and c not in by]
+        if len(named) != 1:
+            raise WeightingError(
+                f"{what}: cannot tell the count column of the official margins among "
+                f"{list(margins_frame.columns)}; pass count_column="
+            )
+        count_column = named[0]
+    elif count_column not in margins_frame.columns:
+        raise WeightingError(f"{what}: count column {count_column!r} not in the official margins")
+    official = margins_frame[by + [count_column]].copy()
+    official[by] = official[by].astype("string")
+    notes = []
+    for column in restrict_to or []:
+        if column not in by:
+            raise WeightingError(f"{what}: restrict_to column {column!r} is not one of by={by}")
+        present = set(frame[column].dropna().astype(str))
+        keep = official[column].isin(present).fillna(False)
+        dropped = official.loc[~keep, column].dropna().unique().tolist()
+        if dropped:
+            notes.append(
+                f"population restricted to the {column} categories in the sample; left out "
+                f"{len(dropped)} ({', '.join(map(str, sorted(dropped)[:10]))}"
+                f"{', ...' if len(dropped) > 10 else ''}) with "
+                f"{official.loc[~keep, count_column].sum():,.0f} people"
+            )
+        official = official[keep]
+    joint = official.groupby(by, sort=True, dropna=False)[count_column].sum().reset_index()
+    if method == "auto":
+        sample_cells = set(map(tuple, frame[by].astype("string").astype(str).to_numpy()))
+        populated = joint[joint[count_column] > 0]
+        empty = [tuple(r) for r in populated[by].astype(str).to_numpy() if tuple(r) not in sample_cells]
+        method = "poststratify" if not empty else "rake"
+        if empty:
+            notes.append(
+                f"{len(empty)} of {len(populated)} population cells of {join_cell(by)} have no "
+                "respondents: raked to the one-way margins instead of post-stratifying"
+            )
+    if method == "poststratify" and trim is None:
+        calibrated = poststratify(frame, design, by, joint, count_column=count_column)
+    elif method == "poststratify":
+        calibrated = rake(frame, design, {tuple(by): joint}, count_column=count_column,
+                          trim=trim, max_iter=max_iter, tol=tol)
+        notes.append("post-stratified with trimmed weights (raking to the joint margin)")
+    else:
+        one_way = {c: joint.groupby(c, sort=True)[count_column].sum() for c in by}
+        calibrated = rake(frame, design, one_way, trim=trim, max_iter=max_iter, tol=tol)
+    one_way_margins = {c: joint.groupby(c, sort=True)[count_column].sum() for c in by}
+    diagnostics = weighting_diagnostics(frame, one_way_margins, design, calibrated,
+                                        thresholds=thresholds)
+    return WeightingResult(
+        design=calibrated,
+        method=method,
+        diagnostics=diagnostics,
+        kish_deff_before=kish_design_effect(design.weights),
+        kish_deff_after=kish_design_effect(calibrated.weights),
+        notes=notes,
+    )
