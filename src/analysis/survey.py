@@ -229,17 +229,14 @@ class SurveyDesign:
                     f"{pairs.loc[dup, 'p'].iloc[0]}); set nest=True if PSU labels restart in each stratum"
                 )
         # Hierarchical keys: stage-1 unit = (stratum, psu); stage-s unit = (stage s-1 unit, id).
-        keys = pd.DataFrame({"s": strata_codes})
-        for s, ids in enumerate(stage_ids):
-            keys[f"u{s}"] = ids
-        columns = list(keys.columns)
-        finest = keys.groupby(columns, sort=True).ngroup().to_numpy(np.int64)
+        key_columns = [strata_codes] + stage_ids
+        finest = _hierarchical_codes(key_columns)
         # one representative row per finest unit, in finest order
         first_row = np.full(finest.max() + 1, -1, dtype=np.int64)
         first_row[finest[::-1]] = np.arange(n - 1, -1, -1)
-        units = keys.iloc[first_row].reset_index(drop=True)
+        units = [column[first_row] for column in key_columns]
         self._row_unit = finest
-        self._n_finest = len(units)
+        self._n_finest = len(first_row)
 
         # fpc: population size per row at each stage, or None
         popsizes = self._popsizes(strata_codes, stage_ids) if self._fpcs else []
@@ -249,13 +246,12 @@ class SurveyDesign:
         n_used = 1 if len(popsizes) < 2 else min(len(popsizes), n_stages)
         self._stages = []
         self._stage_unit_of_finest = []
-        parent_fraction = np.ones(len(units))  # per finest unit: product of fractions above
+        parent_fraction = np.ones(self._n_finest)  # per finest unit: product of fractions above
         for s in range(n_used):
-            ucols = columns[: s + 2]  # stratum + stage ids up to s
-            unit_code = units.groupby(ucols, sort=True).ngroup().to_numpy(np.int64)
+            unit_code = _hierarchical_codes(units[: s + 2])  # stratum + stage ids up to s
             unit_starts = np.flatnonzero(np.r_[True, np.diff(unit_code) != 0])
-            gcols = columns[: s + 1]  # stratum (stage 1) or parent unit (later)
-            group_of_unit = units.iloc[unit_starts].groupby(gcols, sort=True).ngroup().to_numpy()
+            # group: the stratum (stage 1) or the parent unit (later stages)
+            group_of_unit = _hierarchical_codes([u[unit_starts] for u in units[: s + 1]])
             group_starts = np.flatnonzero(np.r_[True, np.diff(group_of_unit) != 0])
             n_units = np.diff(np.r_[group_starts, len(unit_starts)])
             # rows representing each group, for its population size
@@ -310,7 +306,7 @@ class SurveyDesign:
         self.n_strata = len(first_stage.group_starts)
         self.df = max(self.n_psu - self.n_strata, 0)
         # stage-1 unit and stratum of every finest unit, for domain degrees of freedom
-        unit_of_finest = np.zeros(len(units), dtype=np.int64)
+        unit_of_finest = np.zeros(self._n_finest, dtype=np.int64)
         unit_of_finest[first_stage.unit_starts[1:]] = 1
         self._psu_of_finest = np.cumsum(unit_of_finest)
         self._strata_starts_in_psu = first_stage.group_starts
@@ -330,8 +326,8 @@ class SurveyDesign:
             if s >= len(stage_ids):
                 break
             if s > 0:
-                group = pd.DataFrame({"g": group, "u": stage_ids[s - 1]}).groupby(["g", "u"], sort=True).ngroup().to_numpy()
-            sampled = pd.DataFrame({"g": group, "u": stage_ids[s]}).groupby("g")["u"].transform("nunique").to_numpy(float)
+                group = _hierarchical_codes([group, stage_ids[s - 1]])
+            sampled = _units_per_group(group, stage_ids[s])
             out.append(fpc if is_popsize else sampled / fpc)
         return out
 
@@ -343,8 +339,8 @@ class SurveyDesign:
         stage_ids = [_codes(c, "clusters") for c in self._clusters] or [np.arange(self.n)]
         for s, popsize in enumerate(self._popsizes_per_stage):
             if s > 0:
-                group = pd.DataFrame({"g": group, "u": stage_ids[s - 1]}).groupby(["g", "u"], sort=True).ngroup().to_numpy()
-            sampled = pd.DataFrame({"g": group, "u": stage_ids[s]}).groupby("g")["u"].transform("nunique").to_numpy(float)
+                group = _hierarchical_codes([group, stage_ids[s - 1]])
+            sampled = _units_per_group(group, stage_ids[s])
             weights = weights * popsize / sampled
         return weights
 
@@ -683,6 +679,31 @@ def _first_length(*arrays) -> int:
             continue
         return len(array)
     raise SurveyDesignError("a design needs at least weights (or fpc)")
+
+
+def _hierarchical_codes(columns: list[np.ndarray]) -> np.ndarray:
+    """Dense codes 0..K-1 of the rows' combinations of integer code columns, in lexicographic
+    order of the columns (so that units of one group are contiguous)."""
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    capacity = 1
+    for column in columns:
+        base = int(column.max()) + 1 if len(column) else 1
+        capacity *= base
+        if capacity >= 2**62:  # fall back to a lexicographic sort of the columns
+            stacked = np.column_stack(columns)
+            _, codes = np.unique(stacked, axis=0, return_inverse=True)
+            return codes.reshape(-1).astype(np.int64)
+        key = key * base + column
+    _, codes = np.unique(key, return_inverse=True)
+    return codes.astype(np.int64)
+
+
+def _units_per_group(group: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """For each row, the number of distinct units in its group."""
+    pairs = _hierarchical_codes([group, unit])
+    _, first = np.unique(pairs, return_index=True)
+    counts = np.bincount(group[first], minlength=int(group.max()) + 1)
+    return counts[group].astype(float)
 
 
 def _checked_weights(weights, name) -> np.ndarray:
@@ -1164,9 +1185,8 @@ def estimate_by(
                     "a binary indicator (or use statistic='mean')"
                 )
         result = engine.run(y, x, statistic)
-        pieces.append(_result_frame(engine.cells, label, result, ci_type, level, method,
-                                    source, country, group))
-    return pd.concat(pieces, ignore_index=True)
+        pieces.append(_result_columns(engine.cells, label, result, ci_type, level))
+    return _assemble(pieces, method, source, country, group)
 
 
 def _method_string(design, statistic, ci_type, level, denominator=None):
@@ -1175,35 +1195,51 @@ def _method_string(design, statistic, ci_type, level, denominator=None):
     return f"{what}; {design.describe_variance()}; {_ci_description(ci_type, level)}"
 
 
-def _result_frame(cells, label, result, ci_type, level, method, source, country, group):
+def _result_columns(cells, label, result, ci_type, level) -> dict:
+    """Numeric columns of one indicator's rows (arrays, in the order of ``cells``)."""
     se = np.sqrt(result.variance)
     low, high = _confidence_interval(result.estimate, se, result.df, ci_type, level)
     with np.errstate(invalid="ignore", divide="ignore"):
         cv = se / np.abs(result.estimate)
-    frame = pd.DataFrame({
-        "source": source,
-        "country": country,
-        "group": group,
-        "indicator": label,
-        "breakdown": cells.breakdown,
-        "cell": cells.cell,
+    return {
+        "indicator": np.full(len(cells.cell), label, dtype=object),
+        "breakdown": np.asarray(cells.breakdown, dtype=object),
+        "cell": np.asarray(cells.cell, dtype=object),
         "estimate": result.estimate,
         "se": se,
         "ci_low": low,
         "ci_high": high,
         "n_unweighted": np.rint(result.n_unweighted).astype(np.int64),
         "n_weighted": result.n_weighted,
-        "flag": "ok",
-        "method": method,
         "deff": result.deff,
         "cv": np.where(np.isfinite(cv), cv, np.nan),
         "n_missing": np.rint(result.n_missing).astype(np.int64),
         "df": result.df,
-    })
-    for column in ("source", "country", "group", "indicator", "breakdown", "cell", "flag", "method"):
-        frame[column] = frame[column].astype("string")
-    frame["n_unweighted"] = frame["n_unweighted"].astype("Int64")
-    return frame[RESULT_COLUMNS + DIAGNOSTIC_COLUMNS]
+    }
+
+
+def _assemble(parts: list[dict], method, source, country, group) -> pd.DataFrame:
+    """One result table (schema + diagnostics) from the column arrays of each indicator."""
+    columns = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    n = len(columns["estimate"])
+    out = {}
+    for name in RESULT_COLUMNS + DIAGNOSTIC_COLUMNS:
+        if name in ("source", "country", "group", "flag", "method"):
+            value = {"source": source, "country": country, "group": group, "flag": "ok",
+                     "method": method}[name]
+            out[name] = pd.array([value] * n, dtype="string")
+        elif name in ("indicator", "breakdown", "cell"):
+            out[name] = pd.array(columns[name], dtype="string")
+        elif name == "n_unweighted":
+            out[name] = pd.array(columns[name], dtype="Int64")
+        else:
+            out[name] = columns[name]
+    return pd.DataFrame(out)
+
+
+def _result_frame(cells, label, result, ci_type, level, method, source, country, group):
+    return _assemble([_result_columns(cells, label, result, ci_type, level)],
+                     method, source, country, group)
 
 
 def cell_means_with_covariance(
