@@ -108,3 +108,21 @@ def build_project(root: Path, code_dir: Path, timeout: float = 60) -> TinyProjec
 @pytest.fixture
 def tiny_project(tmp_path, code_snapshot) -> TinyProject:
     return build_project(tmp_path / "project", code_snapshot)
+
+
+def resolved_runs(project: TinyProject, timeout: float | None = None) -> dict:
+    """The project's runs with parameters checked and resolved, keyed by run id."""
+    from analysis.pipeline.matrix import check_parameters, expand_runs, load_report
+
+    ctx = load_report(project.report, project_root=project.root, groups_file=project.groups_file)
+    runs = check_parameters(expand_runs(ctx), ctx.report_path)
+    if timeout:
+        for run in runs:
+            run.timeout = timeout
+    return {r.run_id: r for r in runs}
+
+
+@pytest.fixture
+def resolve():
+    """:func:`resolved_runs`, for test modules (tests/ is not a package)."""
+    return resolved_runs
