@@ -551,11 +551,18 @@ def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
         col=parts[0], category=parts[1], dimension=estimates["breakdown"].astype(str).str.split(tables.CELL_SEPARATOR).str[1])
     work["row"] = [f"{run.dimensions[d].label if d in run.dimensions else d}: {labels.get(c, c)}"
                    for d, c in zip(work["dimension"], work["category"])]
+    # rows in catalogue order of dimensions and categories, whatever the data's order
+    rank = {}
+    for d in INTERSECTION_DIMENSIONS:
+        for c in (run.dimensions[d].categories if d in run.dimensions else []):
+            rank[(d, c)] = len(rank)
+    work["_rank"] = [rank.get((d, c), len(rank)) for d, c in zip(work["dimension"], work["category"])]
+    work = work.sort_values("_rank", kind="stable")
     for (source, indicator), table in work.groupby(["source", "indicator"], sort=False):
         label = run.indicator_labels.get(indicator, indicator)
         title = f"{label}: {run.group_label.lower()} vs {run.reference_label.lower()} within each population, {run.country}"
         fig, alt = figures.plot_heatmap(
-            table, row_column="row", column_column="col", title=title,
+            table, row_column="row", column_column="col", title=title, row_order=list(dict.fromkeys(table["row"])),
             column_labels={"group": run.group_label, "reference": run.reference_label},
             column_order=["group", "reference"], source_note=f"Source: {run.source_title(source)}.",
             synthetic=run.synthetic)
@@ -609,6 +616,10 @@ def excess_disparity_table(run: ChapterRun, measures: pd.DataFrame) -> pd.DataFr
     return rows
 
 
+#: How many indicators (catalogue order) get a MAIHDA summary in each intersections run.
+MAIHDA_INDICATORS = 2
+
+
 def maihda_summary(run: ChapterRun) -> pd.DataFrame:
     """MAIHDA summary of every percent indicator over the group's dimension crossed with the others.
 
@@ -620,18 +631,20 @@ def maihda_summary(run: ChapterRun) -> pd.DataFrame:
     try:
         from analysis import models
     except ImportError:
-        return pd.DataFrame(columns=["Indicator", "Strata", "VPC (null)", "PCV (main effects)"])
+        return pd.DataFrame(columns=["Indicator", "Strata", "Respondents used", "VPC (null)", "PCV (main effects)"])
     rows = []
     for source in run.sources:
         frame = run.frames[source]
         dims = [d for d in (run.group.dimension, *INTERSECTION_DIMENSIONS)
                 if d in frame and frame[d].nunique() >= 2][:3]
         dims = list(dict.fromkeys(dims))
-        for indicator in [i for i in run.indicators_in(source) if i in run.percent_indicators]:
-            summary = models.maihda(frame, indicator, dims)
+        # the first MAIHDA_INDICATORS percent indicators of the catalogue: mixed models are slow
+        for indicator in [i for i in run.indicators_in(source) if i in run.percent_indicators][:MAIHDA_INDICATORS]:
+            fitted = models.maihda(frame, indicator, dims)
             rows.append({"Indicator": run.indicator_labels[indicator], "Strata": " × ".join(dims),
-                         "VPC (null)": f"{summary['vpc_null']:.3f}",
-                         "PCV (main effects)": f"{summary['pcv']:.3f}"})
+                         "Respondents used": f"{fitted.n_used:,}",
+                         "VPC (null)": f"{fitted.null.vpc:.3f}",
+                         "PCV (main effects)": f"{fitted.pcv:.3f}"})
     return pd.DataFrame(rows)
 
 

@@ -280,7 +280,7 @@ def plot_estimates(
     ax.invert_yaxis()
     ax.set_xlim(low, high)
     ax.set_xlabel(value_label)
-    ax.set_title(title, loc="left")
+    ax.set_title(_wrap(title, 70), loc="left")
     handles = [Patch(facecolor=colours.get(k, REFERENCE_COLOUR), label=series_labels.get(k, k)) for k in series]
     if any_suppressed:
         handles.append(Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
@@ -393,7 +393,7 @@ def plot_gaps(
     ax.set_ylim(len(items) - 0.5, -0.7)
     ax.set_xlim(-half, half)
     ax.set_xlabel(value_label)
-    ax.set_title(title, loc="left")
+    ax.set_title(_wrap(title, 70), loc="left")
     note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Dots: gap; whiskers: 95% CI."
     _add_notes(fig, note.strip(), synthetic)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
@@ -487,7 +487,7 @@ def plot_heatmap(
     ax.set_xlabel(column_title)
     ax.set_ylabel(row_title)
     ax.grid(False)
-    ax.set_title(title, loc="left")
+    ax.set_title(_wrap(title, 70), loc="left")
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label="Percent", fraction=0.04, pad=0.02)
     note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Tiles: estimate (95% CI)."
@@ -580,7 +580,7 @@ def plot_choropleth(
         ax.set_xlim(x0 - pad_x, x1 + pad_x)
         ax.set_ylim(y0 - pad_y, y1 + pad_y)
     ax.set_axis_off()
-    ax.set_title(title, loc="left")
+    ax.set_title(_wrap(title, 70), loc="left")
     _add_notes(fig, source_note, synthetic, credit=NATURAL_EARTH_CREDIT)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     labels = dict(zip(merged[area_key].astype(str), merged[area_label_column].astype(str)))
