@@ -156,29 +156,52 @@ def as_margin(columns, population, count_column: str | None = None, what: str = 
     return Margin(columns, cells, counts)
 
 
-def _sample_codes(frame: pd.DataFrame, margin: Margin, what: str) -> np.ndarray:
-    """Index of each sample row's population cell; clear errors for missing or unknown categories."""
+def _match_cells(frame: pd.DataFrame, margin: Margin, what: str):
+    """Population cell of each sample row: ``(codes, absent)``.
+
+    ``codes`` is -1 where the row's categories are not a population cell; ``absent`` marks rows
+    missing a category. Works on the factorised columns (fast on a million rows).
+    """
     missing = [c for c in margin.columns if c not in frame.columns]
     if missing:
         raise WeightingError(f"{what}: sample has no column(s) {missing}")
-    keys = frame[list(margin.columns)].astype("string")
-    absent = keys.isna().any(axis=1).to_numpy()
+    combined = np.zeros(len(frame), dtype=np.int64)
+    population = np.zeros(len(margin.counts), dtype=np.int64)
+    absent = np.zeros(len(frame), dtype=bool)
+    unknown = np.zeros(len(frame), dtype=bool)
+    for column in margin.columns:
+        codes, uniques = pd.factorize(frame[column], sort=False)
+        categories = pd.Index(pd.unique(margin.cells[column]))
+        position = categories.get_indexer(pd.Index([str(u) for u in uniques], dtype=object))
+        absent |= codes < 0
+        row_position = np.where(codes >= 0, position[np.maximum(codes, 0)], -1)
+        unknown |= (row_position < 0) & (codes >= 0)
+        size = len(categories)
+        combined = combined * size + np.maximum(row_position, 0)
+        population = population * size + categories.get_indexer(margin.cells[column])
+    lookup = np.full(int(population.max()) + 1 if len(population) else 1, -1, dtype=np.int64)
+    lookup[population] = np.arange(len(population))
+    inside = combined < len(lookup)
+    codes = np.full(len(frame), -1, dtype=np.int64)
+    codes[inside] = lookup[combined[inside]]
+    codes[absent | unknown] = -1
+    return codes, absent
+
+
+def _sample_codes(frame: pd.DataFrame, margin: Margin, what: str) -> np.ndarray:
+    """Index of each sample row's population cell; clear errors for missing or unknown categories."""
+    codes, absent = _match_cells(frame, margin, what)
     if absent.any():
         rows = np.flatnonzero(absent)
-        column = next(c for c in margin.columns if keys[c].isna().any())
+        column = next(c for c in margin.columns if frame[c].isna().to_numpy()[rows].any())
         raise WeightingError(
             f"{what}: column {column!r} is missing in {rows.size} sample row(s) (first rows "
             f"{list(frame.index[rows[:3]])}); every respondent needs a category to be weighted: "
             "impute it or exclude those rows with a counted reason first"
         )
-    keys = keys.astype(str)
-    if len(margin.columns) == 1:
-        codes = pd.Index(margin.cells.iloc[:, 0]).get_indexer(keys.iloc[:, 0])
-    else:
-        codes = pd.MultiIndex.from_frame(margin.cells).get_indexer(pd.MultiIndex.from_frame(keys))
     unknown = codes < 0
     if unknown.any():
-        first = keys[unknown].drop_duplicates()
+        first = frame.loc[unknown, list(margin.columns)].astype(str).drop_duplicates()
         labels = [join_cell(r) for r in first.itertuples(index=False)][:5]
         raise WeightingError(
             f"{what}: sample categories {labels} of {margin.name} ({int(unknown.sum())} rows) are "
@@ -498,9 +521,11 @@ def poststratify(frame: pd.DataFrame, design, strata_columns, population, *,
     return _with_weights(design, new, replicates, calibration)
 
 
-def _joint_codes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    keys = frame[columns].astype("string").fillna("\x00")
-    return keys.groupby(columns, sort=False).ngroup().to_numpy()
+def _joint_codes(codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+    """Cell of each row in the crossing of all margins (the table R's rake() watches)."""
+    if int(np.prod([float(k) for k in sizes])) < 50_000_000:
+        return np.ravel_multi_index(tuple(codes), tuple(sizes))
+    return np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)[1].ravel()
 
 
 def _rake_sweeps(weights, margins, codes, bounds, sweeps, joint=None, epsilon=None):
@@ -597,8 +622,7 @@ def rake(frame: pd.DataFrame, design, margins: dict, *, max_iter: int = 100, tol
     codes = [_sample_codes(frame, m, f"{what} margin {m.name}") for m in parsed]
     for m, code in zip(parsed, codes):
         _check_cells(code, weights, m, f"{what} margin {m.name}")
-    columns = list(dict.fromkeys(c for m in parsed for c in m.columns))
-    joint = _joint_codes(frame, columns)
+    joint = _joint_codes(codes, [len(m.counts) for m in parsed])
     population = float(totals[0])
     bounds = None
     if trim is not None:
@@ -707,18 +731,24 @@ def weighting_diagnostics(frame: pd.DataFrame, margins, before, after, *, thresh
     w_after = _weights_of(after, n, "weighting_diagnostics (after)")
     rows = []
     for margin in _as_margins(margins):
-        missing = [c for c in margin.columns if c not in frame.columns]
-        if missing:
-            raise WeightingError(f"weighting_diagnostics: sample has no column(s) {missing}")
-        keys = frame[list(margin.columns)].astype("string").fillna("(missing)").astype(str)
-        label = keys.iloc[:, 0] if len(margin.columns) == 1 else keys.agg(join_cell, axis=1)
-        sample = pd.DataFrame({"category": label.to_numpy(), "n": 1.0,
-                               "before": w_before, "after": w_after})
-        sample = sample.groupby("category", sort=False).sum()
-        population = pd.Series(margin.counts, index=margin.labels(), name="population")
-        order = list(population.index) + [c for c in sample.index if c not in population.index]
-        table = sample.reindex(order).join(population, how="left")
-        table[["n", "before", "after"]] = table[["n", "before", "after"]].fillna(0.0)
+        codes, _ = _match_cells(frame, margin, "weighting_diagnostics")
+        known = codes >= 0
+        k = len(margin.counts)
+        sample = pd.DataFrame({
+            "n": np.bincount(codes[known], minlength=k).astype(float),
+            "before": np.bincount(codes[known], weights=w_before[known], minlength=k),
+            "after": np.bincount(codes[known], weights=w_after[known], minlength=k),
+            "population": margin.counts,
+        }, index=margin.labels())
+        if not known.all():  # sample categories outside the margins (or missing) get own rows
+            keys = frame.loc[~known, list(margin.columns)].astype("string").fillna("(missing)")
+            label = keys.astype(str).agg(join_cell, axis=1).to_numpy()
+            extra = pd.DataFrame({"category": label, "n": 1.0, "before": w_before[~known],
+                                  "after": w_after[~known]}).groupby("category", sort=True).sum()
+            extra["population"] = np.nan
+            sample = pd.concat([sample, extra])
+        table = sample
+        population = pd.Series(margin.counts)
         rows.append(pd.DataFrame({
             "margin": margin.name,
             "category": table.index,
@@ -856,14 +886,15 @@ def weight_to_official_margins(frame: pd.DataFrame, margins_frame: pd.DataFrame,
         official = official[keep]
     joint = official.groupby(by, sort=True, dropna=False)[count_column].sum().reset_index()
     if method == "auto":
-        sample_cells = set(map(tuple, frame[by].astype("string").astype(str).to_numpy()))
-        populated = joint[joint[count_column] > 0]
-        empty = [tuple(r) for r in populated[by].astype(str).to_numpy() if tuple(r) not in sample_cells]
-        method = "poststratify" if not empty else "rake"
+        cells = as_margin(by, joint, count_column, what)
+        codes, _ = _match_cells(frame, cells, what)
+        respondents = np.bincount(codes[codes >= 0], minlength=len(cells.counts))
+        empty = int(np.sum((cells.counts > 0) & (respondents == 0)))
+        method = "rake" if empty or (codes < 0).any() else "poststratify"
         if empty:
             notes.append(
-                f"{len(empty)} of {len(populated)} population cells of {join_cell(by)} have no "
-                "respondents: raked to the one-way margins instead of post-stratifying"
+                f"{empty} of {int(np.sum(cells.counts > 0))} population cells of {join_cell(by)} "
+                "have no respondents: raked to the one-way margins instead of post-stratifying"
             )
     if method == "poststratify" and trim is None:
         calibrated = poststratify(frame, design, by, joint, count_column=count_column)
