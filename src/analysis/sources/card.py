@@ -205,6 +205,9 @@ class SourceCard(_Strict):
     consent: str | None = None
     citation: str | None = None
     url: str | None = None
+    # Real data that users download themselves: when set and the raw files are absent, an
+    # ingest of every card reports the source as "skipped" with this text instead of failing.
+    download: str | None = None
     personal_columns: list[str] = Field(default_factory=list)
     id_column: str | None = None
     free_text_columns: list[str] = Field(default_factory=list)

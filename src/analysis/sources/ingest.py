@@ -9,7 +9,9 @@ schema metadata, restored by :func:`analysis.sources.load_processed`) and
 
 A source whose inputs are unchanged — same sha256 of its raw files, its card, the catalogue and
 the code of :mod:`analysis.sources` and :mod:`analysis.schema` — is skipped unless ``--force``.
-One line per source is printed: ``ingested``, ``unchanged`` or ``failed (reason)``. A failing
+One line per source is printed: ``ingested``, ``unchanged``, ``failed (reason)`` or, for a
+real-data source that users download themselves (card key ``download``) whose files are absent
+when every card is ingested, ``skipped (how to get it)``. A failing
 source never stops the others; the exit code is 1 when any source failed, else 0. No traceback
 reaches the user.
 """
@@ -121,12 +123,18 @@ def _previous_fingerprint(processed_dir: Path, source: str) -> str | None:
         return None
 
 
+class NotDownloaded(Exception):
+    """The raw files of a download-it-yourself source (card key ``download``) are absent."""
+
+
 def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: bool = False,
                   indicators: dict | None = None, age_bands=None) -> tuple[str, dict | None]:
     """Ingest one source. Returns ``("ingested"|"unchanged", log)``; raises a user error otherwise."""
     card = load_card(card_path)
     for spec in card.files:
         if not (raw_root / spec.path).exists():
+            if card.download:
+                raise NotDownloaded(f"{raw_root / spec.path} not found; {card.download}")
             raise ReadError(f"{raw_root / spec.path}: file not found (check 'files' in {card_path} and --raw-root)")
     fingerprint = input_fingerprint(card_path, card, raw_root)
     if not force and _previous_fingerprint(processed_dir, card.id) == fingerprint["sha256"]:
@@ -193,6 +201,14 @@ def main(args: argparse.Namespace) -> int:
             continue
         try:
             status, log = ingest_source(cards[source], raw_root, processed_dir, args.force, indicators, age_bands)
+        except NotDownloaded as exc:
+            # named on the command line: the user expects it, so it is a failure; else a note
+            if args.sources:
+                print(f"{source}: failed ({exc})")
+                failed += 1
+            else:
+                print(f"{source}: skipped ({exc})")
+            continue
         except USER_ERRORS as exc:
             print(f"{source}: failed ({exc})")
             failed += 1
