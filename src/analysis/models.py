@@ -202,7 +202,8 @@ class SurveyGLM:
         keys = self.frame[by].astype("string")
         out = {}
         used = pd.Series(self.used, index=self.frame.index)
-        for values, index in keys[used.to_numpy()].groupby(by, sort=True).groups.items():
+        grouper = by[0] if len(by) == 1 else by
+        for values, index in keys[used.to_numpy()].groupby(grouper, sort=True).groups.items():
             values = values if isinstance(values, tuple) else (values,)
             mask = self.frame.index.isin(index)
             out[join_cell(values)] = mask
@@ -477,8 +478,10 @@ class MixedFit:
         return self.stratum_var / (self.stratum_var + self.residual_var)
 
     def stratum_var_interval(self, level: float = 0.95) -> tuple[float, float]:
-        """Wald interval for the stratum variance built on the log scale (so it stays positive),
-        with the SE from the observed information of the (RE)ML fit."""
+        """Wald interval for the stratum variance built on the log scale (so it stays positive):
+        ``exp(log s2_u ± z SE(log s2_u))`` with the SE from the observed information of the
+        (RE)ML likelihood in ``(log s2_u, log s2_e)``; ``stratum_var_se`` is the delta-method SE
+        ``s2_u SE(log s2_u)``."""
         if not (self.stratum_var > 0 and np.isfinite(self.stratum_var_se)):
             return (np.nan, np.nan)
         z = stats.norm.ppf(0.5 + level / 2)
@@ -575,52 +578,164 @@ class Maihda:
         return out
 
 
-def _fit_mixed(formula: str, data: pd.DataFrame, optimisers, reml: bool) -> MixedFit:
-    """Fit with each optimiser and keep the best (RE)ML log-likelihood among those converged.
+@dataclass(frozen=True)
+class _StratumSums:
+    """Per-stratum sufficient statistics of a random-intercept model (rows of X and y)."""
 
-    A single optimiser may stop at a poor point and still report convergence (statsmodels'
-    L-BFGS sometimes returns a zero stratum variance far from the optimum), so every optimiser
-    is tried and the fits compared; a warning says when none converged.
+    xx: np.ndarray  # (J, p, p) X_j'X_j
+    x1: np.ndarray  # (J, p)    X_j'1
+    xy: np.ndarray  # (J, p)    X_j'y
+    sum_y: np.ndarray  # (J,)
+    sum_yy: np.ndarray  # (J,)
+    n: np.ndarray  # (J,)
+
+    @classmethod
+    def build(cls, X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_strata: int) -> "_StratumSums":
+        p = X.shape[1]
+        xx, x1, xy = np.zeros((n_strata, p, p)), np.zeros((n_strata, p)), np.zeros((n_strata, p))
+        np.add.at(xx, codes, X[:, :, None] * X[:, None, :])
+        np.add.at(x1, codes, X)
+        np.add.at(xy, codes, X * y[:, None])
+        return cls(xx, x1, xy, np.bincount(codes, y, n_strata), np.bincount(codes, y * y, n_strata),
+                   np.bincount(codes, minlength=n_strata).astype(float))  # fmt: skip
+
+
+def _random_intercept_loglik(log_variances, sums: _StratumSums, reml: bool = True) -> float:
+    """(Restricted) log-likelihood of ``y = X b + u_j + e`` at ``(log s2_u, log s2_e)``, up to a
+    constant, with ``b`` profiled out by GLS.
+
+    Closed form per stratum: ``V_j^-1 = (I - g_j 11') / s2_e`` with
+    ``g_j = s2_u / (s2_e + n_j s2_u)`` and ``log|V_j| = (n_j - 1) log s2_e + log(s2_e + n_j s2_u)``.
+    Used to check that an optimiser reached a maximum and for the observed information of the
+    variance components; the fit itself is statsmodels'.
+    """
+    s2u, s2e = np.exp(log_variances[0]), np.exp(log_variances[1])
+    g = s2u / (s2e + sums.n * s2u)
+    xvx = (sums.xx - g[:, None, None] * sums.x1[:, :, None] * sums.x1[:, None, :]).sum(0) / s2e
+    xvy = (sums.xy - g[:, None] * sums.x1 * sums.sum_y[:, None]).sum(0) / s2e
+    yvy = (sums.sum_yy - g * sums.sum_y**2).sum() / s2e
+    beta = np.linalg.solve(xvx, xvy)
+    quad = yvy - xvy @ beta
+    logdet = np.sum((sums.n - 1) * np.log(s2e) + np.log(s2e + sums.n * s2u))
+    value = -0.5 * (logdet + quad)
+    if reml:
+        value -= 0.5 * np.linalg.slogdet(xvx)[1]
+    return float(value)
+
+
+def _log_variance_information(s2u: float, s2e: float, sums: _StratumSums, reml: bool) -> np.ndarray:
+    """Observed information of ``(log s2_u, log s2_e)``: minus the numerical Hessian."""
+    point = np.log([s2u, s2e])
+    h = 1e-4
+    hess = np.zeros((2, 2))
+    for a in range(2):
+        for b in range(2):
+            ea, eb = np.eye(2)[a] * h, np.eye(2)[b] * h
+            hess[a, b] = (
+                _random_intercept_loglik(point + ea + eb, sums, reml)
+                - _random_intercept_loglik(point + ea - eb, sums, reml)
+                - _random_intercept_loglik(point - ea + eb, sums, reml)
+                + _random_intercept_loglik(point - ea - eb, sums, reml)
+            ) / (4 * h * h)
+    return -hess
+
+
+def _at_maximum(s2u: float, s2e: float, sums: _StratumSums, reml: bool) -> bool:
+    """True when the variances are at a maximum of the closed-form (RE)ML likelihood.
+
+    Interior point: the Newton decrement ``sqrt(g' H^-1 g)`` in ``(log s2_u, log s2_e)`` must be
+    below 0.001, i.e. the optimum is within a thousandth of a standard error. Zero stratum
+    variance (the boundary): a small positive variance must not raise the likelihood. Guards
+    against an optimiser that reports convergence away from the optimum.
+    """
+    floor = 1e-8 * s2e
+    if s2u <= floor:
+        base = _random_intercept_loglik(np.log([floor, s2e]), sums, reml)
+        return _random_intercept_loglik(np.log([1e-3 * s2e, s2e]), sums, reml) <= base + 1e-8
+    point, h = np.log([s2u, s2e]), 1e-5
+    grad = np.array([(_random_intercept_loglik(point + e * h, sums, reml)
+                      - _random_intercept_loglik(point - e * h, sums, reml)) / (2 * h)
+                     for e in np.eye(2)])  # fmt: skip
+    information = _log_variance_information(s2u, s2e, sums, reml)
+    if np.any(np.linalg.eigvalsh(information) <= 0):
+        return False
+    return float(np.sqrt(grad @ np.linalg.solve(information, grad))) < 1e-3
+
+
+def _moment_start(model, codes: np.ndarray):
+    """Starting values from least squares and a one-way ANOVA of its residuals by stratum.
+
+    ``s2_e`` = pooled within-stratum residual variance; ``s2_u`` = variance of the stratum mean
+    residuals minus ``s2_e / mean n_j`` (at least 5% of ``s2_e``). statsmodels' default start
+    sometimes leads its gradient optimisers to a poor point; from these they converge.
+    """
+    from statsmodels.regression.mixed_linear_model import MixedLMParams
+
+    X, y = np.asarray(model.exog, float), np.asarray(model.endog, float)
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    resid = pd.Series(y - X @ beta)
+    by = resid.groupby(codes)
+    dof = len(resid) - by.ngroups
+    within = float(((resid - by.transform("mean")) ** 2).sum() / dof) if dof > 0 else float(resid.var())
+    within = max(within, 1e-12)
+    between = max(float(by.mean().var()) - within / float(by.size().mean()), 0.05 * within)
+    return MixedLMParams.from_components(fe_params=beta, cov_re=np.array([[between / within]]))
+
+
+def _fit_mixed(formula: str, data: pd.DataFrame, optimisers, reml: bool) -> MixedFit:
+    """Fit with the optimisers in turn until one reaches the (RE)ML optimum.
+
+    statsmodels' optimisers sometimes report convergence at a poor point (L-BFGS may return a
+    zero stratum variance far from the optimum, with an infinite log-likelihood), so a fit is
+    accepted only when it converged and no small move of the two variances raises the
+    closed-form likelihood (:func:`_at_maximum`). When no optimiser passes, the best fit found
+    is kept and a :class:`MaihdaConvergenceWarning` says so.
     """
     import statsmodels.formula.api as smf
 
-    attempts, best = {}, None
-    for method in optimisers:
+    strata = sorted(data["_stratum"].unique())
+    codes = pd.Categorical(data["_stratum"], categories=strata).codes
+    model = smf.mixedlm(formula, data, groups=data["_stratum"])
+    sums = _StratumSums.build(np.asarray(model.exog, float), np.asarray(model.endog, float),
+                              codes, len(strata))  # fmt: skip
+    start = _moment_start(model, codes)
+    attempts, candidates = {}, []
+    # each optimiser from moment-based starting values first, then from statsmodels' defaults
+    for method, start_params in [(m, start) for m in optimisers] + [(m, None) for m in optimisers]:
+        label = f"{method} ({'moment start' if start_params is not None else 'default start'})"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                model = smf.mixedlm(formula, data, groups=data["_stratum"])
-                result = model.fit(reml=reml, method=method)
+                result = model.fit(reml=reml, method=method, start_params=start_params)
             except (np.linalg.LinAlgError, ValueError) as exc:
-                attempts[method] = f"failed: {exc}"
+                attempts[label] = f"failed: {exc}"
                 continue
-        llf = float(result.llf)
-        attempts[method] = f"llf {llf:.6f}, converged {bool(result.converged)}"
-        if not np.isfinite(llf):
-            continue
-        key = (bool(result.converged), llf)
-        # two converged optimisers agreeing on the optimum is enough: skip the slower ones
-        agree = best is not None and best[0][0] and key[0] and abs(best[0][1] - llf) < 1e-4
-        if best is None or key > best[0]:
-            best = (key, method, result)
-        if agree:
+        s2u, s2e = float(np.asarray(result.cov_re)[0, 0]), float(result.scale)
+        usable = np.isfinite(s2u) and np.isfinite(s2e) and s2e > 0 and s2u >= 0
+        ok = bool(result.converged) and usable and _at_maximum(s2u, s2e, sums, reml)
+        loglik = _random_intercept_loglik(np.log([max(s2u, 1e-8 * s2e), s2e]), sums, reml) if usable \
+            else -np.inf
+        attempts[label] = f"converged {bool(result.converged)}, at optimum {ok}, loglik {loglik:.6f}"
+        candidates.append((ok, loglik, label, result, s2u, s2e))
+        if ok:
             break
-    if best is None:
+    if not candidates:
         raise ModelError(f"MAIHDA model {formula!r}: every optimiser failed ({attempts})")
-    (converged, _), method, result = best
-    if not converged:
+    ok, _, method, result, s2u, s2e = max(candidates, key=lambda c: (c[0], c[1]))
+    if not ok:
         warnings.warn(
-            f"MAIHDA model {formula!r}: no optimiser converged ({attempts}); "
+            f"MAIHDA model {formula!r}: no optimiser reached a verified optimum ({attempts}); "
             f"using {method}, whose estimates may be unreliable",
             MaihdaConvergenceWarning, stacklevel=3,
         )  # fmt: skip
-    scale = float(result.scale)
-    stratum_var = float(np.asarray(result.cov_re)[0, 0])
-    try:
-        se = float(np.asarray(result.bse_re)[0]) * scale
-    except Exception:  # noqa: BLE001 - SE unavailable at the boundary
-        se = np.nan
-    return MixedFit(result, stratum_var, scale, se, method, converged, attempts)
+    se = np.nan
+    if s2u > 0:
+        try:
+            cov_log = np.linalg.inv(_log_variance_information(s2u, s2e, sums, reml))
+            se = s2u * float(np.sqrt(cov_log[0, 0])) if cov_log[0, 0] > 0 else np.nan
+        except np.linalg.LinAlgError:
+            se = np.nan
+    return MixedFit(result, s2u, s2e, se, method, ok, attempts)
 
 
 def _prediction_table(fit: MixedFit, data: pd.DataFrame, X: np.ndarray, strata: list[str]):
