@@ -1,0 +1,130 @@
+"""Tests of the chapter library on the real Household Pulse file (from ../shared) and on small tables."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+
+from analysis import chapters, tables
+from analysis.disclosure import DisclosureError
+
+pytestmark = pytest.mark.shared
+
+
+@pytest.fixture(scope="module")
+def processed(shared_dir, tmp_path_factory):
+    from analysis.sources import ingest
+
+    folder = tmp_path_factory.mktemp("processed")
+    parser = argparse.ArgumentParser()
+    ingest.add_arguments(parser)
+    code = ingest.main(parser.parse_args(["household_pulse", "--raw-root", str(shared_dir / "data"),
+                                          "--processed", str(folder)]))
+    assert code == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(processed, tmp_path_factory):
+    return chapters.start_run("group_profile", group="persons_with_disabilities", country="USA",
+                              sources=["household_pulse"], processed_dir=processed,
+                              output_dir=tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def estimates(run):
+    return chapters.group_estimates(run)
+
+
+def test_group_estimates_are_weighted_domain_means(run, estimates):
+    frame = run.frames["household_pulse"]
+    tables.validate(estimates)
+    assert set(estimates["cell"]) == {"group", "reference"}
+    assert set(estimates["indicator"]) == set(run.indicators_in("household_pulse"))
+    row = estimates[(estimates["indicator"] == "food_insecurity") & (estimates["cell"] == "group")].iloc[0]
+    members = (frame["disability"] == "yes").fillna(False) & frame["food_insecurity"].notna()
+    expected = np.average(frame.loc[members, "food_insecurity"], weights=frame.loc[members, "weight"])
+    assert row["estimate"] == pytest.approx(expected, rel=1e-10)
+    assert row["ci_low"] < row["estimate"] < row["ci_high"]
+    assert row["n_unweighted"] == int(members.sum())
+
+
+def test_gap_is_group_minus_reference(run, estimates):
+    gaps = chapters.group_gaps(run, estimates)
+    diff = gaps[(gaps["indicator"] == "food_insecurity") & (gaps["method"] == "difference")].iloc[0]
+    pick = estimates.set_index(["indicator", "cell"])["estimate"]
+    assert diff["estimate"] == pytest.approx(pick[("food_insecurity", "group")] - pick[("food_insecurity", "reference")])
+    sentence = chapters.profile_summary(run, gaps)
+    assert sentence.startswith("The largest gap is in") and "persons with disabilities" in sentence
+
+
+def test_gaps_of_suppressed_inputs_are_suppressed(run, estimates):
+    blanked = estimates.copy()
+    hit = (blanked["indicator"] == "food_insecurity") & (blanked["cell"] == "group")
+    blanked.loc[hit, ["estimate", "se", "ci_low", "ci_high", "n_unweighted", "n_weighted"]] = np.nan
+    blanked.loc[hit, "flag"] = "suppressed"
+    gaps = chapters.group_gaps(run, blanked)
+    food = gaps[gaps["indicator"] == "food_insecurity"]
+    assert (food["flag"] == "suppressed").all() and food["estimate"].isna().all()
+    assert (gaps[gaps["indicator"] != "food_insecurity"]["flag"] != "suppressed").any()
+
+
+def test_composition_shares_sum_to_one_per_dimension(processed, tmp_path):
+    run = chapters.start_run("data_profile", country="USA", source="household_pulse",
+                             processed_dir=processed, output_dir=tmp_path)
+    table = chapters.composition_all(run)
+    shown = table[table["flag"] != "suppressed"]
+    for dimension, part in shown.groupby("breakdown"):
+        if (table[table["breakdown"] == dimension]["flag"] == "suppressed").any():
+            continue
+        assert part["estimate"].sum() == pytest.approx(1.0, abs=1e-9), dimension
+    accounting = chapters.row_accounting(run)
+    assert accounting.iloc[0]["Step"] == "rows read" and accounting.iloc[0]["Rows"] == "42,040"
+
+
+def test_percent_view_scales_only_percent_indicators():
+    table = tables.conform(pd.DataFrame({"indicator": ["a", "b"], "cell": ["all", "all"], "estimate": [0.25, 3.0],
+                                         "ci_low": [0.2, 2.0], "ci_high": [0.3, 4.0], "n_unweighted": [100, 100]}))
+    shown = chapters.percent_view(table, ["a"])
+    assert shown["estimate"].tolist() == [25.0, 3.0] and shown["ci_high"].tolist() == [30.0, 4.0]
+
+
+def test_save_table_refuses_an_unsuppressed_small_cell(run):
+    small = tables.conform(pd.DataFrame({"indicator": ["food_insecurity"], "breakdown": ["comparison"], "cell": ["group"],
+                                         "estimate": [0.4], "n_unweighted": [7], "source": ["household_pulse"]}))
+    with pytest.raises(DisclosureError):
+        chapters.save_table(run, small, "leak")
+
+
+def test_read_cdc_deaths_national_sex_by_age(shared_dir):
+    deaths = chapters.read_cdc_deaths(shared_dir / "data" / "cdc-nchs-covid-deaths"
+                                      / "Provisional_COVID-19_Death_Counts_by_Sex__Age__and_State.csv")
+    assert {"female", "male"} <= set(deaths["sex"])
+    total = deaths[(deaths["sex"] == "all sexes") & (deaths["age_group"] == "All Ages")]["covid_deaths"]
+    assert total.iloc[0] == 249570  # the file's national total (data as of 2 Dec 2020)
+    shown = chapters.cdc_deaths_table(deaths)
+    assert set(shown["Sex"]) == {"Women", "Men"} and "85 years and over" in set(shown["Age group"])
+
+
+def test_synthesis_workbook_has_one_sheet_per_indicator_with_flags(tmp_path, estimates):
+    path = tmp_path / "tables" / "all_estimates.csv"
+    blanked = estimates.copy()
+    hit = blanked.index[:1]
+    blanked.loc[hit, ["estimate", "se", "ci_low", "ci_high", "n_unweighted", "n_weighted"]] = np.nan
+    blanked.loc[hit, "flag"] = "suppressed"
+    tables.write_csv(tables.conform(blanked), path)
+    run, all_runs = chapters.start_synthesis("synthesis", path, output_dir=tmp_path / "synthesis")
+    table = chapters.synthesis_table(run, all_runs)
+    workbook = openpyxl.load_workbook(chapters.write_synthesis_workbook(run, table))
+    assert workbook.sheetnames[0] == "About"
+    assert set(workbook.sheetnames[1:]) == set(estimates["indicator"])
+    sheet = workbook[str(blanked.loc[hit[0], "indicator"])]
+    header = [c.value for c in sheet[1]]
+    flags = [row[header.index("flag")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert "suppressed" in flags
+    saved = chapters.synthesis_figures(run, table)
+    assert len(saved) == len([i for i in set(table["indicator"]) if i in run.percent_indicators])
