@@ -26,6 +26,7 @@ numbers blanked); a measure built on a ``caution`` cell is flagged ``caution``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -851,28 +852,57 @@ def _par_value(s: Subgroups) -> float:
     return float(value)
 
 
-def par_measure(s: Subgroups, z: float) -> Measure:
+def _par_gradients(s: Subgroups) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of ``PAR = y_ref - sum_j p_j y_j`` and ``PAF = 100 (y_ref / mu - 1)`` in the
+    subgroup estimates (population shares fixed)."""
+    ref = s.reference_index
+    p, mu = s.share, s.mean
+    unit = np.zeros(len(p))
+    unit[ref] = 1.0
+    return unit - p, 100 * (unit / mu - s.estimate[ref] * p / mu**2)
+
+
+def par_measure(s: Subgroups, z: float, se_method: str = "walter") -> Measure:
     """Population attributable risk ``PAR = y_ref - mu`` (0 when the reference is not better than
-    the average), with HEAT's SE ``mu x SE_Walter(PAF as a fraction)``."""
+    the average).
+
+    ``se_method="walter"`` (HEAT, for subgroup tables with population counts): ``mu x`` Walter's
+    (1978) SE of the PAF as a fraction, which treats the populations as sample counts.
+    ``se_method="delta"`` (for design-based subgroup estimates, where the populations are
+    weighted totals and not sample sizes): delta method with independent subgroups,
+    ``Var = sum_j (1[j = ref] - p_j)² se_j²``.
+    """
     _require_complex(s, "PAR")
     value = _par_value(s)
-    se = s.mean * _walter_paf_se(s)
-    return _normal("PAR", value, se, z, "Walter (1978) via PAF, HEAT technical notes",
-                   f"reference subgroup {s.names[s.reference_index]}")  # fmt: skip
+    note = f"reference subgroup {s.names[s.reference_index]}"
+    if se_method == "walter":
+        return _normal("PAR", value, s.mean * _walter_paf_se(s), z,
+                       "Walter (1978) via PAF, HEAT technical notes", note)  # fmt: skip
+    if se_method == "delta":
+        grad, _ = _par_gradients(s)
+        return _normal("PAR", value, np.sqrt(np.sum(grad**2 * s.se**2)), z,
+                       "delta method, independent subgroups", note)  # fmt: skip
+    raise InequalityInputError(f"par_se={se_method!r}: use 'walter' or 'delta'")
 
 
-def paf_measure(s: Subgroups, z: float) -> Measure:
+def paf_measure(s: Subgroups, z: float, se_method: str = "walter") -> Measure:
     """Population attributable fraction ``PAF = 100 PAR / mu`` (percent).
 
     SE: Walter's (1978) formula gives the SE of the fraction; HEAT's R code reports it unscaled
     next to a percent estimate. Following the technical notes the SE is put on the estimate's
-    scale (x100), so ``estimate ± z se`` is a valid interval.
+    scale (x100), so ``estimate ± z se`` is a valid interval. ``se_method="delta"`` as for
+    :func:`par_measure`.
     """
     _require_complex(s, "PAF")
     value = 100 * _par_value(s) / s.mean
-    se = 100 * _walter_paf_se(s)
-    return _normal("PAF", value, se, z, "Walter (1978), on the percent scale",
-                   f"reference subgroup {s.names[s.reference_index]}")  # fmt: skip
+    note = f"reference subgroup {s.names[s.reference_index]}"
+    if se_method == "walter":
+        return _normal("PAF", value, 100 * _walter_paf_se(s), z, "Walter (1978), on the percent scale", note)
+    if se_method == "delta":
+        _, grad = _par_gradients(s)
+        return _normal("PAF", value, np.sqrt(np.sum(grad**2 * s.se**2)), z,
+                       "delta method, independent subgroups", note)  # fmt: skip
+    raise InequalityInputError(f"par_se={se_method!r}: use 'walter' or 'delta'")
 
 
 # --- non-ordered dimensions -------------------------------------------------------------------
@@ -1003,14 +1033,18 @@ def compute_measure(
     level: float = 0.95,
     aci_se: str = "analytic",
     rank_model: str = "logistic",
+    par_se: str = "walter",
     draws: int = 2000,
     seed: int = 20240601,
 ) -> Measure:
     """Compute one HEAT measure by its code (``"ACI"``, ``"BGV"``, ``"MDBW"``, ...)."""
     z = _z(level)
     simple = {"D": difference_measure, "R": ratio_measure, "BGV": bgv_measure,
-              "BGSD": bgsd_measure, "COV": cov_measure, "TI": theil_measure, "MLD": mld_measure,
-              "PAR": par_measure, "PAF": paf_measure}  # fmt: skip
+              "BGSD": bgsd_measure, "COV": cov_measure, "TI": theil_measure, "MLD": mld_measure}
+    if name == "PAR":
+        return par_measure(s, z, par_se)
+    if name == "PAF":
+        return paf_measure(s, z, par_se)
     if name in ("ACI", "RCI", "SII", "RII") and not s.ordered:
         raise InequalityInputError(f"{name} needs an ordered dimension (ordered=True with an 'order' column)")
     if name in simple:
@@ -1040,6 +1074,7 @@ def inequality_measures(
     setting_average: float | None = None,
     aci_se: str = "analytic",
     rank_model: str = "logistic",
+    par_se: str = "walter",
     level: float = 0.95,
     columns: dict | None = None,
     indicator: str | None = None,
@@ -1079,6 +1114,9 @@ def inequality_measures(
         ``"analytic"`` (technical notes; default) or ``"regression"`` (HEAT's R code) for ACI/RCI.
     rank_model
         ``"logistic"`` (default, for bounded indicators) or ``"linear"`` for SII/RII.
+    par_se
+        ``"walter"`` (HEAT; populations are counts) or ``"delta"`` (design-based subgroup
+        estimates) for PAR/PAF; see :func:`par_measure`.
     disclosure
         Apply primary suppression to subgroups that carry ``n_unweighted`` first (on by
         default; see :func:`protect_inputs`), then suppress every measure built on a suppressed
@@ -1129,7 +1167,7 @@ def inequality_measures(
             m = Measure(name, np.nan, note="built on a suppressed subgroup")
         else:
             m = compute_measure(s, name, level=level, aci_se=aci_se, rank_model=rank_model,
-                                draws=draws, seed=seed)  # fmt: skip
+                                par_se=par_se, draws=draws, seed=seed)  # fmt: skip
         rows.append({
             "source": source, "country": country, "group": group, "indicator": indicator,
             "breakdown": breakdown, "cell": "all", "estimate": m.estimate, "se": m.se,
@@ -1186,8 +1224,11 @@ def inequality_measures_from_microdata(
     the dimension is ordered come from ``params/groups.yml`` (``dimensions:``) unless given
     (``categories`` in order from most disadvantaged to most advantaged). Binary indicators are
     estimated as proportions, so ``scale`` defaults to 1. Flags of the subgroup estimates travel
-    into the measures (a suppressed subgroup suppresses them).
+    into the measures (a suppressed subgroup suppresses them). PAR/PAF SEs use the delta method
+    (``par_se="delta"``): the populations here are weighted totals, not sample counts, so
+    Walter's count-based SE does not apply.
     """
+    options.setdefault("par_se", "delta")
     from analysis import survey
 
     if categories is None or ordered is None:
@@ -1266,7 +1307,7 @@ def intersectional_measures(
     """
     mu = np.asarray(cell_estimates, dtype=float)
     cov = np.asarray(covariance, dtype=float)
-    k = int(round(np.log2(len(mu))))
+    k = round(np.log2(len(mu)))
     if 2**k != len(mu) or k < 2:
         raise InequalityInputError(
             f"expected 2^k cell estimates for k >= 2 binary dimensions; got {len(mu)}"
@@ -1484,9 +1525,22 @@ def intersectional_disparities(
 
 
 __all__ = [
-    "InequalityInputError", "Gap", "gap", "gap_wording", "gaps_from_estimates", "group_gaps",
-    "Measure", "Subgroups", "prepare_subgroups", "compute_measure", "inequality_measures",
-    "inequality_measures_from_microdata", "intersectional_measures", "intersectional_table",
-    "intersectional_disparities", "derived_flag", "MEASURE_LABELS",
+    "MEASURE_LABELS",
+    "Gap",
+    "InequalityInputError",
+    "Measure",
+    "Subgroups",
+    "compute_measure",
+    "derived_flag",
+    "gap",
+    "gap_wording",
+    "gaps_from_estimates",
+    "group_gaps",
+    "inequality_measures",
+    "inequality_measures_from_microdata",
+    "intersectional_disparities",
+    "intersectional_measures",
+    "intersectional_table",
+    "prepare_subgroups",
 ]  # fmt: skip
 
