@@ -590,7 +590,7 @@ class _StratumSums:
     n: np.ndarray  # (J,)
 
     @classmethod
-    def build(cls, X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_strata: int) -> "_StratumSums":
+    def build(cls, X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_strata: int) -> _StratumSums:
         p = X.shape[1]
         xx, x1, xy = np.zeros((n_strata, p, p)), np.zeros((n_strata, p)), np.zeros((n_strata, p))
         np.add.at(xx, codes, X[:, :, None] * X[:, None, :])
@@ -866,6 +866,12 @@ def _rename_term(term: str, names: dict) -> str:
 
 
 __all__ = [
-    "ModelError", "MaihdaConvergenceWarning", "SurveyGLM", "survey_glm", "MixedFit", "Maihda",
-    "maihda", "OPTIMISERS",
+    "OPTIMISERS",
+    "Maihda",
+    "MaihdaConvergenceWarning",
+    "MixedFit",
+    "ModelError",
+    "SurveyGLM",
+    "maihda",
+    "survey_glm",
 ]  # fmt: skip
