@@ -105,6 +105,7 @@ def test_failures_are_reported_with_the_failing_cell_and_leave_nothing_complete(
     assert not failed.exists()
 
 
+@pytest.mark.slow
 def test_papermill_engine_gives_the_same_table(tiny_project, resolve):
     from analysis.pipeline.execute import ExecOptions  # noqa: F401 - same options, other engine
 

@@ -1,0 +1,151 @@
+"""The pipeline end to end on the tiny project: schedulers agree, re-runs are incremental,
+failures are isolated and recorded, the index and manifest say what happened."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.__main__ import main as cli_main
+from analysis.pipeline import run_pipeline
+
+from conftest import build_project, make_source
+
+ALL_RUNS = {"tiny/women/KEN", "tiny/women/UGA", "tiny/persons_with_disabilities/KEN",
+            "tiny/persons_with_disabilities/UGA", "tiny/persons_with_disabilities/SEN", "tiny_synthesis"}
+
+
+def ran(project) -> set[str]:
+    manifest = json.loads((project.outputs / "manifest.json").read_text())
+    return {k for k, v in manifest["runs"].items() if v.get("action") == "ran"}
+
+
+def published(project) -> dict[str, bytes]:
+    """Every table and figure under outputs/, by path relative to it."""
+    out = {}
+    for path in sorted(project.outputs.rglob("*")):
+        if path.is_file() and (path.parent.name in {"tables", "figures"}) and "_failed" not in path.parts:
+            out[str(path.relative_to(project.outputs))] = path.read_bytes()
+    return out
+
+
+def test_serial_and_process_pool_give_identical_outputs_and_a_second_run_skips_everything(tiny_project, tmp_path, code_snapshot):
+    serial = run_pipeline(tiny_project.report, workers=1, **tiny_project.kwargs())
+    assert serial.exit_code == 0 and ran(tiny_project) == ALL_RUNS
+
+    pooled_project = build_project(tmp_path / "pooled", code_snapshot)
+    pooled = run_pipeline(pooled_project.report, workers=2, **pooled_project.kwargs())
+    assert pooled.exit_code == 0 and ran(pooled_project) == ALL_RUNS
+
+    first = published(tiny_project)
+    assert "tables/all_estimates.csv" in first and len(first) == 1 + 5 * 3 + 1
+    assert first == published(pooled_project)
+
+    again = run_pipeline(tiny_project.report, workers=2, **tiny_project.kwargs())
+    assert (again.ran, again.skipped, again.failed) == (0, 6, [])
+    assert ran(tiny_project) == set()
+    assert published(tiny_project) == first  # byte for byte, all_estimates.csv rebuilt included
+
+    manifest = json.loads((tiny_project.outputs / "manifest.json").read_text())
+    entry = manifest["runs"]["tiny/women/KEN"]
+    assert entry["status"] == "ok" and entry["action"] == "skipped"
+    assert set(entry["inputs"]) == {"processed/src_a.parquet"}
+    assert entry["parameters"]["output_dir"] == "outputs/tiny/women/KEN"
+    assert entry["outputs"]["html"] == ["tiny/women/KEN/tiny.html"]
+    assert {"commit", "dirty"} <= set(entry["code_version"]) and manifest["packages"]["pandas"]
+    assert manifest["runs"]["tiny/women/SEN"]["status"] == "not_applicable"
+    assert manifest["summary"]["skipped"] == 6 and manifest["summary"]["not_applicable"] == 1
+
+
+def test_touching_one_input_reruns_exactly_the_runs_that_read_it(tiny_project):
+    run_pipeline(tiny_project.report, **tiny_project.kwargs())
+    make_source(tiny_project.processed / "src_b.parquet", ["SEN"], False, seed=99)
+
+    lines = []
+    run_pipeline(tiny_project.report, dry_run=True, **tiny_project.kwargs(echo=lines.append))
+    assert any(line.startswith("would run") and "tiny/persons_with_disabilities/SEN: changed input: processed/src_b.parquet"
+               in line for line in lines)
+    assert sum(line.startswith("skip") for line in lines) == 4
+
+    outcome = run_pipeline(tiny_project.report, **tiny_project.kwargs())
+    # The synthesis reads all_estimates.csv, which now holds the new SEN estimates.
+    assert ran(tiny_project) == {"tiny/persons_with_disabilities/SEN", "tiny_synthesis"}
+    assert outcome.skipped == 4
+
+
+def test_editing_one_group_reruns_only_that_groups_runs(tiny_project):
+    run_pipeline(tiny_project.report, **tiny_project.kwargs())
+    text = tiny_project.groups_file.read_text()
+    tiny_project.groups_file.write_text(text.replace("label: Women\n", "label: Women and girls\n", 1))
+    assert "Women and girls" in tiny_project.groups_file.read_text()
+    run_pipeline(tiny_project.report, **tiny_project.kwargs())
+    # persons_with_disabilities runs are skipped; the synthesis (about every group) re-runs.
+    assert ran(tiny_project) == {"tiny/women/KEN", "tiny/women/UGA", "tiny_synthesis"}
+
+
+def test_failures_are_isolated_recorded_indexed_and_rerun_next_time(tiny_project):
+    tiny_project.plant("women", "KEN", "raise")
+    tiny_project.plant("women", "UGA", "kill")
+    tiny_project.plant("persons_with_disabilities", "KEN", "sleep")
+    lines = []
+    outcome = run_pipeline(tiny_project.report, workers=2, timeout=4, **tiny_project.kwargs(echo=lines.append))
+    assert outcome.exit_code == 1
+    assert set(outcome.failed) == {"tiny/women/KEN", "tiny/women/UGA", "tiny/persons_with_disabilities/KEN"}
+    assert any(line.startswith("FAILED tiny/women/KEN: RuntimeError: planted failure") for line in lines)
+
+    manifest = json.loads((tiny_project.outputs / "manifest.json").read_text())
+    runs = manifest["runs"]
+    assert {k: runs[k]["failure"] for k in outcome.failed} == {
+        "tiny/women/KEN": "exception", "tiny/women/UGA": "killed", "tiny/persons_with_disabilities/KEN": "timeout"}
+    assert all(runs[k]["error"]["cell_index"] == 4 for k in outcome.failed)
+    for ok in ("tiny/persons_with_disabilities/UGA", "tiny/persons_with_disabilities/SEN", "tiny_synthesis"):
+        assert runs[ok]["status"] == "ok"
+        assert all((tiny_project.outputs / p).exists() for p in runs[ok]["outputs"]["tables"])
+    index = (tiny_project.outputs / "index.html").read_text()
+    assert index.count("failed (exception)") == 1 and index.count("failed (killed)") == 1
+    assert "failed (timeout)" in index and "planted failure for women in KEN" in index
+    assert "in cell 4" in index
+
+    tiny_project.clear()
+    lines = []
+    run_pipeline(tiny_project.report, dry_run=True, **tiny_project.kwargs(echo=lines.append))
+    assert sum("failed last time" in line for line in lines) == 3
+    outcome = run_pipeline(tiny_project.report, **tiny_project.kwargs())
+    assert outcome.exit_code == 0
+    assert ran(tiny_project) == set(runs) - {"tiny/women/SEN", "tiny/persons_with_disabilities/UGA",
+                                             "tiny/persons_with_disabilities/SEN"}
+
+
+def test_filters_select_runs_and_keep_the_others_records(tiny_project):
+    outcome = run_pipeline(tiny_project.report, countries=["SEN"], **tiny_project.kwargs())
+    assert ran(tiny_project) == {"tiny/persons_with_disabilities/SEN"} and outcome.exit_code == 0
+    run_pipeline(tiny_project.report, groups=["women"], chapters=["tiny"], **tiny_project.kwargs())
+    manifest = json.loads((tiny_project.outputs / "manifest.json").read_text())
+    assert ran(tiny_project) == {"tiny/women/KEN", "tiny/women/UGA"}
+    assert manifest["runs"]["tiny/persons_with_disabilities/SEN"]["status"] == "ok"
+
+
+def test_cli_dry_run_and_one_line_config_error(tiny_project, capsys, monkeypatch):
+    monkeypatch.setenv("ANALYSIS_PROJECT_ROOT", str(tiny_project.root))
+    bad = tiny_project.root / "bad.yml"
+    bad.write_text(tiny_project.report.read_text().replace("title: Tiny report", "title: Tiny\nthemes: []"))
+    assert cli_main(["run", "--config", str(bad), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "key 'themes': unknown key" in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_outputs_as_serial(tiny_project, tmp_path, code_snapshot):
+    distributed = pytest.importorskip("distributed")
+    run_pipeline(tiny_project.report, workers=1, **tiny_project.kwargs())
+    dask_project = build_project(tmp_path / "dask", code_snapshot)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        outcome = run_pipeline(dask_project.report, scheduler=client, **dask_project.kwargs())
+    assert outcome.exit_code == 0 and ran(dask_project) == ALL_RUNS
+    assert published(dask_project) == published(tiny_project)
+    manifest = json.loads((dask_project.outputs / "manifest.json").read_text())
+    assert all(Path(e["outputs"]["folder"]).parts[0] in {"tiny", "tiny_synthesis"}
+               for e in manifest["runs"].values() if e["status"] == "ok")
