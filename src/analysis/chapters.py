@@ -832,25 +832,34 @@ def cdc_deaths_table(deaths: pd.DataFrame) -> pd.DataFrame:
 def data_gap_matrix(run: ChapterRun, official: dict[str, pd.DataFrame], official_dimensions=None) -> pd.DataFrame:
     """Which groups × indicators official statistics disaggregate, and which CSO sources cover.
 
-    A group is disaggregated by official statistics when an official table has a breakdown on the
-    group's dimension for the indicator (or ``official_dimensions`` lists the dimension, for official
-    tables read outside the processed data, e.g. CDC deaths by sex and age). A CSO source covers a
-    group × indicator when it has members of the group and answers to the indicator.
+    One row per indicator, one column per catalogue group; each cell is "official and CSO",
+    "CSO only", "official only" or "neither". Official statistics disaggregate a group when an
+    official table of the processed data has a breakdown on the group's dimension for the
+    indicator. CSO data cover it when a source of the run has members of the group and answers to
+    the indicator. ``official_dimensions`` lists the dimensions of an official mortality table read
+    outside the processed data (e.g. CDC/NCHS deaths by sex and age): it adds a row
+    "COVID-19 deaths (official statistics)".
     """
-    official_dimensions = set(official_dimensions or [])
+    words = {(True, True): "official and CSO", (False, True): "CSO only", (True, False): "official only",
+             (False, False): "neither"}
     rows = []
-    for group in run.groups.values():
-        for indicator in run.indicators:
+    for indicator in run.indicators:
+        row = {"Indicator": run.indicator_labels[indicator]}
+        for group in run.groups.values():
             official_has = any(
                 ((t["indicator"].astype(str) == indicator)
                  & t["breakdown"].astype(str).str.split(tables.CELL_SEPARATOR).map(lambda b: group.dimension in b)).any()
                 for t in official.values() if {"indicator", "breakdown"} <= set(t.columns))
-            cso = [run.source_title(s) for s, f in run.frames.items()
-                   if indicator in f and f[indicator].notna().any() and group.dimension in f
-                   and f[group.dimension].astype("string").isin(group.members).any()]
-            rows.append({"Group": group.label, "Indicator": run.indicator_labels[indicator],
-                         "Official statistics": "yes" if official_has or group.dimension in official_dimensions else "no",
-                         "CSO data": "; ".join(cso) if cso else "no"})
+            cso_has = any(indicator in f and f[indicator].notna().any() and group.dimension in f
+                          and f[group.dimension].astype("string").isin(group.members).any()
+                          for f in run.frames.values())
+            row[group.label] = words[(bool(official_has), bool(cso_has))]
+        rows.append(row)
+    if official_dimensions:
+        row = {"Indicator": "COVID-19 deaths (official statistics)"}
+        for group in run.groups.values():
+            row[group.label] = "official only" if group.dimension in set(official_dimensions) else "neither"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -879,8 +888,9 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
                 if not dims:
                     cso = cso.assign(breakdown="all", cell="all")
                 keys = set(zip(cso["indicator"].astype(str), cso["cell"].astype(str)))
-                off = table[(table["breakdown"] == breakdown)
-                            & [(i, c) in keys for i, c in zip(table["indicator"].astype(str), table["cell"].astype(str))]]
+                both = np.array([(i, c) in keys for i, c in zip(table["indicator"].astype(str), table["cell"].astype(str))],
+                                dtype=bool)
+                off = table[(table["breakdown"] == breakdown).to_numpy(dtype=bool) & both]
                 parts += [off.assign(method="official: " + off["method"].fillna("published estimate").astype(str)), cso]
     if not parts:
         return tables.empty_result()
@@ -907,37 +917,75 @@ def comparison_figure(run: ChapterRun, comparison: pd.DataFrame) -> list:
                                 caption=f"Official and CSO estimates of the same indicators, {run.country}, with 95% CIs.")]
 
 
-def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every percent indicator for the whole sample before weighting (equal weights) and after
-    (the source's weights, calibrated to official population margins), with weighting diagnostics.
+def population_margins(processed_dir=None, country: str | None = None) -> pd.DataFrame | None:
+    """Official population counts (source cards of kind ``margins``) for ``country``, or None."""
+    from analysis.sources import load_processed
 
-    Diagnostics per source: respondents, Kish's effective sample size ``(Σw)² / Σw²`` and design
-    effect due to unequal weights ``1 + CV²(w)`` (Kish 1965), and the range of the weights.
+    folder = Path(processed_dir) if processed_dir else config.PROCESSED_DIR
+    parts = []
+    for path in sorted(folder.glob("*.parquet")):
+        frame = load_processed(path.stem, folder)
+        if (frame.attrs.get("source") or {}).get("kind") == "margins":
+            parts.append(frame[frame["country"].astype("string") == country] if country else frame)
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+#: Columns a CSO sample is weighted by when official margins have them (area, sex, age).
+WEIGHTING_COLUMNS = ("admin1_code", "sex", "age_group")
+
+
+def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every percent indicator for all respondents before and after weighting, with diagnostics.
+
+    With official population margins for the country (a ``margins`` source), each CSO sample is
+    weighted to them by :func:`analysis.weighting.weight_to_official_margins` (post-stratification
+    to area × sex × age when every populated cell has respondents, else raking to the one-way
+    margins; the population restricted to the areas, sexes and ages the sample covers): *before* is the source's
+    own design (equal weights for a non-probability sample), *after* the calibrated design.
+    Without margins (e.g. Household Pulse, whose published weights are already calibrated to Census
+    population controls) *before* is equal weights and *after* the source's weights.
+    Diagnostics: Kish's design effect of unequal weights ``1 + CV²(w)`` and effective sample size
+    ``n / deff`` before and after, and the weighting method.
     """
+    from analysis import weighting
     from analysis.disclosure import apply_suppression
     from analysis.survey import design_for, estimate_by
 
+    margins = population_margins(run.processed_dir, run.country)
     parts, diagnostics = [], []
     for source, frame in run.frames.items():
-        design_spec = frame.attrs.get("design") or {}
-        weight = design_spec.get("weight")
         indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
+        weight = (frame.attrs.get("design") or {}).get("weight")
         if not indicators or not weight:
             continue
-        after = estimate_by(frame, design_for(frame), indicators, by=[], margins=True, source=source,
-                            country=run.country).assign(cell="weighted")
-        unweighted = frame.assign(**{weight: 1.0})
-        unweighted.attrs.update(frame.attrs)
-        before = estimate_by(unweighted, design_for(unweighted), indicators, by=[], margins=True, source=source,
-                             country=run.country).assign(cell="unweighted")
-        parts += [before.assign(method="unweighted: " + before["method"].astype(str)),
-                  after.assign(method="weighted: " + after["method"].astype(str))]
-        w = frame[weight].to_numpy(float)
-        ess = w.sum() ** 2 / (w ** 2).sum()
-        diagnostics.append({"Source": run.source_title(source), "Respondents": f"{len(w):,}",
-                            "Effective sample size": f"{ess:,.0f}",
-                            "Design effect of weighting (1 + CV²)": f"{len(w) / ess:.2f}",
-                            "Smallest weight": f"{w.min():,.2f}", "Largest weight": f"{w.max():,.2f}"})
+        own = design_for(frame)
+        by = [c for c in WEIGHTING_COLUMNS if margins is not None and c in margins and c in frame
+              and frame[c].notna().all()]
+        note = ""
+        if by:
+            # the target population is the areas, sexes and ages the sample covers (e.g. a youth
+            # survey represents young people, not all adults)
+            result = weighting.weight_to_official_margins(frame, margins, by, design=own, restrict_to=by)
+            before_design, after_design = own, result.design
+            method = f"weighted to official margins of {' × '.join(by)} ({result.method})"
+            note = "; ".join(result.notes)
+        else:
+            unweighted = frame.assign(**{weight: 1.0})
+            unweighted.attrs.update(frame.attrs)
+            before_design, after_design = design_for(unweighted), own
+            method = "the source's published weights"
+        before = estimate_by(frame, before_design, indicators, by=[], source=source, country=run.country)
+        after = estimate_by(frame, after_design, indicators, by=[], source=source, country=run.country)
+        parts += [before.assign(cell="unweighted", method="before weighting: " + before["method"].astype(str)),
+                  after.assign(cell="weighted", method=f"after weighting ({method}): " + after["method"].astype(str))]
+        w_before, w_after = np.asarray(before_design.weights, float), np.asarray(after_design.weights, float)
+        deff_before, deff_after = weighting.kish_design_effect(w_before), weighting.kish_design_effect(w_after)
+        diagnostics.append({"Source": run.source_title(source), "Respondents": f"{len(frame):,}",
+                            "Weighting": method,
+                            "Kish deff before": f"{deff_before:.2f}", "Kish deff after": f"{deff_after:.2f}",
+                            "Effective sample size after": f"{len(frame) / deff_after:,.0f}",
+                            "Notes": note})
     table = apply_suppression(tables.stack(parts), secondary=False) if parts else tables.empty_result()
     return table, pd.DataFrame(diagnostics)
 
