@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from analysis.schema import (
     SCHEMA_COLUMNS,
@@ -217,6 +217,12 @@ class SourceCard(_Strict):
     recodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     derive: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
     indicators: dict[str, IndicatorMap] = Field(default_factory=dict)
+    _path: Path | None = PrivateAttr(default=None)  # where the card was read from, for messages
+
+    @property
+    def path_label(self) -> str:
+        """The card's file, for error messages (``params/sources/<id>.yml`` when built in memory)."""
+        return str(self._path) if self._path else f"params/sources/{self.id}.yml"
 
     @field_validator("missing_codes", mode="before")
     @classmethod
@@ -312,6 +318,7 @@ def load_card(path: Path | str) -> SourceCard:
         raise CardError(pydantic_message(exc, str(path))) from None
     except SchemaError as exc:
         raise CardError(f"{path}: {exc}") from None
+    card._path = path
     if card.id != path.stem:
         raise CardError(f"{path}: key 'id' is {card.id!r} but must equal the file name stem {path.stem!r}")
     return card

@@ -176,7 +176,7 @@ def check_columns(card: SourceCard, raw: RawTable) -> None:
         what = ", ".join(f"'{c}' ({w})" for w, c in missing[:4])
         shown = ", ".join(available[:25]) + (" ..." if len(available) > 25 else "")
         raise HarmoniseError(
-            f"params/sources/{card.id}.yml: column {what} not found in {_where(card, raw)}; "
+            f"{card.path_label}: column {what} not found in {_where(card, raw)}; "
             f"columns are: {shown}{_header_hint(card, raw, names)}"
         )
 
@@ -277,8 +277,11 @@ def _country(card: SourceCard, raw: RawTable, acc: Accounting) -> pd.Series:
     index = raw.frame.index
     if card.country:
         return pd.Series(card.country, index=index, dtype="string")
-    values = _recode(raw.frame[card.country_column], "country", card, {}, acc, None)
-    values = values.str.upper()
+    raw_values = codes_as_text(raw.frame[card.country_column])
+    mapping = {str(k): str(v) for k, v in card.recodes.get("country", {}).items()}
+    values = raw_values.map(lambda v: None if v is None else mapping.get(v, v))
+    recoded = int((raw_values.notna() & (values != raw_values)).sum())
+    acc.recoded("country", recoded)
     bad = sorted({v for v in values.dropna().unique() if not schema.is_iso3(v)})
     if bad:
         suggestion = ""
@@ -291,6 +294,7 @@ def _country(card: SourceCard, raw: RawTable, acc: Accounting) -> pd.Series:
             f"{_where(card, raw)}: column '{card.country_column}' has {bad[:5]} which are not ISO 3166-1 "
             f"alpha-3 codes; add recodes to ISO3{suggestion}"
         )
+    values = values.astype("string")
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise HarmoniseError(f"{_where(card, raw)}: column '{card.country_column}' is empty in row {row}; every row needs a country")
@@ -301,7 +305,7 @@ def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Acco
     method, options = card.derive_method("admin1")
     if method == "from_us_fips":
         if "admin1_fips" not in card.columns:
-            raise HarmoniseError(f"params/sources/{card.id}.yml: derive.admin1 from_us_fips needs columns.admin1_fips")
+            raise HarmoniseError(f"{card.path_label}: derive.admin1 from_us_fips needs columns.admin1_fips")
         codes = codes_as_text(_raw_values(raw, card.columns["admin1_fips"], card, "admin1_fips", acc)[0])
         by_fips = _admin1_index()[3]
         padded = codes.map(lambda c: None if c is None else c.zfill(2))
@@ -525,10 +529,10 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     method, options = card.derive_method("age")
     if method == "from_birth_year":
         if "birth_year" not in card.columns:
-            raise HarmoniseError(f"params/sources/{card.id}.yml: derive.age from_birth_year needs columns.birth_year")
+            raise HarmoniseError(f"{card.path_label}: derive.age from_birth_year needs columns.birth_year")
         year = options.get("year") or (card.collection_period.start.year if card.collection_period else None)
         if year is None:
-            raise HarmoniseError(f"params/sources/{card.id}.yml: derive.age from_birth_year needs year: or collection_period")
+            raise HarmoniseError(f"{card.path_label}: derive.age from_birth_year needs year: or collection_period")
         born = _recode(_raw_values(raw, card.columns["birth_year"], card, "birth_year", acc)[0], "birth_year", card, {}, acc, None, numeric=True)
         out["age"] = float(year) - born
     if card.derive_method("age_group")[0] == "from_age":
@@ -540,19 +544,19 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     if method == "wg_ss":
         absent = [d for d in schema.WG_DOMAINS if d not in card.columns]
         if absent:
-            raise HarmoniseError(f"params/sources/{card.id}.yml: derive.disability wg_ss needs all six WG-SS domains in columns; missing {absent}")
+            raise HarmoniseError(f"{card.path_label}: derive.disability wg_ss needs all six WG-SS domains in columns; missing {absent}")
         out["disability"] = schema.wg_ss_disability(out[list(schema.WG_DOMAINS)])
         out["disability_source"] = pd.Series("wg_ss", index=frame.index, dtype="string")
     elif method == "single_question":
         if "disability" not in card.columns:
-            raise HarmoniseError(f"params/sources/{card.id}.yml: derive.disability single_question needs columns.disability")
+            raise HarmoniseError(f"{card.path_label}: derive.disability single_question needs columns.disability")
         out["disability_source"] = pd.Series("single_question", index=frame.index, dtype="string").where(out["disability"].notna())
     _derive_admin1(card, out, raw, acc)
 
     for ind in card.indicators:
         if indicators is not None and ind not in indicators:
             raise HarmoniseError(
-                f"params/sources/{card.id}.yml: indicator '{ind}' is not in params/indicators.yml; "
+                f"{card.path_label}: indicator '{ind}' is not in params/indicators.yml; "
                 f"use one of: {', '.join(sorted(indicators))}"
             )
         out[ind] = _indicator(card, ind, raw, acc)
@@ -617,7 +621,7 @@ def harmonise_aggregates(card: SourceCard, raw: RawTable, indicators: dict | Non
     out = _mapped_frame(card, raw, acc, numeric)
     for needed in ("indicator", "estimate"):
         if needed not in out.columns:
-            raise HarmoniseError(f"params/sources/{card.id}.yml: an aggregates card must map columns.{needed}")
+            raise HarmoniseError(f"{card.path_label}: an aggregates card must map columns.{needed}")
     if indicators is not None:
         bad = sorted(set(out["indicator"].dropna()) - set(indicators))
         if bad:
@@ -652,7 +656,7 @@ def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=schema.DEFAULT_
     acc = Accounting(rows_read=len(raw.frame))
     out = _mapped_frame(card, raw, acc, {"population"})
     if "population" not in out.columns:
-        raise HarmoniseError(f"params/sources/{card.id}.yml: a margins card must map columns.population")
+        raise HarmoniseError(f"{card.path_label}: a margins card must map columns.population")
     for column in ("admin1", "admin1_code", "sex", "age_group"):
         if column not in out.columns:
             out[column] = pd.Series(pd.NA, index=out.index, dtype="string")
