@@ -804,14 +804,14 @@ def _dimension_codes(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, list
         )
     values = frame[column]
     if isinstance(values.dtype, pd.CategoricalDtype):
-        codes = values.cat.codes.to_numpy().astype(np.int64)
+        codes = values.cat.codes.to_numpy()
         labels = [str(c) for c in values.cat.categories]
     else:
         codes, uniques = pd.factorize(values, sort=True)
-        codes = codes.astype(np.int64)
         labels = [str(u) for u in uniques]
-    k = len(labels)
-    codes = np.where(codes < 0, k, codes)  # NA → extra code k, outside every cell of this dim
+    if (codes < 0).any():
+        codes = codes.astype(np.int64)
+        codes[codes < 0] = len(labels)  # NA → extra code, outside every cell of this dimension
     return codes, labels
 
 
@@ -829,7 +829,8 @@ def _build_cells(frame: pd.DataFrame, by: list[str], margins: bool) -> _Cells:
         )
     fine = np.zeros(len(frame), dtype=np.int64)
     for c, base in zip(codes, bases):
-        fine = fine * base + c
+        fine *= base
+        fine += c
     # every fine cell's category code in each dimension
     fine_codes = np.array(list(itertools.product(*[range(b) for b in bases])), dtype=np.int64)
     fine_codes = fine_codes.reshape(n_fine, len(by))
@@ -898,7 +899,8 @@ class _Engine:
         self.domain = _domain_mask(frame, domain)
         self.n_units = design._n_finest
         if not design.is_replicate:
-            self.key = self.cells.fine * self.n_units + design._row_unit
+            self.key = self.cells.fine * self.n_units
+            self.key += design._row_unit
             self.key_size = self.cells.n_fine * self.n_units
             if self.key_size > 200_000_000:
                 raise SurveyDesignError(
@@ -913,6 +915,7 @@ class _Engine:
         return self.cells.aggregate @ fine.reshape(self.cells.n_fine, self.n_units)
 
     def _cell_sums(self, weights) -> np.ndarray:
+        """Sums of per-row ``weights`` (None: row counts) in every output cell."""
         fine = np.bincount(self.cells.fine, weights=weights, minlength=self.cells.n_fine)
         return self.cells.aggregate @ fine
 
@@ -924,34 +927,67 @@ class _Engine:
         )
         return self.cells.aggregate @ (indicator @ d.replicate_weights)
 
-    def run(self, y: np.ndarray, x: np.ndarray | None, statistic: str) -> _Estimates:
-        """Estimate ``statistic`` of ``y`` (ratio: ``y / x``) in every output cell."""
-        d = self.design
-        present = ~np.isnan(y)
-        if x is not None:
-            present &= ~np.isnan(x)
-        if self.domain is not None:
-            present &= self.domain
-        all_present = bool(present.all())
-        m = present.astype(float)
-        w = self.weights
-        wm = w * m if not all_present else w
-        y0 = np.where(present, y, 0.0)
-        x0 = None if x is None else np.where(present, x, 0.0)
+    def _sums(self, weights):
+        """Cell totals of per-row ``weights`` (None: count rows) and, for Taylor designs, the
+        cell × finest-unit table they come from (its row sums are the cell totals)."""
+        if self.design.is_replicate:
+            return self._cell_sums(weights), None
+        table = self._unit_table(weights)
+        return table.sum(axis=1), table
 
-        n_unweighted = self._cached("count", all_present, lambda: self._cell_sums(m))
-        n_in_cell = self._cached("rows", True, lambda: self._cell_sums(
-            self.domain.astype(float) if self.domain is not None else None))
-        n_missing = n_in_cell - n_unweighted
-        n_weighted = self._cached("wsum", all_present, lambda: self._cell_sums(wm))
-        wy = w * y0
-        total_y = self._cell_sums(wy)
-        if statistic in ("mean", "proportion"):
-            total_x = n_weighted
-        elif statistic == "ratio":
-            total_x = self._cell_sums(w * x0)
+    def run(self, y: np.ndarray, x: np.ndarray | None, statistic: str) -> _Estimates:
+        """Estimate ``statistic`` of ``y`` (ratio: ``y / x``) in every output cell.
+
+        One bincount pass per quantity over fine-cell × sampling-unit keys; margins come from
+        summing fine cells. Rows with a missing ``y`` (or ``x``), or outside ``domain``, get
+        weight zero but keep their place in the design.
+        """
+        d = self.design
+        w = self.weights
+        wy = None
+        if x is None and self.domain is None and not d.is_replicate:
+            # Fast path: one pass; a NaN in the cell × unit table reveals missing values.
+            wy = w * y
+            table = self._unit_table(wy)
+            all_present = not np.isnan(table).any()
+            if all_present:
+                self._pending = (table.sum(axis=1), table)
         else:
-            total_x = None
+            all_present = False
+        if not all_present:
+            present = ~np.isnan(y)
+            if x is not None:
+                present &= ~np.isnan(x)
+            if self.domain is not None:
+                present &= self.domain
+            all_present = bool(present.all())
+        if all_present:
+            m = None  # every row counts: share row counts and weight sums across indicators
+            wm, y0, x0 = w, y, x
+        else:
+            m = present.astype(float)
+            wm = w * m
+            y0 = np.where(present, y, 0.0)
+            x0 = None if x is None else np.where(present, x, 0.0)
+
+        in_domain = None if self.domain is None else self.domain.astype(float)
+        n_in_cell, _ = self._cached("rows", True, lambda: self._sums(in_domain))
+        n_unweighted, counts = (n_in_cell, _) if all_present else self._sums(m)
+        if all_present:
+            counts = self._cache["rows"][1]
+        n_missing = n_in_cell - n_unweighted
+        n_weighted, unit_wm = self._cached("wsum", all_present, lambda: self._sums(wm))
+        if getattr(self, "_pending", None) is not None:
+            (total_y, unit_y), self._pending = self._pending, None
+        else:
+            wy = w * y0
+            total_y, unit_y = self._sums(wy)
+        if statistic in ("mean", "proportion"):
+            total_x, unit_x = n_weighted, unit_wm
+        elif statistic == "ratio":
+            total_x, unit_x = self._sums(w * x0)
+        else:
+            total_x = unit_x = None
 
         with np.errstate(invalid="ignore", divide="ignore"):
             if total_x is None:
@@ -966,30 +1002,27 @@ class _Engine:
             if statistic == "total":
                 thetas = rep_y
             else:
-                rep_x = self._cached("rep_m", all_present, lambda: self._rep_sums(m)) if statistic != "ratio" \
-                    else self._rep_sums(x0)
+                if statistic == "ratio":
+                    rep_x = self._rep_sums(x0)
+                else:
+                    ones = np.ones(d.n) if m is None else m
+                    rep_x = self._cached("rep_m", all_present, lambda: self._rep_sums(ones))
                 with np.errstate(invalid="ignore", divide="ignore"):
                     thetas = rep_y / rep_x
             variance = d._replicate_variance(thetas, estimate)
             df = np.full(len(estimate), float(d.df))
         else:
-            unit_y = self._unit_table(wy)
             if statistic == "total":
                 scores = unit_y
             else:
-                if statistic == "ratio":
-                    unit_x = self._unit_table(w * x0)
-                else:
-                    unit_x = self._cached("unit_wm", all_present, lambda: self._unit_table(wm))
                 safe = np.where(np.isfinite(estimate), estimate, 0.0)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     scores = (unit_y - safe[:, None] * unit_x) / np.where(total_x != 0, total_x, 1.0)[:, None]
-            counts = self._cached("unit_count", all_present, lambda: self._unit_table(m))
             variance = d._variance_of_unit_totals(scores, counts)
-            df = self._domain_df(counts)
+            df = self._cached("df", all_present, lambda: self._domain_df(counts))
         variance = np.where(np.isfinite(estimate), variance, np.nan)
 
-        deff = self._deff(statistic, y0, w, m, estimate, variance, n_unweighted, n_weighted, total_y)
+        deff = self._deff(statistic, y0, w, estimate, variance, n_unweighted, n_weighted, total_y)
         return _Estimates(estimate, variance, n_unweighted, n_weighted, n_missing, deff, df, scores, thetas)
 
     def _cached(self, name, shareable, compute):
@@ -1013,13 +1046,14 @@ class _Engine:
         n_strata = (np.add.reduceat(has.astype(np.int64), stage.group_starts, axis=1) > 0).sum(axis=1)
         return (n_psu - n_strata).astype(float)
 
-    def _deff(self, statistic, y0, w, m, estimate, variance, n, psum, total_y):
+    def _deff(self, statistic, y0, w, estimate, variance, n, psum, total_y):
         """Design effect as R's ``svymean(..., deff=TRUE)``: variance over the SRS variance
         without replacement ``s² (N - n) / (N n)``, with ``s²`` the weighted variance with
         divisor ``n - 1`` and ``N`` the weighted count (with replacement when ``N <= n``)."""
         if statistic == "ratio":
             return np.full(len(estimate), np.nan)
-        binary = self._cached(("binary", id(y0)), False, lambda: bool(np.all((y0 == 0) | (y0 == 1))))
+        # for a 0/1 indicator sum(w y^2) = sum(w y): skip a pass over the rows
+        binary = _is_binary(y0)
         sum_wy2 = total_y if binary else self._cell_sums(w * y0 * y0)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total_y / psum
@@ -1029,6 +1063,17 @@ class _Engine:
                 srs = srs * psum * psum
             deff = variance / srs
         return np.where(np.isfinite(deff), deff, np.nan)
+
+
+def _is_binary(values: np.ndarray) -> bool:
+    """True if every value is 0 or 1, in passes that allocate nothing: on [0, 1], y² ≤ y with
+    equality only at 0 and 1, so sum(y²) == sum(y) (a difference below rounding can only come
+    from values within 1e-16 of 0 or 1, where treating them as 0/1 changes nothing)."""
+    if values.size == 0:
+        return True
+    if values.min() < 0 or values.max() > 1:
+        return False
+    return bool(np.dot(values, values) == values.sum())
 
 
 def _domain_mask(frame, domain) -> np.ndarray | None:
@@ -1054,7 +1099,10 @@ def _indicator_columns(frame, indicators, statistic) -> list[tuple[str, np.ndarr
             )
         column = frame[name]
         if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-            out.append((name, pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)))
+            if column.dtype == np.float64:
+                out.append((name, column.to_numpy()))  # no copy: rows are only read
+            else:
+                out.append((name, column.to_numpy(dtype=float, na_value=np.nan)))
             continue
         if statistic != "proportion":
             raise SurveyDesignError(
