@@ -296,3 +296,71 @@ def test_jk1_domains_and_df(api):
     assert design.df == 14
     result = estimate_by(frame, design, "api00", by="stype")
     assert_close(result["se"].iloc[1:], [25.3743035523982, 46.344121745186, 33.6876199986314])
+
+
+# Computed with R 4.2.2 Patched, survey 4.1.1:
+#
+#   nh  <- read.csv("../shared/data/r-survey/nhanes.csv"); nh <- nh[!is.na(nh$HI_CHOL), ]
+#   des <- svydesign(id = ~SDMVPSU, strata = ~SDMVSTRA, weights = ~WTMEC2YR, nest = TRUE, data = nh)
+#   b   <- svyby(~HI_CHOL, ~race, des, svymean, covmat = TRUE); vcov(b)
+#   svycontrast(b, quote(`2` / `1`))
+#   f    <- read.csv("../shared/data/fixtures/replicate_weights.csv"); reps <- grep("^repwt", names(f))
+#   sdr  <- svrepdesign(weights = ~weight, repweights = f[, reps], type = "successive-difference",
+#                       mse = TRUE, data = f)
+#   svytotal(~food_insecure, sdr); vcov(svyby(~food_insecure, ~sex, sdr, svymean, covmat = TRUE))
+#   boot <- svrepdesign(weights = ~weight, repweights = f[, reps], type = "bootstrap", mse = FALSE, data = f)
+#   SE(svymean(~food_insecure, boot))
+#   svyratio(~api.stu, ~enroll, as.svrepdesign(svydesign(id = ~dnum, weights = ~pw, fpc = ~fpc,
+#                                                        data = apiclus1), type = "JK1"))
+
+NHANES_RACE_VCOV_R = np.array([
+    [3.90105586374522e-05, 5.26864083048443e-06, -3.92282525678660e-06, -2.77197955504066e-05],
+    [5.26864083048443e-06, 4.36145809174788e-05, 1.56955715898815e-05, 1.39844242587969e-05],
+    [-3.92282525678660e-06, 1.56955715898815e-05, 1.07840851787425e-04, 8.37857478562086e-05],
+    [-2.77197955504066e-05, 1.39844242587969e-05, 8.37857478562086e-05, 6.08422748093638e-04],
+])
+
+
+def test_domain_covariance_matrix_and_ratio_contrast(nhanes):
+    frame = nhanes[nhanes["HI_CHOL"].notna()].reset_index(drop=True)
+    frame = frame.assign(race=frame["race"].astype(int).astype(str))
+    table, covariance = cell_means_with_covariance(frame, nhanes_design(frame), "HI_CHOL", "race")
+    assert list(table["cell"]) == ["1", "2", "3", "4"]
+    assert_close(covariance, NHANES_RACE_VCOV_R)
+    ratio = contrast(table, covariance, "2", "1", kind="ratio")
+    assert_close(ratio["estimate"], 1.19861276107547)
+    assert_close(ratio["se"], 0.0919186763597362)
+
+
+def test_replicate_total_covariance_and_mse_false(replicate_frame):
+    reps = [c for c in replicate_frame.columns if c.startswith("repwt")]
+    sdr = SurveyDesign.from_frame(replicate_frame, weight="weight", replicate_columns=reps,
+                                  replicate_method="successive-difference", mse=True)
+    total = estimate_by(replicate_frame, sdr, "food_insecure", statistic="total").iloc[0]
+    assert_close([total["estimate"], total["se"]], [146113.582675279, 7300.47923150275])
+    _, covariance = cell_means_with_covariance(replicate_frame, sdr, "food_insecure", "sex")
+    assert_close(covariance, [[0.000398756930588432, -0.000131252598793704],
+                              [-0.000131252598793704, 0.000501770839091733]])
+    boot = SurveyDesign.from_frame(replicate_frame, weight="weight", replicate_columns=reps,
+                                   replicate_method="bootstrap", mse=False)
+    assert_close(estimate_by(replicate_frame, boot, "food_insecure")["se"].iloc[0], 0.00653792819868558)
+
+
+def test_jk1_ratio(api):
+    frame = api["apiclus1"]
+    design = clus1_design(frame).to_replicate("jk1")
+    row = estimate_by(frame, design, "api.stu", statistic="ratio", denominator="enroll").iloc[0]
+    assert_close([row["estimate"], row["se"]], [0.849708741724488, 0.00951708517561472])
+
+
+def test_design_for_replicate_attrs(replicate_frame, golden):
+    frame = replicate_frame.copy()
+    frame.attrs["design"] = {
+        "sample_type": "probability", "weight": "weight", "strata": None, "psu": None, "fpc": None,
+        "replicate_columns": [c for c in frame.columns if c.startswith("repwt")],
+        "replicate_method": "fay", "replicate_scale": None, "replicate_rscales": None,
+        "fay_rho": 0.3, "replicate_mse": True, "single_psu": "fail",
+    }
+    row = estimate_by(frame, design_for(frame), "food_insecure").iloc[0]
+    assert_close(row["se"], golden("fixtures")["fay"]["se"])
+    assert "FAY" in row["method"] and "rho=0.3" in row["method"]
