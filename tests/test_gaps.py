@@ -412,3 +412,87 @@ def test_par_delta_se_by_hand(ordered_fixture):
     weights = -p.copy()
     weights[-1] += 1
     close(par.se, np.sqrt(np.sum(weights**2 * s.se**2)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo collaborative's planted intersectional excess (data/raw/demo/TRUTH.json)
+# ---------------------------------------------------------------------------------------------
+
+DEMO_VIOLENCE_SOURCES = ["demo_disability", "demo_displacement", "demo_older", "demo_youth"]
+
+
+@pytest.fixture(scope="module")
+def demo_processed(tmp_path_factory):
+    import argparse
+
+    from analysis import config
+    from analysis.sources import ingest
+
+    cards = [s for s in DEMO_VIOLENCE_SOURCES if (config.SOURCES_DIR / f"{s}.yml").exists()]
+    truth_file = config.DEMO_DIR / "TRUTH.json"
+    if len(cards) < len(DEMO_VIOLENCE_SOURCES) or not truth_file.exists():
+        pytest.skip("the demo collaborative (data/raw/demo, params/sources/demo_*.yml) is not committed")
+    processed = tmp_path_factory.mktemp("processed")
+    args = argparse.Namespace(sources=cards, raw_root=config.RAW_DIR, processed=processed,
+                              sources_dir=config.SOURCES_DIR, force=True)  # fmt: skip
+    assert ingest.main(args) == 0
+    import json
+
+    return processed, json.loads(truth_file.read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_demo_planted_excess_is_found_by_the_excess_intersectional_disparity(demo_processed):
+    from analysis.sources import load_processed
+    from analysis.survey import design_for
+
+    processed, truth = demo_processed
+    planted = {(e["source"], e["country"]): e["value"] for e in truth["intersectional_excess"]
+               if e["indicator"] == "experienced_violence"}  # fmt: skip
+    rows = []
+    for source in DEMO_VIOLENCE_SOURCES:
+        frame = load_processed(source, processed)
+        for country in sorted(frame["country"].dropna().unique()):
+            sub = frame[frame["country"] == country].reset_index(drop=True)
+            sub.attrs = frame.attrs
+            table = gaps.intersectional_disparities(sub, design_for(sub), "experienced_violence",
+                                                    ["sex", "disability"], ["female", "yes"], ["male", "no"],
+                                                    source=source, country=country)  # fmt: skip
+            validate(table)
+            eid = table.set_index("measure").loc["excess_intersectional_disparity"]
+            if eid["flag"] != "suppressed":
+                rows.append((source, country, eid["estimate"], eid["se"], planted[(source, country)]))
+    assert len(rows) >= 3
+    estimates = np.array([r[2] for r in rows])
+    ses = np.array([r[3] for r in rows])
+    truths = np.array([r[4] for r in rows])
+    weights = 1 / ses**2
+    pooled = np.sum(weights * estimates) / weights.sum()
+    pooled_se = 1 / np.sqrt(weights.sum())
+    # the pooled excess is clearly positive and its interval covers the population excess
+    assert pooled / pooled_se > 3
+    target = np.sum(weights * truths) / weights.sum()
+    assert abs(pooled - target) < 1.96 * pooled_se
+
+
+@pytest.mark.slow
+def test_demo_planted_excess_is_found_by_maihda(demo_processed):
+    from analysis import models
+    from analysis.sources import load_processed
+
+    processed, _ = demo_processed
+    columns = ["source", "country", "sex", "disability", "age_group", "experienced_violence"]
+    frame = pd.concat([load_processed(s, processed)[columns] for s in DEMO_VIOLENCE_SOURCES],
+                      ignore_index=True)  # fmt: skip
+    fit = models.maihda(frame, "experienced_violence", ["sex", "disability", "age_group"],
+                        main_effects="C(sex) + C(disability) + C(age_group) + C(source) + C(country)")
+    assert fit.binary and fit.n_excluded == frame[columns].isna().any(axis=1).sum()
+    # between-stratum variance left after additive main effects = intersectional interaction
+    assert fit.main.stratum_var > 0 and fit.pcv < 1
+    strata = fit.strata["stratum"].str.split(" × ", expand=True)
+    u = fit.strata.assign(sex=strata[0], disability=strata[1], age=strata[2]).pivot_table(
+        index="age", columns=["sex", "disability"], values="blup_main")
+    excess = (u[("female", "yes")] - u[("female", "no")] - u[("male", "yes")] + u[("male", "no")])
+    # shrunken towards 0, but women with disabilities sit above the additive prediction
+    assert excess.mean() > 0.02
+    assert (excess > 0).mean() >= 0.8

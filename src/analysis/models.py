@@ -21,6 +21,7 @@ Every function that returns estimates returns the one result schema (:mod:`analy
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -359,6 +360,25 @@ class SurveyGLM:
         return {"estimate": float(value), "se": se, "ci_low": value - z * se, "ci_high": value + z * se}
 
 
+def _patsy_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """Pandas nullable columns as patsy understands them: strings with None, numbers with NaN.
+
+    patsy cannot sort categories that contain ``pd.NA`` and does not see it as missing; a row
+    with a missing model variable must be dropped (and counted), not crash the fit.
+    """
+    out = frame.copy()
+    for column in out.columns:
+        dtype = out[column].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            continue
+        if pd.api.types.is_string_dtype(dtype) or dtype == object:
+            values = out[column].astype(object)
+            out[column] = values.where(values.notna(), None)
+        elif pd.api.types.is_extension_array_dtype(dtype) and pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype) and pd.api.types.is_extension_array_dtype(dtype):
+            out[column] = out[column].astype("float64")
+    return out
+
+
 def survey_glm(
     formula: str,
     frame: pd.DataFrame,
@@ -400,7 +420,7 @@ def survey_glm(
     weights = _design_weights(design)
     if len(weights) != len(frame):
         raise ModelError(f"the design has {len(weights)} rows, the data {len(frame)}; they must align")
-    data = frame.reset_index(drop=True)
+    data = _patsy_ready(frame.reset_index(drop=True))
     try:
         y_frame, x_frame = patsy.dmatrices(formula, data, return_type="dataframe", NA_action="drop")
     except patsy.PatsyError as exc:
@@ -754,9 +774,9 @@ def _prediction_table(fit: MixedFit, data: pd.DataFrame, X: np.ndarray, strata: 
     Z[np.arange(len(data)), codes] = 1.0
     beta = np.asarray(result.fe_params, dtype=float)
     s2e, s2u = fit.residual_var, fit.stratum_var
-    # fixed-part row of each stratum (constant within a stratum for stratum-level covariates)
-    first = np.array([np.flatnonzero(codes == j)[0] for j in range(n_strata)])
-    x_strata = X[first]
+    # fixed-part row of each stratum: the mean row (constant within a stratum when every
+    # covariate is a stratum dimension; otherwise the stratum's average covariate mix)
+    x_strata = np.vstack([X[codes == j].mean(axis=0) for j in range(n_strata)])
     p = X.shape[1]
     if s2u > 0:
         top = np.hstack([X.T @ X, X.T @ Z])
@@ -799,7 +819,8 @@ def maihda(
     main_effects
         Right-hand side of the main-effects model; default every dimension as categorical
         (``C(sex) + C(age_group) + ...``; a 0/1 numeric dimension gives the same fit as its
-        numeric coding).
+        numeric coding). It may name other columns (e.g. ``+ C(country)``), which then vary
+        within strata; rows missing them are excluded too.
     optimisers
         statsmodels ``MixedLM.fit`` methods, all tried; the converged fit with the best
         log-likelihood is kept (see :func:`_fit_mixed`); a :class:`MaihdaConvergenceWarning` is
@@ -815,8 +836,11 @@ def maihda(
     unweighted: MAIHDA is a model of the sample's strata, not a design-based estimator. Rows
     with a missing outcome or dimension are excluded and counted (``n_excluded``).
     """
-    needed = [outcome] + list(dimensions)
-    absent = [c for c in needed if c not in frame.columns]
+    # columns named in the main-effects formula beyond the dimensions (e.g. country)
+    named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", main_effects or ""))
+    covariates = [c for c in frame.columns if c in named and c not in dimensions and c != outcome]
+    needed = [outcome] + list(dimensions) + covariates
+    absent = [c for c in [outcome, *dimensions] if c not in frame.columns]
     if absent:
         raise ModelError(f"MAIHDA: columns {absent} not in the data; columns are {list(frame.columns)[:30]}")
     complete = frame[needed].notna().all(axis=1)
@@ -829,14 +853,16 @@ def maihda(
     if len(strata) < 3:
         raise ModelError(f"MAIHDA needs several strata; {dimensions} give {len(strata)}")
     binary = set(np.unique(data[outcome])) <= {0.0, 1.0}
-    safe = {c: f"_d{i}" for i, c in enumerate(dimensions)}
+    # formula-safe aliases for column names (which may hold dots or spaces)
+    safe = {c: f"_d{i}" for i, c in enumerate(list(dimensions) + covariates)}
     data = data.rename(columns={**safe, outcome: "_y"})
+    data = _patsy_ready(data)
     rhs = main_effects
     if rhs is None:
         rhs = " + ".join(f"C({safe[c]})" for c in dimensions)
     else:
-        for original, alias in safe.items():
-            rhs = rhs.replace(original, alias)
+        for original, alias in sorted(safe.items(), key=lambda kv: -len(kv[0])):
+            rhs = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(original)}(?![A-Za-z0-9_])", alias, rhs)
     null_fit = _fit_mixed("_y ~ 1", data, optimisers, reml)
     main_fit = _fit_mixed(f"_y ~ {rhs}", data, optimisers, reml)
     pcv = (null_fit.stratum_var - main_fit.stratum_var) / null_fit.stratum_var \
