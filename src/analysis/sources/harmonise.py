@@ -636,6 +636,13 @@ def harmonise_aggregates(card: SourceCard, raw: RawTable, indicators: dict | Non
     no_indicator = out["indicator"].isna() & ~no_estimate
     acc.exclude("indicator missing or unknown code", int(no_indicator.sum()))
     kept = out[~(no_estimate | no_indicator)].copy()
+    # suppressed at source: the row stays, its numbers are blanked (the result schema's rule)
+    if "flag" in kept.columns:
+        suppressed = (kept["flag"] == "suppressed").fillna(False).astype(bool)
+        for column in tables.NUMERIC_COLUMNS:
+            if column in kept.columns:
+                kept.loc[suppressed, column] = np.nan
+        acc.recoded("numbers blanked in rows suppressed at source", int(suppressed.sum()))
     kept["country"] = kept["country"].astype("string").str.upper()
     bad_country = sorted({c for c in kept["country"].dropna() if not schema.is_iso3(c)})
     if bad_country:
@@ -680,12 +687,15 @@ def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=schema.DEFAULT_
     unknown_cat &= ~negative & ~missing
     acc.exclude("a category is missing or an unknown code", int(unknown_cat.sum()))
     kept = out[~(negative | missing | unknown_cat)]
+    dup = kept.duplicated(["country", "admin1", "sex", "age_group"], keep=False)
+    if dup.any():
+        rows = list(kept.index[dup.to_numpy()][:2])  # data rows of the raw file, 0-based
+        raise HarmoniseError(
+            f"{_where(card, raw)}: rows {rows[0]} and {rows[1]} hold the same cell; "
+            "give each country × admin1 × sex × age group once"
+        )
     result = kept[["country", "admin1", "admin1_code", "sex", "age_group", "population"]].reset_index(drop=True)
     result.insert(0, "source", pd.Series(card.id, index=result.index, dtype="string"))
-    dup = result.duplicated(["country", "admin1", "sex", "age_group"], keep=False)
-    if dup.any():
-        row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise HarmoniseError(f"{_where(card, raw)}: the cell in row {row} appears twice; each country × admin1 × sex × age group once")
     acc.rows_kept = len(result)
     acc.check_balance()
     return Harmonised(result, None, acc)
