@@ -78,3 +78,16 @@ def test_command_line_prints_no_traceback(project):
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert len(result.stdout.strip().splitlines()) == 2
+
+
+def test_a_source_that_now_fails_loses_its_stale_table(project, capsys):
+    project.write_card(base_card())
+    project.write_raw("mini.csv", BASE_CSV)
+    assert project.run("mini") == 0
+    project.write_raw("mini.csv", BASE_CSV.replace("r2,", "r1,"))  # duplicate ids now
+    assert project.run("mini") == 1
+    assert not (project.processed / "mini.parquet").exists()
+    log = json.loads((project.processed / "mini.log.json").read_text())
+    assert log["status"] == "failed" and "duplicate respondent ids" in log["error"]
+    project.write_raw("mini.csv", BASE_CSV)
+    assert project.run("mini") == 0 and (project.processed / "mini.parquet").exists()

@@ -146,6 +146,7 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
     result = harmonise(card, raw, indicators=indicators, age_bands=age_bands or schema.DEFAULT_AGE_BANDS)
     log = {
         "source": card.id,
+        "status": "ingested",
         "kind": card.kind,
         "synthetic": card.synthetic,
         "ingested_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -158,6 +159,25 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
     }
     write_processed(result, card, processed_dir, log)
     return "ingested", log
+
+
+def _record_failure(processed_dir: Path, source: str, reason: str) -> None:
+    """Remove a stale table of a source that now fails, and say why in its log.
+
+    A table built from older inputs must not pass for the current one; processed data is
+    always rebuildable from the raw data.
+    """
+    stale = processed_dir / f"{source}.parquet"
+    if stale.exists():
+        stale.unlink()
+    processed_dir.mkdir(parents=True, exist_ok=True)
+    log = {
+        "source": source,
+        "status": "failed",
+        "error": reason,
+        "failed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    (processed_dir / f"{source}.log.json").write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
 
 
 def _summary(log: dict) -> str:
@@ -211,12 +231,15 @@ def main(args: argparse.Namespace) -> int:
             continue
         except USER_ERRORS as exc:
             print(f"{source}: failed ({exc})")
+            _record_failure(processed_dir, source, str(exc))
             failed += 1
             continue
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the other sources, nor show a traceback
             if os.environ.get("ANALYSIS_DEBUG"):
                 raise
-            print(f"{source}: failed (unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; please report this)")
+            reason = f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; please report this"
+            print(f"{source}: failed ({reason})")
+            _record_failure(processed_dir, source, reason)
             failed += 1
             continue
         if status == "unchanged":
