@@ -22,13 +22,13 @@ or ``caution`` is *not available* (e.g. no non-missing answers); a withheld row 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
-from scipy.linalg import null_space
 
 from analysis import config
 from analysis.tables import CELL_SEPARATOR, NUMERIC_COLUMNS, split_cell
@@ -44,8 +44,13 @@ TABLE_KEYS = ["source", "country", "group", "indicator"]
 REASON_COLUMN = "suppression_reason"
 
 # A suppressed cell counts as recovered when its coordinate in every solution of the published
-# linear system is fixed to within this tolerance (the system has coefficients 0 and ±1).
-_DETERMINED_TOLERANCE = 1e-9
+# linear system is fixed to within this tolerance (the system has coefficients 0 and ±1), and an
+# eigenvalue of the system's Gram matrix counts as zero below this fraction of the largest.
+_DETERMINED_TOLERANCE = 1e-7
+_NULL_EIGENVALUE = 1e-10
+
+# Most protection patterns (choices of alternative categories) tried for one cell.
+_MAX_PATTERNS = 2000
 
 
 class DisclosureError(ValueError):
@@ -279,11 +284,13 @@ def determined_cells(relations: np.ndarray, unknown: np.ndarray) -> np.ndarray:
     sub = sub[np.any(sub != 0, axis=1)]
     if sub.shape[0] == 0:
         return out
-    basis = null_space(sub)
-    if basis.shape[1] == 0:
+    # Null space of the 0/±1 system from the eigenvectors of its (small, integer) Gram matrix.
+    values, vectors = np.linalg.eigh(sub.T @ sub)
+    null = vectors[:, values <= _NULL_EIGENVALUE * max(values.max(), 1.0) * len(idx)]
+    if null.shape[1] == 0:
         out[idx] = True
         return out
-    out[idx] = np.linalg.norm(basis, axis=1) < _DETERMINED_TOLERANCE
+    out[idx] = np.linalg.norm(null, axis=1) < _DETERMINED_TOLERANCE
     return out
 
 
@@ -316,6 +323,74 @@ def _table_groups(table: pd.DataFrame, keys) -> list[np.ndarray]:
                 "needs one row per cell (split the table by statistic first)"
             )
     return out
+
+
+class _Structure:
+    """The cells of one table by coordinates, for building protection patterns."""
+
+    def __init__(self, breakdowns, cells):
+        self.coords = [dict(_coordinates(b, c)) for b, c in zip(breakdowns, cells)]
+        self.dims = [frozenset(c) for c in self.coords]
+        self.index = {frozenset(c.items()): i for i, c in enumerate(self.coords)}
+        self.breakdowns = set(self.dims)
+        self.levels: dict[str, list[str]] = {}
+        for c in self.coords:
+            for d, v in c.items():
+                if v not in self.levels.setdefault(d, []):
+                    self.levels[d].append(v)
+
+    def pattern(self, target: int, alternatives: dict, extra: dict) -> list[int] | None:
+        """Cells of the hypercube through ``target`` (see :func:`_hypercube_protection`)."""
+        own = self.coords[target]
+        dims = sorted(own)
+        members = []
+        for finer in self.breakdowns:
+            if not self.dims[target] <= finer:
+                continue
+            fixed = {d: extra[d] for d in finer - self.dims[target]}
+            for corner in itertools.product((False, True), repeat=len(dims)):
+                key = {d: (alternatives[d] if flip else own[d]) for d, flip in zip(dims, corner)}
+                key.update(fixed)
+                row = self.index.get(frozenset(key.items()))
+                if row is None:
+                    return None
+                members.append(row)
+        return members
+
+
+def _hypercube_protection(structure: _Structure, target: int, unknown, n_unweighted):
+    """The cheapest hypercube of cells whose withholding hides ``target`` (or None).
+
+    For a cell ``c`` of breakdown ``D``, pick for each dimension of ``D`` another category
+    ``a_d``, and for each dimension of the finer breakdowns one category ``x_e``. Adding ``+δ`` to
+    the corners of the box ``{c_d, a_d}^D`` with an even number of switched categories and ``−δ``
+    to the others, in ``D`` and in every finer breakdown (with the extra dimensions fixed at
+    ``x_e``), leaves every margin and every sum of children unchanged. So when those cells are all
+    withheld, ``c`` can take any value consistent with what is published (the hypercube method
+    of statistical disclosure control, extended to a hierarchy of margins). The cost of a pattern
+    is the number of unweighted cases newly withheld.
+    """
+    own = structure.coords[target]
+    finer_dims = set().union(*(b for b in structure.breakdowns if structure.dims[target] <= b))
+    extra_dims = sorted(finer_dims - set(own))
+    choices = [[a for a in structure.levels[d] if a != own[d]] for d in sorted(own)]
+    choices += [list(structure.levels[d]) for d in extra_dims]
+    if any(not options for options in choices):
+        return None
+    best = None
+    names = sorted(own) + extra_dims
+    sizes = np.where(np.isfinite(n_unweighted), n_unweighted, 1e12)
+    for combo in itertools.islice(itertools.product(*choices), _MAX_PATTERNS):
+        picked = dict(zip(names, combo))
+        members = structure.pattern(target, {d: picked[d] for d in own},
+                                    {d: picked[d] for d in extra_dims})
+        if members is None:
+            continue
+        new = [m for m in set(members) if not unknown[m]]
+        cost = float(sum(sizes[m] for m in new))
+        if best is None or cost < best[0]:
+            best = (cost, new)
+    return None if best is None else best[1]
 
 
 def _choose_protector(relations, unknown, target, n_unweighted, breakdowns) -> int | None:
@@ -351,6 +426,39 @@ def _choose_protector(relations, unknown, target, n_unweighted, breakdowns) -> i
     return int(best[1])
 
 
+def _protect(relations, structure, unknown, n_unweighted, breakdowns, cells) -> dict[int, str]:
+    """Withhold cells (in place in ``unknown``) until no withheld cell is determined.
+
+    First a hypercube for each exposed cell, finest breakdowns first; then, for anything still
+    exposed, the published sibling (else margin) with the fewest cases. Returns the newly
+    withheld rows with the cell each protects.
+    """
+    added: dict[int, str] = {}
+    order = sorted(np.flatnonzero(unknown),
+                   key=lambda i: (-len(structure.dims[i]),
+                                  n_unweighted[i] if np.isfinite(n_unweighted[i]) else np.inf, i))
+    for target in order:
+        if not determined_cells(relations, unknown)[target]:
+            continue
+        members = _hypercube_protection(structure, int(target), unknown, n_unweighted)
+        for m in members or []:
+            unknown[m] = True
+            added[m] = f"{breakdowns[target]} = {cells[target]}"
+    while True:
+        exposed = np.flatnonzero(determined_cells(relations, unknown))
+        if exposed.size == 0:
+            return added
+        target = int(exposed[0])
+        protector = _choose_protector(relations, unknown, target, n_unweighted, breakdowns)
+        if protector is None:  # cannot happen for consistent additive tables; fail loudly
+            raise DisclosureError(
+                f"secondary suppression could not protect cell {cells[target]!r} of "
+                f"breakdown {breakdowns[target]!r}"
+            )
+        unknown[protector] = True
+        added[protector] = f"{breakdowns[target]} = {cells[target]}"
+
+
 def secondary_suppression(table: pd.DataFrame, keys=None) -> pd.DataFrame:
     """Withhold further cells until no suppressed cell can be recovered from the published ones.
 
@@ -360,12 +468,16 @@ def secondary_suppression(table: pd.DataFrame, keys=None) -> pd.DataFrame:
     weighted count and the weighted total (estimate × weighted count), so a withheld mean or count
     could be recovered by subtraction from a published margin and its published siblings, from
     the complement of a binary dimension, or from any combination of published margins. After
-    primary suppression we repeat:
+    primary suppression, for each withheld cell that the published cells determine exactly (its
+    value is the same in every solution of the linear system of relations;
+    :func:`determined_cells`), finest breakdowns first:
 
-    1. find the withheld cells that the published cells determine exactly (their value is the
-       same in every solution of the linear system of relations; :func:`determined_cells`);
-    2. for the first such cell, withhold the published sibling with the fewest unweighted cases
-       in the relation that exposes it (a margin only when no sibling is left);
+    1. withhold the cheapest *hypercube* through it (:func:`_hypercube_protection`): a box of
+       cells in its breakdown, switching each dimension to one other category, continued into
+       every finer breakdown at fixed categories; margins coarser than the cell stay published;
+    2. if a cell is still determined (e.g. a pattern ran out of cells), withhold the published
+       sibling with the fewest unweighted cases in a relation that exposes it (a margin only
+       when no sibling is left), and check again,
 
     until none is determined. This guarantees that no withheld value can be solved from the
     published counts, totals and means; it does not guard against interval (bounds) attacks
@@ -386,6 +498,7 @@ def secondary_suppression(table: pd.DataFrame, keys=None) -> pd.DataFrame:
         if "n_unweighted" in out.columns else np.full(len(out), np.nan)
     newly = np.zeros(len(out), dtype=bool)
     reasons = out[REASON_COLUMN].copy()
+    cache: dict = {}
     for positions in _table_groups(out, keys):
         part = out.iloc[positions]
         unknown = (part["flag"] == "suppressed").to_numpy()
@@ -397,22 +510,17 @@ def secondary_suppression(table: pd.DataFrame, keys=None) -> pd.DataFrame:
         n_part = n_all[positions]
         breakdowns = part["breakdown"].astype(str).to_numpy()
         cells = part["cell"].astype(str).to_numpy()
-        while True:
-            exposed = np.flatnonzero(determined_cells(relations, unknown))
-            if exposed.size == 0:
-                break
-            target = int(exposed[0])
-            protector = _choose_protector(relations, unknown, target, n_part, breakdowns)
-            if protector is None:  # cannot happen for consistent additive tables; fail loudly
-                raise DisclosureError(
-                    f"secondary suppression could not protect cell {cells[target]!r} of "
-                    f"breakdown {breakdowns[target]!r}"
-                )
-            unknown[protector] = True
-            newly[positions[protector]] = True
-            reasons.iloc[positions[protector]] = (
-                f"secondary: protects {breakdowns[target]} = {cells[target]}"
-            )
+        primary = unknown.copy()
+        key = (tuple(breakdowns), tuple(cells), primary.tobytes())
+        if key in cache:  # same structure, same primary cells: withhold the same cells
+            unknown, protected_by = cache[key][0].copy(), cache[key][1]
+        else:
+            protected_by = _protect(relations, _Structure(breakdowns, cells), unknown,
+                                    n_part, breakdowns, cells)
+            cache[key] = (unknown.copy(), protected_by)
+        for row, label in protected_by.items():
+            newly[positions[row]] = True
+            reasons.iloc[positions[row]] = f"secondary: protects {label}"
     out[REASON_COLUMN] = reasons
     return _blank(out, pd.Series(newly, index=out.index), reasons)
 
