@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -256,7 +255,7 @@ def run_r(data_csv: Path, out: Path, timeout: float) -> dict:
     script.write_text(R_SCRIPT)
     completed = subprocess.run(
         ["Rscript", str(script), str(data_csv), str(out), ",".join(INDICATORS)],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True, text=True, timeout=timeout, check=False,
     )
     if completed.returncode != 0:
         raise RuntimeError(completed.stderr.strip().splitlines()[-1] if completed.stderr else "R failed")
@@ -277,14 +276,15 @@ def r_available() -> str | None:
     if shutil.which("Rscript") is None:
         return "Rscript not found (Debian: apt-get install r-cran-survey)"
     check = subprocess.run(["Rscript", "-e", "library(survey); library(data.table)"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     if check.returncode != 0:
         return "R packages survey and data.table are not installed (Debian: r-cran-survey r-cran-data.table)"
     return None
 
 
 def python_peer_available(module: str) -> str | None:
-    check = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    check = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
+                           check=False)
     if check.returncode != 0:
         last = (check.stderr.strip().splitlines() or ["import failed"])[-1]
         return f"cannot import {module} ({last}); pip install '.[bench]'"
@@ -300,7 +300,7 @@ def run_worker(name: str, data: Path, out: Path, repeat: int, timeout: float) ->
     completed = subprocess.run(
         [sys.executable, __file__, "--worker", name, "--data", str(data), "--out", str(out),
          "--repeat", str(repeat)],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True, text=True, timeout=timeout, check=False,
     )
     if completed.returncode != 0:
         tail = completed.stderr.strip().splitlines()[-1:] or ["no message"]
@@ -366,7 +366,7 @@ def main(argv=None) -> int:
                 outputs[peer] = out
             except subprocess.TimeoutExpired:
                 skipped[peer] = f"did not finish within --timeout {args.timeout:.0f} s"
-            except Exception as error:  # a peer's failure must not stop the benchmark
+            except (RuntimeError, ValueError, KeyError, OSError) as error:  # report, go on
                 skipped[peer] = f"failed: {error}"
         report(results, outputs, skipped)
     finally:

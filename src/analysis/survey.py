@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special, stats
 
-from analysis.tables import CELL_SEPARATOR, RESULT_COLUMNS, join_cell
+from analysis.tables import RESULT_COLUMNS, join_cell
 
 #: R's ``survey.lonely.psu`` options we offer ("remove" behaves as "certainty" in R).
 SINGLE_PSU_OPTIONS: tuple[str, ...] = ("fail", "adjust", "average", "certainty", "remove")
@@ -412,7 +412,7 @@ class SurveyDesign:
         fay_rho: float | None = None,
         mse: bool = False,
         sample_type: str = "probability",
-    ) -> "SurveyDesign":
+    ) -> SurveyDesign:
         """Build a design from column names of ``frame`` (as R's ``svydesign``/``svrepdesign``).
 
         ``weight=None`` with ``fpc`` computes weights from the population sizes; with neither,
@@ -603,7 +603,7 @@ class SurveyDesign:
 
     def to_replicate(
         self, method: str = "jkn", mse: bool = False, replicates: int = 200, seed: int = 0
-    ) -> "SurveyDesign":
+    ) -> SurveyDesign:
         """Replicate-weight version of this Taylor design (R's ``as.svrepdesign``).
 
         ``jk1`` (unstratified designs): replicate j drops PSU j and multiplies the other
