@@ -105,14 +105,14 @@ def test_margins_of_a_saturated_model_are_the_domain_means(apistrat):
     the same design-based SE as the domain mean."""
     frame, design = apistrat
     fit = models.survey_glm("y ~ meals_high * ell_high", frame, design, family="binomial")
-    margins = fit.predictive_margins("meals_high", by="ell_high")
+    margins = fit.predictive_margins("meals_high", by="ell_high", disclosure=False)
     validate(margins)
     cells, cov = cell_means_with_covariance(frame, design, "y", ["meals_high", "ell_high"])
     expected = cells.set_index("cell")
     for _, row in margins.iterrows():
         close([row["estimate"], row["se"]], expected.loc[row["cell"], ["estimate", "se"]], rtol=1e-6)
     # the average marginal effect within ell_high == no is the referent disparity of the cells
-    ame = fit.average_marginal_effects("meals_high", by="ell_high").set_index("cell")
+    ame = fit.average_marginal_effects("meals_high", by="ell_high", disclosure=False).set_index("cell")
     labels = list(cells["cell"])
     i, j = labels.index("yes × no"), labels.index("no × no")
     diff = cells["estimate"].iloc[i] - cells["estimate"].iloc[j]
@@ -288,3 +288,26 @@ def test_maihda_counts_excluded_rows_and_explains_bad_input():
     assert fit.n_excluded == 5 and fit.n_used == len(frame) - 5
     with pytest.raises(ModelError, match="not in the data"):
         models.maihda(frame, "score", ["sex", "no_such_dimension"])
+
+
+def test_margins_resting_on_a_small_cell_are_suppressed(apistrat):
+    """apistrat has 7 schools with few free meals and many English learners: the margin of that
+    cell (in a saturated model, their mean) and the effect built on it are not published."""
+    frame, design = apistrat
+    fit = models.survey_glm("y ~ meals_high * ell_high", frame, design, family="binomial")
+    margins = fit.predictive_margins("meals_high", by="ell_high")
+    validate(margins)
+    margins = margins.set_index("cell")
+    assert margins.loc["no × yes", "flag"] == "suppressed" and np.isnan(margins.loc["no × yes", "estimate"])
+    assert margins.loc["no × no", "n_unweighted"] == 113 and margins.loc["no × no", "flag"] == "ok"
+    effects = fit.average_marginal_effects("meals_high", by="ell_high").set_index("cell")
+    assert effects.loc["yes − no × yes", "flag"] == "suppressed"
+    assert effects.loc["yes − no × no", "n_unweighted"] == 34  # the smaller of 113 and 34
+
+
+def test_missing_categories_from_nullable_columns_are_excluded(apistrat):
+    frame, design = apistrat
+    holes = frame.assign(meals_high=frame["meals_high"].astype("string"))
+    holes.loc[[0, 1], "meals_high"] = pd.NA
+    fit = models.survey_glm("y ~ meals_high", holes, design, family="binomial")
+    assert fit.n_excluded == 2

@@ -211,7 +211,8 @@ class SurveyGLM:
         return out
 
     def predictive_margins(
-        self, variable: str, levels=None, by=None, level: float = 0.95, **labels
+        self, variable: str, levels=None, by=None, level: float = 0.95, disclosure: bool = True,
+        thresholds=None, **labels,
     ) -> pd.DataFrame:
         """Predictive margins: the weighted average prediction with ``variable`` set to each level.
 
@@ -223,11 +224,18 @@ class SurveyGLM:
         -------
         pandas.DataFrame
             Result schema: ``breakdown`` ``variable`` (``variable × by`` with ``by``), ``cell`` the
-            level (joined with the ``by`` cell); ``n_unweighted`` the rows averaged over. The
-            covariance of all the margins is in ``.attrs["covariance"]``.
+            level (joined with the ``by`` cell); ``n_unweighted`` the respondents observed at
+            that level in that subgroup (the data the margin rests on: in a saturated model the
+            margin *is* their mean), ``n_weighted`` the weight of the rows averaged over. With
+            ``disclosure`` (default) margins resting on few respondents are suppressed
+            (:func:`analysis.disclosure.primary_suppression`). The covariance of all the margins
+            is in ``.attrs["covariance"]``.
         """
         keys, values, cov = self._margins(variable, levels, by)
-        return self._margin_table(keys, values, cov, variable, by, "predictive margin", level, labels)
+        observed = [[k[0]] for k in keys]
+        table = self._margin_table(keys, values, cov, variable, by, "predictive margin", level, labels,
+                                   observed)  # fmt: skip
+        return _protect(table, disclosure, thresholds)
 
     def _levels(self, variable: str, levels):
         if variable not in self.frame.columns:
@@ -255,21 +263,29 @@ class SurveyGLM:
         cov = self.design.total_covariance(influence)
         return keys, values, cov
 
-    def _margin_table(self, keys, values, cov, variable, by, what, level, labels, n_override=None):
+    def _margin_table(self, keys, values, cov, variable, by, what, level, labels, observed=None):
+        """Result-schema rows for margins/effects; ``observed[i]`` lists the levels of
+        ``variable`` whose observed respondents in the subgroup the row rests on (its
+        ``n_unweighted`` is the smallest of their counts)."""
         by_list = [] if by is None else ([by] if isinstance(by, str) else list(by))
         subsets = self._subsets(by)
         q = self._quantile(level)
         se = np.sqrt(np.clip(np.diag(cov), 0, None))
+        as_text = self.frame[variable].astype("string")
         rows = []
         for i, (scenario, subset) in enumerate(keys):
             mask = subsets[subset] & self.used
+            n_rest = int(mask.sum())
+            if observed is not None:
+                n_rest = min(int((mask & (as_text == str(v)).fillna(False).to_numpy()).sum())
+                             for v in observed[i])  # fmt: skip
             rows.append({
                 "indicator": self.outcome,
                 "breakdown": CELL_SEPARATOR.join([variable] + by_list),
                 "cell": scenario if subset == "all" else join_cell([scenario, subset]),
                 "estimate": values[i], "se": se[i],
                 "ci_low": values[i] - q * se[i], "ci_high": values[i] + q * se[i],
-                "n_unweighted": int(mask.sum()), "n_weighted": float(self.weights[mask].sum()),
+                "n_unweighted": n_rest, "n_weighted": float(self.weights[mask].sum()),
                 "method": self._method(what),
             })  # fmt: skip
         out = conform(pd.DataFrame(rows), **labels)
@@ -278,7 +294,7 @@ class SurveyGLM:
 
     def average_marginal_effects(
         self, variable: str, levels=None, reference=None, by=None, level: float = 0.95,
-        step: float = 1e-4, **labels,
+        step: float = 1e-4, disclosure: bool = True, thresholds=None, **labels,
     ) -> pd.DataFrame:
         """Average marginal effects of ``variable``, overall or within ``by`` subgroups.
 
@@ -289,7 +305,9 @@ class SurveyGLM:
         derivative of the prediction (a forward difference with ``step`` in the variable's
         units), ``cell`` ``"dy/dx"``.
 
-        Standard errors are linearised with the design (see :meth:`_averaged`).
+        Standard errors are linearised with the design (see :meth:`_averaged`). A difference
+        rests on the respondents observed at both levels in the subgroup (``n_unweighted`` the
+        smaller count) and is suppressed when that is too small (``disclosure``, default on).
         """
         values = self.frame.loc[self.used, variable] if variable in self.frame.columns else None
         if values is None:
@@ -309,8 +327,9 @@ class SurveyGLM:
             effect = margins @ contrast
             cov = self.design.total_covariance(influence @ contrast)
             new_keys = [("dy/dx", s) for s in subsets]
-            return self._margin_table(new_keys, effect, cov, variable, by,
-                                      "average marginal effect (derivative)", level, labels)
+            table = self._margin_table(new_keys, effect, cov, variable, by,
+                                       "average marginal effect (derivative)", level, labels)
+            return _protect(table, disclosure, thresholds)
         levels = self._levels(variable, levels)
         reference = levels[0] if reference is None else reference
         if reference not in levels:
@@ -318,7 +337,7 @@ class SurveyGLM:
         keys, margins, influence_cov = self._margins(variable, levels, by)
         subsets = list(dict.fromkeys(k[1] for k in keys))
         index = {k: i for i, k in enumerate(keys)}
-        columns, new_keys = [], []
+        columns, new_keys, observed = [], [], []
         for value in levels:
             if value == reference:
                 continue
@@ -328,12 +347,14 @@ class SurveyGLM:
                 c[index[(str(reference), s)]] = -1
                 columns.append(c)
                 new_keys.append((f"{value} − {reference}", s))
+                observed.append([value, reference])
         contrast = np.column_stack(columns)
         effect = margins @ contrast
         cov = contrast.T @ influence_cov @ contrast
-        return self._margin_table(new_keys, effect, cov, variable, by,
-                                  "average marginal effect (difference of predictive margins)",
-                                  level, labels)
+        table = self._margin_table(new_keys, effect, cov, variable, by,
+                                   "average marginal effect (difference of predictive margins)",
+                                   level, labels, observed)  # fmt: skip
+        return _protect(table, disclosure, thresholds)
 
     def reri_odds_ratio(self, term_a: str, term_b: str, term_ab: str, level: float = 0.95) -> dict:
         """RERI on the odds-ratio scale from a logistic model with ``A * B``:
@@ -360,6 +381,18 @@ class SurveyGLM:
         return {"estimate": float(value), "se": se, "ci_low": value - z * se, "ci_high": value + z * se}
 
 
+def _protect(table: pd.DataFrame, disclosure: bool, thresholds=None) -> pd.DataFrame:
+    """Primary suppression of margins that rest on few respondents (on by default)."""
+    if not disclosure:
+        return table
+    from analysis import disclosure as disclosure_control
+
+    covariance = table.attrs.get("covariance")
+    out = disclosure_control.primary_suppression(table, thresholds)
+    out.attrs["covariance"] = covariance
+    return out
+
+
 def _patsy_ready(frame: pd.DataFrame) -> pd.DataFrame:
     """Pandas nullable columns as patsy understands them: strings with None, numbers with NaN.
 
@@ -374,7 +407,9 @@ def _patsy_ready(frame: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_string_dtype(dtype) or dtype == object:
             values = out[column].astype(object)
             out[column] = values.where(values.notna(), None)
-        elif pd.api.types.is_extension_array_dtype(dtype) and pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype) and pd.api.types.is_extension_array_dtype(dtype):
+        elif pd.api.types.is_extension_array_dtype(dtype) and (
+            pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+        ):
             out[column] = out[column].astype("float64")
     return out
 
