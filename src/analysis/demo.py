@@ -119,7 +119,7 @@ AGE_DISTRIBUTION = {
     "SEN": (0.23, 0.26, 0.19, 0.13, 0.10, 0.09),
 }
 #: Refugees are younger: few are 65+ (so that refugees aged 65+ are a small, suppressed cell).
-REFUGEE_AGE_DISTRIBUTION = (0.32, 0.31, 0.18, 0.10, 0.07, 0.02)
+REFUGEE_AGE_DISTRIBUTION = (0.33, 0.31, 0.18, 0.10, 0.07, 0.01)
 
 #: Displacement status by Ugandan study district (host, idp, refugee, returnee, migrant).
 #: The other countries' populations are all "host".
@@ -362,10 +362,15 @@ def _wg_domains(rng: np.random.Generator, disabled: np.ndarray) -> np.ndarray:
     n = len(disabled)
     codes = np.where(rng.random((n, 6)) < 0.8, 1, 2)
     weights = np.array([0.20, 0.15, 0.30, 0.15, 0.10, 0.10])
-    for i in np.flatnonzero(disabled):
-        k = rng.choice([1, 2, 3], p=[0.70, 0.25, 0.05])
-        domains = rng.choice(6, size=k, replace=False, p=weights)
-        codes[i, domains] = np.where(rng.random(k) < 0.8, 3, 4)
+    rows = np.flatnonzero(disabled)
+    k = rng.choice([1, 2, 3], size=len(rows), p=[0.70, 0.25, 0.05])
+    # k domains without replacement, with probabilities ~ weights: the top k of log(weight) +
+    # Gumbel noise (the Gumbel-top-k trick, one vectorised draw for everyone).
+    keys = np.log(weights) + rng.gumbel(size=(len(rows), 6))
+    rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
+    severe = rank < k[:, None]
+    severity = np.where(rng.random((len(rows), 6)) < 0.8, 3, 4)
+    codes[rows] = np.where(severe, severity, codes[rows])
     return codes
 
 
@@ -396,11 +401,18 @@ def population_truth(source: str, country: str, population: pd.DataFrame, indica
     """
     frame = population.copy()
     frame["disability"] = frame[disability_column]
+    indicators = list(indicators)
     rows = []
     for breakdown in breakdowns:
-        groups = [((), frame)] if not breakdown else frame.groupby(list(breakdown), sort=True)
-        for key, part in groups:
-            key = key if isinstance(key, tuple) else (key,)
+        if breakdown:
+            grouped = frame.groupby(list(breakdown), sort=True)
+            means, sizes = grouped[indicators].mean(), grouped.size()
+        else:
+            means = frame[indicators].mean().to_frame().T.set_axis(["all"])
+            sizes = pd.Series([len(frame)], index=["all"])
+        for label, values in means.iterrows():
+            key = label if isinstance(label, tuple) else (label,)
+            size = int(sizes[label])
             for indicator in indicators:
                 rows.append(
                     {
@@ -409,9 +421,9 @@ def population_truth(source: str, country: str, population: pd.DataFrame, indica
                         "indicator": indicator,
                         "breakdown": " × ".join(breakdown) if breakdown else "all",
                         "cell": " × ".join(map(str, key)) if breakdown else "all",
-                        "value": round(float(part[indicator].mean()), 6),
-                        "population": int(round(len(part) * persons_per_unit)),
-                        "units": int(len(part)),
+                        "value": round(float(values[indicator]), 6),
+                        "population": int(round(size * persons_per_unit)),
+                        "units": size,
                     }
                 )
     return rows
@@ -513,8 +525,9 @@ def stratified_cluster_sample(rng, frame, strata: list[str], clusters_per_stratu
         cluster_ids = np.unique(stratum["cluster"])
         m = min(clusters_per_stratum(key, len(cluster_ids)), len(cluster_ids))
         chosen = rng.choice(cluster_ids, size=m, replace=False)
+        by_cluster = stratum.groupby("cluster", sort=True)
         for cluster in sorted(chosen):
-            people = stratum[stratum["cluster"] == cluster]
+            people = by_cluster.get_group(cluster)
             selected, pi2 = take(people, rng)
             selected = selected.copy()
             selected["stratum"] = stratum_number
@@ -688,10 +701,12 @@ def _uuid(seed: int, name: str, i: int):
 def make_disability_survey(pops: dict[str, Population], seed: int):
     """Disability-focused survey (KEN, BGD) with the WG-SS; stratified two-stage cluster sample.
 
-    Strata: admin1 × urban_rural. Stage 1: 4 enumeration areas per stratum (SRS; Kenya's
-    North-Eastern urban stratum gets 1, so single-PSU handling is exercised). Stage 2: within
-    an area, up to 15 persons with disabilities (screened beforehand with the WG-SS) and 18
-    others, each by SRS, so persons with disabilities are oversampled about 6-fold.
+    Strata: admin1 × urban_rural. Stage 1: 58 enumeration areas per country allocated to the
+    strata in proportion to their number of areas (at least 2; Kenya's North-Eastern urban
+    stratum gets 1, so single-PSU handling is exercised), SRS within a stratum, so stage-1
+    weights are nearly equal. Stage 2: within an area, every person with disabilities (screened
+    beforehand with the WG-SS; at most 30) and 18 others by SRS, so persons with disabilities are
+    oversampled about 7-fold while the weights within each disability group vary little.
     """
     rng = rng_for(seed, "survey/disability")
     countries = ("KEN", "BGD")
@@ -699,13 +714,12 @@ def make_disability_survey(pops: dict[str, Population], seed: int):
                   "difficulty_paying_expenses", "experienced_violence", "discrimination", "access_to_information",
                   "vaccinated", "had_covid", "long_covid", "mental_distress", "education_disrupted")
 
-    def clusters_per_stratum(key, n_clusters):
-        return 1 if key == ("North-Eastern", "urban") else 4
+    areas_per_country = 58
 
     def take(people, rng_):
         disabled = people[people["disability"] == "yes"]
         others = people[people["disability"] == "no"]
-        kd, ko = min(15, len(disabled)), min(18, len(others))
+        kd, ko = min(30, len(disabled)), min(18, len(others))
         picked = pd.concat([disabled.sample(kd, random_state=rng_), others.sample(ko, random_state=rng_)])
         pi2 = np.where(picked["disability"] == "yes", kd / max(len(disabled), 1), ko / max(len(others), 1))
         return picked, pi2
@@ -713,6 +727,13 @@ def make_disability_survey(pops: dict[str, Population], seed: int):
     samples, truth = [], []
     for country in countries:
         pop = pops[country]
+        total_areas = pop.frame["cluster"].nunique()
+
+        def clusters_per_stratum(key, n_clusters):
+            if key == ("North-Eastern", "urban"):
+                return 1
+            return max(2, int(round(areas_per_country * n_clusters / total_areas)))
+
         sample = stratified_cluster_sample(rng, pop.frame, ["admin1", "urban_rural"], clusters_per_stratum, take)
         sample["stratum"] += 100 * (countries.index(country) + 1)
         sample["wt"] = (sample["design_weight"] * pop.persons_per_unit).round(4)
@@ -805,8 +826,9 @@ def make_disability_survey(pops: dict[str, Population], seed: int):
             "type": "probability", "weight": "wt", "strata": "stratum", "psu": "cluster", "fpc": "n_clusters",
             "fpc_meaning": "number of PSUs in the stratum (first stage); second stage treated as with replacement",
             "strata_definition": "country × admin1 × urban_rural",
-            "stage1": "4 enumeration areas per stratum by SRS without replacement; Kenya North-Eastern urban: 1 (single PSU)",
-            "stage2": "up to 15 persons with disabilities and 18 others per area, each by SRS",
+            "stage1": "58 enumeration areas per country, allocated to strata in proportion to their number of "
+                      "areas (at least 2), SRS without replacement; Kenya North-Eastern urban: 1 (single PSU)",
+            "stage2": "every person with disabilities (at most 30) and 18 others per area, by SRS",
             "weight_definition": "1 / (pi1 * pi2) × persons_per_unit: adults represented",
             "single_psu_strata": sorted(int(s) for s, g in data.groupby("stratum")["cluster"] if g.nunique() == 1),
         },
@@ -1061,17 +1083,24 @@ def make_official_estimates(pops: dict[str, Population], seed: int):
 
 
 def _write_excel(path: Path, sheets: dict[str, pd.DataFrame]) -> None:
-    """Write sheets to xlsx with fixed document properties (content is deterministic)."""
+    """Write sheets to xlsx (openpyxl write-only mode: fast) with fixed document properties."""
     import datetime as dt
 
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
-        for name, frame in sheets.items():
-            frame.to_excel(writer, sheet_name=name, index=False)
-        props = writer.book.properties
-        props.creator = "analysis.demo (SYNTHETIC)"
-        props.title = "SYNTHETIC demo data"
-        props.description = SYNTHETIC_NOTICE
-        props.created = props.modified = dt.datetime(2021, 7, 1)
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    for name, frame in sheets.items():
+        sheet = book.create_sheet(title=name)
+        sheet.append([str(c) for c in frame.columns])
+        for row in frame.itertuples(index=False, name=None):
+            sheet.append([None if (not isinstance(v, str) and pd.isna(v)) else (v.item() if hasattr(v, "item") else v)
+                          for v in row])
+    props = book.properties
+    props.creator = "analysis.demo (SYNTHETIC)"
+    props.title = "SYNTHETIC demo data"
+    props.description = SYNTHETIC_NOTICE
+    props.created = props.modified = dt.datetime(2021, 7, 1)
+    book.save(path)
     _normalise_zip(path)
 
 
