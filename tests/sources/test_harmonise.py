@@ -208,3 +208,10 @@ def test_rows_in_equal_rows_out_plus_excluded(weights, sexes):
     assert acc.rows_read == n == acc.rows_kept + sum(acc.rows_excluded.values())
     assert len(out.frame) == acc.rows_kept
     assert (out.frame["weight"] > 0).all()
+
+
+def test_income_categories_outside_the_catalogue_are_unknown():
+    card = _card(columns={"income_group": "inc", "admin1": "region"}, recodes={"income_group": {"1": "lowest", "2": "low"}})
+    out = harmonise(card, _raw(_frame(3, inc=["1", "2", "Q5"])), salt=SALT, income_groups=("lowest", "low", "middle"))
+    assert out.frame["income_group"].tolist() == ["lowest", "low", pd.NA]
+    assert out.accounting.unknown_codes["income_group"] == {"Q5": 1}

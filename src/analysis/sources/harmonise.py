@@ -316,6 +316,8 @@ def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Acco
         out["admin1"] = names.astype("string")
     method, _ = card.derive_method("admin1_code")
     if method == "natural_earth":
+        if "admin1" not in out.columns:
+            raise HarmoniseError(f"{card.path_label}: derive.admin1_code natural_earth needs columns.admin1 (or derive.admin1)")
         codes, names, ambiguous, _ = _admin1_index()
         wanted = pd.Series(
             [None if pd.isna(a) else f"{c}|{str(a).lower()}" for c, a in zip(out["country"], out["admin1"])],
@@ -490,8 +492,14 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
 
 
 def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None = None,
-                        age_bands=schema.DEFAULT_AGE_BANDS, salt: str | None = None) -> Harmonised:
-    """Turn a raw microdata table into the common schema (see the module docstring for the rules)."""
+                        age_bands=schema.DEFAULT_AGE_BANDS, salt: str | None = None,
+                        income_groups: tuple | None = None) -> Harmonised:
+    """Turn a raw microdata table into the common schema (see the module docstring for the rules).
+
+    ``age_bands`` and ``income_groups`` are the categories declared in ``params/groups.yml``;
+    a value outside them (after recoding) is an unknown code. ``income_groups=None`` accepts
+    any income category.
+    """
     acc = Accounting(rows_read=len(raw.frame))
     if len(raw.frame) == 0:
         raise HarmoniseError(f"{_where(card, raw)}: has a header but no data rows")
@@ -518,6 +526,8 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
             allowed = None
         if column == "age_group":
             allowed = tuple(age_bands)
+        if column == "income_group" and income_groups:
+            allowed = tuple(income_groups)
         values = _recode(series, column, card, labels, acc, allowed, numeric=numeric)
         if column in schema.WG_DOMAINS:
             bad = values.notna() & ~values.isin(schema.WG_CODES)
@@ -702,10 +712,11 @@ def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=schema.DEFAULT_
 
 
 def harmonise(card: SourceCard, raw: RawTable, indicators: dict | None = None,
-              age_bands=schema.DEFAULT_AGE_BANDS, salt: str | None = None) -> Harmonised:
+              age_bands=schema.DEFAULT_AGE_BANDS, salt: str | None = None,
+              income_groups: tuple | None = None) -> Harmonised:
     """Harmonise a raw table according to the card's ``kind``."""
     if card.kind == "microdata":
-        return harmonise_microdata(card, raw, indicators, age_bands, salt)
+        return harmonise_microdata(card, raw, indicators, age_bands, salt, income_groups)
     if card.kind == "aggregates":
         return harmonise_aggregates(card, raw, indicators)
     return harmonise_margins(card, raw, age_bands)

@@ -128,7 +128,8 @@ class NotDownloaded(Exception):
 
 
 def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: bool = False,
-                  indicators: dict | None = None, age_bands=None) -> tuple[str, dict | None]:
+                  indicators: dict | None = None, age_bands=None,
+                  income_groups: tuple | None = None) -> tuple[str, dict | None]:
     """Ingest one source. Returns ``("ingested"|"unchanged", log)``; raises a user error otherwise."""
     card = load_card(card_path)
     for spec in card.files:
@@ -143,7 +144,8 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
         if spec.sha256 and _sha256(raw_root / spec.path) != spec.sha256:
             raise ReadError(f"{raw_root / spec.path}: sha256 differs from files.sha256 in {card_path}; is it the right file?")
     raw = read_source(card, raw_root)
-    result = harmonise(card, raw, indicators=indicators, age_bands=age_bands or schema.DEFAULT_AGE_BANDS)
+    result = harmonise(card, raw, indicators=indicators, age_bands=age_bands or schema.DEFAULT_AGE_BANDS,
+                       income_groups=income_groups)
     log = {
         "source": card.id,
         "status": "ingested",
@@ -208,6 +210,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         indicators = schema.load_indicators() if config.INDICATORS_FILE.exists() else None
         age_bands = schema.load_age_bands()
+        dimensions = schema.load_dimensions() if config.GROUPS_FILE.exists() else {}
+        income_groups = tuple(dimensions["income_group"].categories) if "income_group" in dimensions else None
     except schema.SchemaError as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return 1
@@ -220,7 +224,9 @@ def main(args: argparse.Namespace) -> int:
             failed += 1
             continue
         try:
-            status, log = ingest_source(cards[source], raw_root, processed_dir, args.force, indicators, age_bands)
+            status, log = ingest_source(
+                cards[source], raw_root, processed_dir, args.force, indicators, age_bands, income_groups
+            )
         except NotDownloaded as exc:
             # named on the command line: the user expects it, so it is a failure; else a note
             if args.sources:
