@@ -363,3 +363,38 @@ def test_ambiguous_count_column_and_bad_counts_are_named():
     table = pd.DataFrame({"sex": ["female", "male"], "count": [10, -2]})
     with pytest.raises(WeightingError, match="row 1 is -2; counts must be non-negative"):
         weighting.poststratify(small_frame(), None, "sex", table)
+
+
+@pytest.mark.slow
+def test_demo_youth_survey_weighted_to_official_margins_recovers_the_truth(tmp_path_factory):
+    """Chapter 5's case: the demo's non-probability youth survey, weighted to the official counts
+    (restricted to the countries and age groups it covers), against the demo's known truth."""
+    import json
+
+    from analysis import config
+    from analysis.sources import ingest, load_processed
+
+    processed = tmp_path_factory.mktemp("processed")
+    for source in ("demo_youth", "demo_population_margins"):
+        ingest.ingest_source(config.SOURCES_DIR / f"{source}.yml", config.RAW_DIR, processed)
+    youth = load_processed("demo_youth", processed)
+    margins = load_processed("demo_population_margins", processed)
+    result = weighting.weight_to_official_margins(
+        youth, margins, ["country", "admin1", "sex", "age_group"],
+        restrict_to=["country", "age_group"], thresholds=Thresholds(25, 50),
+    )
+    assert result.method == "poststratify"
+    covered = margins[margins["country"].isin(youth["country"].unique())
+                      & margins["age_group"].isin(["18-24", "25-34"])]
+    assert result.design.weights.sum() == pytest.approx(covered["population"].sum(), rel=1e-9)
+    assert "non-probability" in result.design.describe_variance()
+    truth = {(t["country"], t["indicator"]): t["value"]
+             for t in json.loads((config.DEMO_DIR / "TRUTH.json").read_text())["truth"]
+             if t["source"] == "demo_youth" and t["cell"] == "all"}
+    indicators = sorted({i for _, i in truth})
+    estimates = survey.estimate_by(youth, result.design, indicators, by=["country"], margins=False)
+    z = [(row.estimate - truth[(row.cell, row.indicator)]) / row.se
+         for row in estimates.itertuples() if (row.cell, row.indicator) in truth]
+    assert len(z) >= 20
+    assert np.max(np.abs(z)) < 4
+    assert np.mean(np.abs(z) < 1.96) > 0.8

@@ -896,15 +896,22 @@ def weight_to_official_margins(frame: pd.DataFrame, margins_frame: pd.DataFrame,
                 f"{empty} of {int(np.sum(cells.counts > 0))} population cells of {join_cell(by)} "
                 "have no respondents: raked to the one-way margins instead of post-stratifying"
             )
-    if method == "poststratify" and trim is None:
-        calibrated = poststratify(frame, design, by, joint, count_column=count_column)
-    elif method == "poststratify":
-        calibrated = rake(frame, design, {tuple(by): joint}, count_column=count_column,
-                          trim=trim, max_iter=max_iter, tol=tol)
-        notes.append("post-stratified with trimmed weights (raking to the joint margin)")
-    else:
-        one_way = {c: joint.groupby(c, sort=True)[count_column].sum() for c in by}
-        calibrated = rake(frame, design, one_way, trim=trim, max_iter=max_iter, tol=tol)
+    try:
+        if method == "poststratify" and trim is None:
+            calibrated = poststratify(frame, design, by, joint, count_column=count_column)
+        elif method == "poststratify":
+            calibrated = rake(frame, design, {tuple(by): joint}, count_column=count_column,
+                              trim=trim, max_iter=max_iter, tol=tol)
+            notes.append("post-stratified with trimmed weights (raking to the joint margin)")
+        else:
+            one_way = {c: joint.groupby(c, sort=True)[count_column].sum() for c in by}
+            calibrated = rake(frame, design, one_way, trim=trim, max_iter=max_iter, tol=tol)
+    except WeightingError as error:
+        if "have no respondents" not in str(error) or restrict_to:
+            raise
+        raise WeightingError(
+            f"{error}; or pass restrict_to=[...] to weight to the areas or groups the sample covers"
+        ) from None
     one_way_margins = {c: joint.groupby(c, sort=True)[count_column].sum() for c in by}
     diagnostics = weighting_diagnostics(frame, one_way_margins, design, calibrated,
                                         thresholds=thresholds)
