@@ -496,3 +496,23 @@ def test_demo_planted_excess_is_found_by_maihda(demo_processed):
     # shrunken towards 0, but women with disabilities sit above the additive prediction
     assert excess.mean() > 0.02
     assert (excess > 0).mean() >= 0.8
+
+
+def test_catalogue_gaps_cover_every_group_and_indicator_present():
+    rng = np.random.default_rng(11)
+    n = 1200
+    frame = pd.DataFrame({
+        "sex": rng.choice(["female", "male"], n),
+        "disability": rng.choice(["yes", "no"], n, p=[0.3, 0.7]),
+        "missed_health_care": (rng.random(n) < 0.2).astype(float),
+        "vaccinated": (rng.random(n) < 0.5).astype(float),
+        "weight": 1.0,
+    })  # fmt: skip
+    design = SurveyDesign.from_frame(frame, weight="weight")
+    out = gaps.catalogue_gaps(frame, design)
+    validate(out)
+    assert set(out["indicator"]) == {"missed_health_care", "vaccinated"}
+    assert {"women", "persons_with_disabilities"} <= set(out["group"])
+    # groups defined on columns this frame lacks are skipped with the reason
+    assert all("not in the data" in why for why in out.attrs["skipped"].values())
+    assert len(out) == 2 * 2 * len(set(out["group"]))  # difference and ratio per indicator

@@ -213,8 +213,12 @@ def test_maihda_tables_are_the_result_schema(maihda_fit):
     strata = maihda_fit.stratum_table()
     validate(strata)
     assert len(strata) == 24 and strata["method"].str.contains("shrunken").all()
-    # shrunken means are between the stratum's raw mean and the grand mean (null model)
     assert (strata["ci_low"] < strata["estimate"]).all() and (strata["estimate"] < strata["ci_high"]).all()
+    interaction = maihda_fit.stratum_table(model="interaction")
+    close(interaction["estimate"], maihda_fit.strata["blup_main"])
+    close(interaction["estimate"].mean(), 0.0, atol=1e-6)  # BLUPs of a random intercept centre on 0
+    with pytest.raises(ModelError, match="model="):
+        maihda_fit.stratum_table(model="other")
 
 
 def test_maihda_prediction_se_by_hand_for_the_null_model(maihda_fit):

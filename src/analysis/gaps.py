@@ -431,6 +431,46 @@ def group_gaps(
     return pd.concat(pieces, ignore_index=True)
 
 
+def catalogue_gaps(
+    frame: pd.DataFrame,
+    design,
+    groups: dict | None = None,
+    indicators: list[str] | None = None,
+    *,
+    level: float = 0.95,
+    source: str | None = None,
+    country: str | None = None,
+    disclosure: bool = True,
+) -> pd.DataFrame:
+    """Gaps for every catalogue group and every indicator present in ``frame``.
+
+    ``groups`` defaults to ``params/groups.yml`` (:func:`analysis.schema.load_groups`) and
+    ``indicators`` to the catalogue indicators (``params/indicators.yml``) that are columns of
+    ``frame``; each indicator's direction comes from the catalogue. Groups whose dimension is not
+    a column, or with no respondent in the group or in its reference, are skipped and listed in
+    ``.attrs["skipped"]`` with the reason.
+    """
+    from analysis.schema import load_groups, load_indicators
+
+    groups = load_groups() if groups is None else groups
+    if indicators is None:
+        indicators = [i for i in load_indicators() if i in frame.columns]
+    skipped, pieces = {}, []
+    for group_id, group in groups.items():
+        if group.dimension not in frame.columns:
+            skipped[group_id] = f"column {group.dimension!r} not in the data"
+            continue
+        counts = group.assign(frame).value_counts()
+        if counts.get("group", 0) == 0 or counts.get("reference", 0) == 0:
+            skipped[group_id] = "no respondent in the group or in its reference"
+            continue
+        pieces.append(group_gaps(frame, design, group, indicators, level=level, source=source,
+                                 country=country, disclosure=disclosure))  # fmt: skip
+    out = pd.concat(pieces, ignore_index=True) if pieces else _finish([], extras=[])
+    out.attrs["skipped"] = skipped
+    return out
+
+
 def _reference_label(group) -> str:
     return "rest" if group.reference == "rest" else "+".join(map(str, group.reference))
 
@@ -1530,6 +1570,7 @@ __all__ = [
     "InequalityInputError",
     "Measure",
     "Subgroups",
+    "catalogue_gaps",
     "compute_measure",
     "derived_flag",
     "gap",

@@ -608,14 +608,19 @@ class Maihda:
         """Shrunken (empirical Bayes) predicted stratum means in the result schema.
 
         ``model="null"``: intercept + stratum random effect; ``"main"``: the additive prediction
-        from the main effects + the stratum's random effect (its interaction part). Intervals
+        from the main effects + the stratum's random effect (its interaction part);
+        ``"interaction"``: the main model's stratum random effect alone, i.e. how far the
+        stratum sits above (+) or below (-) what the additive main effects predict. Intervals
         ``± z SE`` with the prediction error variance from Henderson's mixed-model equations
         (uncertainty of the fixed effects and of the random effect, variance parameters taken
         as known, as lme4's ``condVar``). Strata with few respondents are suppressed when
         ``disclosure`` (thresholds from ``params/report.yml``): a shrunken mean still describes
         a small group.
         """
-        column = {"null": "predicted_null", "main": "predicted_main"}[model]
+        columns = {"null": "predicted_null", "main": "predicted_main", "interaction": "blup_main"}
+        if model not in columns:
+            raise ModelError(f"model={model!r}: use one of {list(columns)}")
+        column = columns[model]
         z = stats.norm.ppf(0.5 + level / 2)
         est = self.strata[column].to_numpy()
         se = self.strata[f"{column}_se"].to_numpy()
