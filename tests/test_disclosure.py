@@ -367,3 +367,17 @@ def test_estimate_by_output_is_protected_and_passes_the_gate(r_survey_dir):
     assert out.loc[out["flag"] == "suppressed", ["estimate", "se", "deff", "cv", "n_missing"]].isna().all().all()
     assert (out.loc[out["breakdown"] == "all", "flag"] == "ok").all()
     tables.validate(tables.conform(out))
+
+
+def test_contrasts_and_summaries_beside_cells_take_no_part_in_the_relations():
+    table = two_by_two()
+    extra = table.iloc[[0, 0, 0]].copy()
+    extra["breakdown"] = ["sex × disability", "sex", "sex × disability"]
+    extra["cell"] = ["female × yes vs female × no", "female − male", "all"]
+    extra["n_unweighted"] = [210, 570, 570]
+    table = pd.concat([table, extra], ignore_index=True)
+    out = disclosure.apply_suppression(table, DEFAULTS)
+    # The same four interior cells as without the derived rows; the derived rows are kept.
+    assert set(out.loc[out["flag"] == "suppressed", "cell"]) == {
+        "female × yes", "female × no", "male × yes", "male × no"}
+    disclosure.assert_publishable(out, DEFAULTS)

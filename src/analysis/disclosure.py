@@ -211,10 +211,23 @@ def primary_suppression(table: pd.DataFrame, thresholds=None) -> pd.DataFrame:
 # Secondary suppression: the linear system of published margins
 
 
-def _coordinates(breakdown, cell) -> frozenset:
-    """The (dimension, category) pairs of one cell; the whole population is the empty set."""
-    if pd.isna(breakdown) or pd.isna(cell) or str(breakdown) in ("", "all") or str(cell) == "all":
-        return frozenset()
+#: Markers of a derived row (a contrast between cells), which is not a cell of its breakdown.
+CONTRAST_MARKERS = (" vs ", " − ", " ÷ ")
+
+
+def _coordinates(breakdown, cell) -> frozenset | None:
+    """The (dimension, category) pairs of one cell; the whole population is the empty set.
+
+    ``None`` for a row that is not a cell of its breakdown: a contrast between cells (its label
+    holds " vs ", " − " or " ÷ ") or a summary over a breakdown (cell ``"all"`` of a named
+    breakdown). Such rows take no part in the margin relations; derived measures are protected by
+    :func:`suppress_derived` instead.
+    """
+    whole = pd.isna(breakdown) or str(breakdown) in ("", "all")
+    if pd.isna(cell) or str(cell) == "all":
+        return frozenset() if whole else None
+    if whole or any(marker in str(cell) for marker in CONTRAST_MARKERS):
+        return None
     dims = split_cell(str(breakdown))
     cats = split_cell(str(cell))
     if len(dims) != len(cats):
@@ -242,12 +255,15 @@ def margin_relations(breakdowns, cells) -> np.ndarray:
     ndarray, shape (n_relations, n_cells)
     """
     coords = [_coordinates(b, c) for b, c in zip(breakdowns, cells)]
-    dims = [frozenset(d for d, _ in cs) for cs in coords]
+    dims = [None if cs is None else frozenset(d for d, _ in cs) for cs in coords]
     by_breakdown: dict[frozenset, list[int]] = {}
     for i, d in enumerate(dims):
-        by_breakdown.setdefault(d, []).append(i)
+        if d is not None:
+            by_breakdown.setdefault(d, []).append(i)
     rows = []
     for parent, (pcoords, pdims) in enumerate(zip(coords, dims)):
+        if pdims is None:
+            continue
         for bdims, members in by_breakdown.items():
             if not (pdims < bdims):
                 continue
@@ -329,13 +345,14 @@ class _Structure:
     """The cells of one table by coordinates, for building protection patterns."""
 
     def __init__(self, breakdowns, cells):
-        self.coords = [dict(_coordinates(b, c)) for b, c in zip(breakdowns, cells)]
-        self.dims = [frozenset(c) for c in self.coords]
-        self.index = {frozenset(c.items()): i for i, c in enumerate(self.coords)}
-        self.breakdowns = set(self.dims)
+        parsed = [_coordinates(b, c) for b, c in zip(breakdowns, cells)]
+        self.coords = [None if p is None else dict(p) for p in parsed]
+        self.dims = [None if c is None else frozenset(c) for c in self.coords]
+        self.index = {frozenset(c.items()): i for i, c in enumerate(self.coords) if c is not None}
+        self.breakdowns = {d for d in self.dims if d is not None}
         self.levels: dict[str, list[str]] = {}
         for c in self.coords:
-            for d, v in c.items():
+            for d, v in (c or {}).items():
                 if v not in self.levels.setdefault(d, []):
                     self.levels[d].append(v)
 
@@ -371,6 +388,8 @@ def _hypercube_protection(structure: _Structure, target: int, unknown, n_unweigh
     is the number of unweighted cases newly withheld.
     """
     own = structure.coords[target]
+    if own is None:
+        return None
     finer_dims = set().union(*(b for b in structure.breakdowns if structure.dims[target] <= b))
     extra_dims = sorted(finer_dims - set(own))
     choices = [[a for a in structure.levels[d] if a != own[d]] for d in sorted(own)]
@@ -435,7 +454,7 @@ def _protect(relations, structure, unknown, n_unweighted, breakdowns, cells) -> 
     """
     added: dict[int, str] = {}
     order = sorted(np.flatnonzero(unknown),
-                   key=lambda i: (-len(structure.dims[i]),
+                   key=lambda i: (-len(structure.dims[i] or ()),
                                   n_unweighted[i] if np.isfinite(n_unweighted[i]) else np.inf, i))
     for target in order:
         if not determined_cells(relations, unknown)[target]:
