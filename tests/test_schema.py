@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from analysis import config, schema
 from analysis.schema import SchemaError
 
-
 # --- age bands -----------------------------------------------------------------------------
 
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import re
 
-import pandas as pd
 import pytest
 
 from analysis import config, schema

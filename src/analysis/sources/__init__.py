@@ -52,4 +52,4 @@ def load_processed(source: str, processed_dir: Path | str | None = None) -> pd.D
     return frame
 
 
-__all__ = ["load_processed", "processed_path", "ProcessedNotFound", "METADATA_KEY"]
+__all__ = ["METADATA_KEY", "ProcessedNotFound", "load_processed", "processed_path"]

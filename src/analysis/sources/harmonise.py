@@ -302,7 +302,7 @@ def _country(card: SourceCard, raw: RawTable, acc: Accounting) -> pd.Series:
 
 
 def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Accounting) -> None:
-    method, options = card.derive_method("admin1")
+    method, _ = card.derive_method("admin1")
     if method == "from_us_fips":
         if "admin1_fips" not in card.columns:
             raise HarmoniseError(f"{card.path_label}: derive.admin1 from_us_fips needs columns.admin1_fips")

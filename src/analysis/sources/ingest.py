@@ -151,7 +151,7 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
         "status": "ingested",
         "kind": card.kind,
         "synthetic": card.synthetic,
-        "ingested_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "files": [str(spec.path) for spec in card.files],
         "reader": card.reader,
         "reader_notes": {k: v for k, v in raw.notes.items() if k in ("encoding", "sheet")},
@@ -177,7 +177,7 @@ def _record_failure(processed_dir: Path, source: str, reason: str) -> None:
         "source": source,
         "status": "failed",
         "error": reason,
-        "failed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "failed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     (processed_dir / f"{source}.log.json").write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
 
@@ -240,7 +240,7 @@ def main(args: argparse.Namespace) -> int:
             _record_failure(processed_dir, source, str(exc))
             failed += 1
             continue
-        except Exception as exc:  # noqa: BLE001 - a bug must not stop the other sources, nor show a traceback
+        except Exception as exc:
             if os.environ.get("ANALYSIS_DEBUG"):
                 raise
             reason = f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; please report this"

@@ -149,7 +149,7 @@ def read_csv(path: Path, card: SourceCard) -> RawTable:
 def _excel_sheet(path: Path, sheet, header_row: int) -> pd.DataFrame:
     try:
         book = pd.ExcelFile(path, engine=EXCEL_ENGINE)
-    except Exception as exc:  # openpyxl raises several types for a broken or non-xlsx file
+    except Exception as exc:  # noqa: BLE001 - the Excel engines raise many types for a broken or non-xlsx file
         raise ReadError(f"{path}: not a readable .xlsx workbook ({type(exc).__name__}); re-save it as .xlsx") from None
     with book:
         names = book.sheet_names
@@ -185,7 +185,7 @@ def _read_stat(path: Path, card: SourceCard, kind: str) -> RawTable:
     reader = pyreadstat.read_sav if kind == "spss" else pyreadstat.read_dta
     try:
         frame, meta = reader(str(path), apply_value_formats=False, user_missing=False)
-    except Exception as exc:  # pyreadstat.ReadstatError and OSError for truncated/invalid files
+    except Exception as exc:  # noqa: BLE001 - pyreadstat.ReadstatError, OSError... for truncated/invalid files
         label = "SPSS .sav" if kind == "spss" else "Stata .dta"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ReadError(f"{path}: not a readable {label} file ({reason}); the file may be truncated, re-export it") from None
@@ -212,7 +212,7 @@ def read_parquet(path: Path, card: SourceCard) -> RawTable:
     _check_file(path)
     try:
         frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for broken files
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError... for broken files
         raise ReadError(f"{path}: not a readable Parquet file ({type(exc).__name__}); re-export it") from None
     return RawTable(frame, path)
 
