@@ -396,8 +396,19 @@ def test_measures_from_microdata_use_design_based_subgroup_estimates(r_survey_di
                                  population=subgroups["n_weighted"])  # fmt: skip
     by_hand = gaps.inequality_measures(subgroups.drop(columns=["n_unweighted"]), ordered=True,
                                        favourable=False, scale=1.0, par_se="delta")
-    close(by_method(out).loc[["ACI", "SII", "PAR"], ["estimate", "se"]],
-          by_method(by_hand).loc[["ACI", "SII", "PAR"], ["estimate", "se"]])
+    close(by_method(out).loc[["ACI", "RCI", "PAR"], ["estimate", "se"]],
+          by_method(by_hand).loc[["ACI", "RCI", "PAR"], ["estimate", "se"]])
+    # SII from the respondents: logistic survey GLM on each school's ridit rank
+    from analysis.models import survey_glm
+
+    shares = subgroups.sort_values("order")
+    p = (shares["population"] / shares["population"].sum()).to_numpy()
+    ridit = dict(zip(shares["subgroup"], np.cumsum(p) - p / 2))
+    fit = survey_glm("low_api ~ rank", frame.assign(rank=frame["meals_band"].map(ridit)), design,
+                     family="binomial")  # fmt: skip
+    b0, b1 = fit.params
+    close(by_method(out).loc["SII", "estimate"], 1 / (1 + np.exp(-b0 - b1)) - 1 / (1 + np.exp(-b0)))
+    assert by_method(out).loc["SII", "se_method"].startswith("design-based")
     # the weakest band has 27 schools: caution travels into every measure
     assert (out["flag"] == "caution").all()
     d = by_method(out).loc["D"]

@@ -1264,7 +1264,9 @@ def inequality_measures_from_microdata(
     the dimension is ordered come from ``params/groups.yml`` (``dimensions:``) unless given
     (``categories`` in order from most disadvantaged to most advantaged). Binary indicators are
     estimated as proportions, so ``scale`` defaults to 1. Flags of the subgroup estimates travel
-    into the measures (a suppressed subgroup suppresses them). PAR/PAF SEs use the delta method
+    into the measures (a suppressed subgroup suppresses them). SII and RII are fitted to the
+    respondents themselves with the design (:func:`_design_based_rank_measures`), as HEAT does
+    for survey data. PAR/PAF SEs use the delta method
     (``par_se="delta"``): the populations here are weighted totals, not sample counts, so
     Walter's count-based SE does not apply.
     """
@@ -1291,10 +1293,65 @@ def inequality_measures_from_microdata(
     present = sorted(table["order"])
     table["order"] = table["order"].map({o: i + 1 for i, o in enumerate(present)})
     table = table.rename(columns={"n_weighted": "population"})
-    return inequality_measures(
+    out = inequality_measures(
         table, ordered=ordered, direction=direction, scale=1.0 if scale is None else scale,
         indicator=indicator, breakdown=dimension, source=source, country=country, **options,
     )  # fmt: skip
+    rank_rows = out["method"].isin(["SII", "RII"]) & (out["flag"] != "suppressed")
+    if ordered and rank_rows.any():
+        measures = _design_based_rank_measures(
+            frame, design, indicator, dimension, table, options.get("rank_model", "logistic"),
+            options.get("level", 0.95),
+        )  # fmt: skip
+        for i in np.flatnonzero(rank_rows.to_numpy()):
+            m = measures[out.at[i, "method"]]
+            for column in ("estimate", "se", "ci_low", "ci_high"):
+                out.at[i, column] = getattr(m, column)
+            out.at[i, "se_method"] = m.se_method
+    return out
+
+
+def _design_based_rank_measures(frame, design, indicator, dimension, table, model, level) -> dict:
+    """SII and RII from respondent data: a survey GLM of the outcome on each respondent's ridit
+    rank (as HEAT's R code does for survey data), so the SE is design-based.
+
+    Each respondent gets the ridit rank of their subgroup (``X_j`` from the weighted subgroup
+    shares of ``table``, 0 = most disadvantaged); ``model="logistic"`` fits a logistic survey GLM
+    (outcome in [0, 1]), ``"linear"`` a linear one. SII = prediction at rank 1 minus at rank 0,
+    RII their ratio (CI on the log scale); delta-method SEs from the design-based coefficient
+    covariance (:func:`analysis.models.survey_glm`).
+    """
+    from analysis import models
+
+    ordered_table = table.sort_values("order")
+    population = pd.to_numeric(ordered_table["population"], errors="coerce").to_numpy(float)
+    share = population / population.sum()
+    ridit = dict(zip(ordered_table["subgroup"], np.cumsum(share) - 0.5 * share))
+    work = pd.DataFrame({
+        "_y": pd.to_numeric(frame[indicator], errors="coerce").to_numpy(float),
+        "_rank": frame[dimension].astype("string").map(ridit).astype("Float64").to_numpy(float, na_value=np.nan),
+    })  # fmt: skip
+    family = "binomial" if model == "logistic" else "gaussian"
+    fit = models.survey_glm("_y ~ _rank", work, design, family=family)
+    beta, cov = fit.params.to_numpy(), fit.cov.to_numpy()
+    z = _z(level)
+    how = f"design-based: survey {model} regression of respondents on their ridit rank"
+    if family == "binomial":
+        p1, p0 = expit(beta.sum()), expit(beta[0])
+        g_sii = np.array([p1 * (1 - p1) - p0 * (1 - p0), p1 * (1 - p1)])
+        g_rii = np.array([(1 - p1) - (1 - p0), 1 - p1])
+        sii, rii = p1 - p0, p1 / p0
+    else:
+        v1, v0 = beta.sum(), beta[0]
+        g_sii, sii = np.array([0.0, 1.0]), v1 - v0
+        g_rii, rii = np.array([1 / v1 - 1 / v0, 1 / v1]), (v1 / v0 if v0 > 0 and v1 > 0 else np.nan)
+    out = {"SII": _normal("SII", sii, float(np.sqrt(g_sii @ cov @ g_sii)), z, how)}
+    if np.isfinite(rii):
+        out["RII"] = _normal("RII", rii, float(np.sqrt(g_rii @ cov @ g_rii)), z, how + "; se of log RII",
+                             log_scale=True)  # fmt: skip
+    else:
+        out["RII"] = Measure("RII", np.nan, note="predictions at rank 0 or 1 are not positive")
+    return out
 
 
 # ============================================================================================
