@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -323,8 +323,8 @@ def make_population(country: str, lookup: pd.DataFrame, seed: int) -> Population
     # Enumeration areas (clusters): within admin1 × urban_rural × location_type, ~150 adults each.
     frame["cluster"] = -1
     cluster_id = 0
-    for _, rows in frame.groupby(["admin1", "urban_rural", "location_type"], sort=True).indices.items():
-        k = max(1, int(round(len(rows) / CLUSTER_SIZE)))
+    for rows in frame.groupby(["admin1", "urban_rural", "location_type"], sort=True).indices.values():
+        k = max(1, round(len(rows) / CLUSTER_SIZE))
         member = rng.permutation(len(rows)) % k
         frame.loc[frame.index[rows], "cluster"] = cluster_id + member
         cluster_id += k
@@ -422,7 +422,7 @@ def population_truth(source: str, country: str, population: pd.DataFrame, indica
                         "breakdown": " × ".join(breakdown) if breakdown else "all",
                         "cell": " × ".join(map(str, key)) if breakdown else "all",
                         "value": round(float(values[indicator]), 6),
-                        "population": int(round(size * persons_per_unit)),
+                        "population": round(size * persons_per_unit),
                         "units": size,
                     }
                 )
@@ -727,12 +727,12 @@ def make_disability_survey(pops: dict[str, Population], seed: int):
     samples, truth = [], []
     for country in countries:
         pop = pops[country]
-        total_areas = pop.frame["cluster"].nunique()
+        areas_in_country = pop.frame["cluster"].nunique()
 
-        def clusters_per_stratum(key, n_clusters):
+        def clusters_per_stratum(key, n_clusters, total_areas=areas_in_country):
             if key == ("North-Eastern", "urban"):
                 return 1
-            return max(2, int(round(areas_per_country * n_clusters / total_areas)))
+            return max(2, round(areas_per_country * n_clusters / total_areas))
 
         sample = stratified_cluster_sample(rng, pop.frame, ["admin1", "urban_rural"], clusters_per_stratum, take)
         sample["stratum"] += 100 * (countries.index(country) + 1)
@@ -1058,7 +1058,7 @@ def make_official_estimates(pops: dict[str, Population], seed: int):
         for breakdown in ("all", "sex", "age_group"):
             parts = [("all", frame)] if breakdown == "all" else list(frame.groupby(breakdown, sort=True))
             for cell, part in parts:
-                n = int(round(5000 * len(part) / len(frame)))
+                n = round(5000 * len(part) / len(frame))
                 for indicator in indicators:
                     value = float(part[indicator].mean())
                     se = float(np.sqrt(1.5 * value * (1 - value) / n))
@@ -1072,8 +1072,8 @@ def make_official_estimates(pops: dict[str, Population], seed: int):
                                  "survey": "SYNTHETIC national COVID-19 impact survey 2021"})
                     truth.append({"source": "demo_official_estimates", "country": country, "indicator": indicator,
                                   "breakdown": breakdown, "cell": str(cell), "value": round(value, 6),
-                                  "population": int(round(len(part) * pops[country].persons_per_unit)),
-                                  "units": int(len(part))})
+                                  "population": round(len(part) * pops[country].persons_per_unit),
+                                  "units": len(part)})
     return pd.DataFrame(rows), truth
 
 
