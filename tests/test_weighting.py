@@ -398,3 +398,10 @@ def test_demo_youth_survey_weighted_to_official_margins_recovers_the_truth(tmp_p
     assert len(z) >= 20
     assert np.max(np.abs(z)) < 4
     assert np.mean(np.abs(z) < 1.96) > 0.8
+
+
+def test_calibrated_design_refuses_to_make_uncalibrated_replicates(apiclus1):
+    frame, design = apiclus1
+    calibrated = weighting.poststratify(frame, design, "stype", STYPE)
+    with pytest.raises(WeightingError, match="convert the design before weighting"):
+        calibrated.to_replicate("jk1")

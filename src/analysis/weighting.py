@@ -408,6 +408,13 @@ class CalibratedDesign(SurveyDesign):
             scores = self.calibration.residualise(scores)
         return super().total_covariance(scores)
 
+    def to_replicate(self, method: str = "jkn", mse: bool = False):
+        """Refused: replicates made after calibration would not be calibrated themselves."""
+        raise WeightingError(
+            "to_replicate on a calibrated design would lose the calibration; convert the design "
+            "before weighting (poststratify/rake then calibrate every replicate)"
+        )
+
     def describe_variance(self) -> str:
         text = super().describe_variance()
         if self.calibration is not None and self.calibration.description:
