@@ -42,20 +42,34 @@ def crossed_table(counts: dict, names: list[str], indicator="food_insecurity", s
                 acc[1] += nw
                 acc[2] += p * nw
             for sub, (n, nw, total) in sums.items():
-                rows.append({
-                    "source": "demo", "country": "KEN", "group": "all_people",
-                    "indicator": indicator,
-                    "breakdown": tables.join_cell([names[d] for d in dims]),
-                    "cell": tables.join_cell(sub),
-                    "estimate": total / nw, "se": 0.01, "ci_low": 0.0, "ci_high": 1.0,
-                    "n_unweighted": int(n), "n_weighted": nw, "flag": "ok", "method": "taylor",
-                })
+                rows.append(
+                    {
+                        "source": "demo",
+                        "country": "KEN",
+                        "group": "all_people",
+                        "indicator": indicator,
+                        "breakdown": tables.join_cell([names[d] for d in dims]),
+                        "cell": tables.join_cell(sub),
+                        "estimate": total / nw,
+                        "se": 0.01,
+                        "ci_low": 0.0,
+                        "ci_high": 1.0,
+                        "n_unweighted": int(n),
+                        "n_weighted": nw,
+                        "flag": "ok",
+                        "method": "taylor",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def two_by_two(n_female_yes=10):
-    counts = {("female", "yes"): n_female_yes, ("female", "no"): 200,
-              ("male", "yes"): 60, ("male", "no"): 300}
+    counts = {
+        ("female", "yes"): n_female_yes,
+        ("female", "no"): 200,
+        ("male", "yes"): 60,
+        ("male", "no"): 300,
+    }
     return crossed_table(counts, ["sex", "disability"])
 
 
@@ -76,7 +90,9 @@ def test_bad_thresholds_are_named(tmp_path):
     report.write_text("disclosure:\n  suppress_below: 30\n  minimum: 60\n")
     with pytest.raises(DisclosureError, match="unknown keys \\['minimum'\\] under 'disclosure'"):
         disclosure.load_thresholds(report)
-    with pytest.raises(DisclosureError, match="caution_below=10 must be an integer >= suppress_below=25"):
+    with pytest.raises(
+        DisclosureError, match="caution_below=10 must be an integer >= suppress_below=25"
+    ):
         Thresholds(25, 10)
 
 
@@ -84,12 +100,19 @@ def test_bad_thresholds_are_named(tmp_path):
 
 
 def test_primary_suppression_blanks_small_cells_and_flags_caution():
-    table = pd.DataFrame({
-        "indicator": ["x"] * 5, "breakdown": ["sex"] * 5, "cell": list("abcde"),
-        "estimate": [0.1, 0.2, 0.3, 0.4, np.nan], "se": [0.01] * 5,
-        "n_unweighted": [24, 25, 49, 50, 100], "n_weighted": [240.0, 250, 490, 500, 1000],
-        "flag": ["ok"] * 5, "deff": [1.1] * 5,
-    })
+    table = pd.DataFrame(
+        {
+            "indicator": ["x"] * 5,
+            "breakdown": ["sex"] * 5,
+            "cell": list("abcde"),
+            "estimate": [0.1, 0.2, 0.3, 0.4, np.nan],
+            "se": [0.01] * 5,
+            "n_unweighted": [24, 25, 49, 50, 100],
+            "n_weighted": [240.0, 250, 490, 500, 1000],
+            "flag": ["ok"] * 5,
+            "deff": [1.1] * 5,
+        }
+    )
     out = disclosure.primary_suppression(table, DEFAULTS)
     assert out["flag"].tolist() == ["suppressed", "caution", "caution", "ok", "ok"]
     assert out.loc[0, ["estimate", "se", "n_unweighted", "n_weighted", "deff"]].isna().all()
@@ -104,17 +127,32 @@ def test_primary_suppression_blanks_small_cells_and_flags_caution():
 
 
 def test_unknown_n_with_an_estimate_is_suppressed_but_empty_row_is_not():
-    table = pd.DataFrame({"breakdown": ["all", "all"], "cell": ["all", "all"],
-                          "indicator": ["x", "y"], "estimate": [0.5, np.nan],
-                          "n_unweighted": [np.nan, np.nan], "flag": ["ok", "ok"]})
+    table = pd.DataFrame(
+        {
+            "breakdown": ["all", "all"],
+            "cell": ["all", "all"],
+            "indicator": ["x", "y"],
+            "estimate": [0.5, np.nan],
+            "n_unweighted": [np.nan, np.nan],
+            "flag": ["ok", "ok"],
+        }
+    )
     out = disclosure.primary_suppression(table, DEFAULTS)
     assert out["flag"].tolist() == ["suppressed", "ok"]
     assert "unknown" in out.loc[0, "suppression_reason"]
 
 
 def test_thresholds_as_dict_and_existing_caution_kept():
-    table = pd.DataFrame({"breakdown": ["all"], "cell": ["all"], "indicator": ["x"],
-                          "estimate": [0.5], "n_unweighted": [70], "flag": ["caution"]})
+    table = pd.DataFrame(
+        {
+            "breakdown": ["all"],
+            "cell": ["all"],
+            "indicator": ["x"],
+            "estimate": [0.5],
+            "n_unweighted": [70],
+            "flag": ["caution"],
+        }
+    )
     out = disclosure.primary_suppression(table, {"suppress_below": 10, "caution_below": 20})
     assert out["flag"].tolist() == ["caution"]
 
@@ -187,8 +225,11 @@ def _relations_from_structure(truth: pd.DataFrame) -> list[tuple[int, list[int]]
     for p, pc in enumerate(coords):
         for dims in {tuple(sorted(c)) for c in coords}:
             if set(pc) < set(dims):
-                kids = [i for i, c in enumerate(coords)
-                        if tuple(sorted(c)) == dims and all(c[k] == v for k, v in pc.items())]
+                kids = [
+                    i
+                    for i, c in enumerate(coords)
+                    if tuple(sorted(c)) == dims and all(c[k] == v for k, v in pc.items())
+                ]
                 facts.append((p, kids))
     return facts
 
@@ -266,9 +307,11 @@ def test_no_withheld_cell_is_recoverable_by_the_adversary(truth):
     assert published.loc[~hidden, "estimate"].notna().all()
     facts = _relations_from_structure(truth)
     weighted_total = truth["estimate"] * truth["n_weighted"]
-    for column, values in [("n_unweighted", truth["n_unweighted"].to_numpy(dtype=float)),
-                           ("n_weighted", truth["n_weighted"].to_numpy(dtype=float)),
-                           ("weighted total", weighted_total.to_numpy(dtype=float))]:
+    for column, values in [
+        ("n_unweighted", truth["n_unweighted"].to_numpy(dtype=float)),
+        ("n_weighted", truth["n_weighted"].to_numpy(dtype=float)),
+        ("weighted total", weighted_total.to_numpy(dtype=float)),
+    ]:
         recovered = subtraction_attack(facts, hidden, values)
         assert not recovered, f"{column}: subtraction recovers rows {sorted(recovered)}"
         recovered = linear_algebra_attack(facts, hidden, values)
@@ -292,14 +335,21 @@ def test_the_adversary_does_recover_cells_after_primary_suppression_only():
 
 def test_gap_built_on_a_suppressed_cell_is_suppressed():
     inputs = disclosure.apply_suppression(two_by_two(), DEFAULTS)
-    measures = pd.DataFrame({
-        "source": "demo", "country": "KEN", "group": "all_people", "indicator": "food_insecurity",
-        "breakdown": ["sex × disability", "sex", "disability"],
-        "cell": ["female × yes − female × no", "female − male", "yes − no"],
-        "input_cells": ["female × yes | female × no", ["female", "male"], None],
-        "estimate": [0.1, 0.05, 0.02], "se": [0.01] * 3, "n_unweighted": [210, 570, 570],
-        "flag": "ok",
-    })
+    measures = pd.DataFrame(
+        {
+            "source": "demo",
+            "country": "KEN",
+            "group": "all_people",
+            "indicator": "food_insecurity",
+            "breakdown": ["sex × disability", "sex", "disability"],
+            "cell": ["female × yes − female × no", "female − male", "yes − no"],
+            "input_cells": ["female × yes | female × no", ["female", "male"], None],
+            "estimate": [0.1, 0.05, 0.02],
+            "se": [0.01] * 3,
+            "n_unweighted": [210, 570, 570],
+            "flag": "ok",
+        }
+    )
     out = disclosure.suppress_derived(measures, inputs, DEFAULTS)
     assert out["flag"].tolist() == ["suppressed", "ok", "ok"]
     assert np.isnan(out.loc[0, "estimate"])
@@ -308,11 +358,19 @@ def test_gap_built_on_a_suppressed_cell_is_suppressed():
 
 def test_measure_over_a_whole_breakdown_with_a_suppressed_or_missing_cell_is_suppressed():
     inputs = disclosure.apply_suppression(two_by_two(), DEFAULTS)
-    measures = pd.DataFrame({
-        "source": "demo", "country": "KEN", "group": "all_people", "indicator": "food_insecurity",
-        "breakdown": ["sex × disability", "sex", "age_group"], "cell": ["SII", "SII", "SII"],
-        "estimate": [0.3, 0.2, 0.1], "n_unweighted": [pd.NA] * 3, "flag": "ok",
-    })
+    measures = pd.DataFrame(
+        {
+            "source": "demo",
+            "country": "KEN",
+            "group": "all_people",
+            "indicator": "food_insecurity",
+            "breakdown": ["sex × disability", "sex", "age_group"],
+            "cell": ["SII", "SII", "SII"],
+            "estimate": [0.3, 0.2, 0.1],
+            "n_unweighted": [pd.NA] * 3,
+            "flag": "ok",
+        }
+    )
     inputs.loc[inputs["cell"] == "male", "estimate"] = np.nan  # not available: also unusable
     out = disclosure.suppress_derived(measures, inputs, DEFAULTS)
     assert out["flag"].tolist() == ["suppressed", "suppressed", "suppressed"]
@@ -338,8 +396,11 @@ def test_gate_rejects_small_cells_leaks_and_recoverable_cells():
 
 def test_hypercube_keeps_every_coarser_margin_published():
     """One small cell deep in a three-way table costs a box of three-way cells, no margin."""
-    levels = {"sex": ["female", "male"], "age_group": ["18-24", "25-34", "35-44"],
-              "disability": ["yes", "no"]}
+    levels = {
+        "sex": ["female", "male"],
+        "age_group": ["18-24", "25-34", "35-44"],
+        "disability": ["yes", "no"],
+    }
     counts = {k: 300 for k in itertools.product(*levels.values())}
     counts[("female", "35-44", "yes")] = 9
     counts[("male", "25-34", "yes")] = 40  # the cheapest partner in the age dimension
@@ -357,14 +418,20 @@ def test_estimate_by_output_is_protected_and_passes_the_gate(r_survey_dir):
 
     frame = pd.read_csv(r_survey_dir / "apistrat.csv")
     design = survey.SurveyDesign.from_frame(frame, weight="pw", strata="stype", fpc="fpc")
-    estimates = survey.estimate_by(frame, design, ["api00", "meals"], by=["stype", "awards", "yr.rnd"],
-                                   source="apistrat")
+    estimates = survey.estimate_by(
+        frame, design, ["api00", "meals"], by=["stype", "awards", "yr.rnd"], source="apistrat"
+    )
     with pytest.raises(DisclosureError, match="not publishable"):
         disclosure.assert_publishable(estimates, DEFAULTS)
     out = disclosure.apply_suppression(estimates, DEFAULTS)
     disclosure.assert_publishable(out, DEFAULTS)
     assert (out.loc[estimates["n_unweighted"] < 25, "flag"] == "suppressed").all()
-    assert out.loc[out["flag"] == "suppressed", ["estimate", "se", "deff", "cv", "n_missing"]].isna().all().all()
+    assert (
+        out.loc[out["flag"] == "suppressed", ["estimate", "se", "deff", "cv", "n_missing"]]
+        .isna()
+        .all()
+        .all()
+    )
     assert (out.loc[out["breakdown"] == "all", "flag"] == "ok").all()
     tables.validate(tables.conform(out))
 
@@ -379,5 +446,9 @@ def test_contrasts_and_summaries_beside_cells_take_no_part_in_the_relations():
     out = disclosure.apply_suppression(table, DEFAULTS)
     # The same four interior cells as without the derived rows; the derived rows are kept.
     assert set(out.loc[out["flag"] == "suppressed", "cell"]) == {
-        "female × yes", "female × no", "male × yes", "male × no"}
+        "female × yes",
+        "female × no",
+        "male × yes",
+        "male × no",
+    }
     disclosure.assert_publishable(out, DEFAULTS)

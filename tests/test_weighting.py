@@ -57,8 +57,13 @@ def test_rake_matches_r_weights_and_standard_error(apiclus1, golden):
     frame, design = apiclus1
     reference = golden("r_survey")
     # R's rake() default control: at most 10 sweeps, stop when the joint table moves by < 1.
-    raked = weighting.rake(frame, design, {"stype": STYPE, "sch.wide": SCH_WIDE},
-                           max_iter=10, tol=1 / design.weights.sum())
+    raked = weighting.rake(
+        frame,
+        design,
+        {"stype": STYPE, "sch.wide": SCH_WIDE},
+        max_iter=10,
+        tol=1 / design.weights.sum(),
+    )
     summary = reference["clus1_rake_weights_summary"]
     assert raked.weights.sum() == pytest.approx(summary["sum"], rel=1e-9)
     assert raked.weights.min() == pytest.approx(summary["min"], rel=1e-9)
@@ -71,9 +76,10 @@ _ENGINE_USES_CALIBRATION = "calibration" in inspect.getsource(survey._Engine)
 
 
 @pytest.mark.xfail(
-    not _ENGINE_USES_CALIBRATION, strict=True,
+    not _ENGINE_USES_CALIBRATION,
+    strict=True,
     reason="survey._Engine does not yet build its sampling-unit tables with "
-           "design.calibration.residual_unit_table (requested from the survey helper)",
+    "design.calibration.residual_unit_table (requested from the survey helper)",
 )
 def test_estimate_by_on_a_calibrated_design_matches_r(apiclus1, golden):
     frame, design = apiclus1
@@ -87,8 +93,11 @@ def test_estimate_by_on_a_calibrated_design_matches_r(apiclus1, golden):
 def test_residual_unit_table_equals_dense_residuals(apiclus1):
     """The cell-by-unit shortcut the estimation engine uses equals the dense computation."""
     frame, design = apiclus1
-    raked = weighting.rake(frame, weighting.poststratify(frame, design, "stype", STYPE),
-                           {"sch.wide": SCH_WIDE, "stype": STYPE})
+    raked = weighting.rake(
+        frame,
+        weighting.poststratify(frame, design, "stype", STYPE),
+        {"sch.wide": SCH_WIDE, "stype": STYPE},
+    )
     assert len(raked.calibration.projections) == 3  # the post-stratification, then two margins
     rng = np.random.default_rng(1)
     cells = rng.integers(0, 5, size=len(frame))
@@ -98,8 +107,9 @@ def test_residual_unit_table_equals_dense_residuals(apiclus1):
     dense = np.zeros((len(frame), 5))
     dense[np.arange(len(frame)), cells] = values
     residuals = raked.calibration.residualise(dense)
-    expected = np.stack([np.bincount(units, weights=residuals[:, c], minlength=units.max() + 1)
-                         for c in range(5)])
+    expected = np.stack(
+        [np.bincount(units, weights=residuals[:, c], minlength=units.max() + 1) for c in range(5)]
+    )
     np.testing.assert_allclose(table, expected, rtol=1e-10, atol=1e-10)
 
 
@@ -108,11 +118,13 @@ def test_residual_unit_table_equals_dense_residuals(apiclus1):
 
 def synthetic_population(seed=0, size=20_000):
     rng = np.random.default_rng(seed)
-    population = pd.DataFrame({
-        "sex": rng.choice(["female", "male"], size=size),
-        "age_group": rng.choice(["18-34", "35-64", "65+"], size=size, p=[0.4, 0.45, 0.15]),
-        "admin1": rng.choice(["north", "south", "east"], size=size, p=[0.5, 0.3, 0.2]),
-    })
+    population = pd.DataFrame(
+        {
+            "sex": rng.choice(["female", "male"], size=size),
+            "age_group": rng.choice(["18-34", "35-64", "65+"], size=size, p=[0.4, 0.45, 0.15]),
+            "admin1": rng.choice(["north", "south", "east"], size=size, p=[0.5, 0.3, 0.2]),
+        }
+    )
     effect = {"female": 0.1, "male": 0.0, "18-34": 0.0, "35-64": 0.15, "65+": 0.35}
     population["p"] = 0.2 + population["sex"].map(effect) + population["age_group"].map(effect)
     population["y"] = (rng.uniform(size=size) < population["p"]).astype(float)
@@ -122,8 +134,10 @@ def synthetic_population(seed=0, size=20_000):
 def biased_sample(population, n, seed):
     """A convenience sample: older women much more likely to take part (cell-level selection)."""
     rng = np.random.default_rng(seed)
-    pull = np.where(population["sex"] == "female", 3.0, 1.0) * \
-        population["age_group"].map({"18-34": 1.0, "35-64": 2.0, "65+": 4.0}).to_numpy()
+    pull = (
+        np.where(population["sex"] == "female", 3.0, 1.0)
+        * population["age_group"].map({"18-34": 1.0, "35-64": 2.0, "65+": 4.0}).to_numpy()
+    )
     # Weighted sampling without replacement (Efraimidis–Spirakis): the n largest u^(1/pull).
     keys = np.log(rng.uniform(size=len(population))) / pull
     chosen = np.sort(np.argpartition(-keys, n)[:n])
@@ -138,13 +152,17 @@ def test_outcome_constant_within_post_strata_is_recovered_exactly_with_zero_se()
     population = synthetic_population()
     population["y"] = population["p"]  # a function of the post-stratum only
     sample = biased_sample(population, 600, seed=1)
-    calibrated = weighting.poststratify(sample, None, ["sex", "age_group"],
-                                        counts(population, ["sex", "age_group"]))
+    calibrated = weighting.poststratify(
+        sample, None, ["sex", "age_group"], counts(population, ["sex", "age_group"])
+    )
     mean, se = mean_and_se(calibrated, sample["y"].to_numpy())
     assert mean == pytest.approx(population["y"].mean(), rel=1e-12)
     assert se == pytest.approx(0.0, abs=1e-12)
     # Without the calibration the same design would claim sampling error.
-    assert mean_and_se(survey.SurveyDesign(weights=calibrated.weights), sample["y"].to_numpy())[1] > 1e-3
+    assert (
+        mean_and_se(survey.SurveyDesign(weights=calibrated.weights), sample["y"].to_numpy())[1]
+        > 1e-3
+    )
 
 
 @pytest.mark.slow
@@ -173,10 +191,12 @@ def test_raking_reproduces_every_margin_and_moves_composition():
     for column, target in margins.items():
         got = pd.Series(raked.weights).groupby(sample[column].to_numpy()).sum()
         np.testing.assert_allclose(got[target.index], target, rtol=1e-8)
-    diagnostics = weighting.weighting_diagnostics(sample, margins, np.ones(len(sample)), raked,
-                                                  thresholds=Thresholds(25, 50))
-    np.testing.assert_allclose(diagnostics["pct_weighted_after"], diagnostics["pct_population"],
-                               rtol=1e-6)
+    diagnostics = weighting.weighting_diagnostics(
+        sample, margins, np.ones(len(sample)), raked, thresholds=Thresholds(25, 50)
+    )
+    np.testing.assert_allclose(
+        diagnostics["pct_weighted_after"], diagnostics["pct_population"], rtol=1e-6
+    )
     older = diagnostics.query("margin == 'age_group' and category == '65+'").iloc[0]
     assert older["pct_unweighted"] > 2 * older["pct_population"]  # the planted selection bias
 
@@ -192,8 +212,10 @@ def test_raked_weights_do_not_depend_on_the_scale_of_the_starting_weights(scale,
     frame.loc[:5, "a"] = list("xyzxyz")
     frame.loc[:5, "b"] = list("pqpqpq")
     start = rng.uniform(0.5, 3, size=300)
-    margins = {"a": pd.Series({"x": 500.0, "y": 300.0, "z": 200.0}),
-               "b": pd.Series({"p": 400.0, "q": 600.0})}
+    margins = {
+        "a": pd.Series({"x": 500.0, "y": 300.0, "z": 200.0}),
+        "b": pd.Series({"p": 400.0, "q": 600.0}),
+    }
     one = weighting.rake(frame, survey.SurveyDesign(weights=start), margins, tol=1e-12)
     other = weighting.rake(frame, survey.SurveyDesign(weights=start * scale), margins, tol=1e-12)
     np.testing.assert_allclose(one.weights, other.weights, rtol=1e-7)
@@ -230,10 +252,14 @@ def test_replicate_designs_are_calibrated_replicate_by_replicate(apiclus1):
     enroll = frame["enroll"].to_numpy(float)
     # postStratify(as.svrepdesign(dclus1), ~stype, pop.types), with and without MSE variances.
     for mse, mean_se, total_se in [(True, 26.936, 473434), (False, 26.934, 473431)]:
-        calibrated = weighting.poststratify(frame, design.to_replicate("jk1", mse=mse), "stype", STYPE)
+        calibrated = weighting.poststratify(
+            frame, design.to_replicate("jk1", mse=mse), "stype", STYPE
+        )
         totals = pd.DataFrame(calibrated.replicate_weights).groupby(frame["stype"].to_numpy()).sum()
-        np.testing.assert_allclose(totals.loc[STYPE.index].to_numpy(),
-                                   np.repeat(STYPE.to_numpy()[:, None], totals.shape[1], axis=1))
+        np.testing.assert_allclose(
+            totals.loc[STYPE.index].to_numpy(),
+            np.repeat(STYPE.to_numpy()[:, None], totals.shape[1], axis=1),
+        )
         # Calibrated replicates sum to N, so the replicate totals of the linearised scores are
         # exactly the replicate means minus the full-sample mean.
         # Without MSE we get 26.93454, a hair above R's printed 26.934 (1.3e-6 relative): within
@@ -255,7 +281,9 @@ def test_replicate_designs_are_calibrated_replicate_by_replicate(apiclus1):
 
 def official_counts():
     population = synthetic_population(seed=7)
-    table = population.groupby(["admin1", "sex", "age_group"]).size().rename("population").reset_index()
+    table = (
+        population.groupby(["admin1", "sex", "age_group"]).size().rename("population").reset_index()
+    )
     table.insert(0, "country", "KEN")
     return population, table
 
@@ -263,8 +291,9 @@ def official_counts():
 def test_weight_to_official_margins_post_stratifies_when_every_cell_has_respondents():
     population, table = official_counts()
     sample = biased_sample(population, 900, seed=8)
-    result = weighting.weight_to_official_margins(sample, table, ["sex", "age_group"],
-                                                  thresholds=Thresholds(25, 50))
+    result = weighting.weight_to_official_margins(
+        sample, table, ["sex", "age_group"], thresholds=Thresholds(25, 50)
+    )
     assert result.method == "poststratify"
     joint = pd.Series(result.design.weights).groupby([sample["sex"], sample["age_group"]]).sum()
     expected = population.groupby(["sex", "age_group"]).size()
@@ -281,7 +310,10 @@ def test_weight_to_official_margins_rakes_when_a_cell_is_empty_and_restricts_are
     sample = sample[~((sample["admin1"] == "east") & (sample["age_group"] == "65+"))]
     sample = sample[sample["admin1"] != "south"].reset_index(drop=True)
     result = weighting.weight_to_official_margins(
-        sample, table, ["admin1", "sex", "age_group"], restrict_to=["admin1"],
+        sample,
+        table,
+        ["admin1", "sex", "age_group"],
+        restrict_to=["admin1"],
         thresholds=Thresholds(25, 50),
     )
     assert result.method == "rake"
@@ -295,7 +327,9 @@ def test_weight_to_official_margins_without_restriction_names_the_empty_area():
     population, table = official_counts()
     sample = biased_sample(population, 900, seed=10)
     sample = sample[sample["admin1"] != "south"].reset_index(drop=True)
-    with pytest.raises(WeightingError, match="population cell\\(s\\) of admin1 have no respondents"):
+    with pytest.raises(
+        WeightingError, match="population cell\\(s\\) of admin1 have no respondents"
+    ):
         weighting.weight_to_official_margins(sample, table, ["admin1", "sex"])
 
 
@@ -303,8 +337,9 @@ def test_diagnostics_withhold_small_sample_categories():
     frame = pd.DataFrame({"g": ["a"] * 100 + ["b"] * 60 + ["c"] * 10})
     margins = {"g": pd.Series({"a": 500, "b": 300, "c": 200})}
     after = weighting.rake(frame, None, margins)
-    out = weighting.weighting_diagnostics(frame, margins, np.ones(len(frame)), after,
-                                          thresholds=Thresholds(25, 50))
+    out = weighting.weighting_diagnostics(
+        frame, margins, np.ones(len(frame)), after, thresholds=Thresholds(25, 50)
+    )
     assert out["flag"].tolist() == ["ok", "suppressed", "suppressed"]
     assert out.loc[1:, ["n_unweighted", "pct_unweighted", "pct_weighted_before"]].isna().all().all()
     assert out["pct_population"].tolist() == pytest.approx([50, 30, 20])
@@ -314,31 +349,47 @@ def test_diagnostics_withhold_small_sample_categories():
 
 
 def small_frame():
-    return pd.DataFrame({"sex": ["female", "male", "female", "male"],
-                         "age": ["young", "young", "old", "old"]})
+    return pd.DataFrame(
+        {"sex": ["female", "male", "female", "male"], "age": ["young", "young", "old", "old"]}
+    )
 
 
 def test_inconsistent_margins_are_named():
-    with pytest.raises(WeightingError, match="margins are inconsistent: sex sums to 100, age sums to 120"):
-        weighting.rake(small_frame(), None, {"sex": pd.Series({"female": 50, "male": 50}),
-                                             "age": pd.Series({"young": 60, "old": 60})})
+    with pytest.raises(
+        WeightingError, match="margins are inconsistent: sex sums to 100, age sums to 120"
+    ):
+        weighting.rake(
+            small_frame(),
+            None,
+            {
+                "sex": pd.Series({"female": 50, "male": 50}),
+                "age": pd.Series({"young": 60, "old": 60}),
+            },
+        )
 
 
 def test_empty_sample_cell_is_named():
     population = pd.DataFrame({"sex": ["female", "male", "other"], "count": [50, 45, 5]})
-    with pytest.raises(WeightingError, match="cell\\(s\\) of sex have no respondents .*\\['other'\\]"):
+    with pytest.raises(
+        WeightingError, match="cell\\(s\\) of sex have no respondents .*\\['other'\\]"
+    ):
         weighting.poststratify(small_frame(), None, "sex", population)
 
 
 def test_sample_category_missing_from_margins_is_named():
-    with pytest.raises(WeightingError, match="sample categories \\['old'\\] of age \\(2 rows\\) are missing"):
+    with pytest.raises(
+        WeightingError, match="sample categories \\['old'\\] of age \\(2 rows\\) are missing"
+    ):
         weighting.poststratify(small_frame(), None, "age", pd.Series({"young": 100}))
 
 
 def test_missing_sample_category_is_named():
     frame = small_frame()
     frame.loc[2, "sex"] = None
-    with pytest.raises(WeightingError, match="column 'sex' is missing in 1 sample row\\(s\\) \\(first rows \\[2\\]\\)"):
+    with pytest.raises(
+        WeightingError,
+        match="column 'sex' is missing in 1 sample row\\(s\\) \\(first rows \\[2\\]\\)",
+    ):
         weighting.poststratify(frame, None, "sex", pd.Series({"female": 50, "male": 50}))
 
 
@@ -351,14 +402,19 @@ def test_non_convergence_says_how_far_off():
     population = synthetic_population(seed=11)
     sample = biased_sample(population, 300, seed=12)
     margins = {c: population.groupby(c).size() for c in ("sex", "age_group", "admin1")}
-    with pytest.raises(WeightingError, match="not converged after 1 sweeps: .* largest margin gap .* vs population"):
+    with pytest.raises(
+        WeightingError, match="not converged after 1 sweeps: .* largest margin gap .* vs population"
+    ):
         weighting.rake(sample, None, margins, max_iter=1, tol=1e-12)
 
 
 def test_ambiguous_count_column_and_bad_counts_are_named():
-    table = pd.DataFrame({"sex": ["female", "male"], "count": [1, 2], "year": [2020, 2020],
-                          "population": [1, 2]})
-    with pytest.raises(WeightingError, match="cannot tell which column holds the population counts"):
+    table = pd.DataFrame(
+        {"sex": ["female", "male"], "count": [1, 2], "year": [2020, 2020], "population": [1, 2]}
+    )
+    with pytest.raises(
+        WeightingError, match="cannot tell which column holds the population counts"
+    ):
         weighting.poststratify(small_frame(), None, "sex", table)
     table = pd.DataFrame({"sex": ["female", "male"], "count": [10, -2]})
     with pytest.raises(WeightingError, match="row 1 is -2; counts must be non-negative"):
@@ -380,21 +436,31 @@ def test_demo_youth_survey_weighted_to_official_margins_recovers_the_truth(tmp_p
     youth = load_processed("demo_youth", processed)
     margins = load_processed("demo_population_margins", processed)
     result = weighting.weight_to_official_margins(
-        youth, margins, ["country", "admin1", "sex", "age_group"],
-        restrict_to=["country", "age_group"], thresholds=Thresholds(25, 50),
+        youth,
+        margins,
+        ["country", "admin1", "sex", "age_group"],
+        restrict_to=["country", "age_group"],
+        thresholds=Thresholds(25, 50),
     )
     assert result.method == "poststratify"
-    covered = margins[margins["country"].isin(youth["country"].unique())
-                      & margins["age_group"].isin(["18-24", "25-34"])]
+    covered = margins[
+        margins["country"].isin(youth["country"].unique())
+        & margins["age_group"].isin(["18-24", "25-34"])
+    ]
     assert result.design.weights.sum() == pytest.approx(covered["population"].sum(), rel=1e-9)
     assert "non-probability" in result.design.describe_variance()
-    truth = {(t["country"], t["indicator"]): t["value"]
-             for t in json.loads((config.DEMO_DIR / "TRUTH.json").read_text())["truth"]
-             if t["source"] == "demo_youth" and t["cell"] == "all"}
+    truth = {
+        (t["country"], t["indicator"]): t["value"]
+        for t in json.loads((config.DEMO_DIR / "TRUTH.json").read_text())["truth"]
+        if t["source"] == "demo_youth" and t["cell"] == "all"
+    }
     indicators = sorted({i for _, i in truth})
     estimates = survey.estimate_by(youth, result.design, indicators, by=["country"], margins=False)
-    z = [(row.estimate - truth[(row.cell, row.indicator)]) / row.se
-         for row in estimates.itertuples() if (row.cell, row.indicator) in truth]
+    z = [
+        (row.estimate - truth[(row.cell, row.indicator)]) / row.se
+        for row in estimates.itertuples()
+        if (row.cell, row.indicator) in truth
+    ]
     assert len(z) >= 20
     assert np.max(np.abs(z)) < 4
     assert np.mean(np.abs(z) < 1.96) > 0.8

@@ -102,12 +102,16 @@ def load_thresholds(report_file: str | Path | None = None) -> Thresholds:
         return Thresholds()
     settings = (yaml.safe_load(path.read_text()) or {}).get("disclosure") or {}
     if not isinstance(settings, dict):
-        raise DisclosureError(f"{path}: key 'disclosure' must be a mapping like "
-                              "{suppress_below: 25, caution_below: 50}")
+        raise DisclosureError(
+            f"{path}: key 'disclosure' must be a mapping like "
+            "{suppress_below: 25, caution_below: 50}"
+        )
     unknown = sorted(set(settings) - {"suppress_below", "caution_below"})
     if unknown:
-        raise DisclosureError(f"{path}: unknown keys {unknown} under 'disclosure'; "
-                              "allowed are suppress_below and caution_below")
+        raise DisclosureError(
+            f"{path}: unknown keys {unknown} under 'disclosure'; "
+            "allowed are suppress_below and caution_below"
+        )
     return Thresholds(
         suppress_below=int(settings.get("suppress_below", DEFAULT_SUPPRESS_BELOW)),
         caution_below=int(settings.get("caution_below", DEFAULT_CAUTION_BELOW)),
@@ -134,8 +138,10 @@ def _require_columns(table: pd.DataFrame, columns, what: str) -> None:
 def _numeric_columns(table: pd.DataFrame) -> list[str]:
     """Every column that carries a number: the schema's and any diagnostic (deff, cv, n_missing...)."""
     extra = [
-        c for c in table.columns
-        if c not in NUMERIC_COLUMNS and pd.api.types.is_numeric_dtype(table[c])
+        c
+        for c in table.columns
+        if c not in NUMERIC_COLUMNS
+        and pd.api.types.is_numeric_dtype(table[c])
         and not pd.api.types.is_bool_dtype(table[c])
     ]
     return [c for c in NUMERIC_COLUMNS if c in table.columns] + extra
@@ -146,8 +152,9 @@ def _blank(table: pd.DataFrame, rows: pd.Series, reason) -> pd.DataFrame:
     if not rows.any():
         return table
     for column in _numeric_columns(table):
-        if pd.api.types.is_integer_dtype(table[column]) and not \
-                pd.api.types.is_extension_array_dtype(table[column]):
+        if pd.api.types.is_integer_dtype(
+            table[column]
+        ) and not pd.api.types.is_extension_array_dtype(table[column]):
             table[column] = table[column].astype("Int64")  # so that it can hold a blank
         table.loc[rows, column] = np.nan if table[column].dtype.kind == "f" else pd.NA
     table["flag"] = table["flag"].astype("string")
@@ -401,8 +408,9 @@ def _hypercube_protection(structure: _Structure, target: int, unknown, n_unweigh
     sizes = np.where(np.isfinite(n_unweighted), n_unweighted, 1e12)
     for combo in itertools.islice(itertools.product(*choices), _MAX_PATTERNS):
         picked = dict(zip(names, combo))
-        members = structure.pattern(target, {d: picked[d] for d in own},
-                                    {d: picked[d] for d in extra_dims})
+        members = structure.pattern(
+            target, {d: picked[d] for d in own}, {d: picked[d] for d in extra_dims}
+        )
         if members is None:
             continue
         new = [m for m in set(members) if not unknown[m]]
@@ -453,9 +461,14 @@ def _protect(relations, structure, unknown, n_unweighted, breakdowns, cells) -> 
     withheld rows with the cell each protects.
     """
     added: dict[int, str] = {}
-    order = sorted(np.flatnonzero(unknown),
-                   key=lambda i: (-len(structure.dims[i] or ()),
-                                  n_unweighted[i] if np.isfinite(n_unweighted[i]) else np.inf, i))
+    order = sorted(
+        np.flatnonzero(unknown),
+        key=lambda i: (
+            -len(structure.dims[i] or ()),
+            n_unweighted[i] if np.isfinite(n_unweighted[i]) else np.inf,
+            i,
+        ),
+    )
     for target in order:
         if not determined_cells(relations, unknown)[target]:
             continue
@@ -513,8 +526,11 @@ def secondary_suppression(table: pd.DataFrame, keys=None) -> pd.DataFrame:
     """
     _require_columns(table, ["breakdown", "cell", "flag"], "secondary suppression")
     out = _prepare(table).reset_index(drop=True)
-    n_all = pd.to_numeric(out.get("n_unweighted"), errors="coerce").to_numpy(dtype=float) \
-        if "n_unweighted" in out.columns else np.full(len(out), np.nan)
+    n_all = (
+        pd.to_numeric(out.get("n_unweighted"), errors="coerce").to_numpy(dtype=float)
+        if "n_unweighted" in out.columns
+        else np.full(len(out), np.nan)
+    )
     newly = np.zeros(len(out), dtype=bool)
     reasons = out[REASON_COLUMN].copy()
     cache: dict = {}
@@ -534,8 +550,9 @@ def secondary_suppression(table: pd.DataFrame, keys=None) -> pd.DataFrame:
         if key in cache:  # same structure, same primary cells: withhold the same cells
             unknown, protected_by = cache[key][0].copy(), cache[key][1]
         else:
-            protected_by = _protect(relations, _Structure(breakdowns, cells), unknown,
-                                    n_part, breakdowns, cells)
+            protected_by = _protect(
+                relations, _Structure(breakdowns, cells), unknown, n_part, breakdowns, cells
+            )
             cache[key] = (unknown.copy(), protected_by)
         for row, label in protected_by.items():
             newly[positions[row]] = True
@@ -544,8 +561,9 @@ def secondary_suppression(table: pd.DataFrame, keys=None) -> pd.DataFrame:
     return _blank(out, pd.Series(newly, index=out.index), reasons)
 
 
-def apply_suppression(table: pd.DataFrame, thresholds=None, secondary: bool = True,
-                      keys=None) -> pd.DataFrame:
+def apply_suppression(
+    table: pd.DataFrame, thresholds=None, secondary: bool = True, keys=None
+) -> pd.DataFrame:
     """Primary then secondary suppression of a result-schema table; the default for publishing.
 
     Parameters
@@ -586,12 +604,14 @@ def _input_cells(value) -> list[str] | None:
 
 def _key(values) -> tuple:
     """A hashable table key in which every kind of missing value compares equal."""
-    return tuple(None if (not isinstance(v, (list, tuple)) and pd.isna(v)) else str(v)
-                 for v in values)
+    return tuple(
+        None if (not isinstance(v, (list, tuple)) and pd.isna(v)) else str(v) for v in values
+    )
 
 
-def suppress_derived(measures: pd.DataFrame, inputs: pd.DataFrame, thresholds=None,
-                     keys=None) -> pd.DataFrame:
+def suppress_derived(
+    measures: pd.DataFrame, inputs: pd.DataFrame, thresholds=None, keys=None
+) -> pd.DataFrame:
     """Suppress every measure (gap, ratio, summary index) that used a withheld or missing input.
 
     A measure row is linked to the input rows of the same table (``keys``, default source,
@@ -611,8 +631,11 @@ def suppress_derived(measures: pd.DataFrame, inputs: pd.DataFrame, thresholds=No
     """
     _require_columns(measures, ["breakdown"], "suppress_derived (measures)")
     _require_columns(inputs, ["breakdown", "cell", "estimate", "flag"], "suppress_derived (inputs)")
-    keys = [k for k in (keys if keys is not None else TABLE_KEYS)
-            if k in measures.columns and k in inputs.columns]
+    keys = [
+        k
+        for k in (keys if keys is not None else TABLE_KEYS)
+        if k in measures.columns and k in inputs.columns
+    ]
     out = _prepare(measures)
     if "n_unweighted" in out.columns and "estimate" in out.columns:
         has_n = pd.to_numeric(out["n_unweighted"], errors="coerce").notna()
@@ -662,8 +685,11 @@ def check_no_small_cells(table: pd.DataFrame, thresholds=None, keys=None) -> pd.
     suppressed = (frame["flag"].astype("string") == "suppressed").fillna(False)
     n = pd.to_numeric(frame["n_unweighted"], errors="coerce")
     small = (n < limits.suppress_below).fillna(False) & ~suppressed
-    problems[small] = "n_unweighted " + n[small].astype("Int64").astype(str) + \
-        f" < {limits.suppress_below} but not suppressed"
+    problems[small] = (
+        "n_unweighted "
+        + n[small].astype("Int64").astype(str)
+        + f" < {limits.suppress_below} but not suppressed"
+    )
     numeric = _numeric_columns(frame)
     leaked = suppressed & frame[numeric].notna().any(axis=1)
     problems[leaked] = "suppressed but still carries numbers"
@@ -684,8 +710,9 @@ def check_no_small_cells(table: pd.DataFrame, thresholds=None, keys=None) -> pd.
     return bad
 
 
-def assert_publishable(table: pd.DataFrame, thresholds=None, name: str = "table",
-                       keys=None) -> None:
+def assert_publishable(
+    table: pd.DataFrame, thresholds=None, name: str = "table", keys=None
+) -> None:
     """The output gate: raise :class:`DisclosureError` if ``table`` would disclose a small cell.
 
     Call it on every table before it is written or shown. See :func:`check_no_small_cells`.

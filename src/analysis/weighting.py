@@ -96,7 +96,9 @@ def as_margin(columns, population, count_column: str | None = None, what: str = 
     columns = (columns,) if isinstance(columns, str) else tuple(columns)
     if isinstance(population, Margin):
         if population.columns != columns:
-            raise WeightingError(f"{what}: margin is for {list(population.columns)}, not {list(columns)}")
+            raise WeightingError(
+                f"{what}: margin is for {list(population.columns)}, not {list(columns)}"
+            )
         return population
     if isinstance(population, pd.Series):
         frame = population.rename("count").reset_index()
@@ -129,10 +131,14 @@ def as_margin(columns, population, count_column: str | None = None, what: str = 
                     "pass count_column="
                 )
         elif count_column not in frame.columns:
-            raise WeightingError(f"{what}: count column {count_column!r} not in {list(frame.columns)}")
+            raise WeightingError(
+                f"{what}: count column {count_column!r} not in {list(frame.columns)}"
+            )
     else:
-        raise WeightingError(f"{what}: population counts must be a DataFrame or Series, "
-                             f"not {type(population).__name__}")
+        raise WeightingError(
+            f"{what}: population counts must be a DataFrame or Series, "
+            f"not {type(population).__name__}"
+        )
     counts = pd.to_numeric(frame[count_column], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(counts) | (counts < 0)
     if bad.any():
@@ -144,7 +150,9 @@ def as_margin(columns, population, count_column: str | None = None, what: str = 
     cells = frame[list(columns)].astype("string")
     if cells.isna().any().any():
         row = int(np.flatnonzero(cells.isna().any(axis=1).to_numpy())[0])
-        raise WeightingError(f"{what}: population table row {row} has a missing category in {list(columns)}")
+        raise WeightingError(
+            f"{what}: population table row {row} has a missing category in {list(columns)}"
+        )
     cells = cells.astype(str).reset_index(drop=True)
     duplicated = cells.duplicated()
     if duplicated.any():
@@ -210,7 +218,7 @@ def _sample_codes(frame: pd.DataFrame, margin: Margin, what: str) -> np.ndarray:
     return codes
 
 
-def _check_cells(codes, weights, margin: Margin, what: str, weight_name="weights") -> np.ndarray:
+def _check_cells(codes, weights, margin: Margin, what: str) -> np.ndarray:
     """Sample weighted count of each population cell; errors for empty or impossible cells."""
     n_cells = len(margin.counts)
     sample_n = np.bincount(codes, minlength=n_cells)
@@ -233,7 +241,7 @@ def _check_cells(codes, weights, margin: Margin, what: str, weight_name="weights
     nonpositive = (sample_n > 0) & ~(totals > 0)
     if nonpositive.any():
         labels = [margin.labels()[i] for i in np.flatnonzero(nonpositive)[:5]]
-        raise WeightingError(f"{what}: the {weight_name} of sample cell(s) {labels} sum to 0")
+        raise WeightingError(f"{what}: the weights of sample cell(s) {labels} sum to 0")
     return totals
 
 
@@ -246,12 +254,6 @@ def _check_weights(weights, what: str) -> np.ndarray:
             f"{what}: weight of sample row {row} is {weights[row]!r}; weights must be positive numbers"
         )
     return weights
-
-
-def _rescale(weights, codes, counts, totals) -> np.ndarray:
-    """Post-stratification of one weight vector: ``w_i · N_g / Σ_g w``."""
-    factor = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    return weights * factor[codes]
 
 
 # =============================================================================================
@@ -281,8 +283,10 @@ class Projection:
     def sums(self, x: np.ndarray) -> np.ndarray:
         """``S(x)`` for every column of ``x`` (n × k): n_cells × k."""
         weighted = x * self.reading[:, None]
-        return np.stack([np.bincount(self.codes, weights=col, minlength=self.n_cells)
-                         for col in weighted.T], axis=1).reshape(self.n_cells, x.shape[1])
+        return np.stack(
+            [np.bincount(self.codes, weights=col, minlength=self.n_cells) for col in weighted.T],
+            axis=1,
+        ).reshape(self.n_cells, x.shape[1])
 
 
 @dataclass(frozen=True)
@@ -311,7 +315,7 @@ class Calibration:
     schedule: tuple = ()
     description: str = ""
 
-    def then(self, projections, schedule, description: str) -> "Calibration":
+    def then(self, projections, schedule, description: str) -> Calibration:
         """This calibration followed by another step (indices of ``schedule`` are local)."""
         offset = len(self.projections)
         text = f"{self.description}; {description}" if self.description else description
@@ -369,19 +373,22 @@ class Calibration:
         into variances). ``cells`` and ``units`` are integer codes of each row.
         """
         values = np.asarray(values, dtype=float)
-        table = np.bincount(cells * n_units + units, weights=values,
-                            minlength=n_cells * n_units).reshape(n_cells, n_units)
+        table = np.bincount(
+            cells * n_units + units, weights=values, minlength=n_cells * n_units
+        ).reshape(n_cells, n_units)
         if not self.projections:
             return table
         sums = [
-            np.bincount(p.codes * n_cells + cells, weights=p.reading * values,
-                        minlength=p.n_cells * n_cells).reshape(p.n_cells, n_cells)
+            np.bincount(
+                p.codes * n_cells + cells, weights=p.reading * values, minlength=p.n_cells * n_cells
+            ).reshape(p.n_cells, n_cells)
             for p in self.projections
         ]
         coefficients = self._coefficients(sums)
         for proj, a in zip(self.projections, coefficients):
-            basis_by_unit = np.bincount(proj.codes * n_units + units, weights=proj.basis,
-                                        minlength=proj.n_cells * n_units).reshape(proj.n_cells, n_units)
+            basis_by_unit = np.bincount(
+                proj.codes * n_units + units, weights=proj.basis, minlength=proj.n_cells * n_units
+            ).reshape(proj.n_cells, n_units)
             table -= a.T @ basis_by_unit
         return table
 
@@ -418,7 +425,11 @@ class CalibratedDesign(SurveyDesign):
     def describe_variance(self) -> str:
         text = super().describe_variance()
         if self.calibration is not None and self.calibration.description:
-            how = "replicates calibrated alike" if self.is_replicate else "SE from calibration residuals"
+            how = (
+                "replicates calibrated alike"
+                if self.is_replicate
+                else "SE from calibration residuals"
+            )
             text += f"; calibrated: {self.calibration.description} ({how})"
         return text
 
@@ -462,19 +473,23 @@ def _cell_totals(codes: np.ndarray, n_cells: int, weights: np.ndarray) -> np.nda
     """Weighted totals by cell of a weight vector (n,) or matrix (n × R): (n_cells,) or (n_cells × R)."""
     if weights.ndim == 1:
         return np.bincount(codes, weights=weights, minlength=n_cells)
-    return np.stack([np.bincount(codes, weights=col, minlength=n_cells) for col in weights.T], axis=1)
+    return np.stack(
+        [np.bincount(codes, weights=col, minlength=n_cells) for col in weights.T], axis=1
+    )
 
 
 def _rescale_matrix(weights: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Post-stratify a weight vector or each column of a replicate-weight matrix."""
+    """Post-stratify a weight vector or each column of a replicate-weight matrix:
+    ``w_i · N_g / Σ_{j∈g} w_j`` (0 in a cell a replicate left empty)."""
     totals = _cell_totals(codes, len(counts), weights)
     counts = counts if weights.ndim == 1 else counts[:, None]
     factor = np.divide(counts, totals, out=np.zeros_like(totals, dtype=float), where=totals > 0)
     return weights * factor[codes]
 
 
-def poststratify(frame: pd.DataFrame, design, strata_columns, population, *,
-                 count_column: str | None = None) -> CalibratedDesign:
+def poststratify(
+    frame: pd.DataFrame, design, strata_columns, population, *, count_column: str | None = None
+) -> CalibratedDesign:
     """Post-stratify a design to known population counts (R's ``postStratify``).
 
     Within each population cell ``g`` of the crossing of ``strata_columns``,
@@ -513,13 +528,17 @@ def poststratify(frame: pd.DataFrame, design, strata_columns, population, *,
     codes = _sample_codes(frame, margin, what)
     old = _check_weights(design.weights, what)
     before = _check_cells(codes, old, margin, what)
-    new = _rescale(old, codes, margin.counts, before)
+    new = _rescale_matrix(old, codes, margin.counts)
     replicates = None
     if design.is_replicate:
-        replicates = _rescale_matrix(np.asarray(design.replicate_weights, dtype=float), codes,
-                                     margin.counts)
+        replicates = _rescale_matrix(
+            np.asarray(design.replicate_weights, dtype=float), codes, margin.counts
+        )
     projection = Projection(
-        codes=codes, n_cells=len(margin.counts), basis=new, reading=old / new,
+        codes=codes,
+        n_cells=len(margin.counts),
+        basis=new,
+        reading=old / new,
         denominator=before,
     )
     calibration = _previous_calibration(design).then(
@@ -564,9 +583,17 @@ def _rake_sweeps(weights, margins, codes, bounds, sweeps, joint=None, epsilon=No
     return w, after, done, change
 
 
-def rake(frame: pd.DataFrame, design, margins: dict, *, max_iter: int = 100, tol: float = 1e-7,
-         trim: tuple[float, float] | None = None, count_column: str | None = None,
-         total_tolerance: float = 1e-6) -> CalibratedDesign:
+def rake(
+    frame: pd.DataFrame,
+    design,
+    margins: dict,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-7,
+    trim: tuple[float, float] | None = None,
+    count_column: str | None = None,
+    total_tolerance: float = 1e-6,
+) -> CalibratedDesign:
     """Rake a design to population margins by iterative proportional fitting (R's ``rake``).
 
     Each sweep post-stratifies the weights to every margin in turn. The sweeps stop when the
@@ -616,8 +643,12 @@ def rake(frame: pd.DataFrame, design, margins: dict, *, max_iter: int = 100, tol
         raise WeightingError(f"{what}: margins must be a non-empty dict {{column: counts}}")
     if max_iter < 1 or not tol > 0:
         raise WeightingError(f"{what}: max_iter={max_iter} must be >= 1 and tol={tol} > 0")
-    parsed = [as_margin(columns, counts, count_column, f"{what} margin {join_cell(np.atleast_1d(columns))}")
-              for columns, counts in margins.items()]
+    parsed = [
+        as_margin(
+            columns, counts, count_column, f"{what} margin {join_cell(np.atleast_1d(columns))}"
+        )
+        for columns, counts in margins.items()
+    ]
     totals = np.array([m.total for m in parsed])
     if np.any(np.abs(totals - totals[0]) > total_tolerance * totals[0]):
         described = ", ".join(f"{m.name} sums to {m.total:,.6g}" for m in parsed)
@@ -635,8 +666,10 @@ def rake(frame: pd.DataFrame, design, margins: dict, *, max_iter: int = 100, tol
     if trim is not None:
         lower, upper = trim
         if not (0 <= lower < 1 < upper):
-            raise WeightingError(f"{what}: trim=({lower}, {upper}) must satisfy 0 <= lower < 1 < upper "
-                                 "(multiples of the mean weight)")
+            raise WeightingError(
+                f"{what}: trim=({lower}, {upper}) must satisfy 0 <= lower < 1 < upper "
+                "(multiples of the mean weight)"
+            )
         mean = population / len(weights)
         bounds = (lower * mean, upper * mean)
     epsilon = tol * float(weights.sum())
@@ -645,8 +678,11 @@ def rake(frame: pd.DataFrame, design, margins: dict, *, max_iter: int = 100, tol
     )
     if not change < epsilon:
         worst = max(
-            ((m, i, got, want) for m, code in zip(parsed, codes)
-             for i, (got, want) in enumerate(zip(_cell_totals(code, len(m.counts), w), m.counts))),
+            (
+                (m, i, got, want)
+                for m, code in zip(parsed, codes)
+                for i, (got, want) in enumerate(zip(_cell_totals(code, len(m.counts), w), m.counts))
+            ),
             key=lambda item: abs(item[2] - item[3]),
         )
         m, i, got, want = worst
@@ -658,11 +694,17 @@ def rake(frame: pd.DataFrame, design, margins: dict, *, max_iter: int = 100, tol
         )
     replicates = None
     if design.is_replicate:
-        replicates, *_ = _rake_sweeps(np.asarray(design.replicate_weights, dtype=float),
-                                      parsed, codes, bounds, sweeps=sweeps)
+        replicates, *_ = _rake_sweeps(
+            np.asarray(design.replicate_weights, dtype=float), parsed, codes, bounds, sweeps=sweeps
+        )
     projections = [
-        Projection(codes=code, n_cells=len(m.counts), basis=psw, reading=1.0 / psw,
-                   denominator=np.bincount(code, minlength=len(m.counts)).astype(float))
+        Projection(
+            codes=code,
+            n_cells=len(m.counts),
+            basis=psw,
+            reading=1.0 / psw,
+            denominator=np.bincount(code, minlength=len(m.counts)).astype(float),
+        )
         for m, code, psw in zip(parsed, codes, after)
     ]
     schedule = list(range(len(projections))) * VARIANCE_BACKFIT_SWEEPS
@@ -700,13 +742,18 @@ def _as_margins(margins) -> list[Margin]:
     if isinstance(margins, Margin):
         return [margins]
     if isinstance(margins, dict):
-        return [m if isinstance(m, Margin) else as_margin(c, m, what=f"margin {join_cell(np.atleast_1d(c))}")
-                for c, m in margins.items()]
+        return [
+            m
+            if isinstance(m, Margin)
+            else as_margin(c, m, what=f"margin {join_cell(np.atleast_1d(c))}")
+            for c, m in margins.items()
+        ]
     return list(margins)
 
 
-def weighting_diagnostics(frame: pd.DataFrame, margins, before, after, *, thresholds=None,
-                          disclosure: bool = True) -> pd.DataFrame:
+def weighting_diagnostics(
+    frame: pd.DataFrame, margins, before, after, *, thresholds=None, disclosure: bool = True
+) -> pd.DataFrame:
     """Compare the sample's composition with the margins before and after weighting.
 
     Parameters
@@ -741,32 +788,51 @@ def weighting_diagnostics(frame: pd.DataFrame, margins, before, after, *, thresh
         codes, _ = _match_cells(frame, margin, "weighting_diagnostics")
         known = codes >= 0
         k = len(margin.counts)
-        sample = pd.DataFrame({
-            "n": np.bincount(codes[known], minlength=k).astype(float),
-            "before": np.bincount(codes[known], weights=w_before[known], minlength=k),
-            "after": np.bincount(codes[known], weights=w_after[known], minlength=k),
-            "population": margin.counts,
-        }, index=margin.labels())
+        sample = pd.DataFrame(
+            {
+                "n": np.bincount(codes[known], minlength=k).astype(float),
+                "before": np.bincount(codes[known], weights=w_before[known], minlength=k),
+                "after": np.bincount(codes[known], weights=w_after[known], minlength=k),
+                "population": margin.counts,
+            },
+            index=margin.labels(),
+        )
         if not known.all():  # sample categories outside the margins (or missing) get own rows
             keys = frame.loc[~known, list(margin.columns)].astype("string").fillna("(missing)")
             label = keys.astype(str).agg(join_cell, axis=1).to_numpy()
-            extra = pd.DataFrame({"category": label, "n": 1.0, "before": w_before[~known],
-                                  "after": w_after[~known]}).groupby("category", sort=True).sum()
+            extra = (
+                pd.DataFrame(
+                    {
+                        "category": label,
+                        "n": 1.0,
+                        "before": w_before[~known],
+                        "after": w_after[~known],
+                    }
+                )
+                .groupby("category", sort=True)
+                .sum()
+            )
             extra["population"] = np.nan
             sample = pd.concat([sample, extra])
         table = sample
         population = pd.Series(margin.counts)
-        rows.append(pd.DataFrame({
-            "margin": margin.name,
-            "category": table.index,
-            "n_unweighted": table["n"].round().astype("Int64").to_numpy(),
-            "pct_unweighted": (100 * table["n"] / table["n"].sum()).to_numpy(),
-            "pct_weighted_before": (100 * table["before"] / table["before"].sum()).to_numpy(),
-            "pct_weighted_after": (100 * table["after"] / table["after"].sum()).to_numpy(),
-            "population": table["population"].to_numpy(),
-            "pct_population": (100 * table["population"] / population.sum()).to_numpy(),
-            "flag": "ok",
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "margin": margin.name,
+                    "category": table.index,
+                    "n_unweighted": table["n"].round().astype("Int64").to_numpy(),
+                    "pct_unweighted": (100 * table["n"] / table["n"].sum()).to_numpy(),
+                    "pct_weighted_before": (
+                        100 * table["before"] / table["before"].sum()
+                    ).to_numpy(),
+                    "pct_weighted_after": (100 * table["after"] / table["after"].sum()).to_numpy(),
+                    "population": table["population"].to_numpy(),
+                    "pct_population": (100 * table["population"] / population.sum()).to_numpy(),
+                    "flag": "ok",
+                }
+            )
+        )
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     if disclosure and len(out):
         from analysis.disclosure import resolve_thresholds
@@ -819,10 +885,20 @@ class WeightingResult:
         return self.design.n / self.kish_deff_after
 
 
-def weight_to_official_margins(frame: pd.DataFrame, margins_frame: pd.DataFrame, by, *,
-                               design=None, method: str = "auto", count_column: str | None = None,
-                               restrict_to=None, trim=None, max_iter: int = 100, tol: float = 1e-7,
-                               thresholds=None) -> WeightingResult:
+def weight_to_official_margins(
+    frame: pd.DataFrame,
+    margins_frame: pd.DataFrame,
+    by,
+    *,
+    design=None,
+    method: str = "auto",
+    count_column: str | None = None,
+    restrict_to=None,
+    trim=None,
+    max_iter: int = 100,
+    tol: float = 1e-7,
+    thresholds=None,
+) -> WeightingResult:
     """Weight a sample (e.g. a non-probability CSO sample) to official population counts.
 
     Parameters
@@ -862,8 +938,10 @@ def weight_to_official_margins(frame: pd.DataFrame, margins_frame: pd.DataFrame,
     design = _checked_design(frame, design, what)
     missing = [c for c in by if c not in margins_frame.columns]
     if missing:
-        raise WeightingError(f"{what}: official margins lack column(s) {missing}; "
-                             f"they have {list(margins_frame.columns)}")
+        raise WeightingError(
+            f"{what}: official margins lack column(s) {missing}; "
+            f"they have {list(margins_frame.columns)}"
+        )
     if count_column is None:
         named = [c for c in margins_frame.columns if c in COUNT_COLUMN_NAMES and c not in by]
         if len(named) != 1:
@@ -907,8 +985,15 @@ def weight_to_official_margins(frame: pd.DataFrame, margins_frame: pd.DataFrame,
         if method == "poststratify" and trim is None:
             calibrated = poststratify(frame, design, by, joint, count_column=count_column)
         elif method == "poststratify":
-            calibrated = rake(frame, design, {tuple(by): joint}, count_column=count_column,
-                              trim=trim, max_iter=max_iter, tol=tol)
+            calibrated = rake(
+                frame,
+                design,
+                {tuple(by): joint},
+                count_column=count_column,
+                trim=trim,
+                max_iter=max_iter,
+                tol=tol,
+            )
             notes.append("post-stratified with trimmed weights (raking to the joint margin)")
         else:
             one_way = {c: joint.groupby(c, sort=True)[count_column].sum() for c in by}
@@ -920,8 +1005,9 @@ def weight_to_official_margins(frame: pd.DataFrame, margins_frame: pd.DataFrame,
             f"{error}; or pass restrict_to=[...] to weight to the areas or groups the sample covers"
         ) from None
     one_way_margins = {c: joint.groupby(c, sort=True)[count_column].sum() for c in by}
-    diagnostics = weighting_diagnostics(frame, one_way_margins, design, calibrated,
-                                        thresholds=thresholds)
+    diagnostics = weighting_diagnostics(
+        frame, one_way_margins, design, calibrated, thresholds=thresholds
+    )
     return WeightingResult(
         design=calibrated,
         method=method,
