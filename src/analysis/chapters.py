@@ -113,6 +113,18 @@ class ChapterRun:
             return "Everyone else"
         return ", ".join(labels.get(c, c) for c in group.reference)
 
+    def headline_indicators(self, source: str) -> list[str]:
+        """One percent indicator per theme (the first of each theme in catalogue order that the
+        source measures): the indicators that get a heatmap or a map, so every run draws the same
+        set; every indicator stays in the saved tables."""
+        seen, out = set(), []
+        for indicator in self.indicators_in(source):
+            spec = self.indicators[indicator]
+            if spec.unit == "percent" and spec.theme not in seen:
+                seen.add(spec.theme)
+                out.append(indicator)
+        return out
+
     def indicators_in(self, source: str) -> list[str]:
         """Catalogue indicators that ``source`` measures in this country (a column with data)."""
         frame = self.frames[source]
@@ -559,6 +571,8 @@ def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
     work["_rank"] = [rank.get((d, c), len(rank)) for d, c in zip(work["dimension"], work["category"])]
     work = work.sort_values("_rank", kind="stable")
     for (source, indicator), table in work.groupby(["source", "indicator"], sort=False):
+        if indicator not in run.headline_indicators(source):
+            continue
         label = run.indicator_labels.get(indicator, indicator)
         title = f"{label}: {run.group_label.lower()} vs {run.reference_label.lower()} within each population, {run.country}"
         fig, alt = figures.plot_heatmap(
@@ -572,7 +586,8 @@ def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
 
 
 def intersection_measures(run: ChapterRun) -> pd.DataFrame:
-    """Excess intersectional disparity of the group with every other catalogue group, per indicator.
+    """Excess intersectional disparity of the group with every other catalogue group, for the
+    headline indicators (:meth:`ChapterRun.headline_indicators`).
 
     For the group G and another group H (different dimension), the four cells G×H, G×ref(H),
     ref(G)×H, ref(G)×ref(H) give the joint disparity, the excess intersectional disparity
@@ -585,7 +600,7 @@ def intersection_measures(run: ChapterRun) -> pd.DataFrame:
 
     parts = []
     for source in run.sources:
-        indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
+        indicators = run.headline_indicators(source)
         frame = with_comparison(run, source)
         for other in run.groups.values():
             if other.id == run.group_id or other.dimension == run.group.dimension or other.dimension not in frame:
@@ -639,7 +654,7 @@ def maihda_summary(run: ChapterRun) -> pd.DataFrame:
                 if d in frame and frame[d].nunique() >= 2][:3]
         dims = list(dict.fromkeys(dims))
         # the first MAIHDA_INDICATORS percent indicators of the catalogue: mixed models are slow
-        for indicator in [i for i in run.indicators_in(source) if i in run.percent_indicators][:MAIHDA_INDICATORS]:
+        for indicator in run.headline_indicators(source)[:MAIHDA_INDICATORS]:
             fitted = models.maihda(frame, indicator, dims)
             rows.append({"Indicator": run.indicator_labels[indicator], "Strata": " × ".join(dims),
                          "Respondents used": f"{fitted.n_used:,}",
@@ -715,6 +730,8 @@ def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFra
     group_rows = group_rows[group_rows["role"] == "group"]
     saved = []
     for (source, indicator), table in group_rows.groupby(["source", "indicator"], sort=False):
+        if indicator not in run.headline_indicators(source):
+            continue
         label = run.indicator_labels.get(indicator, indicator)
         title = f"{label}, {run.group_label.lower()}, by area, {run.country}"
         fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code", title=title,
@@ -758,7 +775,10 @@ def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:
     world = load_boundaries("admin0")
     group_rows = percent_view(estimates[estimates["cell"] == "group"], run.percent_indicators)
     saved = []
+    headline = {i for s in run.sources for i in run.headline_indicators(s)}
     for indicator, table in group_rows.groupby("indicator", sort=False):
+        if indicator not in headline:
+            continue
         # one value per country: the source with the most respondents in that country
         table = table.sort_values("n_unweighted", ascending=False, na_position="last").drop_duplicates("country")
         label = run.indicator_labels.get(indicator, indicator)

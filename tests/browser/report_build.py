@@ -66,9 +66,14 @@ def build_report(base: Path) -> Path:
 
 
 def session_outputs(tmp_path_factory) -> Path:
-    """The session's built outputs folder (built on first use)."""
-    base = tmp_path_factory.getbasetemp() / "report_build"
-    base.mkdir(exist_ok=True)
+    """The session's built outputs folder (built on first use).
+
+    ``TEST_REPORT_BUILD=<folder>`` builds into (or reuses) that folder instead of the session's
+    temporary folder, to iterate on the browser tests without rebuilding each time.
+    """
+    chosen = os.environ.get("TEST_REPORT_BUILD")
+    base = Path(chosen) if chosen else tmp_path_factory.getbasetemp() / "report_build"
+    base.mkdir(parents=True, exist_ok=True)
     return build_report(base)
 
 
