@@ -263,13 +263,13 @@ def pydantic_message(exc: ValidationError, prefix: str) -> str:
     """One line naming the first failing key of a pydantic error, with what is expected."""
     parts = []
     for err in exc.errors()[:3]:
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (remove it or check its spelling)"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        parts.append(f"key '{key}': {msg}")
+        parts.append(f"key '{key}': {msg}" if key else msg)
     more = f" (+{len(exc.errors()) - 3} more)" if len(exc.errors()) > 3 else ""
     return f"{prefix}: " + "; ".join(parts) + more
 

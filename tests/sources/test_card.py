@@ -32,7 +32,7 @@ def test_missing_codes_as_a_list():
         ({"design": {"type": "probability"}}, "needs 'weight'"),
         ({"design": {"type": "probability", "weight": "wt", "replicate": {"columns": "rw*", "method": "fay"}}}, "needs rho"),
         ({"columns": {"gender": "q1"}}, "['gender'] are not microdata schema columns"),
-        ({"derive": {"age_group": "by_magic"}}, "derive.age_group: unknown method 'by_magic'"),
+        ({"derive": {"age_group": "by_magic"}}, "key 'derive': unknown method 'by_magic' for 'age_group'"),
         ({"licence": None}, "key 'licence': required key is missing"),
         ({"collection_period": {"start": "2021-05-01", "end": "2021-03-01"}}, "end is before start"),
     ],

@@ -255,6 +255,24 @@ class SourceCard(_Strict):
             }
         return value
 
+    @field_validator("country")
+    @classmethod
+    def _country_is_iso3(cls, value):
+        if value is not None and not is_iso3(value):
+            raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-3 code (e.g. 'KEN')")
+        return value
+
+    @field_validator("derive")
+    @classmethod
+    def _known_derivations(cls, value):
+        for column, method in value.items():
+            name = method if isinstance(method, str) else method.get("method")
+            if column not in DERIVATIONS:
+                raise ValueError(f"no derivation for '{column}'; derivable: {sorted(DERIVATIONS)}")
+            if name not in DERIVATIONS[column]:
+                raise ValueError(f"unknown method {name!r} for '{column}'; use one of {list(DERIVATIONS[column])}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self):
         if self.country is not None and self.country_column is not None:
@@ -275,14 +293,6 @@ class SourceCard(_Strict):
             raise ValueError(
                 f"columns: {unknown} are not {self.kind} schema columns; allowed: {sorted(allowed)}"
             )
-        if self.country is not None and not is_iso3(self.country):
-            raise ValueError(f"country {self.country!r} is not an ISO 3166-1 alpha-3 code (e.g. 'KEN')")
-        for column, method in self.derive.items():
-            name = method if isinstance(method, str) else method.get("method")
-            if column not in DERIVATIONS:
-                raise ValueError(f"derive: no derivation for '{column}'; derivable: {sorted(DERIVATIONS)}")
-            if name not in DERIVATIONS[column]:
-                raise ValueError(f"derive.{column}: unknown method {name!r}; use one of {list(DERIVATIONS[column])}")
         if self.reader == "kobo" and not self.reader_options.form:
             raise ValueError("reader 'kobo' needs reader_options.form (the XLSForm with survey/choices sheets)")
         return self

@@ -297,7 +297,7 @@ def _country(card: SourceCard, raw: RawTable, acc: Accounting) -> pd.Series:
     values = values.astype("string")
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise HarmoniseError(f"{_where(card, raw)}: column '{card.country_column}' is empty in row {row}; every row needs a country")
+        raise HarmoniseError(f"{_where(card, raw)}: column '{card.country_column}' is empty in {raw.row_label(row)}; every row needs a country")
     return values
 
 
@@ -452,7 +452,7 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
         bad = out["fpc"].isna() & keep
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise HarmoniseError(f"{_where(card, raw)}: column '{design.fpc}' (design.fpc) is missing or not a number in row {row}")
+            raise HarmoniseError(f"{_where(card, raw)}: column '{design.fpc}' (design.fpc) is missing or not a number in {raw.row_label(row)}; give the number of PSUs in the stratum or the sampling fraction")
     else:
         out["fpc"] = np.nan
     if design.strata and design.psu and design.single_psu == "fail":
@@ -471,7 +471,7 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
         bad = (values.isna() | (values < 0)) & keep
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise HarmoniseError(f"{_where(card, raw)}: replicate weight '{col}' is missing or negative in row {row}")
+            raise HarmoniseError(f"{_where(card, raw)}: replicate weight '{col}' is missing or negative in {raw.row_label(row)}")
         out[name] = values
         replicate_columns.append(name)
     rep = design.replicate
@@ -505,10 +505,10 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         raise HarmoniseError(f"{_where(card, raw)}: has a header but no data rows")
     check_columns(card, raw)
     where = f"{_where(card, raw)}: "
-    scan_free_text(raw.frame, card.free_text_columns, card.personal_columns, where=where)
+    scan_free_text(raw.frame, card.free_text_columns, card.personal_columns, where=where, row_label=raw.row_label)
     acc.personal_columns_dropped = [c for c in card.personal_columns if c in raw.frame.columns]
     frame = raw.frame.drop(columns=acc.personal_columns_dropped).reset_index(drop=True)
-    raw = RawTable(frame, raw.path, raw.value_labels, raw.notes, raw.description)
+    raw = RawTable(frame, raw.path, raw.value_labels, raw.notes, raw.description, raw.first_row, raw.row_unit)
     used = {c for _, c in _mapped_raw_columns(card)}
     acc.unmapped_columns_left_behind = int(sum(c not in used for c in frame.columns))
 
@@ -577,13 +577,13 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         ids = codes_as_text(frame[card.id_column])
         if ids.isna().any():
             row = int(np.flatnonzero(ids.isna().to_numpy())[0])
-            raise HarmoniseError(f"{_where(card, raw)}: column '{card.id_column}' (id_column) is empty in row {row}")
+            raise HarmoniseError(f"{_where(card, raw)}: column '{card.id_column}' (id_column) is empty in {raw.row_label(row)}; every respondent needs an id")
         dup = ids.duplicated(keep=False)
         if dup.any():
             rows = list(np.flatnonzero(dup.to_numpy())[:2])
             raise HarmoniseError(
                 f"{_where(card, raw)}: column '{card.id_column}' (id_column) has duplicate respondent ids "
-                f"in rows {rows[0]} and {rows[1]} ({int(dup.sum())} rows); de-duplicate the raw data"
+                f"in {raw.row_label(rows[0])} and {raw.row_label(rows[1])} ({int(dup.sum())} rows); de-duplicate the raw data"
             )
     else:
         ids = pd.Series([f"row{i}" for i in range(len(frame))], index=frame.index)
@@ -701,7 +701,7 @@ def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=schema.DEFAULT_
     if dup.any():
         rows = list(kept.index[dup.to_numpy()][:2])  # data rows of the raw file, 0-based
         raise HarmoniseError(
-            f"{_where(card, raw)}: rows {rows[0]} and {rows[1]} hold the same cell; "
+            f"{_where(card, raw)}: {raw.row_label(rows[0])} and {raw.row_label(rows[1])} hold the same cell; "
             "give each country × admin1 × sex × age group once"
         )
     result = kept[["country", "admin1", "admin1_code", "sex", "age_group", "population"]].reset_index(drop=True)

@@ -79,13 +79,15 @@ def _phone_hit(text: str) -> bool:
     return False
 
 
-def scan_free_text(frame: pd.DataFrame, columns, personal_columns=(), where: str = "") -> None:
+def scan_free_text(frame: pd.DataFrame, columns, personal_columns=(), where: str = "", row_label=None) -> None:
     """Fail when a free-text column holds an e-mail, phone number, GPS coordinates or personal values.
 
     ``personal_columns`` values (e.g. names in a ``name`` column) of 4+ characters that reappear
     inside a free-text answer are hits too. The error names the column, the row and the kind of
-    hit, never the value itself.
+    hit, never the value itself. ``row_label(position)`` says how the user finds a row
+    (e.g. ``"line 7"``); by default the 0-based position is shown as ``"row N"``.
     """
+    row_label = row_label or (lambda position: f"row {position}")
     personal_values: set[str] = set()
     for col in personal_columns:
         if col in frame.columns:
@@ -116,6 +118,6 @@ def scan_free_text(frame: pd.DataFrame, columns, personal_columns=(), where: str
             if kind:
                 position = frame.index.get_loc(row)
                 raise PrivacyError(
-                    f"{where}free-text column '{col}' contains {kind} (row {position}); "
+                    f"{where}free-text column '{col}' contains {kind} ({row_label(position)}); "
                     "redact it in the raw data or list the column under personal_columns"
                 )

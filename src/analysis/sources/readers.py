@@ -42,6 +42,12 @@ class RawTable:
     value_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: dict[str, object] = field(default_factory=dict)  # e.g. the sniffed encoding
     description: str = ""  # where the header came from, for error messages (e.g. "sheet 'data'")
+    first_row: int = 1  # number, as the user sees it, of the first data row (line in a text file)
+    row_unit: str = "case"  # "line" (text files), "row" (spreadsheets) or "case" (SPSS, Stata, Parquet)
+
+    def row_label(self, position: int) -> str:
+        """How the user finds data row ``position`` (0-based) in the file: ``"line 7"``, ``"row 3"``, ``"case 12"``."""
+        return f"{self.row_unit} {self.first_row + int(position)}"
 
 
 def code_text(value) -> str | None:
@@ -143,7 +149,8 @@ def read_csv(path: Path, card: SourceCard) -> RawTable:
     opts = card.reader_options
     text, encoding = _decode(path, opts.encoding)
     frame = _parse_text_table(path, text, _sniff_delimiter(text, opts.delimiter), opts.header_row)
-    return RawTable(frame, path, notes={"encoding": encoding}, description=f"header row {opts.header_row}")
+    return RawTable(frame, path, notes={"encoding": encoding}, description=f"header_row: {opts.header_row}",
+                    first_row=opts.header_row + 2, row_unit="line")
 
 
 def _excel_sheet(path: Path, sheet, header_row: int) -> pd.DataFrame:
@@ -175,7 +182,8 @@ def read_excel(path: Path, card: SourceCard) -> RawTable:
     frame = _excel_sheet(path, opts.sheet, opts.header_row)
     sheet = frame.attrs.get("sheet")
     _check_header(path, frame, f" (sheet {sheet!r})")
-    return RawTable(frame, path, notes={"sheet": sheet}, description=f"sheet {sheet!r}, header row {opts.header_row}")
+    return RawTable(frame, path, notes={"sheet": sheet}, description=f"sheet {sheet!r}, header_row: {opts.header_row}",
+                    first_row=opts.header_row + 2, row_unit="row")
 
 
 def _read_stat(path: Path, card: SourceCard, kind: str) -> RawTable:
@@ -243,6 +251,7 @@ def read_hxl(path: Path, card: SourceCard) -> RawTable:
     opts = card.reader_options
     text, encoding = _decode(path, opts.encoding)
     frame = _parse_text_table(path, text, _sniff_delimiter(text, opts.delimiter), opts.header_row)
+    first_row = opts.header_row + 2
     if _is_tag_row(frame.columns):
         tags = list(frame.columns)
         headers = tags
@@ -254,6 +263,7 @@ def read_hxl(path: Path, card: SourceCard) -> RawTable:
         tags = frame.iloc[row].tolist()
         headers = list(frame.columns)
         frame = frame.iloc[row + 1:].reset_index(drop=True)
+        first_row += row + 1
     names = []
     for tag, header in zip(tags, headers):
         norm = normalise_hxl_tag(tag) if isinstance(tag, str) else ""
@@ -262,7 +272,8 @@ def read_hxl(path: Path, card: SourceCard) -> RawTable:
     if dup:
         raise ReadError(f"{path}: HXL tags {dup[:5]} appear on more than one column; add attributes to tell them apart")
     frame.columns = names
-    return RawTable(frame, path, notes={"encoding": encoding, "hxl_header": dict(zip(names, map(str, headers)))})
+    return RawTable(frame, path, notes={"encoding": encoding, "hxl_header": dict(zip(names, map(str, headers)))},
+                    first_row=first_row, row_unit="line")
 
 
 # --- KoboToolbox / ODK -----------------------------------------------------------------------
@@ -313,8 +324,10 @@ def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
     """
     _check_file(path)
     form_path = raw_root / card.reader_options.form
+    first_row, row_unit = card.reader_options.header_row + 2, "line"
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         frame = _excel_sheet(path, card.reader_options.sheet, card.reader_options.header_row)
+        row_unit = "row"
     else:
         text, _ = _decode(path, card.reader_options.encoding)
         frame = _parse_text_table(path, text, _sniff_delimiter(text, card.reader_options.delimiter), card.reader_options.header_row)
@@ -335,7 +348,7 @@ def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
             if unknown:
                 row = int(values.isin(unknown).to_numpy().nonzero()[0][0])
                 raise ReadError(
-                    f"{path}: column '{column}' has code {unknown[0]!r} (row {row}) that choice list "
+                    f"{path}: column '{column}' has code {unknown[0]!r} ({row_unit} {first_row + row}) that choice list "
                     f"'{list_name}' in {form_path.name} lacks; add it to the 'choices' sheet"
                 )
             labels[column] = dict(known)
@@ -352,7 +365,7 @@ def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
                 if target in frame.columns:
                     continue
                 frame[target] = pd.Series([pd.NA if s is None else str(int(code in s)) for s in chosen], index=frame.index, dtype="object")
-    return RawTable(frame, path, value_labels=labels, notes={"form": str(form_path)})
+    return RawTable(frame, path, value_labels=labels, notes={"form": str(form_path)}, first_row=first_row, row_unit=row_unit)
 
 
 def read_source_file(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
