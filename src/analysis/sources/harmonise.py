@@ -160,7 +160,8 @@ def _header_hint(card: SourceCard, raw: RawTable, missing: list[str]) -> str:
     for i in range(min(len(frame), 15)):
         row = {code_text(v) for v in frame.iloc[i].tolist()}
         if set(missing) <= row:
-            return f"; they are on row {card.reader_options.header_row + i + 1}: set reader_options.header_row: {card.reader_options.header_row + i + 1}"
+            header = card.reader_options.header_row + i + 1  # 0-based, as the card counts
+            return f"; they are on {raw.row_label(i)}: set reader_options.header_row: {header} (counted from 0)"
     return ""
 
 
