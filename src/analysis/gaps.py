@@ -94,12 +94,11 @@ def _z(level: float) -> float:
 def _check_direction(direction: str | None, indicator: str | None = None) -> str | None:
     """Return a valid direction, looking it up in ``params/indicators.yml`` when not given."""
     if direction is None and indicator is not None:
-        try:
-            from analysis.schema import load_indicators
+        from analysis import config
+        from analysis.schema import load_indicators
 
-            catalogue = load_indicators()
-        except Exception:  # noqa: BLE001 - no catalogue on this machine: wording stays neutral
-            catalogue = {}
+        # a project without a catalogue file keeps neutral wording; a broken catalogue raises
+        catalogue = load_indicators() if config.INDICATORS_FILE.exists() else {}
         if indicator in catalogue:
             direction = catalogue[indicator].direction
     if direction is not None and direction not in DIRECTIONS:
