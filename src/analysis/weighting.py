@@ -436,7 +436,7 @@ class CalibratedDesign(SurveyDesign):
 
 def _with_weights(design, weights, replicate_weights, calibration: Calibration) -> CalibratedDesign:
     """A copy of ``design`` with new (replicate) weights that remembers ``calibration``."""
-    fields = {f.name: getattr(design, f.name) for f in dataclasses.fields(SurveyDesign)}
+    fields = {f.name: getattr(design, f.name) for f in dataclasses.fields(SurveyDesign) if f.init}
     fields["weights"] = weights
     if replicate_weights is not None:
         fields["replicate_weights"] = replicate_weights
