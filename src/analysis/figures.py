@@ -534,6 +534,7 @@ def plot_choropleth(
     area_label_column: str = "name",
     source_note: str = "",
     synthetic: bool = False,
+    project: bool = True,
 ):
     """Choropleth of one value per area (admin1 of one country, or countries of the world).
 
@@ -546,9 +547,14 @@ def plot_choropleth(
         ``ci_high``, ``flag``. Suppressed areas are drawn white and hatched; areas without an
         estimate are grey "no data". Never a zero.
     diverging : gaps (points, symmetric fixed scale ±50 or ±100) instead of percentages (0–100).
+    project : draw in a Lambert azimuthal equal-area projection centred on the areas (so areas
+        keep their relative size, and countries that cross the antimeridian, such as the USA with
+        the Aleutians, are not stretched over the whole globe).
     """
     use_house_style()
     merged = areas.merge(values, how="left", left_on=area_key, right_on=value_key)
+    if project:
+        merged = _local_projection(merged)
     if diverging:
         limit = float(merged["estimate"].abs().max()) if merged["estimate"].notna().any() else 0.0
         half = GAP_HALF_RANGE if limit <= GAP_HALF_RANGE else 100.0
@@ -576,7 +582,7 @@ def plot_choropleth(
     data_bounds = merged[shown | suppressed]
     if len(data_bounds):
         x0, y0, x1, y1 = data_bounds.total_bounds
-        pad_x, pad_y = max((x1 - x0) * 0.08, 1), max((y1 - y0) * 0.08, 1)
+        pad_x, pad_y = (x1 - x0) * 0.05 + 1e-6, (y1 - y0) * 0.05 + 1e-6
         ax.set_xlim(x0 - pad_x, x1 + pad_x)
         ax.set_ylim(y0 - pad_y, y1 + pad_y)
     ax.set_axis_off()
@@ -586,6 +592,16 @@ def plot_choropleth(
     labels = dict(zip(merged[area_key].astype(str), merged[area_label_column].astype(str)))
     alt = describe_map(values, key=value_key, title=title, area_labels=labels, diverging=diverging)
     return fig, alt
+
+
+def _local_projection(frame):
+    """Reproject longitude/latitude areas to a Lambert azimuthal equal-area projection centred on them."""
+    if frame.crs is None or not frame.crs.is_geographic or frame.empty:
+        return frame
+    points = frame.geometry.representative_point()
+    lon = np.degrees(np.arctan2(np.sin(np.radians(points.x)).mean(), np.cos(np.radians(points.x)).mean()))
+    lat = float(points.y.mean())
+    return frame.to_crs(f"+proj=laea +lat_0={lat:.2f} +lon_0={lon:.2f} +datum=WGS84 +units=m +no_defs")
 
 
 def describe_map(values: pd.DataFrame, *, key: str, title: str, area_labels=None, diverging=False) -> str:
