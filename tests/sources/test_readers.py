@@ -24,7 +24,12 @@ def test_code_text_makes_codes_comparable():
 def test_csv_encoding_is_sniffed(project):
     project.write_raw("mini.csv", "rid,q_sex\nr1,Homme\nr2,Fémme\n", encoding="latin-1")
     raw = read_source(_card(), project.raw)
-    assert raw.notes["encoding"] == "latin-1" and raw.frame["q_sex"].tolist() == ["Homme", "Fémme"]
+    assert raw.notes["encoding"] == "cp1252" and raw.frame["q_sex"].tolist() == ["Homme", "Fémme"]
+    project.write_raw("mini.csv", "rid,q_sex\nr1,\x81Femme\n", encoding="latin-1")  # 0x81: not cp1252
+    assert read_source(_card(), project.raw).notes["encoding"] == "latin-1"
+    project.write_raw("mini.csv", "rid\tq_sex\r\nr1\tFemme \u2019\r\n", encoding="utf-16")  # Excel "Unicode text"
+    raw = read_source(_card(), project.raw)
+    assert raw.notes["encoding"] == "utf-16" and raw.frame["q_sex"].tolist() == ["Femme \u2019"]
     project.write_raw("mini.csv", "\ufeffrid;q_sex\nr1;Femme\n", encoding="utf-8")
     raw = read_source(_card(), project.raw)
     assert raw.notes["encoding"] == "utf-8-sig" and list(raw.frame.columns) == ["rid", "q_sex"]
@@ -127,3 +132,14 @@ def test_kobo_choices_lacking_a_code_is_named(project):
     write_kobo(project, [["k1", "f", "19", "food"], ["k2", "x", "30", "cash"]])
     with pytest.raises(ReadError, match=r"column 'q_sex' has code 'x' \(row 3\) that choice list 'sexes' in form.xlsx lacks"):
         read_source(SourceCard(**kobo_card()), project.raw)
+
+
+def test_several_files_of_one_source_are_stacked_and_must_share_columns(project):
+    project.write_raw("a.csv", "rid,q_sex\nr1,Femme\n")
+    project.write_raw("b.csv", "rid,q_sex\nr2,Homme\n")
+    raw = read_source(_card(files=[{"path": "a.csv"}, {"path": "b.csv"}]), project.raw)
+    assert raw.frame["rid"].tolist() == ["r1", "r2"]
+    assert raw.row_label(1) == "case 2"
+    project.write_raw("b.csv", "rid,sexe\nr2,Homme\n")
+    with pytest.raises(ReadError, match=r"b.csv: columns differ from a.csv"):
+        read_source(_card(files=[{"path": "a.csv"}, {"path": "b.csv"}]), project.raw)

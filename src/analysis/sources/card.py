@@ -104,7 +104,7 @@ class ReaderOptions(_Strict):
 
     sheet: str | int | None = None  # excel/kobo: sheet name or 0-based index (default: first)
     header_row: int = Field(0, ge=0)  # excel/csv: 0-based row of the header
-    encoding: str = "auto"  # csv/hxl: "auto" sniffs utf-8, utf-8-sig, latin-1
+    encoding: str = "auto"  # csv/hxl: "auto" sniffs utf-16 (BOM), utf-8(-sig), cp1252, latin-1
     delimiter: str | None = None  # csv/hxl: default sniffed among , ; tab
     form: str | None = None  # kobo: XLSForm (survey + choices sheets), relative to the raw root
     select_multiple_separator: str = " "  # kobo: separator of select_multiple answers

@@ -21,9 +21,11 @@ import pandas as pd
 
 from analysis.sources.card import SourceCard
 
-#: Encodings tried, in order, when a card says ``encoding: auto``. utf-8-sig also reads plain
-#: UTF-8 (and strips a BOM); latin-1 decodes any byte sequence, so it is the last resort.
-SNIFFED_ENCODINGS = ("utf-8-sig", "latin-1")
+#: Encodings tried, in order, when a card says ``encoding: auto`` (after a UTF-16 byte-order mark,
+#: which Excel's "Unicode text" export writes). utf-8-sig also reads plain UTF-8 (and strips a
+#: BOM); cp1252 is what Windows Excel writes for "CSV" in Western locales (curly quotes, €);
+#: latin-1 decodes any byte sequence, so it is the last resort.
+SNIFFED_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
 #: Excel engine: calamine (Rust, ~15x faster on survey exports) when installed, else openpyxl.
 EXCEL_ENGINE = "calamine" if importlib.util.find_spec("python_calamine") else "openpyxl"
@@ -87,6 +89,11 @@ def _decode(path: Path, encoding: str) -> tuple[str, str]:
             ) from None
         except LookupError:
             raise ReadError(f"{path}: unknown encoding {encoding!r} in reader_options.encoding") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return raw.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            raise ReadError(f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16; re-export it") from None
     for candidate in SNIFFED_ENCODINGS:
         try:
             return raw.decode(candidate), candidate
@@ -144,7 +151,7 @@ def _check_header(path: Path, frame: pd.DataFrame, where: str = "") -> None:
 
 
 def read_csv(path: Path, card: SourceCard) -> RawTable:
-    """CSV with the encoding sniffed (utf-8, utf-8 with BOM, else latin-1) and the delimiter sniffed."""
+    """CSV with the encoding sniffed (UTF-16 by its BOM, utf-8, cp1252, else latin-1) and the delimiter sniffed."""
     _check_file(path)
     opts = card.reader_options
     text, encoding = _decode(path, opts.encoding)
