@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chapter", action="append", default=[], help="only this chapter (repeatable)")
     parser.add_argument("--group", action="append", default=[], help="only this group id (repeatable)")
     parser.add_argument("--country", action="append", default=[], help="only this ISO3 country (repeatable)")
+    parser.add_argument("--run", action="append", default=[], dest="run_ids", metavar="RUN_ID",
+                        help="only this run, e.g. group_profile/women/KEN (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run and why; execute nothing")
     parser.add_argument("--force", action="store_true", help="re-run the selected runs even if unchanged")
     parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
@@ -41,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         outcome = run_pipeline(
-            args.config, chapters=args.chapter, groups=args.group, countries=args.country,
+            args.config, chapters=args.chapter, groups=args.group, countries=args.country, run_ids=args.run_ids,
             force=args.force, dry_run=args.dry_run, workers=args.workers, scheduler=args.scheduler,
             engine=args.engine, processed_dir=args.processed, outputs_dir=args.outputs,
             timeout=args.timeout, progress=False if args.no_progress else None,

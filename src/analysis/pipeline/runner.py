@@ -32,7 +32,14 @@ from analysis import config
 from analysis.pipeline import cache, manifest as manifest_mod
 from analysis.pipeline.execute import STAGING, ExecOptions, execute_run, preload
 from analysis.pipeline.index import write_index
-from analysis.pipeline.matrix import MatrixContext, RunSpec, check_parameters, expand_runs, load_report
+from analysis.pipeline.matrix import (
+    MatrixContext,
+    MatrixError,
+    RunSpec,
+    check_parameters,
+    expand_runs,
+    load_report,
+)
 
 
 @dataclass
@@ -62,12 +69,12 @@ class Outcome:
         return 1 if self.failed else 0
 
 
-def _matches(run: RunSpec, chapters, groups, countries) -> bool:
+def _matches(run: RunSpec, chapters, groups, countries, run_ids=()) -> bool:
     return ((not chapters or run.chapter in chapters) and (not groups or run.group in groups)
-            and (not countries or run.country in countries))
+            and (not countries or run.country in countries) and (not run_ids or run.run_id in run_ids))
 
 
-def plan_runs(config_path=None, *, chapters=(), groups=(), countries=(), force=False,
+def plan_runs(config_path=None, *, chapters=(), groups=(), countries=(), run_ids=(), force=False,
               processed_dir=None, outputs_dir=None, project_root=None, groups_file=None,
               timeout=None, code_dir=None) -> tuple[Plan, dict, cache.KeyContext]:
     """Load the matrix, check parameters, compute keys and decide what runs (no execution)."""
@@ -81,7 +88,10 @@ def plan_runs(config_path=None, *, chapters=(), groups=(), countries=(), force=F
     manifest = manifest_mod.load_manifest(ctx.outputs_dir / "manifest.json")
     hasher = cache.FileHasher(manifest.get("file_hashes"))
     keys = cache.KeyContext(ctx, hasher, code_dir)
-    selected = [r for r in runs if _matches(r, set(chapters), set(groups), set(countries))]
+    unknown = sorted(set(run_ids) - {r.run_id for r in runs})
+    if unknown:
+        raise MatrixError(f"{ctx.report_path}: no run {unknown[0]!r} in the matrix (see --dry-run for the run ids)")
+    selected = [r for r in runs if _matches(r, set(chapters), set(groups), set(countries), set(run_ids))]
     plan = Plan(ctx=ctx, runs=runs, selected=selected)
     for run in selected:
         if run.status == "not_applicable":
@@ -234,7 +244,7 @@ def _execute_dask(specs, options, scheduler, on_done) -> None:
             client.close()
 
 
-def run_pipeline(config_path=None, *, chapters=(), groups=(), countries=(), force=False, dry_run=False,
+def run_pipeline(config_path=None, *, chapters=(), groups=(), countries=(), run_ids=(), force=False, dry_run=False,
                  workers: int | None = None, scheduler=None, engine: str | None = None,
                  processed_dir=None, outputs_dir=None, project_root=None, groups_file=None,
                  timeout=None, progress: bool | None = None, echo=print, code_dir=None) -> Outcome:
@@ -244,7 +254,7 @@ def run_pipeline(config_path=None, *, chapters=(), groups=(), countries=(), forc
     ----------
     config_path : path, optional
         The report file (default ``params/report.yml``).
-    chapters, groups, countries : sequences of str
+    chapters, groups, countries, run_ids : sequences of str
         Filters; runs outside them keep their previous manifest entries.
     force : bool
         Re-run selected runs even when unchanged.
@@ -261,6 +271,7 @@ def run_pipeline(config_path=None, *, chapters=(), groups=(), countries=(), forc
     """
     started = time.perf_counter()
     plan, manifest, keys = plan_runs(config_path, chapters=chapters, groups=groups, countries=countries,
+                                     run_ids=run_ids,
                                      force=force, processed_dir=processed_dir, outputs_dir=outputs_dir,
                                      project_root=project_root, groups_file=groups_file, timeout=timeout,
                                      code_dir=code_dir)
