@@ -516,25 +516,29 @@ def stratified_cluster_sample(rng, frame, strata: list[str], clusters_per_stratu
 
     Stage 1: in each stratum, ``m_h`` clusters by simple random sampling without replacement
     (``clusters_per_stratum(stratum_key, N_h)`` gives ``m_h``). Stage 2: within a cluster,
-    ``take(cluster_frame, rng)`` returns the selected rows and their conditional inclusion
-    probabilities. The design weight is ``1 / (pi_1 * pi_2)`` (expansion to population units);
-    ``fpc_clusters`` is ``N_h``, the number of clusters in the stratum.
+    ``take(positions, rng)`` gets the cluster's row positions in ``frame`` and returns the
+    selected positions and their conditional inclusion probabilities. The design weight is
+    ``1 / (pi_1 * pi_2)`` (expansion to population units); ``fpc_clusters`` is ``N_h``, the
+    number of clusters in the stratum.
     """
-    parts = []
-    for stratum_number, (key, stratum) in enumerate(frame.groupby(strata, sort=True), start=1):
-        cluster_ids = np.unique(stratum["cluster"])
+    cluster = frame["cluster"].to_numpy()
+    positions, stratum_numbers, fpc, weights = [], [], [], []
+    groups = sorted(frame.groupby(strata, sort=True).indices.items())
+    for stratum_number, (key, rows) in enumerate(groups, start=1):
+        in_stratum = cluster[rows]
+        cluster_ids = np.unique(in_stratum)
         m = min(clusters_per_stratum(key, len(cluster_ids)), len(cluster_ids))
-        chosen = rng.choice(cluster_ids, size=m, replace=False)
-        by_cluster = stratum.groupby("cluster", sort=True)
-        for cluster in sorted(chosen):
-            people = by_cluster.get_group(cluster)
-            selected, pi2 = take(people, rng)
-            selected = selected.copy()
-            selected["stratum"] = stratum_number
-            selected["fpc_clusters"] = len(cluster_ids)
-            selected["design_weight"] = (len(cluster_ids) / m) / pi2
-            parts.append(selected)
-    return pd.concat(parts, ignore_index=True)
+        for chosen in sorted(rng.choice(cluster_ids, size=m, replace=False)):
+            selected, pi2 = take(rows[in_stratum == chosen], rng)
+            positions.append(selected)
+            stratum_numbers.append(np.full(len(selected), stratum_number))
+            fpc.append(np.full(len(selected), len(cluster_ids)))
+            weights.append((len(cluster_ids) / m) / np.asarray(pi2, dtype=float))
+    sample = frame.iloc[np.concatenate(positions)].reset_index(drop=True)
+    sample["stratum"] = np.concatenate(stratum_numbers)
+    sample["fpc_clusters"] = np.concatenate(fpc)
+    sample["design_weight"] = np.concatenate(weights)
+    return sample
 
 
 # ------------------------------------------------------------------------------------------------
@@ -716,13 +720,15 @@ def make_disability_survey(pops: dict[str, Population], seed: int):
 
     areas_per_country = 58
 
-    def take(people, rng_):
-        disabled = people[people["disability"] == "yes"]
-        others = people[people["disability"] == "no"]
-        kd, ko = min(30, len(disabled)), min(18, len(others))
-        picked = pd.concat([disabled.sample(kd, random_state=rng_), others.sample(ko, random_state=rng_)])
-        pi2 = np.where(picked["disability"] == "yes", kd / max(len(disabled), 1), ko / max(len(others), 1))
-        return picked, pi2
+    def take_from(is_disabled):
+        def take(rows, rng_):
+            disabled, others = rows[is_disabled[rows]], rows[~is_disabled[rows]]
+            kd, ko = min(30, len(disabled)), min(18, len(others))
+            picked = np.concatenate([rng_.choice(disabled, kd, replace=False), rng_.choice(others, ko, replace=False)])
+            pi2 = np.concatenate([np.full(kd, kd / max(len(disabled), 1)), np.full(ko, ko / max(len(others), 1))])
+            return picked, pi2
+
+        return take
 
     samples, truth = [], []
     for country in countries:
@@ -734,6 +740,7 @@ def make_disability_survey(pops: dict[str, Population], seed: int):
                 return 1
             return max(2, round(areas_per_country * n_clusters / total_areas))
 
+        take = take_from(pop.frame["disability"].to_numpy() == "yes")
         sample = stratified_cluster_sample(rng, pop.frame, ["admin1", "urban_rural"], clusters_per_stratum, take)
         sample["stratum"] += 100 * (countries.index(country) + 1)
         sample["wt"] = (sample["design_weight"] * pop.persons_per_unit).round(4)
@@ -867,9 +874,9 @@ def make_displacement_survey(pops: dict[str, Population], seed: int):
     districts = ["Gulu", "Arua", "Adjumani", "Yumbe", "Isingiro", "Kiryandongo"]
     target = pop.frame[pop.frame["admin1"].isin(districts)]
 
-    def take(people, rng_):
-        k = min(40, len(people))
-        return people.sample(k, random_state=rng_), np.full(k, k / len(people))
+    def take(rows, rng_):
+        k = min(40, len(rows))
+        return rng_.choice(rows, k, replace=False), np.full(k, k / len(rows))
 
     sample = stratified_cluster_sample(rng, target, ["admin1", "location_type"], lambda key, n: 5, take)
     sample["weight"] = (sample["design_weight"] * pop.persons_per_unit).round(4)
