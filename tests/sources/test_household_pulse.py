@@ -104,6 +104,15 @@ def test_long_covid_among_all_adults_and_phq4_distress(pulse):
     assert np.average(got["mental_distress"], weights=got["weight"]) == pytest.approx(_weighted_share(raw, score >= 6, answered), rel=1e-12)
 
 
+def test_job_loss_counts_workers_as_no(pulse):
+    raw, frame, _ = pulse
+    laid_off = raw["RSNNOWRKRV"].isin([8, 9, 10])
+    known = raw["RSNNOWRKRV"].between(1, 12) | (raw["ANYWORK"] == 1)
+    got = frame.loc[frame["job_loss"].notna()]
+    assert len(got) == int(known.sum())
+    assert np.average(got["job_loss"], weights=got["weight"]) == pytest.approx(_weighted_share(raw, laid_off, known), rel=1e-12)
+
+
 def test_demographics_states_and_age(pulse):
     raw, frame, _ = pulse
     women = _weighted_share(raw, raw["EGENID_BIRTH"] == 2, raw["EGENID_BIRTH"] > 0)
