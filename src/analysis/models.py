@@ -449,6 +449,9 @@ def survey_glm(
     the number of coefficients plus one (R's ``df.residual`` for ``svyglm``) when the design
     offers them. Rows with a missing model variable are excluded (counted in ``n_excluded``)
     but stay in the design with zero scores, so the variance treats the analysed rows as a domain.
+    For replicate-weight designs the meat is the replicate covariance of the score totals (a
+    linearised replicate variance); R's ``svyglm`` on a ``svrepdesign`` refits the model for each
+    replicate instead. The two agree to first order; only the Taylor designs are checked against R.
     """
     if family not in FAMILIES:
         raise ModelError(f"family={family!r}: use one of {list(FAMILIES)}")
