@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
 from analysis import config
 from analysis.tables import CELL_SEPARATOR, NUMERIC_COLUMNS, split_cell
@@ -305,15 +307,34 @@ def determined_cells(relations: np.ndarray, unknown: np.ndarray) -> np.ndarray:
         return out
     sub = relations[:, idx]
     sub = sub[np.any(sub != 0, axis=1)]
-    if sub.shape[0] == 0:
+    # Peel: a relation with a single withheld cell gives it away; that cell is then known too.
+    open_columns = np.ones(idx.size, dtype=bool)
+    while sub.shape[0]:
+        nonzero = sub[:, open_columns] != 0
+        single = nonzero.sum(axis=1) == 1
+        if not single.any():
+            break
+        solved = np.flatnonzero(open_columns)[np.unique(np.argmax(nonzero[single], axis=1))]
+        out[idx[solved]] = True
+        open_columns[solved] = False
+        sub = sub[(sub[:, open_columns] != 0).any(axis=1)]
+    if sub.shape[0] == 0 or not open_columns.any():
         return out
-    # Null space of the 0/±1 system from the eigenvectors of its (small, integer) Gram matrix.
-    values, vectors = np.linalg.eigh(sub.T @ sub)
-    null = vectors[:, values <= _NULL_EIGENVALUE * max(values.max(), 1.0) * len(idx)]
-    if null.shape[1] == 0:
-        out[idx] = True
-        return out
-    out[idx] = np.linalg.norm(null, axis=1) < _DETERMINED_TOLERANCE
+    columns = np.flatnonzero(open_columns)
+    sub = sub[:, columns]
+    # The rest, one connected block of cells at a time (small dense problems): the null space of
+    # the 0/±1 system from the eigenvectors of its integer Gram matrix.
+    gram = sub.T @ sub
+    n_blocks, block = connected_components(sparse.csr_matrix(gram != 0), directed=False)
+    for b in range(n_blocks):
+        members = np.flatnonzero(block == b)
+        values, vectors = np.linalg.eigh(gram[np.ix_(members, members)])
+        null = vectors[:, values <= _NULL_EIGENVALUE * max(values.max(), 1.0) * len(members)]
+        if null.shape[1] == 0:
+            out[idx[columns[members]]] = True
+        else:
+            pinned = np.linalg.norm(null, axis=1) < _DETERMINED_TOLERANCE
+            out[idx[columns[members[pinned]]]] = True
     return out
 
 
