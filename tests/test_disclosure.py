@@ -452,3 +452,13 @@ def test_contrasts_and_summaries_beside_cells_take_no_part_in_the_relations():
         "male × no",
     }
     disclosure.assert_publishable(out, DEFAULTS)
+
+
+def test_gate_passes_a_protected_table_after_a_csv_round_trip(tmp_path):
+    """The pipeline re-reads every written table and gates it: protection must survive CSV."""
+    path = tables.write_csv(
+        tables.conform(disclosure.apply_suppression(two_by_two(), DEFAULTS)), tmp_path / "t.csv"
+    )
+    again = tables.read_csv(path)
+    disclosure.assert_publishable(again, DEFAULTS)
+    assert (again["flag"] == "suppressed").sum() == 4
