@@ -91,3 +91,17 @@ def test_a_source_that_now_fails_loses_its_stale_table(project, capsys):
     assert log["status"] == "failed" and "duplicate respondent ids" in log["error"]
     project.write_raw("mini.csv", BASE_CSV)
     assert project.run("mini") == 0 and (project.processed / "mini.parquet").exists()
+
+
+def test_joined_replicate_weights_reach_the_processed_design(project):
+    project.write_raw("mini.csv", BASE_CSV)
+    rows = ["rid,wt1,wt2,wt3"] + [f"r{i},{i}.0,{i}.5,{i + 1}.0" for i in range(5, 0, -1)]
+    project.write_raw("rep.csv", "\n".join(rows) + "\n")
+    card = base_card(files=[{"path": "mini.csv"}, {"path": "rep.csv", "join_on": "rid"}],
+                     design={"type": "probability", "weight": "wt", "replicate": {"columns": "wt?*", "method": "sdr", "scale": 0.05}})
+    project.write_card(card)
+    assert project.run("mini") == 0
+    frame = load_processed("mini", project.processed)
+    assert frame.attrs["design"]["replicate_columns"] == ["repwt_1", "repwt_2", "repwt_3"]
+    assert frame["repwt_2"].tolist() == [1.5, 2.5, 3.5, 4.5, 5.5]  # matched on rid, not on row order
+    assert frame.attrs["design"]["replicate_method"] == "sdr"

@@ -143,3 +143,26 @@ def test_several_files_of_one_source_are_stacked_and_must_share_columns(project)
     project.write_raw("b.csv", "rid,sexe\nr2,Homme\n")
     with pytest.raises(ReadError, match=r"b.csv: columns differ from a.csv"):
         read_source(_card(files=[{"path": "a.csv"}, {"path": "b.csv"}]), project.raw)
+
+
+def test_a_file_with_join_on_adds_columns_one_to_one(project):
+    project.write_raw("main.csv", "rid,q_sex\nr1,Femme\nr2,Homme\n")
+    project.write_raw("rep.csv", "rid,rw1,rw2\nr2,2.0,2.2\nr1,1.0,1.1\n")
+    files = [{"path": "main.csv"}, {"path": "rep.csv", "join_on": "rid"}]
+    raw = read_source(_card(files=files), project.raw)
+    assert raw.frame[["rid", "rw1", "rw2"]].values.tolist() == [["r1", "1.0", "1.1"], ["r2", "2.0", "2.2"]]
+    project.write_raw("rep.csv", "rid,rw1,rw2\nr2,2.0,2.2\n")
+    with pytest.raises(ReadError, match=r"rep.csv: 1 rows of main.csv have no match on 'rid' \(first: line 2\)"):
+        read_source(_card(files=files), project.raw)
+    with pytest.raises(Exception, match="the first file holds the rows"):
+        _card(files=[{"path": "rep.csv", "join_on": "rid"}])
+
+
+def test_a_column_in_both_joined_files_must_agree(project):
+    project.write_raw("main.csv", "rid,week\nr1,50\nr2,50\n")
+    files = [{"path": "main.csv"}, {"path": "rep.csv", "join_on": "rid"}]
+    project.write_raw("rep.csv", "rid,week,rw1\nr1,50,1\nr2,50,2\n")
+    assert list(read_source(_card(files=files), project.raw).frame.columns) == ["rid", "week", "rw1"]
+    project.write_raw("rep.csv", "rid,week,rw1\nr1,50,1\nr2,51,2\n")
+    with pytest.raises(ReadError, match="column 'week' is also in main.csv with different values"):
+        read_source(_card(files=files), project.raw)

@@ -93,10 +93,17 @@ class _Strict(BaseModel):
 
 
 class FileSpec(_Strict):
-    """One raw file, relative to the raw root (``data/raw`` by default)."""
+    """One raw file, relative to the raw root (``data/raw`` by default).
+
+    Files without ``join_on`` are stacked (same columns, more rows). A file with ``join_on``
+    adds columns to every row, matched one-to-one on that id column — e.g. the Census replicate
+    weights file joined on ``SCRAM``; ``reader`` overrides the card's reader for that file.
+    """
 
     path: str
     sha256: str | None = None  # optional: pin the expected content
+    join_on: str | None = None
+    reader: Literal[READERS] | None = None  # type: ignore[valid-type]
 
 
 class ReaderOptions(_Strict):
@@ -204,6 +211,13 @@ class SourceCard(_Strict):
     synthetic: bool = False
     description: str | None = None
     files: list[FileSpec] = Field(min_length=1)
+
+    @field_validator("files")
+    @classmethod
+    def _first_file_is_stacked(cls, value):
+        if value and value[0].join_on:
+            raise ValueError("the first file holds the rows: give join_on only to files that add columns")
+        return value
     reader: Literal[READERS]  # type: ignore[valid-type]
     reader_options: ReaderOptions = Field(default_factory=ReaderOptions)
     country: str | None = None

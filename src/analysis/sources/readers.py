@@ -375,34 +375,73 @@ def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
     return RawTable(frame, path, value_labels=labels, notes={"form": str(form_path)}, first_row=first_row, row_unit=row_unit)
 
 
-def read_source_file(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
-    """Read one raw file with the reader the card names."""
-    if card.reader == "kobo":
+def read_source_file(path: Path, card: SourceCard, raw_root: Path, reader: str | None = None) -> RawTable:
+    """Read one raw file with the reader the card (or the file's own ``reader``) names."""
+    reader = reader or card.reader
+    if reader == "kobo":
         return read_kobo(path, card, raw_root)
-    reader = {
+    function = {
         "csv": read_csv,
         "excel": read_excel,
         "spss": read_spss,
         "stata": read_stata,
         "hxl": read_hxl,
         "parquet": read_parquet,
-    }[card.reader]
-    return reader(path, card)
+    }[reader]
+    return function(path, card)
+
+
+def _join(base: RawTable, extra: RawTable, key: str) -> pd.DataFrame:
+    """Add ``extra``'s columns to ``base`` one-to-one on ``key``; every base row must match once."""
+    for table in (base, extra):
+        if key not in table.frame.columns:
+            raise ReadError(f"{table.path}: join column '{key}' (files.join_on) not found")
+    left = base.frame[key].map(code_text)
+    right = extra.frame[key].map(code_text)
+    if right.duplicated().any():
+        raise ReadError(f"{extra.path}: join column '{key}' repeats ids; each id must appear once to join")
+    lookup = pd.Series(np.arange(len(right)), index=right.to_numpy())
+    position = left.map(lookup)
+    if position.isna().any():
+        first = int(np.flatnonzero(position.isna().to_numpy())[0])
+        raise ReadError(
+            f"{extra.path}: {int(position.isna().sum())} rows of {base.path.name} have no match on '{key}' "
+            f"(first: {base.row_label(first)}); the joined file must cover every row"
+        )
+    added = extra.frame.drop(columns=[key]).iloc[position.astype(int).to_numpy()].reset_index(drop=True)
+    added.index = base.frame.index
+    # a column in both files (e.g. WEEK) is dropped from the joined file when it agrees everywhere
+    for column in sorted(set(added.columns) & set(base.frame.columns)):
+        if not added[column].map(code_text).equals(base.frame[column].map(code_text)):
+            raise ReadError(
+                f"{extra.path}: column '{column}' is also in {base.path.name} with different values; rename one of them"
+            )
+        added = added.drop(columns=[column])
+    return pd.concat([base.frame, added], axis=1)
 
 
 def read_source(card: SourceCard, raw_root: Path) -> RawTable:
-    """Read every file of a card and stack them (files of one source share their columns)."""
-    tables = [read_source_file(raw_root / spec.path, card, raw_root) for spec in card.files]
+    """Read every file of a card: stack the row files (same columns), then join the column files."""
+    stacked = [spec for spec in card.files if not spec.join_on]
+    joined = [spec for spec in card.files if spec.join_on]
+    tables = [read_source_file(raw_root / spec.path, card, raw_root, spec.reader) for spec in stacked]
     if len(tables) == 1:
-        return tables[0]
-    first = tables[0]
-    for other in tables[1:]:
-        if list(other.frame.columns) != list(first.frame.columns):
-            diff = sorted(set(first.frame.columns) ^ set(other.frame.columns))[:5]
-            raise ReadError(f"{other.path}: columns differ from {first.path.name} ({diff}); files of one source must share their columns")
-    labels = {}
-    for t in tables:
-        for col, mapping in t.value_labels.items():
-            labels.setdefault(col, {}).update(mapping)
-    frame = pd.concat([t.frame for t in tables], ignore_index=True)
-    return RawTable(frame, first.path, value_labels=labels, notes={"files": [str(t.path) for t in tables]})
+        result = tables[0]
+    else:
+        first = tables[0]
+        for other in tables[1:]:
+            if list(other.frame.columns) != list(first.frame.columns):
+                diff = sorted(set(first.frame.columns) ^ set(other.frame.columns))[:5]
+                raise ReadError(f"{other.path}: columns differ from {first.path.name} ({diff}); files of one source must share their columns")
+        labels = {}
+        for t in tables:
+            for col, mapping in t.value_labels.items():
+                labels.setdefault(col, {}).update(mapping)
+        frame = pd.concat([t.frame for t in tables], ignore_index=True)
+        result = RawTable(frame, first.path, value_labels=labels, notes={"files": [str(t.path) for t in tables]})
+    for spec in joined:
+        extra = read_source_file(raw_root / spec.path, card, raw_root, spec.reader)
+        result.frame = _join(result, extra, spec.join_on)
+        for col, mapping in extra.value_labels.items():
+            result.value_labels.setdefault(col, mapping)
+    return result
