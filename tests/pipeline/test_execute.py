@@ -120,3 +120,30 @@ def test_papermill_engine_gives_the_same_table(tiny_project, resolve):
     assert record["status"] == "ok", record["error"]
     assert (tiny_project.outputs / record["outputs"]["tables"][0]).read_bytes() == table
     assert (tiny_project.outputs / "tiny/persons_with_disabilities/SEN/figures/bars.svg").read_bytes() == svg
+
+
+def test_the_disclosure_gate_fails_a_run_that_would_publish_a_small_cell(tiny_project, resolve):
+    pytest.importorskip("analysis.disclosure")
+    path = tiny_project.root / "notebooks" / "tiny.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "small = conform(pd.DataFrame({'indicator': ['food_insecurity'], 'breakdown': ['sex'], 'cell': ['female'],\n"
+        "                              'estimate': [0.5], 'n_unweighted': [3]}))\n"
+        "write_csv(small, Path(output_dir) / 'tables' / 'small.csv')"))
+    nbformat.write(nb, path)
+    record = execute_run(resolve(tiny_project)["tiny/women/KEN"], options(tiny_project))
+    assert record["status"] == "failed" and record["failure"] == "disclosure"
+    assert "tables/small.csv" in record["error"]["message"] and "not suppressed" in record["error"]["message"]
+    assert not (tiny_project.outputs / "tiny" / "women" / "KEN").exists()
+
+
+def test_the_gate_checks_result_tables_and_lists_the_others(tiny_project, resolve):
+    pytest.importorskip("analysis.disclosure")
+    path = tiny_project.root / "notebooks" / "tiny.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "pd.DataFrame({'indicator': ['food_insecurity']}).to_csv(Path(output_dir) / 'tables' / 'labels.csv')"))
+    nbformat.write(nb, path)
+    record = execute_run(resolve(tiny_project)["tiny/women/KEN"], options(tiny_project))
+    assert record["status"] == "ok"
+    assert record["disclosure_gate"] == {"checked": ["tables/estimates.csv"], "not_checked": ["tables/labels.csv"]}

@@ -247,7 +247,8 @@ def execute_run(run: RunSpec | dict, options: ExecOptions | dict) -> dict:
         record["error"] = _error(f"the run's process exited with code {os.WEXITSTATUS(exit_status)} "
                                  f"without a result{': ' + tail[0] if tail else ''}", last_cell)
     else:
-        record.update({k: result[k] for k in ("status", "failure", "error", "cells_seconds") if k in result})
+        record.update({k: result[k] for k in ("status", "failure", "error", "cells_seconds", "disclosure_gate")
+                       if k in result})
 
     run_dir = Path(run.output_dir)
     failed_dir = outputs / FAILED / run.run_id
@@ -403,8 +404,9 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
                                  exception=error is not None)
 
     failure = "exception" if error else None
+    gate = {}
     if error is None and options.gate:
-        gate_error = _disclosure_gate(staging)
+        gate_error, gate = _disclosure_gate(staging, options.render.get("disclosure"))
         if gate_error:
             failure, error = "disclosure", {"message": gate_error, "cell_index": None, "cell_source": None}
 
@@ -426,7 +428,8 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
                      "cell_index": None, "cell_source": None}
     print(f"timing: gate, notebook and HTML written {time.perf_counter() - start - total:.3f}s", flush=True)
     _send(event_fd, {"event": "result", "status": "ok" if error is None else "failed",
-                     "failure": failure, "error": error, "cells_seconds": round(cells_seconds, 3)})
+                     "failure": failure, "error": error, "cells_seconds": round(cells_seconds, 3),
+                     "disclosure_gate": gate})
     sys.stdout.flush()
     sys.stderr.flush()
     return 0
@@ -454,28 +457,40 @@ def _replace_in_outputs(nb, old: str, new: str) -> None:
                 output["traceback"] = fix(output.get("traceback", []))
 
 
-def _disclosure_gate(folder: Path) -> str | None:
+def _disclosure_gate(folder: Path, thresholds: dict | None = None) -> tuple[str | None, dict]:
     """Run ``analysis.disclosure.assert_publishable`` on every table the run wrote.
 
-    Returns the one-line reason a table may not be published, else None.
+    Tables with ``flag`` and ``n_unweighted`` columns (the result schema) are checked with the
+    report's thresholds; other CSV files cannot be checked for small cells and are listed as
+    such in the run record (their content is the chapter's responsibility).
+
+    Returns the one-line reason a table may not be published (else None) and what was checked.
     """
+    import pandas as pd
+
     tables = sorted(folder.glob("tables/**/*.csv"))
+    report = {"checked": [], "not_checked": []}
     if not tables:
-        return None
+        return None, report
     try:
         from analysis.disclosure import assert_publishable
     except ImportError:
+        report["not_checked"] = [str(p.relative_to(folder)) for p in tables]
         print("disclosure gate: analysis.disclosure.assert_publishable is not available; "
               "tables were NOT checked", file=sys.stderr)
-        return None
-    from analysis.tables import read_csv
-
+        return None, report
     for path in tables:
+        name = str(path.relative_to(folder))
+        frame = pd.read_csv(path, keep_default_na=True, low_memory=False)
+        if not {"flag", "n_unweighted"} <= set(frame.columns):
+            report["not_checked"].append(name)
+            continue
         try:
-            assert_publishable(read_csv(path))
+            assert_publishable(frame, thresholds=thresholds, name=name)
         except Exception as exc:  # noqa: BLE001 - any refusal fails the run with the reason
-            return f"disclosure gate refused tables/{path.relative_to(folder / 'tables')}: {exc}"
-    return None
+            return f"disclosure gate refused {exc}", report
+        report["checked"].append(name)
+    return None, report
 
 
 def _execute_papermill(notebook_path: Path, out_ipynb: Path, params: dict, options: ExecOptions):
