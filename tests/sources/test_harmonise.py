@@ -215,3 +215,16 @@ def test_income_categories_outside_the_catalogue_are_unknown():
     out = harmonise(card, _raw(_frame(3, inc=["1", "2", "Q5"])), salt=SALT, income_groups=("lowest", "low", "middle"))
     assert out.frame["income_group"].tolist() == ["lowest", "low", pd.NA]
     assert out.accounting.unknown_codes["income_group"] == {"Q5": 1}
+
+
+def test_implausible_ages_are_unknown_codes():
+    out = harmonise(_card(), _raw(_frame(3, q_age=["30", "230", "-4"])), salt=SALT)
+    assert out.frame["age"].tolist()[0] == 30.0 and out.frame["age"].isna().tolist() == [False, True, True]
+    assert out.accounting.unknown_codes["age"] == {"230": 1, "-4": 1}
+    assert out.frame["age_group"].tolist() == ["25-34", pd.NA, pd.NA]
+
+
+def test_a_mapped_disability_question_defaults_to_single_question():
+    card = _card(columns={"disability": "dis", "admin1": "region"}, recodes={"disability": {"1": "yes", "2": "no"}})
+    out = harmonise(card, _raw(_frame(2, dis=["1", "2"])), salt=SALT)
+    assert out.frame["disability_source"].tolist() == ["single_question"] * 2

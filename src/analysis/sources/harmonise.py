@@ -168,9 +168,9 @@ def _header_hint(card: SourceCard, raw: RawTable, missing: list[str]) -> str:
 def check_columns(card: SourceCard, raw: RawTable) -> None:
     """Every raw column the card maps must exist; the error lists what exists and hints a header row."""
     available = list(map(str, raw.frame.columns))
-    missing = []
+    missing: list[tuple[str, str]] = []
     for what, column in _mapped_raw_columns(card):
-        if column not in available and column not in missing:
+        if column not in available and column not in {c for _, c in missing}:
             missing.append((what, column))
     if missing:
         names = [c for _, c in missing]
@@ -546,6 +546,11 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
             raise HarmoniseError(f"{card.path_label}: derive.age from_birth_year needs year: or collection_period")
         born = _recode(_raw_values(raw, card.columns["birth_year"], card, "birth_year", acc)[0], "birth_year", card, {}, acc, None, numeric=True)
         out["age"] = float(year) - born
+    if "age" in out.columns:
+        # an age outside 0-120 is a data-entry error: an unknown code, not a very old respondent
+        implausible = out["age"].notna() & ~out["age"].between(0, 120)
+        acc.unknown("age", Counter(f"{a:g}" for a in out.loc[implausible, "age"]))
+        out["age"] = out["age"].where(~implausible)
     if card.derive_method("age_group")[0] == "from_age":
         out["age_group"] = schema.assign_age_band(out.get("age", pd.Series(np.nan, index=frame.index)), age_bands)
     if card.derive_method("age_band_child")[0] == "from_age":
@@ -558,7 +563,8 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
             raise HarmoniseError(f"{card.path_label}: derive.disability wg_ss needs all six WG-SS domains in columns; missing {absent}")
         out["disability"] = schema.wg_ss_disability(out[list(schema.WG_DOMAINS)])
         out["disability_source"] = pd.Series("wg_ss", index=frame.index, dtype="string")
-    elif method == "single_question":
+    elif method == "single_question" or (method is None and "disability" in card.columns):
+        # a mapped yes/no question without the six WG-SS domains is a single question
         if "disability" not in card.columns:
             raise HarmoniseError(f"{card.path_label}: derive.disability single_question needs columns.disability")
         out["disability_source"] = pd.Series("single_question", index=frame.index, dtype="string").where(out["disability"].notna())
