@@ -74,7 +74,19 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.console_errors = []
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+
+    def on_console(message):
+        # a failed resource load is reported (with its URL) by on_response below
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            page.console_errors.append(message.text)
+
+    def on_response(response):
+        # the browser asks for /favicon.ico on its own; a page that does not link one is fine
+        if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+            page.console_errors.append(f"{response.status} for {response.url}")
+
+    page.on("console", on_console)
+    page.on("response", on_response)
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
     yield page
     context.close()
