@@ -50,7 +50,7 @@ def _published_tables(outputs: Path):
         if {"flag", "n_unweighted"} <= set(frame.columns):
             yield path, frame
     for path in sorted(outputs.rglob("*.xlsx")):
-        for sheet, frame in pd.read_excel(path, sheet_name=None).items():
+        for sheet, frame in pd.read_excel(path, sheet_name=None, engine="openpyxl").items():
             if {"flag", "n_unweighted"} <= set(frame.columns):
                 yield path.with_name(f"{path.name}[{sheet}]"), frame
 
