@@ -58,6 +58,14 @@ def test_serial_and_process_pool_give_identical_outputs_and_a_second_run_skips_e
     assert manifest["runs"]["tiny/women/SEN"]["status"] == "not_applicable"
     assert manifest["summary"]["skipped"] == 6 and manifest["summary"]["not_applicable"] == 1
 
+    index = (tiny_project.outputs / "index.html").read_text()
+    assert '<html lang="en">' in index and index.count("<h1") == 1 and "<main>" in index and "<footer>" in index
+    assert '<th scope="col">Kenya (KEN)</th>' in index and '<th scope="row">Women</th>' in index
+    assert '<a href="tiny/women/KEN/tiny.html">' in index and '<a href="tiny_synthesis/tiny_synthesis.html">' in index
+    assert "completed earlier, unchanged (skipped)" in index
+    assert "no processed source holds members of women (sex) in SEN" in index
+    assert '<a href="manifest.json">' in index and '<a href="tables/all_estimates.csv">' in index
+
 
 def test_touching_one_input_reruns_exactly_the_runs_that_read_it(tiny_project):
     run_pipeline(tiny_project.report, **tiny_project.kwargs())
