@@ -694,8 +694,18 @@ def _hierarchical_codes(columns: list[np.ndarray]) -> np.ndarray:
             _, codes = np.unique(stacked, axis=0, return_inverse=True)
             return codes.reshape(-1).astype(np.int64)
         key = key * base + column
+    return _dense_codes(key, capacity)
+
+
+def _dense_codes(key: np.ndarray, capacity: int) -> np.ndarray:
+    """Rank of each non-negative integer key among the distinct keys (sorted order)."""
+    if capacity <= max(4 * len(key), 1_000_000):  # O(n) without sorting
+        seen = np.zeros(capacity, dtype=bool)
+        seen[key] = True
+        rank = np.cumsum(seen) - 1
+        return rank[key]
     _, codes = np.unique(key, return_inverse=True)
-    return codes.astype(np.int64)
+    return codes.reshape(-1).astype(np.int64)
 
 
 def _units_per_group(group: np.ndarray, unit: np.ndarray) -> np.ndarray:
@@ -719,6 +729,10 @@ def _checked_weights(weights, name) -> np.ndarray:
 
 
 def _codes(values, role, name=None) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind in "iu" and len(values):
+        low = int(values.min())
+        return _dense_codes(values.astype(np.int64) - low, int(values.max()) - low + 1)
     codes, _ = pd.factorize(pd.Series(values), sort=True)
     if (codes < 0).any():
         row = int(np.flatnonzero(codes < 0)[0])
