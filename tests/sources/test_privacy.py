@@ -15,6 +15,8 @@ from analysis.sources.privacy import PrivacyError, hash_ids, scan_free_text
         ("call me on +254 712 345 678 please", "a phone number"),
         ("0712-345-678", "a phone number"),
         ("(020) 7946 0958", "a phone number"),
+        ("my number is 712345678", "a phone number"),
+        ("reach me at 555-123-4567", "a phone number"),
         ("write to amina.otieno@example.org", "an e-mail address"),
         ("we live at -1.29207, 36.82195 near the market", "GPS coordinates"),
         ("camp at 1°17'31\"S", "GPS coordinates"),
@@ -36,6 +38,8 @@ def test_scan_finds_contact_details_and_names_the_column_not_the_value(text, kin
         "Household of 12, lost 2 jobs, 45% less income",
         "Nairobi County Government helped",  # capitalised words are not treated as names
         "cost 1500 shillings",
+        "the school year 2021-2022 was lost",
+        "paid 15000 20000 shillings in two months",
         "",
     ],
 )

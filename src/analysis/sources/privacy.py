@@ -70,11 +70,21 @@ def hash_ids(ids: pd.Series, source: str, salt: str) -> pd.Series:
     return ids.map(one).astype("string")
 
 
+NANP = re.compile(r"^\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}$")
+
+
 def _phone_hit(text: str) -> bool:
+    """8-15 digits shaped like a phone number: an international (+, 00) or trunk (0, "(") prefix,
+    one unbroken run of 9+ digits, or the North American 3-3-4 grouping. Year ranges
+    ("2021-2022") and amounts ("15000 20000") are not phone-shaped."""
     for match in PHONE.finditer(text):
         candidate = match.group(0).strip()
         digits = re.sub(r"\D", "", candidate)
-        if 8 <= len(digits) <= 15 and not DATE_LIKE.match(candidate):
+        if not 8 <= len(digits) <= 15 or DATE_LIKE.match(candidate):
+            continue
+        prefixed = candidate[0] in "+0("
+        unbroken = candidate.isdigit() and len(candidate) >= 9
+        if prefixed or unbroken or NANP.match(candidate):
             return True
     return False
 
