@@ -928,6 +928,21 @@ class _Engine:
         fine = np.bincount(self.key, weights=weights, minlength=self.key_size)
         return self.cells.aggregate @ fine.reshape(self.cells.n_fine, self.n_units)
 
+    def _score_table(self, weights, raw_table) -> np.ndarray:
+        """Cell × unit totals of the weighted scores ``weights`` as the variance needs them.
+
+        For a calibrated design (post-stratified or raked by :mod:`analysis.weighting`, which
+        sets ``design.calibration``) the scores are first replaced by their calibration
+        residuals, as R's ``svyrecvar`` does; otherwise this is ``raw_table`` itself.
+        """
+        calibration = getattr(self.design, "calibration", None)
+        if calibration is None or not getattr(calibration, "projections", ()):
+            return raw_table
+        fine = calibration.residual_unit_table(
+            weights, self.cells.fine, self.cells.n_fine, self.design._row_unit, self.n_units
+        )
+        return self.cells.aggregate @ fine
+
     def _cell_sums(self, weights) -> np.ndarray:
         """Sums of per-row ``weights`` (None: row counts) in every output cell."""
         fine = np.bincount(self.cells.fine, weights=weights, minlength=self.cells.n_fine)
@@ -1026,12 +1041,19 @@ class _Engine:
             variance = d._replicate_variance(thetas, estimate)
             df = np.full(len(estimate), float(d.df))
         else:
+            score_y = self._score_table(wy, unit_y)
             if statistic == "total":
-                scores = unit_y
+                scores = score_y
             else:
+                if statistic == "ratio":
+                    score_x = self._score_table(w * x0, unit_x)
+                else:
+                    score_x = self._cached("score_wm", all_present,
+                                           lambda: self._score_table(wm, unit_x))
                 safe = np.where(np.isfinite(estimate), estimate, 0.0)
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    scores = (unit_y - safe[:, None] * unit_x) / np.where(total_x != 0, total_x, 1.0)[:, None]
+                    scores = (score_y - safe[:, None] * score_x) / np.where(
+                        total_x != 0, total_x, 1.0)[:, None]
             variance = d._variance_of_unit_totals(scores, counts)
             df = self._cached("df", all_present, lambda: self._domain_df(counts))
         variance = np.where(np.isfinite(estimate), variance, np.nan)
