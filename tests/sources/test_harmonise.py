@@ -228,3 +228,15 @@ def test_a_mapped_disability_question_defaults_to_single_question():
     card = _card(columns={"disability": "dis", "admin1": "region"}, recodes={"disability": {"1": "yes", "2": "no"}})
     out = harmonise(card, _raw(_frame(2, dis=["1", "2"])), salt=SALT)
     assert out.frame["disability_source"].tolist() == ["single_question"] * 2
+
+
+def test_unknown_codes_in_the_log_are_capped_and_cut():
+    from collections import Counter
+
+    from analysis.sources.harmonise import MAX_NAMED_CODES, OTHER_CODES, Accounting
+
+    acc = Accounting()
+    acc.unknown("sex", Counter({f"code{i}": 1 for i in range(30)} | {"x" * 100: 5}))
+    slot = acc.unknown_codes["sex"]
+    assert len(slot) == MAX_NAMED_CODES + 1 and slot["x" * 40] == 5
+    assert sum(slot.values()) == 35 and slot[OTHER_CODES] == 35 - 5 - (MAX_NAMED_CODES - 1)

@@ -45,6 +45,11 @@ CATEGORY_COLUMNS = [
 ]
 
 
+#: Unknown codes listed by name per column in the log; the rest are counted together.
+MAX_NAMED_CODES = 20
+OTHER_CODES = "(other codes)"
+
+
 class HarmoniseError(ValueError):
     """The raw data cannot be harmonised as the card says (one-line message)."""
 
@@ -71,10 +76,16 @@ class Accounting:
             self.values_recoded[column] = self.values_recoded.get(column, 0) + int(count)
 
     def unknown(self, column: str, values: Counter) -> None:
+        """Count unknown codes of a column: the 20 most frequent by name (cut to 40 characters,
+        so a misplaced free-text answer cannot spill into the log), the rest as "(other codes)"."""
         if values:
             slot = self.unknown_codes.setdefault(column, {})
-            for value, n in values.items():
-                slot[str(value)] = slot.get(str(value), 0) + int(n)
+            for value, n in values.most_common():
+                named = [k for k in slot if k != OTHER_CODES]
+                key = str(value)[:40]
+                if key not in slot and len(named) >= MAX_NAMED_CODES:
+                    key = OTHER_CODES
+                slot[key] = slot.get(key, 0) + int(n)
 
     def check_balance(self) -> None:
         """``rows_read == rows_kept + sum(rows_excluded)``, or a bug in this module."""
