@@ -166,3 +166,10 @@ def test_a_column_in_both_joined_files_must_agree(project):
     project.write_raw("rep.csv", "rid,week,rw1\nr1,50,1\nr2,51,2\n")
     with pytest.raises(ReadError, match="column 'week' is also in main.csv with different values"):
         read_source(_card(files=files), project.raw)
+
+
+def test_kobo_export_with_labels_instead_of_codes(project):
+    write_kobo(project, [["k1", "Female", "19", "food"], ["k2", "Male", "30", "cash"]])
+    project.write_card(kobo_card())
+    assert project.run("mini") == 0
+    assert load_processed("mini", project.processed)["sex"].tolist() == ["female", "male"]

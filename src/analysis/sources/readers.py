@@ -324,8 +324,9 @@ def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
     """A KoboToolbox/ODK export (xlsx or csv) with its XLSForm (``reader_options.form``).
 
     Group prefixes (``group/question``) are stripped. ``select_one`` columns keep their codes
-    and get the choice labels as value labels; ``select_multiple`` columns (space-separated
-    codes) are expanded into one 0/1 column per choice, ``question/choice`` (NA where the
+    and get the choice labels as value labels (an export "with labels" is accepted too);
+    ``select_multiple`` columns (space-separated
+    codes: export "XML values") are expanded into one 0/1 column per choice, ``question/choice`` (NA where the
     question is unanswered), unless the export already has them. A code that the choices
     list lacks is an error naming the column, the code and the list.
     """
@@ -351,7 +352,9 @@ def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
         known = lists[list_name]
         values = pd.Series([code_text(v) for v in frame[column]], index=frame.index, dtype="object")
         if kind == "select_one":
-            unknown = sorted({v for v in values.dropna() if v not in known})
+            # an export "with labels" holds the labels: they are as good as the codes
+            accepted = set(known) | set(known.values())
+            unknown = sorted({v for v in values.dropna() if v not in accepted})
             if unknown:
                 row = int(values.isin(unknown).to_numpy().nonzero()[0][0])
                 raise ReadError(
