@@ -325,9 +325,9 @@ def read_kobo(path: Path, card: SourceCard, raw_root: Path) -> RawTable:
 
     Group prefixes (``group/question``) are stripped. ``select_one`` columns keep their codes
     and get the choice labels as value labels (an export "with labels" is accepted too);
-    ``select_multiple`` columns (space-separated
-    codes: export "XML values") are expanded into one 0/1 column per choice, ``question/choice`` (NA where the
-    question is unanswered), unless the export already has them. A code that the choices
+    ``select_multiple`` columns (space-separated codes: export "XML values") are expanded into
+    one 0/1 column per choice, ``question/choice`` (NA where the question is unanswered), unless
+    the export already has them. A code that the choices
     list lacks is an error naming the column, the code and the list.
     """
     _check_file(path)
