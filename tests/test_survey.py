@@ -380,6 +380,8 @@ def test_estimate_by_on_raked_design_uses_calibration_residuals(api, r_golden):
     )
     row = estimate_by(frame, raked, "api00", ci="normal").iloc[0]
     check_entry(row, r_golden["clus1_rake_stype_schwide_mean_api00"])
-    # margins of a crossing are residualised alike: the post-stratified total is exact
-    total = estimate_by(frame, raked, "api00", by="stype", statistic="total")
-    assert total["se"].iloc[0] > 0
+    # a post-stratum's weighted count is fixed by the calibration: SE 0
+    post = weighting.poststratify(frame, design, "stype", pd.Series({"E": 4421, "H": 755, "M": 1018}))
+    counts = estimate_by(frame.assign(one=1.0), post, "one", by="stype", statistic="total")
+    assert_close(counts["estimate"].iloc[1:], [4421, 755, 1018])
+    assert np.all(counts["se"].iloc[1:] < 1e-6 * counts["estimate"].iloc[1:])
