@@ -172,7 +172,7 @@ def ours(runs, config: Path, outputs: Path, cwd: Path, workers: int | None, forc
 
 def tiny_matrix(folder: Path, runs_wanted: int) -> tuple[Path, Path, Path]:
     """The pipeline tests' tiny project, widened to enough countries for ``runs_wanted`` runs."""
-    from conftest import REPORT, make_source
+    from tiny_project import REPORT, make_source
 
     countries = ["KEN", "UGA", "SEN", "BGD", "TZA", "RWA", "ETH", "GHA", "NGA", "MLI", "NER", "BFA"]
     n = max(1, min(len(countries), (runs_wanted + 1) // 2))

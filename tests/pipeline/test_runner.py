@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_project import build_project, make_source
 
 from analysis.__main__ import main as cli_main
 from analysis.pipeline import run_pipeline
-
-from conftest import build_project, make_source
 
 ALL_RUNS = {"tiny/women/KEN", "tiny/women/UGA", "tiny/persons_with_disabilities/KEN",
             "tiny/persons_with_disabilities/UGA", "tiny/persons_with_disabilities/SEN", "tiny_synthesis"}

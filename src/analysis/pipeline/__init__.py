@@ -12,7 +12,7 @@ import sys
 if "rfc3987_syntax" not in sys.modules:
     sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
 
-from analysis.pipeline.matrix import MatrixError, RunSpec, load_report  # noqa: E402
-from analysis.pipeline.runner import Outcome, plan_runs, run_pipeline  # noqa: E402
+from analysis.pipeline.matrix import MatrixError, RunSpec, load_report
+from analysis.pipeline.runner import Outcome, plan_runs, run_pipeline
 
-__all__ = ["run_pipeline", "plan_runs", "Outcome", "load_report", "RunSpec", "MatrixError"]
+__all__ = ["MatrixError", "Outcome", "RunSpec", "load_report", "plan_runs", "run_pipeline"]

@@ -119,8 +119,8 @@ def _warm_up() -> None:
     regexes) are cached per process and inherited by every fork. No shell and no figure remain:
     a run's child still starts from a clean state.
     """
-    import io
     import importlib
+    import io
 
     import matplotlib.pyplot as plt
     import nbformat
@@ -174,7 +174,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def execute_run(run: RunSpec | dict, options: ExecOptions | dict) -> dict:

@@ -57,25 +57,25 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
         if chapter.scope in ("per_group_country", "per_group"):
             row_name = "Group"
             row_keys = [g for g in (chapter.groups or report.groups)]
-            row_of = lambda e: e.get("group")  # noqa: E731
-            row_label = lambda k: ctx.group_labels.get(k, k)  # noqa: E731
+            row_of = lambda e: e.get("group")
+            row_label = lambda k: ctx.group_labels.get(k, k)
         elif chapter.scope == "per_source_country":
             row_name = "Source"
             row_keys = sorted({e.get("source") for e in entries if e.get("source")}) or ["—"]
-            row_of = lambda e: e.get("source") or "—"  # noqa: E731
-            row_label = lambda k: k  # noqa: E731
+            row_of = lambda e: e.get("source") or "—"
+            row_label = lambda k: k
         else:
             row_name = "Chapter"
             row_keys = ["all"]
-            row_of = lambda e: "all"  # noqa: E731
-            row_label = lambda k: chapter.title  # noqa: E731
+            row_of = lambda e: "all"
+            row_label = lambda k, title=chapter.title: title
         if chapter.scope in ("per_group_country", "per_source_country", "per_country"):
             col_keys = chapter.countries or list(report.countries)
             columns = [{"key": c, "label": f"{ctx.country_names.get(c, c)} ({c})"} for c in col_keys]
-            col_of = lambda e: e.get("country")  # noqa: E731
+            col_of = lambda e: e.get("country")
         else:
             columns = [{"key": "all", "label": "All countries"}]
-            col_of = lambda e: "all"  # noqa: E731
+            col_of = lambda e: "all"
         grid = {(row_of(e), col_of(e)): e for e in entries}
         rows = []
         for key in row_keys:

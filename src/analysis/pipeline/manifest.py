@@ -23,7 +23,7 @@ def code_version(project_root: Path) -> dict:
 
     def git(*args) -> str | None:
         try:
-            done = subprocess.run(["git", *args], cwd=project_root, capture_output=True, text=True, timeout=20)
+            done = subprocess.run(["git", *args], check=False, cwd=project_root, capture_output=True, text=True, timeout=20)
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
@@ -71,7 +71,7 @@ def summarise(runs: dict) -> dict:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def build_all_estimates(manifest: dict, outputs_dir: Path, downstream_chapters: set[str]) -> Path:

@@ -376,10 +376,10 @@ def expand_runs(ctx: MatrixContext, coverage: dict[str, SourceCoverage] | None =
         countries = chapter.countries or list(report.countries)
         allowed = set(chapter.sources) if chapter.sources is not None else None
 
-        def usable(sid: str) -> bool:
+        def usable(sid: str, allowed=allowed) -> bool:
             return allowed is None or sid in allowed
 
-        def holders(group: str | None, country: str | None) -> list[str]:
+        def holders(group: str | None, country: str | None, countries=countries) -> list[str]:
             out = []
             for sid, cov in microdata.items():
                 if not usable(sid):

@@ -129,7 +129,7 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
             "synthetic": any(s.get("synthetic") for s in sources),
             "suppression_rule": rule,
             "code_version": code,
-            "ran_at": ran_at or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "ran_at": ran_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "index_href": "../" * depth + "index.html",
         },
     }

@@ -22,14 +22,15 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
 from analysis import config
-from analysis.pipeline import cache, manifest as manifest_mod
+from analysis.pipeline import cache
+from analysis.pipeline import manifest as manifest_mod
 from analysis.pipeline.execute import STAGING, ExecOptions, execute_run, preload
 from analysis.pipeline.index import write_index
 from analysis.pipeline.matrix import (
