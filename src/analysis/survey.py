@@ -32,6 +32,11 @@ Domains (cells of ``by``) are estimated on the full design: rows outside a domai
 place in the design with a score of zero. Nothing is subset before the variance is computed,
 so a domain's standard error reflects the random size of the domain, as R's ``svyby`` does.
 
+Calibrated designs (post-stratified or raked by :mod:`analysis.weighting`, which sets
+``design.calibration``): the scores are replaced by their calibration residuals before the
+variance, as R's ``svyrecvar`` does with ``postStrata``; replicate designs are calibrated
+replicate by replicate and need nothing more.
+
 Degrees of freedom: for a Taylor design, number of PSUs minus number of strata among the rows
 that contribute to the estimate (R's ``degf`` of the subset design); for a replicate design,
 the rank of the replicate weights minus one.
@@ -245,7 +250,6 @@ class SurveyDesign:
         # later stages count only when an fpc is given for every stage above them (R)
         n_used = 1 if len(popsizes) < 2 else min(len(popsizes), n_stages)
         self._stages = []
-        self._stage_unit_of_finest = []
         parent_fraction = np.ones(self._n_finest)  # per finest unit: product of fractions above
         for s in range(n_used):
             unit_code = _hierarchical_codes(units[: s + 2])  # stratum + stage ids up to s
@@ -305,11 +309,10 @@ class SurveyDesign:
         self.n_psu = len(first_stage.unit_starts)
         self.n_strata = len(first_stage.group_starts)
         self.df = max(self.n_psu - self.n_strata, 0)
-        # stage-1 unit and stratum of every finest unit, for domain degrees of freedom
+        # stage-1 unit (PSU) of every finest unit, for replicate conversion
         unit_of_finest = np.zeros(self._n_finest, dtype=np.int64)
         unit_of_finest[first_stage.unit_starts[1:]] = 1
         self._psu_of_finest = np.cumsum(unit_of_finest)
-        self._strata_starts_in_psu = first_stage.group_starts
 
     def _popsizes(self, strata_codes, stage_ids):
         """Population size per row at each stage with an fpc (R's ``as.fpc``)."""
