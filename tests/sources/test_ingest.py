@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
+import pytest
 
-from analysis.sources import METADATA_KEY, load_processed
+from analysis.sources import METADATA_KEY, ProcessedNotFound, load_processed
 
 from .conftest import BASE_CSV, base_card
 
@@ -105,3 +106,8 @@ def test_joined_replicate_weights_reach_the_processed_design(project):
     assert frame.attrs["design"]["replicate_columns"] == ["repwt_1", "repwt_2", "repwt_3"]
     assert frame["repwt_2"].tolist() == [1.5, 2.5, 3.5, 4.5, 5.5]  # matched on rid, not on row order
     assert frame.attrs["design"]["replicate_method"] == "sdr"
+
+
+def test_load_processed_of_a_source_never_ingested_says_what_to_run(tmp_path):
+    with pytest.raises(ProcessedNotFound, match="run `python -m analysis ingest nope`"):
+        load_processed("nope", tmp_path)
