@@ -128,3 +128,46 @@ def test_synthesis_workbook_has_one_sheet_per_indicator_with_flags(tmp_path, est
     assert "suppressed" in flags
     saved = chapters.synthesis_figures(run, table)
     assert len(saved) == len([i for i in set(table["indicator"]) if i in run.percent_indicators])
+
+
+@pytest.mark.slow
+def test_household_pulse_matrix_runs_end_to_end(shared_dir, processed, tmp_path):
+    """The real-data matrix (params/report_household_pulse.yml): every run of the three groups is
+    planned; chapters 1–6 execute for persons with disabilities, with state maps and CDC deaths.
+
+    (All three groups run in `python -m analysis run --config params/report_household_pulse.yml`;
+    the test executes one group to keep the suite within its time budget.)
+    """
+    import contextlib
+    import io
+
+    from analysis.pipeline import cli
+
+    def run(*extra):
+        parser = argparse.ArgumentParser()
+        cli.add_arguments(parser)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = cli.main(parser.parse_args(["--config", "params/report_household_pulse.yml",
+                                               "--processed", str(processed), "--outputs", str(tmp_path),
+                                               "--no-progress", *extra]))
+        return code, out.getvalue()
+
+    code, plan = run("--dry-run")
+    assert code == 0
+    for group in ("persons_with_disabilities", "women", "older_people"):
+        for chapter in ("group_profile", "intersections", "geography"):
+            assert f"would run       {chapter}/{group}/USA" in plan, plan
+    assert "not applicable" not in plan
+    assert run("--group", "persons_with_disabilities")[0] == 0
+    assert run("--chapter", "data_profile", "--chapter", "official_statistics", "--chapter", "synthesis")[0] == 0
+
+    geography = tmp_path / "geography" / "persons_with_disabilities" / "USA"
+    maps = sorted((geography / "figures").glob("map_household_pulse_*.svg"))
+    assert maps, "no state maps"
+    assert "Made with Natural Earth" in (geography / "geography.html").read_text()
+    official = (tmp_path / "official_statistics" / "all" / "USA" / "official_statistics.html").read_text()
+    assert "CDC/NCHS provisional COVID-19 deaths" in official and "85 years and over" in official
+    everything = tables.read_csv(tmp_path / "tables" / "all_estimates.csv")
+    assert {"persons_with_disabilities"} <= set(everything["group"].dropna())
+    assert (tmp_path / "synthesis" / "tables" / "synthesis.xlsx").exists()

@@ -453,7 +453,8 @@ def profile_summary(run: ChapterRun, gaps_table: pd.DataFrame) -> str:
     label = run.indicator_labels.get(str(top["indicator"]), str(top["indicator"]))
     direction = "higher" if top["estimate"] > 0 else "lower"
     return (f"The largest gap is in {label.lower()}: {abs(top['estimate']) * 100:.0f} percentage points "
-            f"{direction} for {run.group_label.lower()} than for {run.reference_label.lower()} "
+            f"{direction} for {run.group_label.lower()} than for the comparison group "
+            f"({run.reference_label.lower()}) "
             f"(95% CI {top['ci_low'] * 100:+.0f} to {top['ci_high'] * 100:+.0f}). "
             f"{len(clear)} of {len(diff)} published gaps have a 95% interval that excludes zero.")
 
