@@ -147,3 +147,29 @@ def test_the_gate_checks_result_tables_and_lists_the_others(tiny_project, resolv
     record = execute_run(resolve(tiny_project)["tiny/women/KEN"], options(tiny_project))
     assert record["status"] == "ok"
     assert record["disclosure_gate"] == {"checked": ["tables/estimates.csv"], "not_checked": ["tables/labels.csv"]}
+
+
+def test_an_interrupted_run_kills_its_notebook_and_leaves_nothing(tiny_project, resolve):
+    import signal
+
+    import psutil
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    tiny_project.plant("women", "KEN", "sleep")
+    run = resolve(tiny_project, timeout=120)["tiny/women/KEN"]
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(2)
+    try:
+        with pytest.raises(Interrupted):
+            execute_run(run, options(tiny_project))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert psutil.Process().children(recursive=True) == []  # the notebook's process is gone
+    assert not (tiny_project.outputs / "tiny" / "women" / "KEN").exists()
+    assert not list((tiny_project.outputs / STAGING).iterdir())

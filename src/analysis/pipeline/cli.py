@@ -38,8 +38,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="plain lines instead of a progress bar")
 
 
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(args: argparse.Namespace) -> int:
+    import signal
+
     from analysis.pipeline.runner import run_pipeline
+
+    # SIGTERM (e.g. a CI job cancelled) unwinds like Ctrl-C: running notebooks are killed,
+    # the manifest keeps every finished run, and nothing half-written is left in place.
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
 
     try:
         outcome = run_pipeline(

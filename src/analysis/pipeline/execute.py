@@ -224,7 +224,16 @@ def execute_run(run: RunSpec | dict, options: ExecOptions | dict) -> dict:
             os._exit(code)
 
     os.close(write_fd)
-    events, exit_status, timed_out = _watch(pid, read_fd, run.timeout)
+    try:
+        events, exit_status, timed_out = _watch(pid, read_fd, run.timeout)
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM, a cancelled task): the run must not outlive us.
+        _kill_group(pid)
+        try:
+            os.waitpid(pid, 0)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     duration = time.perf_counter() - started
     result = next((e for e in reversed(events) if e.get("event") == "result"), None)
     last_cell = next((e for e in reversed(events) if e.get("event") == "cell"), None)
@@ -350,6 +359,19 @@ def _list_outputs(folder: Path, outputs: Path) -> dict:
 # The child side
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child if the worker that forked it dies (no orphaned runs)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's timeout and interrupt handling still apply
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(70)
+
+
 def _send(fd: int, event: dict) -> None:
     os.write(fd, (json.dumps(event, default=str) + "\n").encode())
 
@@ -357,6 +379,7 @@ def _send(fd: int, event: dict) -> None:
 def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> int:
     """Run in the forked child: execute, gate, write notebook and HTML into ``staging``."""
     os.setsid()  # own process group: a timeout kills everything the run started
+    _die_with_parent()
     log = os.open(staging / "run.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

@@ -198,7 +198,8 @@ def _execute(specs: list[RunSpec], options: ExecOptions, *, workers: int, schedu
         if options.engine == "fork":
             preload(code_hash=options.code_hash)  # pool workers are forked from here: imports shared
         context = multiprocessing.get_context("fork")
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=context) as pool:
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=context)
+        try:
             futures = {pool.submit(execute_run, spec, options): spec for spec in specs}
             for future in cf.as_completed(futures):
                 spec = futures[future]
@@ -207,6 +208,13 @@ def _execute(specs: list[RunSpec], options: ExecOptions, *, workers: int, schedu
                 except Exception as exc:  # noqa: BLE001 - a worker died: record and go on
                     record = _infrastructure_failure(spec, options, exc)
                 on_done(spec, record)
+        except BaseException:
+            # Interrupted: stop the workers (each kills its running notebook) and do not wait.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
 def _safe(spec: RunSpec, options: ExecOptions) -> dict:
