@@ -66,5 +66,7 @@ def test_same_minimum_versions():
 def test_environment_python_matches_requires_python():
     data = tomllib.loads((config.PROJECT_ROOT / "pyproject.toml").read_text())
     env = yaml.safe_load((config.PROJECT_ROOT / "environment.yml").read_text())
-    pythons = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
+    pythons = [
+        d for d in env["dependencies"] if isinstance(d, str) and re.match(r"python(\s|[<>=!~]|$)", d)
+    ]
     assert pythons == ["python" + data["project"]["requires-python"]]
