@@ -44,13 +44,14 @@ def _terminate_as_interrupt(signum, frame):
 
 def main(args: argparse.Namespace) -> int:
     import signal
+    import threading
 
     from analysis.pipeline.runner import run_pipeline
 
     # SIGTERM (e.g. a CI job cancelled) unwinds like Ctrl-C: running notebooks are killed,
     # the manifest keeps every finished run, and nothing half-written is left in place.
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if in_main_thread else None
     try:
         outcome = run_pipeline(
             args.config, chapters=args.chapter, groups=args.group, countries=args.country, run_ids=args.run_ids,
@@ -61,4 +62,7 @@ def main(args: argparse.Namespace) -> int:
     except MatrixError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return outcome.exit_code
