@@ -171,3 +171,44 @@ def test_household_pulse_matrix_runs_end_to_end(shared_dir, processed, tmp_path)
     everything = tables.read_csv(tmp_path / "tables" / "all_estimates.csv")
     assert {"persons_with_disabilities"} <= set(everything["group"].dropna())
     assert (tmp_path / "synthesis" / "tables" / "synthesis.xlsx").exists()
+
+
+# ------------------------------------------------------------------ presentation tables (tables.py)
+
+
+def _results():
+    return tables.conform(pd.DataFrame({
+        "indicator": ["food", "food", "food"], "breakdown": ["comparison"] * 2 + ["disability"],
+        "cell": ["group", "reference", "yes vs no"], "estimate": [0.41, np.nan, 0.13],
+        "ci_low": [0.37, np.nan, 0.09], "ci_high": [0.45, np.nan, 0.17], "n_unweighted": [300, np.nan, 600],
+        "flag": ["ok", "suppressed", "caution"], "method": ["mean", "mean", "difference"]}))
+
+
+def test_format_results_percent_points_and_flags():
+    shown = tables.format_results(_results(), indicator_labels={"food": "Food insecurity"},
+                                  cell_labels={"group": "Persons with disabilities", "yes": "With", "no": "Without"},
+                                  percent_indicators=["food"])
+    assert shown.iloc[0].tolist() == ["Food insecurity", "Persons with disabilities", "41.0%", "37.0–45.0", "300", ""]
+    assert shown.iloc[1]["Estimate"] == "" and shown.iloc[1]["Reliability"].startswith("suppressed")
+    assert shown.iloc[2]["Estimate"] == "13.0 points" and shown.iloc[2]["Population"] == "With vs Without"
+
+
+def test_html_table_is_accessible_and_escaped():
+    frame = pd.DataFrame({"Indicator": ["<b>x</b>"], "Estimate": ["41.0%"]})
+    html = tables.html_table(frame, "Caption & more")
+    assert "<caption>Caption &amp; more</caption>" in html
+    assert '<th scope="col"' in html and '<th scope="row" style="text-align:left">&lt;b&gt;x&lt;/b&gt;</th>' in html
+    assert '<td style="text-align:right">41.0%</td>' in html
+    with pytest.raises(ValueError, match="caption"):
+        tables.html_table(frame, " ")
+
+
+def test_write_excel_one_sheet_per_indicator_keeps_flags(tmp_path):
+    two = tables.stack([_results(), _results().assign(indicator="a/very:long*indicator?name[that]overflows")])
+    workbook = openpyxl.load_workbook(tables.write_excel(two, tmp_path / "x.xlsx", notes=["rule"]))
+    assert workbook.sheetnames[0] == "About" and len(workbook.sheetnames) == 3
+    assert all(len(n) <= 31 and not set(n) & set("[]:*?/\\") for n in workbook.sheetnames)
+    rows = list(workbook["food"].values)
+    assert rows[0] == tuple(tables.RESULT_COLUMNS)
+    assert [r[tables.RESULT_COLUMNS.index("flag")] for r in rows[1:]] == ["ok", "suppressed", "caution"]
+    assert rows[2][tables.RESULT_COLUMNS.index("estimate")] is None

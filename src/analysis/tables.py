@@ -268,15 +268,24 @@ def html_table(display: pd.DataFrame, caption: str, *, row_headers: int = 1, tab
 
     if not caption or not str(caption).strip():
         raise ValueError("html_table: every table needs a caption")
+    import re
+
     esc = _html.escape
+    numeric = re.compile(r"^(ratio )?[-+−]?[\d,.]+(%| points)?(–[-+−]?[\d,.]+)?$")
+
+    def align(text: str) -> str:
+        # numbers right-aligned (digits line up), words left-aligned (they read left to right)
+        return "right" if numeric.match(text) else "left"
+
     ident = f' id="{esc(table_id)}"' if table_id else ""
-    head = "".join(f'<th scope="col">{esc(str(c))}</th>' for c in display.columns)
+    head = "".join(f'<th scope="col" style="text-align:left">{esc(str(c))}</th>' for c in display.columns)
     body = []
     for values in display.itertuples(index=False):
         cells = []
         for i, value in enumerate(values):
             text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else esc(str(value))
-            cells.append(f'<th scope="row">{text}</th>' if i < row_headers else f"<td>{text}</td>")
+            style = f' style="text-align:{align(text)}"'
+            cells.append(f'<th scope="row"{style}>{text}</th>' if i < row_headers else f"<td{style}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (
         f'<table class="analysis-table"{ident}><caption>{esc(str(caption))}</caption>'
