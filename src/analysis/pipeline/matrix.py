@@ -368,6 +368,9 @@ def expand_runs(ctx: MatrixContext, coverage: dict[str, SourceCoverage] | None =
     microdata = {s: c for s, c in coverage.items() if c.kind == "microdata"}
     official = {s: c for s, c in coverage.items() if c.kind != "microdata"}
     all_estimates = ctx.outputs_dir / "tables" / "all_estimates.csv"
+    unprocessed = [s for s in (report.sources or []) if s not in coverage]
+    not_processed = (f"; not processed yet: {', '.join(unprocessed)} (run `python -m analysis ingest`)"
+                     if unprocessed else "")
     runs: list[RunSpec] = []
     order = sorted(report.chapters, key=lambda c: (stages[c], list(report.chapters).index(c)))
     for cid in order:
@@ -423,7 +426,7 @@ def expand_runs(ctx: MatrixContext, coverage: dict[str, SourceCoverage] | None =
                     status = "not_applicable"
                     what = f"members of {group} ({ctx.group_dimensions[group]})" if group else "microdata"
                     where = f" in {country}" if country else ""
-                    reason = (f"no processed source holds {what}{where}" if coverage
+                    reason = (f"no processed source holds {what}{where}{not_processed}" if coverage
                               else f"no processed data in {ctx.processed_dir} (run `python -m analysis ingest`)")
             if chapter.scope == "per_source_country" and source is None:
                 status, reason = "not_applicable", "no processed microdata source"
