@@ -156,3 +156,16 @@ def test_dask_local_cluster_gives_the_same_outputs_as_serial(tiny_project, tmp_p
     manifest = json.loads((dask_project.outputs / "manifest.json").read_text())
     assert all(Path(e["outputs"]["folder"]).parts[0] in {"tiny", "tiny_synthesis"}
                for e in manifest["runs"].values() if e["status"] == "ok")
+
+
+def test_two_invocations_cannot_write_the_same_outputs(tiny_project):
+    from analysis.pipeline.runner import OutputsBusy, _lock_outputs
+
+    tiny_project.outputs.mkdir(parents=True)
+    held = _lock_outputs(tiny_project.outputs)
+    try:
+        with pytest.raises(OutputsBusy, match=r"another `python -m analysis run` \(pid \d+\) is writing here"):
+            run_pipeline(tiny_project.report, **tiny_project.kwargs())
+    finally:
+        held.close()
+    assert not (tiny_project.outputs / "manifest.json").exists()

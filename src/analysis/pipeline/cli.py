@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from analysis.pipeline.runner import run_pipeline
+    from analysis.pipeline.runner import OutputsBusy, run_pipeline
 
     # SIGTERM (e.g. a CI job cancelled) unwinds like Ctrl-C: running notebooks are killed,
     # the manifest keeps every finished run, and nothing half-written is left in place.
@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
             engine=args.engine, processed_dir=args.processed, outputs_dir=args.outputs,
             timeout=args.timeout, progress=False if args.no_progress else None,
         )
-    except MatrixError as exc:
+    except (MatrixError, OutputsBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

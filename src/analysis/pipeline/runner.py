@@ -299,6 +299,42 @@ def run_pipeline(config_path=None, *, chapters=(), groups=(), countries=(), run_
 
     outputs = ctx.outputs_dir
     outputs.mkdir(parents=True, exist_ok=True)
+    lock = _lock_outputs(outputs)
+    try:
+        return _run_locked(plan, manifest, keys, outcome, started, force=force, workers=workers,
+                           scheduler=scheduler, engine=engine, progress=progress, echo=echo)
+    finally:
+        lock.close()
+
+
+class OutputsBusy(RuntimeError):
+    """Another invocation is writing to the same outputs folder."""
+
+
+def _lock_outputs(outputs: Path):
+    """Hold an exclusive lock on ``outputs/.pipeline.lock`` for this invocation."""
+    import fcntl
+
+    handle = open(outputs / ".pipeline.lock", "a+")  # noqa: SIM115 - held until the run ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise OutputsBusy(f"{outputs}: another `python -m analysis run` ({holder}) is writing here; "
+                          "wait for it to finish or pass --outputs DIR") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Outcome, started: float, *,
+                force, workers, scheduler, engine, progress, echo) -> Outcome:
+    ctx = plan.ctx
+    outputs = ctx.outputs_dir
     shutil.rmtree(outputs / STAGING, ignore_errors=True)  # left by a killed invocation
     workers = workers or ctx.report.defaults.workers or os.cpu_count() or 1
     engine = engine or ctx.report.defaults.engine
