@@ -98,6 +98,11 @@ class ChapterRun:
         return [k for k, v in self.indicators.items() if v.unit == "percent"]
 
     @property
+    def country_label(self) -> str:
+        """The country's short English name (ISO 3166 via pycountry), or "all countries"."""
+        return country_name(self.country)
+
+    @property
     def group_label(self) -> str:
         return self.group.label if self.group else "All respondents"
 
@@ -129,6 +134,16 @@ class ChapterRun:
         """Catalogue indicators that ``source`` measures in this country (a column with data)."""
         frame = self.frames[source]
         return [i for i in self.indicators if i in frame.columns and frame[i].notna().any()]
+
+
+def country_name(code: str | None) -> str:
+    """Short English name of an ISO3 code (pycountry), the code itself if unknown, "all countries" for None."""
+    import pycountry
+
+    if not code or code == "all":
+        return "all countries"
+    entry = pycountry.countries.get(alpha_3=str(code))
+    return (getattr(entry, "common_name", None) or entry.name) if entry else str(code)
 
 
 def start_run(chapter: str, group: str | None = None, country: str | None = None,
@@ -417,7 +432,7 @@ def figure_group_profile(run: ChapterRun, estimates: pd.DataFrame, source: str) 
     group = run.group
     colours = figures.series_colours(["group", "reference"], catalogue_order=["group"])
     colours["group"] = figures.series_colours([group.id], list(run.groups))[group.id]
-    title = f"{run.group_label} vs {run.reference_label.lower()}, {run.country}"
+    title = f"{run.group_label} vs {run.reference_label.lower()}, {run.country_label}"
     fig, alt = figures.plot_estimates(
         shown, item_column="indicator", series_column="cell", title=title,
         item_labels=run.indicator_labels, series_order=["group", "reference"],
@@ -432,7 +447,7 @@ def figure_gaps(run: ChapterRun, gaps_table: pd.DataFrame, source: str) -> figur
     diff = gaps_table[(gaps_table["source"] == source) & gaps_table["indicator"].isin(run.percent_indicators)
                       & (gaps_table["method"].astype(str).str.contains("difference"))]
     shown = percent_view(diff, run.percent_indicators)
-    title = f"Gap between {run.group_label.lower()} and {run.reference_label.lower()}, {run.country}"
+    title = f"Gap between {run.group_label.lower()} and {run.reference_label.lower()}, {run.country_label}"
     colour = figures.series_colours([run.group_id], list(run.groups))[run.group_id]
     fig, alt = figures.plot_gaps(shown, title=title, item_labels=run.indicator_labels, colour=colour,
                                  source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
@@ -501,11 +516,11 @@ def data_profile_figures(run: ChapterRun, profile: dict, compositions: pd.DataFr
         colours = figures.series_colours(run.sources)
         fig, alt = figures.plot_estimates(
             missing.assign(item=missing["label"]), item_column="item", series_column="source",
-            title=f"Share of respondents with no answer, {run.country}", value_label="Percent missing",
+            title=f"Share of respondents with no answer, {run.country_label}", value_label="Percent missing",
             series_labels={s: run.source_title(s) for s in run.sources}, colours=colours,
             source_note=run.source_note, synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, "missingness", alt,
-                                         caption=f"Missing answers per indicator and dimension, {run.country}."))
+                                         caption=f"Missing answers per indicator and dimension, {run.country_label}."))
     if len(compositions):
         labels = category_labels(run)
         shown = compositions.assign(
@@ -514,12 +529,12 @@ def data_profile_figures(run: ChapterRun, profile: dict, compositions: pd.DataFr
             estimate=compositions["estimate"] * 100, ci_low=compositions["ci_low"] * 100,
             ci_high=compositions["ci_high"] * 100)
         fig, alt = figures.plot_estimates(
-            shown, item_column="item", series_column="source", title=f"Who answered: weighted sample composition, {run.country}",
+            shown, item_column="item", series_column="source", title=f"Who answered: weighted sample composition, {run.country_label}",
             value_label="Percent of respondents (weighted)",
             series_labels={s: run.source_title(s) for s in run.sources}, colours=figures.series_colours(run.sources),
             source_note=run.source_note, synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, "composition", alt,
-                                         caption=f"Weighted share of respondents by sex, age, disability and other dimensions, {run.country}, with 95% CIs."))
+                                         caption=f"Weighted share of respondents by sex, age, disability and other dimensions, {run.country_label}, with 95% CIs."))
     return saved
 
 
@@ -575,7 +590,7 @@ def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
         if indicator not in run.headline_indicators(source):
             continue
         label = run.indicator_labels.get(indicator, indicator)
-        title = f"{label}: {run.group_label.lower()} vs {run.reference_label.lower()} within each population, {run.country}"
+        title = f"{label}: {run.group_label.lower()} vs {run.reference_label.lower()} within each population, {run.country_label}"
         fig, alt = figures.plot_heatmap(
             table, row_column="row", column_column="col", title=title, row_order=list(dict.fromkeys(table["row"])),
             column_labels={"group": run.group_label, "reference": run.reference_label},
@@ -734,7 +749,7 @@ def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFra
         if indicator not in run.headline_indicators(source):
             continue
         label = run.indicator_labels.get(indicator, indicator)
-        title = f"{label}, {run.group_label.lower()}, by area, {run.country}"
+        title = f"{label}, {run.group_label.lower()}, by area, {run.country_label}"
         fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code", title=title,
                                            source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, f"map_{source}_{indicator}", alt,
@@ -742,7 +757,7 @@ def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFra
         gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)]
         if len(gap):
             gap = percent_view(gap, run.percent_indicators).assign(admin1_code=gap["cell"].astype(str).to_numpy())
-            title = f"{label}: gap between {run.group_label.lower()} and {run.reference_label.lower()}, by area, {run.country}"
+            title = f"{label}: gap between {run.group_label.lower()} and {run.reference_label.lower()}, by area, {run.country_label}"
             fig, alt = figures.plot_choropleth(areas, gap, area_key="iso_3166_2", value_key="admin1_code",
                                                title=title, diverging=True, legend_label="Percentage points",
                                                source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
@@ -931,11 +946,11 @@ def comparison_figure(run: ChapterRun, comparison: pd.DataFrame) -> list:
     series = ["official"] + [s for s in run.sources if s in set(work["series"])]
     colours = figures.series_colours(series, catalogue_order=series)
     fig, alt = figures.plot_estimates(
-        work, item_column="item", series_column="series", title=f"Official statistics and CSO data, {run.country}",
+        work, item_column="item", series_column="series", title=f"Official statistics and CSO data, {run.country_label}",
         series_labels={"official": "Official statistics", **{s: run.source_title(s) for s in run.sources}},
         series_order=series, colours=colours, source_note=run.source_note, synthetic=run.synthetic)
     return [figures.save_figure(fig, run.figures_dir, "official_vs_cso", alt,
-                                caption=f"Official and CSO estimates of the same indicators, {run.country}, with 95% CIs.")]
+                                caption=f"Official and CSO estimates of the same indicators, {run.country_label}, with 95% CIs.")]
 
 
 def population_margins(processed_dir=None, country: str | None = None) -> pd.DataFrame | None:
@@ -1016,7 +1031,7 @@ def weighting_figure(run: ChapterRun, effect: pd.DataFrame) -> list:
     saved = []
     for source, table in percent_view(effect, run.percent_indicators).groupby("source", sort=False):
         colours = {"unweighted": figures.REFERENCE_COLOUR, "weighted": figures.OKABE_ITO[0]}
-        title = f"Effect of weighting, {run.source_title(source)}, {run.country}"
+        title = f"Effect of weighting, {run.source_title(source)}, {run.country_label}"
         fig, alt = figures.plot_estimates(
             table, item_column="indicator", series_column="cell", title=title, item_labels=run.indicator_labels,
             series_order=["unweighted", "weighted"],
@@ -1074,7 +1089,7 @@ def synthesis_figures(run: ChapterRun, table: pd.DataFrame) -> list:
     saved = []
     shown = percent_view(table[table["indicator"].isin(run.percent_indicators)], run.percent_indicators)
     for indicator, part in shown.groupby("indicator", sort=False):
-        part = part.assign(item=[f"{run.groups[g].label if g in run.groups else g}, {c} ({s})"
+        part = part.assign(item=[f"{run.groups[g].label if g in run.groups else g}, {country_name(c)} ({s})"
                                  for g, c, s in zip(part["group"], part["country"], part["source"])])
         label = run.indicator_labels.get(indicator, indicator)
         fig, alt = figures.plot_estimates(

@@ -184,6 +184,32 @@ def _add_notes(fig, source_note: str, synthetic: bool, credit: str | None = None
         )
 
 
+#: Inches reserved at the top of every figure per title line, and at the bottom for legend and notes.
+TITLE_LINE_INCHES = 0.26
+NOTES_INCHES = 0.45
+LEGEND_INCHES = 0.4
+
+
+def _finish_layout(fig, title: str, source_note: str, synthetic: bool, credit: str | None = None,
+                   handles=None) -> None:
+    """Title top-left of the figure, legend and notes at the bottom, plot in between (no overlap).
+
+    Space is reserved in inches, so the layout holds whatever the figure's height.
+    """
+    width, height = fig.get_size_inches()
+    lines = _wrap(title, 75).split("\n")
+    top_inches = 0.2 + TITLE_LINE_INCHES * len(lines) + (0.15 if synthetic else 0.0)
+    bottom_inches = NOTES_INCHES + (0.08 * max(len(_wrap(source_note, 140).split("\n")) - 1, 0))
+    if handles:
+        bottom_inches += LEGEND_INCHES
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3),
+                   bbox_to_anchor=(0.5, NOTES_INCHES / height), frameon=False)
+    fig.text(0.01, 1 - (0.12 + (0.15 if synthetic else 0.0)) / height, "\n".join(lines), ha="left", va="top",
+             fontsize=12, fontweight="bold")
+    _add_notes(fig, _wrap(source_note, 140), synthetic, credit)
+    fig.tight_layout(rect=(0, bottom_inches / height, 1, 1 - top_inches / height))
+
+
 def _fmt(value: float, unit: str = "percent") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -246,7 +272,7 @@ def plot_estimates(
 
     n_items, n_series = len(items), len(series)
     bar_height = 0.8 / max(n_series, 1)
-    height = 1.3 + 0.32 * n_items * max(n_series, 1) + 0.25 * n_items
+    height = 2.2 + 0.32 * n_items * max(n_series, 1) + 0.25 * n_items
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, height))
     lookup = {(str(r[item_column]), str(r[series_column])): r for _, r in table.iterrows()}
     any_caution = any_suppressed = False
@@ -280,16 +306,12 @@ def plot_estimates(
     ax.invert_yaxis()
     ax.set_xlim(low, high)
     ax.set_xlabel(value_label)
-    ax.set_title(_wrap(title, 70), loc="left")
     handles = [Patch(facecolor=colours.get(k, REFERENCE_COLOUR), label=series_labels.get(k, k)) for k in series]
     if any_suppressed:
         handles.append(Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
                              label="suppressed (too few respondents)"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / height),
-              ncol=min(len(handles), 3))
     note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Bars: estimate; whiskers: 95% CI."
-    _add_notes(fig, note.strip(), synthetic)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    _finish_layout(fig, title, note.strip(), synthetic, handles=handles)
     alt = describe_estimates(table, item_column=item_column, series_column=series_column, title=title,
                              item_labels=item_labels, series_labels=series_labels, series_order=series,
                              unit=unit)
@@ -368,7 +390,7 @@ def plot_gaps(
     items = list(table["indicator"].astype(str))
     values = pd.concat([table["ci_low"], table["ci_high"], table["estimate"]]).astype(float).abs()
     half = GAP_HALF_RANGE if not values.notna().any() or values.max() <= GAP_HALF_RANGE else 100.0
-    height = 1.4 + 0.45 * len(items)
+    height = 2.2 + 0.45 * len(items)
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, height))
     ax.axvline(0, color="#222222", linewidth=1)
     any_caution = False
@@ -393,10 +415,8 @@ def plot_gaps(
     ax.set_ylim(len(items) - 0.5, -0.7)
     ax.set_xlim(-half, half)
     ax.set_xlabel(value_label)
-    ax.set_title(_wrap(title, 70), loc="left")
     note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Dots: gap; whiskers: 95% CI."
-    _add_notes(fig, note.strip(), synthetic)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    _finish_layout(fig, title, note.strip(), synthetic)
     return fig, describe_gaps(table, title=title, item_labels=item_labels)
 
 
@@ -453,7 +473,7 @@ def plot_heatmap(
     lookup = {(str(r[row_column]), str(r[column_column])): r for _, r in table.iterrows()}
     cmap = matplotlib.colormaps[SEQUENTIAL_CMAP]
     norm = matplotlib.colors.Normalize(*PERCENT_RANGE)
-    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 1.6 + 0.62 * len(rows)))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 2.4 + 0.62 * len(rows)))
     any_caution = False
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
@@ -487,12 +507,10 @@ def plot_heatmap(
     ax.set_xlabel(column_title)
     ax.set_ylabel(row_title)
     ax.grid(False)
-    ax.set_title(_wrap(title, 70), loc="left")
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label="Percent", fraction=0.04, pad=0.02)
     note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Tiles: estimate (95% CI)."
-    _add_notes(fig, note.strip(), synthetic)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    _finish_layout(fig, title, note.strip(), synthetic)
     alt = describe_heatmap(table, row_column=row_column, column_column=column_column, title=title,
                            row_labels=row_labels, column_labels=column_labels)
     return fig, alt
@@ -586,9 +604,7 @@ def plot_choropleth(
         ax.set_xlim(x0 - pad_x, x1 + pad_x)
         ax.set_ylim(y0 - pad_y, y1 + pad_y)
     ax.set_axis_off()
-    ax.set_title(_wrap(title, 70), loc="left")
-    _add_notes(fig, source_note, synthetic, credit=NATURAL_EARTH_CREDIT)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    _finish_layout(fig, title, source_note, synthetic, credit=NATURAL_EARTH_CREDIT)
     labels = dict(zip(merged[area_key].astype(str), merged[area_label_column].astype(str)))
     alt = describe_map(values, key=value_key, title=title, area_labels=labels, diverging=diverging)
     return fig, alt
