@@ -357,8 +357,22 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
         # Disclosure counts the people IN the category (the numerator), not the denominator.
         estimates["n_unweighted"] = [int((work[d] == c).sum()) for d, c in zip(estimates["breakdown"], estimates["cell"])]
         parts.append(estimates)
-    table = tables.stack(parts)
-    return apply_suppression(table, keys=["source", "country", "indicator", "breakdown"])
+    table = apply_suppression(tables.stack(parts), keys=["source", "country", "indicator", "breakdown"])
+    return _protect_complements(table)
+
+
+def _protect_complements(table: pd.DataFrame) -> pd.DataFrame:
+    """Shares of one dimension sum to 1: a single suppressed category could be recovered as
+    1 − the others, so the next smallest category of that dimension is suppressed too."""
+    out = table.copy()
+    numbers = ["estimate", "se", "ci_low", "ci_high", "n_unweighted", "n_weighted"]
+    for _, part in out.groupby(["source", "breakdown"], sort=False):
+        suppressed = part["flag"] == "suppressed"
+        if suppressed.sum() == 1 and len(part) > 1:
+            smallest = part.loc[~suppressed, "n_unweighted"].astype(float).idxmin()
+            out.loc[smallest, numbers] = np.nan
+            out.loc[smallest, "flag"] = "suppressed"
+    return out
 
 
 # --------------------------------------------------------------------------------------------
