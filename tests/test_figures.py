@@ -46,7 +46,7 @@ def test_rerender_is_byte_identical(tmp_path):
 
 
 def test_percent_axis_is_fixed_and_suppressed_is_not_zero(tmp_path):
-    fig, alt = figures.plot_estimates(
+    fig, _ = figures.plot_estimates(
         _profile_table(), item_column="indicator", series_column="cell", title="t")
     ax = fig.axes[0]
     assert ax.get_xlim() == (0.0, 100.0)

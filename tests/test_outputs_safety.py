@@ -18,7 +18,7 @@ from analysis import config
 from analysis.disclosure import load_thresholds
 
 sys.path.insert(0, str(Path(__file__).parent / "browser"))
-from report_build import session_outputs  # noqa: E402
+from report_build import session_outputs
 
 pytestmark = pytest.mark.slow
 

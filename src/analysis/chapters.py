@@ -488,7 +488,7 @@ def profile_summary(run: ChapterRun, gaps_table: pd.DataFrame) -> str:
             f"{len(clear)} of {len(diff)} published gaps have a 95% interval that excludes zero.")
 
 
-def show_figures(run: ChapterRun, saved) -> "object":
+def show_figures(run: ChapterRun, saved) -> object:
     """Several saved figures as one HTML output (each a ``<figure>`` with alt text)."""
     from IPython.display import HTML
 
@@ -898,7 +898,8 @@ def data_gap_matrix(run: ChapterRun, official: dict[str, pd.DataFrame], official
         for group in run.groups.values():
             official_has = any(
                 ((t["indicator"].astype(str) == indicator)
-                 & t["breakdown"].astype(str).str.split(tables.CELL_SEPARATOR).map(lambda b: group.dimension in b)).any()
+                 & t["breakdown"].astype(str).str.split(tables.CELL_SEPARATOR).map(
+                     lambda parts, dimension=group.dimension: dimension in parts)).any()
                 for t in official.values() if {"indicator", "breakdown"} <= set(t.columns))
             cso_has = any(indicator in f and f[indicator].notna().any() and group.dimension in f
                           and f[group.dimension].astype("string").isin(group.members).any()
@@ -923,7 +924,7 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
     from analysis.survey import design_for, estimate_by
 
     parts = []
-    for name, table in official.items():
+    for table in official.values():
         table = tables.conform(table)
         for source, frame in run.frames.items():
             for breakdown in sorted(set(table["breakdown"].astype(str))):
@@ -1076,8 +1077,9 @@ def start_synthesis(chapter: str, all_estimates, output_dir=".", processed_dir=N
                      processed_dir=Path(processed_dir) if processed_dir else None,
                      indicators=load_indicators(), groups=load_groups(), dimensions=load_dimensions())
     # Synthetic flag and titles from the processed tables' metadata, when they are at hand.
-    import pyarrow.parquet as pq
     import json
+
+    import pyarrow.parquet as pq
 
     for source in run.sources:
         path = processed_path(source, processed_dir)
@@ -1122,8 +1124,9 @@ def write_synthesis_workbook(run: ChapterRun, table: pd.DataFrame) -> Path:
 
     assert_publishable(tables.conform(table), name="synthesis workbook")
     limits = load_thresholds()
-    notes = [f"Suppression: estimates from fewer than {limits.suppress_below} respondents are withheld "
-             f"(flag 'suppressed', numbers blank); {limits.suppress_below}–{limits.caution_below - 1} respondents: flag 'caution'.",
+    notes = [(f"Suppression: estimates from fewer than {limits.suppress_below} respondents are withheld "
+              f"(flag 'suppressed', numbers blank); {limits.suppress_below}–{limits.caution_below - 1} "
+              "respondents: flag 'caution'."),
              "Estimates of percent indicators are proportions (0–1); see method for the variance estimator.",
              "Sources: " + "; ".join(run.source_title(s) for s in run.sources)]
     return tables.write_excel(tables.conform(table), run.tables_dir / "synthesis.xlsx",

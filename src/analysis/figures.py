@@ -31,11 +31,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; notebooks show the saved files, not live canvases
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.patches import Patch
 
 #: Okabe–Ito colour-blind-safe palette, in the order colours are handed out. Yellow comes last
 #: because it has the lowest contrast on white.
@@ -196,7 +196,7 @@ def _finish_layout(fig, title: str, source_note: str, synthetic: bool, credit: s
 
     Space is reserved in inches, so the layout holds whatever the figure's height.
     """
-    width, height = fig.get_size_inches()
+    _, height = fig.get_size_inches()
     lines = _wrap(title, 75).split("\n")
     top_inches = 0.2 + TITLE_LINE_INCHES * len(lines) + (0.15 if synthetic else 0.0)
     bottom_inches = NOTES_INCHES + (0.08 * max(len(_wrap(source_note, 140).split("\n")) - 1, 0))
@@ -219,8 +219,7 @@ def _fmt(value: float, unit: str = "percent") -> str:
 def _fmt_ci(low: float, high: float, unit: str = "percent") -> str:
     if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high)):
         return ""
-    suffix = "" if unit != "percent" else ""
-    return f" (95% CI {_fmt(low, unit).rstrip('%')}–{_fmt(high, unit)}{suffix})"
+    return f" (95% CI {_fmt(low, unit).rstrip('%')}–{_fmt(high, unit)})"
 
 
 # --------------------------------------------------------------------------- estimates

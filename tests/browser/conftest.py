@@ -15,7 +15,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from report_build import session_outputs
 
 from analysis import config
