@@ -567,15 +567,26 @@ def resolve_parameters(run: RunSpec, declared: dict[str, dict], report_path: Pat
     return params
 
 
-def check_parameters(runs: list[RunSpec], report_path: Path) -> list[RunSpec]:
+def check_parameters(runs: list[RunSpec], report_path: Path, known: dict | None = None) -> list[RunSpec]:
     """Resolve every applicable run's parameters in place (``run.parameters`` = what is injected).
 
-    Notebooks are inspected once each. Raises :class:`MatrixError` on the first problem.
+    Notebooks are inspected once each. ``known`` (notebook path -> {"hash", "parameters"}, kept
+    in the manifest) skips inspecting a notebook whose cells did not change; it is updated.
+    Raises :class:`MatrixError` on the first problem.
     """
+    from analysis.pipeline.cache import notebook_hash
+
+    known = {} if known is None else known
     cache: dict[str, dict] = {}
     for run in runs:
         if run.notebook not in cache:
-            cache[run.notebook] = declared_parameters(run.notebook)
+            digest = notebook_hash(run.notebook)
+            entry = known.get(run.notebook)
+            if entry and entry.get("hash") == digest:
+                cache[run.notebook] = entry["parameters"]
+            else:
+                cache[run.notebook] = declared_parameters(run.notebook)
+                known[run.notebook] = {"hash": digest, "parameters": cache[run.notebook]}
             if not cache[run.notebook]:
                 raise MatrixError(f"{run.notebook}: no cell tagged 'parameters' (tag the cell that "
                                   "declares chapter, group, country, ... with 'parameters')")

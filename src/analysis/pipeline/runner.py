@@ -85,8 +85,8 @@ def plan_runs(config_path=None, *, chapters=(), groups=(), countries=(), run_ids
     if timeout:
         for run in runs:
             run.timeout = float(timeout)
-    check_parameters(runs, ctx.report_path)
     manifest = manifest_mod.load_manifest(ctx.outputs_dir / "manifest.json")
+    check_parameters(runs, ctx.report_path, manifest.setdefault("notebook_parameters", {}))
     hasher = cache.FileHasher(manifest.get("file_hashes"))
     keys = cache.KeyContext(ctx, hasher, code_dir)
     unknown = sorted(set(run_ids) - {r.run_id for r in runs})
