@@ -128,7 +128,9 @@ def margins_raw() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def youth_raw(margins_raw) -> pd.DataFrame:
-    frame = pd.read_excel(DEMO_DIR / demo.FILES["youth"], sheet_name="data", dtype={"age": int}, engine="openpyxl")
+    frame = pd.read_excel(DEMO_DIR / demo.FILES["youth"], sheet_name="data", engine="openpyxl")
+    assert "respondent/sex" in frame.columns  # Kobo group prefixes, as exported
+    frame = frame.rename(columns=lambda c: c.split("/")[-1])
     lookup = demo.read_admin1_lookup(DEMO_DIR / demo.FILES["admin1_lookup"])
     names = dict(zip(lookup["admin1_code"].str.lower().str.replace("-", "_"), lookup["admin1"]))
     frame["admin1"] = frame["region"].map(names)
@@ -141,7 +143,7 @@ def youth_raw(margins_raw) -> pd.DataFrame:
 def older_raw(margins_raw) -> pd.DataFrame:
     frame = pd.read_excel(DEMO_DIR / demo.FILES["older"], sheet_name="donnees", engine="openpyxl")
     frame["country"] = "SEN"
-    frame["admin1"] = frame["region"]
+    frame["admin1"] = frame["region"].replace({v: k for k, v in demo.UNACCENTED_REGIONS.items()})
     frame["sex"] = frame["sexe"].map({"Femme": "female", "Homme": "male"})
     frame["age_group"] = age_group(frame["age"])
     frame["margin_weight"] = margin_weights(frame, margins_raw)

@@ -555,6 +555,17 @@ def _with_dont_know(rng, values: pd.Series, share: float, code) -> pd.Series:
     return out
 
 
+#: Kobo groups of the youth form: exports carry headers "group/question" (as KoboToolbox does).
+YOUTH_GROUPS = {
+    "respondent": ("country", "region", "area", "sex", "age", "respondent_name", "phone_number"),
+    "washington_group": tuple(f"wg{i}_{d[3:]}" for i, d in enumerate(WG_DOMAINS, start=1)),
+    "covid_impact": ("income_loss", "job_loss", "education_disrupted", "mental_distress", "experienced_violence",
+                     "discrimination", "access_to_information", "received_community_support", "vaccinated",
+                     "had_covid", "food_insecurity", "info_channels"),
+}
+_YOUTH_GROUP_OF = {question: group for group, questions in YOUTH_GROUPS.items() for question in questions}
+
+
 def make_youth_survey(pops: dict[str, Population], seed: int):
     """KoboToolbox youth survey (KEN, UGA, SEN; ages 18-34; non-probability, no weights)."""
     rng = rng_for(seed, "survey/youth")
@@ -624,6 +635,7 @@ def make_youth_survey(pops: dict[str, Population], seed: int):
     data["_uuid"] = [str(_uuid(seed, "youth", i)) for i in range(n)]
     data["_submission_time"] = (start + pd.Timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S")
     data["_index"] = np.arange(1, n + 1)
+    data = data.rename(columns=lambda c: f"{_YOUTH_GROUP_OF[c]}/{c}" if c in _YOUTH_GROUP_OF else c)
     meta = {
         "file": FILES["youth"], "form": FILES["youth_form"], "countries": list(countries), "n": n,
         "n_by_country": {c: int((sample["country"] == c).sum()) for c in countries},
@@ -673,7 +685,19 @@ def youth_form() -> dict[str, pd.DataFrame]:
         ("select_multiple channels", "info_channels", "Where did you get information about COVID-19? (select all)"),
         ("text", "comments", "Anything else you would like to tell us?"),
     ]
-    survey_sheet = pd.DataFrame(survey, columns=["type", "name", lab])
+    grouped, current = [], None
+    for row in survey:
+        group = _YOUTH_GROUP_OF.get(row[1])
+        if group != current:
+            if current is not None:
+                grouped.append(("end_group", "", ""))
+            if group is not None:
+                grouped.append(("begin_group", group, group.replace("_", " ").capitalize()))
+            current = group
+        grouped.append(row)
+    if current is not None:
+        grouped.append(("end_group", "", ""))
+    survey_sheet = pd.DataFrame(grouped, columns=["type", "name", lab])
     survey_sheet["required"] = np.where(survey_sheet["type"].str.startswith(("select", "integer")), "true", "")
     choices = [("yes_no", "yes", "Yes"), ("yes_no", "no", "No"),
                ("yes_no_dk", "yes", "Yes"), ("yes_no_dk", "no", "No"), ("yes_no_dk", "dont_know", "Don't know"),
@@ -955,6 +979,10 @@ def make_displacement_survey(pops: dict[str, Population], seed: int):
     return data, tags, meta, truth, names, phones, free_phones
 
 
+#: Senegalese regions that the older-persons survey spells without accents.
+UNACCENTED_REGIONS = {"Thiès": "Thies", "Kédougou": "Kedougou", "Sédhiou": "Sedhiou"}
+
+
 def make_older_survey(pops: dict[str, Population], seed: int):
     """Older-persons survey (Senegal, ages 55+), in French, with a single yes/no disability question.
 
@@ -986,7 +1014,8 @@ def make_older_survey(pops: dict[str, Population], seed: int):
             "id_enquete": [f"AGE-{i + 1:05d}" for i in range(n)],
             "nom": names,
             "telephone": phones,
-            "region": sample["admin1"].to_numpy(),
+            # typed without accents, as often in field data: the card recodes them to Natural Earth names
+            "region": sample["admin1"].replace(UNACCENTED_REGIONS).to_numpy(),
             "milieu": sample["urban_rural"].map({"urban": "Urbain", "rural": "Rural"}).to_numpy(),
             "sexe": sample["sex"].map({"female": "Femme", "male": "Homme"}).to_numpy(),
             "age": sample["age"].to_numpy(),
