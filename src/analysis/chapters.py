@@ -513,6 +513,50 @@ def group_profile_figures(run: ChapterRun, estimates: pd.DataFrame, gaps_table: 
     return saved
 
 
+def composition_vs_margins(run: ChapterRun) -> pd.DataFrame:
+    """Sample composition against official population margins (sex, age group, area).
+
+    :func:`analysis.weighting.weighting_diagnostics` with the source's own design before and after:
+    per category the unweighted and weighted share of the sample and the population share, with
+    small sample categories withheld. The population is restricted to the categories the sample
+    covers (a youth survey is compared with the young population). Empty without margins.
+    """
+    from analysis import weighting
+    from analysis.survey import design_for
+
+    margins = population_margins(run.processed_dir, run.country)
+    rows = []
+    for source, frame in run.frames.items():
+        by = [c for c in WEIGHTING_COLUMNS if margins is not None and c in margins and c in frame
+              and frame[c].notna().any()]
+        if not by:
+            continue
+        one_way = {}
+        for column in by:
+            present = set(frame[column].dropna().astype(str))
+            counts = margins.groupby(margins[column].astype(str))["population"].sum()
+            one_way[column] = counts[counts.index.isin(present)]
+        design = design_for(frame)
+        table = weighting.weighting_diagnostics(frame, one_way, design, design)
+        labels = category_labels(run)
+        if "admin1" in frame:  # area codes are shown by their Natural Earth names
+            labels.update(dict(zip(frame["admin1_code"].astype(str), frame["admin1"].astype(str))))
+        dimension_labels = {d: v.label for d, v in run.dimensions.items()} | {"admin1_code": "Area (admin1)"}
+        for _, row in table.iterrows():
+            withheld = row.get("flag") == "suppressed"
+            rows.append({
+                "Source": run.source_title(source),
+                "Dimension": dimension_labels.get(str(row["margin"]), str(row["margin"])),
+                "Category": labels.get(str(row["category"]), str(row["category"])),
+                "Respondents": "withheld" if withheld else f"{int(row['n_unweighted']):,}",
+                "Sample (unweighted)": "" if withheld or pd.isna(row["pct_unweighted"]) else f"{row['pct_unweighted']:.1f}%",
+                "Sample (weighted)": "" if withheld or pd.isna(row["pct_weighted_before"]) else f"{row['pct_weighted_before']:.1f}%",
+                "Population": "" if pd.isna(row["pct_population"]) else f"{row['pct_population']:.1f}%",
+            })
+    return pd.DataFrame(rows, columns=["Source", "Dimension", "Category", "Respondents", "Sample (unweighted)",
+                                       "Sample (weighted)", "Population"])
+
+
 # --------------------------------------------------------------------------------------------
 # Chapter 1: figures of the data profile
 
