@@ -772,26 +772,51 @@ def admin1_estimates(run: ChapterRun) -> pd.DataFrame:
 
 
 def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
-    """Group − reference difference in every admin1 area, from the suppressed area estimates.
+    """Group − reference difference of every percent indicator in every admin1 area, with CIs.
 
-    The two domain means of one area are treated as independent here (covariance 0); with
-    within-area clustering this is conservative only when the covariance is positive, so the CIs
-    are indicative. A gap using a suppressed cell is suppressed.
+    The two domain means of an area and their design-based covariance come from
+    :func:`analysis.survey.cell_means_with_covariance` over ``admin1_code × comparison`` (they
+    share the area's PSUs, so they are correlated); the difference and its delta-method CI from
+    :func:`analysis.gaps.gaps_from_estimates`. A gap whose group or reference cell is suppressed in
+    ``estimates`` (the published area estimates) is suppressed (:func:`analysis.disclosure.suppress_derived`).
     """
     from analysis import gaps
+    from analysis.disclosure import suppress_derived
+    from analysis.survey import cell_means_with_covariance, design_for
 
-    rows = []
     if estimates.empty:
         return tables.empty_result()
-    parts = estimates["cell"].astype(str).str.split(tables.CELL_SEPARATOR, n=1, expand=True)
-    work = estimates.assign(area=parts[0], role=parts[1])
-    for (source, indicator, area), table in work.groupby(["source", "indicator", "area"], sort=False):
-        if set(table["role"]) != {"group", "reference"}:
+    rows = []
+    for source in run.sources:
+        if not (estimates["source"] == source).any():
             continue
-        out = gaps.gaps_from_estimates(table.drop(columns=["area", "role"]), f"{area} × group",
-                                       f"{area} × reference", direction=run.indicators[indicator].direction)
-        rows.append(out[out["method"] == "difference"].assign(cell=area, breakdown="admin1_code"))
-    return tables.stack(rows) if rows else tables.empty_result()
+        frame = with_comparison(run, source)
+        design = design_for(frame)
+        for indicator in sorted(set(estimates.loc[estimates["source"] == source, "indicator"].astype(str)),
+                                key=list(run.indicators).index):
+            cells, covariance = cell_means_with_covariance(frame, design, indicator, ["admin1_code", COMPARISON],
+                                                           source=source, country=run.country, group=run.group_id)
+            cells = cells.reset_index(drop=True).assign(indicator=indicator)
+            labels = cells["cell"].astype(str)
+            areas = labels.str.split(tables.CELL_SEPARATOR).str[0]
+            for area in dict.fromkeys(areas):
+                pick = np.flatnonzero((areas == area).to_numpy())
+                roles = set(labels.iloc[pick].str.split(tables.CELL_SEPARATOR).str[1])
+                if roles != {"group", "reference"}:
+                    continue
+                sub = cells.iloc[pick].reset_index(drop=True)
+                out = gaps.gaps_from_estimates(sub, f"{area} × group", f"{area} × reference",
+                                               covariance[np.ix_(pick, pick)],
+                                               direction=run.indicators[indicator].direction)
+                rows.append(out[out["method"] == "difference"].assign(
+                    breakdown=tables.join_cell(["admin1_code", COMPARISON]),
+                    input_cells=f"{area} × group | {area} × reference", area=area))
+    if not rows:
+        return tables.empty_result()
+    measures = pd.concat(rows, ignore_index=True)
+    checked = suppress_derived(measures, estimates)
+    return checked.assign(cell=measures["area"].to_numpy(), breakdown="admin1_code").drop(
+        columns=["input_cells", "area"])
 
 
 def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> list:
