@@ -30,6 +30,7 @@ def published(project) -> dict[str, bytes]:
     return out
 
 
+@pytest.mark.slow
 def test_serial_and_process_pool_give_identical_outputs_and_a_second_run_skips_everything(tiny_project, tmp_path, code_snapshot):
     serial = run_pipeline(tiny_project.report, workers=1, **tiny_project.kwargs())
     assert serial.exit_code == 0 and ran(tiny_project) == ALL_RUNS
@@ -66,6 +67,7 @@ def test_serial_and_process_pool_give_identical_outputs_and_a_second_run_skips_e
     assert '<a href="manifest.json">' in index and '<a href="tables/all_estimates.csv">' in index
 
 
+@pytest.mark.slow
 def test_touching_one_input_reruns_exactly_the_runs_that_read_it(tiny_project):
     run_pipeline(tiny_project.report, **tiny_project.kwargs())
     make_source(tiny_project.processed / "src_b.parquet", ["SEN"], False, seed=99)
@@ -82,6 +84,7 @@ def test_touching_one_input_reruns_exactly_the_runs_that_read_it(tiny_project):
     assert outcome.skipped == 4
 
 
+@pytest.mark.slow
 def test_editing_one_group_reruns_only_that_groups_runs(tiny_project):
     run_pipeline(tiny_project.report, **tiny_project.kwargs())
     text = tiny_project.groups_file.read_text()
@@ -92,6 +95,7 @@ def test_editing_one_group_reruns_only_that_groups_runs(tiny_project):
     assert ran(tiny_project) == {"tiny/women/KEN", "tiny/women/UGA", "tiny_synthesis"}
 
 
+@pytest.mark.slow
 def test_failures_are_isolated_recorded_indexed_and_rerun_next_time(tiny_project):
     tiny_project.plant("women", "KEN", "raise")
     tiny_project.plant("women", "UGA", "kill")
