@@ -222,3 +222,21 @@ def test_composition_protects_the_complement_of_a_single_suppressed_share():
     protected = chapters._protect_complements(table)
     assert protected["flag"].tolist() == ["ok", "suppressed", "suppressed"]
     assert protected.loc[1, ["estimate", "n_unweighted"]].isna().all()
+
+
+def test_area_gaps_are_group_minus_reference_with_suppression(run):
+    estimates = chapters.admin1_estimates(run)
+    gaps = chapters.admin1_gaps(run, estimates)
+    assert set(gaps["breakdown"]) == {"admin1_code"} and len(set(gaps["cell"])) == 51
+    pick = estimates.set_index(["indicator", "cell"])
+    shown = gaps[gaps["flag"] != "suppressed"].iloc[0]
+    group = pick.loc[(shown["indicator"], f"{shown['cell']} × group"), "estimate"]
+    reference = pick.loc[(shown["indicator"], f"{shown['cell']} × reference"), "estimate"]
+    assert shown["estimate"] == pytest.approx(group - reference)
+    assert shown["ci_low"] < shown["estimate"] < shown["ci_high"]
+    # every gap whose group cell is suppressed is suppressed
+    withheld = estimates[(estimates["flag"] == "suppressed") & estimates["cell"].str.endswith("× group")]
+    for _, row in withheld.iterrows():
+        area = row["cell"].split(" × ")[0]
+        hit = gaps[(gaps["indicator"] == row["indicator"]) & (gaps["cell"] == area)]
+        assert (hit["flag"] == "suppressed").all()

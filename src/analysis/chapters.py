@@ -799,21 +799,28 @@ def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
             cells = cells.reset_index(drop=True).assign(indicator=indicator)
             labels = cells["cell"].astype(str)
             areas = labels.str.split(tables.CELL_SEPARATOR).str[0]
+            roles = labels.str.split(tables.CELL_SEPARATOR).str[1]
+            position = {(a, r): i for i, (a, r) in enumerate(zip(areas, roles))}
             for area in dict.fromkeys(areas):
-                pick = np.flatnonzero((areas == area).to_numpy())
-                roles = set(labels.iloc[pick].str.split(tables.CELL_SEPARATOR).str[1])
-                if roles != {"group", "reference"}:
+                if (area, "group") not in position or (area, "reference") not in position:
                     continue
-                sub = cells.iloc[pick].reset_index(drop=True)
-                out = gaps.gaps_from_estimates(sub, f"{area} × group", f"{area} × reference",
-                                               covariance[np.ix_(pick, pick)],
-                                               direction=run.indicators[indicator].direction)
-                rows.append(out[out["method"] == "difference"].assign(
-                    breakdown=tables.join_cell(["admin1_code", COMPARISON]),
-                    input_cells=f"{area} × group | {area} × reference", area=area))
+                g, r = position[(area, "group")], position[(area, "reference")]
+                g_row, r_row = cells.iloc[g], cells.iloc[r]
+                row = {"source": source, "country": run.country, "group": run.group_id, "indicator": indicator,
+                       "breakdown": tables.join_cell(["admin1_code", COMPARISON]), "cell": area,
+                       "n_unweighted": g_row["n_unweighted"] + r_row["n_unweighted"],
+                       "n_weighted": g_row["n_weighted"] + r_row["n_weighted"],
+                       "flag": gaps.derived_flag([g_row["flag"], r_row["flag"]]), "method": "difference",
+                       "input_cells": f"{area} × group | {area} × reference", "area": area}
+                if pd.notna(g_row["estimate"]) and pd.notna(r_row["estimate"]):
+                    result = gaps.gap(g_row["estimate"], r_row["estimate"], g_row["se"], r_row["se"],
+                                      float(covariance[g, r]), direction=run.indicators[indicator].direction)
+                    row.update(estimate=result.difference, se=result.difference_se,
+                               ci_low=result.difference_ci[0], ci_high=result.difference_ci[1])
+                rows.append(row)
     if not rows:
         return tables.empty_result()
-    measures = pd.concat(rows, ignore_index=True)
+    measures = pd.DataFrame(rows)
     checked = suppress_derived(measures, estimates)
     return checked.assign(cell=measures["area"].to_numpy(), breakdown="admin1_code").drop(
         columns=["input_cells", "area"])
