@@ -26,9 +26,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from analysis import config
+from analysis.pipeline.matrix import load_yaml
 
 #: Bump to invalidate every run key (e.g. after a fix that the hashes cannot see).
 EPOCH = 1
@@ -149,7 +148,7 @@ class KeyContext:
         self.code = code_hash(src_dir)
         self.packages = package_versions()
         self.environment = sha256_json(self.packages)
-        groups_yaml = yaml.safe_load(Path(ctx.groups_file).read_text(encoding="utf-8")) or {}
+        groups_yaml = load_yaml(Path(ctx.groups_file).read_text(encoding="utf-8")) or {}
         self._groups = groups_yaml.get("groups") or {}
         self._dimensions = groups_yaml.get("dimensions") or {}
         self._groups_all = sha256_json(groups_yaml)

@@ -33,6 +33,11 @@ REQUIRED_PARAMETERS = ("chapter", "group", "country", "source", "processed_dir",
 OPTIONAL_PARAMETERS = ("sources", "countries", "outputs_root", "all_estimates", "title", "config")
 
 
+def load_yaml(text: str):
+    """``yaml.safe_load`` with the C loader when PyYAML has it (several times faster)."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 class MatrixError(ValueError):
     """The run matrix is invalid; the message is one line naming the file and key."""
 
@@ -205,7 +210,7 @@ def load_report(path: Path | str | None = None, *, project_root: Path | None = N
     if not path.exists():
         raise MatrixError(f"{path}: report file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -40,6 +40,7 @@ from analysis.pipeline.matrix import (
     check_parameters,
     expand_runs,
     load_report,
+    load_yaml,
 )
 
 
@@ -136,7 +137,7 @@ def _source_cards(ctx: MatrixContext) -> dict:
     cards = ctx.project_root / "params" / "sources"
     for path in sorted(cards.glob("*.yml")) if cards.is_dir() else []:
         try:
-            card = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            card = load_yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError:
             continue
         sid = str(card.get("id", path.stem))
