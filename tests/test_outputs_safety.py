@@ -6,7 +6,9 @@ file under its outputs folder.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -37,11 +39,23 @@ def _canaries() -> list[str]:
     return found
 
 
+DATA_URI = re.compile(r"data:([\w/+.-]+);base64,([A-Za-z0-9+/=]+)")
+
+
+def _decoded_data_uri(match) -> str:
+    """Embedded text (SVG, HTML, JSON) is decoded and checked; embedded raster images are not text
+    (their compressed bytes can spell anything by chance)."""
+    kind, payload = match.group(1), match.group(2)
+    if kind.startswith("image/") and "svg" not in kind:
+        return ""
+    return base64.b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8", "ignore")
+
+
 def _text_of(path: Path) -> str:
     if path.suffix == ".xlsx" or path.suffix == ".zip":
         with zipfile.ZipFile(path) as archive:
             return "\n".join(archive.read(n).decode("utf-8", "ignore") for n in archive.namelist())
-    return path.read_bytes().decode("utf-8", "ignore")
+    return DATA_URI.sub(_decoded_data_uri, path.read_bytes().decode("utf-8", "ignore"))
 
 
 def _published_tables(outputs: Path):

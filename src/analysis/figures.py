@@ -216,6 +216,12 @@ def _fmt(value: float, unit: str = "percent") -> str:
     return f"{value:.0f}%" if unit == "percent" else f"{value:.2g}" if abs(value) < 10 else f"{value:.0f}"
 
 
+def _signed(value: float) -> str:
+    """"+13", "-4", and "0" (never "-0") for a gap in points."""
+    rounded = round(float(value))
+    return "0" if rounded == 0 else f"{rounded:+d}"
+
+
 def _fmt_ci(low: float, high: float, unit: str = "percent") -> str:
     if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high)):
         return ""
@@ -355,14 +361,14 @@ def describe_estimates(table, *, item_column, series_column, title, item_labels=
             if a is not None and b is not None and pd.notna(a["estimate"]) and pd.notna(b["estimate"]):
                 gap = float(a["estimate"]) - float(b["estimate"])
                 gaps.append((abs(gap), item_labels.get(item, item), gap))
-                text += f"; gap {gap:+.0f} points" if unit == "percent" else f"; difference {gap:+.2g}"
+                text += f"; gap {_signed(gap)} points" if unit == "percent" else f"; difference {gap:+.2g}"
         parts.append(text)
     alt = f"Bar chart of {title}. " + ". ".join(parts) + "."
     if len(items) > max_items:
         alt += f" And {len(items) - max_items} more items, listed in the table below."
     if gaps:
         _, label, gap = max(gaps)
-        alt += f" Largest gap: {label}, {gap:+.0f} {'points' if unit == 'percent' else ''}.".replace(" .", ".")
+        alt += f" Largest gap: {label}, {_signed(gap)} {'points' if unit == 'percent' else ''}.".replace(" .", ".")
     return alt
 
 
@@ -408,7 +414,7 @@ def plot_gaps(
             ax.plot(est, i, "o", color=colour)
         caution = row["flag"] == "caution"
         any_caution |= caution
-        ax.text(est, i - 0.28, f"{est:+.0f}" + ("*" if caution else ""), ha="center", va="bottom", fontsize=8)
+        ax.text(est, i - 0.28, _signed(est) + ("*" if caution else ""), ha="center", va="bottom", fontsize=8)
     ax.set_yticks(range(len(items)))
     ax.set_yticklabels([_wrap(item_labels.get(it, it)) for it in items])
     ax.set_ylim(len(items) - 0.5, -0.7)
@@ -430,10 +436,10 @@ def describe_gaps(table, *, title, item_labels=None, max_items: int = 8) -> str:
             continue
         ci = ""
         if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
-            ci = f" (95% CI {float(row['ci_low']):+.0f} to {float(row['ci_high']):+.0f})"
+            ci = f" (95% CI {_signed(row['ci_low'])} to {_signed(row['ci_high'])})"
             if row["ci_low"] > 0 or row["ci_high"] < 0:
                 clear.append(label)
-        parts.append(f"{label}: {float(row['estimate']):+.0f} points{ci}")
+        parts.append(f"{label}: {_signed(row['estimate'])} points{ci}")
     alt = f"Dot chart of {title}. " + "; ".join(parts) + "."
     if len(table) > max_items:
         alt += f" And {len(table) - max_items} more, listed in the table below."
@@ -627,7 +633,7 @@ def describe_map(values: pd.DataFrame, *, key: str, title: str, area_labels=None
     unit = " points" if diverging else "%"
 
     def fmt(v):
-        return f"{v:+.0f}{unit}" if diverging else f"{v:.0f}{unit}"
+        return f"{_signed(v)}{unit}" if diverging else f"{v:.0f}{unit}"
 
     alt = f"Map of {title}: {len(shown)} area{'s' if len(shown) != 1 else ''} with an estimate"
     if len(shown):
