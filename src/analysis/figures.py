@@ -200,13 +200,17 @@ def _finish_layout(fig, title: str, source_note: str, synthetic: bool, credit: s
     lines = _wrap(title, 75).split("\n")
     top_inches = 0.2 + TITLE_LINE_INCHES * len(lines) + (0.15 if synthetic else 0.0)
     bottom_inches = NOTES_INCHES + (0.08 * max(len(_wrap(source_note, 140).split("\n")) - 1, 0))
+    if credit:  # its own line above the notes, so a long source note never runs into it
+        bottom_inches += 0.25
+        fig.text(0.99, (NOTES_INCHES + 0.02) / height, credit, ha="right", va="bottom", fontsize=7.5,
+                 color="#333333")
     if handles:
         bottom_inches += LEGEND_INCHES
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3),
                    bbox_to_anchor=(0.5, NOTES_INCHES / height), frameon=False)
     fig.text(0.01, 1 - (0.12 + (0.15 if synthetic else 0.0)) / height, "\n".join(lines), ha="left", va="top",
              fontsize=12, fontweight="bold")
-    _add_notes(fig, _wrap(source_note, 140), synthetic, credit)
+    _add_notes(fig, _wrap(source_note, 140), synthetic)
     fig.tight_layout(rect=(0, bottom_inches / height, 1, 1 - top_inches / height))
 
 
@@ -576,6 +580,7 @@ def plot_choropleth(
     """
     use_house_style()
     merged = areas.merge(values, how="left", left_on=area_key, right_on=value_key)
+    merged = _around_data(merged)
     if project:
         merged = _local_projection(merged)
     if diverging:
@@ -613,6 +618,23 @@ def plot_choropleth(
     labels = dict(zip(merged[area_key].astype(str), merged[area_label_column].astype(str)))
     alt = describe_map(values, key=value_key, title=title, area_labels=labels, diverging=diverging)
     return fig, alt
+
+
+def _around_data(frame, margin_degrees: float = 12.0):
+    """Keep the areas near those with data (a world layer is cut to the region the data cover),
+    so that the map shows the neighbours for context and nothing from the far side of the globe."""
+    if frame.crs is None or not frame.crs.is_geographic:
+        return frame
+    has_data = frame["estimate"].notna() | (frame["flag"] == "suppressed")
+    if not has_data.any():
+        return frame
+    x0, y0, x1, y1 = frame[has_data].total_bounds
+    if x1 - x0 > 180:  # e.g. the USA with the Aleutians across the antimeridian: keep everything
+        return frame
+    points = frame.geometry.representative_point()
+    near = points.x.between(x0 - margin_degrees, x1 + margin_degrees) & points.y.between(
+        y0 - margin_degrees, y1 + margin_degrees)
+    return frame[near | has_data]
 
 
 def _local_projection(frame):
