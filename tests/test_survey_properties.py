@@ -238,6 +238,7 @@ def test_proportion_logit_ci_stays_inside_zero_one():
 # -- known truth: coverage of 95% intervals --------------------------------------------------------
 
 
+@pytest.mark.slow  # ~5-10 s: 300 seeded samples
 def test_confidence_intervals_cover_the_truth_at_the_nominal_rate():
     """Repeated stratified cluster samples from one simulated population (seeded): the 95% CIs of
     a proportion overall and in a domain cover the population values at close to 95%."""
