@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,15 +70,6 @@ def test_rake_matches_r_weights_and_standard_error(apiclus1, golden):
     assert_matches_r(entry, *mean_and_se(raked, frame["api00"].to_numpy(float)))
 
 
-_ENGINE_USES_CALIBRATION = "calibration" in inspect.getsource(survey._Engine)
-
-
-@pytest.mark.xfail(
-    not _ENGINE_USES_CALIBRATION,
-    strict=True,
-    reason="survey._Engine does not yet build its sampling-unit tables with "
-    "design.calibration.residual_unit_table (requested from the survey helper)",
-)
 def test_estimate_by_on_a_calibrated_design_matches_r(apiclus1, golden):
     frame, design = apiclus1
     entry = golden("r_survey")["clus1_poststratify_stype_mean_api00"]
