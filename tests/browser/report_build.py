@@ -21,17 +21,21 @@ DEMO_SOURCES = ["demo_disability", "demo_official_estimates", "demo_population_m
 
 
 def reduced_report(path: Path, outputs: Path, processed: Path) -> Path:
-    """Write a report file with one group × one country and every chapter of params/report.yml."""
+    """Write a report file with one group × one country and every chapter of params/report.yml
+    (including the cross-country geography)."""
     chapters = {
         "data_profile": {"notebook": "notebooks/01_data_profile.ipynb", "title": "Chapter 1 · Data profile",
                          "scope": "per_source_country"},
         "group_profile": {"notebook": "notebooks/02_group_profile.ipynb", "title": "Chapter 2 · Group profile"},
         "intersections": {"notebook": "notebooks/03_intersections.ipynb", "title": "Chapter 3 · Intersections"},
         "geography": {"notebook": "notebooks/04_geography.ipynb", "title": "Chapter 4 · Geography"},
+        "geography_across_countries": {"notebook": "notebooks/04_geography.ipynb",
+                                       "title": "Chapter 4 · Geography across countries", "scope": "per_group"},
         "official_statistics": {"notebook": "notebooks/05_official_statistics.ipynb",
                                 "title": "Chapter 5 · Official statistics and CSO data", "scope": "per_country"},
         "synthesis": {"notebook": "notebooks/06_synthesis.ipynb", "title": "Chapter 6 · Synthesis", "scope": "once",
-                      "after": ["data_profile", "group_profile", "intersections", "geography", "official_statistics"]},
+                      "after": ["data_profile", "group_profile", "intersections", "geography",
+                                "geography_across_countries", "official_statistics"]},
     }
     report = {"title": "Test report (synthetic demo data)", "countries": [COUNTRY], "groups": [GROUP],
               "sources": DEMO_SOURCES, "defaults": {"processed_dir": str(processed), "outputs_dir": str(outputs)},

@@ -56,7 +56,8 @@ def test_index_loads_without_console_errors(page, server, screenshots_dir):
 
 def test_every_chapter_is_linked(page, server):
     pages = _chapter_pages(page, server)
-    expected = {"data_profile", "group_profile", "intersections", "geography", "official_statistics", "synthesis"}
+    expected = {"data_profile", "group_profile", "intersections", "geography", "geography_across_countries",
+                "official_statistics", "synthesis"}
     assert expected <= set(pages), f"chapters without a rendered page on the index: {sorted(expected - set(pages))}"
 
 
