@@ -8,7 +8,7 @@ import re
 import nbformat
 import pytest
 
-from analysis.pipeline.execute import FAILED, STAGING, ExecOptions, execute_run
+from analysis.pipeline.execute import FAILED, STAGING, ExecOptions, execute_run, preload
 
 
 def options(project, **extra) -> ExecOptions:
@@ -162,6 +162,9 @@ def test_an_interrupted_run_kills_its_notebook_and_leaves_nothing(tiny_project, 
 
     tiny_project.plant("women", "KEN", "sleep")
     run = resolve(tiny_project, timeout=120)["tiny/women/KEN"]
+    # Import the heavy modules first: preload records import errors rather than raising them,
+    # so an alarm that fired during the first import would be swallowed.
+    preload()
     # processes started earlier in the session (e.g. the browser tests' Playwright driver) are not ours
     before = {child.pid for child in psutil.Process().children(recursive=True)}
     previous = signal.signal(signal.SIGALRM, interrupt)
