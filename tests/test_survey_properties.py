@@ -271,3 +271,16 @@ def test_confidence_intervals_cover_the_truth_at_the_nominal_rate():
         covered_domain += result.loc["yes", "ci_low"] <= truth_domain <= result.loc["yes", "ci_high"]
     assert 0.90 <= covered_all / replications <= 0.98
     assert 0.90 <= covered_domain / replications <= 0.98
+
+
+def test_category_shares_of_arrow_backed_strings_with_missing_values():
+    """Processed Parquet gives Arrow-backed string columns; missing values leave the denominator."""
+    values = ["yes", "no", None, "no", "yes", "yes"]
+    weights = [1.0, 2.0, 5.0, 1.0, 1.0, 1.0]
+    frame = pd.DataFrame({"disability": pd.array(values, dtype="string[pyarrow]"), "w": weights})
+    design = SurveyDesign.from_frame(frame, weight="w")
+    table = estimate_by(frame, design, ["disability"], statistic="proportion")
+    shares = dict(zip(table["indicator"], table["estimate"]))
+    assert shares["disability=yes"] == pytest.approx(3 / 6)
+    assert shares["disability=no"] == pytest.approx(3 / 6)
+    assert set(table["n_missing"]) == {1}

@@ -344,12 +344,7 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
                   if d != "admin1_code" and d in frame and frame[d].notna().any()]
     parts = []
     if dimensions:
-        work = frame.copy()
-        for d in dimensions:
-            # plain object column with NaN for missing: estimate_by's proportion of categories
-            # fails on Arrow-backed strings (reported to the survey helper)
-            work[d] = work[d].astype(object).where(work[d].notna(), np.nan)
-        work.attrs.update(frame.attrs)
+        work = frame
         estimates = estimate_by(work, design_for(work), dimensions, by=[], margins=True,
                                 statistic="proportion", source=source, country=run.country)
         names = estimates["indicator"].astype(str).str.split("=", n=1)

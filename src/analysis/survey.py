@@ -1149,7 +1149,9 @@ def _indicator_columns(frame, indicators, statistic) -> list[tuple[str, np.ndarr
             categories = sorted(column.dropna().unique(), key=str)
         missing = column.isna().to_numpy()
         for category in categories:
-            values = (column == category).to_numpy(dtype=float, na_value=0.0)
+            # fillna before to_numpy: Arrow-backed strings compare to a nullable boolean that
+            # cannot take a float na_value
+            values = (column == category).fillna(False).to_numpy(dtype=float)
             values[missing] = np.nan
             out.append((f"{name}={category}", values))
     return out
