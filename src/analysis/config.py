@@ -49,3 +49,55 @@ SHARED_DIR: Path = Path(os.environ.get("ANALYSIS_SHARED", PROJECT_ROOT.parent / 
 
 #: Name of the Jupyter kernel that ``make`` registers for the project's environment.
 KERNEL_NAME = "analysis"
+
+
+def read_yaml_mapping(path: Path | str, error: type[Exception] = ValueError, what: str = "file") -> dict:
+    """Read a params YAML file whose top level is a mapping, with one-line errors.
+
+    Parameters
+    ----------
+    path
+        The YAML file.
+    error
+        The exception class to raise (each params module has its own, e.g. ``CardError``).
+    what
+        What the file is, for the messages ("source card", "report file", ...).
+
+    Raises
+    ------
+    error
+        Naming the file (and the line, for a YAML syntax error) and what to fix: a missing file,
+        invalid YAML, text that is not UTF-8, or a top level that is not a mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path}: {what} not found")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise error(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: is not UTF-8 text; save the {what} as UTF-8") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: a {what} must be a YAML mapping (key: value) at the top level")
+    return data
+
+
+def pydantic_message(exc, prefix: str) -> str:
+    """One line naming the failing keys of a pydantic ``ValidationError``, with what is expected."""
+    errors = exc.errors()
+    parts = []
+    for err in errors[:3]:
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (remove it or check its spelling)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        parts.append(f"key '{key}': {msg}" if key else msg)
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return f"{prefix}: " + "; ".join(parts) + more

@@ -20,7 +20,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pycountry
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from analysis import config
@@ -246,32 +245,7 @@ class Group(BaseModel):
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.exists():
-        raise SchemaError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise SchemaError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise SchemaError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def pydantic_message(exc: ValidationError, prefix: str) -> str:
-    """One line naming the first failing key of a pydantic error, with what is expected."""
-    parts = []
-    for err in exc.errors()[:3]:
-        key = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (remove it or check its spelling)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        parts.append(f"key '{key}': {msg}" if key else msg)
-    more = f" (+{len(exc.errors()) - 3} more)" if len(exc.errors()) > 3 else ""
-    return f"{prefix}: " + "; ".join(parts) + more
+    return config.read_yaml_mapping(path, SchemaError, "file")
 
 
 def _entries(data: dict, section: str, path: Path) -> dict:
@@ -292,7 +266,7 @@ def load_indicators(path: Path | str | None = None) -> dict[str, Indicator]:
         try:
             out[str(key)] = Indicator(id=str(key), **spec)
         except ValidationError as exc:
-            raise SchemaError(pydantic_message(exc, f"{path}: indicator '{key}'")) from None
+            raise SchemaError(config.pydantic_message(exc, f"{path}: indicator '{key}'")) from None
     return out
 
 
@@ -309,7 +283,7 @@ def load_dimensions(path: Path | str | None = None) -> dict[str, Dimension]:
         try:
             out[str(key)] = Dimension(id=str(key), **spec)
         except ValidationError as exc:
-            raise SchemaError(pydantic_message(exc, f"{path}: dimension '{key}'")) from None
+            raise SchemaError(config.pydantic_message(exc, f"{path}: dimension '{key}'")) from None
     return out
 
 
@@ -330,7 +304,7 @@ def load_groups(path: Path | str | None = None) -> dict[str, Group]:
         try:
             group = Group(id=str(key), **spec)
         except ValidationError as exc:
-            raise SchemaError(pydantic_message(exc, f"{path}: group '{key}'")) from None
+            raise SchemaError(config.pydantic_message(exc, f"{path}: group '{key}'")) from None
         if group.dimension not in known:
             raise SchemaError(
                 f"{path}: group '{key}': dimension '{group.dimension}' is not a schema column "

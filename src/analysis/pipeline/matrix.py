@@ -155,19 +155,6 @@ class RunSpec:
 # Loading and validating the report file
 
 
-def _one_line_pydantic(exc: ValidationError, path: Path) -> str:
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key (remove it or check its spelling)"
-    elif err["type"] == "missing":
-        msg = "required key is missing"
-    else:
-        msg = err["msg"]
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{path}: key '{key}': {msg}{more}"
-
-
 def _read_groups(groups_file: Path) -> dict[str, dict]:
     """Group definitions, validated by :func:`analysis.schema.load_groups`."""
     from analysis.schema import SchemaError, load_groups
@@ -207,20 +194,11 @@ def load_report(path: Path | str | None = None, *, project_root: Path | None = N
     path = Path(path) if path else config.REPORT_FILE
     if not path.is_absolute():
         path = (Path.cwd() / path) if (Path.cwd() / path).exists() else project_root / path
-    if not path.exists():
-        raise MatrixError(f"{path}: report file not found")
-    try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise MatrixError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise MatrixError(f"{path}: expected a mapping at the top level")
+    data = config.read_yaml_mapping(path, MatrixError, "report file")
     try:
         report = Report(**data)
     except ValidationError as exc:
-        raise MatrixError(_one_line_pydantic(exc, path)) from None
+        raise MatrixError(config.pydantic_message(exc, str(path))) from None
 
     groups_file = Path(groups_file or config.GROUPS_FILE)
     groups = _read_groups(groups_file)

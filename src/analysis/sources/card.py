@@ -40,7 +40,6 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -51,12 +50,9 @@ from pydantic import (
     model_validator,
 )
 
-from analysis.schema import (
-    SCHEMA_COLUMNS,
-    SchemaError,
-    is_iso3,
-    pydantic_message,
-)
+from analysis import config
+from analysis.config import pydantic_message
+from analysis.schema import SCHEMA_COLUMNS, SchemaError, is_iso3
 
 READERS = ("csv", "excel", "spss", "stata", "kobo", "hxl", "parquet")
 KINDS = ("microdata", "aggregates", "margins")
@@ -332,18 +328,7 @@ def load_card(path: Path | str) -> SourceCard:
         country, an ``id`` that differs from the file stem, invalid YAML.
     """
     path = Path(path)
-    if not path.exists():
-        raise CardError(f"{path}: source card not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise CardError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError:
-        raise CardError(f"{path}: is not UTF-8 text; save the card as UTF-8") from None
-    if not isinstance(data, dict):
-        raise CardError(f"{path}: a source card must be a YAML mapping (key: value)")
+    data = config.read_yaml_mapping(path, CardError, "source card")
     try:
         card = SourceCard(**data)
     except ValidationError as exc:
