@@ -8,7 +8,7 @@ AXE    := $(NPM_DIR)/node_modules/axe-core/axe.min.js
 # Extra flags for the pipeline, e.g. `make report RUN_ARGS="--workers 4"`.
 RUN_ARGS ?=
 
-.PHONY: setup report test lab bench browser-deps ingest clean help
+.PHONY: setup report test lab bench browser-deps ingest lint clean help
 
 help:
 	@echo "make report   set up .venv, ingest the demo data, run every chapter, write outputs/index.html"
@@ -52,6 +52,9 @@ browser-deps:
 
 test: setup browser-deps
 	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. 
