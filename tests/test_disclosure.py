@@ -462,3 +462,20 @@ def test_gate_passes_a_protected_table_after_a_csv_round_trip(tmp_path):
     again = tables.read_csv(path)
     disclosure.assert_publishable(again, DEFAULTS)
     assert (again["flag"] == "suppressed").sum() == 4
+
+
+def test_suppress_derived_blanks_plain_integer_counts():
+    """Measures built with int64 counts (no missing values yet) can still be blanked."""
+    inputs = pd.DataFrame({
+        "indicator": ["x", "x"], "breakdown": ["area", "area"], "cell": ["a", "b"],
+        "estimate": [0.2, 0.3], "n_unweighted": [100, 120], "flag": ["ok", "ok"],
+    })
+    measures = pd.DataFrame({
+        "indicator": ["x", "x"], "breakdown": ["area", "area"], "cell": ["a gap", "b gap"],
+        "estimate": [0.05, 0.07], "n_unweighted": np.array([10, 200], dtype="int64"),
+        "flag": ["ok", "ok"],
+    })
+    out = disclosure.suppress_derived(measures, inputs)
+    assert list(out["flag"]) == ["suppressed", "ok"]
+    assert pd.isna(out.loc[0, "estimate"]) and pd.isna(out.loc[0, "n_unweighted"])
+    assert out.loc[1, "n_unweighted"] == 200

@@ -662,6 +662,10 @@ def suppress_derived(
         has_n = pd.to_numeric(out["n_unweighted"], errors="coerce").notna()
         if has_n.any():
             checked = primary_suppression(out[has_n], thresholds)
+            # Blanked numbers need nullable columns: an int64 n_unweighted cannot hold NA.
+            for column in checked.columns:
+                if column in out.columns and out[column].dtype != checked[column].dtype:
+                    out[column] = out[column].astype(checked[column].dtype)
             out.loc[has_n] = checked
     link = keys + ["breakdown"]
     inputs = inputs.assign(
