@@ -1,7 +1,8 @@
-"""Build a small report (demo data, one group, one country, all six chapters) for the output tests.
+"""Build the demo report — the same run matrix as ``make report`` (``params/report.yml``) — for the output tests.
 
 Used by the browser suite and by ``tests/test_outputs_safety.py``; the build happens once per test
-session (a marker file in pytest's session temp folder) and is reused by both.
+session (a marker file in pytest's session temp folder) and is reused by both. Building the whole
+matrix, not a sample of it, is what catches a chapter that fails for one group or country only.
 """
 
 from __future__ import annotations
@@ -10,42 +11,16 @@ import argparse
 import os
 from pathlib import Path
 
-import yaml
-
 from analysis import config
 
-#: The reduced matrix: every chapter once, for one group and one country of the demo.
-GROUP = "persons_with_disabilities"
-COUNTRY = "KEN"
-DEMO_SOURCES = ["demo_disability", "demo_official_estimates", "demo_population_margins"]
 
-
-def reduced_report(path: Path, outputs: Path, processed: Path) -> Path:
-    """Write a report file with one group × one country and every chapter of params/report.yml
-    (including the cross-country geography)."""
-    chapters = {
-        "data_profile": {"notebook": "notebooks/01_data_profile.ipynb", "title": "Chapter 1 · Data profile",
-                         "scope": "per_source_country"},
-        "group_profile": {"notebook": "notebooks/02_group_profile.ipynb", "title": "Chapter 2 · Group profile"},
-        "intersections": {"notebook": "notebooks/03_intersections.ipynb", "title": "Chapter 3 · Intersections"},
-        "geography": {"notebook": "notebooks/04_geography.ipynb", "title": "Chapter 4 · Geography"},
-        "geography_across_countries": {"notebook": "notebooks/04_geography.ipynb",
-                                       "title": "Chapter 4 · Geography across countries", "scope": "per_group"},
-        "official_statistics": {"notebook": "notebooks/05_official_statistics.ipynb",
-                                "title": "Chapter 5 · Official statistics and CSO data", "scope": "per_country"},
-        "synthesis": {"notebook": "notebooks/06_synthesis.ipynb", "title": "Chapter 6 · Synthesis", "scope": "once",
-                      "after": ["data_profile", "group_profile", "intersections", "geography",
-                                "geography_across_countries", "official_statistics"]},
-    }
-    report = {"title": "Test report (synthetic demo data)", "countries": [COUNTRY], "groups": [GROUP],
-              "sources": DEMO_SOURCES, "defaults": {"processed_dir": str(processed), "outputs_dir": str(outputs)},
-              "chapters": chapters}
-    path.write_text(yaml.safe_dump(report, sort_keys=False, allow_unicode=True))
-    return path
+def demo_sources(report_file: Path = config.REPORT_FILE) -> list[str]:
+    """The sources the demo report reads (its ``sources:`` list)."""
+    return list(config.read_yaml_mapping(report_file, AssertionError, "report file")["sources"])
 
 
 def build_report(base: Path) -> Path:
-    """Ingest the demo sources and run the reduced matrix into ``base/outputs``; return that folder."""
+    """Ingest the demo sources and run the demo matrix into ``base/outputs``; return that folder."""
     from analysis.pipeline import cli as pipeline_cli
     from analysis.sources import ingest
 
@@ -56,15 +31,14 @@ def build_report(base: Path) -> Path:
     processed.mkdir(parents=True, exist_ok=True)
     parser = argparse.ArgumentParser()
     ingest.add_arguments(parser)
-    code = ingest.main(parser.parse_args([*DEMO_SOURCES, "--processed", str(processed)]))
+    code = ingest.main(parser.parse_args([*demo_sources(), "--processed", str(processed)]))
     assert code == 0, "ingest of the demo sources failed"
-    report = reduced_report(base / "report.yml", outputs, processed)
     parser = argparse.ArgumentParser()
     pipeline_cli.add_arguments(parser)
-    code = pipeline_cli.main(parser.parse_args(["--config", str(report), "--processed", str(processed),
+    code = pipeline_cli.main(parser.parse_args(["--config", str(config.REPORT_FILE), "--processed", str(processed),
                                                 "--outputs", str(outputs), "--no-progress",
                                                 "--workers", os.environ.get("TEST_REPORT_WORKERS", "2")]))
-    assert code == 0, f"python -m analysis run failed on the reduced matrix (see {outputs})"
+    assert code == 0, f"python -m analysis run failed on the demo matrix (see {outputs}/index.html)"
     marker.write_text("ok")
     return outputs
 
