@@ -1,0 +1,206 @@
+"""Chapter 1 · Data profile: coverage, row accounting, missingness and sample composition of each source × country."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import config, figures, tables
+from analysis.chapters.common import (
+    PROFILE_DIMENSIONS,
+    WEIGHTING_COLUMNS,
+    ChapterRun,
+    category_labels,
+    population_margins,
+)
+
+
+def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
+    """Coverage, availability of dimensions and indicators, and missingness of each source.
+
+    Returns frames (descriptive, not estimates; counts of respondents per source and country only,
+    never per small cell): ``coverage`` (respondents, areas, sample type, sum of weights),
+    ``availability`` (every catalogue dimension and indicator: present or not, answered by how many),
+    ``missingness`` (share missing per column, as a result-schema-like table for the figure).
+    """
+    coverage, availability, missing = [], [], []
+    for source, frame in run.frames.items():
+        design = frame.attrs.get("design") or {}
+        weight = design.get("weight")
+        coverage.append({
+            "Source": run.source_title(source),
+            "Country": run.country,
+            "Respondents": f"{len(frame):,}",
+            "Areas (admin1)": int(frame["admin1_code"].nunique()) if "admin1_code" in frame else 0,
+            "Sample type": str(design.get("sample_type") or ""),
+            "Weighted total": f"{frame[weight].sum():,.0f}" if weight and weight in frame else "",
+            "Synthetic": "yes" if (frame.attrs.get("source") or {}).get("synthetic") else "no",
+        })
+        for kind, ids, labels in (
+            ("dimension", PROFILE_DIMENSIONS, {d: run.dimensions[d].label for d in run.dimensions}),
+            ("indicator", list(run.indicators), run.indicator_labels),
+        ):
+            for column in ids:
+                answered = int(frame[column].notna().sum()) if column in frame else 0
+                availability.append({"Source": source, "Kind": kind, "Column": labels.get(column, column),
+                                     "Available": "yes" if answered else "no",
+                                     "Answered": f"{answered:,}",
+                                     "Missing": f"{100 * (1 - answered / len(frame)):.1f}%" if len(frame) else ""})
+                if answered:
+                    missing.append({"source": source, "country": run.country, "indicator": column,
+                                    "breakdown": "missing", "cell": "all",
+                                    "estimate": 100.0 * (1 - answered / len(frame)),
+                                    "n_unweighted": len(frame), "flag": "ok",
+                                    "method": "share of rows missing (unweighted)", "label": labels.get(column, column)})
+    return {"coverage": pd.DataFrame(coverage), "availability": pd.DataFrame(availability),
+            "missingness": pd.DataFrame(missing)}
+
+
+def row_accounting(run: ChapterRun) -> pd.DataFrame:
+    """Rows in, rows out and every exclusion reason of each source (``<source>.log.json``)."""
+    import json
+
+    folder = run.processed_dir or config.PROCESSED_DIR
+    rows = []
+    for source in run.sources:
+        path = Path(folder) / f"{source}.log.json"
+        if not path.exists():
+            rows.append({"Source": source, "Step": "row accounting", "Rows": "",
+                         "Detail": f"{path.name} not found: run `python -m analysis ingest`"})
+            continue
+        log = json.loads(path.read_text())
+        for key, label in (("rows_read", "rows read"), ("rows_kept", "rows kept")):
+            if key in log:
+                rows.append({"Source": source, "Step": label, "Rows": f"{int(log[key]):,}", "Detail": ""})
+        excluded = log.get("rows_excluded") or {}
+        if isinstance(excluded, dict):
+            for reason, count in excluded.items():
+                rows.append({"Source": source, "Step": "excluded", "Rows": f"{int(count):,}", "Detail": str(reason)})
+        if not excluded:
+            rows.append({"Source": source, "Step": "excluded", "Rows": "0", "Detail": "no row excluded"})
+    return pd.DataFrame(rows, columns=["Source", "Step", "Rows", "Detail"])
+
+
+def composition(run: ChapterRun, source: str) -> pd.DataFrame:
+    """Weighted share of respondents in each category of each profile dimension, with CIs.
+
+    Design-based proportions (:func:`analysis.survey.estimate_by`, ``statistic="proportion"``):
+    each category's 0/1 membership is an indicator whose weighted mean is the share; respondents
+    missing the dimension are excluded from its denominator. Suppressed per disclosure rules.
+    """
+    from analysis.disclosure import apply_suppression
+    from analysis.survey import design_for, estimate_by
+
+    frame = run.frames[source]
+    dimensions = [d for d in PROFILE_DIMENSIONS
+                  if d != "admin1_code" and d in frame and frame[d].notna().any()]
+    parts = []
+    if dimensions:
+        work = frame
+        estimates = estimate_by(work, design_for(work), dimensions, by=[], margins=True,
+                                statistic="proportion", source=source, country=run.country)
+        names = estimates["indicator"].astype(str).str.split("=", n=1)
+        estimates = estimates.assign(breakdown=names.str[0], cell=names.str[1], indicator="composition")
+        # Disclosure counts the people IN the category (the numerator), not the denominator.
+        estimates["n_unweighted"] = [int((work[d] == c).sum()) for d, c in zip(estimates["breakdown"], estimates["cell"])]
+        parts.append(estimates)
+    table = apply_suppression(tables.stack(parts), keys=["source", "country", "indicator", "breakdown"])
+    return _protect_complements(table)
+
+
+def _protect_complements(table: pd.DataFrame) -> pd.DataFrame:
+    """Shares of one dimension sum to 1: a single suppressed category could be recovered as
+    1 − the others, so the next smallest category of that dimension is suppressed too."""
+    out = table.copy()
+    numbers = ["estimate", "se", "ci_low", "ci_high", "n_unweighted", "n_weighted"]
+    for _, part in out.groupby(["source", "breakdown"], sort=False):
+        suppressed = part["flag"] == "suppressed"
+        if suppressed.sum() == 1 and len(part) > 1:
+            smallest = part.loc[~suppressed, "n_unweighted"].astype(float).idxmin()
+            out.loc[smallest, numbers] = np.nan
+            out.loc[smallest, "flag"] = "suppressed"
+    return out
+
+
+def composition_vs_margins(run: ChapterRun) -> pd.DataFrame:
+    """Sample composition against official population margins (sex, age group, area).
+
+    :func:`analysis.weighting.weighting_diagnostics` with the source's own design before and after:
+    per category the unweighted and weighted share of the sample and the population share, with
+    small sample categories withheld. The population is restricted to the categories the sample
+    covers (a youth survey is compared with the young population). Empty without margins.
+    """
+    from analysis import weighting
+    from analysis.survey import design_for
+
+    margins = population_margins(run.processed_dir, run.country)
+    rows = []
+    for source, frame in run.frames.items():
+        by = [c for c in WEIGHTING_COLUMNS if margins is not None and c in margins and c in frame
+              and frame[c].notna().any()]
+        if not by:
+            continue
+        one_way = {}
+        for column in by:
+            present = set(frame[column].dropna().astype(str))
+            counts = margins.groupby(margins[column].astype(str))["population"].sum()
+            one_way[column] = counts[counts.index.isin(present)]
+        design = design_for(frame)
+        table = weighting.weighting_diagnostics(frame, one_way, design, design)
+        labels = category_labels(run)
+        if "admin1" in frame:  # area codes are shown by their Natural Earth names
+            labels.update(dict(zip(frame["admin1_code"].astype(str), frame["admin1"].astype(str))))
+        dimension_labels = {d: v.label for d, v in run.dimensions.items()} | {"admin1_code": "Area (admin1)"}
+        for _, row in table.iterrows():
+            withheld = row.get("flag") == "suppressed"
+            rows.append({
+                "Source": run.source_title(source),
+                "Dimension": dimension_labels.get(str(row["margin"]), str(row["margin"])),
+                "Category": labels.get(str(row["category"]), str(row["category"])),
+                "Respondents": "withheld" if withheld else f"{int(row['n_unweighted']):,}",
+                "Sample (unweighted)": "" if withheld or pd.isna(row["pct_unweighted"]) else f"{row['pct_unweighted']:.1f}%",
+                "Sample (weighted)": "" if withheld or pd.isna(row["pct_weighted_before"]) else f"{row['pct_weighted_before']:.1f}%",
+                "Population": "" if pd.isna(row["pct_population"]) else f"{row['pct_population']:.1f}%",
+            })
+    return pd.DataFrame(rows, columns=["Source", "Dimension", "Category", "Respondents", "Sample (unweighted)",
+                                       "Sample (weighted)", "Population"])
+
+
+
+def composition_all(run: ChapterRun) -> pd.DataFrame:
+    """:func:`composition` of every source of the run, stacked."""
+    return tables.stack([composition(run, source) for source in run.sources])
+
+
+def data_profile_figures(run: ChapterRun, profile: dict, compositions: pd.DataFrame) -> list:
+    """Missingness of every column, and the weighted composition of the sample by each dimension."""
+    saved = []
+    missing = profile["missingness"]
+    if len(missing):
+        colours = figures.series_colours(run.sources)
+        fig, alt = figures.plot_estimates(
+            missing.assign(item=missing["label"]), item_column="item", series_column="source",
+            title=f"Share of respondents with no answer, {run.country_label}", value_label="Percent missing",
+            series_labels={s: run.source_title(s) for s in run.sources}, colours=colours,
+            source_note=run.source_note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, "missingness", alt,
+                                         caption=f"Missing answers per indicator and dimension, {run.country_label}."))
+    if len(compositions):
+        labels = category_labels(run)
+        shown = compositions.assign(
+            item=[f"{run.dimensions[b].label if b in run.dimensions else b}: {labels.get(c, c)}"
+                  for b, c in zip(compositions["breakdown"].astype(str), compositions["cell"].astype(str))],
+            estimate=compositions["estimate"] * 100, ci_low=compositions["ci_low"] * 100,
+            ci_high=compositions["ci_high"] * 100)
+        fig, alt = figures.plot_estimates(
+            shown, item_column="item", series_column="source", title=f"Who answered: weighted sample composition, {run.country_label}",
+            value_label="Percent of respondents (weighted)",
+            series_labels={s: run.source_title(s) for s in run.sources}, colours=figures.series_colours(run.sources),
+            source_note=run.source_note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, "composition", alt,
+                                         caption=f"Weighted share of respondents by sex, age, disability and other dimensions, {run.country_label}, with 95% CIs."))
+    return saved
+
+

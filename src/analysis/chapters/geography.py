@@ -1,0 +1,175 @@
+"""Chapter 4 · Geography: estimates and gaps by admin-1 area within a country, and across countries."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis import config, figures, tables
+from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view
+from analysis.chapters.group_profile import with_comparison
+
+
+def load_boundaries(level: str = "admin1", country: str | None = None):
+    """Natural Earth boundaries shipped in ``data/raw/boundaries`` (admin1 of one country, or admin0)."""
+    import geopandas as gpd
+
+    path = config.BOUNDARIES_DIR / f"{level}.gpkg"
+    areas = gpd.read_file(path, layer=level)
+    if level == "admin1" and country:
+        areas = areas[areas["adm0_a3"] == country]
+        if areas.empty:
+            raise ChapterError(f"{path}: no admin1 boundaries for '{country}'; add the country to the subset "
+                               "(see data/raw/boundaries/SOURCE.md)")
+    return areas
+
+
+def admin1_estimates(run: ChapterRun) -> pd.DataFrame:
+    """Group and reference estimates of every percent indicator in every admin1 area, suppressed."""
+    from analysis.disclosure import apply_suppression
+    from analysis.survey import design_for, estimate_by
+
+    parts = []
+    for source in run.sources:
+        indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
+        frame = with_comparison(run, source)
+        if not indicators or frame["admin1_code"].notna().sum() == 0:
+            continue
+        parts.append(estimate_by(frame, design_for(frame), indicators, by=["admin1_code", COMPARISON],
+                                 margins=False, source=source, country=run.country, group=run.group_id))
+    return apply_suppression(tables.stack(parts))
+
+
+def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Group − reference difference of every percent indicator in every admin1 area, with CIs.
+
+    The two domain means of an area and their design-based covariance come from
+    :func:`analysis.survey.cell_means_with_covariance` over ``admin1_code × comparison`` (they
+    share the area's PSUs, so they are correlated); the difference and its delta-method CI from
+    :func:`analysis.gaps.gaps_from_estimates`. A gap whose group or reference cell is suppressed in
+    ``estimates`` (the published area estimates) is suppressed (:func:`analysis.disclosure.suppress_derived`).
+    """
+    from analysis import gaps
+    from analysis.disclosure import suppress_derived
+    from analysis.survey import cell_means_with_covariance, design_for
+
+    if estimates.empty:
+        return tables.empty_result()
+    rows = []
+    for source in run.sources:
+        if not (estimates["source"] == source).any():
+            continue
+        frame = with_comparison(run, source)
+        design = design_for(frame)
+        for indicator in sorted(set(estimates.loc[estimates["source"] == source, "indicator"].astype(str)),
+                                key=list(run.indicators).index):
+            cells, covariance = cell_means_with_covariance(frame, design, indicator, ["admin1_code", COMPARISON],
+                                                           source=source, country=run.country, group=run.group_id)
+            cells = cells.reset_index(drop=True).assign(indicator=indicator)
+            labels = cells["cell"].astype(str)
+            areas = labels.str.split(tables.CELL_SEPARATOR).str[0]
+            roles = labels.str.split(tables.CELL_SEPARATOR).str[1]
+            position = {(a, r): i for i, (a, r) in enumerate(zip(areas, roles))}
+            for area in dict.fromkeys(areas):
+                if (area, "group") not in position or (area, "reference") not in position:
+                    continue
+                g, r = position[(area, "group")], position[(area, "reference")]
+                g_row, r_row = cells.iloc[g], cells.iloc[r]
+                row = {"source": source, "country": run.country, "group": run.group_id, "indicator": indicator,
+                       "breakdown": tables.join_cell(["admin1_code", COMPARISON]), "cell": area,
+                       "n_unweighted": g_row["n_unweighted"] + r_row["n_unweighted"],
+                       "n_weighted": g_row["n_weighted"] + r_row["n_weighted"],
+                       "flag": gaps.derived_flag([g_row["flag"], r_row["flag"]]), "method": "difference",
+                       "input_cells": f"{area} × group | {area} × reference", "area": area}
+                if pd.notna(g_row["estimate"]) and pd.notna(r_row["estimate"]):
+                    result = gaps.gap(g_row["estimate"], r_row["estimate"], g_row["se"], r_row["se"],
+                                      float(covariance[g, r]), direction=run.indicators[indicator].direction)
+                    row.update(estimate=result.difference, se=result.difference_se,
+                               ci_low=result.difference_ci[0], ci_high=result.difference_ci[1])
+                rows.append(row)
+    if not rows:
+        return tables.empty_result()
+    measures = pd.DataFrame(rows)
+    checked = suppress_derived(measures, estimates)
+    return checked.assign(cell=measures["area"].to_numpy(), breakdown="admin1_code").drop(
+        columns=["input_cells", "area"])
+
+
+def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> list:
+    """For every percent indicator: a choropleth of the group's estimate and one of its gap."""
+    if estimates.empty:
+        return []
+    areas = load_boundaries("admin1", run.country)
+    parts = estimates["cell"].astype(str).str.split(tables.CELL_SEPARATOR, n=1, expand=True)
+    group_rows = percent_view(estimates, run.percent_indicators).assign(admin1_code=parts[0], role=parts[1])
+    group_rows = group_rows[group_rows["role"] == "group"]
+    saved = []
+    for (source, indicator), table in group_rows.groupby(["source", "indicator"], sort=False):
+        if indicator not in run.headline_indicators(source):
+            continue
+        label = run.indicator_labels.get(indicator, indicator)
+        title = f"{label}, {run.group_label.lower()}, by area, {run.country_label}"
+        fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code", title=title,
+                                           source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, f"map_{source}_{indicator}", alt,
+                                         caption=f"{title} (percent). Hatched areas are suppressed. Made with Natural Earth."))
+        gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)]
+        if len(gap):
+            gap = percent_view(gap, run.percent_indicators).assign(admin1_code=gap["cell"].astype(str).to_numpy())
+            title = f"{label}: gap between {run.group_label.lower()} and {run.reference_label.lower()}, by area, {run.country_label}"
+            fig, alt = figures.plot_choropleth(areas, gap, area_key="iso_3166_2", value_key="admin1_code",
+                                               title=title, diverging=True, legend_label="Percentage points",
+                                               source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+            saved.append(figures.save_figure(fig, run.figures_dir, f"map_gap_{source}_{indicator}", alt,
+                                             caption=f"{title}. Hatched areas are suppressed. Made with Natural Earth."))
+    return saved
+
+
+def country_estimates(run: ChapterRun) -> pd.DataFrame:
+    """Group and reference estimates of every percent indicator in every country of every source."""
+    from analysis.disclosure import apply_suppression
+    from analysis.survey import design_for, estimate_by
+
+    parts = []
+    for source in run.sources:
+        frame = with_comparison(run, source)
+        indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
+        for country, part in frame.groupby("country", sort=True):
+            part = part.reset_index(drop=True)
+            part.attrs.update(frame.attrs)  # each country sampled independently (see module notes)
+            est = estimate_by(part, design_for(part), indicators, by=[COMPARISON], margins=False,
+                              source=source, country=str(country), group=run.group_id)
+            parts.append(est)
+    return apply_suppression(tables.stack(parts))
+
+
+def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:
+    """Cross-country choropleth of the group's estimate for every percent indicator."""
+    if estimates.empty:
+        return []
+    world = load_boundaries("admin0")
+    group_rows = percent_view(estimates[estimates["cell"] == "group"], run.percent_indicators)
+    saved = []
+    headline = {i for s in run.sources for i in run.headline_indicators(s)}
+    for indicator, table in group_rows.groupby("indicator", sort=False):
+        if indicator not in headline:
+            continue
+        # one value per country: the source with the most respondents in that country
+        table = table.sort_values("n_unweighted", ascending=False, na_position="last").drop_duplicates("country")
+        label = run.indicator_labels.get(indicator, indicator)
+        title = f"{label}, {run.group_label.lower()}, by country"
+        fig, alt = figures.plot_choropleth(world, table, area_key="iso_a3", value_key="country", title=title,
+                                           source_note=run.source_note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(fig, run.figures_dir, f"world_{indicator}", alt,
+                                         caption=f"{title} (percent). Made with Natural Earth."))
+    return saved
+
+
+def estimates_and_maps(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """Chapter 4 in one call: admin1 maps for one country, or a cross-country map when the run
+    covers every country (``country`` None or "all"). Returns (estimates, gaps, figures)."""
+    if run.country and run.country != "all":
+        estimates = admin1_estimates(run)
+        gaps_table = admin1_gaps(run, estimates)
+        return estimates, gaps_table, admin1_maps(run, estimates, gaps_table)
+    estimates = country_estimates(run)
+    return estimates, tables.empty_result(), country_maps(run, estimates)

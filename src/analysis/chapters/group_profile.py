@@ -1,0 +1,130 @@
+"""Chapter 2 · Group profile: every indicator for a group and its reference population, and the gaps between them."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis import figures, tables
+from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view
+
+
+def with_comparison(run: ChapterRun, source: str) -> pd.DataFrame:
+    """The source's frame with :data:`COMPARISON` = "group" | "reference" | NA (design kept)."""
+    frame = run.frames[source]
+    if run.group is None:
+        raise ChapterError(f"chapter {run.chapter}: this chapter needs a group; set the parameter 'group'")
+    out = frame.assign(**{COMPARISON: run.group.assign(frame)})
+    out.attrs.update(frame.attrs)
+    return out
+
+
+def group_estimates(run: ChapterRun) -> pd.DataFrame:
+    """Every indicator for the group and its reference, per source, suppressed (result schema).
+
+    Design-based domain means (Taylor linearisation or the source's replicate weights, as the
+    design says) with 95% CIs from :func:`analysis.survey.estimate_by`; the breakdown is
+    :data:`COMPARISON` with cells "group" and "reference".
+    """
+    from analysis.disclosure import apply_suppression
+    from analysis.survey import design_for, estimate_by
+
+    parts = []
+    for source in run.sources:
+        indicators = run.indicators_in(source)
+        if not indicators:
+            continue
+        frame = with_comparison(run, source)
+        estimates = estimate_by(frame, design_for(frame), indicators, by=[COMPARISON], margins=False,
+                                statistic="mean", source=source, country=run.country, group=run.group_id)
+        parts.append(estimates[estimates["cell"].isin(["group", "reference"])])
+    return apply_suppression(tables.stack(parts))
+
+
+def group_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Difference (group − reference) and ratio (group / reference) of every indicator, with CIs.
+
+    From :func:`analysis.gaps.group_gaps` (delta method on the design-based covariance of the two
+    domain means); a gap built on a suppressed estimate is suppressed
+    (:func:`analysis.disclosure.suppress_derived`).
+    """
+    from analysis import gaps
+    from analysis.disclosure import suppress_derived
+    from analysis.survey import design_for
+
+    parts = []
+    for source in run.sources:
+        indicators = run.indicators_in(source)
+        if not indicators:
+            continue
+        frame = run.frames[source]
+        parts.append(gaps.group_gaps(frame, design_for(frame), run.group, indicators,
+                                     source=source, country=run.country))
+    if not parts:
+        return tables.empty_result()
+    measures = pd.concat(parts, ignore_index=True)
+    # Link each gap to its two input cells of the group-profile table, then restore its breakdown.
+    linked = measures.assign(breakdown=COMPARISON, input_cells="group | reference")
+    checked = suppress_derived(linked, estimates)
+    return checked.assign(breakdown=measures["breakdown"].to_numpy()).drop(columns=["input_cells"])
+
+
+def figure_group_profile(run: ChapterRun, estimates: pd.DataFrame, source: str) -> figures.SavedFigure:
+    """Bar chart: every percent indicator, group vs reference, 95% CIs, suppression drawn."""
+    shown = percent_view(estimates[(estimates["source"] == source)
+                                   & estimates["indicator"].isin(run.percent_indicators)], run.percent_indicators)
+    group = run.group
+    colours = figures.series_colours(["group", "reference"], catalogue_order=["group"])
+    colours["group"] = figures.series_colours([group.id], list(run.groups))[group.id]
+    title = f"{run.group_label} vs {run.reference_label.lower()}, {run.country_label}"
+    fig, alt = figures.plot_estimates(
+        shown, item_column="indicator", series_column="cell", title=title,
+        item_labels=run.indicator_labels, series_order=["group", "reference"],
+        series_labels={"group": run.group_label, "reference": run.reference_label}, colours=colours,
+        source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+    return figures.save_figure(fig, run.figures_dir, f"group_profile_{source}", alt,
+                               caption=f"{title}: weighted percent with 95% confidence intervals. {run.source_title(source)}.")
+
+
+def figure_gaps(run: ChapterRun, gaps_table: pd.DataFrame, source: str) -> figures.SavedFigure:
+    """Dot chart of the differences (points) of every percent indicator, with 95% CIs."""
+    diff = gaps_table[(gaps_table["source"] == source) & gaps_table["indicator"].isin(run.percent_indicators)
+                      & (gaps_table["method"].astype(str).str.contains("difference"))]
+    shown = percent_view(diff, run.percent_indicators)
+    title = f"Gap between {run.group_label.lower()} and {run.reference_label.lower()}, {run.country_label}"
+    colour = figures.series_colours([run.group_id], list(run.groups))[run.group_id]
+    fig, alt = figures.plot_gaps(shown, title=title, item_labels=run.indicator_labels, colour=colour,
+                                 source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+    return figures.save_figure(fig, run.figures_dir, f"group_gaps_{source}", alt,
+                               caption=f"{title}: difference in percentage points with 95% confidence intervals.")
+
+
+def profile_summary(run: ChapterRun, gaps_table: pd.DataFrame) -> str:
+    """One or two sentences of narrative from the gaps: the largest clear gap, and how many are clear."""
+    diff = gaps_table[gaps_table["method"].astype(str).str.contains("difference")
+                      & (gaps_table["flag"] != "suppressed") & gaps_table["estimate"].notna()]
+    diff = diff[diff["indicator"].isin(run.percent_indicators)]
+    if diff.empty:
+        return (f"No gap between {run.group_label.lower()} and {run.reference_label.lower()} could be "
+                "published for this country (too few respondents or no shared indicators).")
+    clear = diff[(diff["ci_low"] > 0) | (diff["ci_high"] < 0)]
+    top = diff.loc[diff["estimate"].abs().idxmax()]
+    label = run.indicator_labels.get(str(top["indicator"]), str(top["indicator"]))
+    direction = "higher" if top["estimate"] > 0 else "lower"
+    return (f"The largest gap is in {label.lower()}: {abs(top['estimate']) * 100:.0f} percentage points "
+            f"{direction} for {run.group_label.lower()} than for the comparison group "
+            f"({run.reference_label.lower()}) "
+            f"(95% CI {top['ci_low'] * 100:+.0f} to {top['ci_high'] * 100:+.0f}). "
+            f"{len(clear)} of {len(diff)} published gaps have a 95% interval that excludes zero.")
+
+
+def group_profile_figures(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> list:
+    """The chapter 2 figures of every source: profile bars, then gaps."""
+    saved = []
+    for source in run.sources:
+        if (estimates["source"] == source).any():
+            saved.append(figure_group_profile(run, estimates, source))
+        if len(gaps_table) and (gaps_table["source"] == source).any():
+            saved.append(figure_gaps(run, gaps_table, source))
+    return saved
+
+
