@@ -40,7 +40,7 @@ def test_rerender_is_byte_identical(tmp_path):
     _, first = _draw(tmp_path / "a")
     _, second = _draw(tmp_path / "b")
     assert _digest(first.svg) == _digest(second.svg)
-    assert _digest(first.png) == _digest(second.png)
+    assert first.png is None  # PNG only in a print build
     svg = first.svg.read_text()
     assert "<dc:date>" not in svg and "Matplotlib v" not in svg
 
@@ -74,7 +74,7 @@ def test_alt_text_states_values_intervals_and_gap():
 def test_figure_html_has_alt_and_relative_src(tmp_path):
     _, saved = _draw(tmp_path / "run" / "figures")
     html = figures.figure_html(saved, relative_to=tmp_path / "run")
-    assert 'src="figures/profile.png"' in html
+    assert 'src="figures/profile.svg"' in html
     assert 'alt="Bar chart of food insecurity' in html
     assert "<figcaption>caption</figcaption>" in html
 
@@ -137,3 +137,17 @@ def test_synthetic_banner_only_for_synthetic_sources():
     fig2, _ = figures.plot_estimates(_profile_table(), item_column="indicator", series_column="cell", title="t")
     assert not any(t.get_text() == figures.SYNTHETIC_NOTE for t in fig2.texts)
     matplotlib.pyplot.close("all")
+
+
+def test_print_build_adds_png_byte_identical(tmp_path, monkeypatch):
+    monkeypatch.setenv(figures.FIGURE_FORMATS_ENV, "svg,png")
+    _, first = _draw(tmp_path / "a")
+    _, second = _draw(tmp_path / "b")
+    assert first.png is not None and first.png.exists()
+    assert _digest(first.png) == _digest(second.png)
+
+
+def test_unknown_figure_format_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(figures.FIGURE_FORMATS_ENV, "svg,jpeg")
+    with pytest.raises(ValueError, match="ANALYSIS_FIGURE_FORMATS.*jpeg"):
+        figures.figure_formats()

@@ -50,6 +50,27 @@ SHARED_DIR: Path = Path(os.environ.get("ANALYSIS_SHARED", PROJECT_ROOT.parent / 
 #: Name of the Jupyter kernel that ``make`` registers for the project's environment.
 KERNEL_NAME = "analysis"
 
+#: Environment variable naming the file formats of saved figures, comma-separated: "svg" (the
+#: default: vector, sharp on screen and in print) or "svg,png" (a print build, ``run --print``,
+#: adds PNG copies at print resolution). The pipeline sets it; run keys include it.
+FIGURE_FORMATS_ENV = "ANALYSIS_FIGURE_FORMATS"
+
+
+def figure_formats() -> tuple[str, ...]:
+    """The formats figures are saved in: SVG always, PNG too when :data:`FIGURE_FORMATS_ENV` asks.
+
+    Raises
+    ------
+    ValueError
+        A format other than ``svg`` or ``png`` in the environment variable.
+    """
+    wanted = [f.strip().lower() for f in os.environ.get(FIGURE_FORMATS_ENV, "svg").split(",") if f.strip()]
+    unknown = sorted(set(wanted) - {"svg", "png"})
+    if unknown:
+        raise ValueError(f"{FIGURE_FORMATS_ENV}={','.join(wanted)}: unknown figure format {unknown}; "
+                         "use svg or svg,png")
+    return tuple(dict.fromkeys(["svg", *wanted]))
+
 
 def read_yaml_mapping(path: Path | str, error: type[Exception] = ValueError, what: str = "file") -> dict:
     """Read a params YAML file whose top level is a mapping, with one-line errors.

@@ -11,7 +11,9 @@ One look for every figure, so that chapters for different groups and countries c
 - an interval on every estimate; suppressed cells drawn as hatched "suppressed" marks, never as zero;
   caution cells marked with an asterisk and a note;
 - a source note on every figure, and "SYNTHETIC DEMO DATA" when the source is synthetic;
-- saved as SVG and PNG under stable names, byte-identical when re-rendered from the same inputs
+- saved as SVG (vector: sharp on screen, in print and in the PDF) under stable names, and also as
+  PNG at print resolution only in a print build (``python -m analysis run --print``, which sets
+  :data:`FIGURE_FORMATS_ENV`), byte-identical when re-rendered from the same inputs
   (:func:`save_figure`: fixed SVG hash salt, no dates or software versions in the metadata);
 - alternative text generated from the figure's data, saying what it shows and the main finding,
   shown in notebooks as ``<figure><img alt=...><figcaption>`` (:func:`figure_html`).
@@ -36,6 +38,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
+
+# The formats figures are saved in are decided in config (light to import: the pipeline's run
+# keys read them without loading matplotlib).
+from analysis.config import FIGURE_FORMATS_ENV, figure_formats  # noqa: F401
 
 #: Okabe–Ito colour-blind-safe palette, in the order colours are handed out. Yellow comes last
 #: because it has the lowest contrast on white.
@@ -69,6 +75,8 @@ SYNTHETIC_NOTE = "SYNTHETIC DEMO DATA"
 #: Matplotlib's SVG ids depend on this salt; fixing it makes re-rendered SVGs byte-identical.
 SVG_HASH_SALT = "analysis-house-style"
 PNG_DPI = 150
+#: Resolution of the PNG copies of a print build (report writers paste them into documents).
+PRINT_DPI = 300
 FIGURE_WIDTH = 8.0  # inches; one width for every figure so they line up in the HTML
 
 _HOUSE_RC = {
@@ -123,25 +131,30 @@ class SavedFigure:
 
     name: str
     svg: Path
-    png: Path
+    png: Path | None
     alt: str
     caption: str
 
 
 def save_figure(fig, figures_dir, name: str, alt: str, caption: str) -> SavedFigure:
-    """Write ``fig`` as ``<figures_dir>/<name>.svg`` and ``.png`` and close it.
+    """Write ``fig`` as ``<figures_dir>/<name>.svg`` (and ``.png`` in a print build) and close it.
 
-    The files are byte-identical when the same figure is drawn again: the SVG hash salt is fixed
-    and no date, creator or software version is written into either file.
+    Drawing is the expensive part of a figure, so each figure is drawn once per format and only
+    in the formats asked for (:func:`figure_formats`). The files are byte-identical when the same
+    figure is drawn again: the SVG hash salt is fixed and no date, creator or software version
+    is written into either file.
     """
     if not alt or not alt.strip():
         raise ValueError(f"figure {name!r}: alt text is empty; every figure needs alternative text")
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
-    svg, png = figures_dir / f"{name}.svg", figures_dir / f"{name}.png"
+    formats = figure_formats()
+    svg = figures_dir / f"{name}.svg"
+    png = figures_dir / f"{name}.png" if "png" in formats else None
     with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
         fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-        fig.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": None})
+        if png is not None:
+            fig.savefig(png, format="png", dpi=PRINT_DPI, metadata={"Software": None})
     plt.close(fig)
     return SavedFigure(name=name, svg=svg, png=png, alt=alt.strip(), caption=caption.strip())
 
@@ -152,9 +165,9 @@ def figure_html(figure: SavedFigure, relative_to=None) -> str:
     ``relative_to`` is the folder of the HTML page (the run's output folder); the image path is
     made relative to it so the page works wherever the outputs folder is served from.
     """
-    src = figure.png
+    src = figure.svg
     if relative_to is not None:
-        src = Path(_relative_path(figure.png, Path(relative_to)))
+        src = Path(_relative_path(figure.svg, Path(relative_to)))
     return (
         '<figure class="analysis-figure">'
         f'<img src="{html.escape(src.as_posix())}" alt="{html.escape(figure.alt)}" '
@@ -590,17 +603,18 @@ def plot_choropleth(
     else:
         (vmin, vmax), cmap = PERCENT_RANGE, SEQUENTIAL_CMAP
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 6.0))
-    suppressed = merged["flag"] == "suppressed"
-    shown = merged["estimate"].notna() & ~suppressed
-    if (~shown & ~suppressed).any():
-        merged[~shown & ~suppressed].plot(ax=ax, color=NO_DATA_COLOUR, edgecolor="white", linewidth=0.4)
-    if suppressed.any():
-        merged[suppressed].plot(ax=ax, facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
-                                linewidth=0.4)
-    if shown.any():
-        merged[shown].plot(ax=ax, column="estimate", cmap=cmap, vmin=vmin, vmax=vmax, edgecolor="white",
-                           linewidth=0.4)
-    sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(vmin, vmax), cmap=cmap)
+    ax.set_axis_off()  # before drawing anything: a map has no ticks to lay out
+    suppressed = (merged["flag"] == "suppressed").to_numpy(dtype=bool)
+    shown = merged["estimate"].notna().to_numpy(dtype=bool) & ~suppressed
+    norm = matplotlib.colors.Normalize(vmin, vmax)
+    no_data = ~shown & ~suppressed
+    _draw_areas(ax, merged.geometry[no_data], NO_DATA_COLOUR, edgecolor="white")
+    _draw_areas(ax, merged.geometry[suppressed], SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH)
+    colours = matplotlib.colormaps[cmap](norm(merged.loc[shown, "estimate"].astype(float).to_numpy()))
+    _draw_areas(ax, merged.geometry[shown], colours, edgecolor="white")
+    ax.set_aspect("equal")
+    ax.autoscale_view()
+    sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label=legend_label, fraction=0.035, pad=0.02, shrink=0.8)
     handles = [Patch(facecolor=NO_DATA_COLOUR, label="no data")]
     if suppressed.any():
@@ -618,6 +632,45 @@ def plot_choropleth(
     labels = dict(zip(merged[area_key].astype(str), merged[area_label_column].astype(str)))
     alt = describe_map(values, key=value_key, title=title, area_labels=labels, diverging=diverging)
     return fig, alt
+
+
+def _area_path(geometry):
+    """A matplotlib Path of a (multi)polygon: every exterior and hole as closed sub-paths (holes
+    are filled correctly by the even-odd rule of compound paths)."""
+    from matplotlib.path import Path as MplPath
+
+    polygons = getattr(geometry, "geoms", [geometry])
+    vertices, codes = [], []
+    for polygon in polygons:
+        for ring in (polygon.exterior, *polygon.interiors):
+            xy = np.asarray(ring.coords)
+            if len(xy) < 3:
+                continue
+            ring_codes = np.full(len(xy), MplPath.LINETO, dtype=np.uint8)
+            ring_codes[0], ring_codes[-1] = MplPath.MOVETO, MplPath.CLOSEPOLY
+            vertices.append(xy[:, :2])
+            codes.append(ring_codes)
+    if not vertices:
+        return None
+    return MplPath(np.concatenate(vertices), np.concatenate(codes))
+
+
+def _draw_areas(ax, geometries, facecolor, edgecolor: str, hatch: str | None = None,
+                linewidth: float = 0.4) -> None:
+    """Fill areas as one PatchCollection (geopandas' own plotting redraws the whole canvas on
+    every call, which made maps the slowest part of the report)."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import PathPatch
+
+    paths = [_area_path(g) for g in geometries]
+    keep = [i for i, path in enumerate(paths) if path is not None]
+    if not keep:
+        return
+    if not isinstance(facecolor, str):  # one colour per area: keep those of the areas drawn
+        facecolor = np.asarray(facecolor)[keep]
+    collection = PatchCollection([PathPatch(paths[i]) for i in keep], facecolor=facecolor, edgecolor=edgecolor,
+                                 linewidth=linewidth, hatch=hatch, match_original=False)
+    ax.add_collection(collection)
 
 
 def _around_data(frame, margin_degrees: float = 12.0):

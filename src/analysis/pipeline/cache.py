@@ -11,7 +11,8 @@ A run's key is the SHA-256 of its *key components*:
 - ``group_definition``: the run's entry in ``params/groups.yml`` and its dimension (the whole
   catalogue for runs not about one group), ``indicators``: ``params/indicators.yml``,
   ``disclosure``: the thresholds of the report file;
-- ``environment``: Python and dependency versions; ``epoch``: bump to re-run everything.
+- ``environment``: Python and dependency versions; ``figure_formats``: SVG, or SVG and PNG in a
+  print build (``--print``); ``epoch``: bump to re-run everything.
 
 The components are stored in the manifest, so that ``--dry-run`` can say which one changed.
 """
@@ -156,6 +157,7 @@ class KeyContext:
         self.indicators = hasher(indicators) if indicators.exists() else "missing"
         self.disclosure = sha256_json(ctx.report.disclosure.model_dump())
         self._notebooks: dict[str, str] = {}
+        self.figure_formats = ",".join(config.figure_formats())
 
     def group_definition(self, group: str | None) -> str:
         if group is None:
@@ -179,6 +181,7 @@ class KeyContext:
             "indicators": self.indicators,
             "disclosure": self.disclosure,
             "environment": self.environment,
+            "figure_formats": self.figure_formats,
             "epoch": EPOCH,
         }
 
@@ -203,6 +206,7 @@ _COMPONENT_NAMES = {
     "indicators": "indicator catalogue changed (params/indicators.yml)",
     "disclosure": "disclosure thresholds changed",
     "environment": "package versions changed",
+    "figure_formats": "figure formats changed (print build)",
     "epoch": "epoch bumped",
 }
 

@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processed", default=None, help="processed data folder (default from the report file)")
     parser.add_argument("--outputs", default=None, help="outputs folder (default from the report file)")
     parser.add_argument("--no-progress", action="store_true", help="plain lines instead of a progress bar")
+    parser.add_argument("--print", action="store_true", dest="print_build",
+                        help="print build: every figure also as a PNG at 300 dpi (for report writers)")
 
 
 def _terminate_as_interrupt(signum, frame):
@@ -51,6 +53,12 @@ def main(args: argparse.Namespace) -> int:
     # SIGTERM (e.g. a CI job cancelled) unwinds like Ctrl-C: running notebooks are killed,
     # the manifest keeps every finished run, and nothing half-written is left in place.
     in_main_thread = threading.current_thread() is threading.main_thread()
+    if args.print_build:
+        import os
+
+        from analysis.config import FIGURE_FORMATS_ENV
+
+        os.environ[FIGURE_FORMATS_ENV] = "svg,png"  # inherited by every run; part of the run key
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if in_main_thread else None
     try:
         outcome = run_pipeline(
