@@ -151,3 +151,19 @@ def test_unknown_figure_format_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(figures.FIGURE_FORMATS_ENV, "svg,jpeg")
     with pytest.raises(ValueError, match="ANALYSIS_FIGURE_FORMATS.*jpeg"):
         figures.figure_formats()
+
+
+def test_choropleth_areas_without_a_row_are_no_data_not_an_error():
+    # Values for some areas only, flags as a nullable string column (pandas 3 / Arrow): the
+    # other areas merge in with flag NA and are drawn as "no data".
+    areas = gpd.read_file(config.BOUNDARIES_DIR / "admin1.gpkg", layer="admin1")
+    areas = areas[areas["adm0_a3"] == "UGA"]
+    codes = areas["iso_3166_2"].tolist()[:3]
+    values = pd.DataFrame({"admin1_code": codes, "estimate": [20.0, 30.0, None], "ci_low": None,
+                           "ci_high": None, "flag": pd.array(["ok", "ok", "suppressed"], dtype="string")})
+    fig, alt = figures.plot_choropleth(areas, values, area_key="iso_3166_2", value_key="admin1_code",
+                                       title="food insecurity")
+    drawn = sum(len(c.get_paths()) for c in fig.axes[0].collections)
+    assert drawn == len(areas[areas.geometry.notna()])  # every area drawn once, whatever its state
+    assert "2 areas with an estimate" in alt and "1 area suppressed" in alt
+    matplotlib.pyplot.close("all")

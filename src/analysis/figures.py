@@ -604,7 +604,8 @@ def plot_choropleth(
         (vmin, vmax), cmap = PERCENT_RANGE, SEQUENTIAL_CMAP
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 6.0))
     ax.set_axis_off()  # before drawing anything: a map has no ticks to lay out
-    suppressed = (merged["flag"] == "suppressed").to_numpy(dtype=bool)
+    # areas without a row have no flag (NA): they are "no data", never suppressed
+    suppressed = merged["flag"].astype("string").eq("suppressed").fillna(False).to_numpy(dtype=bool)
     shown = merged["estimate"].notna().to_numpy(dtype=bool) & ~suppressed
     norm = matplotlib.colors.Normalize(vmin, vmax)
     no_data = ~shown & ~suppressed
