@@ -55,9 +55,9 @@ def test_parameters_are_canonical_and_portable(tmp_path):
 
 def test_explain_change_names_the_changed_inputs_and_components():
     old = {"inputs": {"data/processed/a.parquet": "1", "data/processed/b.parquet": "2"}, "code": "c",
-           "notebook": "n", "group_definition": "g"}
+           "notebook": "n", "catalogue": {"groups": "g"}}
     new = {"inputs": {"data/processed/a.parquet": "1", "data/processed/b.parquet": "3"}, "code": "c",
-           "notebook": "n2", "group_definition": "g"}
+           "notebook": "n2", "catalogue": {"groups": "g"}}
     text = cache.explain_change(old, new)
     assert text == "changed input: data/processed/b.parquet; notebook edited"
     assert cache.explain_change(None, new) == "new"

@@ -4,6 +4,7 @@ failures are isolated and recorded, the index and manifest say what happened."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -84,15 +85,59 @@ def test_touching_one_input_reruns_exactly_the_runs_that_read_it(tiny_project):
     assert outcome.skipped == 4
 
 
+LABELS_CHAPTER = """\
+  tiny_labels:
+    notebook: notebooks/tiny_labels.ipynb
+    title: Tiny labels
+    parameters: {{groups_file: {groups}}}
+"""
+
+
+def _with_labels_chapter(project) -> None:
+    """Add a chapter whose page shows every group's label (as the intersections chapter does)."""
+    text = project.report.read_text()
+    project.report.write_text(text.replace("chapters:\n", "chapters:\n" + LABELS_CHAPTER.format(
+        groups=project.groups_file), 1))
+
+
 @pytest.mark.slow
-def test_editing_one_group_reruns_only_that_groups_runs(tiny_project):
+def test_relabelling_a_group_reruns_every_page_that_shows_its_label_and_no_other(tiny_project):
+    # Before: run keys hashed only the run's own group, so a page listing every group's label
+    # ("Persons with disabilities × Women") was reported unchanged after Women was relabelled.
+    _with_labels_chapter(tiny_project)
     run_pipeline(tiny_project.report, **tiny_project.kwargs())
     text = tiny_project.groups_file.read_text()
     tiny_project.groups_file.write_text(text.replace("label: Women\n", "label: Women and girls\n", 1))
     assert "Women and girls" in tiny_project.groups_file.read_text()
+    lines = []
+    run_pipeline(tiny_project.report, dry_run=True, **tiny_project.kwargs(echo=lines.append))
+    would = {line.split()[2].rstrip(":") for line in lines if line.startswith("would run")}
+    assert would == {"tiny/women/KEN", "tiny/women/UGA", "tiny_labels/women/KEN", "tiny_labels/women/UGA",
+                     "tiny_labels/persons_with_disabilities/KEN", "tiny_labels/persons_with_disabilities/UGA",
+                     "tiny_labels/persons_with_disabilities/SEN"}
+    assert any("catalogue entries it shows changed: groups (params/groups.yml)" in line for line in lines)
     run_pipeline(tiny_project.report, **tiny_project.kwargs())
-    # persons_with_disabilities runs are skipped; the synthesis (about every group) re-runs.
-    assert ran(tiny_project) == {"tiny/women/KEN", "tiny/women/UGA", "tiny_synthesis"}
+    # The tiny chapter of persons with disabilities shows no other group: skipped. The synthesis
+    # reads all_estimates.csv, which holds group ids, not labels: unchanged, skipped.
+    assert ran(tiny_project) == would
+    pages = (tiny_project.outputs / "tiny_labels" / "persons_with_disabilities" / "KEN").rglob("*.ipynb")
+    assert any("× Women and girls" in p.read_text() for p in pages)
+
+
+@pytest.mark.slow
+def test_editing_one_chapter_module_reruns_only_the_runs_that_import_it(tiny_project, tmp_path):
+    code = tmp_path / "code" / "analysis"
+    shutil.copytree(tiny_project.code_dir, code)
+    tiny_project.code_dir = code
+    _with_labels_chapter(tiny_project)
+    run_pipeline(tiny_project.report, **tiny_project.kwargs())
+    module = code / "chapters" / "common.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    lines = []
+    run_pipeline(tiny_project.report, dry_run=True, **tiny_project.kwargs(echo=lines.append))
+    would = {line.split()[2].rstrip(":") for line in lines if line.startswith("would run")}
+    assert would and all(run.startswith("tiny_labels/") for run in would)  # tiny imports tables only
+    assert any("library code changed: analysis/chapters/common.py" in line for line in lines)
 
 
 @pytest.mark.slow

@@ -111,3 +111,12 @@ def test_joined_replicate_weights_reach_the_processed_design(project):
 def test_load_processed_of_a_source_never_ingested_says_what_to_run(tmp_path):
     with pytest.raises(ProcessedNotFound, match="run `python -m analysis ingest nope`"):
         load_processed("nope", tmp_path)
+
+
+def test_ingest_fingerprint_covers_every_module_harmonisation_imports():
+    # Before: the ingest code files were sources/*.py and schema.py only, so an edit of
+    # tables.py (which harmonisation uses) left every processed table "unchanged".
+    from analysis.sources import ingest
+
+    names = {str(p).replace("\\\\", "/").split("src/analysis/")[-1] for p in ingest.code_files()}
+    assert {"tables.py", "schema.py", "sources/harmonise.py", "sources/readers.py", "config.py"} <= names

@@ -24,12 +24,13 @@ Conventions
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from analysis import config, figures, tables
+from analysis import config, figures, hashing, tables
 from analysis.schema import load_dimensions, load_groups, load_indicators
 
 #: Name of the column that marks a run's group ("group") and its reference ("reference").
@@ -61,6 +62,20 @@ class ChapterRun:
     indicators: dict = field(default_factory=dict)
     groups: dict = field(default_factory=dict)
     dimensions: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # What the run reads of the catalogue is recorded (catalogue_reads.json in its output
+        # folder), so that its next run key covers exactly the entries its pages can show.
+        for name in ("indicators", "groups", "dimensions"):
+            value = getattr(self, name)
+            if not isinstance(value, hashing.TrackedCatalogue):
+                setattr(self, name, hashing.TrackedCatalogue(value, on_read=self._record_catalogue_reads))
+
+    def _record_catalogue_reads(self) -> None:
+        reads = {name: getattr(self, name).reads() for name in ("indicators", "groups", "dimensions")
+                 if isinstance(getattr(self, name, None), hashing.TrackedCatalogue)}
+        if self.output_dir.is_dir():
+            (self.output_dir / hashing.CATALOGUE_READS_FILE).write_text(json.dumps(reads, sort_keys=True))
 
     @property
     def group(self):
@@ -204,13 +219,6 @@ def save_table(run: ChapterRun, table: pd.DataFrame, name: str) -> Path:
     table = tables.conform(table)
     assert_publishable(table, name=f"{run.chapter} table {name}")
     return tables.write_csv(table, run.tables_dir / f"{name}.csv")
-
-
-def show_figure(run: ChapterRun, saved: figures.SavedFigure):
-    """The saved figure as an HTML ``<figure>`` with its alt text (survives HTML rendering)."""
-    from IPython.display import HTML
-
-    return HTML(figures.figure_html(saved, relative_to=run.output_dir))
 
 
 def show_table(run: ChapterRun, table: pd.DataFrame, caption: str, cell_labels: dict | None = None):

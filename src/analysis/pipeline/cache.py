@@ -7,10 +7,17 @@ A run's key is the SHA-256 of its *key components*:
 - ``inputs``: the content hash of every input file the run reads (by default the processed
   Parquet and row-accounting log of each source it uses, official tables for its country, and
   ``outputs/tables/all_estimates.csv`` for chapters that run after others);
-- ``code``: every ``.py`` and template file under ``src/analysis``;
-- ``group_definition``: the run's entry in ``params/groups.yml`` and its dimension (the whole
-  catalogue for runs not about one group), ``indicators``: ``params/indicators.yml``,
-  ``disclosure``: the thresholds of the report file;
+- ``code``: ``{file: sha256}`` of the library code the run can execute — the project modules its
+  notebook imports and what they import, transitively (:func:`analysis.hashing.module_closure`;
+  ``chapters.<name>`` counts only the chapter module defining ``<name>``), the page renderer's
+  modules, and the package's templates and lookup files — so an edit of one chapter's module
+  re-runs that chapter only, and ``--dry-run`` names the file;
+- ``catalogue``: per section of ``params/groups.yml`` and ``params/indicators.yml`` (groups,
+  dimensions, indicators, the rest), a digest of the entries the run *read* when it last ran —
+  recorded by :class:`analysis.hashing.TrackedCatalogue` in the run's ``catalogue_reads.json`` and
+  kept in the manifest — plus its own group and dimension (page title); the whole catalogue for a
+  run never run before. Relabelling one group re-runs exactly the runs whose pages can show it;
+- ``disclosure``: the thresholds of the report file;
 - ``environment``: Python and dependency versions; ``figure_formats``: SVG, or SVG and PNG in a
   print build (``--print``); ``epoch``: bump to re-run everything.
 
@@ -22,12 +29,11 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import re
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-from analysis import config
+from analysis import config, hashing
+from analysis.hashing import FileHasher, sha256_bytes, sha256_json  # noqa: F401  (one hashing module)
 from analysis.pipeline.matrix import load_yaml
 
 #: Bump to invalidate every run key (e.g. after a fix that the hashes cannot see).
@@ -39,18 +45,6 @@ TRACKED_PACKAGES = (
     "shapely", "pyogrio", "pydantic", "pyyaml", "ipython", "ipykernel", "nbformat", "nbconvert",
     "nbclient", "papermill", "jinja2", "pycountry", "dask", "distributed",
 )
-
-# Keys of a row-accounting log that say *when*, not *what*: left out of its hash.
-_VOLATILE_KEYS = re.compile(r"(^|_)(time|timestamp|date|datetime|duration|seconds|elapsed|started|finished|written|created)(_at)?$|_at$")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_json(value: Any) -> str:
-    return sha256_bytes(json.dumps(value, sort_keys=True, default=str, separators=(",", ":")).encode())
-
 
 def package_versions() -> dict[str, str]:
     """Python and tracked dependency versions."""
@@ -103,82 +97,78 @@ def canonical_parameters(parameters: dict, project_root: Path) -> dict:
     return {k: canon(v) for k, v in sorted(parameters.items())}
 
 
-def _strip_volatile(value):
-    if isinstance(value, dict):
-        return {k: _strip_volatile(v) for k, v in value.items() if not _VOLATILE_KEYS.search(str(k).lower())}
-    if isinstance(value, list):
-        return [_strip_volatile(v) for v in value]
-    return value
-
-
-class FileHasher:
-    """Content hashes of input files, cached on (size, mtime) across invocations (in the manifest)."""
-
-    def __init__(self, cache: dict | None = None):
-        self.cache: dict[str, dict] = dict(cache or {})
-
-    def __call__(self, path: str | Path) -> str:
-        path = Path(path)
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return "missing"
-        key = str(path)
-        hit = self.cache.get(key)
-        if hit and hit.get("size") == stat.st_size and hit.get("mtime_ns") == stat.st_mtime_ns:
-            return hit["sha256"]
-        data = path.read_bytes()
-        if path.name.endswith(".log.json"):
-            # Row accounting: hash what it says, not when it was written.
-            try:
-                digest = sha256_json(_strip_volatile(json.loads(data)))
-            except ValueError:
-                digest = sha256_bytes(data)
-        else:
-            digest = sha256_bytes(data)
-        self.cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
-        return digest
-
-
 class KeyContext:
     """What is shared by every run's key in one invocation (hashed once)."""
 
     def __init__(self, ctx, hasher: FileHasher, src_dir: Path | None = None):
         self.ctx = ctx
         self.hasher = hasher
-        self.code = code_hash(src_dir)
+        self.src_dir = Path(src_dir or config.SRC_DIR)
+        self.code = code_hash(self.src_dir)  # all of it: long-lived workers check they run this code
+        renderer = hashing.module_closure(["analysis.pipeline.render"], self.src_dir)
+        self._always = renderer | set(hashing.package_data_files(self.src_dir))
+        self._code_by_notebook: dict[str, dict] = {}
         self.packages = package_versions()
         self.environment = sha256_json(self.packages)
         groups_yaml = load_yaml(Path(ctx.groups_file).read_text(encoding="utf-8")) or {}
-        self._groups = groups_yaml.get("groups") or {}
-        self._dimensions = groups_yaml.get("dimensions") or {}
-        self._groups_all = sha256_json(groups_yaml)
-        indicators = Path(ctx.groups_file).with_name("indicators.yml")
-        self.indicators = hasher(indicators) if indicators.exists() else "missing"
+        indicators_file = Path(ctx.groups_file).with_name("indicators.yml")
+        indicators_yaml = (load_yaml(indicators_file.read_text(encoding="utf-8")) or {}) if indicators_file.exists() else {}
+        self._sections = {"groups": groups_yaml.get("groups") or {},
+                          "dimensions": groups_yaml.get("dimensions") or {},
+                          "indicators": indicators_yaml.get("indicators") or {}}
+        # everything else of the two files (e.g. the themes): in every key
+        self._catalogue_rest = sha256_json({
+            "groups.yml": {k: v for k, v in groups_yaml.items() if k not in ("groups", "dimensions")},
+            "indicators.yml": {k: v for k, v in indicators_yaml.items() if k != "indicators"}})
         self.disclosure = sha256_json(ctx.report.disclosure.model_dump())
         self._notebooks: dict[str, str] = {}
         self.figure_formats = ",".join(config.figure_formats())
 
-    def group_definition(self, group: str | None) -> str:
-        if group is None:
-            return self._groups_all
-        entry = self._groups.get(group, {})
-        return sha256_json({"group": entry, "dimension": self._dimensions.get(entry.get("dimension"))})
+    def catalogue(self, run, reads: dict | None) -> dict[str, str]:
+        """Digest of each catalogue section, over the entries the run reads.
+
+        ``reads`` is what the run recorded last time it ran (``catalogue_reads.json``, kept in the
+        manifest). Without a record, a run whose notebook can load the catalogue (its code includes
+        :mod:`analysis.schema`) depends on all of it; one that cannot depends only on what its page
+        shows of it: its own group and that group's dimension (title and parameters table).
+        """
+        entry = self._sections["groups"].get(run.group) or {}
+        own = {"groups": {run.group} if run.group else set(),
+               "dimensions": {entry["dimension"]} if entry.get("dimension") else set()}
+        can_read = any(name.endswith("analysis/schema.py") for name in self.code_files(run.notebook))
+        out = {}
+        for section, entries in self._sections.items():
+            recorded = (reads or {}).get(section)
+            if recorded is None:
+                recorded = None if can_read else {"ids": False, "entries": []}
+            if recorded is not None and recorded.get("entries") != "*":
+                recorded = {**recorded, "entries": sorted(set(recorded.get("entries", [])) | own.get(section, set()))}
+            out[section] = hashing.catalogue_digest(entries, recorded)
+        out["other"] = self._catalogue_rest
+        return out
+
+    def code_files(self, notebook: str) -> dict[str, str]:
+        """``{file: sha256}`` of the library code a run of ``notebook`` can execute (see module notes)."""
+        if notebook not in self._code_by_notebook:
+            modules, reexport = hashing.notebook_modules(notebook, self.src_dir)
+            files = hashing.module_closure(modules, self.src_dir, reexport_packages=reexport) | self._always
+            self._code_by_notebook[notebook] = hashing.code_hashes(files, self.src_dir)
+        return self._code_by_notebook[notebook]
 
     def notebook(self, path: str) -> str:
         if path not in self._notebooks:
             self._notebooks[path] = notebook_hash(path)
         return self._notebooks[path]
 
-    def components(self, run) -> dict:
+    def components(self, run, catalogue_reads: dict | None = None) -> dict:
+        """The key components of ``run``; ``catalogue_reads`` as its last run recorded them."""
         root = self.ctx.project_root
         return {
             "notebook": self.notebook(run.notebook),
             "parameters": sha256_json(canonical_parameters(run.parameters, root)),
             "inputs": {_relative(p, root): self.hasher(p) for p in run.inputs},
-            "code": self.code,
-            "group_definition": self.group_definition(run.group),
-            "indicators": self.indicators,
+            "code": self.code_files(run.notebook),
+            "catalogue": self.catalogue(run, catalogue_reads),
             "disclosure": self.disclosure,
             "environment": self.environment,
             "figure_formats": self.figure_formats,
@@ -202,8 +192,6 @@ _COMPONENT_NAMES = {
     "notebook": "notebook edited",
     "parameters": "parameters changed",
     "code": "library code (src/analysis) changed",
-    "group_definition": "group definition changed (params/groups.yml)",
-    "indicators": "indicator catalogue changed (params/indicators.yml)",
     "disclosure": "disclosure thresholds changed",
     "environment": "package versions changed",
     "figure_formats": "figure formats changed (print build)",
@@ -223,5 +211,22 @@ def explain_change(old: dict | None, new: dict) -> str:
         reasons.append("changed input: " + ", ".join(changed))
     if removed:
         reasons.append("input no longer used: " + ", ".join(removed))
+    old_code, new_code = old.get("code"), new.get("code")
+    if isinstance(old_code, dict) and isinstance(new_code, dict) and old_code != new_code:
+        edited = sorted(f for f in set(old_code) | set(new_code) if old_code.get(f) != new_code.get(f))
+        reasons.append("library code changed: " + ", ".join(edited[:5])
+                       + (f" (+{len(edited) - 5} more)" if len(edited) > 5 else ""))
+        old, new = {**old, "code": None}, {**new, "code": None}
+    old_cat, new_cat = old.get("catalogue"), new.get("catalogue")
+    if isinstance(old_cat, dict) and isinstance(new_cat, dict) and old_cat != new_cat:
+        sections = sorted(k for k in set(old_cat) | set(new_cat) if old_cat.get(k) != new_cat.get(k))
+        files = {"groups": "params/groups.yml", "dimensions": "params/groups.yml",
+                 "indicators": "params/indicators.yml"}
+        reasons.append("catalogue entries it shows changed: " + ", ".join(
+            f"{s} ({files[s]})" if s in files else f"{s} (params/)" for s in sections))
+        old, new = {**old, "catalogue": None}, {**new, "catalogue": None}
+    elif old_cat is None and new_cat is not None and "group_definition" in old:
+        reasons.append("run keys now cover the catalogue entries each run reads")
+        old, new = {**old, "catalogue": None}, {**new, "catalogue": None}
     reasons += [text for name, text in _COMPONENT_NAMES.items() if old.get(name) != new.get(name)]
     return "; ".join(reasons) or "key changed"

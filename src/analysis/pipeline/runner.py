@@ -18,6 +18,7 @@ A failed run never stops the others; the return value says how many failed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from analysis import config
+from analysis import config, hashing
 from analysis.pipeline import cache
 from analysis.pipeline import manifest as manifest_mod
 from analysis.pipeline.execute import STAGING, ExecOptions, execute_run, preload
@@ -107,9 +108,9 @@ def plan_runs(config_path=None, *, chapters=(), groups=(), countries=(), run_ids
 
 
 def _decide(plan: Plan, run: RunSpec, manifest: dict, keys: cache.KeyContext, force: bool) -> None:
-    components = keys.components(run)
-    plan.components[run.run_id] = components
     previous = manifest.get("runs", {}).get(run.run_id)
+    components = keys.components(run, (previous or {}).get("catalogue_reads"))
+    plan.components[run.run_id] = components
     if force:
         decision = ("run", "forced")
     elif not previous or previous.get("status") == "not_applicable":
@@ -123,6 +124,16 @@ def _decide(plan: Plan, run: RunSpec, manifest: dict, keys: cache.KeyContext, fo
     else:
         decision = ("skip", "unchanged")
     plan.decisions[run.run_id] = decision
+
+
+def _catalogue_reads(run: RunSpec) -> dict | None:
+    """The catalogue entries a finished run read (its ``catalogue_reads.json``), or None."""
+    path = Path(run.parameters.get("output_dir", "")) / hashing.CATALOGUE_READS_FILE
+    try:
+        reads = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return reads if isinstance(reads, dict) else None
 
 
 def _outputs_exist(entry: dict, outputs_dir: Path) -> bool:
@@ -375,8 +386,11 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
 
     def on_done(run: RunSpec, record: dict) -> None:
         components = plan.components[run.run_id]
+        reads = _catalogue_reads(run) if record["status"] == "ok" else None
+        if reads is not None:  # the key covers what the run read this time
+            components = plan.components[run.run_id] = keys.components(run, reads)
         entry = base_entry(run) | {
-            "key": cache.run_key(components), "key_components": components,
+            "key": cache.run_key(components), "key_components": components, "catalogue_reads": reads,
             "inputs": components["inputs"], "action": "ran", "reason": plan.decisions[run.run_id][1],
             "code_version": version,
         } | {k: v for k, v in record.items() if k != "run_id"}

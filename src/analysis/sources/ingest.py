@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import sys
@@ -29,46 +28,35 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis import config, schema
+from analysis import config, hashing, schema
 from analysis.sources import METADATA_KEY
 from analysis.sources.card import CardError, SourceCard, card_paths, load_card
 from analysis.sources.harmonise import Harmonised, HarmoniseError, harmonise
 from analysis.sources.privacy import PrivacyError
 from analysis.sources.readers import ReadError, read_source
 
-#: Code whose change invalidates every processed table.
-CODE_FILES = sorted(Path(__file__).parent.glob("*.py")) + [
-    Path(schema.__file__),
-    Path(__file__).with_name("admin1_natural_earth.csv"),
-]
+
+def code_files() -> list[Path]:
+    """Code whose change invalidates every processed table: ingest and every project module it
+    imports, transitively (:func:`analysis.hashing.module_closure`), and the admin-1 lookup."""
+    files = hashing.module_closure(["analysis.sources.ingest"])
+    return sorted(files) + [Path(__file__).with_name("admin1_natural_earth.csv")]
 
 #: Errors that are the user's to fix: printed as one line, never a traceback.
 USER_ERRORS = (CardError, ReadError, HarmoniseError, PrivacyError, schema.SchemaError)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def input_fingerprint(card_path: Path, card: SourceCard, raw_root: Path) -> dict:
     """sha256 of every input of a source: raw files, card, catalogue files, and the ingest code."""
-    files = {f"raw:{spec.path}": _sha256(raw_root / spec.path) for spec in card.files}
+    files = {f"raw:{spec.path}": hashing.sha256_file(raw_root / spec.path) for spec in card.files}
     if card.reader_options.form:
-        files[f"raw:{card.reader_options.form}"] = _sha256(raw_root / card.reader_options.form)
-    files[f"card:{card_path.name}"] = _sha256(card_path)
+        files[f"raw:{card.reader_options.form}"] = hashing.sha256_file(raw_root / card.reader_options.form)
+    files[f"card:{card_path.name}"] = hashing.sha256_file(card_path)
     for path in (config.INDICATORS_FILE, config.GROUPS_FILE):
         if path.exists():
-            files[f"params:{path.name}"] = _sha256(path)
-    code = hashlib.sha256()
-    for path in CODE_FILES:
-        code.update(path.name.encode())
-        code.update(path.read_bytes())
-    files["code"] = code.hexdigest()
-    combined = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+            files[f"params:{path.name}"] = hashing.sha256_file(path)
+    files["code"] = hashing.sha256_json(hashing.code_hashes(code_files()))
+    combined = hashing.sha256_json(files)
     return {"sha256": combined, "inputs": files}
 
 
@@ -141,7 +129,7 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
     if not force and _previous_fingerprint(processed_dir, card.id) == fingerprint["sha256"]:
         return "unchanged", None
     for spec in card.files:
-        if spec.sha256 and _sha256(raw_root / spec.path) != spec.sha256:
+        if spec.sha256 and hashing.sha256_file(raw_root / spec.path) != spec.sha256:
             raise ReadError(f"{raw_root / spec.path}: sha256 differs from files.sha256 in {card_path}; is it the right file?")
     raw = read_source(card, raw_root)
     result = harmonise(card, raw, indicators=indicators, age_bands=age_bands or schema.DEFAULT_AGE_BANDS,

@@ -1,0 +1,103 @@
+"""The one hashing module: file and JSON hashes, the import closure of a step, catalogue reads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analysis import config, hashing
+
+
+def _package(tmp_path, files: dict[str, str]):
+    root = tmp_path / "analysis"
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def _notebook(path, *cells):
+    path.write_text(json.dumps({"cells": [{"cell_type": "code", "source": c, "metadata": {}, "outputs": []}
+                                          for c in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def test_sha256_file_streams_and_equals_bytes_hash(tmp_path):
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"a" * 3_000_000)
+    assert hashing.sha256_file(path, block_size=4096) == hashing.sha256_bytes(b"a" * 3_000_000)
+
+
+def test_row_accounting_log_is_hashed_without_its_timestamps(tmp_path):
+    log = tmp_path / "s.log.json"
+    log.write_text(json.dumps({"rows_read": 10, "written_at": "2026-01-01"}))
+    first = hashing.FileHasher()(log)
+    log.write_text(json.dumps({"rows_read": 10, "written_at": "2026-12-01"}))
+    assert hashing.FileHasher()(log) == first
+    log.write_text(json.dumps({"rows_read": 11, "written_at": "2026-12-01"}))
+    assert hashing.FileHasher()(log) != first
+
+
+def test_module_closure_follows_project_imports_only_and_function_level_ones(tmp_path):
+    src = _package(tmp_path, {
+        "__init__.py": "",
+        "a.py": "import numpy\nfrom analysis import b\n",
+        "b.py": "def f():\n    from analysis.c import g\n    return g\n",
+        "c.py": "from . import d\ng = 1\n",
+        "d.py": "",
+        "unused.py": "",
+    })
+    files = {p.name for p in hashing.module_closure(["analysis.a"], src)}
+    assert files == {"__init__.py", "a.py", "b.py", "c.py", "d.py"}
+
+
+def test_notebook_uses_only_the_chapter_modules_whose_names_it_calls(tmp_path):
+    src = _package(tmp_path, {
+        "__init__.py": "",
+        "tables.py": "",
+        "gaps.py": "",
+        "chapters/__init__.py": "from analysis.chapters.one import alpha\nfrom analysis.chapters.two import beta\n",
+        "chapters/one.py": "from analysis import tables\ndef alpha(): ...\n",
+        "chapters/two.py": "from analysis import gaps\ndef beta(): ...\n",
+    })
+    notebook = _notebook(tmp_path / "n.ipynb", "%matplotlib inline\nfrom analysis import chapters\n",
+                         "chapters.alpha()\n")
+    modules, reexport = hashing.notebook_modules(notebook, src)
+    files = {str(p.relative_to(src)) for p in hashing.module_closure(modules, src, reexport_packages=reexport)}
+    assert files == {"__init__.py", "chapters/__init__.py", "chapters/one.py", "tables.py"}
+
+
+def test_the_real_chapter_notebooks_depend_on_their_own_module_not_the_others():
+    for notebook, own in (("02_group_profile.ipynb", "group_profile.py"), ("03_intersections.ipynb", "intersections.py")):
+        modules, reexport = hashing.notebook_modules(config.NOTEBOOKS_DIR / notebook)
+        files = {p.name for p in hashing.module_closure(modules, reexport_packages=reexport)}
+        assert own in files and "synthesis.py" not in files and "official_statistics.py" not in files
+
+
+def test_tracked_catalogue_records_entries_ids_and_everything():
+    catalogue = hashing.TrackedCatalogue({"women": {"label": "Women"}, "older": {"label": "Older"}})
+    assert catalogue.reads() == {"ids": False, "entries": []}
+    assert catalogue["women"]["label"] == "Women"
+    assert "nobody" not in catalogue
+    assert catalogue.reads() == {"ids": False, "entries": ["women"]}
+    assert list(catalogue) == ["women", "older"]
+    assert catalogue.reads() == {"ids": True, "entries": ["women"]}
+    assert len(list(catalogue.values())) == 2
+    assert catalogue.reads() == {"ids": True, "entries": "*"}
+    with pytest.raises(KeyError):
+        catalogue["nobody"]
+
+
+def test_catalogue_digest_moves_only_with_the_entries_read():
+    before = {"women": {"label": "Women"}, "older": {"label": "Older people"}}
+    after = {"women": {"label": "Women and girls"}, "older": {"label": "Older people"}}
+    reads_older = {"ids": True, "entries": ["older"]}
+    assert hashing.catalogue_digest(before, reads_older) == hashing.catalogue_digest(after, reads_older)
+    reads_women = {"ids": False, "entries": ["women"]}
+    assert hashing.catalogue_digest(before, reads_women) != hashing.catalogue_digest(after, reads_women)
+    assert hashing.catalogue_digest(before, None) != hashing.catalogue_digest(after, None)
+    # a new group changes the list of ids, which a run iterating the groups has read
+    grown = {**before, "migrants": {"label": "Migrants"}}
+    assert hashing.catalogue_digest(before, reads_older) != hashing.catalogue_digest(grown, reads_older)
