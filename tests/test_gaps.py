@@ -441,8 +441,8 @@ def demo_processed(tmp_path_factory):
 
     cards = [s for s in DEMO_VIOLENCE_SOURCES if (config.SOURCES_DIR / f"{s}.yml").exists()]
     truth_file = config.DEMO_DIR / "TRUTH.json"
-    if len(cards) < len(DEMO_VIOLENCE_SOURCES) or not truth_file.exists():
-        pytest.skip("the demo collaborative (data/raw/demo, params/sources/demo_*.yml) is not committed")
+    # the demo collaborative is committed: its absence is a broken checkout, never a skip
+    assert len(cards) == len(DEMO_VIOLENCE_SOURCES) and truth_file.exists(), "demo collaborative missing"
     processed = tmp_path_factory.mktemp("processed")
     args = argparse.Namespace(sources=cards, raw_root=config.RAW_DIR, processed=processed,
                               sources_dir=config.SOURCES_DIR, force=True)  # fmt: skip

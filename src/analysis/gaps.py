@@ -1488,14 +1488,6 @@ def intersectional_measures(
     return out
 
 
-def _derived_names(k: int) -> list[str]:
-    names = ["joint_disparity"] + [f"referent_disparity_{d + 1}" for d in range(k)]
-    names += ["excess_intersectional_disparity", "excess_share"]
-    if k == 2:
-        names += ["RERI", "attributable_proportion", "synergy_index"]
-    return names
-
-
 def intersectional_table(
     cells: pd.DataFrame,
     covariance: np.ndarray,

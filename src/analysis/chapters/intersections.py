@@ -123,13 +123,10 @@ def maihda_summary(run: ChapterRun) -> pd.DataFrame:
 
     Uses :func:`analysis.models.maihda` (multilevel model with intersectional strata as random
     effects): the variance partition coefficient of the null model and the proportional change in
-    variance once the main effects are added. Returns an empty frame when the models module is not
-    installed in this version of the suite.
+    variance once the main effects are added.
     """
-    try:
-        from analysis import models
-    except ImportError:
-        return pd.DataFrame(columns=["Indicator", "Strata", "Respondents used", "VPC (null)", "PCV (main effects)"])
+    from analysis import models
+
     rows = []
     for source in run.sources:
         frame = run.frames[source]

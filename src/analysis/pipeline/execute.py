@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -38,7 +37,7 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -495,13 +494,8 @@ def _disclosure_gate(folder: Path, thresholds: dict | None = None) -> tuple[str 
     report = {"checked": [], "not_checked": []}
     if not tables:
         return None, report
-    try:
-        from analysis.disclosure import assert_publishable
-    except ImportError:
-        report["not_checked"] = [str(p.relative_to(folder)) for p in tables]
-        print("disclosure gate: analysis.disclosure.assert_publishable is not available; "
-              "tables were NOT checked", file=sys.stderr)
-        return None, report
+    from analysis.disclosure import assert_publishable
+
     for path in tables:
         name = str(path.relative_to(folder))
         frame = pd.read_csv(path, keep_default_na=True, low_memory=False)
@@ -699,16 +693,3 @@ def _papermill_version() -> str:
         return papermill.__version__
     except Exception:  # noqa: BLE001
         return ""
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def record_as_dict(record) -> dict:
-    return asdict(record) if hasattr(record, "__dataclass_fields__") else dict(record)
