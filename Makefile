@@ -8,11 +8,12 @@ AXE    := $(NPM_DIR)/node_modules/axe-core/axe.min.js
 # Extra flags for the pipeline, e.g. `make report RUN_ARGS="--workers 4"`.
 RUN_ARGS ?=
 
-.PHONY: setup report test lab bench browser-deps ingest lint clean help
+.PHONY: setup report test check lab bench browser-deps ingest lint clean help
 
 help:
 	@echo "make report   set up .venv, ingest the demo data, run every chapter, write outputs/index.html"
-	@echo "make test     set up .venv if needed and run the test suite"
+	@echo "make test     set up .venv if needed and run the whole test suite (what CI runs)"
+	@echo "make check    the fast tier for the inner loop: no full report, no browser (about a minute)"
 	@echo "make lab      JupyterLab on the project kernel"
 	@echo "make bench    benchmarks against their peers (bench/)"
 
@@ -52,6 +53,11 @@ browser-deps:
 
 test: setup browser-deps
 	$(PY) -m pytest
+
+# The fast tier: everything but the slow-marked tests and the browser suite (which builds the
+# whole demo report). For the inner loop; `make test` runs everything.
+check: setup
+	$(PY) -m pytest -m "not slow and not browser" -q
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

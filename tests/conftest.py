@@ -42,12 +42,36 @@ def r_survey_dir(shared_dir) -> Path:
     return _require_shared(shared_dir / "data" / "r-survey")
 
 
+#: Copies of the reference values (``../shared/golden``), so a fresh clone has them.
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
 @pytest.fixture(scope="session")
-def golden(shared_dir):
-    """Load a reference-values file from ``../shared/golden`` by stem: ``golden("r_survey")``."""
+def golden():
+    """Load a reference-values file by stem: ``golden("r_survey")``, from ``tests/results``
+    (copies of ``../shared/golden``, kept equal by tests/test_reference_results.py)."""
 
     def load(name: str) -> dict:
-        path = _require_shared(shared_dir / "golden" / f"{name}.json")
+        path = RESULTS_DIR / f"{name}.json"
+        if not path.exists():
+            path = _require_shared(config.SHARED_DIR / "golden" / f"{name}.json")
         return json.loads(path.read_text())
 
     return load
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def project_outputs_untouched():
+    """No test writes into the project's own ``outputs/`` (a user's real report lives there):
+    tests build into their own temporary folders. Fails the session's last test otherwise."""
+    before = _listing(config.OUTPUTS_DIR)
+    yield
+    after = _listing(config.OUTPUTS_DIR)
+    changed = sorted(k for k in after if before.get(k) != after[k]) + sorted(set(before) - set(after))
+    assert not changed, f"tests wrote into the project's outputs/ ({len(changed)} files, e.g. {changed[:3]})"

@@ -100,7 +100,8 @@ def axe_source() -> str:
 
 @pytest.fixture(scope="session")
 def screenshots_dir(outputs_dir) -> Path:
-    """Screenshots go to the built outputs and to the project's outputs/screenshots for review."""
+    """Screenshots go to the test build's own outputs (``<build>/outputs/screenshots``; kept as
+    CI artefacts), never into the project's outputs/ folder."""
     folder = outputs_dir / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder

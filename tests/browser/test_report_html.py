@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from urllib.parse import urljoin, urlparse
 
 import pytest
-
-from analysis import config
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,9 +37,6 @@ def _chapter_pages(page, server) -> dict[str, str]:
 def _screenshot(page, folder, name):
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
-    project = config.OUTPUTS_DIR / "screenshots"
-    project.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, project / path.name)
 
 
 def test_index_loads_without_console_errors(page, server, screenshots_dir):
