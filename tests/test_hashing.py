@@ -101,3 +101,33 @@ def test_catalogue_digest_moves_only_with_the_entries_read():
     # a new group changes the list of ids, which a run iterating the groups has read
     grown = {**before, "migrants": {"label": "Migrants"}}
     assert hashing.catalogue_digest(before, reads_older) != hashing.catalogue_digest(grown, reads_older)
+
+
+def test_the_project_has_no_import_cycles():
+    """No two project modules import each other, directly or through others (any import in the
+    file counts, function-level ones too: a cycle hidden in a function is still a tangle)."""
+    import ast
+
+    src = config.SRC_DIR
+    graph = {}
+    for path in src.rglob("*.py"):
+        name = hashing._module_name(path, src)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = hashing._imported_modules(tree, name, path.name == "__init__.py", src)
+        # a module importing its own package's __init__ (or a parent package) is not a cycle
+        graph[name] = {m for m in imported if m != name and not name.startswith(m + ".")}
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles[:5])

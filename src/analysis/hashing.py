@@ -63,6 +63,17 @@ def sha256_file(path: str | Path, block_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def notebook_hash(path: str | Path) -> str:
+    """Hash of a notebook's cells (type, source, tags), ignoring outputs and execution counts."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    cells = [
+        {"type": c.get("cell_type"), "source": "".join(c.get("source", "")),
+         "tags": sorted(c.get("metadata", {}).get("tags", []))}
+        for c in nb.get("cells", [])
+    ]
+    return sha256_json(cells)
+
+
 def _strip_volatile(value):
     if isinstance(value, dict):
         return {k: _strip_volatile(v) for k, v in value.items() if not _VOLATILE_KEYS.search(str(k).lower())}

@@ -27,13 +27,12 @@ The components are stored in the manifest, so that ``--dry-run`` can say which o
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 from importlib import metadata
 from pathlib import Path
 
 from analysis import config, hashing
-from analysis.hashing import FileHasher, sha256_bytes, sha256_json  # noqa: F401  (one hashing module)
+from analysis.hashing import FileHasher, notebook_hash, sha256_bytes, sha256_json  # noqa: F401
 from analysis.pipeline.matrix import load_yaml
 
 #: Bump to invalidate every run key (e.g. after a fix that the hashes cannot see).
@@ -66,17 +65,6 @@ def code_hash(src_dir: Path | None = None) -> str:
             digest.update(str(path.relative_to(src_dir)).encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
-
-
-def notebook_hash(path: str | Path) -> str:
-    """Hash of a notebook's cells (type, source, tags), ignoring outputs and execution counts."""
-    nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    cells = [
-        {"type": c.get("cell_type"), "source": "".join(c.get("source", "")),
-         "tags": sorted(c.get("metadata", {}).get("tags", []))}
-        for c in nb.get("cells", [])
-    ]
-    return sha256_json(cells)
 
 
 def canonical_parameters(parameters: dict, project_root: Path) -> dict:

@@ -557,7 +557,7 @@ def check_parameters(runs: list[RunSpec], report_path: Path, known: dict | None 
     in the manifest) skips inspecting a notebook whose cells did not change; it is updated.
     Raises :class:`MatrixError` on the first problem.
     """
-    from analysis.pipeline.cache import notebook_hash
+    from analysis.hashing import notebook_hash
 
     known = {} if known is None else known
     cache: dict[str, dict] = {}
