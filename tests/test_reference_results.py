@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from conftest import RESULTS_DIR
-
+RESULTS_DIR = Path(__file__).parent / "results"
 COPIES = sorted(RESULTS_DIR.glob("*.json"))
 
 
