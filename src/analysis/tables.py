@@ -181,22 +181,25 @@ def is_blank(value) -> bool:
 # Presentation: formatted accessible HTML tables and an Excel workbook per indicator
 # --------------------------------------------------------------------------------------------
 
-#: Column headings of the formatted (reader-facing) result table.
-DISPLAY_COLUMNS: dict[str, str] = {
-    "indicator": "Indicator",
-    "cell": "Population",
-    "estimate": "Estimate",
-    "ci": "95% CI",
-    "n_unweighted": "Respondents",
-    "flag": "Reliability",
-}
+#: Columns of the formatted (reader-facing) result table; headings are ``tables.columns.<id>``
+#: in the text catalogue (``params/text.yml``).
+DISPLAY_COLUMNS: tuple[str, ...] = ("indicator", "cell", "estimate", "ci", "n_unweighted", "flag")
 
-#: Reader-facing words for the flags.
-FLAG_TEXT: dict[str, str] = {
-    "ok": "",
-    "caution": "caution: few respondents",
-    "suppressed": "suppressed: too few respondents",
-}
+
+def display_headings() -> dict[str, str]:
+    """Headings of :data:`DISPLAY_COLUMNS` (and ``source``) from the text catalogue."""
+    from analysis.text import text
+
+    return {c: text(f"tables.columns.{c}") for c in ("source", *DISPLAY_COLUMNS)}
+
+
+def flag_text(flag: str) -> str:
+    """Reader-facing words for a flag (``tables.flags.<flag>``); "" for ok."""
+    from analysis.text import has_text, text
+
+    if flag == "ok":
+        return ""
+    return text(f"tables.flags.{flag}") if has_text(f"tables.flags.{flag}") else str(flag)
 
 
 def _format_number(value, scale: float, decimals: int) -> str:
@@ -226,8 +229,10 @@ def format_results(
 
     Proportions of ``percent_indicators`` are shown as percentages (×100); other estimates as they
     are. Suppressed rows keep their row with blank numbers and the word "suppressed". Returns a
-    frame of strings with the headings of :data:`DISPLAY_COLUMNS` (or ``columns``).
+    frame of strings with the headings of :func:`display_headings` (or ``columns``).
     """
+    from analysis.text import text
+
     validate(table)
     indicator_labels = indicator_labels or {}
     cell_labels = cell_labels or {}
@@ -239,21 +244,22 @@ def format_results(
         scale = 100.0 if str(row["indicator"]) in percent and not is_ratio else 1.0
         estimate = _format_number(row["estimate"], scale, decimals if not is_ratio else 2)
         if estimate and scale == 100.0:
-            estimate += " points" if method.startswith("difference") else "%"
+            estimate = text("tables.points" if method.startswith("difference") else "tables.percent",
+                            value=estimate)
         elif estimate and is_ratio:
-            estimate = f"ratio {estimate}"
+            estimate = text("tables.ratio", value=estimate)
         low, high = (_format_number(row[c], scale, decimals if not is_ratio else 2) for c in ("ci_low", "ci_high"))
         rows.append(
             {
                 "indicator": indicator_labels.get(str(row["indicator"]), str(row["indicator"])),
                 "cell": _cell_label(str(row["cell"]), cell_labels),
                 "estimate": estimate,
-                "ci": f"{low}–{high}" if low and high else "",
+                "ci": text("tables.interval", low=low, high=high) if low and high else "",
                 "n_unweighted": "" if pd.isna(row["n_unweighted"]) else f"{int(row['n_unweighted']):,}",
-                "flag": FLAG_TEXT.get(str(row["flag"]), str(row["flag"])),
+                "flag": flag_text(str(row["flag"])),
             }
         )
-    headings = columns or DISPLAY_COLUMNS
+    headings = columns or display_headings()
     out = pd.DataFrame(rows, columns=list(DISPLAY_COLUMNS))
     return out.rename(columns=headings)
 

@@ -31,6 +31,7 @@ import pandas as pd
 
 from analysis import config, figures, tables
 from analysis.schema import load_dimensions, load_groups, load_indicators
+from analysis.text import lower_first, text
 
 #: Name of the column that marks a run's group ("group") and its reference ("reference").
 COMPARISON = "comparison"
@@ -86,8 +87,20 @@ class ChapterRun:
 
     @property
     def source_note(self) -> str:
-        titles = "; ".join(self.source_title(s) for s in self.frames)
-        return f"Source: {titles}." if titles else ""
+        titles = text("common.source_separator").join(self.source_title(s) for s in self.frames)
+        return text("common.source_note", sources=titles) if titles else ""
+
+    def source_note_of(self, source: str) -> str:
+        """"Source: <title of one source>." (figures of one source)."""
+        return text("common.source_note", sources=self.source_title(source))
+
+    def text(self, key: str, **values) -> str:
+        """:func:`analysis.text.text` with the run's own values filled in: ``country``,
+        ``group``, ``reference``, ``group_lc``, ``reference_lc`` (explicit values win)."""
+        common = {"country": self.country_label, "group": self.group_label,
+                  "reference": self.reference_label, "group_lc": lower_first(self.group_label),
+                  "reference_lc": lower_first(self.reference_label)}
+        return text(key, **(common | values))
 
     @property
     def indicator_labels(self) -> dict[str, str]:
@@ -104,7 +117,7 @@ class ChapterRun:
 
     @property
     def group_label(self) -> str:
-        return self.group.label if self.group else "All respondents"
+        return self.group.label if self.group else text("common.all_respondents")
 
     @property
     def reference_label(self) -> str:
@@ -115,7 +128,7 @@ class ChapterRun:
         dimension = self.dimensions.get(group.dimension)
         labels = dimension.category_labels if dimension else {}
         if group.reference == "rest":
-            return "Everyone else"
+            return text("common.everyone_else")
         return ", ".join(labels.get(c, c) for c in group.reference)
 
     def headline_indicators(self, source: str) -> list[str]:
@@ -137,11 +150,12 @@ class ChapterRun:
 
 
 def country_name(code: str | None) -> str:
-    """Short English name of an ISO3 code (pycountry), the code itself if unknown, "all countries" for None."""
+    """Short English name of an ISO3 code (pycountry), the code itself if unknown, "all countries"
+    (``common.all_countries`` in the text catalogue) for None."""
     import pycountry
 
     if not code or code == "all":
-        return "all countries"
+        return text("common.all_countries")
     entry = pycountry.countries.get(alpha_3=str(code))
     return (getattr(entry, "common_name", None) or entry.name) if entry else str(code)
 
@@ -217,7 +231,8 @@ def show_table(run: ChapterRun, table: pd.DataFrame, caption: str, cell_labels: 
     """A result table as a formatted, accessible HTML table (caption, header cells)."""
     from IPython.display import HTML
 
-    labels = {"group": run.group_label, "reference": run.reference_label, "all": "All respondents"}
+    labels = {"group": run.group_label, "reference": run.reference_label,
+              "all": text("common.all_respondents")}
     labels.update(category_labels(run))
     labels.update(cell_labels or {})
     display = tables.format_results(tables.conform(table), indicator_labels=run.indicator_labels,
@@ -256,7 +271,7 @@ def run_title(run: ChapterRun, chapter_title: str, country_name: str | None = No
         parts.append(run.group_label)
     if run.country and run.country != "all":
         parts.append(country_name or run.country)
-    return " — ".join(parts)
+    return text("common.title_separator").join(parts)
 
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 from analysis import config, figures, tables
 from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view
 from analysis.chapters.group_profile import with_comparison
+from analysis.text import text
 
 
 def load_boundaries(level: str = "admin1", country: str | None = None):
@@ -107,20 +108,21 @@ def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFra
         if indicator not in run.headline_indicators(source):
             continue
         label = run.indicator_labels.get(indicator, indicator)
-        title = f"{label}, {run.group_label.lower()}, by area, {run.country_label}"
+        title = run.text("geography.map.title", indicator=label)
         fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code", title=title,
-                                           source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+                                           source_note=run.source_note_of(source), synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, f"map_{source}_{indicator}", alt,
-                                         caption=f"{title} (percent). Hatched areas are suppressed. Made with Natural Earth."))
+                                         caption=run.text("geography.map.caption", title=title)))
         gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)]
         if len(gap):
             gap = percent_view(gap, run.percent_indicators).assign(admin1_code=gap["cell"].astype(str).to_numpy())
-            title = f"{label}: gap between {run.group_label.lower()} and {run.reference_label.lower()}, by area, {run.country_label}"
+            title = run.text("geography.gap_map.title", indicator=label)
             fig, alt = figures.plot_choropleth(areas, gap, area_key="iso_3166_2", value_key="admin1_code",
-                                               title=title, diverging=True, legend_label="Percentage points",
-                                               source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+                                               title=title, diverging=True,
+                                               legend_label=text("geography.gap_map.legend"),
+                                               source_note=run.source_note_of(source), synthetic=run.synthetic)
             saved.append(figures.save_figure(fig, run.figures_dir, f"map_gap_{source}_{indicator}", alt,
-                                             caption=f"{title}. Hatched areas are suppressed. Made with Natural Earth."))
+                                             caption=run.text("geography.gap_map.caption", title=title)))
     return saved
 
 
@@ -156,11 +158,11 @@ def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:
         # one value per country: the source with the most respondents in that country
         table = table.sort_values("n_unweighted", ascending=False, na_position="last").drop_duplicates("country")
         label = run.indicator_labels.get(indicator, indicator)
-        title = f"{label}, {run.group_label.lower()}, by country"
+        title = run.text("geography.world_map.title", indicator=label)
         fig, alt = figures.plot_choropleth(world, table, area_key="iso_a3", value_key="country", title=title,
                                            source_note=run.source_note, synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, f"world_{indicator}", alt,
-                                         caption=f"{title} (percent). Made with Natural Earth."))
+                                         caption=run.text("geography.world_map.caption", title=title)))
     return saved
 
 

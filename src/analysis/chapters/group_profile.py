@@ -6,6 +6,7 @@ import pandas as pd
 
 from analysis import figures, tables
 from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view
+from analysis.text import lower_first
 
 
 def with_comparison(run: ChapterRun, source: str) -> pd.DataFrame:
@@ -75,14 +76,15 @@ def figure_group_profile(run: ChapterRun, estimates: pd.DataFrame, source: str) 
     group = run.group
     colours = figures.series_colours(["group", "reference"], catalogue_order=["group"])
     colours["group"] = figures.series_colours([group.id], list(run.groups))[group.id]
-    title = f"{run.group_label} vs {run.reference_label.lower()}, {run.country_label}"
+    title = run.text("group_profile.figure.profile.title")
     fig, alt = figures.plot_estimates(
         shown, item_column="indicator", series_column="cell", title=title,
         item_labels=run.indicator_labels, series_order=["group", "reference"],
         series_labels={"group": run.group_label, "reference": run.reference_label}, colours=colours,
-        source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+        source_note=run.source_note_of(source), synthetic=run.synthetic)
     return figures.save_figure(fig, run.figures_dir, f"group_profile_{source}", alt,
-                               caption=f"{title}: weighted percent with 95% confidence intervals. {run.source_title(source)}.")
+                               caption=run.text("group_profile.figure.profile.caption", title=title,
+                                                source=run.source_title(source)))
 
 
 def figure_gaps(run: ChapterRun, gaps_table: pd.DataFrame, source: str) -> figures.SavedFigure:
@@ -90,12 +92,12 @@ def figure_gaps(run: ChapterRun, gaps_table: pd.DataFrame, source: str) -> figur
     diff = gaps_table[(gaps_table["source"] == source) & gaps_table["indicator"].isin(run.percent_indicators)
                       & (gaps_table["method"].astype(str).str.contains("difference"))]
     shown = percent_view(diff, run.percent_indicators)
-    title = f"Gap between {run.group_label.lower()} and {run.reference_label.lower()}, {run.country_label}"
+    title = run.text("group_profile.figure.gaps.title")
     colour = figures.series_colours([run.group_id], list(run.groups))[run.group_id]
     fig, alt = figures.plot_gaps(shown, title=title, item_labels=run.indicator_labels, colour=colour,
-                                 source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+                                 source_note=run.source_note_of(source), synthetic=run.synthetic)
     return figures.save_figure(fig, run.figures_dir, f"group_gaps_{source}", alt,
-                               caption=f"{title}: difference in percentage points with 95% confidence intervals.")
+                               caption=run.text("group_profile.figure.gaps.caption", title=title))
 
 
 def profile_summary(run: ChapterRun, gaps_table: pd.DataFrame) -> str:
@@ -104,17 +106,14 @@ def profile_summary(run: ChapterRun, gaps_table: pd.DataFrame) -> str:
                       & (gaps_table["flag"] != "suppressed") & gaps_table["estimate"].notna()]
     diff = diff[diff["indicator"].isin(run.percent_indicators)]
     if diff.empty:
-        return (f"No gap between {run.group_label.lower()} and {run.reference_label.lower()} could be "
-                "published for this country (too few respondents or no shared indicators).")
+        return run.text("group_profile.summary.none")
     clear = diff[(diff["ci_low"] > 0) | (diff["ci_high"] < 0)]
     top = diff.loc[diff["estimate"].abs().idxmax()]
     label = run.indicator_labels.get(str(top["indicator"]), str(top["indicator"]))
-    direction = "higher" if top["estimate"] > 0 else "lower"
-    return (f"The largest gap is in {label.lower()}: {abs(top['estimate']) * 100:.0f} percentage points "
-            f"{direction} for {run.group_label.lower()} than for the comparison group "
-            f"({run.reference_label.lower()}) "
-            f"(95% CI {top['ci_low'] * 100:+.0f} to {top['ci_high'] * 100:+.0f}). "
-            f"{len(clear)} of {len(diff)} published gaps have a 95% interval that excludes zero.")
+    direction = run.text("group_profile.summary.higher" if top["estimate"] > 0 else "group_profile.summary.lower")
+    return run.text("group_profile.summary.largest", indicator=label, indicator_lc=lower_first(label),
+                    size=abs(top["estimate"]) * 100, direction=direction, low=top["ci_low"] * 100,
+                    high=top["ci_high"] * 100, clear=len(clear), total=len(diff))
 
 
 def group_profile_figures(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> list:

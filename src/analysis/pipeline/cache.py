@@ -10,7 +10,8 @@ A run's key is the SHA-256 of its *key components*:
 - ``code``: every ``.py`` and template file under ``src/analysis``;
 - ``group_definition``: the run's entry in ``params/groups.yml`` and its dimension (the whole
   catalogue for runs not about one group), ``indicators``: ``params/indicators.yml``,
-  ``disclosure``: the thresholds of the report file;
+  ``disclosure``: the thresholds of the report file, ``text``: the text catalogue
+  (``params/text*.yml``: every title, caption, heading and sentence template a page shows);
 - ``environment``: Python and dependency versions; ``epoch``: bump to re-run everything.
 
 The components are stored in the manifest, so that ``--dry-run`` can say which one changed.
@@ -154,6 +155,8 @@ class KeyContext:
         self._groups_all = sha256_json(groups_yaml)
         indicators = Path(ctx.groups_file).with_name("indicators.yml")
         self.indicators = hasher(indicators) if indicators.exists() else "missing"
+        # every language's text catalogue: a page shows its words (analysis.text)
+        self.text = sha256_json({p.name: hasher(p) for p in sorted(indicators.parent.glob("text*.yml"))})
         self.disclosure = sha256_json(ctx.report.disclosure.model_dump())
         self._notebooks: dict[str, str] = {}
 
@@ -177,6 +180,7 @@ class KeyContext:
             "code": self.code,
             "group_definition": self.group_definition(run.group),
             "indicators": self.indicators,
+            "text": self.text,
             "disclosure": self.disclosure,
             "environment": self.environment,
             "epoch": EPOCH,
@@ -201,6 +205,7 @@ _COMPONENT_NAMES = {
     "code": "library code (src/analysis) changed",
     "group_definition": "group definition changed (params/groups.yml)",
     "indicators": "indicator catalogue changed (params/indicators.yml)",
+    "text": "text catalogue changed (params/text.yml)",
     "disclosure": "disclosure thresholds changed",
     "environment": "package versions changed",
     "epoch": "epoch bumped",
