@@ -193,12 +193,29 @@ def display_headings() -> dict[str, str]:
     return {c: text(f"tables.columns.{c}") for c in ("source", *DISPLAY_COLUMNS)}
 
 
-def flag_text(flag: str) -> str:
-    """Reader-facing words for a flag (``tables.flags.<flag>``); "" for ok."""
+#: Marker in ``method`` of an estimate flagged for a degenerate interval, followed by its cause
+#: (see :func:`analysis.chapters.common.flag_degenerate_intervals`).
+DEGENERATE_MARK = "degenerate interval"
+
+
+def degenerate_cause(method) -> str | None:
+    """The cause id after :data:`DEGENERATE_MARK` in ``method`` ("all_same", ...), or None."""
+    method = "" if method is None or (not isinstance(method, str) and pd.isna(method)) else str(method)
+    if DEGENERATE_MARK + ": " not in method:
+        return None
+    return method.split(DEGENERATE_MARK + ": ", 1)[1].split(";", 1)[0].strip()
+
+
+def flag_text(flag: str, method=None) -> str:
+    """Reader-facing words for a flag (``tables.flags.<flag>``); "" for ok. A caution for a
+    degenerate interval names its cause (``tables.flags.degenerate`` with ``tables.degenerate.<cause>``)."""
     from analysis.text import has_text, text
 
     if flag == "ok":
         return ""
+    cause = degenerate_cause(method)
+    if flag == "caution" and cause and has_text(f"tables.degenerate.{cause}"):
+        return text("tables.flags.degenerate", cause=text(f"tables.degenerate.{cause}"))
     return text(f"tables.flags.{flag}") if has_text(f"tables.flags.{flag}") else str(flag)
 
 
@@ -224,12 +241,16 @@ def format_results(
     percent_indicators=(),
     columns: dict | None = None,
     decimals: int = 1,
+    source_labels: dict | None = None,
+    show_source: bool | None = None,
 ) -> pd.DataFrame:
     """Format a result table for readers: labels, rounded numbers, CI as "low–high", flag words.
 
     Proportions of ``percent_indicators`` are shown as percentages (×100); other estimates as they
     are. Suppressed rows keep their row with blank numbers and the word "suppressed". Returns a
-    frame of strings with the headings of :func:`display_headings` (or ``columns``).
+    frame of strings with the headings of :func:`display_headings` (or ``columns``). A table
+    that mixes sources (or ``show_source=True``) gets a first column with each row's source
+    (``source_labels``: id -> short title).
     """
     from analysis.text import text
 
@@ -256,11 +277,16 @@ def format_results(
                 "estimate": estimate,
                 "ci": text("tables.interval", low=low, high=high) if low and high else "",
                 "n_unweighted": "" if pd.isna(row["n_unweighted"]) else f"{int(row['n_unweighted']):,}",
-                "flag": flag_text(str(row["flag"])),
+                "flag": flag_text(str(row["flag"]), row["method"]),
+                "source": (source_labels or {}).get(str(row["source"]), str(row["source"]))
+                if not pd.isna(row["source"]) else "",
             }
         )
     headings = columns or display_headings()
-    out = pd.DataFrame(rows, columns=list(DISPLAY_COLUMNS))
+    if show_source is None:
+        show_source = table["source"].dropna().astype(str).nunique() > 1
+    order = (["source"] if show_source else []) + list(DISPLAY_COLUMNS)
+    out = pd.DataFrame(rows, columns=["source", *DISPLAY_COLUMNS])[order]
     return out.rename(columns=headings)
 
 

@@ -14,6 +14,7 @@ from analysis.chapters.common import (
     ChapterRun,
     category_labels,
     population_margins,
+    protect,
 )
 from analysis.text import text
 
@@ -106,7 +107,6 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
     each category's 0/1 membership is an indicator whose weighted mean is the share; respondents
     missing the dimension are excluded from its denominator. Suppressed per disclosure rules.
     """
-    from analysis.disclosure import apply_suppression
     from analysis.survey import design_for, estimate_by
 
     frame = run.frames[source]
@@ -121,9 +121,25 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
         estimates = estimates.assign(breakdown=names.str[0], cell=names.str[1], indicator="composition")
         # Disclosure counts the people IN the category (the numerator), not the denominator.
         estimates["n_unweighted"] = [int((work[d] == c).sum()) for d, c in zip(estimates["breakdown"], estimates["cell"])]
-        parts.append(estimates)
-    table = apply_suppression(tables.stack(parts), keys=["source", "country", "indicator", "breakdown"])
+        parts.append(in_catalogue_order(run, estimates))
+    table = protect(run, tables.stack(parts), keys=["source", "country", "indicator", "breakdown"])
     return _protect_complements(table)
+
+
+def in_catalogue_order(run: ChapterRun, table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``breakdown`` = dimension, ``cell`` = category in the catalogue's order of the
+    dimensions (:data:`PROFILE_DIMENSIONS`) and of each dimension's categories
+    (``params/groups.yml``: income Lowest … Highest, not alphabetical); unknown ones last."""
+    rank: dict[tuple[str, str], int] = {}
+    for dimension in PROFILE_DIMENSIONS:
+        spec = run.dimensions.get(dimension)
+        for category in (spec.categories if spec else []):
+            rank[(dimension, str(category))] = len(rank)
+    dims = {d: i for i, d in enumerate(PROFILE_DIMENSIONS)}
+    keys = [(dims.get(b, len(dims)), rank.get((b, c), len(rank)))
+            for b, c in zip(table["breakdown"].astype(str), table["cell"].astype(str))]
+    order = sorted(range(len(table)), key=lambda i: keys[i])
+    return table.iloc[order].reset_index(drop=True)
 
 
 def _protect_complements(table: pd.DataFrame) -> pd.DataFrame:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import figures, tables
-from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view
-from analysis.text import lower_first
+from analysis.chapters.common import (
+    COMPARISON,
+    ChapterError,
+    ChapterRun,
+    estimate_indicators,
+    percent_view,
+    protect,
+)
 
 
 def with_comparison(run: ChapterRun, source: str) -> pd.DataFrame:
@@ -26,8 +32,7 @@ def group_estimates(run: ChapterRun) -> pd.DataFrame:
     design says) with 95% CIs from :func:`analysis.survey.estimate_by`; the breakdown is
     :data:`COMPARISON` with cells "group" and "reference".
     """
-    from analysis.disclosure import apply_suppression
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import design_for
 
     parts = []
     for source in run.sources:
@@ -35,10 +40,10 @@ def group_estimates(run: ChapterRun) -> pd.DataFrame:
         if not indicators:
             continue
         frame = with_comparison(run, source)
-        estimates = estimate_by(frame, design_for(frame), indicators, by=[COMPARISON], margins=False,
+        estimates = estimate_indicators(run, frame, design_for(frame), indicators, by=[COMPARISON], margins=False,
                                 statistic="mean", source=source, country=run.country, group=run.group_id)
         parts.append(estimates[estimates["cell"].isin(["group", "reference"])])
-    return apply_suppression(tables.stack(parts))
+    return protect(run, tables.stack(parts))
 
 
 def group_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
@@ -76,7 +81,7 @@ def figure_group_profile(run: ChapterRun, estimates: pd.DataFrame, source: str) 
     group = run.group
     colours = figures.series_colours(["group", "reference"], catalogue_order=["group"])
     colours["group"] = figures.series_colours([group.id], list(run.groups))[group.id]
-    title = run.text("group_profile.figure.profile.title")
+    title = run.figure_title("group_profile.figure.profile.title", source)
     fig, alt = figures.plot_estimates(
         shown, item_column="indicator", series_column="cell", title=title,
         item_labels=run.indicator_labels, series_order=["group", "reference"],
@@ -92,7 +97,7 @@ def figure_gaps(run: ChapterRun, gaps_table: pd.DataFrame, source: str) -> figur
     diff = gaps_table[(gaps_table["source"] == source) & gaps_table["indicator"].isin(run.percent_indicators)
                       & (gaps_table["method"].astype(str).str.contains("difference"))]
     shown = percent_view(diff, run.percent_indicators)
-    title = run.text("group_profile.figure.gaps.title")
+    title = run.figure_title("group_profile.figure.gaps.title", source)
     colour = figures.series_colours([run.group_id], list(run.groups))[run.group_id]
     fig, alt = figures.plot_gaps(shown, title=title, item_labels=run.indicator_labels, colour=colour,
                                  source_note=run.source_note_of(source), synthetic=run.synthetic)
@@ -100,20 +105,30 @@ def figure_gaps(run: ChapterRun, gaps_table: pd.DataFrame, source: str) -> figur
                                caption=run.text("group_profile.figure.gaps.caption", title=title))
 
 
-def profile_summary(run: ChapterRun, gaps_table: pd.DataFrame) -> str:
-    """One or two sentences of narrative from the gaps: the largest clear gap, and how many are clear."""
-    diff = gaps_table[gaps_table["method"].astype(str).str.contains("difference")
-                      & (gaps_table["flag"] != "suppressed") & gaps_table["estimate"].notna()]
-    diff = diff[diff["indicator"].isin(run.percent_indicators)]
-    if diff.empty:
+def profile_summary(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> str:
+    """Narrative from the data: the largest clear gap as a finding sentence (size, interval, source,
+    respondents, quality; chosen by the rules of :mod:`analysis.findings`), and how many gaps are
+    clear, flagged caution or suppressed."""
+    from analysis import findings
+
+    diff = gaps_table[(gaps_table["method"].astype(str) == "difference")
+                      & gaps_table["indicator"].isin(run.percent_indicators)]
+    published = diff[(diff["flag"] != "suppressed") & diff["estimate"].notna()]
+    if published.empty:
         return run.text("group_profile.summary.none")
-    clear = diff[(diff["ci_low"] > 0) | (diff["ci_high"] < 0)]
-    top = diff.loc[diff["estimate"].abs().idxmax()]
-    label = run.indicator_labels.get(str(top["indicator"]), str(top["indicator"]))
-    direction = run.text("group_profile.summary.higher" if top["estimate"] > 0 else "group_profile.summary.lower")
-    return run.text("group_profile.summary.largest", indicator=label, indicator_lc=lower_first(label),
-                    size=abs(top["estimate"]) * 100, direction=direction, low=top["ci_low"] * 100,
-                    high=top["ci_high"] * 100, clear=len(clear), total=len(diff))
+    clear = published[(published["ci_low"] > 0) | (published["ci_high"] < 0)]
+    counts = run.text("group_profile.summary.counts", clear=len(clear), total=len(published),
+                      caution=int((published["flag"] == "caution").sum()),
+                      suppressed=int((diff["flag"] == "suppressed").sum()))
+    table = findings.comparisons(tables.stack([estimates, gaps_table]), run.indicators)
+    top = findings.key_findings(table, run.percent_indicators, per_theme=1)
+    if top.empty:
+        return run.text("group_profile.summary.no_clear", total=len(published)) + " " + counts
+    best = top.loc[top["gap"].abs().idxmax()]
+    sentence = findings.finding_text(best, group_label=run.group_label, reference_label=run.reference_label,
+                                     indicator_label=run.indicator_labels[best["indicator"]],
+                                     country_label=run.country_label, source_title=run.source_title(best["source"]))
+    return run.text("group_profile.summary.largest", finding=sentence) + " " + counts
 
 
 def group_profile_figures(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> list:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import figures, tables
-from analysis.chapters.common import COMPARISON, ChapterRun, category_labels, percent_view
+from analysis.chapters.common import (
+    COMPARISON,
+    ChapterRun,
+    category_labels,
+    estimate_indicators,
+    percent_view,
+    protect,
+)
 from analysis.chapters.group_profile import with_comparison
 from analysis.text import text
 
@@ -16,8 +23,7 @@ INTERSECTION_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "dis
 def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
     """Every percent indicator for the group and its reference within each category of every other
     dimension (``comparison × <dimension>``), design-based, suppressed."""
-    from analysis.disclosure import apply_suppression
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import design_for
 
     parts = []
     for source in run.sources:
@@ -29,10 +35,10 @@ def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
                 continue
             if not indicators:
                 continue
-            est = estimate_by(frame, design, indicators, by=[COMPARISON, dimension], margins=False,
+            est = estimate_indicators(run, frame, design, indicators, by=[COMPARISON, dimension], margins=False,
                               source=source, country=run.country, group=run.group_id)
             parts.append(est)
-    return apply_suppression(tables.stack(parts))
+    return protect(run, tables.stack(parts))
 
 
 def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
@@ -59,7 +65,7 @@ def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
         if indicator not in run.headline_indicators(source):
             continue
         label = run.indicator_labels.get(indicator, indicator)
-        title = run.text("intersections.heatmap.title", indicator=label)
+        title = run.figure_title("intersections.heatmap.title", source, indicator=label)
         fig, alt = figures.plot_heatmap(
             table, row_column="row", column_column="col", title=title, row_order=list(dict.fromkeys(table["row"])),
             column_labels={"group": run.group_label, "reference": run.reference_label},

@@ -13,8 +13,10 @@ from analysis.chapters.common import (
     ChapterError,
     ChapterRun,
     category_labels,
+    estimate_indicators,
     percent_view,
     population_margins,
+    protect,
 )
 from analysis.text import text
 
@@ -118,13 +120,14 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
 
     CSO estimates are design-based (:func:`analysis.survey.estimate_by`) over the same breakdown
     as the official row; both are kept in the result schema with ``method`` saying which is which.
+    Each official row appears once, however many CSO sources the country has.
     """
-    from analysis.disclosure import apply_suppression
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import design_for
 
     parts = []
     for table in official.values():
         table = tables.conform(table)
+        shown = np.zeros(len(table), dtype=bool)  # official rows already added (once, whatever the CSO sources)
         for source, frame in run.frames.items():
             for breakdown in sorted(set(table["breakdown"].astype(str))):
                 dims = [] if breakdown == "all" else tables.split_cell(breakdown)
@@ -133,18 +136,20 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
                 wanted = sorted(set(table.loc[table["breakdown"] == breakdown, "indicator"]) & set(run.indicators_in(source)))
                 if not wanted:
                     continue
-                cso = estimate_by(frame, design_for(frame), wanted, by=dims, margins=False,
+                cso = estimate_indicators(run, frame, design_for(frame), wanted, by=dims, margins=False,
                                   source=source, country=run.country)
                 if not dims:
                     cso = cso.assign(breakdown="all", cell="all")
                 keys = set(zip(cso["indicator"].astype(str), cso["cell"].astype(str)))
                 both = np.array([(i, c) in keys for i, c in zip(table["indicator"].astype(str), table["cell"].astype(str))],
                                 dtype=bool)
-                off = table[(table["breakdown"] == breakdown).to_numpy(dtype=bool) & both]
+                new = (table["breakdown"] == breakdown).to_numpy(dtype=bool) & both & ~shown
+                shown |= new
+                off = table[new]
                 parts += [off.assign(method="official: " + off["method"].fillna("published estimate").astype(str)), cso]
     if not parts:
         return tables.empty_result()
-    return apply_suppression(tables.stack(parts), secondary=False)
+    return protect(run, tables.stack(parts), secondary=False)
 
 
 def comparison_figure(run: ChapterRun, comparison: pd.DataFrame) -> list:
@@ -183,8 +188,7 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``n / deff`` before and after, and the weighting method.
     """
     from analysis import weighting
-    from analysis.disclosure import apply_suppression
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import design_for
 
     margins = population_margins(run.processed_dir, run.country)
     parts, diagnostics = [], []
@@ -212,8 +216,8 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
             unweighted.attrs.update(frame.attrs)
             before_design, after_design = design_for(unweighted), own
             method = text("official_statistics.weighting.published_weights")
-        before = estimate_by(frame, before_design, indicators, by=[], source=source, country=run.country)
-        after = estimate_by(frame, after_design, indicators, by=[], source=source, country=run.country)
+        before = estimate_indicators(run, frame, before_design, indicators, by=[], source=source, country=run.country)
+        after = estimate_indicators(run, frame, after_design, indicators, by=[], source=source, country=run.country)
         parts += [before.assign(cell="unweighted", method="before weighting: " + before["method"].astype(str)),
                   after.assign(cell="weighted", method=f"after weighting ({method}): " + after["method"].astype(str))]
         w_before, w_after = np.asarray(before_design.weights, float), np.asarray(after_design.weights, float)
@@ -223,7 +227,7 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
                             "deff_before": f"{deff_before:.2f}", "deff_after": f"{deff_after:.2f}",
                             "ess_after": f"{len(frame) / deff_after:,.0f}",
                             "notes": note})
-    table = apply_suppression(tables.stack(parts), secondary=False) if parts else tables.empty_result()
+    table = protect(run, tables.stack(parts), secondary=False) if parts else tables.empty_result()
     columns = ["source", "respondents", "weighting", "deff_before", "deff_after", "ess_after", "notes"]
     return table, pd.DataFrame(diagnostics, columns=columns).rename(
         columns={c: text(f"official_statistics.weighting.columns.{c}") for c in columns})

@@ -6,27 +6,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import figures, tables
+from analysis import config, figures, tables
 from analysis.chapters.common import (
     COMPARISON,
     ChapterError,
     ChapterRun,
     country_name,
     percent_view,
+    resolve_output_dir,
 )
 from analysis.schema import load_dimensions, load_groups, load_indicators
 from analysis.text import text
 
 
-def start_synthesis(chapter: str, all_estimates, output_dir=".", processed_dir=None) -> tuple[ChapterRun, pd.DataFrame]:
-    """Load ``outputs/tables/all_estimates.csv`` and the catalogues for the synthesis chapter."""
+def start_synthesis(chapter: str, all_estimates=None, output_dir=None,
+                    processed_dir=None) -> tuple[ChapterRun, pd.DataFrame]:
+    """Load ``outputs/tables/all_estimates.csv`` and the catalogues for the synthesis chapter.
+
+    ``all_estimates`` None: the project's ``outputs/tables/all_estimates.csv``; ``output_dir``
+    None: ``outputs/<chapter>`` (:func:`analysis.chapters.common.resolve_output_dir`).
+    """
     from analysis.sources import processed_path
 
-    path = Path(all_estimates)
+    path = Path(all_estimates) if all_estimates else config.OUTPUTS_DIR / "tables" / "all_estimates.csv"
     if not path.exists():
         raise ChapterError(f"{path}: no collected estimates; run the other chapters first (`python -m analysis run`)")
     estimates = tables.read_csv(path)
-    output_dir = Path(output_dir)
+    output_dir = resolve_output_dir(chapter, output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     figures.use_house_style()
     run = ChapterRun(chapter=chapter, group_id=None, country=None,
