@@ -121,10 +121,13 @@ class ChapterRun:
             return str(given)
         frame = self.frames[source]
         method = _derivation(source, dimension)
+        answered = [c for c in WG_DOMAINS if c in frame and frame[c].notna().any()]
+        if dimension == "disability" and method is None and answered:
+            method = "wg_ss"  # no card at hand: the processed frame has the WG domains
         if dimension == "disability" and (method == "wg_ss" or meta.get("wg_domains")):
             domains = meta.get("wg_domains") or meta.get("wg_ss_domains")
             if not domains:
-                domains = sum(1 for c in WG_DOMAINS if c in frame and frame[c].notna().any())
+                domains = len(answered)
             return text("common.measurement.wg_ss", domains=int(domains), total=len(WG_DOMAINS))
         if method:
             key = f"common.measurement.{method}"
