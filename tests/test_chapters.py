@@ -58,8 +58,10 @@ def test_gap_is_group_minus_reference(run, estimates):
     diff = gaps[(gaps["indicator"] == "food_insecurity") & (gaps["method"] == "difference")].iloc[0]
     pick = estimates.set_index(["indicator", "cell"])["estimate"]
     assert diff["estimate"] == pytest.approx(pick[("food_insecurity", "group")] - pick[("food_insecurity", "reference")])
-    sentence = chapters.profile_summary(run, gaps)
-    assert sentence.startswith("The largest gap is in") and "persons with disabilities" in sentence
+    sentence = chapters.profile_summary(run, estimates, gaps)
+    # the headline names the source, the respondents and the quality of what it cites
+    assert sentence.startswith("Largest clear gap") and "persons with disabilities" in sentence.lower()
+    assert run.source_title("household_pulse") in sentence and "n = " in sentence and "quality: ok" in sentence
 
 
 def test_gaps_of_suppressed_inputs_are_suppressed(run, estimates):

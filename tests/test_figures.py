@@ -124,7 +124,7 @@ def test_choropleth_credits_natural_earth_and_hatches_suppressed():
                            "ci_low": None, "ci_high": None, "flag": ["suppressed"] + ["ok"] * (len(codes) - 1)})
     fig, alt = figures.plot_choropleth(areas, values, area_key="iso_3166_2", value_key="admin1_code",
                                        title="food insecurity")
-    assert any(t.get_text() == figures.NATURAL_EARTH_CREDIT for t in fig.texts)
+    assert any(t.get_text() == figures.natural_earth_credit() for t in fig.texts)
     assert "1 area suppressed" in alt and "Made with Natural Earth" in alt
     assert any(c.get_hatch() for c in fig.axes[0].collections)
     matplotlib.pyplot.close("all")
@@ -133,9 +133,9 @@ def test_choropleth_credits_natural_earth_and_hatches_suppressed():
 def test_synthetic_banner_only_for_synthetic_sources():
     fig, _ = figures.plot_estimates(_profile_table(), item_column="indicator", series_column="cell",
                                     title="t", synthetic=True)
-    assert any(t.get_text() == figures.SYNTHETIC_NOTE for t in fig.texts)
+    assert any(t.get_text() == figures.synthetic_note() for t in fig.texts)
     fig2, _ = figures.plot_estimates(_profile_table(), item_column="indicator", series_column="cell", title="t")
-    assert not any(t.get_text() == figures.SYNTHETIC_NOTE for t in fig2.texts)
+    assert not any(t.get_text() == figures.synthetic_note() for t in fig2.texts)
     matplotlib.pyplot.close("all")
 
 

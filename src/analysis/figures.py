@@ -42,6 +42,7 @@ from matplotlib.patches import Patch
 # The formats figures are saved in are decided in config (light to import: the pipeline's run
 # keys read them without loading matplotlib).
 from analysis.config import FIGURE_FORMATS_ENV, figure_formats  # noqa: F401
+from analysis.text import text, text_count
 
 #: Okabe–Ito colour-blind-safe palette, in the order colours are handed out. Yellow comes last
 #: because it has the lowest contrast on white.
@@ -69,9 +70,6 @@ DIVERGING_CMAP = "PuOr_r"
 PERCENT_RANGE: tuple[float, float] = (0.0, 100.0)
 #: Default half-width of the axis of every gap in percentage points.
 GAP_HALF_RANGE = 50.0
-#: Natural Earth asks for this credit on every map.
-NATURAL_EARTH_CREDIT = "Made with Natural Earth"
-SYNTHETIC_NOTE = "SYNTHETIC DEMO DATA"
 #: Matplotlib's SVG ids depend on this salt; fixing it makes re-rendered SVGs byte-identical.
 SVG_HASH_SALT = "analysis-house-style"
 PNG_DPI = 150
@@ -185,6 +183,22 @@ def _relative_path(path: Path, start: Path) -> str:
 # --------------------------------------------------------------------------- notes
 
 
+def natural_earth_credit() -> str:
+    """The credit Natural Earth asks for on every map (``figures.natural_earth_credit``)."""
+    return text("figures.natural_earth_credit")
+
+
+def synthetic_note() -> str:
+    """The banner on every figure drawn from synthetic data (``figures.synthetic_banner``)."""
+    return text("figures.synthetic_banner")
+
+
+def _note(source_note: str, caution: bool, legend_key: str) -> str:
+    """Source note, the caution footnote when an estimate is marked, and what the marks show."""
+    parts = [source_note, text("figures.caution_note") if caution else "", text(legend_key)]
+    return " ".join(p for p in parts if p)
+
+
 def _add_notes(fig, source_note: str, synthetic: bool, credit: str | None = None) -> None:
     """Source note bottom-left, synthetic banner top-right, map credit bottom-right."""
     fig.text(0.01, 0.005, source_note, ha="left", va="bottom", fontsize=7.5, color="#333333", wrap=True)
@@ -192,7 +206,7 @@ def _add_notes(fig, source_note: str, synthetic: bool, credit: str | None = None
         fig.text(0.99, 0.005, credit, ha="right", va="bottom", fontsize=7.5, color="#333333")
     if synthetic:
         fig.text(
-            0.99, 0.995, SYNTHETIC_NOTE, ha="right", va="top", fontsize=9, fontweight="bold",
+            0.99, 0.995, synthetic_note(), ha="right", va="top", fontsize=9, fontweight="bold",
             color="#A00000", bbox={"facecolor": "white", "edgecolor": "#A00000", "boxstyle": "round,pad=0.2"},
         )
 
@@ -254,7 +268,7 @@ def plot_estimates(
     item_column: str,
     series_column: str,
     title: str,
-    value_label: str = "Percent of adults",
+    value_label: str | None = None,
     item_labels: dict | None = None,
     series_labels: dict | None = None,
     series_order: list | None = None,
@@ -279,6 +293,7 @@ def plot_estimates(
     (Figure, alt_text)
     """
     use_house_style()
+    value_label = value_label if value_label is not None else text("figures.percent_of_adults")
     item_labels = item_labels or {}
     series_labels = series_labels or {}
     items = list(dict.fromkeys(table[item_column].astype(str)))
@@ -308,7 +323,7 @@ def plot_estimates(
                 any_suppressed |= row["flag"] == "suppressed"
                 ax.barh(y, high - low, left=low, height=bar_height * 0.9, color=SUPPRESSED_COLOUR,
                         edgecolor=colours.get(key, REFERENCE_COLOUR), hatch=SUPPRESSED_HATCH, linewidth=0.8)
-                label = "suppressed" if row["flag"] == "suppressed" else "no estimate"
+                label = text("figures.suppressed" if row["flag"] == "suppressed" else "figures.no_estimate")
                 ax.text(low + (high - low) / 2, y, label, ha="center", va="center", fontsize=8,
                         bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
                 continue
@@ -331,8 +346,8 @@ def plot_estimates(
     handles = [Patch(facecolor=colours.get(k, REFERENCE_COLOUR), label=series_labels.get(k, k)) for k in series]
     if any_suppressed:
         handles.append(Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
-                             label="suppressed (too few respondents)"))
-    note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Bars: estimate; whiskers: 95% CI."
+                             label=text("figures.suppressed_legend")))
+    note = _note(source_note, any_caution, "figures.bars_note")
     _finish_layout(fig, title, note.strip(), synthetic, handles=handles)
     alt = describe_estimates(table, item_column=item_column, series_column=series_column, title=title,
                              item_labels=item_labels, series_labels=series_labels, series_order=series,
@@ -367,25 +382,27 @@ def describe_estimates(table, *, item_column, series_column, title, item_labels=
                 continue
             name = series_labels.get(key, key)
             if row["flag"] == "suppressed" or pd.isna(row["estimate"]):
-                values.append(f"{name} suppressed (too few respondents)")
+                values.append(text("figures.alt.series_suppressed", name=name))
             else:
-                mark = ", caution: few respondents" if row["flag"] == "caution" else ""
+                mark = text("figures.alt.caution_mark") if row["flag"] == "caution" else ""
                 ci = _fmt_ci(row.get("ci_low"), row.get("ci_high"), unit)
                 values.append(f"{name} {_fmt(float(row['estimate']), unit)}{ci[:-1] + mark + ')' if ci else mark}")
-        text = f"{item_labels.get(item, item)}: " + " vs ".join(values)
+        sentence = f"{item_labels.get(item, item)}: " + text("figures.alt.versus").join(values)
         if len(series) == 2:
             a, b = rows.get((item, series[0])), rows.get((item, series[1]))
             if a is not None and b is not None and pd.notna(a["estimate"]) and pd.notna(b["estimate"]):
                 gap = float(a["estimate"]) - float(b["estimate"])
                 gaps.append((abs(gap), item_labels.get(item, item), gap))
-                text += f"; gap {_signed(gap)} points" if unit == "percent" else f"; difference {gap:+.2g}"
-        parts.append(text)
-    alt = f"Bar chart of {title}. " + ". ".join(parts) + "."
+                sentence += (text("figures.alt.gap_points", gap=_signed(gap)) if unit == "percent"
+                             else text("figures.alt.gap_difference", gap=f"{gap:+.2g}"))
+        parts.append(sentence)
+    alt = text("figures.alt.bar_chart", title=title, details=". ".join(parts))
     if len(items) > max_items:
-        alt += f" And {len(items) - max_items} more items, listed in the table below."
+        alt += text("figures.alt.more_items", count=len(items) - max_items)
     if gaps:
         _, label, gap = max(gaps)
-        alt += f" Largest gap: {label}, {_signed(gap)} {'points' if unit == 'percent' else ''}.".replace(" .", ".")
+        alt += (text("figures.alt.largest_gap", label=label, gap=_signed(gap)) if unit == "percent"
+                else text("figures.alt.largest_difference", label=label, gap=_signed(gap)))
     return alt
 
 
@@ -398,7 +415,7 @@ def plot_gaps(
     title: str,
     item_labels: dict | None = None,
     colour: str = OKABE_ITO[0],
-    value_label: str = "Difference, percentage points (group − reference)",
+    value_label: str | None = None,
     source_note: str = "",
     synthetic: bool = False,
 ):
@@ -408,6 +425,7 @@ def plot_gaps(
     ``flag``. The axis is fixed at ±50 points (±100 when a value needs it) so runs compare.
     """
     use_house_style()
+    value_label = value_label if value_label is not None else text("figures.gap_axis")
     item_labels = item_labels or {}
     items = list(table["indicator"].astype(str))
     values = pd.concat([table["ci_low"], table["ci_high"], table["estimate"]]).astype(float).abs()
@@ -420,7 +438,7 @@ def plot_gaps(
         if row["flag"] == "suppressed" or pd.isna(row["estimate"]):
             ax.barh(i, 2 * half, left=-half, height=0.6, color=SUPPRESSED_COLOUR, edgecolor="#444444",
                     hatch=SUPPRESSED_HATCH, linewidth=0.6)
-            ax.text(0, i, "suppressed" if row["flag"] == "suppressed" else "no estimate", ha="center",
+            ax.text(0, i, text("figures.suppressed" if row["flag"] == "suppressed" else "figures.no_estimate"), ha="center",
                     va="center", fontsize=8, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
             continue
         est = float(row["estimate"])
@@ -437,7 +455,7 @@ def plot_gaps(
     ax.set_ylim(len(items) - 0.5, -0.7)
     ax.set_xlim(-half, half)
     ax.set_xlabel(value_label)
-    note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Dots: gap; whiskers: 95% CI."
+    note = _note(source_note, any_caution, "figures.dots_note")
     _finish_layout(fig, title, note.strip(), synthetic)
     return fig, describe_gaps(table, title=title, item_labels=item_labels)
 
@@ -449,19 +467,19 @@ def describe_gaps(table, *, title, item_labels=None, max_items: int = 8) -> str:
     for _, row in table.head(max_items).iterrows():
         label = item_labels.get(str(row["indicator"]), str(row["indicator"]))
         if row["flag"] == "suppressed" or pd.isna(row["estimate"]):
-            parts.append(f"{label}: suppressed")
+            parts.append(text("figures.alt.item_suppressed", label=label))
             continue
         ci = ""
         if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
-            ci = f" (95% CI {_signed(row['ci_low'])} to {_signed(row['ci_high'])})"
+            ci = text("figures.alt.gap_interval", low=_signed(row["ci_low"]), high=_signed(row["ci_high"]))
             if row["ci_low"] > 0 or row["ci_high"] < 0:
                 clear.append(label)
-        parts.append(f"{label}: {_signed(row['estimate'])} points{ci}")
-    alt = f"Dot chart of {title}. " + "; ".join(parts) + "."
+        parts.append(text("figures.alt.item_gap", label=label, gap=_signed(row["estimate"]), interval=ci))
+    alt = text("figures.alt.dot_chart", title=title, details="; ".join(parts))
     if len(table) > max_items:
-        alt += f" And {len(table) - max_items} more, listed in the table below."
-    alt += (f" Intervals exclude zero for: {', '.join(clear)}." if clear
-            else " No interval excludes zero.")
+        alt += text("figures.alt.more_gaps", count=len(table) - max_items)
+    alt += (text("figures.alt.clear_gaps", labels=text("common.list_separator").join(clear)) if clear
+            else text("figures.alt.no_clear_gap"))
     return alt
 
 
@@ -502,11 +520,11 @@ def plot_heatmap(
             row = lookup.get((r, c))
             if row is None or (row["flag"] != "suppressed" and pd.isna(row["estimate"])):
                 ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=NO_DATA_COLOUR, edgecolor="white"))
-                ax.text(j + 0.5, i + 0.5, "no data", ha="center", va="center", fontsize=8)
+                ax.text(j + 0.5, i + 0.5, text("figures.no_data"), ha="center", va="center", fontsize=8)
             elif row["flag"] == "suppressed":
                 ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=SUPPRESSED_COLOUR, edgecolor="#444444",
                                            hatch=SUPPRESSED_HATCH, linewidth=0.5))
-                ax.text(j + 0.5, i + 0.5, "suppressed", ha="center", va="center", fontsize=8,
+                ax.text(j + 0.5, i + 0.5, text("figures.suppressed"), ha="center", va="center", fontsize=8,
                         bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
             else:
                 est = float(row["estimate"])
@@ -530,8 +548,8 @@ def plot_heatmap(
     ax.set_ylabel(row_title)
     ax.grid(False)
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=ax, label="Percent", fraction=0.04, pad=0.02)
-    note = source_note + (" * caution: based on few respondents." if any_caution else "") + " Tiles: estimate (95% CI)."
+    fig.colorbar(sm, ax=ax, label=text("figures.percent"), fraction=0.04, pad=0.02)
+    note = _note(source_note, any_caution, "figures.tiles_note")
     _finish_layout(fig, title, note.strip(), synthetic)
     alt = describe_heatmap(table, row_column=row_column, column_column=column_column, title=title,
                            row_labels=row_labels, column_labels=column_labels)
@@ -548,14 +566,14 @@ def describe_heatmap(table, *, row_column, column_column, title, row_labels=None
         return f"{row_labels.get(str(row[row_column]), row[row_column])} × " \
                f"{column_labels.get(str(row[column_column]), row[column_column])}"
 
-    alt = f"Heatmap of {title}, {len(table)} cells."
+    alt = text("figures.alt.heatmap", title=title, cells=len(table))
     if len(shown):
         hi = shown.loc[shown["estimate"].astype(float).idxmax()]
         lo = shown.loc[shown["estimate"].astype(float).idxmin()]
-        alt += (f" Highest: {name(hi)} {float(hi['estimate']):.0f}%"
-                f"{_fmt_ci(hi.get('ci_low'), hi.get('ci_high'))}."
-                f" Lowest: {name(lo)} {float(lo['estimate']):.0f}%{_fmt_ci(lo.get('ci_low'), lo.get('ci_high'))}.")
-    alt += f" {n_supp} cell{'s' if n_supp != 1 else ''} suppressed because too few respondents."
+        alt += text("figures.alt.heatmap_range", highest=name(hi), lowest=name(lo),
+                    highest_value=f"{float(hi['estimate']):.0f}%{_fmt_ci(hi.get('ci_low'), hi.get('ci_high'))}",
+                    lowest_value=f"{float(lo['estimate']):.0f}%{_fmt_ci(lo.get('ci_low'), lo.get('ci_high'))}")
+    alt += text_count("figures.alt.heatmap_suppressed", n_supp)
     return alt
 
 
@@ -569,7 +587,7 @@ def plot_choropleth(
     area_key: str,
     value_key: str,
     title: str,
-    legend_label: str = "Percent",
+    legend_label: str | None = None,
     diverging: bool = False,
     area_label_column: str = "name",
     source_note: str = "",
@@ -592,6 +610,7 @@ def plot_choropleth(
         the Aleutians, are not stretched over the whole globe).
     """
     use_house_style()
+    legend_label = legend_label if legend_label is not None else text("figures.percent")
     merged = areas.merge(values, how="left", left_on=area_key, right_on=value_key)
     merged = _around_data(merged)
     if project:
@@ -617,10 +636,10 @@ def plot_choropleth(
     ax.autoscale_view()
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label=legend_label, fraction=0.035, pad=0.02, shrink=0.8)
-    handles = [Patch(facecolor=NO_DATA_COLOUR, label="no data")]
+    handles = [Patch(facecolor=NO_DATA_COLOUR, label=text("figures.no_data"))]
     if suppressed.any():
         handles.insert(0, Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
-                                label="suppressed (too few respondents)"))
+                                label=text("figures.suppressed_legend")))
     ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=True)
     data_bounds = merged[shown | suppressed]
     if len(data_bounds):
@@ -629,7 +648,7 @@ def plot_choropleth(
         ax.set_xlim(x0 - pad_x, x1 + pad_x)
         ax.set_ylim(y0 - pad_y, y1 + pad_y)
     ax.set_axis_off()
-    _finish_layout(fig, title, source_note, synthetic, credit=NATURAL_EARTH_CREDIT)
+    _finish_layout(fig, title, source_note, synthetic, credit=natural_earth_credit())
     labels = dict(zip(merged[area_key].astype(str), merged[area_label_column].astype(str)))
     alt = describe_map(values, key=value_key, title=title, area_labels=labels, diverging=diverging)
     return fig, alt
@@ -711,11 +730,12 @@ def describe_map(values: pd.DataFrame, *, key: str, title: str, area_labels=None
     def fmt(v):
         return f"{_signed(v)}{unit}" if diverging else f"{v:.0f}{unit}"
 
-    alt = f"Map of {title}: {len(shown)} area{'s' if len(shown) != 1 else ''} with an estimate"
+    alt = text_count("figures.alt.map", len(shown), title=title)
     if len(shown):
         hi = shown.loc[shown["estimate"].astype(float).idxmax()]
         lo = shown.loc[shown["estimate"].astype(float).idxmin()]
-        alt += (f"; highest {area_labels.get(str(hi[key]), hi[key])} {fmt(float(hi['estimate']))}, "
-                f"lowest {area_labels.get(str(lo[key]), lo[key])} {fmt(float(lo['estimate']))}")
-    alt += f"; {n_supp} area{'s' if n_supp != 1 else ''} suppressed. {NATURAL_EARTH_CREDIT}."
+        alt += text("figures.alt.map_range", highest=area_labels.get(str(hi[key]), hi[key]),
+                    highest_value=fmt(float(hi["estimate"])), lowest=area_labels.get(str(lo[key]), lo[key]),
+                    lowest_value=fmt(float(lo["estimate"])))
+    alt += text_count("figures.alt.map_suppressed", n_supp, credit=natural_earth_credit())
     return alt

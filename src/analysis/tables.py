@@ -181,22 +181,42 @@ def is_blank(value) -> bool:
 # Presentation: formatted accessible HTML tables and an Excel workbook per indicator
 # --------------------------------------------------------------------------------------------
 
-#: Column headings of the formatted (reader-facing) result table.
-DISPLAY_COLUMNS: dict[str, str] = {
-    "indicator": "Indicator",
-    "cell": "Population",
-    "estimate": "Estimate",
-    "ci": "95% CI",
-    "n_unweighted": "Respondents",
-    "flag": "Reliability",
-}
+#: Columns of the formatted (reader-facing) result table; headings are ``tables.columns.<id>``
+#: in the text catalogue (``params/text.yml``).
+DISPLAY_COLUMNS: tuple[str, ...] = ("indicator", "cell", "estimate", "ci", "n_unweighted", "flag")
 
-#: Reader-facing words for the flags.
-FLAG_TEXT: dict[str, str] = {
-    "ok": "",
-    "caution": "caution: few respondents",
-    "suppressed": "suppressed: too few respondents",
-}
+
+def display_headings() -> dict[str, str]:
+    """Headings of :data:`DISPLAY_COLUMNS` (and ``source``) from the text catalogue."""
+    from analysis.text import text
+
+    return {c: text(f"tables.columns.{c}") for c in ("source", *DISPLAY_COLUMNS)}
+
+
+#: Marker in ``method`` of an estimate flagged for a degenerate interval, followed by its cause
+#: (see :func:`analysis.chapters.common.flag_degenerate_intervals`).
+DEGENERATE_MARK = "degenerate interval"
+
+
+def degenerate_cause(method) -> str | None:
+    """The cause id after :data:`DEGENERATE_MARK` in ``method`` ("all_same", ...), or None."""
+    method = "" if method is None or (not isinstance(method, str) and pd.isna(method)) else str(method)
+    if DEGENERATE_MARK + ": " not in method:
+        return None
+    return method.split(DEGENERATE_MARK + ": ", 1)[1].split(";", 1)[0].strip()
+
+
+def flag_text(flag: str, method=None) -> str:
+    """Reader-facing words for a flag (``tables.flags.<flag>``); "" for ok. A caution for a
+    degenerate interval names its cause (``tables.flags.degenerate`` with ``tables.degenerate.<cause>``)."""
+    from analysis.text import has_text, text
+
+    if flag == "ok":
+        return ""
+    cause = degenerate_cause(method)
+    if flag == "caution" and cause and has_text(f"tables.degenerate.{cause}"):
+        return text("tables.flags.degenerate", cause=text(f"tables.degenerate.{cause}"))
+    return text(f"tables.flags.{flag}") if has_text(f"tables.flags.{flag}") else str(flag)
 
 
 def _format_number(value, scale: float, decimals: int) -> str:
@@ -221,13 +241,19 @@ def format_results(
     percent_indicators=(),
     columns: dict | None = None,
     decimals: int = 1,
+    source_labels: dict | None = None,
+    show_source: bool | None = None,
 ) -> pd.DataFrame:
     """Format a result table for readers: labels, rounded numbers, CI as "low–high", flag words.
 
     Proportions of ``percent_indicators`` are shown as percentages (×100); other estimates as they
     are. Suppressed rows keep their row with blank numbers and the word "suppressed". Returns a
-    frame of strings with the headings of :data:`DISPLAY_COLUMNS` (or ``columns``).
+    frame of strings with the headings of :func:`display_headings` (or ``columns``). A table
+    that mixes sources (or ``show_source=True``) gets a first column with each row's source
+    (``source_labels``: id -> short title).
     """
+    from analysis.text import text
+
     validate(table)
     indicator_labels = indicator_labels or {}
     cell_labels = cell_labels or {}
@@ -239,22 +265,28 @@ def format_results(
         scale = 100.0 if str(row["indicator"]) in percent and not is_ratio else 1.0
         estimate = _format_number(row["estimate"], scale, decimals if not is_ratio else 2)
         if estimate and scale == 100.0:
-            estimate += " points" if method.startswith("difference") else "%"
+            estimate = text("tables.points" if method.startswith("difference") else "tables.percent",
+                            value=estimate)
         elif estimate and is_ratio:
-            estimate = f"ratio {estimate}"
+            estimate = text("tables.ratio", value=estimate)
         low, high = (_format_number(row[c], scale, decimals if not is_ratio else 2) for c in ("ci_low", "ci_high"))
         rows.append(
             {
                 "indicator": indicator_labels.get(str(row["indicator"]), str(row["indicator"])),
                 "cell": _cell_label(str(row["cell"]), cell_labels),
                 "estimate": estimate,
-                "ci": f"{low}–{high}" if low and high else "",
+                "ci": text("tables.interval", low=low, high=high) if low and high else "",
                 "n_unweighted": "" if pd.isna(row["n_unweighted"]) else f"{int(row['n_unweighted']):,}",
-                "flag": FLAG_TEXT.get(str(row["flag"]), str(row["flag"])),
+                "flag": flag_text(str(row["flag"]), row["method"]),
+                "source": (source_labels or {}).get(str(row["source"]), str(row["source"]))
+                if not pd.isna(row["source"]) else "",
             }
         )
-    headings = columns or DISPLAY_COLUMNS
-    out = pd.DataFrame(rows, columns=list(DISPLAY_COLUMNS))
+    headings = columns or display_headings()
+    if show_source is None:
+        show_source = table["source"].dropna().astype(str).nunique() > 1
+    order = (["source"] if show_source else []) + list(DISPLAY_COLUMNS)
+    out = pd.DataFrame(rows, columns=["source", *DISPLAY_COLUMNS])[order]
     return out.rename(columns=headings)
 
 

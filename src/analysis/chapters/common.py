@@ -32,6 +32,7 @@ import pandas as pd
 
 from analysis import config, figures, hashing, tables
 from analysis.schema import load_dimensions, load_groups, load_indicators
+from analysis.text import lower_first, text
 
 #: Name of the column that marks a run's group ("group") and its reference ("reference").
 COMPARISON = "comparison"
@@ -99,10 +100,89 @@ class ChapterRun:
         meta = self.frames[source].attrs.get("source") or {}
         return str(meta.get("title") or source)
 
+    def source_period(self, source: str) -> str:
+        """"collected 2021-03-01 to 2021-05-31" from the source's collection period, or ""."""
+        period = (self.frames[source].attrs.get("source") or {}).get("collection_period") or {}
+        if not period.get("start") or not period.get("end"):
+            return ""
+        return text("common.period", start=period["start"], end=period["end"])
+
+    def source_with_period(self, source: str) -> str:
+        period = self.source_period(source)
+        title = self.source_title(source)
+        return text("common.source_with_period", source=title, period=period) if period else title
+
     @property
     def source_note(self) -> str:
-        titles = "; ".join(self.source_title(s) for s in self.frames)
-        return f"Source: {titles}." if titles else ""
+        titles = text("common.source_separator").join(self.source_with_period(s) for s in self.frames)
+        return text("common.source_note", sources=titles) if titles else ""
+
+    def source_note_of(self, source: str) -> str:
+        """"Source: <title of one source> (collected …)." (figures of one source)."""
+        return text("common.source_note", sources=self.source_with_period(source))
+
+    def measurement(self, source: str, dimension: str) -> str:
+        """How ``dimension`` (e.g. disability) was measured in ``source``, in words.
+
+        From the processed metadata when the source says (``measurement: {dimension: text}``, or
+        the number of Washington Group domains asked, ``wg_domains``), else from the source card's
+        derivation (``derive: disability: wg_ss``: the Washington Group Short Set, with the domains
+        that have answers in the data counted; ``single_question``: one yes/no question), else
+        "as reported" in the source's own question.
+        """
+        meta = self.frames[source].attrs.get("source") or {}
+        given = (meta.get("measurement") or {}).get(dimension)
+        if given:
+            return str(given)
+        frame = self.frames[source]
+        method = _derivation(source, dimension)
+        answered = [c for c in WG_DOMAINS if c in frame and frame[c].notna().any()]
+        if dimension == "disability" and method is None and answered:
+            method = "wg_ss"  # no card at hand: the processed frame has the WG domains
+        if dimension == "disability" and (method == "wg_ss" or meta.get("wg_domains")):
+            domains = meta.get("wg_domains") or meta.get("wg_ss_domains")
+            if not domains:
+                domains = len(answered)
+            return text("common.measurement.wg_ss", domains=int(domains), total=len(WG_DOMAINS))
+        if method:
+            key = f"common.measurement.{method}"
+            from analysis.text import has_text
+
+            if has_text(key):
+                return text(key)
+        return text("common.measurement.reported")
+
+    def measurement_note(self) -> str:
+        """"How the group was measured: disability: Washington Group Short Set, 4 of 6 domains
+        (Source A); …" for the run's group, one clause per source (empty without a group)."""
+        group = self.group
+        if group is None:
+            return ""
+        dimension = self.dimensions.get(group.dimension)
+        label = dimension.label if dimension else group.dimension
+        clauses = [text("common.measurement.clause", dimension=label, dimension_lc=lower_first(label),
+                        how=self.measurement(source, group.dimension), source=self.source_title(source))
+                   for source in self.frames if group.dimension in self.frames[source]]
+        if not clauses:
+            return ""
+        return self.text("common.measurement.note",
+                    clauses=text("common.source_separator").join(clauses))
+
+    def figure_title(self, key: str, source: str, **values) -> str:
+        """:meth:`text` of a figure's title; when the run has several sources, the source's short
+        title is added, so that two figures of the same indicator never share a title."""
+        title = self.text(key, **values)
+        if len(self.frames) > 1:
+            title = text("common.title_with_source", title=title, source=self.source_title(source))
+        return title
+
+    def text(self, key: str, **values) -> str:
+        """:func:`analysis.text.text` with the run's own values filled in: ``country``,
+        ``group``, ``reference``, ``group_lc``, ``reference_lc`` (explicit values win)."""
+        common = {"country": self.country_label, "group": self.group_label,
+                  "reference": self.reference_label, "group_lc": lower_first(self.group_label),
+                  "reference_lc": lower_first(self.reference_label)}
+        return text(key, **(common | values))
 
     @property
     def indicator_labels(self) -> dict[str, str]:
@@ -119,7 +199,7 @@ class ChapterRun:
 
     @property
     def group_label(self) -> str:
-        return self.group.label if self.group else "All respondents"
+        return self.group.label if self.group else text("common.all_respondents")
 
     @property
     def reference_label(self) -> str:
@@ -130,7 +210,7 @@ class ChapterRun:
         dimension = self.dimensions.get(group.dimension)
         labels = dimension.category_labels if dimension else {}
         if group.reference == "rest":
-            return "Everyone else"
+            return text("common.everyone_else")
         return ", ".join(labels.get(c, c) for c in group.reference)
 
     def headline_indicators(self, source: str) -> list[str]:
@@ -151,29 +231,95 @@ class ChapterRun:
         return [i for i in self.indicators if i in frame.columns and frame[i].notna().any()]
 
 
+#: The six domains of the Washington Group Short Set (processed columns).
+WG_DOMAINS = ("wg_seeing", "wg_hearing", "wg_walking", "wg_cognition", "wg_selfcare", "wg_communication")
+
+
+def _derivation(source: str, column: str) -> str | None:
+    """The source card's derivation method of ``column`` (``derive:``), or None."""
+    from analysis.sources.card import card_paths, load_card
+
+    path = card_paths().get(source)
+    if path is None:
+        return None
+    method, _ = load_card(path).derive_method(column)
+    return method
+
+
 def country_name(code: str | None) -> str:
-    """Short English name of an ISO3 code (pycountry), the code itself if unknown, "all countries" for None."""
+    """Short English name of an ISO3 code (pycountry), the code itself if unknown, "all countries"
+    (``common.all_countries`` in the text catalogue) for None."""
     import pycountry
 
     if not code or code == "all":
-        return "all countries"
+        return text("common.all_countries")
     entry = pycountry.countries.get(alpha_3=str(code))
     return (getattr(entry, "common_name", None) or entry.name) if entry else str(code)
 
 
+def run_folder(chapter: str, group: str | None = None, country: str | None = None,
+               source: str | None = None) -> Path:
+    """The run's folder under ``outputs/``, as the pipeline lays it out (``pipeline.matrix``):
+    ``<chapter>/<group>/<country>`` for a group, ``<chapter>/<source>/<country>`` for one source,
+    ``<chapter>/all/<country>`` for a country, ``<chapter>/<group>/all`` for a group across
+    countries, ``<chapter>`` for a chapter run once."""
+    country = country if country and country != "all" else None
+    if group:
+        return Path(chapter, group, country or "all")
+    if country:
+        return Path(chapter, source or "all", country)
+    return Path(chapter)
+
+
+def resolve_output_dir(chapter: str, output_dir=None, *, group: str | None = None,
+                       country: str | None = None, source: str | None = None,
+                       outputs_root=None) -> Path:
+    """Where a run writes: ``output_dir`` when given, else derived from the parameters.
+
+    Derived: ``<outputs_root>/<run folder>`` (:func:`run_folder`; ``outputs_root`` defaults to
+    the project's ``outputs/``), an absolute path, so the same command writes to the same place
+    from the repository root or from ``notebooks/`` (papermill runs the kernel in the current
+    directory).
+
+    Raises
+    ------
+    ChapterError
+        ``output_dir`` is inside the outputs folder but is another run's folder (e.g. the Women /
+        Senegal parameters with the Persons with disabilities / Kenya folder): its tables would
+        be overwritten with the wrong run's results.
+    """
+    root = Path(outputs_root) if outputs_root else config.OUTPUTS_DIR
+    expected = run_folder(chapter, group=group, country=country, source=source)
+    if output_dir is None or str(output_dir) == "":
+        return (root / expected).resolve()
+    chosen = Path(output_dir).resolve()
+    try:
+        inside = chosen.relative_to(root.resolve())
+    except ValueError:
+        return chosen  # outside the report's outputs: the user's own folder
+    if inside.parts and inside.parts[0] == chapter and inside != expected:
+        raise ChapterError(
+            f"output_dir {output_dir} is the folder of another run ({inside}); the parameters "
+            f"(chapter={chapter}, group={group}, country={country}, source={source}) write to "
+            f"{root / expected}: leave output_dir out (it follows the parameters) or give a folder "
+            "outside outputs/")
+    return chosen
+
+
 def start_run(chapter: str, group: str | None = None, country: str | None = None,
-              source: str | None = None, sources=None, processed_dir=None, output_dir=".") -> ChapterRun:
+              source: str | None = None, sources=None, processed_dir=None, output_dir=None) -> ChapterRun:
     """Load the processed data and catalogues of one run and set the house style.
 
     ``source`` (one source) or ``sources`` (several) name processed tables
     (``data/processed/<source>.parquet``); rows are kept for ``country`` (ISO3) unless it is
-    None or "all". Microdata sources only: aggregate or margin tables are read by the chapters
+    None or "all". ``output_dir`` None: derived from the parameters (:func:`resolve_output_dir`). Microdata sources only: aggregate or margin tables are read by the chapters
     that use them.
 
     Raises
     ------
     ChapterError
-        Unknown group; no source given; a source without rows for the country.
+        Unknown group; no source given; a source without rows for the country; an
+        ``output_dir`` that is another run's folder.
     """
     from analysis.sources import load_processed
 
@@ -200,12 +346,89 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
     if not frames:
         raise ChapterError(f"chapter {chapter}: none of {names} is respondent-level (microdata)")
     figures.use_house_style()
-    output_dir = Path(output_dir)
+    output_dir = resolve_output_dir(chapter, output_dir, group=group, country=country, source=source)
     output_dir.mkdir(parents=True, exist_ok=True)
     return ChapterRun(chapter=chapter, group_id=group, country=country, sources=list(frames),
                       output_dir=output_dir, processed_dir=Path(processed_dir) if processed_dir else None,
                       frames=frames, indicators=load_indicators(), groups=groups,
                       dimensions=load_dimensions())
+
+
+# --------------------------------------------------------------------------------------------
+# Estimates on the right scale
+
+#: Marker in ``method`` of an estimate whose 95% interval has zero width or cannot be computed on
+#: the logit scale (followed by the cause's id); such a row is flagged ``caution``.
+DEGENERATE_MARK = tables.DEGENERATE_MARK
+
+
+def estimate_indicators(run: ChapterRun, frame: pd.DataFrame, design, indicators, **kwargs) -> pd.DataFrame:
+    """:func:`analysis.survey.estimate_by` with the interval each indicator's scale needs.
+
+    Percent indicators (0/1) get logit-scale intervals, back-transformed (as R's
+    ``svyciprop(method = "logit")``), so no interval leaves [0, 1]; means and counts keep the
+    t interval with design degrees of freedom. The estimates themselves are the same weighted
+    (Hájek) means either way.
+    """
+    from analysis.survey import estimate_by
+
+    percent = set(run.percent_indicators)
+    indicators = list(indicators)
+    parts = []
+    for subset, ci in (([i for i in indicators if i in percent], "logit"),
+                       ([i for i in indicators if i not in percent], "t")):
+        if subset:
+            parts.append(estimate_by(frame, design, subset, ci=ci, **kwargs))
+    if not parts:
+        return tables.empty_result()
+    out = pd.concat(parts, ignore_index=True)
+    # back in the order asked for (indicator by indicator), as one estimate_by call would give
+    order = {name: i for i, name in enumerate(indicators)}
+    rank = out["indicator"].astype(str).str.split("=", n=1).str[0].map(order)
+    return out.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
+
+
+def flag_degenerate_intervals(table: pd.DataFrame, percent_indicators=()) -> pd.DataFrame:
+    """Flag ``caution`` (never plain ``ok``) every published estimate whose interval says nothing.
+
+    Two causes, each named in ``method`` after :data:`DEGENERATE_MARK` (the reader sees the
+    cause's words, ``tables.degenerate.<cause>`` in the text catalogue):
+
+    - ``all_same``: a proportion of exactly 0 or 1 (everyone in the cell gave the same answer):
+      the logit interval is undefined and the design-based variance is zero;
+    - ``no_variance``: a standard error of zero with a proportion strictly inside (0, 1): the
+      design sees no sampling variance for the cell (its respondents come from strata whose PSUs
+      were all taken, or from a single PSU), so the interval has zero width;
+    - ``no_interval``: an estimate without interval (no design degrees of freedom).
+
+    Suppressed rows are left as they are; applied after disclosure control.
+    """
+    if table.empty:
+        return table
+    out = table.copy()
+    est = pd.to_numeric(out["estimate"], errors="coerce")
+    se = pd.to_numeric(out["se"], errors="coerce")
+    low = pd.to_numeric(out["ci_low"], errors="coerce")
+    high = pd.to_numeric(out["ci_high"], errors="coerce")
+    published = (out["flag"].astype(str) != "suppressed") & est.notna()
+    base = out["indicator"].astype(str).str.split("=", n=1).str[0]
+    proportion = base.isin(set(percent_indicators)) | out["method"].astype(str).str.contains("proportion")
+    all_same = published & proportion & ((est <= 0) | (est >= 1))
+    zero_width = published & ~all_same & ((se == 0) | (high - low == 0))
+    no_interval = published & ~all_same & ~zero_width & (low.isna() | high.isna())
+    for mask, cause in ((all_same, "all_same"), (zero_width, "no_variance"), (no_interval, "no_interval")):
+        if mask.any():
+            out.loc[mask, "flag"] = "caution"
+            out.loc[mask, "method"] = out.loc[mask, "method"].astype(str) + f"; {DEGENERATE_MARK}: {cause}"
+    return out
+
+
+def protect(run: ChapterRun, table: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    """Disclosure control (:func:`analysis.disclosure.apply_suppression`, ``kwargs`` passed on),
+    then :func:`flag_degenerate_intervals`: what every chapter's estimates go through."""
+    from analysis.disclosure import apply_suppression
+
+    return flag_degenerate_intervals(apply_suppression(table, **kwargs), run.percent_indicators)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,15 +444,22 @@ def save_table(run: ChapterRun, table: pd.DataFrame, name: str) -> Path:
     return tables.write_csv(table, run.tables_dir / f"{name}.csv")
 
 
-def show_table(run: ChapterRun, table: pd.DataFrame, caption: str, cell_labels: dict | None = None):
-    """A result table as a formatted, accessible HTML table (caption, header cells)."""
+def show_table(run: ChapterRun, table: pd.DataFrame, caption: str, cell_labels: dict | None = None,
+               percent=()):
+    """A result table as a formatted, accessible HTML table (caption, header cells).
+
+    A table that mixes sources gets a source column (short titles); ``percent`` names extra
+    indicators shown as percentages (e.g. ``"composition"``, shares of respondents)."""
     from IPython.display import HTML
 
-    labels = {"group": run.group_label, "reference": run.reference_label, "all": "All respondents"}
+    labels = {"group": run.group_label, "reference": run.reference_label,
+              "all": text("common.all_respondents")}
     labels.update(category_labels(run))
     labels.update(cell_labels or {})
     display = tables.format_results(tables.conform(table), indicator_labels=run.indicator_labels,
-                                    cell_labels=labels, percent_indicators=run.percent_indicators)
+                                    cell_labels=labels,
+                                    percent_indicators=[*run.percent_indicators, *percent],
+                                    source_labels={s: run.source_title(s) for s in run.frames})
     return HTML(tables.html_table(display, caption))
 
 
@@ -264,7 +494,7 @@ def run_title(run: ChapterRun, chapter_title: str, country_name: str | None = No
         parts.append(run.group_label)
     if run.country and run.country != "all":
         parts.append(country_name or run.country)
-    return " — ".join(parts)
+    return text("common.title_separator").join(parts)
 
 
 

@@ -14,7 +14,9 @@ from analysis.chapters.common import (
     ChapterRun,
     category_labels,
     population_margins,
+    protect,
 )
+from analysis.text import text
 
 
 def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
@@ -26,36 +28,47 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
     ``missingness`` (share missing per column, as a result-schema-like table for the figure).
     """
     coverage, availability, missing = [], [], []
+    yes, no = text("common.yes"), text("common.no")
     for source, frame in run.frames.items():
         design = frame.attrs.get("design") or {}
         weight = design.get("weight")
         coverage.append({
-            "Source": run.source_title(source),
-            "Country": run.country,
-            "Respondents": f"{len(frame):,}",
-            "Areas (admin1)": int(frame["admin1_code"].nunique()) if "admin1_code" in frame else 0,
-            "Sample type": str(design.get("sample_type") or ""),
-            "Weighted total": f"{frame[weight].sum():,.0f}" if weight and weight in frame else "",
-            "Synthetic": "yes" if (frame.attrs.get("source") or {}).get("synthetic") else "no",
+            "source": run.source_title(source),
+            "country": run.country_label,
+            "respondents": f"{len(frame):,}",
+            "areas": int(frame["admin1_code"].nunique()) if "admin1_code" in frame else 0,
+            "sample_type": str(design.get("sample_type") or ""),
+            "weighted_total": f"{frame[weight].sum():,.0f}" if weight and weight in frame else "",
+            "synthetic": yes if (frame.attrs.get("source") or {}).get("synthetic") else no,
         })
+        dimension_labels = {d: run.dimensions[d].label for d in run.dimensions}
+        dimension_labels["admin1_code"] = text("common.area_admin1")
         for kind, ids, labels in (
-            ("dimension", PROFILE_DIMENSIONS, {d: run.dimensions[d].label for d in run.dimensions}),
+            ("dimension", PROFILE_DIMENSIONS, dimension_labels),
             ("indicator", list(run.indicators), run.indicator_labels),
         ):
             for column in ids:
                 answered = int(frame[column].notna().sum()) if column in frame else 0
-                availability.append({"Source": source, "Kind": kind, "Column": labels.get(column, column),
-                                     "Available": "yes" if answered else "no",
-                                     "Answered": f"{answered:,}",
-                                     "Missing": f"{100 * (1 - answered / len(frame)):.1f}%" if len(frame) else ""})
+                availability.append({"source": run.source_title(source),
+                                     "kind": text(f"data_profile.availability.kind_{kind}"),
+                                     "column": labels.get(column, column),
+                                     "available": yes if answered else no,
+                                     "answered": f"{answered:,}",
+                                     "missing": f"{100 * (1 - answered / len(frame)):.1f}%" if len(frame) else ""})
                 if answered:
                     missing.append({"source": source, "country": run.country, "indicator": column,
                                     "breakdown": "missing", "cell": "all",
                                     "estimate": 100.0 * (1 - answered / len(frame)),
                                     "n_unweighted": len(frame), "flag": "ok",
                                     "method": "share of rows missing (unweighted)", "label": labels.get(column, column)})
-    return {"coverage": pd.DataFrame(coverage), "availability": pd.DataFrame(availability),
+    return {"coverage": _headed(pd.DataFrame(coverage), "data_profile.coverage.columns"),
+            "availability": _headed(pd.DataFrame(availability), "data_profile.availability.columns"),
             "missingness": pd.DataFrame(missing)}
+
+
+def _headed(frame: pd.DataFrame, section: str) -> pd.DataFrame:
+    """Rename a display frame's column ids to their headings in the text catalogue (``section.<id>``)."""
+    return frame.rename(columns={c: text(f"{section}.{c}") for c in frame.columns})
 
 
 def row_accounting(run: ChapterRun) -> pd.DataFrame:
@@ -66,21 +79,25 @@ def row_accounting(run: ChapterRun) -> pd.DataFrame:
     rows = []
     for source in run.sources:
         path = Path(folder) / f"{source}.log.json"
+        title = run.source_title(source)
         if not path.exists():
-            rows.append({"Source": source, "Step": "row accounting", "Rows": "",
-                         "Detail": f"{path.name} not found: run `python -m analysis ingest`"})
+            rows.append({"source": title, "step": text("data_profile.rows.row_accounting"), "rows": "",
+                         "detail": text("data_profile.rows.log_missing", file=path.name)})
             continue
         log = json.loads(path.read_text())
-        for key, label in (("rows_read", "rows read"), ("rows_kept", "rows kept")):
+        for key in ("rows_read", "rows_kept"):
             if key in log:
-                rows.append({"Source": source, "Step": label, "Rows": f"{int(log[key]):,}", "Detail": ""})
+                rows.append({"source": title, "step": text(f"data_profile.rows.{key}"),
+                             "rows": f"{int(log[key]):,}", "detail": ""})
         excluded = log.get("rows_excluded") or {}
         if isinstance(excluded, dict):
             for reason, count in excluded.items():
-                rows.append({"Source": source, "Step": "excluded", "Rows": f"{int(count):,}", "Detail": str(reason)})
+                rows.append({"source": title, "step": text("data_profile.rows.excluded"),
+                             "rows": f"{int(count):,}", "detail": str(reason)})
         if not excluded:
-            rows.append({"Source": source, "Step": "excluded", "Rows": "0", "Detail": "no row excluded"})
-    return pd.DataFrame(rows, columns=["Source", "Step", "Rows", "Detail"])
+            rows.append({"source": title, "step": text("data_profile.rows.excluded"), "rows": "0",
+                         "detail": text("data_profile.rows.no_row_excluded")})
+    return _headed(pd.DataFrame(rows, columns=["source", "step", "rows", "detail"]), "data_profile.rows.columns")
 
 
 def composition(run: ChapterRun, source: str) -> pd.DataFrame:
@@ -90,7 +107,6 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
     each category's 0/1 membership is an indicator whose weighted mean is the share; respondents
     missing the dimension are excluded from its denominator. Suppressed per disclosure rules.
     """
-    from analysis.disclosure import apply_suppression
     from analysis.survey import design_for, estimate_by
 
     frame = run.frames[source]
@@ -105,9 +121,25 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
         estimates = estimates.assign(breakdown=names.str[0], cell=names.str[1], indicator="composition")
         # Disclosure counts the people IN the category (the numerator), not the denominator.
         estimates["n_unweighted"] = [int((work[d] == c).sum()) for d, c in zip(estimates["breakdown"], estimates["cell"])]
-        parts.append(estimates)
-    table = apply_suppression(tables.stack(parts), keys=["source", "country", "indicator", "breakdown"])
+        parts.append(in_catalogue_order(run, estimates))
+    table = protect(run, tables.stack(parts), keys=["source", "country", "indicator", "breakdown"])
     return _protect_complements(table)
+
+
+def in_catalogue_order(run: ChapterRun, table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``breakdown`` = dimension, ``cell`` = category in the catalogue's order of the
+    dimensions (:data:`PROFILE_DIMENSIONS`) and of each dimension's categories
+    (``params/groups.yml``: income Lowest … Highest, not alphabetical); unknown ones last."""
+    rank: dict[tuple[str, str], int] = {}
+    for dimension in PROFILE_DIMENSIONS:
+        spec = run.dimensions.get(dimension)
+        for category in (spec.categories if spec else []):
+            rank[(dimension, str(category))] = len(rank)
+    dims = {d: i for i, d in enumerate(PROFILE_DIMENSIONS)}
+    keys = [(dims.get(b, len(dims)), rank.get((b, c), len(rank)))
+            for b, c in zip(table["breakdown"].astype(str), table["cell"].astype(str))]
+    order = sorted(range(len(table)), key=lambda i: keys[i])
+    return table.iloc[order].reset_index(drop=True)
 
 
 def _protect_complements(table: pd.DataFrame) -> pd.DataFrame:
@@ -152,20 +184,21 @@ def composition_vs_margins(run: ChapterRun) -> pd.DataFrame:
         labels = category_labels(run)
         if "admin1" in frame:  # area codes are shown by their Natural Earth names
             labels.update(dict(zip(frame["admin1_code"].astype(str), frame["admin1"].astype(str))))
-        dimension_labels = {d: v.label for d, v in run.dimensions.items()} | {"admin1_code": "Area (admin1)"}
+        dimension_labels = ({d: v.label for d, v in run.dimensions.items()}
+                            | {"admin1_code": text("common.area_admin1")})
         for _, row in table.iterrows():
             withheld = row.get("flag") == "suppressed"
             rows.append({
-                "Source": run.source_title(source),
-                "Dimension": dimension_labels.get(str(row["margin"]), str(row["margin"])),
-                "Category": labels.get(str(row["category"]), str(row["category"])),
-                "Respondents": "withheld" if withheld else f"{int(row['n_unweighted']):,}",
-                "Sample (unweighted)": "" if withheld or pd.isna(row["pct_unweighted"]) else f"{row['pct_unweighted']:.1f}%",
-                "Sample (weighted)": "" if withheld or pd.isna(row["pct_weighted_before"]) else f"{row['pct_weighted_before']:.1f}%",
-                "Population": "" if pd.isna(row["pct_population"]) else f"{row['pct_population']:.1f}%",
+                "source": run.source_title(source),
+                "dimension": dimension_labels.get(str(row["margin"]), str(row["margin"])),
+                "category": labels.get(str(row["category"]), str(row["category"])),
+                "respondents": text("data_profile.margins.withheld") if withheld else f"{int(row['n_unweighted']):,}",
+                "sample_unweighted": "" if withheld or pd.isna(row["pct_unweighted"]) else f"{row['pct_unweighted']:.1f}%",
+                "sample_weighted": "" if withheld or pd.isna(row["pct_weighted_before"]) else f"{row['pct_weighted_before']:.1f}%",
+                "population": "" if pd.isna(row["pct_population"]) else f"{row['pct_population']:.1f}%",
             })
-    return pd.DataFrame(rows, columns=["Source", "Dimension", "Category", "Respondents", "Sample (unweighted)",
-                                       "Sample (weighted)", "Population"])
+    return _headed(pd.DataFrame(rows, columns=["source", "dimension", "category", "respondents", "sample_unweighted",
+                                               "sample_weighted", "population"]), "data_profile.margins.columns")
 
 
 
@@ -182,25 +215,28 @@ def data_profile_figures(run: ChapterRun, profile: dict, compositions: pd.DataFr
         colours = figures.series_colours(run.sources)
         fig, alt = figures.plot_estimates(
             missing.assign(item=missing["label"]), item_column="item", series_column="source",
-            title=f"Share of respondents with no answer, {run.country_label}", value_label="Percent missing",
+            title=run.text("data_profile.figure.missingness.title"),
+            value_label=run.text("data_profile.figure.missingness.axis"),
             series_labels={s: run.source_title(s) for s in run.sources}, colours=colours,
             source_note=run.source_note, synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, "missingness", alt,
-                                         caption=f"Missing answers per indicator and dimension, {run.country_label}."))
+                                         caption=run.text("data_profile.figure.missingness.caption")))
     if len(compositions):
         labels = category_labels(run)
         shown = compositions.assign(
-            item=[f"{run.dimensions[b].label if b in run.dimensions else b}: {labels.get(c, c)}"
+            item=[run.text("data_profile.figure.composition.item",
+                           dimension=run.dimensions[b].label if b in run.dimensions else b, category=labels.get(c, c))
                   for b, c in zip(compositions["breakdown"].astype(str), compositions["cell"].astype(str))],
             estimate=compositions["estimate"] * 100, ci_low=compositions["ci_low"] * 100,
             ci_high=compositions["ci_high"] * 100)
         fig, alt = figures.plot_estimates(
-            shown, item_column="item", series_column="source", title=f"Who answered: weighted sample composition, {run.country_label}",
-            value_label="Percent of respondents (weighted)",
+            shown, item_column="item", series_column="source",
+            title=run.text("data_profile.figure.composition.title"),
+            value_label=run.text("data_profile.figure.composition.axis"),
             series_labels={s: run.source_title(s) for s in run.sources}, colours=figures.series_colours(run.sources),
             source_note=run.source_note, synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, "composition", alt,
-                                         caption=f"Weighted share of respondents by sex, age, disability and other dimensions, {run.country_label}, with 95% CIs."))
+                                         caption=run.text("data_profile.figure.composition.caption")))
     return saved
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import config, figures, tables
-from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view
+from analysis.chapters.common import (
+    COMPARISON,
+    ChapterError,
+    ChapterRun,
+    estimate_indicators,
+    percent_view,
+    protect,
+)
 from analysis.chapters.group_profile import with_comparison
+from analysis.text import text
 
 
 def load_boundaries(level: str = "admin1", country: str | None = None):
@@ -25,8 +33,7 @@ def load_boundaries(level: str = "admin1", country: str | None = None):
 
 def admin1_estimates(run: ChapterRun) -> pd.DataFrame:
     """Group and reference estimates of every percent indicator in every admin1 area, suppressed."""
-    from analysis.disclosure import apply_suppression
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import design_for
 
     parts = []
     for source in run.sources:
@@ -34,9 +41,9 @@ def admin1_estimates(run: ChapterRun) -> pd.DataFrame:
         frame = with_comparison(run, source)
         if not indicators or frame["admin1_code"].notna().sum() == 0:
             continue
-        parts.append(estimate_by(frame, design_for(frame), indicators, by=["admin1_code", COMPARISON],
+        parts.append(estimate_indicators(run, frame, design_for(frame), indicators, by=["admin1_code", COMPARISON],
                                  margins=False, source=source, country=run.country, group=run.group_id))
-    return apply_suppression(tables.stack(parts))
+    return protect(run, tables.stack(parts))
 
 
 def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
@@ -107,27 +114,27 @@ def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFra
         if indicator not in run.headline_indicators(source):
             continue
         label = run.indicator_labels.get(indicator, indicator)
-        title = f"{label}, {run.group_label.lower()}, by area, {run.country_label}"
+        title = run.figure_title("geography.map.title", source, indicator=label)
         fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code", title=title,
-                                           source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+                                           source_note=run.source_note_of(source), synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, f"map_{source}_{indicator}", alt,
-                                         caption=f"{title} (percent). Hatched areas are suppressed. Made with Natural Earth."))
+                                         caption=run.text("geography.map.caption", title=title)))
         gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)]
         if len(gap):
             gap = percent_view(gap, run.percent_indicators).assign(admin1_code=gap["cell"].astype(str).to_numpy())
-            title = f"{label}: gap between {run.group_label.lower()} and {run.reference_label.lower()}, by area, {run.country_label}"
+            title = run.figure_title("geography.gap_map.title", source, indicator=label)
             fig, alt = figures.plot_choropleth(areas, gap, area_key="iso_3166_2", value_key="admin1_code",
-                                               title=title, diverging=True, legend_label="Percentage points",
-                                               source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+                                               title=title, diverging=True,
+                                               legend_label=text("geography.gap_map.legend"),
+                                               source_note=run.source_note_of(source), synthetic=run.synthetic)
             saved.append(figures.save_figure(fig, run.figures_dir, f"map_gap_{source}_{indicator}", alt,
-                                             caption=f"{title}. Hatched areas are suppressed. Made with Natural Earth."))
+                                             caption=run.text("geography.gap_map.caption", title=title)))
     return saved
 
 
 def country_estimates(run: ChapterRun) -> pd.DataFrame:
     """Group and reference estimates of every percent indicator in every country of every source."""
-    from analysis.disclosure import apply_suppression
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import design_for
 
     parts = []
     for source in run.sources:
@@ -136,10 +143,10 @@ def country_estimates(run: ChapterRun) -> pd.DataFrame:
         for country, part in frame.groupby("country", sort=True):
             part = part.reset_index(drop=True)
             part.attrs.update(frame.attrs)  # each country sampled independently (see module notes)
-            est = estimate_by(part, design_for(part), indicators, by=[COMPARISON], margins=False,
+            est = estimate_indicators(run, part, design_for(part), indicators, by=[COMPARISON], margins=False,
                               source=source, country=str(country), group=run.group_id)
             parts.append(est)
-    return apply_suppression(tables.stack(parts))
+    return protect(run, tables.stack(parts))
 
 
 def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:
@@ -156,11 +163,11 @@ def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:
         # one value per country: the source with the most respondents in that country
         table = table.sort_values("n_unweighted", ascending=False, na_position="last").drop_duplicates("country")
         label = run.indicator_labels.get(indicator, indicator)
-        title = f"{label}, {run.group_label.lower()}, by country"
+        title = run.text("geography.world_map.title", indicator=label)
         fig, alt = figures.plot_choropleth(world, table, area_key="iso_a3", value_key="country", title=title,
                                            source_note=run.source_note, synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, f"world_{indicator}", alt,
-                                         caption=f"{title} (percent). Made with Natural Earth."))
+                                         caption=run.text("geography.world_map.caption", title=title)))
     return saved
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import figures, tables
-from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view
+from analysis.chapters.common import (
+    COMPARISON,
+    ChapterError,
+    ChapterRun,
+    estimate_indicators,
+    percent_view,
+    protect,
+)
 
 
 def with_comparison(run: ChapterRun, source: str) -> pd.DataFrame:
@@ -25,8 +32,7 @@ def group_estimates(run: ChapterRun) -> pd.DataFrame:
     design says) with 95% CIs from :func:`analysis.survey.estimate_by`; the breakdown is
     :data:`COMPARISON` with cells "group" and "reference".
     """
-    from analysis.disclosure import apply_suppression
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import design_for
 
     parts = []
     for source in run.sources:
@@ -34,10 +40,10 @@ def group_estimates(run: ChapterRun) -> pd.DataFrame:
         if not indicators:
             continue
         frame = with_comparison(run, source)
-        estimates = estimate_by(frame, design_for(frame), indicators, by=[COMPARISON], margins=False,
+        estimates = estimate_indicators(run, frame, design_for(frame), indicators, by=[COMPARISON], margins=False,
                                 statistic="mean", source=source, country=run.country, group=run.group_id)
         parts.append(estimates[estimates["cell"].isin(["group", "reference"])])
-    return apply_suppression(tables.stack(parts))
+    return protect(run, tables.stack(parts))
 
 
 def group_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
@@ -75,14 +81,15 @@ def figure_group_profile(run: ChapterRun, estimates: pd.DataFrame, source: str) 
     group = run.group
     colours = figures.series_colours(["group", "reference"], catalogue_order=["group"])
     colours["group"] = figures.series_colours([group.id], list(run.groups))[group.id]
-    title = f"{run.group_label} vs {run.reference_label.lower()}, {run.country_label}"
+    title = run.figure_title("group_profile.figure.profile.title", source)
     fig, alt = figures.plot_estimates(
         shown, item_column="indicator", series_column="cell", title=title,
         item_labels=run.indicator_labels, series_order=["group", "reference"],
         series_labels={"group": run.group_label, "reference": run.reference_label}, colours=colours,
-        source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+        source_note=run.source_note_of(source), synthetic=run.synthetic)
     return figures.save_figure(fig, run.figures_dir, f"group_profile_{source}", alt,
-                               caption=f"{title}: weighted percent with 95% confidence intervals. {run.source_title(source)}.")
+                               caption=run.text("group_profile.figure.profile.caption", title=title,
+                                                source=run.source_title(source)))
 
 
 def figure_gaps(run: ChapterRun, gaps_table: pd.DataFrame, source: str) -> figures.SavedFigure:
@@ -90,31 +97,38 @@ def figure_gaps(run: ChapterRun, gaps_table: pd.DataFrame, source: str) -> figur
     diff = gaps_table[(gaps_table["source"] == source) & gaps_table["indicator"].isin(run.percent_indicators)
                       & (gaps_table["method"].astype(str).str.contains("difference"))]
     shown = percent_view(diff, run.percent_indicators)
-    title = f"Gap between {run.group_label.lower()} and {run.reference_label.lower()}, {run.country_label}"
+    title = run.figure_title("group_profile.figure.gaps.title", source)
     colour = figures.series_colours([run.group_id], list(run.groups))[run.group_id]
     fig, alt = figures.plot_gaps(shown, title=title, item_labels=run.indicator_labels, colour=colour,
-                                 source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+                                 source_note=run.source_note_of(source), synthetic=run.synthetic)
     return figures.save_figure(fig, run.figures_dir, f"group_gaps_{source}", alt,
-                               caption=f"{title}: difference in percentage points with 95% confidence intervals.")
+                               caption=run.text("group_profile.figure.gaps.caption", title=title))
 
 
-def profile_summary(run: ChapterRun, gaps_table: pd.DataFrame) -> str:
-    """One or two sentences of narrative from the gaps: the largest clear gap, and how many are clear."""
-    diff = gaps_table[gaps_table["method"].astype(str).str.contains("difference")
-                      & (gaps_table["flag"] != "suppressed") & gaps_table["estimate"].notna()]
-    diff = diff[diff["indicator"].isin(run.percent_indicators)]
-    if diff.empty:
-        return (f"No gap between {run.group_label.lower()} and {run.reference_label.lower()} could be "
-                "published for this country (too few respondents or no shared indicators).")
-    clear = diff[(diff["ci_low"] > 0) | (diff["ci_high"] < 0)]
-    top = diff.loc[diff["estimate"].abs().idxmax()]
-    label = run.indicator_labels.get(str(top["indicator"]), str(top["indicator"]))
-    direction = "higher" if top["estimate"] > 0 else "lower"
-    return (f"The largest gap is in {label.lower()}: {abs(top['estimate']) * 100:.0f} percentage points "
-            f"{direction} for {run.group_label.lower()} than for the comparison group "
-            f"({run.reference_label.lower()}) "
-            f"(95% CI {top['ci_low'] * 100:+.0f} to {top['ci_high'] * 100:+.0f}). "
-            f"{len(clear)} of {len(diff)} published gaps have a 95% interval that excludes zero.")
+def profile_summary(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> str:
+    """Narrative from the data: the largest clear gap as a finding sentence (size, interval, source,
+    respondents, quality; chosen by the rules of :mod:`analysis.findings`), and how many gaps are
+    clear, flagged caution or suppressed."""
+    from analysis import findings
+
+    diff = gaps_table[(gaps_table["method"].astype(str) == "difference")
+                      & gaps_table["indicator"].isin(run.percent_indicators)]
+    published = diff[(diff["flag"] != "suppressed") & diff["estimate"].notna()]
+    if published.empty:
+        return run.text("group_profile.summary.none")
+    clear = published[(published["ci_low"] > 0) | (published["ci_high"] < 0)]
+    counts = run.text("group_profile.summary.counts", clear=len(clear), total=len(published),
+                      caution=int((published["flag"] == "caution").sum()),
+                      suppressed=int((diff["flag"] == "suppressed").sum()))
+    table = findings.comparisons(tables.stack([estimates, gaps_table]), run.indicators)
+    top = findings.key_findings(table, run.percent_indicators, per_theme=1)
+    if top.empty:
+        return run.text("group_profile.summary.no_clear", total=len(published)) + " " + counts
+    best = top.loc[top["gap"].abs().idxmax()]
+    sentence = findings.finding_text(best, group_label=run.group_label, reference_label=run.reference_label,
+                                     indicator_label=run.indicator_labels[best["indicator"]],
+                                     country_label=run.country_label, source_title=run.source_title(best["source"]))
+    return run.text("group_profile.summary.largest", finding=sentence) + " " + counts
 
 
 def group_profile_figures(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> list:

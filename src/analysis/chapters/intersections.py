@@ -5,8 +5,16 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import figures, tables
-from analysis.chapters.common import COMPARISON, ChapterRun, category_labels, percent_view
+from analysis.chapters.common import (
+    COMPARISON,
+    ChapterRun,
+    category_labels,
+    estimate_indicators,
+    percent_view,
+    protect,
+)
 from analysis.chapters.group_profile import with_comparison
+from analysis.text import text
 
 #: Dimensions the group is crossed with in the intersections chapter (when the source has them).
 INTERSECTION_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "displacement_status", "income_group")
@@ -15,8 +23,7 @@ INTERSECTION_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "dis
 def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
     """Every percent indicator for the group and its reference within each category of every other
     dimension (``comparison × <dimension>``), design-based, suppressed."""
-    from analysis.disclosure import apply_suppression
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import design_for
 
     parts = []
     for source in run.sources:
@@ -28,10 +35,10 @@ def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
                 continue
             if not indicators:
                 continue
-            est = estimate_by(frame, design, indicators, by=[COMPARISON, dimension], margins=False,
+            est = estimate_indicators(run, frame, design, indicators, by=[COMPARISON, dimension], margins=False,
                               source=source, country=run.country, group=run.group_id)
             parts.append(est)
-    return apply_suppression(tables.stack(parts))
+    return protect(run, tables.stack(parts))
 
 
 def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
@@ -44,7 +51,8 @@ def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
     parts = estimates["cell"].astype(str).str.split(tables.CELL_SEPARATOR, n=1, expand=True)
     work = percent_view(estimates, run.percent_indicators).assign(
         col=parts[0], category=parts[1], dimension=estimates["breakdown"].astype(str).str.split(tables.CELL_SEPARATOR).str[1])
-    work["row"] = [f"{run.dimensions[d].label if d in run.dimensions else d}: {labels.get(c, c)}"
+    work["row"] = [run.text("intersections.heatmap.row", dimension=run.dimensions[d].label if d in run.dimensions else d,
+                            category=labels.get(c, c))
                    for d, c in zip(work["dimension"], work["category"])]
     # rows in catalogue order of dimensions and categories, whatever the data's order
     rank = {}
@@ -57,14 +65,14 @@ def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
         if indicator not in run.headline_indicators(source):
             continue
         label = run.indicator_labels.get(indicator, indicator)
-        title = f"{label}: {run.group_label.lower()} vs {run.reference_label.lower()} within each population, {run.country_label}"
+        title = run.figure_title("intersections.heatmap.title", source, indicator=label)
         fig, alt = figures.plot_heatmap(
             table, row_column="row", column_column="col", title=title, row_order=list(dict.fromkeys(table["row"])),
             column_labels={"group": run.group_label, "reference": run.reference_label},
-            column_order=["group", "reference"], source_note=f"Source: {run.source_title(source)}.",
+            column_order=["group", "reference"], source_note=run.source_note_of(source),
             synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, f"intersections_{source}_{indicator}", alt,
-                                         caption=f"{title}. Percent with 95% CI; hatched tiles are suppressed."))
+                                         caption=run.text("intersections.heatmap.caption", title=title)))
     return saved
 
 
@@ -109,8 +117,8 @@ def excess_disparity_table(run: ChapterRun, measures: pd.DataFrame) -> pd.DataFr
     if measures.empty:
         return tables.empty_result()
     rows = measures[measures["method"] == "excess_intersectional_disparity"].copy()
-    rows["cell"] = [f"{run.group_label} × {run.groups[g].label}" for g in rows["other_group"]]
-    rows["method"] = "difference: excess intersectional disparity (mu11 - mu10 - mu01 + mu00)"
+    rows["cell"] = [run.text("intersections.excess.cell", other=run.groups[g].label) for g in rows["other_group"]]
+    rows["method"] = text("intersections.excess.method")
     return rows
 
 
@@ -123,7 +131,8 @@ def maihda_summary(run: ChapterRun) -> pd.DataFrame:
 
     Uses :func:`analysis.models.maihda` (multilevel model with intersectional strata as random
     effects): the variance partition coefficient of the null model and the proportional change in
-    variance once the main effects are added.
+    variance once the main effects are added. Column headings from the text catalogue
+    (``intersections.maihda.columns``).
     """
     from analysis import models
 
@@ -136,10 +145,14 @@ def maihda_summary(run: ChapterRun) -> pd.DataFrame:
         # the first MAIHDA_INDICATORS percent indicators of the catalogue: mixed models are slow
         for indicator in run.headline_indicators(source)[:MAIHDA_INDICATORS]:
             fitted = models.maihda(frame, indicator, dims)
-            rows.append({"Indicator": run.indicator_labels[indicator], "Strata": " × ".join(dims),
-                         "Respondents used": f"{fitted.n_used:,}",
-                         "VPC (null)": f"{fitted.null.vpc:.3f}",
-                         "PCV (main effects)": f"{fitted.pcv:.3f}"})
-    return pd.DataFrame(rows)
+            strata = text("intersections.maihda.strata_separator").join(
+                run.dimensions[d].label if d in run.dimensions else d for d in dims)
+            rows.append({"indicator": run.indicator_labels[indicator], "strata": strata,
+                         "respondents": f"{fitted.n_used:,}",
+                         "vpc": f"{fitted.null.vpc:.3f}",
+                         "pcv": f"{fitted.pcv:.3f}"})
+    columns = ["indicator", "strata", "respondents", "vpc", "pcv"]
+    return pd.DataFrame(rows, columns=columns).rename(
+        columns={c: text(f"intersections.maihda.columns.{c}") for c in columns})
 
 

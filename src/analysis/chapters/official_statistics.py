@@ -13,9 +13,12 @@ from analysis.chapters.common import (
     ChapterError,
     ChapterRun,
     category_labels,
+    estimate_indicators,
     percent_view,
     population_margins,
+    protect,
 )
+from analysis.text import text
 
 
 def official_sources(processed_dir=None, country: str | None = None) -> dict[str, pd.DataFrame]:
@@ -63,12 +66,14 @@ def cdc_deaths_table(deaths: pd.DataFrame) -> pd.DataFrame:
     adults = deaths[deaths["sex"].isin(["female", "male"]) & deaths["age_group"].str.contains("years")
                     & ~deaths["age_group"].str.contains("Under|1-4|5-14|0-17", regex=True)]
     adults = adults[~adults["age_group"].isin(["18-29 years", "30-39 years", "40-49 years", "50-64 years"])]
+    columns = "official_statistics.cdc.columns"
     return pd.DataFrame({
-        "Sex": adults["sex"].map({"female": "Women", "male": "Men"}),
-        "Age group": adults["age_group"],
-        "COVID-19 deaths": adults["covid_deaths"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
-        "All deaths": adults["total_deaths"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
-        "COVID-19 share of deaths": (adults["covid_deaths"] / adults["total_deaths"]).map(
+        text(f"{columns}.sex"): adults["sex"].map({"female": text("official_statistics.cdc.women"),
+                                                   "male": text("official_statistics.cdc.men")}),
+        text(f"{columns}.age_group"): adults["age_group"],
+        text(f"{columns}.covid_deaths"): adults["covid_deaths"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
+        text(f"{columns}.all_deaths"): adults["total_deaths"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
+        text(f"{columns}.share"): (adults["covid_deaths"] / adults["total_deaths"]).map(
             lambda v: "" if pd.isna(v) else f"{100 * v:.1f}%"),
     })
 
@@ -84,11 +89,13 @@ def data_gap_matrix(run: ChapterRun, official: dict[str, pd.DataFrame], official
     outside the processed data (e.g. CDC/NCHS deaths by sex and age): it adds a row
     "COVID-19 deaths (official statistics)".
     """
-    words = {(True, True): "official and CSO", (False, True): "CSO only", (True, False): "official only",
-             (False, False): "neither"}
+    keys = {(True, True): "both", (False, True): "cso_only", (True, False): "official_only",
+            (False, False): "neither"}
+    words = {k: text(f"official_statistics.gap_matrix.{v}") for k, v in keys.items()}
+    heading = text("official_statistics.gap_matrix.indicator")
     rows = []
     for indicator in run.indicators:
-        row = {"Indicator": run.indicator_labels[indicator]}
+        row = {heading: run.indicator_labels[indicator]}
         for group in run.groups.values():
             official_has = any(
                 ((t["indicator"].astype(str) == indicator)
@@ -101,9 +108,9 @@ def data_gap_matrix(run: ChapterRun, official: dict[str, pd.DataFrame], official
             row[group.label] = words[(bool(official_has), bool(cso_has))]
         rows.append(row)
     if official_dimensions:
-        row = {"Indicator": "COVID-19 deaths (official statistics)"}
+        row = {heading: text("official_statistics.gap_matrix.deaths_row")}
         for group in run.groups.values():
-            row[group.label] = "official only" if group.dimension in set(official_dimensions) else "neither"
+            row[group.label] = words[(group.dimension in set(official_dimensions), False)]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -113,13 +120,14 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
 
     CSO estimates are design-based (:func:`analysis.survey.estimate_by`) over the same breakdown
     as the official row; both are kept in the result schema with ``method`` saying which is which.
+    Each official row appears once, however many CSO sources the country has.
     """
-    from analysis.disclosure import apply_suppression
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import design_for
 
     parts = []
     for table in official.values():
         table = tables.conform(table)
+        shown = np.zeros(len(table), dtype=bool)  # official rows already added (once, whatever the CSO sources)
         for source, frame in run.frames.items():
             for breakdown in sorted(set(table["breakdown"].astype(str))):
                 dims = [] if breakdown == "all" else tables.split_cell(breakdown)
@@ -128,18 +136,20 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
                 wanted = sorted(set(table.loc[table["breakdown"] == breakdown, "indicator"]) & set(run.indicators_in(source)))
                 if not wanted:
                     continue
-                cso = estimate_by(frame, design_for(frame), wanted, by=dims, margins=False,
+                cso = estimate_indicators(run, frame, design_for(frame), wanted, by=dims, margins=False,
                                   source=source, country=run.country)
                 if not dims:
                     cso = cso.assign(breakdown="all", cell="all")
                 keys = set(zip(cso["indicator"].astype(str), cso["cell"].astype(str)))
                 both = np.array([(i, c) in keys for i, c in zip(table["indicator"].astype(str), table["cell"].astype(str))],
                                 dtype=bool)
-                off = table[(table["breakdown"] == breakdown).to_numpy(dtype=bool) & both]
+                new = (table["breakdown"] == breakdown).to_numpy(dtype=bool) & both & ~shown
+                shown |= new
+                off = table[new]
                 parts += [off.assign(method="official: " + off["method"].fillna("published estimate").astype(str)), cso]
     if not parts:
         return tables.empty_result()
-    return apply_suppression(tables.stack(parts), secondary=False)
+    return protect(run, tables.stack(parts), secondary=False)
 
 
 def comparison_figure(run: ChapterRun, comparison: pd.DataFrame) -> list:
@@ -149,17 +159,19 @@ def comparison_figure(run: ChapterRun, comparison: pd.DataFrame) -> list:
     labels = category_labels(run)
     work = percent_view(comparison, run.percent_indicators)
     work = work.assign(
-        item=[f"{run.indicator_labels.get(i, i)} — {labels.get(c, 'all adults' if c == 'all' else c)}"
+        item=[run.text("official_statistics.comparison.item", indicator=run.indicator_labels.get(i, i),
+                       cell=labels.get(c, text("common.all_adults") if c == "all" else c))
               for i, c in zip(work["indicator"].astype(str), work["cell"].astype(str))],
         series=[s if not str(m).startswith("official") else "official" for s, m in zip(work["source"].astype(str), work["method"].astype(str))])
     series = ["official"] + [s for s in run.sources if s in set(work["series"])]
     colours = figures.series_colours(series, catalogue_order=series)
     fig, alt = figures.plot_estimates(
-        work, item_column="item", series_column="series", title=f"Official statistics and CSO data, {run.country_label}",
-        series_labels={"official": "Official statistics", **{s: run.source_title(s) for s in run.sources}},
+        work, item_column="item", series_column="series", title=run.text("official_statistics.comparison.title"),
+        series_labels={"official": text("official_statistics.comparison.official"),
+                       **{s: run.source_title(s) for s in run.sources}},
         series_order=series, colours=colours, source_note=run.source_note, synthetic=run.synthetic)
     return [figures.save_figure(fig, run.figures_dir, "official_vs_cso", alt,
-                                caption=f"Official and CSO estimates of the same indicators, {run.country_label}, with 95% CIs.")]
+                                caption=run.text("official_statistics.comparison.caption"))]
 
 
 def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -176,8 +188,7 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``n / deff`` before and after, and the weighting method.
     """
     from analysis import weighting
-    from analysis.disclosure import apply_suppression
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import design_for
 
     margins = population_margins(run.processed_dir, run.country)
     parts, diagnostics = [], []
@@ -195,26 +206,31 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
             # survey represents young people, not all adults)
             result = weighting.weight_to_official_margins(frame, margins, by, design=own, restrict_to=by)
             before_design, after_design = own, result.design
-            method = f"weighted to official margins of {' × '.join(by)} ({result.method})"
+            method = text("official_statistics.weighting.to_margins", method=result.method,
+                          margins=text("official_statistics.weighting.margin_separator").join(
+                              run.dimensions[c].label if c in run.dimensions else text("common.area_admin1")
+                              for c in by))
             note = "; ".join(result.notes)
         else:
             unweighted = frame.assign(**{weight: 1.0})
             unweighted.attrs.update(frame.attrs)
             before_design, after_design = design_for(unweighted), own
-            method = "the source's published weights"
-        before = estimate_by(frame, before_design, indicators, by=[], source=source, country=run.country)
-        after = estimate_by(frame, after_design, indicators, by=[], source=source, country=run.country)
+            method = text("official_statistics.weighting.published_weights")
+        before = estimate_indicators(run, frame, before_design, indicators, by=[], source=source, country=run.country)
+        after = estimate_indicators(run, frame, after_design, indicators, by=[], source=source, country=run.country)
         parts += [before.assign(cell="unweighted", method="before weighting: " + before["method"].astype(str)),
                   after.assign(cell="weighted", method=f"after weighting ({method}): " + after["method"].astype(str))]
         w_before, w_after = np.asarray(before_design.weights, float), np.asarray(after_design.weights, float)
         deff_before, deff_after = weighting.kish_design_effect(w_before), weighting.kish_design_effect(w_after)
-        diagnostics.append({"Source": run.source_title(source), "Respondents": f"{len(frame):,}",
-                            "Weighting": method,
-                            "Kish deff before": f"{deff_before:.2f}", "Kish deff after": f"{deff_after:.2f}",
-                            "Effective sample size after": f"{len(frame) / deff_after:,.0f}",
-                            "Notes": note})
-    table = apply_suppression(tables.stack(parts), secondary=False) if parts else tables.empty_result()
-    return table, pd.DataFrame(diagnostics)
+        diagnostics.append({"source": run.source_title(source), "respondents": f"{len(frame):,}",
+                            "weighting": method,
+                            "deff_before": f"{deff_before:.2f}", "deff_after": f"{deff_after:.2f}",
+                            "ess_after": f"{len(frame) / deff_after:,.0f}",
+                            "notes": note})
+    table = protect(run, tables.stack(parts), secondary=False) if parts else tables.empty_result()
+    columns = ["source", "respondents", "weighting", "deff_before", "deff_after", "ess_after", "notes"]
+    return table, pd.DataFrame(diagnostics, columns=columns).rename(
+        columns={c: text(f"official_statistics.weighting.columns.{c}") for c in columns})
 
 
 def weighting_figure(run: ChapterRun, effect: pd.DataFrame) -> list:
@@ -222,14 +238,15 @@ def weighting_figure(run: ChapterRun, effect: pd.DataFrame) -> list:
     saved = []
     for source, table in percent_view(effect, run.percent_indicators).groupby("source", sort=False):
         colours = {"unweighted": figures.REFERENCE_COLOUR, "weighted": figures.OKABE_ITO[0]}
-        title = f"Effect of weighting, {run.source_title(source)}, {run.country_label}"
+        title = run.text("official_statistics.weighting.title", source=run.source_title(source))
         fig, alt = figures.plot_estimates(
             table, item_column="indicator", series_column="cell", title=title, item_labels=run.indicator_labels,
             series_order=["unweighted", "weighted"],
-            series_labels={"unweighted": "Before weighting", "weighted": "After weighting"}, colours=colours,
-            source_note=f"Source: {run.source_title(source)}.", synthetic=run.synthetic)
+            series_labels={"unweighted": text("official_statistics.weighting.before"),
+                           "weighted": text("official_statistics.weighting.after")}, colours=colours,
+            source_note=run.source_note_of(source), synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, f"weighting_{source}", alt,
-                                         caption=f"{title}: all respondents, before and after weighting, 95% CIs."))
+                                         caption=run.text("official_statistics.weighting.caption", title=title)))
     return saved
 
 

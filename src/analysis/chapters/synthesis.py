@@ -6,26 +6,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import figures, tables
+from analysis import config, figures, tables
 from analysis.chapters.common import (
     COMPARISON,
     ChapterError,
     ChapterRun,
     country_name,
     percent_view,
+    resolve_output_dir,
 )
 from analysis.schema import load_dimensions, load_groups, load_indicators
+from analysis.text import text
 
 
-def start_synthesis(chapter: str, all_estimates, output_dir=".", processed_dir=None) -> tuple[ChapterRun, pd.DataFrame]:
-    """Load ``outputs/tables/all_estimates.csv`` and the catalogues for the synthesis chapter."""
+def start_synthesis(chapter: str, all_estimates=None, output_dir=None,
+                    processed_dir=None) -> tuple[ChapterRun, pd.DataFrame]:
+    """Load ``outputs/tables/all_estimates.csv`` and the catalogues for the synthesis chapter.
+
+    ``all_estimates`` None: the project's ``outputs/tables/all_estimates.csv``; ``output_dir``
+    None: ``outputs/<chapter>`` (:func:`analysis.chapters.common.resolve_output_dir`).
+    """
     from analysis.sources import processed_path
 
-    path = Path(all_estimates)
+    path = Path(all_estimates) if all_estimates else config.OUTPUTS_DIR / "tables" / "all_estimates.csv"
     if not path.exists():
         raise ChapterError(f"{path}: no collected estimates; run the other chapters first (`python -m analysis run`)")
     estimates = tables.read_csv(path)
-    output_dir = Path(output_dir)
+    output_dir = resolve_output_dir(chapter, output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     figures.use_house_style()
     run = ChapterRun(chapter=chapter, group_id=None, country=None,
@@ -61,16 +68,18 @@ def synthesis_figures(run: ChapterRun, table: pd.DataFrame) -> list:
     saved = []
     shown = percent_view(table[table["indicator"].isin(run.percent_indicators)], run.percent_indicators)
     for indicator, part in shown.groupby("indicator", sort=False):
-        part = part.assign(item=[f"{run.groups[g].label if g in run.groups else g}, {country_name(c)} ({s})"
+        part = part.assign(item=[text("synthesis.figure.item", group=run.groups[g].label if g in run.groups else g,
+                                      country=country_name(c), source=run.source_title(s))
                                  for g, c, s in zip(part["group"], part["country"], part["source"])])
         label = run.indicator_labels.get(indicator, indicator)
         fig, alt = figures.plot_estimates(
-            part, item_column="item", series_column="cell", title=f"{label}: every group and country",
-            series_order=["group", "reference"], series_labels={"group": "Group", "reference": "Reference group"},
+            part, item_column="item", series_column="cell", title=text("synthesis.figure.title", indicator=label),
+            series_order=["group", "reference"],
+            series_labels={"group": text("synthesis.figure.group"), "reference": text("synthesis.figure.reference")},
             colours={"group": figures.OKABE_ITO[0], "reference": figures.REFERENCE_COLOUR},
             source_note=run.source_note, synthetic=run.synthetic)
         saved.append(figures.save_figure(fig, run.figures_dir, f"synthesis_{indicator}", alt,
-                                         caption=f"{label}: each group against its reference group in every country, 95% CIs."))
+                                         caption=text("synthesis.figure.caption", indicator=label)))
     return saved
 
 
@@ -80,11 +89,11 @@ def write_synthesis_workbook(run: ChapterRun, table: pd.DataFrame) -> Path:
 
     assert_publishable(tables.conform(table), name="synthesis workbook")
     limits = load_thresholds()
-    notes = [(f"Suppression: estimates from fewer than {limits.suppress_below} respondents are withheld "
-              f"(flag 'suppressed', numbers blank); {limits.suppress_below}–{limits.caution_below - 1} "
-              "respondents: flag 'caution'."),
-             "Estimates of percent indicators are proportions (0–1); see method for the variance estimator.",
-             "Sources: " + "; ".join(run.source_title(s) for s in run.sources)]
+    notes = [text("synthesis.workbook.suppression", suppress_below=limits.suppress_below,
+                  caution_last=limits.caution_below - 1),
+             text("synthesis.workbook.scale"),
+             text("synthesis.workbook.sources",
+                  sources=text("common.source_separator").join(run.source_title(s) for s in run.sources))]
     return tables.write_excel(tables.conform(table), run.tables_dir / "synthesis.xlsx",
                               indicator_labels=run.indicator_labels, notes=notes)
 

@@ -17,6 +17,8 @@ A run's key is the SHA-256 of its *key components*:
   recorded by :class:`analysis.hashing.TrackedCatalogue` in the run's ``catalogue_reads.json`` and
   kept in the manifest — plus its own group and dimension (page title); the whole catalogue for a
   run never run before. Relabelling one group re-runs exactly the runs whose pages can show it;
+- ``text``: the text catalogue (``params/text*.yml``: every title, caption, heading and
+  sentence template a page shows);
 - ``disclosure``: the thresholds of the report file;
 - ``environment``: Python and dependency versions; ``figure_formats``: SVG, or SVG and PNG in a
   print build (``--print``); ``epoch``: bump to re-run everything.
@@ -108,6 +110,8 @@ class KeyContext:
         self._catalogue_rest = sha256_json({
             "groups.yml": {k: v for k, v in groups_yaml.items() if k not in ("groups", "dimensions")},
             "indicators.yml": {k: v for k, v in indicators_yaml.items() if k != "indicators"}})
+        # every language's text catalogue: a page shows its words (analysis.text)
+        self.text = sha256_json({p.name: hasher(p) for p in sorted(indicators_file.parent.glob("text*.yml"))})
         self.disclosure = sha256_json(ctx.report.disclosure.model_dump())
         self._notebooks: dict[str, str] = {}
         self.figure_formats = ",".join(config.figure_formats())
@@ -157,6 +161,7 @@ class KeyContext:
             "inputs": {_relative(p, root): self.hasher(p) for p in run.inputs},
             "code": self.code_files(run.notebook),
             "catalogue": self.catalogue(run, catalogue_reads),
+            "text": self.text,
             "disclosure": self.disclosure,
             "environment": self.environment,
             "figure_formats": self.figure_formats,
@@ -180,6 +185,7 @@ _COMPONENT_NAMES = {
     "notebook": "notebook edited",
     "parameters": "parameters changed",
     "code": "library code (src/analysis) changed",
+    "text": "text catalogue changed (params/text.yml)",
     "disclosure": "disclosure thresholds changed",
     "environment": "package versions changed",
     "figure_formats": "figure formats changed (print build)",

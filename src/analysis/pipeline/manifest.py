@@ -80,7 +80,9 @@ def build_all_estimates(manifest: dict, outputs_dir: Path, downstream_chapters: 
     Rebuilt from the runs' ``tables/`` folders each time; runs of chapters that read this table
     (``after:`` others, e.g. the synthesis) are left out, so the table does not feed on itself.
     Rows are sorted deterministically (source, country, group, indicator, breakdown, cell,
-    method; ties keep run and file order), so the same tables give the same bytes.
+    method; ties keep run and file order), so the same tables give the same bytes. A row saved
+    by several runs (identical in every column) is kept once; the count of dropped repeats is
+    ``manifest["all_estimates_build"]["duplicate_rows_dropped"]``.
 
     Raises
     ------
@@ -115,7 +117,13 @@ def build_all_estimates(manifest: dict, outputs_dir: Path, downstream_chapters: 
     order = [c for c in ("source", "country", "group", "indicator", "breakdown", "cell", "method")
              if c in RESULT_COLUMNS]
     table = table.sort_values(order, kind="mergesort", na_position="last").reset_index(drop=True)
+    # The same estimate saved by two runs (e.g. a group's country estimates by the group profile
+    # and by geography across countries) is one row of the collected table; how many were
+    # dropped is recorded in the manifest.
+    repeated = table.duplicated(keep="first")
+    table = table[~repeated].reset_index(drop=True)
     write_csv(table, target)
     manifest["all_estimates_build"] = {"tables": [list(f) for f in fingerprint],
-                                       "stat": [target.stat().st_size, target.stat().st_mtime_ns]}
+                                       "stat": [target.stat().st_size, target.stat().st_mtime_ns],
+                                       "rows": len(table), "duplicate_rows_dropped": int(repeated.sum())}
     return target

@@ -1,0 +1,170 @@
+"""What a reader can trust (issue 13): intervals on the right scale, degenerate intervals named,
+headline findings chosen from ok estimates only, ordered categories, sources shown, run folders.
+
+Small planted frames (no ../shared): each test reproduces one defect the issue reports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import chapters, config, findings, tables
+from analysis.chapters.common import ChapterRun
+from analysis.schema import load_dimensions, load_groups, load_indicators
+
+
+def _run(frame: pd.DataFrame, tmp_path, group="persons_with_disabilities", source="planted",
+         country="KEN", extra=None) -> ChapterRun:
+    frames = {source: frame, **(extra or {})}
+    return ChapterRun(chapter="group_profile", group_id=group, country=country, sources=list(frames),
+                      output_dir=tmp_path, processed_dir=None, frames=frames, indicators=load_indicators(),
+                      groups=load_groups(), dimensions=load_dimensions())
+
+
+def _frame(n_group=60, p_group=0.03, n_ref=200, p_ref=0.30, seed=1, title="Planted survey") -> pd.DataFrame:
+    """Simple random sample, equal weights: persons with disabilities rarely food insecure."""
+    rng = np.random.default_rng(seed)
+    disability = ["yes"] * n_group + ["no"] * n_ref
+    food = np.r_[rng.random(n_group) < p_group, rng.random(n_ref) < p_ref].astype(float)
+    food[0] = 1.0  # at least one yes in the group
+    frame = pd.DataFrame({"disability": disability, "food_insecurity": food,
+                          "income_group": rng.choice(["lowest", "low", "middle", "high", "highest"], n_group + n_ref),
+                          "sex": rng.choice(["female", "male"], n_group + n_ref),
+                          "weight": 1.0, "country": "KEN"})
+    frame.attrs["design"] = {"sample_type": "probability", "weight": "weight"}
+    frame.attrs["source"] = {"id": "planted", "title": title,
+                             "collection_period": {"start": "2021-03-01", "end": "2021-05-31"}}
+    return frame
+
+
+def test_intervals_of_proportions_stay_inside_0_100(tmp_path):
+    """Defect: Wald intervals below 0% ("6.5% (−2.6–15.5)"). Logit intervals cannot leave [0, 1]."""
+    run = _run(_frame(n_group=30, p_group=0.02), tmp_path)
+    estimates = chapters.group_estimates(run)
+    food = estimates[estimates["indicator"] == "food_insecurity"]
+    assert (food["ci_low"] >= 0).all() and (food["ci_high"] <= 1).all()
+    group = food[food["cell"] == "group"].iloc[0]
+    assert group["ci_low"] < group["estimate"] < group["ci_high"]
+    assert "logit" in group["method"]
+
+
+def test_zero_width_interval_is_never_a_plain_ok_estimate():
+    """Defect: "27% (27–27)" flagged ok (a stratum whose PSUs were all taken)."""
+    table = tables.conform(pd.DataFrame({
+        "source": "s", "country": "KEN", "group": "g", "indicator": ["food_insecurity"] * 3,
+        "breakdown": "comparison", "cell": ["a", "b", "c"], "estimate": [0.27, 0.0, 0.4],
+        "se": [0.0, 0.0, 0.02], "ci_low": [0.27, np.nan, 0.36], "ci_high": [0.27, np.nan, 0.44],
+        "n_unweighted": [146, 80, 300], "n_weighted": 1.0, "flag": "ok", "method": "weighted mean"}))
+    flagged = chapters.flag_degenerate_intervals(table, ["food_insecurity"])
+    assert list(flagged["flag"]) == ["caution", "caution", "ok"]
+    assert tables.degenerate_cause(flagged["method"].iloc[0]) == "no_variance"
+    assert tables.degenerate_cause(flagged["method"].iloc[1]) == "all_same"
+    shown = tables.format_results(flagged, percent_indicators=["food_insecurity"])
+    assert shown["Reliability"].iloc[0].startswith("caution: interval of zero width")
+    assert "same answer" in shown["Reliability"].iloc[1]
+    assert shown["Reliability"].iloc[2] == ""
+
+
+def _comparison_rows(source, n, gap, flag):
+    base = {"source": source, "country": "KEN", "group": "persons_with_disabilities", "indicator": "vaccinated",
+            "n_weighted": 1.0, "se": 0.01, "method": "weighted mean"}
+    rows = [dict(base, breakdown="comparison", cell="group", estimate=0.42 + gap, ci_low=0.38 + gap,
+                 ci_high=0.46 + gap, n_unweighted=n, flag=flag),
+            dict(base, breakdown="comparison", cell="reference", estimate=0.42, ci_low=0.40, ci_high=0.44,
+                 n_unweighted=1000, flag="ok"),
+            dict(base, breakdown="disability", cell="yes vs no", estimate=gap, ci_low=gap - 0.05,
+                 ci_high=gap + 0.05, n_unweighted=n + 1000, flag=flag, method="difference")]
+    return rows
+
+
+def test_headline_never_cites_a_caution_row(tmp_path):
+    """Defect: "largest gap ... 30 points lower" came from a second source with n = 31 (caution)
+    while the chart showed 38% vs 42%; the sentence named neither the source nor the flag."""
+    rows = _comparison_rows("big", 790, -0.04 - 0.06, "ok") + _comparison_rows("small", 31, -0.30, "caution")
+    table = tables.conform(pd.DataFrame(rows))
+    big, small = _frame(title="Big survey"), _frame(title="Small survey")
+    run = _run(big, tmp_path, source="big", extra={"small": small})
+    sentence = chapters.profile_summary(run, table[table["method"] != "difference"],
+                                        table[table["method"] == "difference"])
+    assert "Big survey" in sentence and "−10 points" in sentence and "quality: ok" in sentence
+    assert "Small survey" not in sentence and "30" not in sentence.split("published gaps")[0]
+    compared = findings.comparisons(table, run.indicators)
+    chosen = findings.key_findings(compared, run.percent_indicators)
+    assert list(chosen["source"]) == ["big"]
+
+
+def test_comparisons_have_one_row_per_theme_indicator_group_country_source():
+    rows = _comparison_rows("big", 790, -0.1, "ok")
+    table = tables.conform(pd.DataFrame(rows + rows))  # the same estimates saved by two chapters
+    compared = findings.comparisons(table, load_indicators())
+    assert len(compared) == 1
+    assert not compared.duplicated(subset=["theme", "indicator", "group", "country", "source"]).any()
+    row = compared.iloc[0]
+    assert row["theme"] == "access_to_health" and row["reference_estimate"] == pytest.approx(0.42)
+    assert row["gap"] == pytest.approx(-0.1) and row["n_unweighted"] == 790
+
+
+def test_two_different_rows_for_one_cell_are_an_error():
+    rows = _comparison_rows("big", 790, -0.1, "ok")
+    other = dict(rows[0], estimate=0.5)
+    with pytest.raises(ValueError, match=r"two different rows for source=big, .*cell=group"):
+        findings.comparisons(tables.conform(pd.DataFrame(rows + [other])), load_indicators())
+
+
+def test_formats_are_the_ones_the_report_uses():
+    assert findings.format_percent(0.391, 0.352, 0.431) == "39% (35–43)"
+    assert findings.signed_points(-0.004) == "0" and findings.signed_points(0.134) == "+13"
+
+
+def test_composition_follows_catalogue_order_and_shows_percent(tmp_path):
+    """Defect: "0.5 (0.5–0.5)" and income sorted alphabetically (Fourth, Highest, Second, ...)."""
+    run = _run(_frame(), tmp_path, group=None)
+    composition = chapters.composition(run, "planted")
+    income = composition[composition["breakdown"] == "income_group"]["cell"].tolist()
+    assert income == ["lowest", "low", "middle", "high", "highest"]
+    html = chapters.show_table(run, composition, "composition", percent=["composition"]).data
+    assert "%" in html and "0.5 (" not in html
+
+
+def test_tables_that_mix_sources_show_the_source(tmp_path):
+    """Defect: "Had COVID-19 / Persons with disabilities" twice, n = 790 and n = 30, no source column."""
+    run = _run(_frame(title="Big survey"), tmp_path, source="big", extra={"small": _frame(title="Small survey")})
+    estimates = chapters.group_estimates(run)
+    html = chapters.show_table(run, estimates, "estimates").data
+    assert '<th scope="col" style="text-align:left">Source</th>' in html
+    assert "Big survey" in html and "Small survey" in html
+    figures_saved = chapters.group_profile_figures(run, estimates, chapters.group_gaps(run, estimates))
+    titles = [s.alt.split(". ")[0] for s in figures_saved]
+    assert len(set(titles)) == len(titles), titles
+
+
+def test_measurement_note_says_how_the_group_was_identified(tmp_path):
+    frame = _frame()
+    for column in chapters.WG_DOMAINS[:4]:
+        frame[column] = 1.0
+    run = _run(frame, tmp_path)
+    note = run.measurement_note()
+    assert "Washington Group Short Set, 4 of 6 domains" in note and "Planted survey" in note
+    frame.attrs["source"] = dict(frame.attrs["source"], wg_domains=6)
+    assert "6 of 6 domains" in run.measurement_note()
+
+
+def test_output_dir_follows_the_parameters(tmp_path):
+    """Defect: papermill with -p group women -p country SEN wrote into .../persons_with_disabilities/KEN."""
+    derived = chapters.resolve_output_dir("intersections", None, group="women", country="SEN")
+    assert derived == (config.OUTPUTS_DIR / "intersections" / "women" / "SEN").resolve()
+    assert chapters.resolve_output_dir("data_profile", None, source="demo_older", country="SEN").parts[-3:] == (
+        "data_profile", "demo_older", "SEN")
+    assert chapters.resolve_output_dir("official_statistics", None, country="KEN").parts[-3:] == (
+        "official_statistics", "all", "KEN")
+    assert chapters.resolve_output_dir("synthesis", None).name == "synthesis"
+    assert chapters.resolve_output_dir("geography_across_countries", None, group="women",
+                                       country="all").parts[-2:] == ("women", "all")
+    with pytest.raises(chapters.ChapterError, match=r"is the folder of another run \(intersections/"
+                                                    r"persons_with_disabilities/KEN\)"):
+        chapters.resolve_output_dir("intersections", config.OUTPUTS_DIR / "intersections/persons_with_disabilities/KEN",
+                                    group="women", country="SEN")
+    # a folder of the user's own, outside outputs/, is theirs
+    assert chapters.resolve_output_dir("intersections", tmp_path, group="women", country="SEN") == tmp_path.resolve()
