@@ -1,0 +1,560 @@
+"""Evidence from partner studies: random-effects pooling of proportions and the evidence-gap map.
+
+Many partner CSOs share only what they published — a percentage and its n for a group, a
+country and a period. This module pools such single proportions across studies and maps where
+evidence exists and where it is missing.
+
+Pooling follows R's metafor (Viechtbauer 2010, *J Stat Softw* 36(3)) formula for formula, so
+that results can be checked against ``rma.uni`` (tests compare with metafor 3.8-1 on its bundled
+data sets, ``tests/results/meta_analysis.json``):
+
+- :func:`transform_proportions` — ``escalc`` measures ``PLO`` (logit; 0.5 added to *every* cell
+  of a study with a zero cell, metafor's ``add=1/2, to="only0"``), ``PFT`` (Freeman & Tukey 1950
+  double arcsine, variance ``1/(4n + 2)``) and ``PR`` (raw proportion);
+  :func:`back_transform` — inverse logit, and Miller's (1978) inverse of the double arcsine
+  evaluated at the harmonic mean of the study sizes (metafor's ``transf.ipft.hm``).
+- :func:`tau2_estimate` — between-study variance by equal effects (EE, τ² = 0), DerSimonian &
+  Laird (1986), Hedges (1983, HE), Sidik & Jonkman (2005, SJ), maximum likelihood (ML),
+  restricted maximum likelihood (REML; Viechtbauer 2005) and Paule & Mandel (1982, PM), each in
+  metafor's general form with moderators (``X``), so that meta-regression uses the same code.
+- :func:`pool` — the random-effects summary with Wald (z) or Knapp & Hartung (2003) intervals
+  (t with k − p df, no truncation of the scale factor, as metafor's ``test="knha"``), prediction
+  intervals (z, or t with k − 1 df under Knapp–Hartung as metafor does, or t with k − 2 df as
+  Higgins, Thompson & Spiegelhalter 2009 and R's meta package), Cochran's Q, I² and H² as metafor
+  defines them for the estimator used (I² = τ² / (τ² + s²) with s² the "typical" within-study
+  variance of Higgins & Thompson 2002), and the Q-profile interval of τ² (Viechtbauer 2007) and of
+  I² derived from it.
+- :func:`subgroups` — separate τ² per subgroup with the test of subgroup differences (Q between,
+  a fixed-effect test of the subgroup summaries), and the moderator (Wald) test of a
+  meta-regression on the subgroup with a common τ², with its pseudo-R² (Raudenbush 2009).
+- :func:`leave_one_out` — the summary with each study left out in turn.
+- :func:`pool_many` — many meta-analyses at once (indicator × group × country): DerSimonian–Laird
+  vectorised over all of them.
+
+statsmodels' ``combine_effects`` covers DL and PM on a ready-made (y, v); it lacks the
+transforms and back-transforms of proportions, REML/ML/HE/SJ, metafor's I² for iterative
+estimators, the Q-profile interval, the t(k − 2) prediction interval and moderators, which is why
+the computation is written out here. It serves as the peer of :func:`pool_many` in
+``bench/bench_synthesis.py``.
+
+Assumptions: studies are independent; within-study sampling variances are treated as known
+(the usual normal-normal model ``y_i ~ N(θ_i, v_i)``, ``θ_i ~ N(μ, τ²)``); published percentages
+without a count are turned into a count ``round(p × n)``. Proportions are on 0–1 throughout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+TRANSFORMS = ("logit", "freeman_tukey", "raw")
+ESTIMATORS = ("EE", "DL", "HE", "SJ", "ML", "REML", "PM")
+#: Convergence of the iterative estimators (τ², absolute). metafor stops at 1e-5; we solve the
+#: estimating equation with Brent's method to far below that.
+TAU2_TOL = 1e-12
+
+
+class EvidenceError(ValueError):
+    """Input to pooling is unusable; the message names the parameter and what to fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# Transforms
+
+
+def transform_proportions(events, n, transform: str = "logit") -> tuple[np.ndarray, np.ndarray]:
+    """Effect sizes ``y`` and sampling variances ``v`` of single proportions.
+
+    Parameters
+    ----------
+    events, n : array-like
+        Number of events and sample size of each study (events ≤ n, n > 0).
+    transform : {"logit", "freeman_tukey", "raw"}
+        ``logit`` is metafor's ``PLO``: ``y = log(x / (n − x))``, ``v = 1/x + 1/(n − x)``, with 0.5
+        added to both cells of every study that has a zero cell (x = 0 or x = n) and to no other
+        study (``escalc(add=1/2, to="only0")``). ``freeman_tukey`` is ``PFT``:
+        ``y = ½[asin √(x/(n+1)) + asin √((x+1)/(n+1))]``, ``v = 1/(4n + 2)`` (Freeman & Tukey
+        1950). ``raw`` is ``PR``: ``y = x/n``, ``v = y(1 − y)/n``.
+    """
+    x = np.asarray(events, dtype=float)
+    n = np.asarray(n, dtype=float)
+    if x.shape != n.shape:
+        raise EvidenceError("events and n must have the same length")
+    if np.any(~np.isfinite(n)) or np.any(n <= 0):
+        raise EvidenceError("n: every study needs a sample size above 0")
+    if np.any(~np.isfinite(x)) or np.any(x < 0) or np.any(x > n):
+        raise EvidenceError("events: every count must lie between 0 and its n")
+    if transform == "logit":
+        zero_cell = (x == 0) | (x == n)
+        add = np.where(zero_cell, 0.5, 0.0)
+        a, b = x + add, n - x + add
+        return np.log(a / b), 1.0 / a + 1.0 / b
+    if transform == "freeman_tukey":
+        y = 0.5 * (np.arcsin(np.sqrt(x / (n + 1))) + np.arcsin(np.sqrt((x + 1) / (n + 1))))
+        return y, 1.0 / (4.0 * n + 2.0)
+    if transform == "raw":
+        p = x / n
+        return p, p * (1 - p) / n
+    raise EvidenceError(f"transform '{transform}' unknown; use one of {', '.join(TRANSFORMS)}")
+
+
+def _pft(p, n):
+    """Double arcsine of a proportion ``p`` with sample size ``n`` (metafor's ``transf.pft``)."""
+    x = p * n
+    return 0.5 * (np.arcsin(np.sqrt(x / (n + 1))) + np.arcsin(np.sqrt((x + 1) / (n + 1))))
+
+
+def back_transform(values, transform: str, n=None) -> np.ndarray:
+    """Proportions from transformed values.
+
+    ``logit``: the inverse logit. ``freeman_tukey``: Miller's (1978) inverse
+    ``p = ½{1 − sgn(cos 2t) √[1 − (sin 2t + (sin 2t − 1/sin 2t)/ñ)²]}`` with ``ñ`` the harmonic
+    mean of the study sizes ``n`` (metafor's ``transf.ipft.hm``), set to 0 or 1 beyond the values
+    the transform takes at p = 0 and p = 1. ``raw``: clipped to [0, 1].
+    """
+    t = np.asarray(values, dtype=float)
+    if transform == "logit":
+        return 1.0 / (1.0 + np.exp(-t))
+    if transform == "raw":
+        return np.clip(t, 0.0, 1.0)
+    if transform == "freeman_tukey":
+        if n is None:
+            raise EvidenceError("n: the Freeman–Tukey back-transform needs the study sizes")
+        n_h = stats.hmean(np.asarray(n, dtype=float))
+        s = np.sin(2 * t)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = 0.5 * (1 - np.sign(np.cos(2 * t)) * np.sqrt(1 - (s + (s - 1 / s) / n_h) ** 2))
+        p = np.where(t > _pft(1.0, n_h), 1.0, p)
+        p = np.where(t < _pft(0.0, n_h), 0.0, p)
+        return p
+    raise EvidenceError(f"transform '{transform}' unknown; use one of {', '.join(TRANSFORMS)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Between-study variance (metafor's rma.uni, general form with moderators X)
+
+
+def _design(k: int, X) -> np.ndarray:
+    if X is None:
+        return np.ones((k, 1))
+    X = np.asarray(X, dtype=float)
+    return X.reshape(k, -1)
+
+
+def _projection(v, tau2, X):
+    """P = W − W X (X'WX)⁻¹ X'W with W = diag(1/(v + τ²)), and the weights."""
+    w = 1.0 / (v + tau2)
+    WX = X * w[:, None]
+    inv = np.linalg.inv(X.T @ WX)
+    return np.diag(w) - WX @ inv @ WX.T, w
+
+
+def _residual_q(y, v, tau2, X) -> float:
+    """Generalised Q: Y'PY at τ² (Cochran's Q at τ² = 0)."""
+    P, _ = _projection(v, tau2, X)
+    return float(y @ P @ y)
+
+
+def _solve_tau2(fun, upper_start: float) -> float:
+    """Root of a decreasing ``fun`` on [0, ∞): 0 when fun(0) ≤ 0."""
+    if fun(0.0) <= 0:
+        return 0.0
+    upper = max(upper_start, 1e-4)
+    while fun(upper) > 0:
+        upper *= 4
+        if upper > 1e8:
+            raise EvidenceError("tau2: the estimating equation has no root below 1e8")
+    return optimize.brentq(fun, 0.0, upper, xtol=TAU2_TOL, rtol=4 * np.finfo(float).eps, maxiter=500)
+
+
+def tau2_estimate(y, v, method: str = "REML", X=None) -> float:
+    """Between-study variance τ² by ``method`` (metafor's ``rma.uni`` formulas; truncated at 0).
+
+    With ``P`` as in :func:`_projection`, ``k`` studies and ``p`` columns of ``X``:
+
+    - ``EE``: 0 (equal effects).
+    - ``DL`` (DerSimonian & Laird 1986): ``(Q − (k − p)) / tr(P₀)`` with P₀ at τ² = 0.
+    - ``HE`` (Hedges 1983): ``(RSS_OLS − tr(P_OLS V)) / (k − p)``, unweighted least squares.
+    - ``SJ`` (Sidik & Jonkman 2005): ``τ₀² · Y'P(τ₀²)Y / (k − p)`` with ``τ₀²`` the unweighted
+      residual variance ``RSS_OLS / k`` (metafor's default start).
+    - ``ML``: root of ``Y'PPY − tr(W)``; ``REML`` (Viechtbauer 2005): root of ``Y'PPY − tr(P)``.
+    - ``PM`` (Paule & Mandel 1982): root of ``Y'PY − (k − p)``.
+    """
+    y = np.asarray(y, dtype=float)
+    v = np.asarray(v, dtype=float)
+    k = y.size
+    X = _design(k, X)
+    p = X.shape[1]
+    if method not in ESTIMATORS:
+        raise EvidenceError(f"method '{method}' unknown; use one of {', '.join(ESTIMATORS)}")
+    if method == "EE" or k <= p:
+        return 0.0
+    if method == "DL":
+        P0, _ = _projection(v, 0.0, X)
+        q = float(y @ P0 @ y)
+        return max(0.0, (q - (k - p)) / float(np.trace(P0)))
+    hat_ols = X @ np.linalg.pinv(X)
+    P_ols = np.eye(k) - hat_ols
+    rss_ols = float(y @ P_ols @ y)
+    if method == "HE":
+        return max(0.0, (rss_ols - float(np.trace(P_ols * v[None, :]))) / (k - p))
+    if method == "SJ":
+        tau2_0 = rss_ols / k
+        if tau2_0 <= 0:
+            return 0.0
+        return tau2_0 * _residual_q(y, v, tau2_0, X) / (k - p)
+    start = max(0.0, rss_ols / (k - p) - float(np.mean(v))) + 1.0
+    if method == "PM":
+        return _solve_tau2(lambda t: _residual_q(y, v, t, X) - (k - p), start)
+
+    def score(t):
+        P, w = _projection(v, t, X)
+        Py = P @ y
+        trace = float(np.trace(P)) if method == "REML" else float(np.sum(w))
+        return float(Py @ Py) - trace
+
+    return _solve_tau2(score, start)
+
+
+# --------------------------------------------------------------------------------------------
+# One meta-analysis
+
+
+@dataclass
+class PooledEstimate:
+    """A random-effects summary, on the transformed scale and back-transformed.
+
+    ``b``/``se``: summary and its standard error (transformed scale; Knapp–Hartung scaled when
+    ``test == "knha"``); ``ci``/``pi``: confidence and prediction intervals (transformed);
+    ``pooled``, ``ci_prop``, ``pi_prop``: back-transformed to proportions; ``tau2``, ``I2``
+    (percent), ``H2``, ``Q`` (Cochran's, df ``k − 1``) and its p-value; ``tau2_ci``/``I2_ci``: the
+    Q-profile interval (NaN when not computed).
+    """
+
+    k: int
+    transform: str
+    method: str
+    test: str
+    b: float
+    se: float
+    tau2: float
+    I2: float
+    H2: float
+    Q: float
+    Q_df: int
+    Q_p: float
+    ci: tuple[float, float]
+    pi: tuple[float, float]
+    pooled: float
+    ci_prop: tuple[float, float]
+    pi_prop: tuple[float, float]
+    tau2_ci: tuple[float, float] = (math.nan, math.nan)
+    I2_ci: tuple[float, float] = (math.nan, math.nan)
+    n_total: int = 0
+    weights: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["weights"] = list(map(float, self.weights))
+        return out
+
+
+def typical_variance(v, X=None) -> float:
+    """Higgins & Thompson's (2002) typical within-study variance ``s² = (k − p) / tr(P₀)``."""
+    v = np.asarray(v, dtype=float)
+    X = _design(v.size, X)
+    P0, _ = _projection(v, 0.0, X)
+    return (v.size - X.shape[1]) / float(np.trace(P0))
+
+
+def q_profile_tau2(y, v, level: float = 0.95, X=None) -> tuple[float, float]:
+    """Q-profile confidence interval of τ² (Viechtbauer 2007).
+
+    The bounds solve ``Y'P(τ²)Y = χ²_{k−p}`` at the upper and lower ``(1 − level)/2`` quantiles;
+    a bound is 0 when the generalised Q at τ² = 0 is already below its quantile (metafor's
+    ``confint.rma.uni``).
+    """
+    y = np.asarray(y, dtype=float)
+    v = np.asarray(v, dtype=float)
+    X = _design(y.size, X)
+    df = y.size - X.shape[1]
+    alpha = 1 - level
+    upper_q, lower_q = stats.chi2.ppf(1 - alpha / 2, df), stats.chi2.ppf(alpha / 2, df)
+    start = max(1.0, float(np.var(y)) * 4)
+    low = _solve_tau2(lambda t: _residual_q(y, v, t, X) - upper_q, start)
+    high = _solve_tau2(lambda t: _residual_q(y, v, t, X) - lower_q, start)
+    return low, high
+
+
+def pool(events=None, n=None, *, y=None, v=None, transform: str = "logit", method: str = "REML",
+         test: str = "z", pi_df: str = "auto", level: float = 0.95,
+         q_profile: bool = True, tau2: float | None = None) -> PooledEstimate:
+    """Random-effects pooling of single proportions (metafor's ``rma.uni`` + ``predict``).
+
+    Parameters
+    ----------
+    events, n : array-like
+        Events and sample sizes of the studies (transformed with :func:`transform_proportions`);
+        or give ``y`` and ``v`` directly (then ``n`` is only used for the Freeman–Tukey
+        back-transform).
+    transform : {"logit", "freeman_tukey", "raw"}
+    method : {"REML", "DL", "PM", "ML", "HE", "SJ", "EE"}
+        Estimator of τ² (:func:`tau2_estimate`).
+    test : {"z", "knha"}
+        ``z``: Wald, ``se = (Σ wᵢ)^{-1/2}``, ``wᵢ = 1/(vᵢ + τ²)``, normal quantiles.
+        ``knha``: Knapp & Hartung (2003), ``se² = Σ wᵢ (yᵢ − μ̂)² / ((k − 1) Σ wᵢ)``, t with
+        k − 1 df (not truncated at 1, as metafor's default).
+    pi_df : {"auto", "z", "k-1", "k-2"}
+        Quantile of the prediction interval ``μ̂ ± c √(se² + τ²)``: ``auto`` follows metafor
+        (z under ``test="z"``, t(k − 1) under ``knha``); ``k-2`` is Higgins et al. (2009).
+        For ``EE`` there is no prediction interval (NaN).
+    q_profile : bool
+        Compute the Q-profile interval of τ² and of I² (:func:`q_profile_tau2`).
+    tau2 : float, optional
+        Fix τ² instead of estimating it (metafor's ``rma(..., tau2 = )``); ``method`` then only
+        labels the fit.
+
+    Notes
+    -----
+    I² is metafor's ``100 τ² / (τ² + s²)`` (s² from :func:`typical_variance`), which equals
+    ``(Q − df)/Q`` only for DL; for EE it is ``max(0, (Q − df)/Q)``. ``H² = 1/(1 − I²)``.
+    """
+    if y is None:
+        if events is None or n is None:
+            raise EvidenceError("pool: give events and n, or y and v")
+        y, v = transform_proportions(events, n, transform)
+    y = np.asarray(y, dtype=float)
+    v = np.asarray(v, dtype=float)
+    k = y.size
+    if k < 1:
+        raise EvidenceError("pool: no studies to pool")
+    if test not in ("z", "knha"):
+        raise EvidenceError(f"test '{test}' unknown; use 'z' or 'knha'")
+    tau2 = tau2_estimate(y, v, method) if tau2 is None else float(tau2)
+    w = 1.0 / (v + tau2)
+    b = float(np.sum(w * y) / np.sum(w))
+    se = float(math.sqrt(1.0 / np.sum(w)))
+    w0 = 1.0 / v
+    b0 = np.sum(w0 * y) / np.sum(w0)
+    q = float(np.sum(w0 * (y - b0) ** 2))
+    df = k - 1
+    q_p = float(stats.chi2.sf(q, df)) if df > 0 else math.nan
+    if df > 0:
+        s2 = typical_variance(v)
+        if method == "EE":
+            i2 = max(0.0, 100 * (q - df) / q) if q > 0 else 0.0
+            h2 = q / df
+        else:
+            i2 = 100 * tau2 / (tau2 + s2)
+            h2 = (tau2 + s2) / s2
+    else:
+        s2, i2, h2 = math.nan, math.nan, math.nan
+    alpha = 1 - level
+    if test == "knha":
+        if k < 2:
+            raise EvidenceError("test='knha' needs at least 2 studies")
+        se = float(math.sqrt(np.sum(w * (y - b) ** 2) / df / np.sum(w)))
+        crit = stats.t.ppf(1 - alpha / 2, df)
+    else:
+        crit = stats.norm.ppf(1 - alpha / 2)
+    ci = (b - crit * se, b + crit * se)
+    if pi_df == "auto":
+        pi_df = "k-1" if test == "knha" else "z"
+    if method == "EE":
+        pi = (math.nan, math.nan)
+    else:
+        if pi_df == "z":
+            pcrit = stats.norm.ppf(1 - alpha / 2)
+        elif pi_df in ("k-1", "k-2"):
+            dfp = k - 1 if pi_df == "k-1" else k - 2
+            pcrit = stats.t.ppf(1 - alpha / 2, dfp) if dfp > 0 else math.nan
+        else:
+            raise EvidenceError(f"pi_df '{pi_df}' unknown; use auto, z, k-1 or k-2")
+        half = pcrit * math.sqrt(se ** 2 + tau2)
+        pi = (b - half, b + half)
+    tau2_ci = i2_ci = (math.nan, math.nan)
+    if q_profile and df > 0 and method != "EE":
+        tau2_ci = q_profile_tau2(y, v, level)
+        i2_ci = tuple(100 * t / (t + s2) for t in tau2_ci)
+    sizes = None if n is None else np.asarray(n, dtype=float)
+    back = (lambda t: float(back_transform(np.asarray([t]), transform, sizes)[0])) \
+        if not (transform == "freeman_tukey" and sizes is None) else (lambda t: math.nan)
+    return PooledEstimate(
+        k=k, transform=transform, method=method, test=test, b=b, se=se, tau2=tau2, I2=i2, H2=h2,
+        Q=q, Q_df=df, Q_p=q_p, ci=ci, pi=pi, pooled=back(b), ci_prop=(back(ci[0]), back(ci[1])),
+        pi_prop=(back(pi[0]), back(pi[1])) if not math.isnan(pi[0]) else (math.nan, math.nan),
+        tau2_ci=tau2_ci, I2_ci=i2_ci, n_total=int(np.sum(sizes)) if sizes is not None else 0,
+        weights=w / np.sum(w),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Meta-regression on one categorical moderator, subgroups, leave-one-out
+
+
+@dataclass
+class ModeratorTest:
+    """Wald test of a categorical moderator in a meta-regression with a common τ².
+
+    ``QM`` ~ χ²(``df``) under no difference; ``tau2`` is the residual τ²; ``R2`` the pseudo-R²
+    ``100 max(0, (τ²_RE − τ²_ME)/τ²_RE)`` (Raudenbush 2009, metafor's ``R2``); ``coefficients``
+    the intercept (first level) and the differences of the other levels.
+    """
+
+    QM: float
+    df: int
+    QM_p: float
+    tau2: float
+    R2: float
+    coefficients: dict
+
+
+def moderator_test(y, v, levels, method: str = "REML") -> ModeratorTest:
+    """Meta-regression ``y ~ level`` with a common τ² (metafor ``rma(yi, vi, mods = ~ factor)``).
+
+    The design has an intercept for the first level (sorted) and a dummy per other level;
+    ``QM = b₂'(X'WX)⁻¹₂₂⁻¹ b₂`` over the dummies, with W at the residual τ² (Wald, z).
+    """
+    y = np.asarray(y, dtype=float)
+    v = np.asarray(v, dtype=float)
+    levels = pd.Series(levels).astype(str).to_numpy()
+    names = sorted(set(levels))
+    if len(names) < 2:
+        raise EvidenceError("moderator: needs at least two levels with studies")
+    X = np.column_stack([np.ones(y.size)] + [(levels == name).astype(float) for name in names[1:]])
+    tau2 = tau2_estimate(y, v, method, X)
+    w = 1.0 / (v + tau2)
+    cov = np.linalg.inv(X.T @ (X * w[:, None]))
+    beta = cov @ (X.T @ (w * y))
+    sub = beta[1:]
+    qm = float(sub @ np.linalg.solve(cov[1:, 1:], sub))
+    df = len(names) - 1
+    tau2_all = tau2_estimate(y, v, method)
+    r2 = 100 * max(0.0, (tau2_all - tau2) / tau2_all) if tau2_all > 0 else 0.0
+    coefficients = {"intercept": float(beta[0])} | {n: float(b) for n, b in zip(names[1:], sub)}
+    return ModeratorTest(QM=qm, df=df, QM_p=float(stats.chi2.sf(qm, df)), tau2=tau2, R2=r2,
+                         coefficients=coefficients)
+
+
+@dataclass
+class SubgroupAnalysis:
+    """Subgroup summaries with a separate τ² each, the test between them, and the moderator test."""
+
+    overall: PooledEstimate
+    subgroups: dict[str, PooledEstimate]
+    Q_between: float
+    Q_between_df: int
+    Q_between_p: float
+    moderator: ModeratorTest | None
+
+
+def subgroups(events, n, levels, *, transform: str = "logit", method: str = "REML",
+              test: str = "z", level: float = 0.95) -> SubgroupAnalysis:
+    """Subgroup analysis by a study characteristic (population group, sampling, ...).
+
+    Each subgroup is pooled with its own τ² (:func:`pool`); the test of subgroup differences is
+    ``Q_between = Σ_g (b_g − b̄)² / se_g²`` with ``b̄`` the inverse-variance mean of the subgroup
+    summaries, χ² with G − 1 df (Borenstein et al. 2009, ch. 19, "separate τ²"; metafor
+    ``rma(b_g, sei = se_g, method = "FE")``). The moderator test with a common τ² is
+    :func:`moderator_test` (omitted when a subgroup has a single study).
+    """
+    y, v = transform_proportions(events, n, transform)
+    sizes = np.asarray(n, dtype=float)
+    levels = pd.Series(levels).astype(str).to_numpy()
+    overall = pool(y=y, v=v, n=sizes, transform=transform, method=method, test=test, level=level,
+                   q_profile=False)
+    fits = {}
+    for name in sorted(set(levels)):
+        mask = levels == name
+        fits[name] = pool(y=y[mask], v=v[mask], n=sizes[mask], transform=transform, method=method,
+                          test=test, level=level, q_profile=False)
+    b = np.array([f.b for f in fits.values()])
+    se = np.array([f.se for f in fits.values()])
+    w = 1.0 / se ** 2
+    q_b = float(np.sum(w * (b - np.sum(w * b) / np.sum(w)) ** 2))
+    df = len(fits) - 1
+    moderator = moderator_test(y, v, levels, method) if df > 0 else None
+    return SubgroupAnalysis(overall=overall, subgroups=fits, Q_between=q_b, Q_between_df=df,
+                            Q_between_p=float(stats.chi2.sf(q_b, df)) if df > 0 else math.nan,
+                            moderator=moderator)
+
+
+def leave_one_out(events, n, labels=None, *, transform: str = "logit", method: str = "REML",
+                  test: str = "z") -> pd.DataFrame:
+    """The pooled proportion with each study left out in turn (metafor's ``leave1out``).
+
+    One row per study left out: ``omitted`` (its label), ``pooled``, ``ci_low``, ``ci_high``
+    (proportions), ``tau2``, ``I2``, ``Q``.
+    """
+    events = np.asarray(events, dtype=float)
+    n = np.asarray(n, dtype=float)
+    labels = list(range(1, events.size + 1)) if labels is None else list(labels)
+    rows = []
+    for i in range(events.size):
+        keep = np.arange(events.size) != i
+        fit = pool(events[keep], n[keep], transform=transform, method=method, test=test,
+                   q_profile=False)
+        rows.append({"omitted": labels[i], "pooled": fit.pooled, "ci_low": fit.ci_prop[0],
+                     "ci_high": fit.ci_prop[1], "tau2": fit.tau2, "I2": fit.I2, "Q": fit.Q})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Many meta-analyses at once
+
+
+def pool_many(frame: pd.DataFrame, by, *, events: str = "events", n: str = "n",
+              transform: str = "logit", level: float = 0.95) -> pd.DataFrame:
+    """DerSimonian–Laird random-effects pooling of every group of ``frame`` at once.
+
+    Vectorised over groups with ``numpy`` sums (no Python loop per meta-analysis), the same
+    formulas as :func:`pool` with ``method="DL", test="z"``. Returns one row per group: the keys,
+    ``k``, ``n_total``, ``b``, ``se``, ``tau2``, ``I2``, ``Q``, ``pooled``, ``ci_low``,
+    ``ci_high``, ``pi_low``, ``pi_high`` (proportions; z prediction interval).
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    y, v = transform_proportions(frame[events].to_numpy(float), frame[n].to_numpy(float), transform)
+    codes, keys = pd.MultiIndex.from_frame(frame[by]).factorize()
+    g = codes.size and codes.max() + 1
+
+    def total(values):
+        return np.bincount(codes, weights=values, minlength=g)
+
+    w = 1.0 / v
+    k = np.bincount(codes, minlength=g).astype(float)
+    sw, sw2, swy, swy2 = total(w), total(w * w), total(w * y), total(w * y * y)
+    q = swy2 - swy ** 2 / sw
+    c = sw - sw2 / sw
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau2 = np.where(k > 1, np.maximum(0.0, (q - (k - 1)) / c), 0.0)
+        s2 = (k - 1) / c
+        i2 = np.where(k > 1, 100 * tau2 / (tau2 + s2), np.nan)
+    ws = 1.0 / (v + tau2[codes])
+    sws = total(ws)
+    b = total(ws * y) / sws
+    se = np.sqrt(1.0 / sws)
+    z = stats.norm.ppf(1 - (1 - level) / 2)
+    half_pi = z * np.sqrt(se ** 2 + tau2)
+    n_values = frame[n].to_numpy(float)
+    if transform == "freeman_tukey":
+        n_h = k / total(1.0 / n_values)
+        back = np.vectorize(lambda t, nh: float(back_transform([t], transform, [nh])[0]))
+
+        def to_prop(t):
+            return back(t, n_h)
+    else:
+        def to_prop(t):
+            return back_transform(t, transform)
+    out = keys.to_frame(index=False)
+    out.columns = by
+    out["k"] = k.astype(int)
+    out["n_total"] = total(n_values).astype(int)
+    out["b"], out["se"], out["tau2"], out["I2"], out["Q"] = b, se, tau2, i2, q
+    out["pooled"] = to_prop(b)
+    out["ci_low"], out["ci_high"] = to_prop(b - z * se), to_prop(b + z * se)
+    out["pi_low"], out["pi_high"] = to_prop(b - half_pi), to_prop(b + half_pi)
+    return out

@@ -1,0 +1,204 @@
+"""Pooling of proportions against R metafor 3.8-1 (tests/results/meta_analysis.json), and properties.
+
+Closed-form estimators (EE, DL, HE, SJ) and everything computed from a given τ² are checked to 1e-9
+relative. metafor solves the iterative estimators only to its convergence threshold (|Δτ²| < 1e-5
+for REML/ML Fisher scoring and the PM root; uniroot's tol = eps^0.25 ≈ 1.2e-4 in the Q-profile
+interval), so for those τ² itself is checked within that absolute tolerance, and every other
+quantity is checked to 1e-9 at metafor's τ² (the formulas) and to 1e-5 at ours (the whole fit).
+Our roots are exact: PM agrees with statsmodels' combine_effects, REML/ML solve their score
+equations to machine precision.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import evidence as ev
+
+RESULTS = Path(__file__).parent / "results"
+GOLDEN = json.loads((RESULTS / "meta_analysis.json").read_text())
+PRITZ = pd.read_csv(RESULTS / "meta" / "pritz1997.csv")
+DEBRUIN = pd.read_csv(RESULTS / "meta" / "debruin2009.csv")
+TRANSFORM = {"plo": "logit", "pft": "freeman_tukey"}
+ITERATIVE = {"REML", "ML", "PM"}
+#: metafor's convergence threshold on τ² (rma.uni control threshold = 1e-5).
+METAFOR_THRESHOLD = 1e-5
+#: uniroot's default tolerance in metafor's confint (Q-profile): .Machine$double.eps^0.25.
+UNIROOT_TOL = np.finfo(float).eps ** 0.25
+
+FITS = sorted(k for k, e in GOLDEN["pritz1997"].items()
+              if isinstance(e, dict) and "b" in e and k != "glmm")
+
+
+def _parse(key):
+    transform, rest = key.split("_", 1)
+    method = rest.split("_")[0]
+    return TRANSFORM[transform], method, "knha" if rest.endswith("knha") else "z"
+
+
+def _compare(fit, expected, rel):
+    got = {"b": fit.b, "se": fit.se, "tau2": fit.tau2, "I2": fit.I2, "H2": fit.H2, "QE": fit.Q,
+           "QE_df": fit.Q_df, "QEp": fit.Q_p, "pooled": fit.pooled}
+    for name, value in got.items():
+        if name in expected:
+            assert value == pytest.approx(expected[name], rel=rel, abs=1e-12), name
+    assert fit.ci_prop == pytest.approx(expected["ci"], rel=rel)
+    if expected["pi"]:
+        assert fit.pi_prop == pytest.approx(expected["pi"], rel=rel)
+    else:
+        assert all(math.isnan(x) for x in fit.pi_prop)
+
+
+def test_transforms_match_escalc():
+    g = GOLDEN["pritz1997"]
+    y, v = ev.transform_proportions(PRITZ.xi, PRITZ.ni, "logit")
+    np.testing.assert_allclose(y, g["yi_plo"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(v, g["vi_plo"], rtol=1e-12)
+    y, v = ev.transform_proportions(PRITZ.xi, PRITZ.ni, "freeman_tukey")
+    np.testing.assert_allclose(y, g["yi_pft"], rtol=1e-12)
+    np.testing.assert_allclose(v, g["vi_pft"], rtol=1e-12)
+
+
+def test_logit_adds_half_only_to_studies_with_a_zero_cell():
+    y, v = ev.transform_proportions([0, 5, 10], [10, 10, 10], "logit")
+    assert y[0] == pytest.approx(math.log(0.5 / 10.5))
+    assert v[0] == pytest.approx(1 / 0.5 + 1 / 10.5)
+    assert y[1] == 0 and v[1] == pytest.approx(0.4)
+    assert y[2] == pytest.approx(math.log(10.5 / 0.5))
+
+
+@pytest.mark.parametrize("key", FITS)
+def test_pritz1997_matches_metafor(key):
+    expected = GOLDEN["pritz1997"][key]
+    transform, method, test = _parse(key)
+    fit = ev.pool(PRITZ.xi, PRITZ.ni, transform=transform, method=method, test=test)
+    if method in ITERATIVE:
+        # tau2 within metafor's own convergence; then the whole fit at our (exact) root to 1e-5 ...
+        assert fit.tau2 == pytest.approx(expected["tau2"], abs=METAFOR_THRESHOLD)
+        fixed = ev.pool(PRITZ.xi, PRITZ.ni, transform=transform, method=method, test=test,
+                        tau2=expected["tau2"])
+        # ... and every formula at metafor's tau2 to 1e-9
+        _compare(fixed, expected, rel=1e-9)
+        loose = {k: v for k, v in expected.items() if k not in ("tau2", "I2", "H2")}
+        _compare(fit, loose, rel=1e-5)
+        assert fit.I2 == pytest.approx(expected["I2"], abs=METAFOR_THRESHOLD * 100 / fit.tau2)
+    else:
+        _compare(fit, expected, rel=1e-9)
+    if "pi_hts" in expected:
+        hts = ev.pool(PRITZ.xi, PRITZ.ni, transform=transform, method=method, pi_df="k-2")
+        assert hts.pi_prop == pytest.approx(expected["pi_hts"], rel=1e-9)
+
+
+def test_iterative_roots_are_exact():
+    y, v = ev.transform_proportions(PRITZ.xi, PRITZ.ni, "logit")
+    pm = ev.tau2_estimate(y, v, "PM")
+    assert ev._residual_q(y, v, pm, ev._design(y.size, None)) == pytest.approx(y.size - 1, rel=1e-12)
+    from statsmodels.stats.meta_analysis import combine_effects
+    peer = combine_effects(y, v, method_re="pm")
+    assert pm == pytest.approx(peer.tau2, rel=1e-8)
+    assert ev.tau2_estimate(y, v, "DL") == pytest.approx(combine_effects(y, v, method_re="dl").tau2,
+                                                         rel=1e-12)
+
+
+def test_q_profile_interval_matches_metafor():
+    expected = GOLDEN["pritz1997"]["plo_REML"]
+    fit = ev.pool(PRITZ.xi, PRITZ.ni, method="REML")
+    assert fit.tau2_ci == pytest.approx(expected["tau2_ci"], abs=UNIROOT_TOL)
+    y, v = ev.transform_proportions(PRITZ.xi, PRITZ.ni)
+    s2 = ev.typical_variance(v)
+    # I2 bounds are 100 tau2 / (tau2 + s2) at the tau2 bounds: exact at metafor's bounds
+    assert [100 * t / (t + s2) for t in expected["tau2_ci"]] == pytest.approx(expected["I2_ci"], rel=1e-9)
+    # our bounds solve the Q-profile equation exactly
+    from scipy import stats
+    X = ev._design(y.size, None)
+    assert ev._residual_q(y, v, fit.tau2_ci[0], X) == pytest.approx(stats.chi2.ppf(0.975, 13), rel=1e-10)
+    assert ev._residual_q(y, v, fit.tau2_ci[1], X) == pytest.approx(stats.chi2.ppf(0.025, 13), rel=1e-10)
+
+
+def test_q_profile_lower_bound_is_zero_without_heterogeneity():
+    from scipy import stats
+    # Q(0) below the upper chi2 quantile: the lower bound is 0; above the lower quantile: upper > 0
+    fit = ev.pool([16, 24, 18, 22], [40, 40, 40, 40], method="REML")
+    assert stats.chi2.ppf(0.025, 3) < fit.Q < stats.chi2.ppf(0.975, 3)
+    assert fit.tau2_ci[0] == 0 and fit.tau2_ci[1] > 0
+    # Q(0) below even the lower quantile: both bounds are 0 (metafor sets them to 0)
+    flat = ev.pool([20, 21, 19, 20], [40, 40, 40, 40], method="REML")
+    assert flat.tau2 == 0 and flat.tau2_ci == (0.0, 0.0)
+
+
+def test_debruin2009_subgroups_match_metafor():
+    g = GOLDEN["debruin2009_by_ethnicity"]
+    result = ev.subgroups(DEBRUIN.xi, DEBRUIN.ni, DEBRUIN.ethnicity, method="REML")
+    fits = {"all": result.overall} | result.subgroups
+    for name, fit in fits.items():
+        expected = g[name]
+        assert fit.tau2 == pytest.approx(expected["tau2"], abs=METAFOR_THRESHOLD)
+        _compare(fit, {k: v for k, v in expected.items() if k not in ("tau2", "I2", "H2")}, rel=1e-5)
+    sep = g["Q_between_separate_tau2"]
+    assert result.Q_between == pytest.approx(sep["Q"], rel=1e-5)
+    assert result.Q_between_df == sep["df"]
+    assert result.Q_between_p == pytest.approx(sep["p"], rel=1e-5)
+    mod = g["moderator_common_tau2"]
+    assert result.moderator.QM == pytest.approx(mod["QM"], rel=1e-5)
+    assert result.moderator.QM_p == pytest.approx(mod["QMp"], rel=1e-5)
+    assert result.moderator.tau2 == pytest.approx(mod["tau2"], abs=METAFOR_THRESHOLD)
+    assert result.moderator.R2 == pytest.approx(mod["R2"], abs=1e-3)
+
+
+def test_leave_one_out_equals_refits():
+    table = ev.leave_one_out(PRITZ.xi, PRITZ.ni, PRITZ.study, method="DL")
+    assert len(table) == len(PRITZ)
+    refit = ev.pool(PRITZ.xi[1:], PRITZ.ni[1:], method="DL")
+    assert table.loc[0, "pooled"] == pytest.approx(refit.pooled, rel=1e-12)
+    assert table.loc[0, "omitted"] == PRITZ.study[0]
+
+
+@pytest.mark.parametrize("transform", ["logit", "freeman_tukey"])
+def test_pool_many_equals_pool_one_at_a_time(transform):
+    rng = np.random.default_rng(3)
+    rows = []
+    for meta in range(30):
+        k = int(rng.integers(1, 12))
+        n = rng.integers(20, 400, size=k)
+        x = rng.binomial(n, rng.uniform(0.05, 0.9))
+        rows += [{"meta": meta, "events": a, "n": b} for a, b in zip(x, n)]
+    frame = pd.DataFrame(rows)
+    many = ev.pool_many(frame, "meta", transform=transform).set_index("meta")
+    for meta, part in frame.groupby("meta"):
+        one = ev.pool(part.events, part.n, transform=transform, method="DL", q_profile=False)
+        assert many.loc[meta, "pooled"] == pytest.approx(one.pooled, rel=1e-10)
+        assert many.loc[meta, "ci_low"] == pytest.approx(one.ci_prop[0], rel=1e-10)
+        assert many.loc[meta, "tau2"] == pytest.approx(one.tau2, rel=1e-10, abs=1e-14)
+
+
+def test_freeman_tukey_back_transform_inverts_the_transform():
+    n = np.array([50.0])
+    for p in (0.0, 0.03, 0.5, 0.97, 1.0):
+        t = ev._pft(p, n)
+        assert ev.back_transform(t, "freeman_tukey", n)[0] == pytest.approx(p, abs=1e-10)
+
+
+def test_single_study_pools_to_itself_with_tau2_zero():
+    fit = ev.pool([30], [100], method="REML")
+    assert fit.tau2 == 0 and fit.pooled == pytest.approx(0.3)
+    assert math.isnan(fit.Q_p)
+
+
+@pytest.mark.parametrize("events, n, message", [
+    ([5, 12], [10, 10], "events"),
+    ([5, 1], [10, 0], "n:"),
+])
+def test_bad_input_names_the_parameter(events, n, message):
+    with pytest.raises(ev.EvidenceError, match=message):
+        ev.pool(events, n)
+
+
+def test_unknown_method_is_named():
+    with pytest.raises(ev.EvidenceError, match="method 'XX'"):
+        ev.pool([1, 2], [10, 10], method="XX")
