@@ -558,3 +558,24 @@ def pool_many(frame: pd.DataFrame, by, *, events: str = "events", n: str = "n",
     out["ci_low"], out["ci_high"] = to_prop(b - z * se), to_prop(b + z * se)
     out["pi_low"], out["pi_high"] = to_prop(b - half_pi), to_prop(b + half_pi)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Labels
+
+
+#: Sections every evidence label catalogue must have.
+LABEL_SECTIONS = ("sampling", "mode", "group_definition", "risk_of_bias", "item_rating", "hoy_items",
+                  "template_guide", "columns", "method", "agreement", "figures", "chapter")
+
+
+def load_labels(path=None) -> dict:
+    """The evidence label catalogue (``params/evidence.yml``), checked for every section."""
+    from analysis import config
+
+    path = path or (config.PARAMS_DIR / "evidence.yml")
+    data = config.read_yaml_mapping(path, EvidenceError, "evidence label catalogue")
+    missing = [s for s in LABEL_SECTIONS if not isinstance(data.get(s), dict)]
+    if missing:
+        raise EvidenceError(f"{path}: section '{missing[0]}' is missing (sections: {', '.join(LABEL_SECTIONS)})")
+    return data
