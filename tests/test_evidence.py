@@ -202,3 +202,64 @@ def test_bad_input_names_the_parameter(events, n, message):
 def test_unknown_method_is_named():
     with pytest.raises(ev.EvidenceError, match="method 'XX'"):
         ev.pool([1, 2], [10, 10], method="XX")
+
+
+# --------------------------------------------------------------------------------------------
+# The demo partner studies: structure as the issue asks, and recovery of the planted truth
+
+
+@pytest.fixture(scope="module")
+def demo_studies(tmp_path_factory):
+    from analysis import config
+    from analysis.sources import load_processed
+    from analysis.sources.studies import ingest_study_source
+
+    card = config.SOURCES_DIR / "demo_partner_studies.yml"
+    if not card.exists():
+        pytest.skip("the demo partner studies are not committed")
+    processed = tmp_path_factory.mktemp("processed")
+    ingest_study_source(card, config.RAW_DIR, processed, force=True)
+    truth = json.loads((config.DEMO_DIR / "TRUTH.json").read_text())["partner_studies"]
+    return load_processed("demo_partner_studies", processed), truth
+
+
+def test_demo_has_38_mixed_studies_as_the_issue_describes(demo_studies):
+    studies, truth = demo_studies
+    assert studies["study_id"].nunique() == 38 == truth["studies_count"]
+    per_study = studies.drop_duplicates("study_id")
+    assert per_study["sampling"].nunique() >= 4
+    assert (studies["estimate_form"] == "percent").any()          # only a percentage and n
+    assert studies["ci_low"].notna().any()                        # with intervals
+    assert studies["reference_estimate"].notna().any()            # with a reference group
+    zero = studies[studies["events"] == 0]["study_id"].unique()
+    assert sorted(zero) == sorted(truth["zero_cell_studies"])
+    counts = studies.groupby(["group", "country"])["study_id"].nunique()
+    assert (counts == 1).any()                                    # some groups with one study
+
+
+def test_pooled_demo_estimates_cover_the_planted_prevalence(demo_studies):
+    studies, truth = demo_studies
+    planted = {(c["indicator"], c["group"], c["country"]): c["prevalence"] for c in truth["cells"]}
+    _, details = ev.pool_evidence(studies, method="REML", test="knha")
+    assert len(details) >= 20
+    covered = [row.ci_low <= planted[(row.indicator, row.group, row.country)] <= row.ci_high
+               for row in details.itertuples()]
+    # 95% intervals: with ~30 pooled cells, fewer than 80% covering would be a 1-in-10^4 event
+    assert np.mean(covered) >= 0.8, np.mean(covered)
+    # the best-informed cell (most studies) is close to its truth
+    best = details.sort_values("k").iloc[-1]
+    assert abs(best.pooled - planted[(best.indicator, best.group, best.country)]) < 0.08
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, test", [("REML", "knha"), ("DL", "knha"), ("PM", "knha")])
+def test_coverage_of_95_percent_intervals_over_200_simulated_meta_analyses(method, test):
+    from analysis.demo_evidence import simulate_meta_analyses
+
+    hits = []
+    for seed in (1, 2):  # over seeds: 2 × 100 meta-analyses
+        for meta in simulate_meta_analyses(100, seed):
+            fit = ev.pool(meta["events"], meta["n"], method=method, test=test, q_profile=False)
+            hits.append(fit.ci_prop[0] <= meta["prevalence"] <= fit.ci_prop[1])
+    assert len(hits) == 200
+    assert 0.90 <= np.mean(hits) <= 0.99, np.mean(hits)

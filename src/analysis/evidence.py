@@ -579,3 +579,221 @@ def load_labels(path=None) -> dict:
     if missing:
         raise EvidenceError(f"{path}: section '{missing[0]}' is missing (sections: {', '.join(LABEL_SECTIONS)})")
     return data
+
+
+# --------------------------------------------------------------------------------------------
+# Evidence and gap map, quality appraisal
+
+
+#: Order of the overall risk-of-bias ratings, best first ("none": not appraised).
+RISK_ORDER = ("low", "moderate", "high", "none")
+
+
+def best_quality(ratings) -> str:
+    """The best (lowest) risk of bias among ``ratings`` (NA counts as ``none``)."""
+    present = {str(r) if isinstance(r, str) and r else "none" for r in ratings}
+    return next((r for r in RISK_ORDER if r in present), "none")
+
+
+def _study_level(studies: pd.DataFrame, indicators: dict) -> pd.DataFrame:
+    """Per study × indicator × group × country: theme, the study's largest n, sampling, rating."""
+    frame = studies.copy()
+    frame["theme"] = frame["indicator"].map(lambda i: indicators[i].theme if i in indicators else pd.NA)
+    frame["risk_of_bias"] = frame["risk_of_bias"].fillna("none").astype(str)
+    return frame
+
+
+def evidence_gap_map(studies: pd.DataFrame, indicators: dict, groups, countries, *,
+                     themes=None, sampling=None, risk_of_bias=None) -> pd.DataFrame:
+    """The evidence and gap map: every theme × group × country, with the evidence in each.
+
+    Parameters
+    ----------
+    studies : DataFrame
+        The processed study estimates (:data:`analysis.sources.studies.PROCESSED_COLUMNS`).
+    indicators : dict
+        The indicator catalogue (id → :class:`analysis.schema.Indicator`), which gives each
+        indicator its theme.
+    groups, countries : sequence
+        The rows and columns of the map: every combination is present, empty ones included, so
+        that gaps show (Campbell evidence-and-gap maps; Snilstveit et al. 2016).
+    themes : sequence, optional
+        Theme ids in display order (default: the order the catalogue's indicators give).
+    sampling, risk_of_bias : sequence, optional
+        Keep only studies with these sampling types / overall ratings (the workbook's filters).
+
+    Returns
+    -------
+    DataFrame
+        ``theme, group, country, studies, participants, estimates, study_ids, best_quality``:
+        number of distinct studies, participants (for each study its largest n in the cell,
+        summed), published estimates, the studies' ids (``"; "``-joined, sorted) and the best
+        overall risk of bias among them (:data:`RISK_ORDER`; ``none`` for an empty cell).
+    """
+    if themes is None:
+        themes = list(dict.fromkeys(spec.theme for spec in indicators.values()))
+    frame = _study_level(studies, indicators)
+    if sampling is not None:
+        frame = frame[frame["sampling"].isin(list(sampling))]
+    if risk_of_bias is not None:
+        frame = frame[frame["risk_of_bias"].isin(list(risk_of_bias))]
+    per_study = (frame.groupby(["theme", "group", "country", "study_id"], observed=True, dropna=True)
+                 .agg(n=("n", "max"), estimates=("n", "size"), risk=("risk_of_bias", "first"))
+                 .reset_index())
+    cells = (per_study.groupby(["theme", "group", "country"], observed=True)
+             .agg(studies=("study_id", "nunique"), participants=("n", "sum"),
+                  estimates=("estimates", "sum"),
+                  study_ids=("study_id", lambda s: "; ".join(sorted(map(str, s)))),
+                  best_quality=("risk", best_quality)))
+    grid = pd.MultiIndex.from_product([list(themes), list(groups), list(countries)],
+                                      names=["theme", "group", "country"])
+    out = cells.reindex(grid).reset_index()
+    out["studies"] = out["studies"].fillna(0).astype(int)
+    out["participants"] = out["participants"].fillna(0).astype(int)
+    out["estimates"] = out["estimates"].fillna(0).astype(int)
+    out["study_ids"] = out["study_ids"].fillna("")
+    out["best_quality"] = out["best_quality"].fillna("none")
+    return out
+
+
+def map_by_study(studies: pd.DataFrame, indicators: dict) -> pd.DataFrame:
+    """The map's long form: one row per theme × group × country × study, with sampling and rating
+    (the sheet users filter in the workbook)."""
+    frame = _study_level(studies, indicators)
+    return (frame.groupby(["theme", "group", "country", "study_id"], observed=True)
+            .agg(partner=("partner", "first"), year=("year", "first"), sampling=("sampling", "first"),
+                 mode=("mode", "first"), risk_of_bias=("risk_of_bias", "first"), n=("n", "max"),
+                 indicators=("indicator", lambda s: "; ".join(sorted(set(map(str, s))))))
+            .reset_index())
+
+
+def quality_table(studies: pd.DataFrame) -> pd.DataFrame:
+    """One row per study: ``study_id, partner, year, sampling, hoy_1 … hoy_10, risk_of_bias``."""
+    items = [f"hoy_{i}" for i in range(1, 11)]
+    columns = ["study_id", "partner", "year", "sampling", *items, "risk_of_bias"]
+    out = studies.drop_duplicates("study_id")[columns].sort_values("study_id").reset_index(drop=True)
+    out["risk_of_bias"] = out["risk_of_bias"].fillna("none")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Pooled estimates in the one result schema
+
+
+#: Breakdown and cell of a pooled estimate: the group's own cell, as the group profile has it,
+#: so that pooled and design-based estimates of a group line up in all_estimates.csv.
+POOLED_BREAKDOWN, POOLED_CELL = "comparison", "group"
+#: Breakdown of the study-level rows (cell = study id).
+STUDY_BREAKDOWN = "study"
+#: Fewer studies than this: the pooled estimate is flagged caution.
+CAUTION_BELOW_STUDIES = 3
+
+
+def _se_on_proportion(b: float, se: float, transform: str, n_h: float | None = None) -> float:
+    """Delta-method standard error of the back-transformed summary (for the result schema;
+    the interval is the back-transformed one, not ± 1.96 se)."""
+    if transform == "logit":
+        p = 1 / (1 + math.exp(-b))
+        return se * p * (1 - p)
+    if transform == "raw":
+        return se
+    step = 1e-6
+    up = back_transform([b + step], transform, [n_h])[0]
+    down = back_transform([b - step], transform, [n_h])[0]
+    return se * abs(up - down) / (2 * step)
+
+
+def pool_evidence(studies: pd.DataFrame, *, method: str = "REML", test: str = "knha",
+                  transform: str = "logit", min_studies: int = 2, labels: dict | None = None,
+                  level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pool every indicator × group × country with at least ``min_studies`` studies.
+
+    Returns
+    -------
+    results : DataFrame
+        The one result schema: ``source`` the study source, breakdown/cell
+        :data:`POOLED_BREAKDOWN`/:data:`POOLED_CELL`, estimate and interval back-transformed,
+        ``se`` by the delta method, ``n_unweighted`` the participants pooled, ``flag`` caution
+        under :data:`CAUTION_BELOW_STUDIES` studies, and ``method`` saying it is a random-effects
+        meta-analysis (estimator, transform, interval, k; "convenience samples only" when so).
+    details : DataFrame
+        Keys plus ``k, tau2, I2, Q, Q_p, pi_low, pi_high, best_quality, sampling, study_ids,
+        convenience_only`` for the chapter's tables and narrative.
+    """
+    labels = labels or load_labels()
+    words = labels["method"]
+    rows, details = [], []
+    keys = ["source", "indicator", "group", "country"]
+    for (source, indicator, group, country), part in studies.groupby(keys, observed=True, sort=True):
+        k = part["study_id"].nunique()
+        if k < min_studies:
+            continue
+        fit = pool(part["events"].to_numpy(float), part["n"].to_numpy(float), transform=transform,
+                   method=method, test=test if k > 1 else "z", level=level)
+        convenience = bool((part["sampling"] == "convenience").all())
+        text = words["pooled"].format(estimator=method, transform=words[f"transform_{transform}"],
+                                      test=words[f"test_{fit.test}"], k=k)
+        if convenience:
+            text += "; " + words["convenience_only"]
+        n_h = stats.hmean(part["n"].to_numpy(float))
+        rows.append({"source": source, "country": country, "group": group, "indicator": indicator,
+                     "breakdown": POOLED_BREAKDOWN, "cell": POOLED_CELL, "estimate": fit.pooled,
+                     "se": _se_on_proportion(fit.b, fit.se, transform, n_h),
+                     "ci_low": fit.ci_prop[0], "ci_high": fit.ci_prop[1],
+                     "n_unweighted": int(part["n"].sum()), "n_weighted": np.nan,
+                     "flag": "caution" if k < CAUTION_BELOW_STUDIES else "ok", "method": text})
+        details.append({"source": source, "indicator": indicator, "group": group, "country": country,
+                        "k": k, "n_total": int(part["n"].sum()), "pooled": fit.pooled,
+                        "ci_low": fit.ci_prop[0], "ci_high": fit.ci_prop[1], "tau2": fit.tau2,
+                        "I2": fit.I2, "Q": fit.Q, "Q_p": fit.Q_p, "pi_low": fit.pi_prop[0],
+                        "pi_high": fit.pi_prop[1], "best_quality": best_quality(part["risk_of_bias"]),
+                        "convenience_only": convenience,
+                        "study_ids": "; ".join(sorted(map(str, part["study_id"].unique())))})
+    return pd.DataFrame(rows), pd.DataFrame(details)
+
+
+def study_rows(studies: pd.DataFrame, *, transform: str = "logit", level: float = 0.95) -> pd.DataFrame:
+    """Every published estimate as a result-schema row (breakdown :data:`STUDY_BREAKDOWN`, cell the
+    study id), with the interval the pooling uses: ``y ± z √v`` on the transformed scale,
+    back-transformed (as metafor's forest plot draws it; for Freeman–Tukey with the study's n)."""
+    y, v = transform_proportions(studies["events"].to_numpy(float), studies["n"].to_numpy(float), transform)
+    z = stats.norm.ppf(1 - (1 - level) / 2)
+    n = studies["n"].to_numpy(float)
+    if transform == "freeman_tukey":
+        low = np.array([back_transform([a], transform, [m])[0] for a, m in zip(y - z * np.sqrt(v), n)])
+        high = np.array([back_transform([a], transform, [m])[0] for a, m in zip(y + z * np.sqrt(v), n)])
+    else:
+        low, high = back_transform(y - z * np.sqrt(v), transform), back_transform(y + z * np.sqrt(v), transform)
+    p = studies["events"].to_numpy(float) / n
+    return pd.DataFrame({
+        "source": studies["source"].to_numpy(), "country": studies["country"].to_numpy(),
+        "group": studies["group"].to_numpy(), "indicator": studies["indicator"].to_numpy(),
+        "breakdown": STUDY_BREAKDOWN, "cell": studies["study_id"].to_numpy(),
+        "estimate": p, "se": np.sqrt(p * (1 - p) / n), "ci_low": low, "ci_high": high,
+        "n_unweighted": studies["n"].to_numpy(), "n_weighted": np.nan, "flag": "ok",
+        "method": "published estimate (" + studies["estimate_form"].astype(str).to_numpy() + " of n)",
+    })
+
+
+def compare_with_survey(pooled: pd.DataFrame, survey: pd.DataFrame, labels: dict | None = None) -> pd.DataFrame:
+    """Pooled study evidence next to design-based survey estimates of the same cell.
+
+    ``survey`` holds result-schema rows of the group's own cell (breakdown ``comparison``, cell
+    ``group``) from microdata sources. One row per pooled estimate × survey source with both
+    estimates and intervals and ``agreement``: ``disagree`` when the two 95% intervals do not
+    overlap (a conservative check: non-overlap implies a significant difference, not the
+    reverse; Schenker & Gentleman 2001), ``agree`` otherwise, ``no_survey`` without a survey
+    estimate (or a suppressed one).
+    """
+    keys = ["indicator", "group", "country"]
+    survey = survey[(survey["breakdown"] == POOLED_BREAKDOWN) & (survey["cell"] == POOLED_CELL)
+                    & (survey["flag"] != "suppressed")]
+    survey = survey[keys + ["source", "estimate", "ci_low", "ci_high", "flag"]].rename(columns={
+        "source": "survey_source", "estimate": "survey_estimate", "ci_low": "survey_ci_low",
+        "ci_high": "survey_ci_high", "flag": "survey_flag"})
+    base = pooled[keys + ["source", "estimate", "ci_low", "ci_high", "flag"]]
+    out = base.merge(survey, on=keys, how="left")
+    disjoint = (out["ci_high"] < out["survey_ci_low"]) | (out["survey_ci_high"] < out["ci_low"])
+    out["agreement"] = np.where(out["survey_estimate"].isna(), "no_survey",
+                                np.where(disjoint, "disagree", "agree"))
+    return out.reset_index(drop=True)
