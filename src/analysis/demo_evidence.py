@@ -151,7 +151,7 @@ def make_studies(pops: dict, seed: int, groups: dict | None = None) -> tuple[dic
                 cell = (indicator, group_id, country)
                 mu = float(_logit(prevalence[cell]))
                 theta = float(_expit(mu + rng.normal(0, tau[cell])))
-                n = int(round(size * rng.uniform(0.6, 1.0)))
+                n = round(size * rng.uniform(0.6, 1.0))
                 events = 0 if indicator in zero else int(rng.binomial(n, theta))
                 row = {"study_id": sid, "indicator": indicator, "group": group_id,
                        "reference_group": None, "country": country, "events": None, "percent": None,
@@ -165,7 +165,7 @@ def make_studies(pops: dict, seed: int, groups: dict | None = None) -> tuple[dic
                     low, high = _wilson(events, n)
                     row["ci_low"], row["ci_high"] = round(100 * low, 1), round(100 * high, 1)
                 if with_reference:
-                    ref_n = int(round(n * rng.uniform(1.0, 2.0)))
+                    ref_n = round(n * rng.uniform(1.0, 2.0))
                     ref_p = float(_expit(mu - 0.4 + rng.normal(0, 0.2)))
                     row.update(reference_group="reference", reference_n=ref_n,
                                reference_events=int(rng.binomial(ref_n, ref_p)))
