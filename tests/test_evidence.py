@@ -263,3 +263,135 @@ def test_coverage_of_95_percent_intervals_over_200_simulated_meta_analyses(metho
             hits.append(fit.ci_prop[0] <= meta["prevalence"] <= fit.ci_prop[1])
     assert len(hits) == 200
     assert 0.90 <= np.mean(hits) <= 0.99, np.mean(hits)
+
+
+# --------------------------------------------------------------------------------------------
+# Evidence and gap map, quality, result schema
+
+
+def _studies_frame():
+    from analysis.sources.studies import HOY_ITEMS
+
+    rows = [("S1", "food_insecurity", "women", "KEN", 30, 100, "probability", "low"),
+            ("S2", "food_insecurity", "women", "KEN", 45, 120, "convenience", "high"),
+            ("S2", "income_loss", "women", "KEN", 50, 150, "convenience", "high"),
+            ("S3", "missed_health_care", "older_people", "UGA", 12, 80, "convenience", None)]
+    frame = pd.DataFrame(rows, columns=["study_id", "indicator", "group", "country", "events", "n",
+                                        "sampling", "risk_of_bias"])
+    frame["source"] = "partners"
+    frame["partner"] = "P"
+    frame["year"] = 2021
+    frame["mode"] = "phone"
+    frame["estimate_form"] = "count"
+    for item in HOY_ITEMS:
+        frame[item] = "low"
+    return frame
+
+
+def test_gap_map_has_every_cell_and_counts_studies_and_participants():
+    from analysis.schema import load_indicators
+
+    indicators = load_indicators()
+    table = ev.evidence_gap_map(_studies_frame(), indicators, ["women", "older_people"], ["KEN", "UGA"])
+    themes = list(dict.fromkeys(s.theme for s in indicators.values()))
+    assert len(table) == len(themes) * 2 * 2  # every theme × group × country, empty ones too
+    cell = table.set_index(["theme", "group", "country"])
+    food = cell.loc[("food_insecurity", "women", "KEN")]
+    assert food.studies == 2 and food.participants == 220 and food.study_ids == "S1; S2"
+    assert food.best_quality == "low"
+    assert cell.loc[("access_to_health", "older_people", "UGA")].best_quality == "none"  # not appraised
+    gap = cell.loc[("education", "women", "UGA")]
+    assert gap.studies == 0 and gap.participants == 0 and gap.study_ids == ""
+    only_probability = ev.evidence_gap_map(_studies_frame(), indicators, ["women"], ["KEN"],
+                                           sampling=["probability"]).set_index("theme")
+    assert only_probability.loc["food_insecurity", "studies"] == 1
+    assert only_probability.loc["income_and_livelihoods", "studies"] == 0
+
+
+def test_pooled_estimates_follow_the_result_schema_with_flags():
+    from analysis import tables
+
+    frame = _studies_frame()
+    extra = frame.iloc[[0]].assign(study_id="S4", events=33, n=90, sampling="convenience")
+    results, details = ev.pool_evidence(pd.concat([frame, extra], ignore_index=True), method="REML",
+                                        test="knha")
+    tables.validate(tables.conform(results))
+    assert len(results) == 1  # only food_insecurity × women × KEN has two or more studies
+    row = results.iloc[0]
+    assert row.flag == "ok" and row.n_unweighted == 310 and details.iloc[0].k == 3
+    assert "REML" in row.method and "Knapp" in row.method and "3 studies" in row.method
+    assert "convenience samples only" not in row.method  # S1 is a probability sample
+    two = ev.pool_evidence(frame[frame.indicator == "food_insecurity"].assign(sampling="convenience"))[0]
+    assert two.iloc[0].flag == "caution"  # fewer than 3 studies
+    assert two.iloc[0].method.endswith("convenience samples only")
+
+
+def test_survey_comparison_says_when_intervals_do_not_overlap():
+    pooled = pd.DataFrame({"indicator": ["a", "b", "c"], "group": "women", "country": "KEN", "source": "p",
+                           "estimate": [0.3, 0.3, 0.3], "ci_low": [0.25] * 3, "ci_high": [0.35] * 3,
+                           "flag": "ok"})
+    survey = pd.DataFrame({"indicator": ["a", "b"], "group": "women", "country": "KEN", "source": "s",
+                           "breakdown": "comparison", "cell": "group", "estimate": [0.32, 0.5],
+                           "ci_low": [0.3, 0.45], "ci_high": [0.34, 0.55], "flag": "ok"})
+    out = ev.compare_with_survey(pooled, survey).set_index("indicator")
+    assert out.loc["a", "agreement"] == "agree"
+    assert out.loc["b", "agreement"] == "disagree"
+    assert out.loc["c", "agreement"] == "no_survey"
+
+
+# --------------------------------------------------------------------------------------------
+# The chapter module on the demo studies
+
+
+def test_chapter_builds_map_quality_pooled_figures_and_narrative(demo_studies, tmp_path):
+    from analysis import config, disclosure, tables
+    from analysis.chapters import evidence as chapter
+    from analysis.sources.studies import ingest_study_source
+
+    processed = tmp_path / "processed"
+    ingest_study_source(config.SOURCES_DIR / "demo_partner_studies.yml", config.RAW_DIR, processed, force=True)
+    run, studies = chapter.start_evidence("evidence", ["demo_partner_studies"], processed_dir=processed,
+                                          output_dir=tmp_path / "out", countries=["KEN", "UGA", "SEN", "BGD"])
+    gap_map = chapter.evidence_map(run, studies)
+    assert (gap_map["studies"] == 0).any() and (gap_map["studies"] > 0).any()
+    assert chapter.write_evidence_workbook(run, studies, gap_map).exists()
+    pooled, details = chapter.pooled_estimates(run, studies)
+    disclosure.assert_publishable(tables.conform(pooled))
+    assert set(pooled["flag"]) <= {"ok", "caution"} and (pooled["flag"] == "caution").any()
+    rows = chapter.study_estimates(run, studies)
+    assert len(rows) == len(studies)
+    quality = chapter.quality_html(run, studies).data
+    assert quality.count("<tr>") == 1 + studies["study_id"].nunique()
+    assert run.labels["item_rating"]["low"] in quality  # the rating is written, not only coloured
+    some = details.sort_values("k").tail(1)
+    saved = chapter.forest_and_funnel_figures(run, studies, rows, some)
+    assert [s.name.split("_")[0] for s in saved] == ["forest", "funnel"]
+    assert all(s.svg.exists() and s.alt for s in saved)
+    text = chapter.narrative(run, studies, gap_map, pooled, details)
+    assert "38 partner studies" in text
+    found = chapter.findings(run, pooled, details)
+    assert found and all(f["flag"] == "ok" for f in found)
+
+
+def test_chapter_words_come_from_the_catalogue(demo_studies, tmp_path):
+    from analysis import config
+    from analysis.chapters import evidence as chapter
+    from analysis.sources.studies import ingest_study_source
+
+    processed = tmp_path / "processed"
+    ingest_study_source(config.SOURCES_DIR / "demo_partner_studies.yml", config.RAW_DIR, processed, force=True)
+    run, studies = chapter.start_evidence("evidence", ["demo_partner_studies"], processed_dir=processed,
+                                          output_dir=tmp_path / "out")
+    run.labels["risk_of_bias"] = {k: f"RB-{k}" for k in run.labels["risk_of_bias"]}
+    run.labels["chapter"]["narrative"] = "N={studies}"
+    pooled, details = chapter.pooled_estimates(run, studies)
+    assert chapter.narrative(run, studies, chapter.evidence_map(run, studies), pooled, details).startswith("N=38")
+    assert "RB-low" in chapter.quality_html(run, studies).data
+
+
+def test_chapter_without_a_study_source_says_what_to_do(tmp_path):
+    from analysis.chapters import evidence as chapter
+    from analysis.chapters.common import ChapterError
+
+    with pytest.raises(ChapterError, match="kind: study"):
+        chapter.start_evidence("evidence", [], processed_dir=tmp_path)

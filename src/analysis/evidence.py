@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 TRANSFORMS = ("logit", "freeman_tukey", "raw")
 ESTIMATORS = ("EE", "DL", "HE", "SJ", "ML", "REML", "PM")
@@ -283,7 +283,7 @@ def q_profile_tau2(y, v, level: float = 0.95, X=None) -> tuple[float, float]:
     X = _design(y.size, X)
     df = y.size - X.shape[1]
     alpha = 1 - level
-    upper_q, lower_q = stats.chi2.ppf(1 - alpha / 2, df), stats.chi2.ppf(alpha / 2, df)
+    upper_q, lower_q = special.chdtri(df, alpha / 2), special.chdtri(df, 1 - alpha / 2)
     start = max(1.0, float(np.var(y)) * 4)
     low = _solve_tau2(lambda t: _residual_q(y, v, t, X) - upper_q, start)
     high = _solve_tau2(lambda t: _residual_q(y, v, t, X) - lower_q, start)
@@ -342,7 +342,7 @@ def pool(events=None, n=None, *, y=None, v=None, transform: str = "logit", metho
     b0 = np.sum(w0 * y) / np.sum(w0)
     q = float(np.sum(w0 * (y - b0) ** 2))
     df = k - 1
-    q_p = float(stats.chi2.sf(q, df)) if df > 0 else math.nan
+    q_p = float(special.chdtrc(df, q)) if df > 0 else math.nan
     if df > 0:
         s2 = typical_variance(v)
         if method == "EE":
@@ -358,9 +358,9 @@ def pool(events=None, n=None, *, y=None, v=None, transform: str = "logit", metho
         if k < 2:
             raise EvidenceError("test='knha' needs at least 2 studies")
         se = float(math.sqrt(np.sum(w * (y - b) ** 2) / df / np.sum(w)))
-        crit = stats.t.ppf(1 - alpha / 2, df)
+        crit = special.stdtrit(df, 1 - alpha / 2)
     else:
-        crit = stats.norm.ppf(1 - alpha / 2)
+        crit = special.ndtri(1 - alpha / 2)
     ci = (b - crit * se, b + crit * se)
     if pi_df == "auto":
         pi_df = "k-1" if test == "knha" else "z"
@@ -368,10 +368,10 @@ def pool(events=None, n=None, *, y=None, v=None, transform: str = "logit", metho
         pi = (math.nan, math.nan)
     else:
         if pi_df == "z":
-            pcrit = stats.norm.ppf(1 - alpha / 2)
+            pcrit = special.ndtri(1 - alpha / 2)
         elif pi_df in ("k-1", "k-2"):
             dfp = k - 1 if pi_df == "k-1" else k - 2
-            pcrit = stats.t.ppf(1 - alpha / 2, dfp) if dfp > 0 else math.nan
+            pcrit = special.stdtrit(dfp, 1 - alpha / 2) if dfp > 0 else math.nan
         else:
             raise EvidenceError(f"pi_df '{pi_df}' unknown; use auto, z, k-1 or k-2")
         half = pcrit * math.sqrt(se ** 2 + tau2)

@@ -158,9 +158,14 @@ def write_evidence_workbook(run: EvidenceRun, studies: pd.DataFrame, table: pd.D
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
+    from analysis.disclosure import load_thresholds
+
+    by_study = evidence.map_by_study(studies, run.indicators)
+    # the report's rule applies to every number it publishes: a study's n below the threshold is blanked
+    by_study["n"] = by_study["n"].astype("Float64").mask(by_study["n"] < load_thresholds().suppress_below)
     sheets = {
         "map": table,
-        "map_by_study": evidence.map_by_study(studies, run.indicators),
+        "map_by_study": by_study,
         "map_probability_only": evidence_map(run, studies, sampling=["probability"]),
         "map_low_risk_only": evidence_map(run, studies, risk_of_bias=["low"]),
         "quality": evidence.quality_table(studies),
