@@ -250,6 +250,20 @@ def _yaml_card(sheets: dict, sid: str) -> dict:
     return card
 
 
+STUDIES_README = """# Partner studies of the demo collaborative (SYNTHETIC)
+
+SYNTHETIC: 38 made-up partner studies that published only aggregates, made by
+`python -m analysis demo` (`analysis.demo_evidence`). No real study, organisation or person is
+described. The truth (the population prevalence each cell aims at, the planted between-study
+spread, which studies have a forced zero cell) is in `../TRUTH.json` under `partner_studies`.
+
+| file | what | source card |
+| --- | --- | --- |
+| `partner_studies.xlsx` | the study-extraction workbook (sheets `studies`, `estimates`, `appraisal`) with studies S01-S37, as partners fill it in from `data/raw/templates/study_extraction.xlsx` | `params/sources/demo_partner_studies.yml` |
+| `S38.yml` | study S38 as a YAML study card | the same |
+"""
+
+
 def write_demo_studies(out_dir: Path, pops: dict, seed: int) -> dict:
     """Write the demo studies into ``out_dir/studies/`` and return their truth (a TRUTH.json key)."""
     folder = Path(out_dir) / STUDIES_DIR
@@ -260,6 +274,7 @@ def write_demo_studies(out_dir: Path, pops: dict, seed: int) -> dict:
     _write_excel(folder / WORKBOOK, {**sheets, "notice": notice})
     text = f"# {SYNTHETIC_NOTICE}\n" + yaml.safe_dump(card, sort_keys=False, allow_unicode=True)
     (folder / YAML_STUDY).write_text(text, encoding="utf-8")
+    (folder / "README.md").write_text(STUDIES_README, encoding="utf-8")
     truth["files"] = [f"{STUDIES_DIR}/{WORKBOOK}", f"{STUDIES_DIR}/{YAML_STUDY}"]
     truth["source_card"] = "params/sources/demo_partner_studies.yml"
     truth["truth_file"] = DEMO_FILES["truth"]
