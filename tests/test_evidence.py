@@ -367,6 +367,8 @@ def test_chapter_builds_map_quality_pooled_figures_and_narrative(demo_studies, t
     saved = chapter.forest_and_funnel_figures(run, studies, rows, some)
     assert [s.name.split("_")[0] for s in saved] == ["forest", "funnel"]
     assert all(s.svg.exists() and s.alt for s in saved)
+    sensitivity = chapter.sensitivity_display(run, studies, details)
+    assert len(sensitivity) == int((details["k"] >= chapter.SENSITIVITY_MIN_STUDIES).sum()) > 0
     text = chapter.narrative(run, studies, gap_map, pooled, details)
     assert "38 partner studies" in text
     found = chapter.findings(run, pooled, details)

@@ -279,7 +279,9 @@ def forest_and_funnel_figures(run: EvidenceRun, studies: pd.DataFrame, study_row
     fw = words["figures"]
     names = _study_labels(studies)
     saved = []
-    for d in details.itertuples(index=False):
+    order = {ind: i for i, ind in enumerate(run.indicators)}  # catalogue order: theme by theme
+    details = details.assign(_o=details["indicator"].map(order)).sort_values(["_o", "group", "country"])
+    for d in details.drop(columns="_o").itertuples(index=False):
         part = studies[(studies["indicator"] == d.indicator) & (studies["group"] == d.group)
                        & (studies["country"] == d.country)]
         fit = evidence.pool(part["events"].to_numpy(float), part["n"].to_numpy(float), transform=TRANSFORM,
@@ -459,3 +461,34 @@ def side_by_side(run: EvidenceRun, pooled: pd.DataFrame, details: pd.DataFrame, 
     (:func:`survey_estimates`, :func:`analysis.evidence.compare_with_survey`)."""
     survey = survey_estimates(run, details, sources, processed_dir)
     return evidence.compare_with_survey(pooled, survey, _labels(run))
+
+
+#: Sensitivity analyses are shown for cells with at least this many studies.
+SENSITIVITY_MIN_STUDIES = 4
+
+
+def sensitivity_display(run: EvidenceRun, studies: pd.DataFrame, details: pd.DataFrame) -> pd.DataFrame:
+    """For each pooled cell with at least :data:`SENSITIVITY_MIN_STUDIES` studies: the subgroup
+    analysis by sampling (probability samples against the others, each with its own τ², and the
+    p of the test between them; :func:`analysis.evidence.subgroups`) and the range of the
+    leave-one-out estimates (:func:`analysis.evidence.leave_one_out`)."""
+    words = _labels(run)
+    c = words["columns"]
+    rows = []
+    for d in details[details["k"] >= SENSITIVITY_MIN_STUDIES].itertuples(index=False):
+        part = studies[(studies["indicator"] == d.indicator) & (studies["group"] == d.group)
+                       & (studies["country"] == d.country)]
+        probability = np.where(part["sampling"] == "probability", "probability", "other")
+        loo = evidence.leave_one_out(part["events"], part["n"], part["study_id"], method=METHOD, test=TEST)
+        row = {c["indicator"]: run.indicator_labels.get(d.indicator, d.indicator),
+               c["group"]: _group_labels(run).get(d.group, d.group), c["country"]: country_name(d.country),
+               c["k"]: str(d.k), c["subgroup_probability"]: "—", c["subgroup_other"]: "—", c["subgroup_p"]: "—",
+               c["leave_one_out"]: f"{100 * loo['pooled'].min():.1f}–{100 * loo['pooled'].max():.1f}"}
+        if len(set(probability)) == 2:
+            split = evidence.subgroups(part["events"], part["n"], probability, method=METHOD, test="z")
+            fits = split.subgroups
+            row[c["subgroup_probability"]] = f"{100 * fits['probability'].pooled:.1f} ({fits['probability'].k})"
+            row[c["subgroup_other"]] = f"{100 * fits['other'].pooled:.1f} ({fits['other'].k})"
+            row[c["subgroup_p"]] = f"{split.Q_between_p:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
