@@ -808,8 +808,9 @@ def pool_evidence(studies: pd.DataFrame, *, method: str = "REML", test: str = "k
         under :data:`CAUTION_BELOW_STUDIES` studies, and ``method`` saying it is a random-effects
         meta-analysis (estimator, transform, interval, k; "convenience samples only" when so).
     details : DataFrame
-        Keys plus ``k, tau2, I2, Q, Q_p, pi_low, pi_high, best_quality, sampling, study_ids,
-        convenience_only`` for the chapter's tables and narrative.
+        Keys plus ``k, n_total, pooled, ci_low, ci_high, tau2, I2, I2_ci_low, I2_ci_high,
+        tau2_ci_low, tau2_ci_high`` (Q-profile), ``Q, Q_p, pi_low, pi_high, best_quality,
+        convenience_only, study_ids`` for the chapter's tables and narrative.
     """
     labels = labels or load_labels()
     words = labels["method"]
@@ -836,7 +837,9 @@ def pool_evidence(studies: pd.DataFrame, *, method: str = "REML", test: str = "k
         details.append({"source": source, "indicator": indicator, "group": group, "country": country,
                         "k": k, "n_total": int(part["n"].sum()), "pooled": fit.pooled,
                         "ci_low": fit.ci_prop[0], "ci_high": fit.ci_prop[1], "tau2": fit.tau2,
-                        "I2": fit.I2, "Q": fit.Q, "Q_p": fit.Q_p, "pi_low": fit.pi_prop[0],
+                        "I2": fit.I2, "I2_ci_low": fit.I2_ci[0], "I2_ci_high": fit.I2_ci[1],
+                        "tau2_ci_low": fit.tau2_ci[0], "tau2_ci_high": fit.tau2_ci[1],
+                        "Q": fit.Q, "Q_p": fit.Q_p, "pi_low": fit.pi_prop[0],
                         "pi_high": fit.pi_prop[1], "best_quality": best_quality(part["risk_of_bias"]),
                         "convenience_only": convenience,
                         "study_ids": "; ".join(sorted(map(str, part["study_id"].unique())))})

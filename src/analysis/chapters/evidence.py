@@ -248,8 +248,8 @@ def pooled_display(run: EvidenceRun, pooled: pd.DataFrame, details: pd.DataFrame
     """The pooled estimates with k, heterogeneity, prediction interval and best quality, labelled."""
     words = _labels(run)
     c = words["columns"]
-    merged = pooled.merge(details[["indicator", "group", "country", "k", "tau2", "I2", "Q_p", "pi_low",
-                                   "pi_high", "best_quality"]], on=["indicator", "group", "country"])
+    merged = pooled.merge(details[["indicator", "group", "country", "k", "tau2", "I2", "I2_ci_low", "I2_ci_high",
+                                   "Q_p", "pi_low", "pi_high", "best_quality"]], on=["indicator", "group", "country"])
     rows = []
     for r in merged.itertuples(index=False):
         suppressed = r.flag == "suppressed"
@@ -260,7 +260,8 @@ def pooled_display(run: EvidenceRun, pooled: pd.DataFrame, details: pd.DataFrame
             c["pooled"]: "—" if suppressed else f"{100 * r.estimate:.1f}" + ("*" if r.flag == "caution" else ""),
             c["interval"]: "—" if suppressed else f"{100 * r.ci_low:.1f}–{100 * r.ci_high:.1f}",
             c["prediction"]: "—" if suppressed or pd.isna(r.pi_low) else f"{100 * r.pi_low:.1f}–{100 * r.pi_high:.1f}",
-            c["I2"]: f"{r.I2:.0f}", c["tau2"]: f"{r.tau2:.3f}", c["Q_p"]: f"{r.Q_p:.3f}",
+            c["I2"]: f"{r.I2:.0f} ({r.I2_ci_low:.0f}–{r.I2_ci_high:.0f})", c["tau2"]: f"{r.tau2:.3f}",
+            c["Q_p"]: f"{r.Q_p:.3f}",
             c["best_quality"]: words["risk_of_bias"][r.best_quality],
         })
     return pd.DataFrame(rows)
