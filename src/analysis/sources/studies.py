@@ -279,6 +279,13 @@ def validate_study(study: StudyCard, where: str, indicators, groups) -> None:
                              "reference population in params/groups.yml) or a group id")
         if est.country not in study.countries:
             raise StudyError(f"{at}: column 'country' is not among the study's 'countries'")
+        # one estimate per study and cell: pooling treats studies as independent
+        earlier = [j for j, other in enumerate(study.estimates[:i])
+                   if (other.indicator, other.group, other.country) == (est.indicator, est.group, est.country)]
+        if earlier:
+            first = study.estimates[earlier[0]]._where or f"estimate {earlier[0] + 1}"
+            raise StudyError(f"{at}: repeats the indicator × group × country of {first.split(': ')[-1]}; "
+                             "give one estimate per study and cell (e.g. the main or latest wave)")
 
 
 # --------------------------------------------------------------------------------------------
