@@ -29,7 +29,7 @@ from analysis.sources.card import card_paths, load_card
 
 DEMO_DIR = config.DEMO_DIR
 DEMO_SOURCES = ("demo_youth", "demo_disability", "demo_displacement", "demo_older",
-                "demo_population_margins", "demo_official_estimates")
+                "demo_population_margins", "demo_official_estimates", "demo_partner_studies")
 #: Tolerance for an estimate against its population value, in standard errors. With a few dozen
 #: such checks a 4-SE band fails by chance with probability well under 1 in 1,000.
 Z = 4.0
@@ -180,8 +180,11 @@ def test_regenerating_with_the_default_seed_reproduces_the_committed_files(tmp_p
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
     assert demo.main(parser.parse_args(["--out", str(tmp_path)])) == 0
-    committed = sorted(p.name for p in DEMO_DIR.iterdir() if p.is_file())
-    assert sorted(p.name for p in tmp_path.iterdir()) == committed
+    # top-level files, and the partner studies in studies/ (analysis.demo_evidence)
+    committed = sorted(str(p.relative_to(DEMO_DIR)) for p in [*DEMO_DIR.iterdir(), *DEMO_DIR.glob("studies/*")]
+                       if p.is_file())
+    fresh = [*tmp_path.iterdir(), *tmp_path.glob("studies/*")]
+    assert sorted(str(p.relative_to(tmp_path)) for p in fresh if p.is_file()) == committed
     for name in committed:
         assert _same_content(tmp_path / name, DEMO_DIR / name), (
             f"{name} differs from a fresh `python -m analysis demo`: regenerate and commit data/raw/demo"

@@ -1305,6 +1305,8 @@ def generate(out_dir: Path | str | None = None, seed: int = DEFAULT_SEED, lookup
         "truth": truth_rows,
         "canaries": canaries,
     }
+    from analysis import demo_evidence  # partner studies published as aggregates (issue 14)
+    truth_doc["partner_studies"] = demo_evidence.write_demo_studies(out, pops, seed)
     (out / FILES["truth"]).write_text(dump_truth(truth_doc), encoding="utf-8")
     (out / FILES["readme"]).write_text(README_TEXT, encoding="utf-8")
     return truth_doc

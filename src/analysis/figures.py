@@ -739,3 +739,155 @@ def describe_map(values: pd.DataFrame, *, key: str, title: str, area_labels=None
                     lowest_value=fmt(float(lo["estimate"])))
     alt += text_count("figures.alt.map_suppressed", n_supp, credit=natural_earth_credit())
     return alt
+
+
+# --------------------------------------------------------------------------- evidence from partner studies
+# Forest, funnel and evidence-gap-map figures of the chapter "Evidence from partner studies"
+# (analysis.evidence). Every word drawn comes in through the arguments (params/evidence.yml).
+
+#: Colour of each overall risk-of-bias rating (Okabe–Ito; the label is always written too).
+QUALITY_COLOURS = {"low": OKABE_ITO[2], "moderate": OKABE_ITO[4], "high": OKABE_ITO[1],
+                   "none": REFERENCE_COLOUR}
+
+
+def plot_forest(
+    studies: pd.DataFrame,
+    pooled: dict,
+    *,
+    title: str,
+    axis_label: str,
+    pooled_label: str,
+    prediction_label: str,
+    quality_labels: dict,
+    suppressed_label: str = "suppressed",
+    source_note: str = "",
+    synthetic: bool = False,
+):
+    """Forest plot of published proportions and their random-effects summary (percent, 0–100).
+
+    Parameters
+    ----------
+    studies : DataFrame
+        One row per study: ``label``, ``estimate``, ``ci_low``, ``ci_high`` (percent), ``weight``
+        (percent of the random-effects weight), ``quality`` (a key of :data:`QUALITY_COLOURS`),
+        ``flag`` (``suppressed`` rows are drawn as a hatched "suppressed" band, never as a value).
+    pooled : dict
+        ``estimate``, ``ci_low``, ``ci_high``, ``pi_low``, ``pi_high`` (percent; NaN PI: none).
+
+    The square of each study is sized by its weight and coloured by its risk of bias; the
+    summary is a diamond over its confidence interval with the prediction interval as a bar
+    beneath (Higgins et al. 2009; metafor's ``addpred``). The axis is always 0–100.
+    """
+    use_house_style()
+    k = len(studies)
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 2.4 + 0.34 * (k + 2)))
+    low, high = PERCENT_RANGE
+    for i, row in enumerate(studies.itertuples(index=False)):
+        if row.flag == "suppressed" or pd.isna(row.estimate):
+            ax.barh(i, high - low, left=low, height=0.6, color=SUPPRESSED_COLOUR, edgecolor="#444444",
+                    hatch=SUPPRESSED_HATCH, linewidth=0.5)
+            ax.text(50, i, suppressed_label, ha="center", va="center", fontsize=8,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+            continue
+        colour = QUALITY_COLOURS.get(str(row.quality), REFERENCE_COLOUR)
+        ax.plot([row.ci_low, row.ci_high], [i, i], color="#222222", linewidth=1.1)
+        size = 20 + 6 * float(row.weight if pd.notna(row.weight) else 0)
+        ax.scatter([row.estimate], [i], s=size, marker="s", color=colour, edgecolor="#222222",
+                   linewidth=0.6, zorder=3)
+        ax.text(high + 1, i, f"{row.estimate:.0f}% ({row.ci_low:.0f}–{row.ci_high:.0f})  "
+                f"{row.weight:.0f}%", ha="left", va="center", fontsize=8)
+    y = k + 0.6
+    est, lo, hi = pooled["estimate"], pooled["ci_low"], pooled["ci_high"]
+    ax.fill([lo, est, hi, est], [y, y - 0.3, y, y + 0.3], color="#222222", zorder=3)
+    ax.text(high + 1, y, f"{est:.0f}% ({lo:.0f}–{hi:.0f})", ha="left", va="center", fontsize=8,
+            fontweight="bold")
+    labels = list(studies["label"].astype(str)) + [pooled_label]
+    ticks = list(range(k)) + [y]
+    if pd.notna(pooled.get("pi_low")) and pd.notna(pooled.get("pi_high")):
+        ax.plot([pooled["pi_low"], pooled["pi_high"]], [y + 0.75, y + 0.75], color="#222222",
+                linewidth=2.2, solid_capstyle="butt")
+        ax.text(high + 1, y + 0.75, f"({pooled['pi_low']:.0f}–{pooled['pi_high']:.0f})", ha="left",
+                va="center", fontsize=8)
+        labels.append(prediction_label)
+        ticks.append(y + 0.75)
+    ax.axvline(est, color="#999999", linestyle=":", linewidth=0.8)
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([_wrap(t, 30) for t in labels])
+    ax.set_ylim(ticks[-1] + 0.6, -0.6)
+    ax.set_xlim(low, high)
+    ax.set_xlabel(axis_label)
+    present = [q for q in QUALITY_COLOURS if q in set(studies["quality"].astype(str))]
+    handles = [Patch(facecolor=QUALITY_COLOURS[q], edgecolor="#222222", label=quality_labels.get(q, q))
+               for q in present]
+    fig.subplots_adjust(right=0.78)
+    _finish_layout(fig, title, source_note, synthetic, handles=handles)
+    fig.subplots_adjust(right=0.78)
+    return fig
+
+
+def plot_funnel(y, se, centre: float, *, title: str, x_label: str, y_label: str,
+                quality=None, quality_labels: dict | None = None, source_note: str = "",
+                synthetic: bool = False):
+    """Funnel plot: each study's transformed estimate against its standard error (inverted axis),
+    with the pseudo 95% region ``centre ± 1.96 se`` (Sterne & Egger 2001; metafor's ``funnel``)."""
+    use_house_style()
+    y, se = np.asarray(y, float), np.asarray(se, float)
+    quality = list(quality) if quality is not None else ["none"] * len(y)
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 4.8))
+    top = float(np.nanmax(se)) * 1.1 if len(se) else 1.0
+    grid = np.linspace(0, top, 50)
+    ax.fill_betweenx(grid, centre - 1.96 * grid, centre + 1.96 * grid, color="#EEEEEE", zorder=0)
+    ax.plot(centre - 1.96 * grid, grid, color="#767676", linewidth=0.8, linestyle="--")
+    ax.plot(centre + 1.96 * grid, grid, color="#767676", linewidth=0.8, linestyle="--")
+    ax.axvline(centre, color="#222222", linewidth=1)
+    for value, error, q in zip(y, se, quality):
+        ax.scatter([value], [error], s=36, color=QUALITY_COLOURS.get(str(q), REFERENCE_COLOUR),
+                   edgecolor="#222222", linewidth=0.6, zorder=3)
+    ax.set_ylim(top, 0)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    labels = quality_labels or {}
+    handles = [Patch(facecolor=QUALITY_COLOURS[q], edgecolor="#222222", label=labels.get(q, q))
+               for q in QUALITY_COLOURS if q in set(map(str, quality))]
+    _finish_layout(fig, title, source_note, synthetic, handles=handles)
+    return fig
+
+
+def plot_evidence_map(table: pd.DataFrame, *, rows: list, columns: list, title: str,
+                      row_labels: dict, column_labels: dict, quality_labels: dict,
+                      legend_title: str, source_note: str = "", synthetic: bool = False):
+    """Evidence and gap map: a bubble per cell sized by the number of studies, coloured by the best
+    quality rating; empty cells stay empty (the gaps), as Campbell evidence-and-gap maps draw them.
+
+    ``table`` has ``row``, ``column``, ``studies`` and ``best_quality`` (every cell, empty ones too).
+    """
+    use_house_style()
+    lookup = {(str(r.row), str(r.column)): r for r in table.itertuples(index=False)}
+    largest = max(int(table["studies"].max()) if len(table) else 1, 1)
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 2.6 + 0.4 * len(rows)))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(columns):
+            cell = lookup.get((str(r), str(c)))
+            ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor="white", edgecolor="#DDDDDD", linewidth=0.6))
+            if cell is None or int(cell.studies) == 0:
+                continue
+            area = 60 + 520 * int(cell.studies) / largest
+            ax.scatter([j + 0.5], [i + 0.5], s=area, color=QUALITY_COLOURS.get(str(cell.best_quality)),
+                       edgecolor="#222222", linewidth=0.6, zorder=3)
+            ax.text(j + 0.5, i + 0.5, str(int(cell.studies)), ha="center", va="center", fontsize=8,
+                    zorder=4, color="black")
+    ax.set_xlim(0, len(columns))
+    ax.set_ylim(len(rows), 0)
+    ax.set_xticks(np.arange(len(columns)) + 0.5)
+    ax.set_xticklabels([_wrap(column_labels.get(c, c), 14) for c in columns], fontsize=8)
+    ax.set_yticks(np.arange(len(rows)) + 0.5)
+    ax.set_yticklabels([_wrap(row_labels.get(r, r), 34) for r in rows], fontsize=8)
+    ax.tick_params(length=0)
+    ax.grid(False)
+    present = set(table.loc[table["studies"] > 0, "best_quality"].astype(str))
+    handles = [Patch(facecolor=QUALITY_COLOURS[q], edgecolor="#222222", label=quality_labels.get(q, q))
+               for q in QUALITY_COLOURS if q in present]
+    _finish_layout(fig, title, source_note, synthetic, handles=handles)
+    if handles:
+        fig.legends[-1].set_title(legend_title)
+    return fig

@@ -53,6 +53,8 @@ def test_each_demo_source_balances_and_follows_its_schema(demo, source):
         assert frame.attrs["design"]["sample_type"] == card.design.type
     elif card.kind == "aggregates":
         assert {"estimate", "n_unweighted", "flag"} <= set(frame.columns)
+    elif card.kind == "study":  # published aggregates of partner studies (sources/studies.py)
+        assert {"study_id", "estimate", "n", "risk_of_bias"} <= set(frame.columns)
     else:
         assert (frame["population"] >= 0).all()
 
@@ -86,6 +88,8 @@ def test_the_free_text_scan_catches_the_planted_phone_numbers(truth):
     caught = 0
     for source in DEMO_CARDS:
         card = load_card(config.SOURCES_DIR / f"{source}.yml")
+        if card.kind == "study":
+            continue  # published aggregates only: no personal columns
         raw = read_source(card, config.RAW_DIR).frame
         # the demo keeps its free-text canaries in columns the card marks personal (dropped)
         for column in card.personal_columns:

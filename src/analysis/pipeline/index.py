@@ -45,6 +45,27 @@ def _cell(entry: dict, outputs_dir: Path, labels: dict, names: dict) -> dict:
             "detail": detail, "log_href": log_href}
 
 
+def _findings(runs: dict, outputs_dir: Path) -> list[dict]:
+    """Findings that chapters publish for the front page: a run's ``findings.json`` beside its
+    HTML (a list of ``{"text": ...}``, e.g. pooled evidence with its quality), linked to the run."""
+    import json
+
+    out = []
+    for run_id in sorted(runs):
+        entry = runs[run_id]
+        html_files = entry.get("outputs", {}).get("html", [])
+        if entry.get("status") != "ok" or not html_files:
+            continue
+        source = (outputs_dir / html_files[0]).parent / "findings.json"
+        try:
+            items = json.loads(source.read_text(encoding="utf-8")) if source.exists() else []
+        except (OSError, ValueError):
+            continue
+        out += [{"text": str(item["text"]), "href": html_files[0]}
+                for item in items if isinstance(item, dict) and item.get("text")]
+    return out
+
+
 def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
     """Render the index page from the manifest and the matrix context; returns its path."""
     outputs_dir = Path(ctx.outputs_dir)
@@ -98,6 +119,7 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
         code_version=code,
         updated_at=manifest.get("updated_at", ""),
         chapters=chapters,
+        findings=_findings(runs, outputs_dir),
         suppression_rule=(f"estimates from fewer than {d.suppress_below} respondents are suppressed; from fewer "
                           f"than {d.caution_below} they are flagged 'caution'. No individual records are published."),
     )

@@ -349,7 +349,9 @@ def expand_runs(ctx: MatrixContext, coverage: dict[str, SourceCoverage] | None =
         coverage = scan_sources(ctx.processed_dir, report.sources, dims)
     stages = _stages(report, ctx.report_path)
     microdata = {s: c for s, c in coverage.items() if c.kind == "microdata"}
-    official = {s: c for s, c in coverage.items() if c.kind != "microdata"}
+    # study sources (kind: study, published aggregates of partner studies) are read only by the
+    # chapters that name them, not by every per-country run
+    official = {s: c for s, c in coverage.items() if c.kind not in ("microdata", "study")}
     all_estimates = ctx.outputs_dir / "tables" / "all_estimates.csv"
     unprocessed = [s for s in (report.sources or []) if s not in coverage]
     not_processed = (f"; not processed yet: {', '.join(unprocessed)} (run `python -m analysis ingest`)"

@@ -329,6 +329,12 @@ def load_card(path: Path | str) -> SourceCard:
     """
     path = Path(path)
     data = config.read_yaml_mapping(path, CardError, "source card")
+    # --- kind: study (issue 14): study cards have their own model in analysis.sources.studies ---
+    if data.get("kind") == "study":
+        from analysis.sources.studies import load_study_source_card
+
+        return load_study_source_card(path)
+    # --- end of the study hook ---
     try:
         card = SourceCard(**data)
     except ValidationError as exc:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import config, hashing, schema
-from analysis.sources import METADATA_KEY
+from analysis.sources import METADATA_KEY, studies
 from analysis.sources.card import CardError, SourceCard, card_paths, load_card
 from analysis.sources.harmonise import Harmonised, HarmoniseError, harmonise
 from analysis.sources.privacy import PrivacyError
@@ -119,6 +119,10 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
                   indicators: dict | None = None, age_bands=None,
                   income_groups: tuple | None = None) -> tuple[str, dict | None]:
     """Ingest one source. Returns ``("ingested"|"unchanged", log)``; raises a user error otherwise."""
+    # --- kind: study (issue 14): published aggregates of partner studies, see sources/studies.py ---
+    if studies.is_study_card(card_path):
+        return studies.ingest_study_source(card_path, raw_root, processed_dir, force)
+    # --- end of the study hook ---
     card = load_card(card_path)
     for spec in card.files:
         if not (raw_root / spec.path).exists():
