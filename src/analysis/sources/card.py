@@ -329,6 +329,10 @@ def load_card(path: Path | str) -> SourceCard:
     """
     path = Path(path)
     data = config.read_yaml_mapping(path, CardError, "source card")
+    if data.get("kind") == "coding":  # coded free text: its own card model
+        from analysis.sources.coding import load_coding_card
+
+        return load_coding_card(path)
     try:
         card = SourceCard(**data)
     except ValidationError as exc:
