@@ -78,9 +78,13 @@ def allowed_places() -> frozenset[str]:
     return frozenset(names)
 
 
+# privacy.PHONE, but a full stop may end the number (a phone at the end of a sentence)
+_PHONE_CANDIDATE = re.compile(r"(?<![\w.])(?:\+|00)?\(?\d[\d\s().-]{6,18}\d(?!\w)")
+
+
 def _phone_spans(text: str) -> list[tuple[int, int]]:
     # privacy's phone test, applied to each candidate so that only that span is redacted
-    return [m.span() for m in privacy.PHONE.finditer(text) if privacy._phone_hit(m.group(0))]
+    return [m.span() for m in _PHONE_CANDIDATE.finditer(text) if privacy._phone_hit(m.group(0))]
 
 
 def _replace_spans(text: str, spans, placeholder: str) -> tuple[str, int]:
