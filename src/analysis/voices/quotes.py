@@ -68,11 +68,11 @@ def select_quotes(coded: pd.DataFrame, codebook, themes, *, balance: pd.Series |
         return pd.DataFrame(columns=QUOTE_COLUMNS)
     gone = {str(r) for r in withdrawn}
     coded = coded[~coded["response_id"].astype(str).isin(gone)]
-    counted = consensus(coded, resolved_coder)
-    counted = counted.assign(theme=counted["code"].map(lambda c: codebook.codes[c].theme
-                                                        if c in codebook.codes else None))
+    counted = consensus(coded, resolved_coder)[["response_id", "code"]]
     consented = coded[coded["quote_consent"].fillna(False).astype(bool) & coded["span"].notna()]
-    spans = consented.merge(counted[["response_id", "code", "theme"]], on=["response_id", "code"])
+    consented = consented.drop(columns=["theme"], errors="ignore")
+    spans = consented.merge(counted, on=["response_id", "code"])
+    spans = spans.assign(theme=spans["code"].map(lambda c: codebook.codes[c].theme if c in codebook.codes else None))
     spans = spans[spans["span"].astype(str).str.strip().str.len() > 0]
     # the cell sizes that decide whether an attribution may be shown
     people = coded.drop_duplicates("response_id").set_index("response_id")

@@ -115,7 +115,8 @@ def suppress_rare_mentions(estimates: pd.DataFrame, mentions: pd.Series, thresho
 
 
 def theme_shares(survey: pd.DataFrame, themes: pd.DataFrame, by=(), *, margins: bool = True, source=None,
-                 country=None, group=None, thresholds=None, consensus_rule: str = "") -> pd.DataFrame:
+                 country=None, group=None, thresholds=None, consensus_rule: str = "",
+                 breakdowns=None) -> pd.DataFrame:
     """Design-based share of respondents mentioning each theme, per cell of ``by``, suppressed.
 
     Parameters
@@ -127,6 +128,9 @@ def theme_shares(survey: pd.DataFrame, themes: pd.DataFrame, by=(), *, margins: 
         :func:`respondent_themes`.
     by : list of str
         Dimensions to cross (with margins), e.g. ``["comparison", "sex"]``.
+    breakdowns : list of str, optional
+        Publish only these breakdowns (e.g. ``["comparison", "comparison × sex"]``). Chosen
+        before disclosure control, so that secondary suppression protects what is published.
 
     Returns
     -------
@@ -149,6 +153,9 @@ def theme_shares(survey: pd.DataFrame, themes: pd.DataFrame, by=(), *, margins: 
     rule = consensus_rule or "a theme counts when a strict majority of the coders of a response applied one of its codes"
     estimates["method"] = (estimates["method"].astype(str)
                            + f"; share of coded respondents mentioning the theme ({rule})")
+    if breakdowns is not None:
+        keep = estimates["breakdown"].isin(list(breakdowns)).to_numpy()
+        estimates, mentions = estimates[keep].reset_index(drop=True), mentions[keep].reset_index(drop=True)
     estimates = suppress_rare_mentions(estimates, mentions, thresholds)
     return apply_suppression(estimates, thresholds)
 
