@@ -29,7 +29,7 @@ from analysis.sources.card import card_paths, load_card
 
 DEMO_DIR = config.DEMO_DIR
 DEMO_SOURCES = ("demo_youth", "demo_disability", "demo_displacement", "demo_older",
-                "demo_population_margins", "demo_official_estimates", "demo_partner_studies")
+                "demo_population_margins", "demo_official_estimates", "demo_partner_studies", "demo_voices")
 #: Tolerance for an estimate against its population value, in standard errors. With a few dozen
 #: such checks a 4-SE band fails by chance with probability well under 1 in 1,000.
 Z = 4.0

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import config
+from analysis import config, demo_voices
 
 #: The default seed: the month the flagship report came out (July 2021).
 DEFAULT_SEED = 20210701
@@ -1307,6 +1307,7 @@ def generate(out_dir: Path | str | None = None, seed: int = DEFAULT_SEED, lookup
     }
     from analysis import demo_evidence  # partner studies published as aggregates (issue 14)
     truth_doc["partner_studies"] = demo_evidence.write_demo_studies(out, pops, seed)
+    truth_doc["voices"] = demo_voices.generate(out, seed, youth)  # coded open answers (analysis.demo_voices)
     (out / FILES["truth"]).write_text(dump_truth(truth_doc), encoding="utf-8")
     (out / FILES["readme"]).write_text(README_TEXT, encoding="utf-8")
     return truth_doc

@@ -49,7 +49,10 @@ def load_processed(source: str, processed_dir: Path | str | None = None) -> pd.D
     frame = table.to_pandas()
     frame.attrs["design"] = meta.get("design")
     frame.attrs["source"] = meta.get("source", {"id": source})
-    return frame
+    # a STOP in coded free text (kind: coding) withdraws the respondent from everything
+    from analysis.sources.coding import drop_withdrawn
+
+    return drop_withdrawn(frame, source, path.parent)
 
 
 __all__ = ["METADATA_KEY", "ProcessedNotFound", "load_processed", "processed_path"]

@@ -335,6 +335,10 @@ def load_card(path: Path | str) -> SourceCard:
 
         return load_study_source_card(path)
     # --- end of the study hook ---
+    if data.get("kind") == "coding":  # coded free text: its own card model
+        from analysis.sources.coding import load_coding_card
+
+        return load_coding_card(path)
     try:
         card = SourceCard(**data)
     except ValidationError as exc:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import config, hashing, schema
-from analysis.sources import METADATA_KEY, studies
+from analysis.sources import METADATA_KEY, coding, studies
 from analysis.sources.card import CardError, SourceCard, card_paths, load_card
 from analysis.sources.harmonise import Harmonised, HarmoniseError, harmonise
 from analysis.sources.privacy import PrivacyError
@@ -123,6 +123,8 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
     if studies.is_study_card(card_path):
         return studies.ingest_study_source(card_path, raw_root, processed_dir, force)
     # --- end of the study hook ---
+    if coding.is_coding_card(card_path):  # coded free text (kind: coding): its own reader
+        return coding.ingest_coding(card_path, raw_root, processed_dir, force)
     card = load_card(card_path)
     for spec in card.files:
         if not (raw_root / spec.path).exists():
@@ -198,6 +200,8 @@ def main(args: argparse.Namespace) -> int:
     processed_dir = (args.processed or config.PROCESSED_DIR).resolve()
     cards = card_paths(getattr(args, "sources_dir", None))
     wanted = list(args.sources) or list(cards)
+    # coding sources join the processed survey they code: ingest them after every other source
+    wanted.sort(key=lambda s: s in cards and coding.is_coding_card(cards[s]))
     failed = 0
     try:
         indicators = schema.load_indicators() if config.INDICATORS_FILE.exists() else None
