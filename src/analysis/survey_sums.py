@@ -52,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -210,6 +211,39 @@ def design_columns_from(frame: pd.DataFrame, design: SurveyDesign) -> tuple[pd.D
 
 
 @dataclass
+class Recode:
+    """A column derived from another by a mapping of its values, computed in the map (so that
+    cells such as "group" / "reference" need no column in the data).
+
+    ``mapping``: value (compared as text) -> label; ``default``: label of every other
+    non-missing value (e.g. "reference" for a group compared with everyone else); unmapped
+    values without a default and missing values are NA (outside every cell).
+    """
+
+    column: str
+    mapping: dict
+    default: str | None = None
+
+    def apply(self, chunk: pd.DataFrame) -> pd.Series:
+        values = chunk[self.column].astype("string")
+        out = values.map({str(k): v for k, v in self.mapping.items()})
+        if self.default is not None:
+            out = out.where(out.notna() | values.isna(), self.default)
+        return out.astype("object").where(out.notna(), None)
+
+    def sql(self) -> str:
+        by_label: dict = {}
+        for value, label in self.mapping.items():
+            by_label.setdefault(label, []).append(_lit(str(value)))
+        text = f"CAST({_q(self.column)} AS VARCHAR)"
+        whens = " ".join(f"WHEN {text} IN ({', '.join(v)}) THEN {_lit(label)}"
+                         for label, v in by_label.items())
+        default = (f" WHEN {_q(self.column)} IS NOT NULL THEN {_lit(self.default)}"
+                   if self.default is not None else "")
+        return f"(CASE {whens}{default} ELSE NULL END)"
+
+
+@dataclass
 class Quantity:
     """One estimated quantity: an indicator column (or one category of it) and its values."""
 
@@ -230,6 +264,7 @@ class SumsPlan:
     domain: str | None = None
     sketch_buckets: int = 0
     source: str = "data"
+    recodes: dict = field(default_factory=dict)  # name -> Recode
 
     @property
     def unit_keys(self) -> list[str]:
@@ -249,11 +284,13 @@ class SumsPlan:
         return self.statistic == "ratio"
 
     def read_columns(self) -> list[str]:
-        cols = [*self.design.columns(), *self.by, *(q.column for q in self.quantities)]
+        by = [self.recodes[c].column if c in self.recodes else c for c in self.by]
+        cols = [*self.design.columns(), *by, *(q.column for q in self.quantities)]
         if self.denominator:
             cols.append(self.denominator)
         if self.domain:
-            cols.append(self.domain)
+            cols.append(self.recodes[self.domain].column if self.domain in self.recodes
+                        else self.domain)
         return list(dict.fromkeys(cols))
 
     def sum_columns(self) -> list[str]:
@@ -327,6 +364,15 @@ def map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int = 0) -> Sums:
     Rows are never dropped: a row with a missing indicator (or outside the domain) adds to the
     row counts of its unit and cell, with weight zero in the sums of that indicator.
     """
+    from threadpoolctl import threadpool_limits
+
+    # Partitions run in parallel (Dask workers, chunks in turn): one BLAS thread each, since
+    # BLAS threads competing for the same cores are many times slower.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _map_partition(chunk, plan, part)
+
+
+def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int) -> Sums:
     d = plan.design
     n = len(chunk)
     missing_cols = [c for c in plan.read_columns() if c not in chunk.columns]
@@ -351,8 +397,12 @@ def map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int = 0) -> Sums:
             bad = chunk[column].isna().to_numpy()
             if bad.any():
                 _fail_rows(plan, part, column, bad, "missing", 0)
+    if plan.recodes:
+        chunk = chunk.assign(**{name: r.apply(chunk) for name, r in plan.recodes.items()})
     domain = None
-    if plan.domain:
+    if plan.domain in plan.recodes:
+        domain = chunk[plan.domain].notna().to_numpy(dtype=bool)
+    elif plan.domain:
         domain = chunk[plan.domain].fillna(False).to_numpy(dtype=bool)
     x = _values(chunk, plan.denominator) if plan.ratio else None
 
@@ -574,14 +624,59 @@ def _sums_dask(data, plan: SumsPlan, scheduler=None, chunk_rows=DEFAULT_CHUNK_RO
     mapped = [dask.delayed(map_partition)(p, plan, i) for i, p in enumerate(parts)]
     while len(mapped) > 1:
         mapped = [dask.delayed(combine)(mapped[i:i + 8], plan) for i in range(0, len(mapped), 8)]
-    if scheduler is None:
-        return mapped[0].compute()
-    from distributed import Client
+    with dask_client(scheduler) as client:
+        if client is None:
+            return mapped[0].compute()
+        return client.compute(mapped[0]).result()
 
+
+_LOCAL_CLUSTER = {}
+
+
+@contextmanager
+def dask_client(scheduler=None):
+    """The Dask client to run on: ``scheduler`` as an address, a client, or ``"local"`` (a local
+    cluster of 2 single-threaded worker processes, started once per process); ``None``: the
+    cluster this code runs in (inside a task, e.g. a notebook the runner sent to a cluster), else
+    the default client, else Dask's threaded scheduler (yields None)."""
+    if scheduler is None:
+        try:
+            from distributed import default_client, get_worker, worker_client
+        except ImportError:  # pragma: no cover - distributed is a dependency
+            yield None
+            return
+        try:
+            get_worker()
+        except ValueError:
+            try:
+                client = default_client()
+            except ValueError:
+                client = None
+            yield client
+            return
+        with worker_client() as client:
+            yield client
+        return
     if isinstance(scheduler, str):
-        with Client(scheduler) as client:
-            return client.compute(mapped[0]).result()
-    return scheduler.compute(mapped[0]).result()
+        from distributed import Client
+
+        if scheduler == "local":
+            if "client" not in _LOCAL_CLUSTER:
+                from distributed import LocalCluster
+
+                cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+                _LOCAL_CLUSTER["cluster"] = cluster
+                _LOCAL_CLUSTER["client"] = Client(cluster, set_as_default=False)
+            yield _LOCAL_CLUSTER["client"]
+            return
+        client = Client(scheduler, set_as_default=False)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    yield scheduler
 
 
 # DuckDB ---------------------------------------------------------------------------------------
@@ -663,11 +758,14 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
     # 2. the sums
     w = _num(d.weight) if d.weight else "1.0"
     base = [f"{w} AS w__", "1.0 AS n_rows"]
-    base.append(
-        "1.0 AS n_domain" if not plan.domain
-        else f"CASE WHEN COALESCE(CAST({_q(plan.domain)} AS BOOLEAN), FALSE) THEN 1.0 ELSE 0.0 END "
-             "AS n_domain"
-    )
+    if plan.domain in plan.recodes:
+        in_domain = f"({plan.recodes[plan.domain].sql()} IS NOT NULL)"
+    elif plan.domain:
+        in_domain = f"COALESCE(CAST({_q(plan.domain)} AS BOOLEAN), FALSE)"
+    else:
+        in_domain = None
+    base.append("1.0 AS n_domain" if not in_domain
+                else f"CASE WHEN {in_domain} THEN 1.0 ELSE 0.0 END AS n_domain")
     for j, q in enumerate(plan.quantities):
         if q.category is None:
             y = _num(q.column)
@@ -677,8 +775,8 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
         cond = [f"({y}) IS NOT NULL"]
         if plan.ratio:
             cond.append(f"{_num(plan.denominator)} IS NOT NULL")
-        if plan.domain:
-            cond.append(f"COALESCE(CAST({_q(plan.domain)} AS BOOLEAN), FALSE)")
+        if in_domain:
+            cond.append(in_domain)
         present = " AND ".join(cond)
         base.append(f"CASE WHEN {present} THEN 1.0 ELSE 0.0 END AS m{j}")
         base.append(f"CASE WHEN {present} THEN {y} ELSE 0.0 END AS y{j}")
@@ -689,7 +787,8 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
         base.append(f"{_q(column)} AS {_KEY_PREFIX}{i}")
         keys.append(f"{_KEY_PREFIX}{i}")
     for column in plan.by:
-        base.append(f"{_q(column)} AS {_q(column)}")
+        expression = plan.recodes[column].sql() if column in plan.recodes else _q(column)
+        base.append(f"{expression} AS {_q(column)}")
         keys.append(_q(column))
     reps = [f"{_num(c)} AS r{r}__" for r, c in enumerate(d.replicate_columns)]
     aggregates = ["sum(n_rows) AS n_rows", "sum(n_domain) AS n_domain"]
@@ -1008,12 +1107,17 @@ def _skeleton(table: pd.DataFrame, plan: SumsPlan) -> tuple[SurveyDesign, np.nda
 
 
 def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, margins=True,
-                        categories=None, source=None, country=None, group=None) -> pd.DataFrame:
+                        categories=None, source=None, country=None, group=None,
+                        covariance=False):
     """Estimates of every quantity in every cell (and margin) from the reduced sums.
 
     Returns the result schema plus ``deff``, ``cv``, ``n_missing`` and ``df``, row for row the
-    layout of :func:`analysis.survey.estimate_by`.
+    layout of :func:`analysis.survey.estimate_by`. With ``covariance=True`` (cells without
+    margins only) also the list, per quantity, of the covariance matrices of its cell estimates
+    (as :func:`analysis.survey.cell_means_with_covariance`).
     """
+    if covariance and margins:
+        raise SurveyDesignError("covariances are of the cells of one crossing: use margins=False")
     d = plan.design
     table = sums.table.reset_index(drop=True)
     frame = table
@@ -1078,7 +1182,7 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
 
     method = survey._method_string(mode_info, statistic, ci_type, level, plan.denominator)
     n_domain = cell_sum(col["n_domain"])
-    pieces = []
+    pieces, covariances = [], []
     for j, q in enumerate(plan.quantities):
         n_present = cell_sum(col[f"c{j}"])
         n_positive = cell_sum(col[f"p{j}"])
@@ -1110,10 +1214,14 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
             dev = thetas - centre[:, None]
             variance = scale * (dev * dev) @ rscales
             df = np.full(len(estimate), float(df_design))
+            cov = None
+            if covariance:
+                cov = scale * (dev * rscales) @ dev.T
         elif plan.element:
-            variance, df = _element_variance(
-                strata, fine, cells, col, j, statistic, safe, denom)
+            variance, df, cov = _element_variance(
+                strata, fine, cells, col, j, statistic, safe, denom, covariance)
         else:
+            cov = None
             unit_y = unit_table(col[f"y{j}"])
             counts = unit_table(col[f"c{j}"])
             if statistic == "total":
@@ -1123,6 +1231,8 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
                 scores = (unit_y - safe[:, None] * unit_x) / denom[:, None]
             variance = skeleton._variance_of_unit_totals(scores, counts)
             df = survey._Engine._domain_df(SimpleNamespace(design=skeleton), counts)
+            if covariance:
+                cov = skeleton._covariance_of_unit_totals(np.nan_to_num(scores))
         variance = np.where(np.isfinite(estimate), variance, np.nan)
         deff = _deff(statistic, estimate, variance, n_positive, n_weighted, total_y, sum_wyy)
         result = survey._Estimates(
@@ -1130,7 +1240,14 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
             n_weighted=n_weighted, n_missing=n_domain - n_present, deff=deff, df=df,
         )
         pieces.append(survey._result_columns(cells, q.label, result, ci_type, level))
-    return survey._assemble(pieces, method, source, country, group)
+        if covariance:
+            empty = ~np.isfinite(estimate)
+            cov = np.array(cov, dtype=float)
+            cov[empty, :] = np.nan
+            cov[:, empty] = np.nan
+            covariances.append(cov)
+    table = survey._assemble(pieces, method, source, country, group)
+    return (table, covariances) if covariance else table
 
 
 def _fine_rows(fine, n_fine, values) -> np.ndarray:
@@ -1141,13 +1258,15 @@ def _fine_rows(fine, n_fine, values) -> np.ndarray:
     return np.asarray(indicator @ values)
 
 
-def _element_variance(strata: _ElementStrata, fine, cells, col, j, statistic, safe, denom):
+def _element_variance(strata: _ElementStrata, fine, cells, col, j, statistic, safe, denom,
+                      covariance=False):
     """Stratified with-replacement variance when every row is a PSU, from squared-term sums.
 
     For cell c and stratum h: ``Σ_i z_i = (S_wy − θ S_wx) / X`` and ``Σ_i z_i² =
     (S_w²y² − 2θ S_w²xy + θ² S_w²x²) / X²`` (mean: x = 1; total: θ = 0, X = 1), then
     ``V = Σ_h coef_h (Σ z² − centre_h (Σ z)² / n_h)`` with the lonely-stratum options of
-    :class:`~analysis.survey.SurveyDesign`.
+    :class:`~analysis.survey.SurveyDesign`. Covariances (disjoint cells, so no row has a score in
+    two cells): ``C_cd = −Σ_h coef_h centre_h Σz_c Σz_d / n_h`` off the diagonal.
     """
     n_strata = len(strata.n_h)
     key = fine * n_strata + strata.index
@@ -1176,10 +1295,17 @@ def _element_variance(strata: _ElementStrata, fine, cells, col, j, statistic, sa
         n_present = present.sum(axis=1)
         n_ok = (present & ~strata.lonely_average).sum(axis=1)
         variance = variance * np.where(n_ok > 0, n_present / np.maximum(n_ok, 1), np.nan)
+    cov = None
+    if covariance:
+        cov = -(sum_z * (strata.coef * strata.centre / strata.n_h)) @ sum_z.T
+        np.fill_diagonal(cov, within @ strata.coef)
+        if strata.lonely_average.any():  # as SurveyDesign._covariance_of_unit_totals
+            n_ok = int((~strata.lonely_average).sum())
+            cov = cov * (len(strata.n_h) / n_ok if n_ok else np.nan)
     variance = np.maximum(variance, 0.0)
     n_psu = counts.sum(axis=1)
     df = (n_psu - (counts > 0).sum(axis=1)).astype(float)
-    return variance, df
+    return variance, df, cov
 
 
 def _deff(statistic, estimate, variance, n, psum, total_y, sum_wy2):
@@ -1258,7 +1384,9 @@ def estimate_by_sums(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     memory_limit: str | None = None,
     threads: int | None = None,
-) -> pd.DataFrame:
+    recodes: dict | None = None,
+    covariance: bool = False,
+):
     """:func:`analysis.survey.estimate_by` as one pass of partition sums.
 
     Parameters
@@ -1278,6 +1406,15 @@ def estimate_by_sums(
         Rows per partition when a pandas frame is split (chunks, dask) or Parquet is batched.
     memory_limit, threads
         DuckDB settings (e.g. ``"4GB"``), for one machine with little memory.
+    recodes : dict of name -> :class:`Recode`, optional
+        Derived columns usable in ``by`` and as ``domain`` (rows where it is not NA).
+    covariance : bool
+        Also return, per estimated quantity, the covariance matrix of its cell estimates
+        (``margins=False``), as :func:`analysis.survey.cell_means_with_covariance`.
+
+    Returns
+    -------
+    DataFrame, or (DataFrame, list of arrays) with ``covariance=True``.
     """
     if engine not in ENGINES:
         raise SurveyDesignError(f"engine={engine!r}; use 'pandas' or one of {list(ENGINES)}")
@@ -1307,10 +1444,11 @@ def estimate_by_sums(
         design=spec, by=by, quantities=quantities, statistic=statistic,
         denominator=denominator, domain=domain,
         sketch_buckets=max(_SKETCH_MIN_BUCKETS, 4 * n_rep) if n_rep else 0, source=label,
+        recodes=dict(recodes or {}),
     )
     if spec.is_replicate:
         _replicate_parameters(spec, n_rep)  # fail early on an incomplete replicate design
-    cats = _by_categories(data, by, categories)
+    cats = _by_categories(data, [b for b in by if b not in plan.recodes], categories)
     if engine == "chunks":
         sums = _sums_chunks(data, plan, chunk_rows)
     elif engine == "dask":
@@ -1318,7 +1456,8 @@ def estimate_by_sums(
     else:
         sums = _sums_duckdb(data, plan, memory_limit, threads)
     return estimates_from_sums(sums, plan, ci=ci, level=level, margins=margins, categories=cats,
-                               source=source, country=country, group=group)
+                               source=source, country=country, group=group,
+                               covariance=covariance)
 
 
 def _check_binary(data, quantities, engine):
