@@ -132,39 +132,39 @@ def _golden_cases(api, nhanes):
                        RIAGENDR=nhanes["RIAGENDR"].astype(int).astype(str))
     both = c1.assign(both_yes=(c1["both"] == "Yes").astype(float))
     return {
-        "strat_mean_api00": (st_, strat(st_), dict(indicators="api00", ci="normal"), "first"),
-        "strat_mean_api00_deff": (st_, strat(st_), dict(indicators="api00"), "first"),
-        "strat_nofpc_mean_api00": (st_, strat(st_, False), dict(indicators="api00", ci="normal"),
+        "strat_mean_api00": (st_, strat(st_), {"indicators": "api00", "ci": "normal"}, "first"),
+        "strat_mean_api00_deff": (st_, strat(st_), {"indicators": "api00"}, "first"),
+        "strat_nofpc_mean_api00": (st_, strat(st_, False), {"indicators": "api00", "ci": "normal"},
                                    "first"),
-        "strat_total_enroll": (st_, strat(st_), dict(indicators="enroll", statistic="total",
-                                                     ci="normal"), "first"),
-        "clus1_mean_api00": (c1, clus1(c1), dict(indicators="api00", ci="normal"), "first"),
-        "clus1_total_enroll": (c1, clus1(c1), dict(indicators="enroll", statistic="total",
-                                                   ci="normal"), "first"),
+        "strat_total_enroll": (st_, strat(st_), {"indicators": "enroll", "statistic": "total",
+                                                     "ci": "normal"}, "first"),
+        "clus1_mean_api00": (c1, clus1(c1), {"indicators": "api00", "ci": "normal"}, "first"),
+        "clus1_total_enroll": (c1, clus1(c1), {"indicators": "enroll", "statistic": "total",
+                                                   "ci": "normal"}, "first"),
         "clus2_mean_api00": (c2, SurveyDesign.from_frame(c2, psu=["dnum", "snum"],
                                                          fpc=["fpc1", "fpc2"]),
-                             dict(indicators="api00", ci="normal"), "first"),
-        "clus1_by_stype_mean_api00": (c1, clus1(c1), dict(indicators="api00", by=["stype"],
-                                                          margins=False), "domains"),
-        "strat_by_stype_x_awards_mean_api00": (st_, strat(st_), dict(indicators="api00",
-                                                                     by=["stype", "awards"]),
+                             {"indicators": "api00", "ci": "normal"}, "first"),
+        "clus1_by_stype_mean_api00": (c1, clus1(c1), {"indicators": "api00", "by": ["stype"],
+                                                          "margins": False}, "domains"),
+        "strat_by_stype_x_awards_mean_api00": (st_, strat(st_), {"indicators": "api00",
+                                                                     "by": ["stype", "awards"]},
                                                "domains"),
-        "clus1_ratio_apistu_enroll": (c1, clus1(c1), dict(indicators="api.stu", statistic="ratio",
-                                                          denominator="enroll"), "first"),
-        "strat_prop_awards": (st_, strat(st_), dict(indicators="awards", statistic="proportion",
-                                                    ci="normal"), "rows"),
-        "clus1_prop_both_ciprop_logit": (both, clus1(both), dict(indicators="both_yes",
-                                                                 statistic="proportion"), "first"),
-        "clus1_subset_mean_api00_stypeE": (c1, clus1(c1), dict(indicators="api00", ci="normal",
-                                                               domain=c1["stype"] == "E"), "first"),
-        "clus1_jk1_mean_api00": (c1, clus1(c1).to_replicate("jk1"), dict(indicators="api00",
-                                                                         ci="normal"), "first"),
+        "clus1_ratio_apistu_enroll": (c1, clus1(c1), {"indicators": "api.stu", "statistic": "ratio",
+                                                          "denominator": "enroll"}, "first"),
+        "strat_prop_awards": (st_, strat(st_), {"indicators": "awards", "statistic": "proportion",
+                                                    "ci": "normal"}, "rows"),
+        "clus1_prop_both_ciprop_logit": (both, clus1(both), {"indicators": "both_yes",
+                                                                 "statistic": "proportion"}, "first"),
+        "clus1_subset_mean_api00_stypeE": (c1, clus1(c1), {"indicators": "api00", "ci": "normal",
+                                                               "domain": c1["stype"] == "E"}, "first"),
+        "clus1_jk1_mean_api00": (c1, clus1(c1).to_replicate("jk1"), {"indicators": "api00",
+                                                                         "ci": "normal"}, "first"),
         "strat_jkn_mean_api00": (st_, strat(st_, False).to_replicate("jkn"),
-                                 dict(indicators="api00", ci="normal"), "first"),
-        "nhanes_mean_hichol": (nh, nhanes_design(nh), dict(indicators="HI_CHOL", ci="normal"),
+                                 {"indicators": "api00", "ci": "normal"}, "first"),
+        "nhanes_mean_hichol": (nh, nhanes_design(nh), {"indicators": "HI_CHOL", "ci": "normal"},
                                "first"),
-        "nhanes_by_race_agecat_sex_mean_hichol": (nh, nhanes_design(nh), dict(
-            indicators="HI_CHOL", by=["race", "agecat", "RIAGENDR"]), "domains"),
+        "nhanes_by_race_agecat_sex_mean_hichol": (nh, nhanes_design(nh), {
+            "indicators": "HI_CHOL", "by": ["race", "agecat", "RIAGENDR"]}, "domains"),
     }
 
 
@@ -318,7 +318,7 @@ def random_surveys(draw):
         design = design.to_replicate(kind, replicates=7)
     statistic = draw(st.sampled_from(["mean", "total", "ratio", "proportion"]))
     indicators = ["b"] if statistic == "proportion" else ["y", "b"]
-    kwargs = dict(indicators=indicators, by=["sex", "age"], statistic=statistic)
+    kwargs = {"indicators": indicators, "by": ["sex", "age"], "statistic": statistic}
     if statistic == "ratio":
         kwargs["denominator"] = "x"
     if draw(st.booleans()):

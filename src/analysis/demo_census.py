@@ -106,13 +106,13 @@ def sdr_factors() -> np.ndarray:
 def _allocation(rows: int) -> dict[str, int]:
     """Sample size per state, proportional to its adult population (at least 4)."""
     total = sum(STATES.values())
-    sizes = {st: max(4, int(round(rows * pop / total))) for st, pop in STATES.items()}
+    sizes = {st: max(4, round(rows * pop / total)) for st, pop in STATES.items()}
     return sizes
 
 
 def _pumas(state_pop_thousands: int) -> int:
     """PUMAs of a state: about one per 100,000 people (adults here: per 75,000), at least 2."""
-    return max(2, int(round(state_pop_thousands / 75)))
+    return max(2, round(state_pop_thousands / 75))
 
 
 def _chunk(rng, st, n, first, n_pumas, puma_effects, state_weight, factors, truth):
