@@ -632,13 +632,39 @@ def _sums_dask(data, plan: SumsPlan, scheduler=None, chunk_rows=DEFAULT_CHUNK_RO
 
 _LOCAL_CLUSTER = {}
 
+#: Environment variable naming the Dask scheduler address for ``scheduler="auto"``.
+SCHEDULER_ENV = "ANALYSIS_DASK_SCHEDULER"
+
+
+def _running_on_cluster():
+    """None when this code runs inside a Dask worker or with a default client (use it), else
+    False."""
+    try:
+        from distributed import default_client, get_worker
+    except ImportError:  # pragma: no cover
+        return False
+    try:
+        get_worker()
+        return None
+    except ValueError:
+        pass
+    try:
+        default_client()
+        return None
+    except ValueError:
+        return False
+
 
 @contextmanager
 def dask_client(scheduler=None):
-    """The Dask client to run on: ``scheduler`` as an address, a client, or ``"local"`` (a local
-    cluster of 2 single-threaded worker processes, started once per process); ``None``: the
+    """The Dask client to run on: ``scheduler`` as an address, a client, ``"local"`` (a local
+    cluster of 2 single-threaded workers, started once per process) or ``"auto"`` (the address
+    in ``$ANALYSIS_DASK_SCHEDULER``, else the cluster this runs on, else local); ``None``: the
     cluster this code runs in (inside a task, e.g. a notebook the runner sent to a cluster), else
     the default client, else Dask's threaded scheduler (yields None)."""
+    if scheduler == "auto":  # an address from the environment, else the cluster we run on,
+        address = os.environ.get(SCHEDULER_ENV)  # else a local cluster
+        scheduler = address or _running_on_cluster() or "local"
     if scheduler is None:
         try:
             from distributed import default_client, get_worker, worker_client
@@ -664,7 +690,9 @@ def dask_client(scheduler=None):
             if "client" not in _LOCAL_CLUSTER:
                 from distributed import LocalCluster
 
-                cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                # threads, not processes: a notebook or script needs no __main__ guard, and
+                # the map is numpy/pandas work that releases the GIL
+                cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                        dashboard_address=None)
                 _LOCAL_CLUSTER["cluster"] = cluster
                 _LOCAL_CLUSTER["client"] = Client(cluster, set_as_default=False)

@@ -161,11 +161,13 @@ def _merge_accounting(total: Accounting, part: Accounting) -> None:
 class _Coverage:
     countries: dict = field(default_factory=dict)  # country -> dimension -> set of categories
     indicators: dict = field(default_factory=dict)  # indicator -> non-missing rows
+    rows: dict = field(default_factory=dict)  # country -> rows
 
     def add(self, frame: pd.DataFrame, indicators) -> None:
         dims = [d for d in COVERAGE_DIMENSIONS if d in frame.columns]
         for code, part in frame.groupby("country", observed=True, dropna=True):
             slot = self.countries.setdefault(str(code), {})
+            self.rows[str(code)] = self.rows.get(str(code), 0) + len(part)
             for dim in dims:
                 slot.setdefault(dim, set()).update(str(v) for v in part[dim].dropna().unique())
         for name in indicators:
@@ -177,6 +179,7 @@ class _Coverage:
             "countries": {c: {d: sorted(v) for d, v in dims.items()}
                           for c, dims in sorted(self.countries.items())},
             "indicator_counts": self.indicators,
+            "country_rows": dict(sorted(self.rows.items())),
         }
 
 
@@ -300,6 +303,7 @@ class PartitionedSource:
     rows: int
     countries: dict
     indicator_counts: dict
+    country_rows: dict = field(default_factory=dict)
 
     @property
     def files(self) -> list[str]:
@@ -330,4 +334,5 @@ def load_partitioned(source: str, processed_dir=None) -> PartitionedSource:
         id=source, path=path, design=meta.get("design") or {}, source=meta.get("source") or {},
         rows=int(meta.get("rows", 0)), countries=meta.get("countries") or {},
         indicator_counts=meta.get("indicator_counts") or {},
+        country_rows=meta.get("country_rows") or {},
     )
