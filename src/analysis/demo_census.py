@@ -103,11 +103,10 @@ def sdr_factors() -> np.ndarray:
     return 1.0 + 2.0 ** -1.5 * (h - np.roll(h, -1, axis=0))
 
 
-def _allocation(rows: int) -> dict[str, int]:
+def _allocation(rows: int, states) -> dict[str, int]:
     """Sample size per state, proportional to its adult population (at least 4)."""
-    total = sum(STATES.values())
-    sizes = {st: max(4, round(rows * pop / total)) for st, pop in STATES.items()}
-    return sizes
+    total = sum(STATES[st] for st in states)
+    return {st: max(4, round(rows * STATES[st] / total)) for st in states}
 
 
 def _pumas(state_pop_thousands: int) -> int:
@@ -169,20 +168,25 @@ def _accumulate(truth, column, weights, p, asked, disabled):
 
 
 def generate(out: Path | None = None, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED,
-             chunk_rows: int = DEFAULT_CHUNK_ROWS) -> dict:
+             chunk_rows: int = DEFAULT_CHUNK_ROWS, states=None) -> dict:
     """Write the census-like sample to ``out`` (``st<FIPS>/part-<k>.parquet``) and TRUTH.json.
 
-    Returns the truth dictionary. At most ``chunk_rows`` rows are in memory at any time.
+    ``states``: FIPS codes to include (default all 51). Returns the truth dictionary. At most
+    ``chunk_rows`` rows are in memory at any time.
     """
+    states = list(states or STATES)
+    unknown = [st for st in states if st not in STATES]
+    if unknown:
+        raise ValueError(f"unknown state FIPS code(s) {unknown}; use codes of {sorted(STATES)}")
     out = Path(out or DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("st*/part-*.parquet"):
         old.unlink()
     rng = np.random.default_rng(seed)
     factors = sdr_factors()
-    sizes = _allocation(rows)
+    sizes = _allocation(rows, states)
     truth_sums: dict = {}
-    total = sum(STATES.values()) * 1000
+    total = sum(STATES[st] for st in states) * 1000
     first = 0
     files = 0
     for st, n_state in sizes.items():
