@@ -10,8 +10,8 @@ from packaging.requirements import Requirement
 
 from analysis import config
 
-# conda-forge names that differ from the PyPI names (none today; keep the mapping explicit).
-CONDA_TO_PYPI: dict[str, str] = {}
+# conda-forge names that differ from the PyPI names (keep the mapping explicit).
+CONDA_TO_PYPI: dict[str, str] = {"python-duckdb": "duckdb"}
 NOT_PACKAGES = {"python", "pip"}
 
 

@@ -1396,12 +1396,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default: {DEFAULT_SEED})")
     parser.add_argument("--refresh-admin1", action="store_true",
                         help="rebuild admin1_lookup.csv from ../shared Natural Earth before generating")
+    # issue 17: the census-like sample at scale (analysis.demo_census)
+    parser.add_argument("--census", action="store_true",
+                        help="write the SYNTHETIC census-like sample (partitioned Parquet, 80 SDR "
+                             "replicate weights) to data/raw/census-demo instead")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="with --census: number of persons (default 200000)")
 
 
 def main(args: argparse.Namespace) -> int:
     """Generate the demo collaborative; return the exit code."""
     import sys
 
+    if getattr(args, "census", False):
+        from analysis import demo_census
+
+        return demo_census.main(args)
+    if getattr(args, "rows", None) is not None:
+        print("--rows is an option of --census", file=sys.stderr)
+        return 2
     lookup_path = config.DEMO_DIR / FILES["admin1_lookup"]
     if args.refresh_admin1:
         gpkg = config.SHARED_DIR / "data/natural-earth/admin1/ne_10m_admin_1_states_provinces_simplified.gpkg"

@@ -1200,6 +1200,8 @@ def estimate_by(
     source: str | None = None,
     country: str | None = None,
     group: str | None = None,
+    engine: str = "pandas",
+    **engine_options,
 ) -> pd.DataFrame:
     """Estimate every indicator in every cell of the crossing of ``by`` and of its margins.
 
@@ -1233,6 +1235,13 @@ def estimate_by(
         Restrict estimation to a domain (R's ``subset(design, ...)``) keeping the full design.
     source, country, group : str, optional
         Values of the result schema's identity columns.
+    engine : {"pandas", "chunks", "dask", "duckdb"}
+        ``pandas`` (default): this in-memory estimator. The others compute the same numbers
+        as one pass of partition sums (:mod:`analysis.survey_sums`), with ``frame`` a pandas
+        or Dask frame or path(s) to (partitioned) Parquet, and ``design`` a ``SurveyDesign``
+        (pandas frame), a :class:`analysis.survey_sums.DesignColumns` or a design spec dict.
+        ``engine_options`` go to :func:`analysis.survey_sums.estimate_by_sums` (``scheduler``,
+        ``categories``, ``chunk_rows``, ``memory_limit``, ``threads``).
 
     Returns
     -------
@@ -1242,6 +1251,19 @@ def estimate_by(
         the cell. ``flag`` is ``ok``: disclosure control is applied by
         :func:`analysis.disclosure.apply_suppression`. Empty cells have NaN estimates.
     """
+    if engine != "pandas" or engine_options:
+        # -- partition-sum engines (issue 17): data outside memory; same numbers, same schema
+        from analysis import survey_sums
+
+        if engine == "pandas":
+            raise SurveyDesignError(
+                f"options {sorted(engine_options)} are for engine='chunks', 'dask' or 'duckdb'"
+            )
+        return survey_sums.estimate_by_sums(
+            frame, design, indicators, by, margins, statistic, engine=engine,
+            denominator=denominator, ci=ci, level=level, domain=domain, source=source,
+            country=country, group=group, **engine_options,
+        )
     if statistic not in STATISTICS:
         raise SurveyDesignError(f"statistic={statistic!r}; use one of {list(STATISTICS)}")
     if ci not in CI_TYPES:

@@ -228,6 +228,10 @@ class ChapterRun:
     def indicators_in(self, source: str) -> list[str]:
         """Catalogue indicators that ``source`` measures in this country (a column with data)."""
         frame = self.frames[source]
+        if "partitioned" in frame.attrs:  # a partitioned source: counts from its ingest
+            from analysis.chapters import at_scale
+
+            return at_scale.indicators_in(self, source)
         return [i for i in self.indicators if i in frame.columns and frame[i].notna().any()]
 
 
@@ -307,13 +311,17 @@ def resolve_output_dir(chapter: str, output_dir=None, *, group: str | None = Non
 
 
 def start_run(chapter: str, group: str | None = None, country: str | None = None,
-              source: str | None = None, sources=None, processed_dir=None, output_dir=None) -> ChapterRun:
+              source: str | None = None, sources=None, processed_dir=None, output_dir=None,
+              engine: str | None = None, scheduler: str | None = None) -> ChapterRun:
     """Load the processed data and catalogues of one run and set the house style.
 
     ``source`` (one source) or ``sources`` (several) name processed tables
     (``data/processed/<source>.parquet``); rows are kept for ``country`` (ISO3) unless it is
-    None or "all". ``output_dir`` None: derived from the parameters (:func:`resolve_output_dir`). Microdata sources only: aggregate or margin tables are read by the chapters
-    that use them.
+    None or "all". ``output_dir`` None: derived from the parameters (:func:`resolve_output_dir`).
+    Microdata sources only: aggregate or margin tables are read by the chapters that use them.
+    A source processed as a partitioned dataset is not loaded: its estimates run on ``engine``
+    ("duckdb", default, or "dask" on ``scheduler``: an address, "local", or None for the cluster
+    the run is on), see :mod:`analysis.chapters.at_scale`.
 
     Raises
     ------
@@ -331,6 +339,12 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
         raise ChapterError(f"chapter {chapter}: unknown group '{group}'; groups are: {', '.join(groups)}")
     frames: dict[str, pd.DataFrame] = {}
     for name in names:
+        from analysis.chapters import at_scale
+
+        frame = at_scale.partitioned_frame(name, processed_dir, country, engine, scheduler)
+        if frame is not None:
+            frames[name] = frame
+            continue
         frame = load_processed(name, processed_dir)
         if frame.attrs.get("design") is None:
             continue  # aggregates / margins: not respondent-level data

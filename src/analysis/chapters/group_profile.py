@@ -32,12 +32,16 @@ def group_estimates(run: ChapterRun) -> pd.DataFrame:
     design says) with 95% CIs from :func:`analysis.survey.estimate_by`; the breakdown is
     :data:`COMPARISON` with cells "group" and "reference".
     """
+    from analysis.chapters import at_scale
     from analysis.survey import design_for
 
     parts = []
     for source in run.sources:
         indicators = run.indicators_in(source)
         if not indicators:
+            continue
+        if at_scale.is_partitioned(run, source):  # partition sums on Dask or DuckDB
+            parts.append(at_scale.group_estimates(run, source))
             continue
         frame = with_comparison(run, source)
         estimates = estimate_indicators(run, frame, design_for(frame), indicators, by=[COMPARISON], margins=False,
@@ -54,6 +58,7 @@ def group_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
     (:func:`analysis.disclosure.suppress_derived`).
     """
     from analysis import gaps
+    from analysis.chapters import at_scale
     from analysis.disclosure import suppress_derived
     from analysis.survey import design_for
 
@@ -61,6 +66,9 @@ def group_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
     for source in run.sources:
         indicators = run.indicators_in(source)
         if not indicators:
+            continue
+        if at_scale.is_partitioned(run, source):  # partition sums on Dask or DuckDB
+            parts.append(at_scale.group_gaps(run, source))
             continue
         frame = run.frames[source]
         parts.append(gaps.group_gaps(frame, design_for(frame), run.group, indicators,

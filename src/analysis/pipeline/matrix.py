@@ -305,6 +305,9 @@ def scan_sources(processed_dir: Path, source_ids: list[str] | None, dimensions: 
         log = processed_dir / f"{sid}.log.json"
         if log.exists():
             files.append(str(log))
+        if parquet.is_dir():  # a partitioned dataset (issue 17): coverage from its sidecar
+            out[sid] = _partitioned_coverage(sid, processed_dir, files[1:])
+            continue
         schema = pq.read_schema(parquet)
         meta = json.loads((schema.metadata or {}).get(b"analysis", b"{}") or b"{}")
         kind = ((meta.get("source") or {}).get("kind")) or "microdata"
@@ -320,6 +323,16 @@ def scan_sources(processed_dir: Path, source_ids: list[str] | None, dimensions: 
                 }
         out[sid] = SourceCoverage(sid, kind, files, countries, categories)
     return out
+
+
+def _partitioned_coverage(sid: str, processed_dir: Path, logs: list[str]) -> SourceCoverage:
+    from analysis.sources import partitioned
+
+    meta = partitioned.load_partitioned(sid, processed_dir)
+    files = [str(meta.path / partitioned.SIDECAR), *logs]
+    categories = {c: {d: set(v) for d, v in dims.items()} for c, dims in meta.countries.items()}
+    kind = meta.source.get("kind") or "microdata"
+    return SourceCoverage(sid, kind, files, set(meta.countries), categories)
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import config, hashing, schema
-from analysis.sources import METADATA_KEY, coding, studies
+from analysis.sources import METADATA_KEY, coding, partitioned, studies
 from analysis.sources.card import CardError, SourceCard, card_paths, load_card
 from analysis.sources.harmonise import Harmonised, HarmoniseError, harmonise
 from analysis.sources.privacy import PrivacyError
@@ -131,6 +131,9 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
             if card.download:
                 raise NotDownloaded(f"{raw_root / spec.path} not found; {card.download}")
             raise ReadError(f"{raw_root / spec.path}: file not found (check 'files' in {card_path} and --raw-root)")
+    if partitioned.is_partitioned_card(card, raw_root):  # issue 17: partition by partition
+        return partitioned.ingest_partitioned(card_path, card, raw_root, processed_dir, force,
+                                              indicators, age_bands, income_groups)
     fingerprint = input_fingerprint(card_path, card, raw_root)
     if not force and _previous_fingerprint(processed_dir, card.id) == fingerprint["sha256"]:
         return "unchanged", None
