@@ -73,6 +73,7 @@ class Settings(_Strict):
     page: Page
     concepts: dict[str, Concept]
     codes: dict[str, str]
+    quality_phrases: dict[str, str]
     quality: dict[Literal["relevance", "accuracy", "timeliness", "coherence", "accessibility",
                           "methodology"], Section]
 
