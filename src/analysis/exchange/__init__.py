@@ -188,7 +188,7 @@ def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | 
         "files": [{"href": f"exchange/{FILES[k]}", "name": FILES[k], "format": fmt, "description": text}
                   for k, fmt, text in described],
         "dataflow_urn": f"{settings.agency.id}:{settings.dataflow.id}({settings.dataflow.version})",
-        "reference_name": f"IAEG-SDGs:SDG(1.4), {ref_header.id}",
+        "reference_name": f"IAEG-SDGs:SDG(1.4), from the extract {settings.reference} ({ref_header.id})",
         "components": _components(structure, settings), "codelists": codelists,
         "statements": items, "code_version": code_version, "produced": produced,
         "commands": ["make setup",
