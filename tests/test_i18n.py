@@ -153,3 +153,17 @@ def test_a_broken_language_file_is_a_one_line_error(tmp_path):
                                    encoding="utf-8")
     with pytest.raises(i18n.TranslationError, match=r"strings\.groups\.women\.label' needs text and source"):
         i18n.load_language("pt", folder)
+
+
+def test_a_new_translatable_pattern_is_reported_until_translated(tmp_path):
+    folder = tmp_path / "i18n"
+    shutil.copytree(i18n.I18N_DIR, folder)
+    text = (folder / "languages.yml").read_text(encoding="utf-8")
+    (folder / "languages.yml").write_text(
+        text.replace('"indicators.*.short_label"]', '"indicators.*.short_label", "indicators.*.definition"]'),
+        encoding="utf-8")
+    strings = i18n.catalogue_strings(i18n_dir=folder)
+    definitions = sorted(k for k in strings if k.endswith(".definition"))
+    assert definitions and len(strings) == len(i18n.catalogue_strings()) + len(definitions)
+    status = i18n.check(["zh"], i18n_dir=folder)["zh"]
+    assert status.missing == definitions and not status.complete

@@ -53,35 +53,42 @@ class TranslationError(ValueError):
 # The catalogue's English strings
 
 
-def _walk(data, prefix: str, keys: dict, wanted) -> None:
+def _walk(data, prefix: str, keys: dict) -> None:
     if isinstance(data, dict):
         for k, v in data.items():
-            _walk(v, f"{prefix}.{k}" if prefix else str(k), keys, wanted)
-    elif isinstance(data, str) and wanted(prefix):
+            _walk(v, f"{prefix}.{k}" if prefix else str(k), keys)
+    elif isinstance(data, str):
         keys[prefix] = data.strip()
 
 
-def catalogue_strings(params_dir: Path | str | None = None) -> dict[str, str]:
-    """Every reader-facing label of the catalogue, by dotted key, in English.
+def _matches(key: str, pattern: str) -> bool:
+    parts, wanted = key.split("."), pattern.split(".")
+    return len(parts) == len(wanted) and all(w in ("*", p) for p, w in zip(parts, wanted))
 
-    Read from ``indicators.yml`` (``themes.*.label``, ``indicators.*.label`` and
-    ``short_label``), ``groups.yml`` (``dimensions.*.label``, ``dimensions.*.category_labels.*``,
-    ``groups.*.label``) and ``report.yml`` (``title``, ``chapters.*.title``).
+
+def catalogue_strings(params_dir: Path | str | None = None, i18n_dir: Path | str | None = None) -> dict[str, str]:
+    """Every reader-facing string of the catalogue, by dotted key, in English.
+
+    Which keys of which params files are translatable is listed in ``languages.yml``
+    (``catalogue:``; today the labels of ``indicators.yml`` and ``groups.yml`` and the titles of
+    ``report.yml``). Categories whose YAML key is not a string (``"yes"``) keep their text form.
     """
     params = Path(params_dir) if params_dir else config.PARAMS_DIR
+    folder = Path(i18n_dir) if i18n_dir else I18N_DIR
+    spec = config.read_yaml_mapping(folder / "languages.yml", TranslationError, "languages file")
+    entries = spec.get("catalogue")
+    if not isinstance(entries, list) or not entries:
+        raise TranslationError(f"{folder / 'languages.yml'}: key 'catalogue' must list {{file, keys}}")
     out: dict[str, str] = {}
-
-    def label(key: str) -> bool:
-        parts = key.split(".")
-        return (parts[-1] in ("label", "short_label", "title")
-                or (len(parts) == 4 and parts[0] == "dimensions" and parts[2] == "category_labels"))
-
-    for name in ("indicators.yml", "groups.yml"):
-        _walk(config.read_yaml_mapping(params / name, TranslationError, "catalogue file"), "", out, label)
-    report = config.read_yaml_mapping(params / "report.yml", TranslationError, "report file")
-    out["report.title"] = str(report["title"]).strip()
-    for cid, chapter in (report.get("chapters") or {}).items():
-        out[f"chapters.{cid}.title"] = str(chapter["title"]).strip()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get("file") or not isinstance(entry.get("keys"), list):
+            raise TranslationError(f"{folder / 'languages.yml'}: key 'catalogue[{i}]' needs file and keys")
+        found: dict[str, str] = {}
+        _walk(config.read_yaml_mapping(params / entry["file"], TranslationError, "catalogue file"), "", found)
+        prefix = f"{entry['prefix']}." if entry.get("prefix") else ""
+        for key, text in found.items():
+            if any(_matches(key, pattern) for pattern in entry["keys"]):
+                out[prefix + key] = text
     return dict(sorted(out.items()))
 
 
@@ -261,7 +268,7 @@ class Status:
 
 def check(codes=None, i18n_dir: Path | str | None = None, catalogue: dict[str, str] | None = None) -> dict[str, Status]:
     """The status of every language but English (or of ``codes``)."""
-    catalogue = catalogue if catalogue is not None else catalogue_strings()
+    catalogue = catalogue if catalogue is not None else catalogue_strings(i18n_dir=i18n_dir)
     spec = languages(i18n_dir)
     english_plurals = set(load_language(SOURCE_LANGUAGE, i18n_dir).plurals)
     out = {}
@@ -295,7 +302,7 @@ def export_po(code: str, path: Path | str, i18n_dir: Path | str | None = None,
     from babel.messages.catalog import Catalog
     from babel.messages.pofile import write_po
 
-    catalogue = catalogue if catalogue is not None else catalogue_strings()
+    catalogue = catalogue if catalogue is not None else catalogue_strings(i18n_dir=i18n_dir)
     lang = load_language(code, i18n_dir)
     po = Catalog(locale=code, project="analysis catalogue", domain="catalogue")
     for key, english in catalogue.items():
@@ -325,7 +332,7 @@ def import_po(code: str, path: Path | str, *, reviewed: bool | None = None,
     """
     from babel.messages.pofile import read_po
 
-    catalogue = catalogue if catalogue is not None else catalogue_strings()
+    catalogue = catalogue if catalogue is not None else catalogue_strings(i18n_dir=i18n_dir)
     lang = load_language(code, i18n_dir)
     path = Path(path)
     try:
