@@ -191,6 +191,29 @@ def test_two_rows_with_one_key_are_refused(published, settings, catalogue):
         sdmx_csv.code_rows(twice, settings, catalogue)
 
 
+def _structure_summary(dsd) -> dict:
+    def codes(component):
+        rep = component.local_representation
+        cl = getattr(rep, "enumerated", None) if rep is not None else None
+        return None if cl is None else (cl.maintainer.id, cl.id, cl.version,
+                                        tuple(sorted((c.id, str(c.name)) for c in cl)))
+    return {"dimensions": [(c.id, codes(c)) for c in dsd.dimensions.components],
+            "attributes": [(c.id, codes(c)) for c in dsd.attributes.components]}
+
+
+def test_the_shipped_structure_is_up_to_date(settings, catalogue):
+    """The structure the SDMX-CSV follows is shipped (no registry needed) and matches the params."""
+    import sdmx
+
+    from analysis.exchange import shipped_structure_path
+
+    path = shipped_structure_path(settings)
+    shipped = sdmx.read_sdmx(path).structure[settings.dataflow.id]
+    built = sdmx_csv.build_structure(settings, catalogue).dsd
+    assert _structure_summary(shipped) == _structure_summary(built), (
+        f"{path} is out of date: run python -m analysis export --write-structure")
+
+
 # --------------------------------------------------------------------------------------------
 # The export: SDMX-CSV read back with sdmx1, the data package validated with frictionless
 

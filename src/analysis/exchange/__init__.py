@@ -31,7 +31,8 @@ import pandas as pd
 from analysis.exchange import datapackage, quality, sdmx_csv
 from analysis.exchange.settings import ExchangeError, Settings, load_settings
 
-__all__ = ["ExchangeError", "ExportResult", "export_report", "load_settings"]
+__all__ = ["ExchangeError", "ExportResult", "export_report", "load_settings", "shipped_structure_path",
+           "write_shipped_structure"]
 
 #: File names under outputs/exchange/.
 FILES = {"structure": "structure.xml", "sdmx_estimates": "estimates.sdmx.csv",
@@ -50,6 +51,26 @@ class ExportResult:
     suppressed: int
     files: dict[str, Path] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # data-package validation errors, if asked
+
+
+def shipped_structure_path(settings: Settings | None = None) -> Path:
+    """Where the project's own structure definition is shipped (next to the SDG extract)."""
+    settings = settings or load_settings()
+    name = f"{settings.agency.id}-{settings.dataflow.id}-{settings.dataflow.version}.xml"
+    return settings.reference_path.parent / name
+
+
+def write_shipped_structure(settings: Settings | None = None,
+                            catalogue: sdmx_csv.Catalogue | None = None) -> Path:
+    """(Re)write the structure definition the SDMX-CSV files follow, as shipped in the project.
+
+    Built from the catalogue alone (an export adds indicator codes outside the catalogue, if a
+    report has any, to the copy it writes beside the data).
+    """
+    settings = settings or load_settings()
+    catalogue = catalogue or sdmx_csv.Catalogue.from_params()
+    structure = sdmx_csv.build_structure(settings, catalogue)
+    return sdmx_csv.write_structure(structure, shipped_structure_path(settings))
 
 
 def _read_table(path: Path) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """Export a built report for official statistics offices (``python -m analysis export``).
 
 Writes outputs/exchange/ (SDMX-ML 2.1 structure, SDMX-CSV 2.0, Frictionless Data Package,
-quality statements) and outputs/official_statistics.html. Exit codes: 0 written, 1 the data
+quality statements) and outputs/official_statistics.html; ``--write-structure`` rewrites the
+structure definition shipped in data/reference/sdmx/. Exit codes: 0 written, 1 the data
 package failed validation (``--validate``), 2 invalid input or settings.
 """
 
@@ -19,11 +20,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the report file's processed_dir)")
     parser.add_argument("--validate", action="store_true",
                         help="also validate the data package with frictionless")
+    parser.add_argument("--write-structure", action="store_true",
+                        help="only (re)write the project's SDMX structure shipped in data/reference/sdmx/ "
+                        "(after a change to params/exchange.yml, the catalogue or the source cards)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.exchange import ExchangeError, export_report
+    from analysis.exchange import ExchangeError, export_report, write_shipped_structure
 
+    if args.write_structure:
+        try:
+            print(write_shipped_structure())
+        except ExchangeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         result = export_report(args.outputs, report_file=args.config, processed_dir=args.processed,
                                validate=args.validate)

@@ -288,7 +288,9 @@ class Structure:
         """A :class:`sdmx.message.StructureMessage` holding every structure (for SDMX-ML)."""
         from sdmx import message
 
-        msg = message.StructureMessage()
+        agency = self.dataflow.maintainer
+        msg = message.StructureMessage(header=message.Header(id=f"{agency.id}_{self.dataflow.id}",
+                                                             sender=agency))
         for obj in [self.dsd, self.dataflow, *self.codelists.values(), *self.concept_schemes]:
             msg.add(obj)
         return msg
@@ -312,7 +314,8 @@ def build_structure(settings: Settings, catalogue: Catalogue, coded: pd.DataFram
     ref = reference_structures(settings)
     sdg_concepts = ref.concept_scheme["SDG_CONCEPTS"]
     agency = common.Agency(id=settings.agency.id, name=settings.agency.name)
-    ma = {"maintainer": agency, "version": settings.dataflow.version, "is_final": True}
+    ma = {"maintainer": agency, "version": settings.dataflow.version, "is_final": True,
+          "is_external_reference": False}
     concepts = common.ConceptScheme(id="CSO_CONCEPTS", name=f"{settings.agency.name}: concepts", **ma)
     for cid in PROJECT_CONCEPTS:
         text = settings.concepts.get(cid)
