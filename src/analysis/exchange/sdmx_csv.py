@@ -237,8 +237,11 @@ def code_rows(table: pd.DataFrame, settings: Settings, catalogue: Catalogue) -> 
         spec = catalogue.indicators.get(indicator)
         if statistic.unit == "ratio":
             unit, mult = "RO", "0"
-        elif statistic.unit == "percent_scale" and spec is not None and spec.unit == "percent":
-            unit, mult = "PT", "2"
+        elif statistic.unit == "percent":
+            unit, mult = "PT", "0"
+        elif statistic.unit == "share" or (statistic.unit == "percent_scale" and spec is not None
+                                            and spec.unit == "percent"):
+            unit, mult = "PT", "2"  # a share 0-1: value x 10^2 is the percent
         else:
             unit, mult = "NUMBER", "0"
         period = card.collection_period

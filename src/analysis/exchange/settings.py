@@ -40,7 +40,7 @@ class Statistic(_Strict):
     match: str
     code: str = Field(pattern=r"^[A-Za-z0-9_@$-]+$")
     name: str
-    unit: Literal["percent_scale", "ratio", "number"]
+    unit: Literal["percent_scale", "share", "percent", "ratio", "number"]
     nature: str
 
 
