@@ -167,3 +167,20 @@ def test_a_new_translatable_pattern_is_reported_until_translated(tmp_path):
     assert definitions and len(strings) == len(i18n.catalogue_strings()) + len(definitions)
     status = i18n.check(["zh"], i18n_dir=folder)["zh"]
     assert status.missing == definitions and not status.complete
+
+
+def test_translated_params_relabel_the_catalogue(tmp_path):
+    from analysis import schema
+
+    files = i18n.translated_params("ar", tmp_path)
+    assert sorted(p.name for p in files) == ["groups.yml", "indicators.yml", "report.yml"]
+    groups = schema.load_groups(tmp_path / "groups.yml")
+    dimensions = schema.load_dimensions(tmp_path / "groups.yml")
+    indicators = schema.load_indicators(tmp_path / "indicators.yml")
+    assert groups["women"].label == "النساء"
+    assert dimensions["disability"].category_labels == {"yes": "ذوو إعاقة", "no": "بدون إعاقة"}
+    assert dimensions["disability"].categories == ["yes", "no"]           # ids untouched
+    assert indicators["food_insecurity"].label == "انعدام الأمن الغذائي"
+    assert indicators["food_insecurity"].unit == "percent"
+    report = (tmp_path / "report.yml").read_text(encoding="utf-8")
+    assert "جائحة غير متكافئة" in report and "notebooks/02_group_profile.ipynb" in report

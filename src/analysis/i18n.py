@@ -247,6 +247,45 @@ def country_name(iso3: str, lang: Language | str) -> str:
     return lang.locale.territories.get(entry.alpha_2) or entry.name
 
 
+def translated_params(code: str, dest: Path | str, params_dir: Path | str | None = None,
+                      i18n_dir: Path | str | None = None) -> list[Path]:
+    """Write translated copies of the catalogue's params files into ``dest``.
+
+    Every translatable string (see ``languages.yml``) is replaced by its current translation
+    (the English stays where a translation is missing or stale); everything else is copied as
+    is. As the catalogue's files say, a translated copy relabels the whole report: the chapter
+    layer reads its labels from these files (``analysis.schema.load_indicators(path)`` ...).
+    """
+    params = Path(params_dir) if params_dir else config.PARAMS_DIR
+    folder = Path(i18n_dir) if i18n_dir else I18N_DIR
+    lang = load_language(code, folder)
+    spec = config.read_yaml_mapping(folder / "languages.yml", TranslationError, "languages file")
+    catalogue = catalogue_strings(params, folder)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in dict.fromkeys(entry["file"] for entry in spec["catalogue"]):
+        data = config.read_yaml_mapping(params / name, TranslationError, "catalogue file")
+        prefixes = [f"{e['prefix']}." if e.get("prefix") else "" for e in spec["catalogue"] if e["file"] == name]
+        for key in catalogue:
+            for prefix in prefixes:
+                if prefix and not key.startswith(prefix):
+                    continue
+                path = key[len(prefix):].split(".")
+                node = data
+                for part in path[:-1]:
+                    node = node.get(part) if isinstance(node, dict) else None
+                if isinstance(node, dict) and isinstance(node.get(path[-1]), str):
+                    node[path[-1]] = translate(key, lang, catalogue)
+        target = dest / name
+        target.write_text(f"# {lang.name} ({code}) copy of params/{name}, written by analysis.i18n.translated_params"
+                          + (" (machine-quality placeholder translations, not reviewed)" if not lang.reviewed else "")
+                          + "\n" + yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100),
+                          encoding="utf-8")
+        written.append(target)
+    return written
+
+
 # ---------------------------------------------------------------------------------------------
 # The translators' workflow
 
