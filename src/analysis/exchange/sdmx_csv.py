@@ -228,7 +228,7 @@ def code_rows(table: pd.DataFrame, settings: Settings, catalogue: Catalogue) -> 
             if reason:
                 secondary = reason.lower().startswith(("secondary", "input")) or "protects" in reason
             else:
-                secondary = bool(contrast) or statistic.code in ("DIFF", "RATIO")
+                secondary = bool(contrast) or statistic.derived
             conf, status = ("D" if secondary else "C"), "Q"
             value = float("nan")
         else:

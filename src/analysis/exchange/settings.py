@@ -42,6 +42,7 @@ class Statistic(_Strict):
     name: str
     unit: Literal["percent_scale", "share", "percent", "ratio", "number"]
     nature: str
+    derived: bool = False  # computed from other cells: withheld because an input is (CONF_STATUS D)
 
 
 class Section(_Strict):
