@@ -229,6 +229,15 @@ def exported(published, tmp_path_factory):
     return result
 
 
+def test_identical_rows_are_one_observation(published, tmp_path):
+    outputs = tmp_path / "outputs"
+    (outputs / "tables").mkdir(parents=True)
+    twice = pd.concat([published, published.iloc[[0, 4]]], ignore_index=True)
+    tables.write_csv(twice.drop(columns=["suppression_reason"]), outputs / "tables" / "all_estimates.csv")
+    result = export_report(outputs)
+    assert (result.observations, result.duplicates) == (len(published), 2)
+
+
 def test_export_writes_every_file(exported):
     for name, path in exported.files.items():
         assert path.exists(), name
@@ -399,7 +408,9 @@ def test_demo_report_exports_round_trip_and_validate(tmp_path_factory):
     outputs = session_outputs(tmp_path_factory)
     result = export_report(outputs, validate=True)   # reads back and compares, or raises
     assert result.problems == []
-    table = tables.read_csv(outputs / "tables" / "all_estimates.csv")
+    published = tables.read_csv(outputs / "tables" / "all_estimates.csv")
+    table = published.drop_duplicates()
+    assert result.duplicates == len(published) - len(table)
     back = sdmx_csv.read_sdmx_csv(result.files["sdmx_estimates"], result.files["structure"])
     assert len(back) == len(table)
     published = table[table["flag"] != "suppressed"]

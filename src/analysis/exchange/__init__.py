@@ -7,7 +7,8 @@ and writes, under ``outputs/exchange/``:
   (SDMX-ML 2.1), reusing the SDG global DSD's concepts and code lists from the shipped extract
   ``data/reference/sdmx/SDG_DSD_extract.xml`` (:mod:`analysis.exchange.sdmx_csv`);
 - ``estimates.sdmx.csv``: every published estimate as SDMX-CSV 2.0, written with sdmx1, read
-  back with sdmx1 and compared with the published table before the export succeeds;
+  back with sdmx1 and compared with the published table before the export succeeds (a row that
+  two chapters publish identically is one observation: exported once, and counted);
 - ``estimates.csv`` and ``code_lists.csv``: the published table and the code lists;
 - ``datapackage.json``: the Frictionless Data Package describing the three tables
   (:mod:`analysis.exchange.datapackage`);
@@ -50,6 +51,7 @@ class ExportResult:
     observations: int
     suppressed: int
     files: dict[str, Path] = field(default_factory=dict)
+    duplicates: int = 0  # rows of all_estimates.csv identical to an earlier row, exported once
     problems: list[str] = field(default_factory=list)  # data-package validation errors, if asked
 
 
@@ -155,6 +157,11 @@ def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | 
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
     produced = manifest.get("updated_at") or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
+    # A cell that two chapters publish (e.g. the group and reference estimates) is one
+    # observation: identical rows are exported once, and counted.
+    published_rows = len(table)
+    table = table.drop_duplicates().reset_index(drop=True)
+    duplicates = published_rows - len(table)
     coded = sdmx_csv.code_rows(table, settings, catalogue)
     structure = sdmx_csv.build_structure(settings, catalogue, coded)
     sdmx_csv.check_codes(coded, structure)
@@ -218,7 +225,8 @@ def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | 
                      f".venv/bin/python -m analysis export --config {rel}"],
     })
     result = ExportResult(folder=folder, page=page, observations=len(coded),
-                          suppressed=int((coded["CONF_STATUS"] != "F").sum()), files=files)
+                          suppressed=int((coded["CONF_STATUS"] != "F").sum()), files=files,
+                          duplicates=duplicates)
     if validate:
         result.problems = datapackage.validate_package(files["datapackage"])
     return result

@@ -43,6 +43,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"{result.observations} observations ({result.suppressed} withheld) in {result.folder}; "
           f"page: {result.page}")
+    if result.duplicates:
+        print(f"{result.duplicates} rows of all_estimates.csv repeat an identical earlier row "
+              "(the same estimate in two chapters' tables): each exported once")
     if result.problems:
         for problem in result.problems[:20]:
             print(f"datapackage: {problem}", file=sys.stderr)
