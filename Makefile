@@ -34,6 +34,7 @@ ingest: setup
 report: setup
 	$(PY) -m analysis ingest
 	$(PY) -m analysis run $(RUN_ARGS)
+	$(PY) -m analysis export
 	@echo "Open outputs/index.html"
 
 # Chromium (Debian) and axe-core (npm) for the browser tests. Installed when we are root and

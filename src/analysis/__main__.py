@@ -5,6 +5,8 @@ Commands
 ingest   harmonise raw sources (params/sources/*.yml) into data/processed/
 run      execute the report notebooks for the run matrix (params/report.yml) and render outputs/
 demo     regenerate the synthetic demo collaborative in data/raw/demo/
+export   SDMX-CSV, Frictionless Data Package and quality statements for statistics offices
+translations  missing and stale translations per language; PO export and import
 
 Each command lives in the module that does the work; that module provides
 ``add_arguments(parser)`` and ``main(args) -> int``.
@@ -21,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("analysis.sources.ingest", "harmonise raw sources into data/processed/"),
     "run": ("analysis.pipeline.cli", "run the report notebooks and render outputs/"),
     "demo": ("analysis.demo", "regenerate the synthetic demo collaborative in data/raw/demo/"),
+    "export": ("analysis.exchange.cli", "write SDMX-CSV, a data package and quality statements"),
+    "translations": ("analysis.i18n", "check, export and import the catalogue's translations"),
 }
 
 

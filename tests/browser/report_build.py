@@ -39,6 +39,11 @@ def build_report(base: Path) -> Path:
                                                 "--outputs", str(outputs), "--no-progress",
                                                 "--workers", os.environ.get("TEST_REPORT_WORKERS", "2")]))
     assert code == 0, f"python -m analysis run failed on the demo matrix (see {outputs}/index.html)"
+    from analysis.exchange import (
+        export_report,  # what `make report` runs next: the page the index links
+    )
+
+    export_report(outputs, report_file=config.REPORT_FILE, processed_dir=processed)
     marker.write_text("ok")
     return outputs
 

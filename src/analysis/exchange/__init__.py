@@ -1,0 +1,232 @@
+"""Exchange with official statistics offices: SDMX-CSV, a Frictionless Data Package, quality statements.
+
+:func:`export_report` reads a built report (``outputs/tables/all_estimates.csv``, the manifest)
+and writes, under ``outputs/exchange/``:
+
+- ``structure.xml``: the project's data structure definition, dataflow, concepts and code lists
+  (SDMX-ML 2.1), reusing the SDG global DSD's concepts and code lists from the shipped extract
+  ``data/reference/sdmx/SDG_DSD_extract.xml`` (:mod:`analysis.exchange.sdmx_csv`);
+- ``estimates.sdmx.csv``: every published estimate as SDMX-CSV 2.0, written with sdmx1, read
+  back with sdmx1 and compared with the published table before the export succeeds (a row that
+  two chapters publish identically is one observation: exported once, and counted);
+- ``estimates.csv`` and ``code_lists.csv``: the published table and the code lists;
+- ``datapackage.json``: the Frictionless Data Package describing the three tables
+  (:mod:`analysis.exchange.datapackage`);
+- ``quality.json`` and ``quality/<source>.md``: a quality statement per source by the UN NQAF
+  dimensions (:mod:`analysis.exchange.quality`);
+
+and the page ``outputs/official_statistics.html`` ("For official statistics offices").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.exchange import datapackage, quality, sdmx_csv
+from analysis.exchange.settings import ExchangeError, Settings, load_settings
+
+__all__ = ["ExchangeError", "ExportResult", "export_report", "load_settings", "shipped_structure_path",
+           "write_shipped_structure"]
+
+#: File names under outputs/exchange/.
+FILES = {"structure": "structure.xml", "sdmx_estimates": "estimates.sdmx.csv",
+         "estimates": "estimates.csv", "code_lists": "code_lists.csv",
+         "datapackage": "datapackage.json", "quality": "quality.json"}
+PAGE = "official_statistics.html"
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_report` wrote."""
+
+    folder: Path
+    page: Path
+    observations: int
+    suppressed: int
+    files: dict[str, Path] = field(default_factory=dict)
+    duplicates: int = 0  # rows of all_estimates.csv identical to an earlier row, exported once
+    problems: list[str] = field(default_factory=list)  # data-package validation errors, if asked
+
+
+def shipped_structure_path(settings: Settings | None = None) -> Path:
+    """Where the project's own structure definition is shipped (next to the SDG extract)."""
+    settings = settings or load_settings()
+    name = f"{settings.agency.id}-{settings.dataflow.id}-{settings.dataflow.version}.xml"
+    return settings.reference_path.parent / name
+
+
+def write_shipped_structure(settings: Settings | None = None,
+                            catalogue: sdmx_csv.Catalogue | None = None) -> Path:
+    """(Re)write the structure definition the SDMX-CSV files follow, as shipped in the project.
+
+    Built from the catalogue alone (an export adds indicator codes outside the catalogue, if a
+    report has any, to the copy it writes beside the data).
+    """
+    settings = settings or load_settings()
+    catalogue = catalogue or sdmx_csv.Catalogue.from_params()
+    structure = sdmx_csv.build_structure(settings, catalogue)
+    return sdmx_csv.write_structure(structure, shipped_structure_path(settings))
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    from analysis import tables
+
+    if not path.exists():
+        raise ExchangeError(f"{path} not found: build the report first (python -m analysis run)")
+    try:
+        return tables.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - name the file and what is wrong
+        raise ExchangeError(f"{path}: not a result-schema table ({exc})") from None
+
+
+def _components(structure, settings: Settings) -> list[dict]:
+    rows = []
+    dsd = structure.dsd
+    for role, components in (("dimension", dsd.dimensions.components),
+                             ("measure", dsd.measures.components),
+                             ("attribute", dsd.attributes.components)):
+        for c in components:
+            rep = c.local_representation
+            cl = getattr(rep, "enumerated", None) if rep is not None else None
+            facets = getattr(rep, "non_enumerated", None) if rep is not None else None
+            kind = facets[0].value_type.name if facets else ("time period" if role == "dimension" else "number")
+            rows.append({"id": c.id, "role": role, "name": str(c.concept_identity.name),
+                         "codelist": cl.id if cl is not None else None,
+                         "agency": cl.maintainer.id if cl is not None else None,
+                         "version": cl.version if cl is not None else None,
+                         "format": kind, "count": len(cl) if cl is not None else ""})
+    return rows
+
+
+def _render_page(path: Path, context: dict) -> Path:
+    import jinja2
+
+    from analysis.pipeline.render import TEMPLATES_DIR
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    page = env.get_template("official_statistics.html.j2").render(**context)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | str | None = None,
+                  processed_dir: Path | str | None = None, settings: Settings | None = None,
+                  catalogue: sdmx_csv.Catalogue | None = None, validate: bool = False) -> ExportResult:
+    """Write the exchange files and the page "For official statistics offices" for a built report.
+
+    Parameters
+    ----------
+    outputs_dir
+        The report's outputs folder (default: the report file's ``defaults.outputs_dir``).
+    report_file
+        The run matrix (default ``params/report.yml``): title and disclosure thresholds.
+    processed_dir
+        Where the ingest logs are (default: the report file's ``defaults.processed_dir``).
+    validate
+        Also validate the data package with ``frictionless`` (its errors in ``problems``).
+
+    Raises
+    ------
+    ExchangeError
+        One line: no built report, a value with no code, or an SDMX file that does not read back
+        to the published values.
+    """
+    from analysis.pipeline.matrix import MatrixError, load_report
+
+    try:
+        ctx = load_report(report_file, outputs_dir=outputs_dir, processed_dir=processed_dir)
+    except MatrixError as exc:
+        raise ExchangeError(str(exc)) from None
+    outputs = ctx.outputs_dir
+    settings = settings or load_settings()
+    catalogue = catalogue or sdmx_csv.Catalogue.from_params(
+        {"suppress_below": ctx.report.disclosure.suppress_below,
+         "caution_below": ctx.report.disclosure.caution_below})
+    table = _read_table(outputs / "tables" / "all_estimates.csv")
+    manifest_path = outputs / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    produced = manifest.get("updated_at") or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+    # A cell that two chapters publish (e.g. the group and reference estimates) is one
+    # observation: identical rows are exported once, and counted.
+    published_rows = len(table)
+    table = table.drop_duplicates().reset_index(drop=True)
+    duplicates = published_rows - len(table)
+    coded = sdmx_csv.code_rows(table, settings, catalogue)
+    structure = sdmx_csv.build_structure(settings, catalogue, coded)
+    sdmx_csv.check_codes(coded, structure)
+
+    folder = outputs / "exchange"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / rel for name, rel in FILES.items()}
+    sdmx_csv.write_structure(structure, files["structure"])
+    sdmx_csv.write_sdmx_csv(coded, structure, files["sdmx_estimates"])
+    # The guarantee: what a statistics office reads with an SDMX library is what was published.
+    back = sdmx_csv.read_sdmx_csv(files["sdmx_estimates"], files["structure"])
+    problems = sdmx_csv.compare_with_published(back, coded)
+    if problems:
+        raise ExchangeError(f"{files['sdmx_estimates']}: does not read back to the published values: "
+                            + "; ".join(problems))
+    shutil.copyfile(outputs / "tables" / "all_estimates.csv", files["estimates"])
+    datapackage.code_list_table(structure).to_csv(files["code_lists"], index=False)
+    descriptor = datapackage.build_descriptor(
+        table, structure, settings, catalogue, paths={k: FILES[k] for k in
+                                                      ("estimates", "sdmx_estimates", "code_lists", "structure")},
+        created=produced, title=ctx.report.title)
+    datapackage.write_descriptor(descriptor, files["datapackage"])
+
+    items = quality.statements(table, coded, settings, catalogue, processed_dir=ctx.processed_dir,
+                               produced=produced[:10])
+    files["quality"].write_text(json.dumps(items, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / "quality").mkdir(exist_ok=True)
+    for item in items:
+        (folder / "quality" / f"{item['source']}.md").write_text(quality.as_markdown(item), encoding="utf-8")
+
+    version = manifest.get("code_version", {})
+    code_version = f"commit {version.get('commit') or 'unknown'}" + (
+        " with uncommitted changes" if version.get("dirty") else "")
+    described = [
+        ("structure", "SDMX-ML 2.1", "Data structure definition, dataflow, concepts and code lists"),
+        ("sdmx_estimates", "SDMX-CSV 2.0", "Every published estimate, coded with the structure"),
+        ("estimates", "CSV", "Every published estimate in the report's result schema"),
+        ("code_lists", "CSV", "Every code of every code list"),
+        ("datapackage", "Frictionless Data Package", "Table schemas, code lists as enum constraints, licences, sources"),
+        ("quality", "JSON", "Quality statements by source (UN NQAF dimensions)"),
+    ]
+    ref_header = sdmx_csv.reference_structures(settings).header
+    codelists = [{"id": cl.id, "agency": cl.maintainer.id, "version": cl.version, "name": str(cl.name),
+                  "codes": [{"id": c.id, "name": str(c.name)} for c in cl]}
+                 for cl in structure.codelists.values()]
+    rel = os.path.relpath(ctx.report_path, ctx.project_root) if ctx.report_path.is_relative_to(ctx.project_root) else ctx.report_path
+    page = _render_page(outputs / PAGE, {
+        "page": settings.page, "report_title": ctx.report.title,
+        "synthetic": any(item["synthetic"] for item in items),
+        "observations": len(coded), "sources": sorted(set(coded["DATA_SOURCE"])),
+        "countries": [ctx.country_names.get(c, c) for c in sorted(set(table["country"].astype(str)))],
+        "files": [{"href": f"exchange/{FILES[k]}", "name": FILES[k], "format": fmt, "description": text}
+                  for k, fmt, text in described],
+        "dataflow_urn": f"{settings.agency.id}:{settings.dataflow.id}({settings.dataflow.version})",
+        "reference_name": f"IAEG-SDGs:SDG(1.4), from the extract {settings.reference} ({ref_header.id})",
+        "components": _components(structure, settings), "codelists": codelists,
+        "statements": items, "code_version": code_version, "produced": produced,
+        "commands": ["make setup",
+                     ".venv/bin/python -m analysis ingest",
+                     f".venv/bin/python -m analysis run --config {rel}",
+                     f".venv/bin/python -m analysis export --config {rel}"],
+    })
+    result = ExportResult(folder=folder, page=page, observations=len(coded),
+                          suppressed=int((coded["CONF_STATUS"] != "F").sum()), files=files,
+                          duplicates=duplicates)
+    if validate:
+        result.problems = datapackage.validate_package(files["datapackage"])
+    return result

@@ -1,0 +1,186 @@
+"""Seven languages: the translated catalogue, locale formats and the translators' workflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pytest
+
+from analysis import i18n
+
+SEVEN = ["en", "fr", "es", "ar", "pt", "ru", "zh"]
+
+
+def _spaces(text: str) -> str:
+    return text.replace("\u00a0", " ").replace("\u202f", " ")
+
+
+def test_the_seven_languages():
+    spec = i18n.languages()
+    assert list(spec) == SEVEN
+    assert {code: entry["dir"] for code, entry in spec.items()} == {
+        "en": "ltr", "fr": "ltr", "es": "ltr", "ar": "rtl", "pt": "ltr", "ru": "ltr", "zh": "ltr"}
+
+
+def test_every_catalogue_string_has_all_seven_translations():
+    statuses = i18n.check()
+    assert list(statuses) == SEVEN[1:]
+    gaps = {code: s.missing + s.stale + s.plural_gaps for code, s in statuses.items() if not s.complete}
+    assert gaps == {}, f"untranslated or stale: {gaps}"
+    catalogue = i18n.catalogue_strings()
+    assert len(catalogue) > 60
+    for code in SEVEN[1:]:
+        lang = i18n.load_language(code)
+        same = [k for k in catalogue if i18n.translate(k, lang, catalogue) == catalogue[k]
+                and not catalogue[k].replace("-", "").replace("–", "").isdigit()]
+        # a translation identical to the English is allowed only where the word is the same
+        assert len(same) <= 3, (code, same)
+
+
+def test_translations_are_marked_as_placeholders_until_reviewed():
+    for code in SEVEN[1:]:
+        assert i18n.load_language(code).reviewed is False, code
+    assert i18n.load_language("en").reviewed is True
+
+
+def test_check_names_missing_and_stale_strings():
+    catalogue = dict(i18n.catalogue_strings())
+    catalogue["indicators.new_indicator.label"] = "A new indicator"          # new key: missing
+    catalogue["groups.women.label"] = "Women and girls"                     # changed English: stale
+    statuses = i18n.check(catalogue=catalogue)
+    for code, status in statuses.items():
+        assert status.missing == ["indicators.new_indicator.label"], code
+        assert status.stale == ["groups.women.label"], code
+        assert not status.complete
+    # a stale translation is not used: the English is shown until it is re-translated
+    assert i18n.translate("groups.women.label", "fr", catalogue) == "Women and girls"
+    assert i18n.translate("groups.women.label", "fr") == "Femmes"
+
+
+def test_check_command_exit_codes(tmp_path, monkeypatch, capsys):
+    from analysis.__main__ import main
+
+    assert main(["translations", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "ar (العربية, machine-quality placeholders, not reviewed): 0 missing, 0 stale" in out
+    folder = tmp_path / "i18n"
+    shutil.copytree(i18n.I18N_DIR, folder)
+    text = (folder / "ru.yml").read_text(encoding="utf-8")
+    (folder / "ru.yml").write_text(text.replace("  groups.women.label:\n", "  groups.women.label.gone:\n"),
+                                   encoding="utf-8")
+    monkeypatch.setattr(i18n, "I18N_DIR", folder)
+    assert main(["translations", "--check", "--lang", "ru"]) == 1
+    out = capsys.readouterr().out
+    assert "ru (Русский" in out and "1 missing" in out
+    assert "  missing: groups.women.label" in out and "  unknown: groups.women.label.gone" in out
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("fr", "42,4 %"), ("en", "42.4%"), ("es", "42,4 %"), ("pt", "42,4%"), ("ru", "42,4 %"), ("zh", "42.4%"),
+])
+def test_percent_in_the_locale(code, expected):
+    assert _spaces(i18n.format_percent(0.4241, code)) == expected
+
+
+def test_french_percent_keeps_its_decimal_and_does_not_break():
+    text = i18n.format_percent(0.424, "fr")
+    assert _spaces(text) == "42,4 %" and " " not in text        # a no-break space, never a plain one
+    assert _spaces(i18n.format_percent(0.5, "fr")) == "50 %"      # no trailing ",0"
+
+
+def test_plural_forms_follow_cldr_rules():
+    assert i18n.plural("estimates", 1, "en") == "1 estimate"
+    assert i18n.plural("estimates", 2, "en") == "2 estimates"
+    assert [i18n.plural("estimates", n, "ru") for n in (1, 3, 5, 21, 22, 25)] == [
+        "1 оценка", "3 оценки", "5 оценок", "21 оценка", "22 оценки", "25 оценок"]
+    assert [i18n.plural("respondents", n, "ar") for n in (1, 2)] == ["مستجيب واحد", "مستجيبان"]
+    assert set(i18n.load_language("ar").plurals["estimates"]) == {"zero", "one", "two", "few", "many", "other"}
+    assert _spaces(i18n.plural("estimates", 1_000_000, "fr")) == "1 000 000 d’estimations"
+
+
+def test_dates_and_country_names_in_the_locale():
+    assert i18n.format_date(dt.date(2026, 12, 1), "fr") == "1 décembre 2026"
+    assert i18n.format_date(dt.date(2026, 12, 1), "zh") == "2026年12月1日"
+    assert i18n.country_name("KEN", "es") == "Kenia"
+    assert i18n.country_name("KEN", "ar") == "كينيا"
+    lang = i18n.load_language("fr")
+    lang.countries = {"SEN": "République du Sénégal"}
+    assert i18n.country_name("SEN", lang) == "République du Sénégal"   # the file's override wins
+
+
+def test_po_export_and_import_round_trip(tmp_path):
+    from babel.messages.pofile import read_po, write_po
+
+    folder = tmp_path / "i18n"
+    shutil.copytree(i18n.I18N_DIR, folder)
+    catalogue = dict(i18n.catalogue_strings())
+    catalogue["indicators.new_indicator.label"] = "A new indicator"
+    path = i18n.export_po("fr", tmp_path / "fr.po", i18n_dir=folder, catalogue=catalogue)
+    with path.open("rb") as f:
+        po = read_po(f, locale="fr")
+    messages = {m.context: m for m in po if m.id}
+    assert set(messages) == set(catalogue)
+    assert messages["groups.women.label"].string == "Femmes"
+    assert messages["groups.women.label"].fuzzy                  # not reviewed: every string fuzzy
+    assert messages["indicators.new_indicator.label"].string == ""
+
+    messages["indicators.new_indicator.label"].string = "Un nouvel indicateur"
+    messages["groups.women.label"].string = "Les femmes"
+    po.add("Stray", string="Égaré", context="no.such.key")
+    with path.open("wb") as f:
+        write_po(f, po)
+    written, ignored = i18n.import_po("fr", path, reviewed=True, i18n_dir=folder, catalogue=catalogue)
+    assert written == len(catalogue) and ignored == ["no.such.key"]
+    lang = i18n.load_language("fr", folder)
+    assert lang.reviewed is True
+    assert lang.strings["indicators.new_indicator.label"] == {"text": "Un nouvel indicateur",
+                                                              "source": "A new indicator"}
+    assert lang.strings["groups.women.label"]["text"] == "Les femmes"
+    assert i18n.check(["fr"], i18n_dir=folder, catalogue=catalogue)["fr"].complete
+
+
+def test_a_broken_language_file_is_a_one_line_error(tmp_path):
+    folder = tmp_path / "i18n"
+    shutil.copytree(i18n.I18N_DIR, folder)
+    text = (folder / "es.yml").read_text(encoding="utf-8")
+    (folder / "es.yml").write_text(text.replace("reviewed: false", "reviewed: maybe"), encoding="utf-8")
+    with pytest.raises(i18n.TranslationError, match=r"es\.yml: key 'reviewed' must be true or false"):
+        i18n.load_language("es", folder)
+    with pytest.raises(i18n.TranslationError, match="unknown language 'xx'"):
+        i18n.load_language("xx", folder)
+    (folder / "pt.yml").write_text("language: pt\nreviewed: false\nstrings:\n  groups.women.label: Mulheres\n",
+                                   encoding="utf-8")
+    with pytest.raises(i18n.TranslationError, match=r"strings\.groups\.women\.label' needs text and source"):
+        i18n.load_language("pt", folder)
+
+
+def test_a_new_translatable_pattern_is_reported_until_translated(tmp_path):
+    folder = tmp_path / "i18n"
+    shutil.copytree(i18n.I18N_DIR, folder)
+    text = (folder / "languages.yml").read_text(encoding="utf-8")
+    (folder / "languages.yml").write_text(
+        text.replace('"indicators.*.short_label"]', '"indicators.*.short_label", "indicators.*.definition"]'),
+        encoding="utf-8")
+    strings = i18n.catalogue_strings(i18n_dir=folder)
+    definitions = sorted(k for k in strings if k.endswith(".definition"))
+    assert definitions and len(strings) == len(i18n.catalogue_strings()) + len(definitions)
+    status = i18n.check(["zh"], i18n_dir=folder)["zh"]
+    assert status.missing == definitions and not status.complete
+
+
+def test_translated_params_relabel_the_catalogue(tmp_path):
+    from analysis import schema
+
+    files = i18n.translated_params("ar", tmp_path)
+    assert sorted(p.name for p in files) == ["groups.yml", "indicators.yml", "report.yml"]
+    groups = schema.load_groups(tmp_path / "groups.yml")
+    dimensions = schema.load_dimensions(tmp_path / "groups.yml")
+    indicators = schema.load_indicators(tmp_path / "indicators.yml")
+    assert groups["women"].label == "النساء"
+    assert dimensions["disability"].category_labels == {"yes": "ذوو إعاقة", "no": "بدون إعاقة"}
+    assert dimensions["disability"].categories == ["yes", "no"]           # ids untouched
+    assert indicators["food_insecurity"].label == "انعدام الأمن الغذائي"
+    assert indicators["food_insecurity"].unit == "percent"
+    report = (tmp_path / "report.yml").read_text(encoding="utf-8")
+    assert "جائحة غير متكافئة" in report and "notebooks/02_group_profile.ipynb" in report
