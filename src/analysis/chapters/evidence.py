@@ -344,17 +344,21 @@ def survey_estimates(run: EvidenceRun, details: pd.DataFrame, sources, processed
             continue
         if frame.attrs.get("design") is not None:
             microdata.append((name, set(frame["country"].dropna().astype(str))))
+    import tempfile
+
     parts = []
-    for (group, country), _ in details.groupby(["group", "country"]):
-        names = [n for n, countries in microdata if country in countries]
-        if not names:
-            continue
-        try:
-            survey_run = start_run(run.chapter, group=group, country=country, sources=names,
-                                   processed_dir=processed_dir, output_dir=run.output_dir)
-        except ChapterError:
-            continue
-        parts.append(group_estimates(survey_run))
+    # the helper runs get their own scratch folder: the chapter's folder holds only its outputs
+    with tempfile.TemporaryDirectory() as scratch:
+        for (group, country), _ in details.groupby(["group", "country"]):
+            names = [n for n, countries in microdata if country in countries]
+            if not names:
+                continue
+            try:
+                survey_run = start_run(run.chapter, group=group, country=country, sources=names,
+                                       processed_dir=processed_dir, output_dir=scratch)
+            except ChapterError:
+                continue  # no source holds this group in this country: no survey estimate
+            parts.append(group_estimates(survey_run))
     return tables.stack(parts) if parts else tables.empty_result()
 
 
