@@ -363,6 +363,11 @@ def test_chapter_builds_map_quality_pooled_figures_and_narrative(demo_studies, t
     quality = chapter.quality_html(run, studies).data
     assert quality.count("<tr>") == 1 + studies["study_id"].nunique()
     assert run.labels["item_rating"]["low"] in quality  # the rating is written, not only coloured
+    unappraised = studies.copy()
+    first = unappraised["study_id"] == unappraised["study_id"].iloc[0]
+    unappraised.loc[first, [f"hoy_{i}" for i in range(1, 11)] + ["risk_of_bias"]] = None
+    shown = chapter.quality_html(run, unappraised).data
+    assert run.labels["item_rating"]["none"] in shown and run.labels["risk_of_bias"]["none"] in shown
     some = details.sort_values("k").tail(1)
     saved = chapter.forest_and_funnel_figures(run, studies, rows, some)
     assert [s.name.split("_")[0] for s in saved] == ["forest", "funnel"]
