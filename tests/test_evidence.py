@@ -106,6 +106,17 @@ def test_iterative_roots_are_exact():
                                                          rel=1e-12)
 
 
+def test_dl_is_truncated_at_zero_where_statsmodels_is_not():
+    """Why DL is not delegated to statsmodels: its moment estimate goes negative when Q < k - 1."""
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    y, v = ev.transform_proportions([20, 21, 19, 20], [40, 40, 40, 40])
+    assert combine_effects(y, v, method_re="dl").tau2 < 0
+    assert ev.tau2_estimate(y, v, "DL") == 0.0
+    fit = ev.pool(y=y, v=v, method="DL")
+    assert fit.se == pytest.approx(1 / math.sqrt(np.sum(1 / v)), rel=1e-12)  # equal-effects weights
+
+
 def test_q_profile_interval_matches_metafor():
     expected = GOLDEN["pritz1997"]["plo_REML"]
     fit = ev.pool(PRITZ.xi, PRITZ.ni, method="REML")
