@@ -436,3 +436,22 @@ def test_binomial_normal_glmm_matches_metafor_rma_glmm():
 def test_glmm_handles_zero_cells_without_correction():
     fit = ev.pool_glmm([0, 3, 5, 1], [40, 50, 60, 45])
     assert 0 < fit.pooled < 0.2 and fit.ci_prop[0] < fit.pooled < fit.ci_prop[1]
+
+
+def test_labels_follow_the_report_language(tmp_path, monkeypatch):
+    import yaml
+
+    from analysis import config
+
+    english = ev.load_labels()
+    french = dict(english, risk_of_bias={**english["risk_of_bias"], "low": "Risque de biais faible"})
+    (tmp_path / "evidence.yml").write_text(yaml.safe_dump(english, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "evidence.fr.yml").write_text(yaml.safe_dump(french, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path)
+    monkeypatch.setenv("ANALYSIS_LANG", "fr")
+    assert ev.load_labels()["risk_of_bias"]["low"] == "Risque de biais faible"
+    monkeypatch.setenv("ANALYSIS_LANG", "es")  # no Spanish copy: English
+    assert ev.load_labels()["risk_of_bias"]["low"] == english["risk_of_bias"]["low"]
+    (tmp_path / "evidence.yml").write_text("sampling: {}\n", encoding="utf-8")
+    with pytest.raises(ev.EvidenceError, match="section 'mode' is missing"):
+        ev.load_labels(tmp_path / "evidence.yml")

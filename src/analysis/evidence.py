@@ -664,10 +664,17 @@ LABEL_SECTIONS = ("sampling", "mode", "group_definition", "risk_of_bias", "item_
 
 
 def load_labels(path=None) -> dict:
-    """The evidence label catalogue (``params/evidence.yml``), checked for every section."""
-    from analysis import config
+    """The evidence label catalogue, checked for every section.
 
-    path = path or (config.PARAMS_DIR / "evidence.yml")
+    ``params/evidence.yml`` (English), or ``params/evidence.<lang>.yml`` when the report language
+    (``ANALYSIS_LANG``, :func:`analysis.text.language`) is another and that translation exists.
+    """
+    from analysis import config
+    from analysis.text import language
+
+    if path is None:
+        translated = config.PARAMS_DIR / f"evidence.{language()}.yml"
+        path = translated if language() != "en" and translated.exists() else config.PARAMS_DIR / "evidence.yml"
     data = config.read_yaml_mapping(path, EvidenceError, "evidence label catalogue")
     missing = [s for s in LABEL_SECTIONS if not isinstance(data.get(s), dict)]
     if missing:
