@@ -455,3 +455,18 @@ def test_labels_follow_the_report_language(tmp_path, monkeypatch):
     (tmp_path / "evidence.yml").write_text("sampling: {}\n", encoding="utf-8")
     with pytest.raises(ev.EvidenceError, match="section 'mode' is missing"):
         ev.load_labels(tmp_path / "evidence.yml")
+
+
+def test_front_page_lists_the_findings_runs_publish(tmp_path):
+    from analysis.pipeline.index import _findings
+
+    run_dir = tmp_path / "evidence"
+    run_dir.mkdir()
+    (run_dir / "evidence.html").write_text("<html></html>")
+    (run_dir / "findings.json").write_text(json.dumps([{"text": "Pooled: 31% (8 studies)."}, {"k": 2}]))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "findings.json").write_text("not json")
+    runs = {"evidence": {"status": "ok", "outputs": {"html": ["evidence/evidence.html"]}},
+            "broken": {"status": "ok", "outputs": {"html": ["broken/page.html"]}},
+            "failed": {"status": "failed", "outputs": {"html": ["evidence/evidence.html"]}}}
+    assert _findings(runs, tmp_path) == [{"text": "Pooled: 31% (8 studies).", "href": "evidence/evidence.html"}]
