@@ -106,6 +106,17 @@ def test_iterative_roots_are_exact():
                                                          rel=1e-12)
 
 
+def test_dl_is_truncated_at_zero_where_statsmodels_is_not():
+    """Why DL is not delegated to statsmodels: its moment estimate goes negative when Q < k - 1."""
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    y, v = ev.transform_proportions([20, 21, 19, 20], [40, 40, 40, 40])
+    assert combine_effects(y, v, method_re="dl").tau2 < 0
+    assert ev.tau2_estimate(y, v, "DL") == 0.0
+    fit = ev.pool(y=y, v=v, method="DL")
+    assert fit.se == pytest.approx(1 / math.sqrt(np.sum(1 / v)), rel=1e-12)  # equal-effects weights
+
+
 def test_q_profile_interval_matches_metafor():
     expected = GOLDEN["pritz1997"]["plo_REML"]
     fit = ev.pool(PRITZ.xi, PRITZ.ni, method="REML")
@@ -363,6 +374,11 @@ def test_chapter_builds_map_quality_pooled_figures_and_narrative(demo_studies, t
     quality = chapter.quality_html(run, studies).data
     assert quality.count("<tr>") == 1 + studies["study_id"].nunique()
     assert run.labels["item_rating"]["low"] in quality  # the rating is written, not only coloured
+    unappraised = studies.copy()
+    first = unappraised["study_id"] == unappraised["study_id"].iloc[0]
+    unappraised.loc[first, [f"hoy_{i}" for i in range(1, 11)] + ["risk_of_bias"]] = None
+    shown = chapter.quality_html(run, unappraised).data
+    assert run.labels["item_rating"]["none"] in shown and run.labels["risk_of_bias"]["none"] in shown
     some = details.sort_values("k").tail(1)
     saved = chapter.forest_and_funnel_figures(run, studies, rows, some)
     assert [s.name.split("_")[0] for s in saved] == ["forest", "funnel"]
@@ -420,3 +436,37 @@ def test_binomial_normal_glmm_matches_metafor_rma_glmm():
 def test_glmm_handles_zero_cells_without_correction():
     fit = ev.pool_glmm([0, 3, 5, 1], [40, 50, 60, 45])
     assert 0 < fit.pooled < 0.2 and fit.ci_prop[0] < fit.pooled < fit.ci_prop[1]
+
+
+def test_labels_follow_the_report_language(tmp_path, monkeypatch):
+    import yaml
+
+    from analysis import config
+
+    english = ev.load_labels()
+    french = dict(english, risk_of_bias={**english["risk_of_bias"], "low": "Risque de biais faible"})
+    (tmp_path / "evidence.yml").write_text(yaml.safe_dump(english, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "evidence.fr.yml").write_text(yaml.safe_dump(french, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path)
+    monkeypatch.setenv("ANALYSIS_LANG", "fr")
+    assert ev.load_labels()["risk_of_bias"]["low"] == "Risque de biais faible"
+    monkeypatch.setenv("ANALYSIS_LANG", "es")  # no Spanish copy: English
+    assert ev.load_labels()["risk_of_bias"]["low"] == english["risk_of_bias"]["low"]
+    (tmp_path / "evidence.yml").write_text("sampling: {}\n", encoding="utf-8")
+    with pytest.raises(ev.EvidenceError, match="section 'mode' is missing"):
+        ev.load_labels(tmp_path / "evidence.yml")
+
+
+def test_front_page_lists_the_findings_runs_publish(tmp_path):
+    from analysis.pipeline.index import _findings
+
+    run_dir = tmp_path / "evidence"
+    run_dir.mkdir()
+    (run_dir / "evidence.html").write_text("<html></html>")
+    (run_dir / "findings.json").write_text(json.dumps([{"text": "Pooled: 31% (8 studies)."}, {"k": 2}]))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "findings.json").write_text("not json")
+    runs = {"evidence": {"status": "ok", "outputs": {"html": ["evidence/evidence.html"]}},
+            "broken": {"status": "ok", "outputs": {"html": ["broken/page.html"]}},
+            "failed": {"status": "failed", "outputs": {"html": ["evidence/evidence.html"]}}}
+    assert _findings(runs, tmp_path) == [{"text": "Pooled: 31% (8 studies).", "href": "evidence/evidence.html"}]

@@ -37,9 +37,6 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis.demo import FILES as DEMO_FILES
-from analysis.demo import SYNTHETIC_NOTICE, _write_excel, rng_for
-
 #: Folder (inside the demo folder) and files of the studies.
 STUDIES_DIR = "studies"
 WORKBOOK = "partner_studies.xlsx"
@@ -105,12 +102,11 @@ def cell_prevalence(pops: dict, groups: dict) -> dict:
     return out
 
 
-def make_studies(pops: dict, seed: int, groups: dict | None = None) -> tuple[dict, list[dict], dict]:
+def make_studies(pops: dict, rng: np.random.Generator, groups: dict | None = None) -> tuple[dict, list[dict], dict]:
     """The 38 studies: workbook sheets, the YAML study, and the truth (see the module docstring)."""
     from analysis.schema import load_groups
 
     groups = groups or load_groups()
-    rng = rng_for(seed, "partner_studies")
     prevalence = cell_prevalence(pops, groups)
     tau = {cell: float(rng.uniform(*TAU_RANGE)) for cell in sorted(prevalence)}
     names = list(INDICATORS)
@@ -264,20 +260,24 @@ spread, which studies have a forced zero cell) is in `../TRUTH.json` under `part
 """
 
 
-def write_demo_studies(out_dir: Path, pops: dict, seed: int) -> dict:
-    """Write the demo studies into ``out_dir/studies/`` and return their truth (a TRUTH.json key)."""
+def write_demo_studies(out_dir: Path, pops: dict, rng: np.random.Generator, write_excel, notice: str) -> dict:
+    """Write the demo studies into ``out_dir/studies/`` and return their truth (a TRUTH.json key).
+
+    ``rng`` is the demo's generator for this component, ``write_excel`` its byte-stable xlsx
+    writer and ``notice`` its SYNTHETIC notice (passed in by :func:`analysis.demo.generate`, so
+    that this module does not import the demo module back).
+    """
     folder = Path(out_dir) / STUDIES_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    sheets, _, truth = make_studies(pops, seed)
+    sheets, _, truth = make_studies(pops, rng)
     card = _yaml_card(sheets, f"S{N_STUDIES:02d}")
-    notice = pd.DataFrame({"notice": [SYNTHETIC_NOTICE]})
-    _write_excel(folder / WORKBOOK, {**sheets, "notice": notice})
-    text = f"# {SYNTHETIC_NOTICE}\n" + yaml.safe_dump(card, sort_keys=False, allow_unicode=True)
+    write_excel(folder / WORKBOOK, {**sheets, "notice": pd.DataFrame({"notice": [notice]})})
+    text = f"# {notice}\n" + yaml.safe_dump(card, sort_keys=False, allow_unicode=True)
     (folder / YAML_STUDY).write_text(text, encoding="utf-8")
     (folder / "README.md").write_text(STUDIES_README, encoding="utf-8")
     truth["files"] = [f"{STUDIES_DIR}/{WORKBOOK}", f"{STUDIES_DIR}/{YAML_STUDY}"]
     truth["source_card"] = "params/sources/demo_partner_studies.yml"
-    truth["truth_file"] = DEMO_FILES["truth"]
+    truth["truth_file"] = "TRUTH.json"
     return truth
 
 

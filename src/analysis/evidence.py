@@ -35,8 +35,11 @@ data sets, ``tests/results/meta_analysis.json``):
 
 statsmodels' ``combine_effects`` covers DL and PM on a ready-made (y, v); it lacks the
 transforms and back-transforms of proportions, REML/ML/HE/SJ, metafor's I² for iterative
-estimators, the Q-profile interval, the t(k − 2) prediction interval and moderators, which is why
-the computation is written out here. It serves as the peer of :func:`pool_many` in
+estimators (it computes I² from Q), the Q-profile interval, the t(k − 2) prediction interval and
+moderators; and its DL (statsmodels 0.15) leaves a negative moment estimate of τ² untruncated
+(four studies 20, 21, 19, 20 of 40 give τ² = −0.093, where metafor and DerSimonian & Laird give
+0), which changes the weights. So the computation is written out here; statsmodels is the
+cross-check of DL and PM in the tests (where its τ² ≥ 0) and the peer of :func:`pool_many` in
 ``bench/bench_synthesis.py``.
 
 Assumptions: studies are independent; within-study sampling variances are treated as known
@@ -661,10 +664,17 @@ LABEL_SECTIONS = ("sampling", "mode", "group_definition", "risk_of_bias", "item_
 
 
 def load_labels(path=None) -> dict:
-    """The evidence label catalogue (``params/evidence.yml``), checked for every section."""
-    from analysis import config
+    """The evidence label catalogue, checked for every section.
 
-    path = path or (config.PARAMS_DIR / "evidence.yml")
+    ``params/evidence.yml`` (English), or ``params/evidence.<lang>.yml`` when the report language
+    (``ANALYSIS_LANG``, :func:`analysis.text.language`) is another and that translation exists.
+    """
+    from analysis import config
+    from analysis.text import language
+
+    if path is None:
+        translated = config.PARAMS_DIR / f"evidence.{language()}.yml"
+        path = translated if language() != "en" and translated.exists() else config.PARAMS_DIR / "evidence.yml"
     data = config.read_yaml_mapping(path, EvidenceError, "evidence label catalogue")
     missing = [s for s in LABEL_SECTIONS if not isinstance(data.get(s), dict)]
     if missing:

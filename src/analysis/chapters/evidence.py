@@ -199,7 +199,7 @@ def quality_html(run: EvidenceRun, studies: pd.DataFrame):
 
     words = _labels(run)
     table = evidence.quality_table(studies)
-    rating_colour = {"low": "#CDEBD9", "high": "#F6C9B3", "unclear": "#FBE3B0"}
+    rating_colour = {"low": "#CDEBD9", "high": "#F6C9B3", "unclear": "#FBE3B0", "none": "#E6E6E6"}
     overall_colour = {"low": "#CDEBD9", "moderate": "#FBE3B0", "high": "#F6C9B3", "none": "#E6E6E6"}
     head = [words["columns"]["study_id"], words["columns"]["partner"], words["columns"]["sampling"],
             *[words["hoy_items"][f"hoy_{i}"] for i in range(1, 11)], words["columns"]["risk_of_bias"]]
@@ -210,7 +210,7 @@ def quality_html(run: EvidenceRun, studies: pd.DataFrame):
                  f"<td>{esc(words['sampling'].get(row.sampling, row.sampling))}</td>"]
         for i in range(1, 11):
             value = getattr(row, f"hoy_{i}")
-            value = value if isinstance(value, str) else "unclear"
+            value = value if isinstance(value, str) else "none"  # study without an appraisal
             cells.append(f'<td style="background:{rating_colour[value]}">{esc(words["item_rating"][value])}</td>')
         cells.append(f'<td style="background:{overall_colour[row.risk_of_bias]}"><strong>'
                      f'{esc(words["risk_of_bias"][row.risk_of_bias])}</strong></td>')
@@ -344,17 +344,21 @@ def survey_estimates(run: EvidenceRun, details: pd.DataFrame, sources, processed
             continue
         if frame.attrs.get("design") is not None:
             microdata.append((name, set(frame["country"].dropna().astype(str))))
+    import tempfile
+
     parts = []
-    for (group, country), _ in details.groupby(["group", "country"]):
-        names = [n for n, countries in microdata if country in countries]
-        if not names:
-            continue
-        try:
-            survey_run = start_run(run.chapter, group=group, country=country, sources=names,
-                                   processed_dir=processed_dir, output_dir=run.output_dir)
-        except ChapterError:
-            continue
-        parts.append(group_estimates(survey_run))
+    # the helper runs get their own scratch folder: the chapter's folder holds only its outputs
+    with tempfile.TemporaryDirectory() as scratch:
+        for (group, country), _ in details.groupby(["group", "country"]):
+            names = [n for n, countries in microdata if country in countries]
+            if not names:
+                continue
+            try:
+                survey_run = start_run(run.chapter, group=group, country=country, sources=names,
+                                       processed_dir=processed_dir, output_dir=scratch)
+            except ChapterError:
+                continue  # no source holds this group in this country: no survey estimate
+            parts.append(group_estimates(survey_run))
     return tables.stack(parts) if parts else tables.empty_result()
 
 

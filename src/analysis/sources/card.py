@@ -331,9 +331,12 @@ def load_card(path: Path | str) -> SourceCard:
     data = config.read_yaml_mapping(path, CardError, "source card")
     # --- kind: study (issue 14): study cards have their own model in analysis.sources.studies ---
     if data.get("kind") == "study":
-        from analysis.sources.studies import load_study_source_card
+        from analysis.sources import studies
 
-        return load_study_source_card(path)
+        try:
+            return studies.load_study_source_card(path)
+        except studies.StudyError as exc:
+            raise CardError(str(exc)) from None
     # --- end of the study hook ---
     if data.get("kind") == "coding":  # coded free text: its own card model
         from analysis.sources.coding import load_coding_card

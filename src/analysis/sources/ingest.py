@@ -43,7 +43,8 @@ def code_files() -> list[Path]:
     return sorted(files) + [Path(__file__).with_name("admin1_natural_earth.csv")]
 
 #: Errors that are the user's to fix: printed as one line, never a traceback.
-USER_ERRORS = (CardError, ReadError, HarmoniseError, PrivacyError, schema.SchemaError)
+USER_ERRORS = (CardError, ReadError, HarmoniseError, PrivacyError, schema.SchemaError,
+               studies.StudyError)  # kind: study (issue 14)
 
 
 def input_fingerprint(card_path: Path, card: SourceCard, raw_root: Path) -> dict:

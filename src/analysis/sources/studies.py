@@ -38,7 +38,6 @@ reviewer gives no overall judgement it is derived from the number of high-risk i
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import os
@@ -58,9 +57,8 @@ from pydantic import (
     model_validator,
 )
 
-from analysis import config, schema
+from analysis import config, hashing, schema
 from analysis.config import pydantic_message
-from analysis.sources.card import CardError
 
 SAMPLING = ("probability", "quota", "convenience", "respondent_driven", "administrative")
 MODES = ("phone", "face_to_face", "online", "sms_radio", "mixed")
@@ -81,10 +79,10 @@ PROCESSED_COLUMNS = [
 ]
 
 
-class StudyError(CardError):
+class StudyError(ValueError):
     """A study card or extraction workbook is malformed (one line: file, sheet, row, column).
 
-    A :class:`~analysis.sources.card.CardError`, so that ingest reports it as a user error.
+    Ingest reports it as a user error; :func:`analysis.sources.card.load_card` as a ``CardError``.
     """
 
 
@@ -555,7 +553,7 @@ def read_study_files(card: StudySourceCard, raw_root: Path, card_path: Path | No
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashing.sha256_file(path)
 
 
 def ingest_study_source(card_path: Path, raw_root: Path, processed_dir: Path,
@@ -569,9 +567,9 @@ def ingest_study_source(card_path: Path, raw_root: Path, processed_dir: Path,
     for path in (config.INDICATORS_FILE, config.GROUPS_FILE):
         if path.exists():
             inputs[f"params:{path.name}"] = _sha256(path)
-    inputs["code"] = _sha256(Path(__file__))
-    fingerprint = {"sha256": hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest(),
-                   "inputs": inputs}
+    # the code of this module and of every project module it imports (the one hashing module)
+    inputs["code"] = hashing.sha256_json(hashing.code_hashes(hashing.module_closure(["analysis.sources.studies"])))
+    fingerprint = {"sha256": hashing.sha256_json(inputs), "inputs": inputs}
     log_path = Path(processed_dir) / f"{card.id}.log.json"
     target = Path(processed_dir) / f"{card.id}.parquet"
     if not force and target.exists() and log_path.exists():
