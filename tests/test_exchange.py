@@ -167,7 +167,7 @@ def test_every_sdg_code_is_the_shipped_extracts(settings, catalogue, coded):
 
 @pytest.mark.parametrize("column, value, message", [
     ("country", "FRA", "column 'country': 'FRA' has no REF_AREA code"),
-    ("group", "pirates", "is not a group of params/groups.yml"),
+    ("group", "pirates & co", "is not a group of params/groups.yml and not usable as an SDMX code"),
     ("source", "nowhere", "has no source card"),
 ])
 def test_a_value_with_no_code_is_a_one_line_error(published, settings, catalogue, column, value, message):
@@ -417,3 +417,33 @@ def test_demo_report_exports_round_trip_and_validate(tmp_path_factory):
     values = pd.to_numeric(back["OBS_VALUE"], errors="coerce")
     assert sorted(values.dropna().tolist()) == sorted(published["estimate"].dropna().tolist())
     assert int((back["CONF_STATUS"] != "F").sum()) == int((table["flag"] == "suppressed").sum())
+
+
+def test_sources_of_every_card_kind_are_exported(settings, catalogue):
+    """Coded free text (kind coding) and partner studies (kind study) have no collection period of
+    their own: coded answers take their survey's, studies the year of production (and say so)."""
+    rows = pd.DataFrame([
+        _row("theme", "income", 0.71, 180, source="demo_voices", group="young_people",
+             indicator="krippendorff_alpha", method="Krippendorff's alpha (nominal) of apply/not-apply per code"),
+        _row("all", "all", 0.33, 900, source="demo_partner_studies", group="women",
+             method="random-effects pooled proportion (REML, logit)"),
+    ])
+    table = tables.conform(rows)
+    year = catalogue.produced_year
+    try:
+        catalogue.produced_year = 2026
+        coded = sdmx_csv.code_rows(table, settings, catalogue)
+    finally:
+        catalogue.produced_year = year
+    voices, studies = coded.iloc[0], coded.iloc[1]
+    assert (voices["TIME_PERIOD"], voices["TIME_DETAIL"]) == ("2021", "2021-04-01/2021-05-21")  # demo_youth's
+    assert voices["CELL_DETAIL"] == "theme: income" and voices["STATISTIC"] == "OTHER"
+    assert studies["TIME_PERIOD"] == "2026" and "not recorded" in studies["TIME_DETAIL"]
+    structure = sdmx_csv.build_structure(settings, catalogue, coded)
+    sdmx_csv.check_codes(coded, structure)
+    assert "krippendorff_alpha" in structure.codelists["CL_INDICATOR"]
+    items = quality.statements(table, coded, settings, catalogue)
+    text = {i["source"]: " ".join(" ".join(s["sentences"]) for s in i["sections"]) for i in items}
+    assert "coded into themes by independent coders" in text["demo_voices"]
+    assert "Data were collected from 2021-04-01 to 2021-05-21" in text["demo_voices"]
+    assert "does not record when the data were collected" in text["demo_partner_studies"]

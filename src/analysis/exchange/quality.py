@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.exchange import sdmx_csv
 from analysis.exchange.sdmx_csv import Catalogue
 from analysis.exchange.settings import ExchangeError, Settings
 from analysis.schema import DIMENSION_COLUMNS
@@ -94,8 +95,12 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
     """
     card = catalogue.cards[source]
     phrase = settings.quality_phrases
-    design = card.design
-    if card.kind == "aggregates":
+    design = getattr(card, "design", None)
+    if card.kind == "study":
+        sampling, weighting = phrase["sampling_study"], phrase["weighting_aggregates"]
+    elif card.kind == "coding":
+        sampling, weighting = phrase["sampling_coding"], phrase["weighting_unweighted"]
+    elif card.kind == "aggregates":
         sampling, weighting = phrase["sampling_aggregates"], phrase["weighting_aggregates"]
     elif card.kind == "margins":
         sampling, weighting = phrase["sampling_margins"], phrase["weighting_aggregates"]
@@ -136,12 +141,13 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
         primary=int((withheld == "C").sum()), secondary=int((withheld == "D").sum()),
         caution=int((flags == "caution").sum()))
 
-    dims = [c for c in DIMENSION_COLUMNS if c in card.columns or c in card.derive]
+    columns, derive = getattr(card, "columns", None) or {}, getattr(card, "derive", None) or {}
+    dims = [c for c in DIMENSION_COLUMNS if c in columns or c in derive]
     dims = [catalogue.dimensions[c].label.lower() for c in dims if c in catalogue.dimensions]
-    disability = card.derive.get("disability")
+    disability = derive.get("disability")
     if disability == "wg_ss":
         disability_method = phrase["disability_wg_ss"]
-    elif "disability" in card.columns or disability:
+    elif "disability" in columns or disability:
         disability_method = phrase["disability_single_question"]
     else:
         disability_method = phrase["disability_none"]
@@ -154,8 +160,8 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
         comparison = phrase["official_comparison"]
     else:
         comparison = phrase["compared_with_official" if compared_with_official else "not_compared"]
-    period = card.collection_period
-    indicators = len(card.indicators) or rows["indicator"].nunique()
+    period = sdmx_csv.collection_period(card, catalogue)
+    indicators = len(getattr(card, "indicators", None) or {}) or rows["indicator"].nunique()
     values = _Blank(
         title=card.title, description=(card.description or phrase["no_description"]).strip(),
         indicator_count=indicators, dimensions=_join(dims) or phrase["no_dimensions"],
@@ -167,7 +173,7 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
         disability_method=disability_method, official_comparison=comparison,
         licence=card.licence, methods="; ".join(statistics) or "-",
         suppress_below=catalogue.suppress_below, caution_below=catalogue.caution_below,
-        consent=card.consent or phrase["no_consent"],
+        consent=getattr(card, "consent", None) or phrase["no_consent"],
         **(records or {"rows_read": "?", "rows_kept": "?", "excluded": ""}),
     )
     sections = []
@@ -177,6 +183,9 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
         for template in section.sentences:
             if records is None and "{rows_read}" in template:
                 sentences.append(phrase["no_ingest_log"])
+                continue
+            if period is None and "{period_start}" in template:
+                sentences.append(phrase["no_period"])
                 continue
             text = template.format_map(values).strip()
             if text:
