@@ -381,6 +381,8 @@ def test_quality_statement_has_every_nqaf_dimension_and_the_facts(exported, publ
     assert "CC-BY-4.0" in sections["accessibility"]
     assert "fewer than 25 unweighted respondents" in sections["methodology"]
     assert "SYNTHETIC" in sections["relevance"]
+    assert "Coverage of the published estimates: Kenya; first-level administrative areas with estimates: 1." in sections["relevance"]
+    assert "Standard errors cover sampling error only" in sections["accuracy"]
     markdown = (exported.folder / "quality" / "demo_disability.md").read_text()
     assert markdown.startswith("# Disability and COVID-19 survey") and "## Timeliness and punctuality" in markdown
 

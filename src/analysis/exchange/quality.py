@@ -77,7 +77,8 @@ def _join(words: list[str]) -> str:
 
 def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Settings,
               catalogue: Catalogue, *, processed_dir: Path | None = None,
-              produced: str = "", compared_with_official: bool = False) -> dict:
+              produced: str = "", compared_with_official: bool = False,
+              country_names: dict | None = None) -> dict:
     """The quality statement of one source.
 
     Parameters
@@ -87,6 +88,8 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
         (:func:`analysis.exchange.sdmx_csv.code_rows`, for the primary/secondary split).
     compared_with_official
         Whether the report compares this source with official statistics.
+    country_names
+        ISO3 -> name (the report's names); codes are shown where a name is missing.
 
     Returns
     -------
@@ -95,6 +98,7 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
     """
     card = catalogue.cards[source]
     phrase = settings.quality_phrases
+    country_names = country_names or {}
     design = getattr(card, "design", None)
     if card.kind == "study":
         sampling, weighting = phrase["sampling_study"], phrase["weighting_aggregates"]
@@ -160,13 +164,23 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
         comparison = phrase["official_comparison"]
     else:
         comparison = phrase["compared_with_official" if compared_with_official else "not_compared"]
+    if card.kind in ("study", "coding", "aggregates", "margins"):
+        known_biases = phrase["known_biases_other"]
+    elif design is not None and design.type == "probability":
+        known_biases = phrase["known_biases_probability"]
+    else:
+        known_biases = phrase["known_biases_non_probability"]
+    countries = sorted(set(rows["country"].dropna().astype(str)))
+    areas = sorted(set(coded["SUBNATIONAL"]) - {sdmx_csv.TOTAL})
     period = sdmx_csv.collection_period(card, catalogue)
     indicators = len(getattr(card, "indicators", None) or {}) or rows["indicator"].nunique()
     values = _Blank(
         title=card.title, description=(card.description or phrase["no_description"]).strip(),
         indicator_count=indicators, dimensions=_join(dims) or phrase["no_dimensions"],
         synthetic_note=phrase["synthetic" if card.synthetic else "not_synthetic"],
-        sampling=sampling, weighting=weighting, design_effect=design_effect,
+        sampling=sampling, weighting=weighting, design_effect=design_effect, known_biases=known_biases,
+        countries=_join([country_names.get(c, c) for c in countries]) or "-",
+        areas=phrase["areas"].format(count=len(areas)) if areas else "",
         suppression=suppression,
         period_start=period.start.isoformat() if period else "?",
         period_end=period.end.isoformat() if period else "?", produced=produced or "?",
@@ -195,7 +209,8 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
 
 
 def statements(table: pd.DataFrame, coded: pd.DataFrame, settings: Settings, catalogue: Catalogue,
-               *, processed_dir: Path | None = None, produced: str = "") -> list[dict]:
+               *, processed_dir: Path | None = None, produced: str = "",
+               country_names: dict | None = None) -> list[dict]:
     """One statement per source with published estimates, in source order."""
     sources = sorted(set(table["source"].dropna().astype(str)))
     official = {s for s in sources if catalogue.cards[s].kind == "aggregates"}
@@ -208,7 +223,8 @@ def statements(table: pd.DataFrame, coded: pd.DataFrame, settings: Settings, cat
         rows, coded_rows = table[mask], coded[mask]
         compared = bool(set(rows["country"].astype(str)) & official_countries) and source not in official
         out.append(statement(source, rows, coded_rows, settings, catalogue, processed_dir=processed_dir,
-                             produced=produced, compared_with_official=compared))
+                             produced=produced, compared_with_official=compared,
+                             country_names=country_names))
     return out
 
 
