@@ -164,8 +164,10 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
         comparison = phrase["official_comparison"]
     else:
         comparison = phrase["compared_with_official" if compared_with_official else "not_compared"]
-    if card.kind in ("study", "coding", "aggregates", "margins"):
+    if card.kind in ("study", "coding"):
         known_biases = phrase["known_biases_other"]
+    elif card.kind in ("aggregates", "margins"):
+        known_biases = phrase["known_biases_aggregates"]
     elif design is not None and design.type == "probability":
         known_biases = phrase["known_biases_probability"]
     else:
