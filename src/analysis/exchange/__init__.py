@@ -156,6 +156,7 @@ def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | 
     manifest_path = outputs / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
     produced = manifest.get("updated_at") or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    catalogue.produced_year = int(produced[:4])
 
     # A cell that two chapters publish (e.g. the group and reference estimates) is one
     # observation: identical rows are exported once, and counted.
@@ -186,7 +187,7 @@ def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | 
     datapackage.write_descriptor(descriptor, files["datapackage"])
 
     items = quality.statements(table, coded, settings, catalogue, processed_dir=ctx.processed_dir,
-                               produced=produced[:10])
+                               produced=produced[:10], country_names=ctx.country_names)
     files["quality"].write_text(json.dumps(items, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (folder / "quality").mkdir(exist_ok=True)
     for item in items:

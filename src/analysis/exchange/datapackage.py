@@ -144,11 +144,12 @@ def build_descriptor(table: pd.DataFrame, structure: Structure, settings: Settin
     cards = [catalogue.cards[s] for s in used if s in catalogue.cards]
     licences, seen = [], set()
     for card in cards:
-        entry = licence_entry(card.licence, card.url)
+        entry = licence_entry(card.licence, getattr(card, "url", None))
         if entry["title"] not in seen:
             seen.add(entry["title"])
             licences.append(entry)
-    sources = [{"title": card.title, **({"path": card.url} if card.url else {})} for card in cards]
+    sources = [{"title": card.title, **({"path": card.url} if getattr(card, "url", None) else {})}
+               for card in cards]
     dataflow = settings.dataflow
     descriptor = {
         "profile": "data-package",

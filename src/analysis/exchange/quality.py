@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.exchange import sdmx_csv
 from analysis.exchange.sdmx_csv import Catalogue
 from analysis.exchange.settings import ExchangeError, Settings
 from analysis.schema import DIMENSION_COLUMNS
@@ -76,7 +77,8 @@ def _join(words: list[str]) -> str:
 
 def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Settings,
               catalogue: Catalogue, *, processed_dir: Path | None = None,
-              produced: str = "", compared_with_official: bool = False) -> dict:
+              produced: str = "", compared_with_official: bool = False,
+              country_names: dict | None = None) -> dict:
     """The quality statement of one source.
 
     Parameters
@@ -86,6 +88,8 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
         (:func:`analysis.exchange.sdmx_csv.code_rows`, for the primary/secondary split).
     compared_with_official
         Whether the report compares this source with official statistics.
+    country_names
+        ISO3 -> name (the report's names); codes are shown where a name is missing.
 
     Returns
     -------
@@ -94,8 +98,13 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
     """
     card = catalogue.cards[source]
     phrase = settings.quality_phrases
-    design = card.design
-    if card.kind == "aggregates":
+    country_names = country_names or {}
+    design = getattr(card, "design", None)
+    if card.kind == "study":
+        sampling, weighting = phrase["sampling_study"], phrase["weighting_aggregates"]
+    elif card.kind == "coding":
+        sampling, weighting = phrase["sampling_coding"], phrase["weighting_unweighted"]
+    elif card.kind == "aggregates":
         sampling, weighting = phrase["sampling_aggregates"], phrase["weighting_aggregates"]
     elif card.kind == "margins":
         sampling, weighting = phrase["sampling_margins"], phrase["weighting_aggregates"]
@@ -136,12 +145,13 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
         primary=int((withheld == "C").sum()), secondary=int((withheld == "D").sum()),
         caution=int((flags == "caution").sum()))
 
-    dims = [c for c in DIMENSION_COLUMNS if c in card.columns or c in card.derive]
+    columns, derive = getattr(card, "columns", None) or {}, getattr(card, "derive", None) or {}
+    dims = [c for c in DIMENSION_COLUMNS if c in columns or c in derive]
     dims = [catalogue.dimensions[c].label.lower() for c in dims if c in catalogue.dimensions]
-    disability = card.derive.get("disability")
+    disability = derive.get("disability")
     if disability == "wg_ss":
         disability_method = phrase["disability_wg_ss"]
-    elif "disability" in card.columns or disability:
+    elif "disability" in columns or disability:
         disability_method = phrase["disability_single_question"]
     else:
         disability_method = phrase["disability_none"]
@@ -154,20 +164,32 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
         comparison = phrase["official_comparison"]
     else:
         comparison = phrase["compared_with_official" if compared_with_official else "not_compared"]
-    period = card.collection_period
-    indicators = len(card.indicators) or rows["indicator"].nunique()
+    if card.kind in ("study", "coding"):
+        known_biases = phrase["known_biases_other"]
+    elif card.kind in ("aggregates", "margins"):
+        known_biases = phrase["known_biases_aggregates"]
+    elif design is not None and design.type == "probability":
+        known_biases = phrase["known_biases_probability"]
+    else:
+        known_biases = phrase["known_biases_non_probability"]
+    countries = sorted(set(rows["country"].dropna().astype(str)))
+    areas = sorted(set(coded["SUBNATIONAL"]) - {sdmx_csv.TOTAL})
+    period = sdmx_csv.collection_period(card, catalogue)
+    indicators = len(getattr(card, "indicators", None) or {}) or rows["indicator"].nunique()
     values = _Blank(
         title=card.title, description=(card.description or phrase["no_description"]).strip(),
         indicator_count=indicators, dimensions=_join(dims) or phrase["no_dimensions"],
         synthetic_note=phrase["synthetic" if card.synthetic else "not_synthetic"],
-        sampling=sampling, weighting=weighting, design_effect=design_effect,
+        sampling=sampling, weighting=weighting, design_effect=design_effect, known_biases=known_biases,
+        countries=_join([country_names.get(c, c) for c in countries]) or "-",
+        areas=phrase["areas"].format(count=len(areas)) if areas else "",
         suppression=suppression,
         period_start=period.start.isoformat() if period else "?",
         period_end=period.end.isoformat() if period else "?", produced=produced or "?",
         disability_method=disability_method, official_comparison=comparison,
         licence=card.licence, methods="; ".join(statistics) or "-",
         suppress_below=catalogue.suppress_below, caution_below=catalogue.caution_below,
-        consent=card.consent or phrase["no_consent"],
+        consent=getattr(card, "consent", None) or phrase["no_consent"],
         **(records or {"rows_read": "?", "rows_kept": "?", "excluded": ""}),
     )
     sections = []
@@ -178,6 +200,9 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
             if records is None and "{rows_read}" in template:
                 sentences.append(phrase["no_ingest_log"])
                 continue
+            if period is None and "{period_start}" in template:
+                sentences.append(phrase["no_period"])
+                continue
             text = template.format_map(values).strip()
             if text:
                 sentences.append(text)
@@ -186,7 +211,8 @@ def statement(source: str, rows: pd.DataFrame, coded: pd.DataFrame, settings: Se
 
 
 def statements(table: pd.DataFrame, coded: pd.DataFrame, settings: Settings, catalogue: Catalogue,
-               *, processed_dir: Path | None = None, produced: str = "") -> list[dict]:
+               *, processed_dir: Path | None = None, produced: str = "",
+               country_names: dict | None = None) -> list[dict]:
     """One statement per source with published estimates, in source order."""
     sources = sorted(set(table["source"].dropna().astype(str)))
     official = {s for s in sources if catalogue.cards[s].kind == "aggregates"}
@@ -199,7 +225,8 @@ def statements(table: pd.DataFrame, coded: pd.DataFrame, settings: Settings, cat
         rows, coded_rows = table[mask], coded[mask]
         compared = bool(set(rows["country"].astype(str)) & official_countries) and source not in official
         out.append(statement(source, rows, coded_rows, settings, catalogue, processed_dir=processed_dir,
-                             produced=produced, compared_with_official=compared))
+                             produced=produced, compared_with_official=compared,
+                             country_names=country_names))
     return out
 
 

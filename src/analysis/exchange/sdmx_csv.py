@@ -36,6 +36,7 @@ ratios: withheld because an input is) and ``C`` to cells.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class Catalogue:
     cards: dict                 # source id -> analysis.sources.card.SourceCard
     suppress_below: int = 25
     caution_below: int = 50
+    produced_year: int | None = None  # TIME_PERIOD of a source whose card has no collection period
     other_codes: dict = field(default_factory=dict)  # (dimension, category) -> OTHER_BREAKDOWN code
 
     def __post_init__(self):
@@ -160,6 +162,15 @@ def _coordinates(breakdown: str, cell: str, settings: Settings, catalogue: Catal
     return out
 
 
+def collection_period(card, catalogue: Catalogue):
+    """The card's collection period; for a card that codes a survey (``survey:``), the survey's;
+    None when neither says (TIME_PERIOD is then the year of production, TIME_DETAIL says so)."""
+    period = getattr(card, "collection_period", None)
+    if period is None and getattr(card, "survey", None) in catalogue.cards:
+        period = getattr(catalogue.cards[card.survey], "collection_period", None)
+    return period
+
+
 def code_rows(table: pd.DataFrame, settings: Settings, catalogue: Catalogue) -> pd.DataFrame:
     """Code every row of a result-schema table as an SDMX observation.
 
@@ -173,8 +184,8 @@ def code_rows(table: pd.DataFrame, settings: Settings, catalogue: Catalogue) -> 
     Raises
     ------
     ExchangeError
-        A country, group, category or source with no code, a source card with no collection
-        period, or two rows that would get the same key (naming them by their labels).
+        A country, category or source with no code, a group that cannot be a code, or two rows
+        that would get the same key (naming them by their labels).
     """
     required = ["source", "country", "group", "indicator", "breakdown", "cell", "estimate", "se",
                 "ci_low", "ci_high", "n_unweighted", "n_weighted", "flag", "method"]
@@ -189,9 +200,7 @@ def code_rows(table: pd.DataFrame, settings: Settings, catalogue: Catalogue) -> 
         card = catalogue.cards.get(source)
         if card is None:
             raise ExchangeError(f"{where}: column 'source': '{source}' has no source card in params/sources/")
-        if card.collection_period is None:
-            raise ExchangeError(f"params/sources/{source}.yml: key 'collection_period' is needed for "
-                                "TIME_PERIOD; add {start: YYYY-MM-DD, end: YYYY-MM-DD}")
+        period = collection_period(card, catalogue)
         country = _text(row["country"])
         if country not in settings.countries:
             raise ExchangeError(f"{where}: column 'country': '{country}' has no REF_AREA code; add it to "
@@ -199,10 +208,11 @@ def code_rows(table: pd.DataFrame, settings: Settings, catalogue: Catalogue) -> 
         group = _text(row["group"]) or "all"
         if group == "all":
             group_code = TOTAL
-        elif group in catalogue.groups:
-            group_code = group
+        elif group in catalogue.groups or not _CODE_ID.search(group):
+            group_code = group  # a group outside params/groups.yml gets its own code (named so)
         else:
-            raise ExchangeError(f"{where}: column 'group': '{group}' is not a group of params/groups.yml")
+            raise ExchangeError(f"{where}: column 'group': '{group}' is not a group of params/groups.yml "
+                                "and not usable as an SDMX code (letters, digits, _ @ $ -)")
         indicator = _text(row["indicator"])
         statistic = settings.statistic_for(row["method"])
         breakdown, cell = _text(row["breakdown"]) or "all", _text(row["cell"]) or "all"
@@ -244,7 +254,11 @@ def code_rows(table: pd.DataFrame, settings: Settings, catalogue: Catalogue) -> 
             unit, mult = "PT", "2"  # a share 0-1: value x 10^2 is the percent
         else:
             unit, mult = "NUMBER", "0"
-        period = card.collection_period
+        if period is not None:
+            time_period, time_detail = str(period.end.year), f"{period.start.isoformat()}/{period.end.isoformat()}"
+        else:
+            time_period = str(catalogue.produced_year or dt.date.today().year)
+            time_detail = settings.codes["TIME_DETAIL.unknown"]
         out = {
             "DATA_SOURCE": source, "REF_AREA": settings.countries[country],
             "SUBNATIONAL": coords.get("SUBNATIONAL", TOTAL), "POP_GROUP": group_code,
@@ -253,12 +267,12 @@ def code_rows(table: pd.DataFrame, settings: Settings, catalogue: Catalogue) -> 
             **{dim: coords.get(dim, TOTAL) for dim in
                ("SEX", "AGE", "URBANISATION", "INCOME_WEALTH_QUANTILE", "DISABILITY_STATUS",
                 "OTHER_BREAKDOWN")},
-            "CELL_DETAIL": detail, TIME_DIMENSION: str(period.end.year),
+            "CELL_DETAIL": detail, TIME_DIMENSION: time_period,
             "OBS_VALUE": float("nan") if pd.isna(value) else float(value),
             "OBS_STATUS": status, "CONF_STATUS": conf, "UNIT_MEASURE": unit, "UNIT_MULT": mult,
             "NATURE": statistic.nature,
             **{attr: ("" if withheld else _number(row[col])) for attr, col in NUMERIC_ATTRIBUTES.items()},
-            "SOURCE_DETAIL": card.title, "TIME_DETAIL": f"{period.start.isoformat()}/{period.end.isoformat()}",
+            "SOURCE_DETAIL": card.title, "TIME_DETAIL": time_detail,
             "COMMENT_OBS": _text(row["method"]),
         }
         rows.append(out)
@@ -338,8 +352,11 @@ def build_structure(settings: Settings, catalogue: Catalogue, coded: pd.DataFram
     codes = settings.codes
     own("CL_DATA_SOURCE", settings.concepts["DATA_SOURCE"].name,
         [(sid, card.title) for sid, card in sorted(catalogue.cards.items())])
-    own("CL_POP_GROUP", settings.concepts["POP_GROUP"].name,
-        [(TOTAL, codes["POP_GROUP._T"])] + [(gid, g.label) for gid, g in catalogue.groups.items()])
+    groups = [(TOTAL, codes["POP_GROUP._T"])] + [(gid, g.label) for gid, g in catalogue.groups.items()]
+    if coded is not None:
+        extra = sorted(set(coded["POP_GROUP"]) - set(catalogue.groups) - {TOTAL})
+        groups += [(gid, f"{codes['POP_GROUP.other']}: {gid}") for gid in extra]
+    own("CL_POP_GROUP", settings.concepts["POP_GROUP"].name, groups)
     own("CL_GROUP_ROLE", settings.concepts["GROUP_ROLE"].name,
         [(c, codes[f"GROUP_ROLE.{c}"]) for c in ("G", "R", TOTAL)])
     indicators = [(iid, spec.label) for iid, spec in catalogue.indicators.items()]
