@@ -138,8 +138,6 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
     body = re.sub(r"<(/?)h1(\s|>)", r"<\1h2\2", body)
     body = body.replace("<!--RUN-TITLE-->", f"<h1>{html.escape(title)}</h1>", 1)
     body = embed_local_images(body, [Path(run_folder), Path(run.notebook).parent])
-    out_path = Path(out_path)
-    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(out_path)
-    return out_path
+    from analysis.atomic import write_atomic
+
+    return write_atomic(out_path, body)
