@@ -429,6 +429,12 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
     from papermill.parameterize import parameterize_notebook
     from papermill.translators import translate_parameters
 
+    if "matplotlib" in sys.modules:
+        # rc settings changed in the process that forked us (e.g. a test session) must not reach the run.
+        import matplotlib
+
+        matplotlib.rcParams.update({k: v for k, v in matplotlib.rcParamsOrig.items() if k != "backend"})
+
     def time_is_up(signum, frame):
         raise RunTimedOut(f"timed out after {run.timeout:g} s")
 
