@@ -104,6 +104,12 @@ def test_csv_cells_a_spreadsheet_would_evaluate_are_neutralised_and_numbers_stay
     assert again.read_bytes() == path.read_bytes()
 
 
+def test_an_empty_table_writes_and_reads_back(tmp_path):
+    path = tables.write_csv(tables.empty_result(), tmp_path / "empty.csv")
+    assert path.read_text() == ",".join(tables.RESULT_COLUMNS) + "\n"
+    assert tables.read_csv(path).empty
+
+
 def test_excel_writes_strings_as_strings_never_formulas(tmp_path):
     openpyxl = pytest.importorskip("openpyxl")
     path = tables.write_excel(_hostile_table(), tmp_path / "t.xlsx",

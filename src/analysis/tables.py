@@ -195,7 +195,7 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     safe = neutralise_frame(frame)
     # Python's csv module quotes a field holding "\r" only when "\r" ends lines; such a field
     # (hostile or broken labels) would split its row, so then every field is quoted.
-    has_cr = any(safe[c].map(lambda v: isinstance(v, str) and "\r" in v).any() for c in _text_columns(safe))
+    has_cr = any(isinstance(v, str) and "\r" in v for c in _text_columns(safe) for v in safe[c])
     text = safe.to_csv(index=False, float_format="%.10g", lineterminator="\n",
                        quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
     return write_atomic(path, text)
