@@ -11,6 +11,7 @@ import argparse
 import errno
 import hashlib
 import json
+import os
 import threading
 
 import nbformat
@@ -176,8 +177,9 @@ def test_ingest_and_run_take_one_lock_on_the_processed_folder(tiny_project, caps
     assert runs["tiny/women/UGA"]["inputs"] == {"processed/src_a.parquet": digest}
 
 
-def _enospc_on(monkeypatch, name_part: str) -> list[str]:
-    """Make every atomic write of a file whose name contains ``name_part`` fail half-way with ENOSPC."""
+def _enospc_on(monkeypatch, name_part: str, code: int = errno.ENOSPC) -> list[str]:
+    """Make every atomic write of a file whose name contains ``name_part`` fail half-way with ENOSPC
+    (or another errno: the tests run as root, for whom permissions cannot be taken away)."""
     hits = []
     real = atomic._write_file
 
@@ -186,7 +188,7 @@ def _enospc_on(monkeypatch, name_part: str) -> list[str]:
             hits.append(path.name)
             with open(path, "xb") as handle:
                 handle.write(data[: len(data) // 2])  # the disk fills up half-way through
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            raise OSError(code, os.strerror(code), str(path))
         real(path, data)
 
     monkeypatch.setattr(atomic, "_write_file", full)
@@ -208,6 +210,18 @@ def test_a_full_disk_under_the_pipeline_is_one_line_with_the_path_and_leaves_no_
     monkeypatch.setattr(atomic, "_write_file", _real_write_file)  # space freed
     assert cli_run(tiny_project, monkeypatch, "--workers", "1") == 0
     assert manifest(tiny_project)["summary"]["ok"] == 6
+
+
+def test_a_permission_error_on_the_index_is_one_line_with_the_path(tiny_project, monkeypatch, capsys):
+    _enospc_on(monkeypatch, "index.html", errno.EACCES)
+    code = cli_run(tiny_project, monkeypatch, "--workers", "1", "--run", "tiny/women/KEN")
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (f"error: cannot write {tiny_project.outputs / 'index.html'}: Permission denied; this user "
+                   "may not write there: fix the folder's permissions or choose another folder; "
+                   "runs that finished are kept in the manifest")
+    assert manifest(tiny_project)["runs"]["tiny/women/KEN"]["status"] == "ok"
+    assert leftovers(tiny_project) == []
 
 
 def _real_write_file(path, data):
