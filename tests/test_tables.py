@@ -70,3 +70,60 @@ def test_stack_skips_empty_tables():
     b = tables.conform(_rows(), country="UGA")
     out = tables.stack([a, tables.empty_result(), None, b])
     assert len(out) == 4 and list(out["country"]) == ["KEN", "KEN", "UGA", "UGA"]
+
+
+# Issue 11: cells a spreadsheet would evaluate (OWASP CSV injection). Labels and group or source
+# names come from partner-written params and cards, so any of them may start with one of these.
+HOSTILE = ["=HYPERLINK(\"http://x\",\"y\")", "+254 711 222 333", "-2+3+cmd|' /C calc'!A0", "@SUM(A1:A9)",
+           "\t=1+1", "\r=1+1", "'quoted"]
+
+
+def _hostile_table():
+    n = len(HOSTILE)
+    return tables.conform(pd.DataFrame({
+        "indicator": ["food_insecurity"] * n, "breakdown": HOSTILE, "cell": HOSTILE,
+        "estimate": [-3.2] * n, "se": [0.1] * n, "ci_low": [-3.4] * n, "ci_high": [-3.0] * n,
+        "n_unweighted": [100] * n, "method": ["difference"] * n,
+    }), source="=src", country="KEN", group="-3.2")
+
+
+def test_csv_cells_a_spreadsheet_would_evaluate_are_neutralised_and_numbers_stay_numbers(tmp_path):
+    import csv
+
+    path = tables.write_csv(_hostile_table(), tmp_path / "t.csv")
+    rows = list(csv.DictReader(path.open(newline="", encoding="utf-8")))
+    for row, value in zip(rows, HOSTILE):
+        assert row["cell"] == "'" + value and row["breakdown"] == "'" + value
+        assert row["source"] == "'=src"
+        assert row["estimate"] == "-3.2" and row["ci_low"] == "-3.4"  # a number, not text
+        assert row["group"] == "-3.2"  # a plain number in a text column cannot be a formula
+    # Reading it back gives the values as they were, and rewriting gives the same bytes.
+    back = tables.read_csv(path)
+    assert list(back["cell"]) == HOSTILE and (back["source"] == "=src").all()
+    again = tables.write_csv(back, tmp_path / "again.csv")
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_an_empty_table_writes_and_reads_back(tmp_path):
+    path = tables.write_csv(tables.empty_result(), tmp_path / "empty.csv")
+    assert path.read_text() == ",".join(tables.RESULT_COLUMNS) + "\n"
+    assert tables.read_csv(path).empty
+
+
+def test_excel_writes_strings_as_strings_never_formulas(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    path = tables.write_excel(_hostile_table(), tmp_path / "t.xlsx",
+                              indicator_labels={"food_insecurity": "=cmd|' /C calc'!A0"}, notes=["=1+1"])
+    workbook = openpyxl.load_workbook(path)
+    formulas = [c.coordinate for ws in workbook for row in ws.iter_rows() for c in row if c.data_type == "f"]
+    assert formulas == []
+    sheet = workbook["food_insecurity"]
+    header = [c.value for c in sheet[1]]
+    cells = [row[header.index("cell")] for row in sheet.iter_rows(min_row=2)]
+    # The text exactly, typed as text (XML stores a carriage return as a line feed).
+    assert [c.value for c in cells] == [v.replace("\r", "\n") for v in HOSTILE]
+    assert all(c.data_type == "s" for c in cells)
+    assert all(c.quotePrefix for c in cells if c.value[0] in "=+-@\t\n")
+    estimate = sheet.cell(row=2, column=header.index("estimate") + 1)
+    assert estimate.value == -3.2 and estimate.data_type == "n"
+    assert workbook["About"]["C2"].value == "=cmd|' /C calc'!A0" and workbook["About"]["C2"].data_type == "s"

@@ -10,6 +10,8 @@ Suppression is a flag, not a missing value: a suppressed row stays in the table 
 
 from __future__ import annotations
 
+import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -144,23 +146,66 @@ def validate(frame: pd.DataFrame) -> None:
             )
 
 
+#: First characters that make a spreadsheet evaluate a cell as a formula (OWASP, "CSV Injection").
+FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+
+
+def neutralise_text(value: str) -> str:
+    """A text cell made safe for spreadsheets: ``'`` before a cell a spreadsheet would evaluate.
+
+    OWASP's rule: a cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return is
+    prefixed with a single quote, which spreadsheets read as "this is text". A plain number
+    written as text ("-3.2") is left alone (it cannot be a formula). A value that already starts
+    with a quote gets one more, so that :func:`restore_text` gives back exactly the original.
+    """
+    if value and (value[0] == "'" or (value[0] in FORMULA_TRIGGERS and not _PLAIN_NUMBER.match(value))):
+        return "'" + value
+    return value
+
+
+def restore_text(value: str) -> str:
+    """Inverse of :func:`neutralise_text`."""
+    return value.removeprefix("'")
+
+
+def _text_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c]) or frame[c].dtype == object]
+
+
+def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell passed through :func:`neutralise_text` (numbers untouched)."""
+    out = frame.copy()
+    for column in _text_columns(out):
+        out[column] = out[column].map(lambda v: neutralise_text(v) if isinstance(v, str) else v)
+    return out
+
+
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a result table as CSV with stable formatting (byte-identical on re-run).
 
-    Floats are written with 10 significant digits; rows keep their order.
+    Floats are written with 10 significant digits; rows keep their order. Text cells that a
+    spreadsheet would evaluate as formulas are neutralised (:func:`neutralise_text`; the labels
+    come from partner-written catalogues); :func:`read_csv` restores them. The file is written
+    atomically: a full disk leaves neither a truncated table nor a temporary file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from analysis.atomic import write_atomic
+
     validate(frame)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    frame.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
-    tmp.replace(path)
-    return path
+    safe = neutralise_frame(frame)
+    # Python's csv module quotes a field holding "\r" only when "\r" ends lines; such a field
+    # (hostile or broken labels) would split its row, so then every field is quoted.
+    has_cr = any(isinstance(v, str) and "\r" in v for c in _text_columns(safe) for v in safe[c])
+    text = safe.to_csv(index=False, float_format="%.10g", lineterminator="\n",
+                       quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
+    return write_atomic(path, text)
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
-    """Read a result table written by :func:`write_csv`, restoring dtypes."""
+    """Read a result table written by :func:`write_csv`, restoring dtypes and neutralised text."""
     frame = pd.read_csv(path, dtype={"cell": "string", "breakdown": "string"}, keep_default_na=True)
+    for column in _text_columns(frame):
+        frame[column] = frame[column].map(lambda v: restore_text(v) if isinstance(v, str) else v)
     return conform(frame)
 
 
@@ -349,7 +394,8 @@ def write_excel(
 
     Every sheet keeps the full result schema (including ``flag``: suppressed rows stay with blank
     numbers, caution rows are marked), sorted as given. A first sheet "About" lists the sheets with
-    the indicators' labels and the ``notes`` (suppression rule, sources).
+    the indicators' labels and the ``notes`` (suppression rule, sources). Text is always written
+    as text, never as a formula (see :func:`_strings_as_strings`); numbers stay numbers.
     """
     from openpyxl import Workbook
     from openpyxl.styles import Font
@@ -379,7 +425,26 @@ def write_excel(
     for note in notes or []:
         about.append([])
         about.append([note])
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    workbook.save(tmp)
-    tmp.replace(path)
-    return path
+    _strings_as_strings(workbook)
+    import io
+
+    from analysis.atomic import write_atomic
+
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return write_atomic(path, buffer.getvalue())
+
+
+def _strings_as_strings(workbook) -> None:
+    """Every text cell typed as text, never a formula (openpyxl reads "=..." as one).
+
+    Cells a spreadsheet would evaluate keep their exact text and get Excel's "quote prefix"
+    (the cell is shown and edited as text), OWASP's rule for workbooks.
+    """
+    for sheet in workbook.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str):
+                    cell.data_type = "s"
+                    if cell.value[:1] in FORMULA_TRIGGERS and not _PLAIN_NUMBER.match(cell.value):
+                        cell.quotePrefix = True

@@ -25,6 +25,7 @@ Conventions
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -520,10 +521,29 @@ def show_figures(run: ChapterRun, saved) -> object:
 
 
 def show_text(text: str):
-    """A sentence of narrative as Markdown output."""
+    """A sentence of narrative as Markdown output, shown exactly as written (plain text).
+
+    The sentences interpolate labels from ``params/`` (partner-written): HTML and Markdown
+    markup in them must show as text, never run or format (see :func:`markdown_text`).
+    """
     from IPython.display import Markdown
 
-    return Markdown(text)
+    return Markdown(markdown_text(text))
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~-])")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as Markdown that renders to exactly that text.
+
+    ``<``, ``>`` and ``&`` become HTML entities (Markdown passes raw HTML through), and every
+    character Markdown gives a meaning (emphasis, links, code, tables, headings, lists) is
+    backslash-escaped (CommonMark, "Backslash escapes").
+    """
+    import html
+
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
 
 
 

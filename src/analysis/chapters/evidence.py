@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import evidence, figures, tables
-from analysis.chapters.common import ChapterError, ChapterRun, country_name
+from analysis.chapters.common import ChapterError, ChapterRun, country_name, markdown_text
 from analysis.schema import load_dimensions, load_groups, load_indicators
 
 #: Pooling settings of the chapter (see the module docstring).
@@ -457,7 +457,8 @@ def heading(run: EvidenceRun, section: str):
     """A section heading of the chapter (``chapter.sections`` of ``params/evidence.yml``)."""
     from IPython.display import Markdown
 
-    return Markdown(f"## {_labels(run)['chapter']['sections'][section]}")
+    # The heading comes from params (partner-written): text, never markup (issue 11).
+    return Markdown(f"## {markdown_text(_labels(run)['chapter']['sections'][section])}")
 
 
 def side_by_side(run: EvidenceRun, pooled: pd.DataFrame, details: pd.DataFrame, sources,

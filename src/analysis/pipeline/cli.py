@@ -48,6 +48,8 @@ def main(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from analysis.atomic import as_write_error
+    from analysis.pipeline.lock import FolderBusy
     from analysis.pipeline.runner import OutputsBusy, run_pipeline
 
     # SIGTERM (e.g. a CI job cancelled) unwinds like Ctrl-C: running notebooks are killed,
@@ -67,8 +69,15 @@ def main(args: argparse.Namespace) -> int:
             engine=args.engine, processed_dir=args.processed, outputs_dir=args.outputs,
             timeout=args.timeout, progress=False if args.no_progress else None,
         )
-    except (MatrixError, OutputsBusy) as exc:
+    except (MatrixError, OutputsBusy, FolderBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A full disk, a quota, a read-only or foreign folder: one line with the path, no traceback.
+        problem = as_write_error(exc)
+        if problem is None:
+            raise
+        print(f"error: {problem}; runs that finished are kept in the manifest", file=sys.stderr)
         return 2
     finally:
         if in_main_thread:

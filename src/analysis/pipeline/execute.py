@@ -60,6 +60,12 @@ PROJECT_MODULES = (
 
 STAGING = ".staging"
 FAILED = "_failed"
+#: Seconds a timed-out run gets to write its partial notebook before it is killed.
+TIMEOUT_GRACE = 10.0
+
+
+class RunTimedOut(Exception):
+    """Raised inside a run's process when the parent says its time is up (SIGUSR1)."""
 _PRELOADED: dict[str, Any] = {}
 _T0 = [0.0]  # when the current run forked (for the timing lines in run.log)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -214,9 +220,13 @@ def execute_run(run: RunSpec | dict, options: ExecOptions | dict) -> dict:
         try:
             os.close(read_fd)
             code = _child(run, options, staging, write_fd)
-        except BaseException:  # noqa: BLE001 - the child must never return into the parent's code
+        except BaseException as exc:  # noqa: BLE001 - the child must never return into the parent's code
             try:
+                _send(write_fd, {"event": "crash", "message": f"{type(exc).__name__}: {exc}".splitlines()[0],
+                                 **_write_error_fields(exc)})
                 os.write(2, traceback.format_exc().encode())
+            except BaseException:  # noqa: BLE001, S110 - e.g. the disk is full: the exit code still tells
+                pass
             finally:
                 code = 70
         finally:
@@ -244,22 +254,33 @@ def execute_run(run: RunSpec | dict, options: ExecOptions | dict) -> dict:
     if timed_out:
         record["failure"] = "timeout"
         record["error"] = _error(f"timed out after {run.timeout:g} s (killed)", last_cell)
+        if result is None:
+            # Killed before it could write its notebook: keep the cells as they were planned.
+            _write_unexecuted(run, staging, options, record["error"])
     elif os.WIFSIGNALED(exit_status):
         name = signal.Signals(os.WTERMSIG(exit_status)).name
         record["failure"] = "killed"
         record["error"] = _error(f"the run's process was killed by {name}", last_cell)
     elif result is None:
         record["failure"] = "internal"
+        crash = next((e for e in reversed(events) if e.get("event") == "crash"), None)
         log = staging / "run.log"
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        if crash is not None:
+            tail = [crash["message"]]
         record["error"] = _error(f"the run's process exited with code {os.WEXITSTATUS(exit_status)} "
                                  f"without a result{': ' + tail[0] if tail else ''}", last_cell)
+        if crash is not None and crash.get("errno"):
+            record["error"].update(errno=crash["errno"], path=crash.get("path"))
     else:
         record.update({k: result[k] for k in ("status", "failure", "error", "cells_seconds", "disclosure_gate")
                        if k in result})
 
     run_dir = Path(run.output_dir)
     failed_dir = outputs / FAILED / run.run_id
+    for name in ("message", "path"):  # name the run's folder, not the staging one
+        if isinstance((record["error"] or {}).get(name), str):
+            record["error"][name] = record["error"][name].replace(str(staging), str(run_dir))
     if record["status"] == "ok":
         _replace_dir(staging, run_dir)
         shutil.rmtree(failed_dir, ignore_errors=True)
@@ -288,12 +309,22 @@ def _watch(pid: int, read_fd: int, timeout: float) -> tuple[list[dict], int, boo
     pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
     open_fds = [read_fd] + ([pidfd] if pidfd is not None else [])
     timed_out = False
+    reaped = False
     status = None
     try:
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and not timed_out:
+                # First ask the child to stop the running cell (SIGUSR1 raises RunTimedOut in it),
+                # so that it writes its partial notebook and HTML; kill it if it does not in time.
                 timed_out = True
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
+                deadline = time.monotonic() + TIMEOUT_GRACE
+                continue
+            if remaining <= 0:
                 _kill_group(pid)
                 break
             wait = min(remaining, 0.05 if pidfd is None else remaining)
@@ -308,6 +339,7 @@ def _watch(pid: int, read_fd: int, timeout: float) -> tuple[list[dict], int, boo
                     open_fds.remove(read_fd)
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
+                reaped = True
                 break
             if pidfd is None and read_fd not in open_fds:
                 time.sleep(0.01)
@@ -322,8 +354,10 @@ def _watch(pid: int, read_fd: int, timeout: float) -> tuple[list[dict], int, boo
                     break
                 buffer += chunk
             events += [json.loads(line) for line in buffer.split(b"\n") if line.strip()]
-        if timed_out:
+        if not reaped:
             _, status = os.waitpid(pid, 0)
+        if timed_out:
+            _kill_group(pid)  # whatever the run started is stopped too
     finally:
         os.close(read_fd)
         if pidfd is not None:
@@ -395,6 +429,16 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
     from papermill.parameterize import parameterize_notebook
     from papermill.translators import translate_parameters
 
+    if "matplotlib" in sys.modules:
+        # rc settings changed in the process that forked us (e.g. a test session) must not reach the run.
+        import matplotlib
+
+        matplotlib.rcParams.update({k: v for k, v in matplotlib.rcParamsOrig.items() if k != "backend"})
+
+    def time_is_up(signum, frame):
+        raise RunTimedOut(f"timed out after {run.timeout:g} s")
+
+    signal.signal(signal.SIGUSR1, time_is_up)
     logical = dict(run.parameters)
     executed_params = dict(logical, output_dir=str(staging))
     notebook_path = Path(run.notebook)
@@ -412,6 +456,8 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
         nb = parameterize_notebook(nb, executed_params, kernel_name=options.kernel_name, language="python")
         error, cells_seconds = _execute_in_shell(nb, lambda ev: _send(event_fd, ev))
     total = time.perf_counter() - start
+    # From here on a late timeout waits for the notebook and HTML (the parent kills after a grace).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     print(f"timing: executed in {total:.3f}s ({cells_seconds:.3f}s inside cells)", flush=True)
 
     # Show the logical parameters and the final output folder, not the staging path.
@@ -434,9 +480,9 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
 
     import nbformat
 
-    tmp = out_ipynb.with_suffix(".ipynb.tmp")
-    nbformat.write(nb, tmp)
-    tmp.replace(out_ipynb)
+    from analysis.atomic import write_atomic
+
+    write_atomic(out_ipynb, nbformat.writes(nb))
     try:
         from analysis.pipeline.render import render_run_html
 
@@ -455,6 +501,38 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
     sys.stdout.flush()
     sys.stderr.flush()
     return 0
+
+
+def _write_error_fields(exc: BaseException | None) -> dict:
+    """``errno`` and ``path`` of an error that means "this folder cannot take a file", else {}."""
+    from analysis.atomic import as_write_error
+
+    found = as_write_error(exc) if exc is not None else None
+    return {"errno": found.errno_name, "path": found.path} if found is not None else {}
+
+
+def _write_unexecuted(run: RunSpec, staging: Path, options: ExecOptions, error: dict) -> None:
+    """For a run killed before it wrote anything: its notebook with the parameters injected and
+    a first cell saying where it stopped, so that ``outputs/_failed/<run>/`` holds a notebook."""
+    try:
+        import nbformat
+        from papermill.parameterize import parameterize_notebook
+
+        from analysis.atomic import write_atomic
+
+        nb = nbformat.read(run.notebook, as_version=4)
+        for cell in nb.cells:
+            cell.setdefault("metadata", {}).setdefault("tags", [])
+        nb = parameterize_notebook(nb, dict(run.parameters), kernel_name=options.kernel_name, language="python")
+        cell = error.get("cell_index")
+        where = f" while cell {cell} was running" if cell is not None else ""
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+            f"**This run was stopped: {error['message']}{where}.** It was killed before it could save "
+            "its outputs; the cells below are the notebook as it was run, without outputs."))
+        name = Path(run.notebook).stem if run.chapter is None else run.chapter
+        write_atomic(staging / f"{name}.ipynb", nbformat.writes(nb))
+    except Exception:  # noqa: BLE001 - the run already failed; its record says why
+        traceback.print_exc()
 
 
 def _replace_in_outputs(nb, old: str, new: str) -> None:
@@ -677,8 +755,12 @@ def _execute_in_shell(nb, send) -> tuple[dict | None, float]:
             exc = result.error_in_exec or result.error_before_exec
             message = (f"{type(exc).__name__}: {exc}" if exc is not None
                        else (shell.last_error or {}).get("evalue", "error"))
+            trace = (shell.last_error or {}).get("traceback", "")
             error = {"message": message, "cell_index": index, "cell_source": cell.source[:500],
-                     "traceback": (shell.last_error or {}).get("traceback", "")[-4000:]}
+                     "traceback": trace[-4000:], **_write_error_fields(exc)}
+            # run.log is what a reviewer opens first: it holds the whole traceback too.
+            log.write(f"\nerror in cell {index}: {message}\n{trace}\n")
+            log.flush()
     meta_all.update(end_time=_now(), duration=round(cells_seconds, 3))
     import matplotlib.pyplot as plt
 

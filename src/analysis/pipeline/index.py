@@ -9,7 +9,6 @@ summary and links ``manifest.json`` and ``tables/all_estimates.csv``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import jinja2
@@ -38,9 +37,15 @@ def _cell(entry: dict, outputs_dir: Path, labels: dict, names: dict) -> dict:
         logs = outputs.get("log", [])
         log_href = logs[0] if logs and (outputs_dir / logs[0]).exists() else None
         link_text = f"failed notebook: {label or 'all countries'}"
+    elif status == "blocked":
+        text = "blocked"
+        detail = entry.get("reason", "")
     else:
         text = "not applicable"
         detail = entry.get("reason", "")
+    # Issue 11: a completed run whose inputs changed since it was built must not pass for current.
+    if status == "ok" and entry.get("stale"):
+        status, text, detail = "stale", "stale: built from older inputs (not in all_estimates.csv)", entry["stale"]
     return {"status": status, "status_text": text, "href": href, "link_text": link_text,
             "detail": detail, "log_href": log_href}
 
@@ -123,7 +128,6 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
         suppression_rule=(f"estimates from fewer than {d.suppress_below} respondents are suppressed; from fewer "
                           f"than {d.caution_below} they are flagged 'caution'. No individual records are published."),
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from analysis.atomic import write_atomic
+
+    return write_atomic(path, page)

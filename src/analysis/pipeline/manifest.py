@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -51,22 +50,23 @@ def load_manifest(path: Path) -> dict:
 
 
 def write_json_atomic(data: dict, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write ``data`` as JSON atomically (:func:`analysis.atomic.write_atomic`: no ``.tmp`` left)."""
+    from analysis.atomic import write_atomic
+
+    return write_atomic(path, json.dumps(data, indent=1, sort_keys=False, default=str) + "\n")
 
 
 def summarise(runs: dict) -> dict:
     """Counts by status and by this invocation's action."""
-    summary = {"runs": len(runs), "ok": 0, "failed": 0, "not_applicable": 0, "ran": 0, "skipped": 0, "not_run": 0}
+    summary = {"runs": len(runs), "ok": 0, "failed": 0, "blocked": 0, "not_applicable": 0, "stale": 0,
+               "ran": 0, "skipped": 0, "not_run": 0}
     for entry in runs.values():
         summary[entry.get("status", "failed")] = summary.get(entry.get("status", "failed"), 0) + 1
         action = entry.get("action")
         if action in summary:
             summary[action] += 1
+        if entry.get("stale"):
+            summary["stale"] += 1
     return summary
 
 
@@ -74,11 +74,14 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def build_all_estimates(manifest: dict, outputs_dir: Path, downstream_chapters: set[str]) -> Path:
+def build_all_estimates(manifest: dict, outputs_dir: Path, downstream_chapters: set[str],
+                        exclude: set[str] = frozenset()) -> Path:
     """Stack every successful run's result tables into ``outputs/tables/all_estimates.csv``.
 
     Rebuilt from the runs' ``tables/`` folders each time; runs of chapters that read this table
-    (``after:`` others, e.g. the synthesis) are left out, so the table does not feed on itself.
+    (``after:`` others, e.g. the synthesis) are left out, so the table does not feed on itself,
+    and so are the runs in ``exclude`` (those built from inputs that have changed since: the
+    table holds only estimates from the current inputs).
     Rows are sorted deterministically (source, country, group, indicator, breakdown, cell,
     method; ties keep run and file order), so the same tables give the same bytes. A row saved
     by several runs (identical in every column) is kept once; the count of dropped repeats is
@@ -93,7 +96,7 @@ def build_all_estimates(manifest: dict, outputs_dir: Path, downstream_chapters: 
     paths = []
     for run_id in sorted(manifest.get("runs", {})):
         entry = manifest["runs"][run_id]
-        if entry.get("status") != "ok" or entry.get("chapter") in downstream_chapters:
+        if entry.get("status") != "ok" or entry.get("chapter") in downstream_chapters or run_id in exclude:
             continue
         paths += [outputs_dir / rel for rel in sorted(entry.get("outputs", {}).get("tables", []))]
     paths = [p for p in paths if p.exists()]

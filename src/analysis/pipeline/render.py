@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+#: The Content-Security-Policy of every reviewer page. The pages are self-contained and bring no
+#: script of their own, so none may run: a payload that slipped into a label or an output stays
+#: inert. Inline styles (nbconvert's CSS, table alignment) and embedded images/fonts are allowed.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                           "font-src data:; object-src 'none'; base-uri 'none'; form-action 'none'")
 _HIDDEN_TAGS = {"parameters", "injected-parameters"}
 _EXPORTER = None
 
@@ -131,6 +136,7 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
             "code_version": code,
             "ran_at": ran_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "index_href": "../" * depth + "index.html",
+            "csp": CONTENT_SECURITY_POLICY,
         },
     }
     body, _ = _exporter().from_notebook_node(nb, resources=resources)
@@ -138,8 +144,6 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
     body = re.sub(r"<(/?)h1(\s|>)", r"<\1h2\2", body)
     body = body.replace("<!--RUN-TITLE-->", f"<h1>{html.escape(title)}</h1>", 1)
     body = embed_local_images(body, [Path(run_folder), Path(run.notebook).parent])
-    out_path = Path(out_path)
-    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(out_path)
-    return out_path
+    from analysis.atomic import write_atomic
+
+    return write_atomic(out_path, body)

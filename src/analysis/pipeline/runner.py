@@ -30,7 +30,9 @@ from pathlib import Path
 import yaml
 
 from analysis import config, hashing
+from analysis.atomic import OutputWriteError, as_write_error
 from analysis.pipeline import cache
+from analysis.pipeline import lock as folder_lock
 from analysis.pipeline import manifest as manifest_mod
 from analysis.pipeline.execute import STAGING, ExecOptions, execute_run, preload
 from analysis.pipeline.index import write_index
@@ -65,11 +67,12 @@ class Outcome:
     ran: int = 0
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.blocked else 0
 
 
 def _matches(run: RunSpec, chapters, groups, countries, run_ids=()) -> bool:
@@ -117,6 +120,8 @@ def _decide(plan: Plan, run: RunSpec, manifest: dict, keys: cache.KeyContext, fo
         decision = ("run", "new")
     elif previous.get("status") == "failed":
         decision = ("run", f"failed last time ({previous.get('failure') or 'error'})")
+    elif previous.get("status") == "blocked":
+        decision = ("run", "blocked last time")
     elif previous.get("key") != cache.run_key(components):
         decision = ("run", cache.explain_change(previous.get("key_components"), components))
     elif not _outputs_exist(previous, plan.ctx.outputs_dir):
@@ -204,29 +209,11 @@ def _execute(specs: list[RunSpec], options: ExecOptions, *, workers: int, schedu
         for spec in specs:
             on_done(spec, _safe(spec, options))
     else:
-        import concurrent.futures as cf
-        import multiprocessing
+        from analysis.pipeline.pool import run_pool
 
         if options.engine == "fork":
             preload(code_hash=options.code_hash)  # pool workers are forked from here: imports shared
-        context = multiprocessing.get_context("fork")
-        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=context)
-        try:
-            futures = {pool.submit(execute_run, spec, options): spec for spec in specs}
-            for future in cf.as_completed(futures):
-                spec = futures[future]
-                try:
-                    record = future.result()
-                except Exception as exc:  # noqa: BLE001 - a worker died: record and go on
-                    record = _infrastructure_failure(spec, options, exc)
-                on_done(spec, record)
-        except BaseException:
-            # Interrupted: stop the workers (each kills its running notebook) and do not wait.
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+        run_pool(specs, options, workers, on_done)
 
 
 def _safe(spec: RunSpec, options: ExecOptions) -> dict:
@@ -237,11 +224,9 @@ def _safe(spec: RunSpec, options: ExecOptions) -> dict:
 
 
 def _infrastructure_failure(spec: RunSpec, options: ExecOptions, exc: BaseException) -> dict:
-    return {"run_id": spec.run_id, "status": "failed", "failure": "worker",
-            "error": {"message": f"the worker running it failed: {type(exc).__name__}: {exc}",
-                      "cell_index": None, "cell_source": None},
-            "duration": 0.0, "cells_seconds": None, "outputs": {}, "engine": options.engine,
-            "started_at": manifest_mod.now(), "finished_at": manifest_mod.now()}
+    from analysis.pipeline.pool import infrastructure_failure
+
+    return infrastructure_failure(spec, options, exc)
 
 
 def _execute_dask(specs, options, scheduler, on_done) -> None:
@@ -291,14 +276,13 @@ def run_pipeline(config_path=None, *, chapters=(), groups=(), countries=(), run_
         The library source whose hash enters every run key (default ``src/analysis``).
     """
     started = time.perf_counter()
-    plan, manifest, keys = plan_runs(config_path, chapters=chapters, groups=groups, countries=countries,
-                                     run_ids=run_ids,
-                                     force=force, processed_dir=processed_dir, outputs_dir=outputs_dir,
-                                     project_root=project_root, groups_file=groups_file, timeout=timeout,
-                                     code_dir=code_dir)
-    ctx = plan.ctx
-    outcome = Outcome(manifest=manifest, plan=plan)
+    plan_args = {"chapters": chapters, "groups": groups, "countries": countries, "run_ids": run_ids,
+                 "force": force, "processed_dir": processed_dir, "outputs_dir": outputs_dir,
+                 "project_root": project_root, "groups_file": groups_file, "timeout": timeout,
+                 "code_dir": code_dir}
     if dry_run:
+        plan, manifest, keys = plan_runs(config_path, **plan_args)
+        outcome = Outcome(manifest=manifest, plan=plan)
         for run in plan.selected:
             decision, reason = plan.decisions[run.run_id]
             word = {"run": "would run", "skip": "skip", "n/a": "not applicable", "later": "decided later"}[decision]
@@ -309,13 +293,25 @@ def run_pipeline(config_path=None, *, chapters=(), groups=(), countries=(), run_
         echo("dry run: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + "; nothing executed")
         return outcome
 
-    outputs = ctx.outputs_dir
-    outputs.mkdir(parents=True, exist_ok=True)
-    lock = _lock_outputs(outputs)
+    # Where this invocation reads and writes (the report file says, unless overridden); both are
+    # locked before any input is hashed, so that an ingest cannot change the data in between.
+    where = load_report(config_path, project_root=project_root, groups_file=groups_file,
+                        processed_dir=processed_dir, outputs_dir=outputs_dir)
+    outputs = where.outputs_dir
     try:
+        outputs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise (as_write_error(exc, outputs) or exc) from None
+    lock = _lock_outputs(outputs)
+    data_lock = None
+    try:
+        data_lock = folder_lock.acquire(where.processed_dir, exclusive=False, holder="python -m analysis run")
+        plan, manifest, keys = plan_runs(config_path, **plan_args)
+        outcome = Outcome(manifest=manifest, plan=plan)
         return _run_locked(plan, manifest, keys, outcome, started, force=force, workers=workers,
                            scheduler=scheduler, engine=engine, progress=progress, echo=echo)
     finally:
+        folder_lock.release(data_lock)
         lock.close()
 
 
@@ -401,14 +397,83 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
             outcome.failed.append(run.run_id)
         progress_bar.update(run, record)
         save()
+        stop = _unwritable(record, outputs)
+        if stop is not None:
+            raise stop  # every further run would fail the same way: stop, keep what finished
+
+    def stale_runs(run_ids) -> dict[str, str]:
+        """Completed runs whose input files changed since they were built: run id -> why."""
+        out = {}
+        for run_id in run_ids:
+            entry = manifest["runs"].get(run_id) or {}
+            if entry.get("status") == "ok" and run_id in runs_by_id:
+                reason = _inputs_changed(entry, runs_by_id[run_id], keys, ctx.project_root)
+                if reason:
+                    out[run_id] = reason
+        return out
+
+    def blockers(run: RunSpec) -> list[str]:
+        """Runs of the chapters ``run`` comes after that give it no current estimates."""
+        after = set(ctx.report.chapters[run.chapter].after)
+        stale = stale_runs(r.run_id for r in plan.runs if r.chapter in after)
+        out = []
+        for other in plan.runs:
+            if other.chapter not in after or other.status == "not_applicable":
+                continue
+            entry = manifest["runs"].get(other.run_id)
+            if entry is None or entry.get("status") == "not_applicable" and other.status != "not_applicable":
+                out.append(f"{other.run_id} (not run yet)")
+            elif entry.get("status") in ("failed", "blocked"):
+                out.append(f"{other.run_id} ({entry['status']})")
+            elif other.run_id in stale:
+                out.append(f"{other.run_id} (stale: {stale[other.run_id]})")
+        return out
+
+    def block(run: RunSpec, by: list[str]) -> None:
+        reason = "blocked by " + ", ".join(by[:3]) + (f" and {len(by) - 3} more" if len(by) > 3 else "")
+        # Outputs of an earlier success were built from other estimates: they must not pass for current.
+        shutil.rmtree(run.output_dir, ignore_errors=True)
+        manifest["runs"][run.run_id] = base_entry(run) | {
+            "status": "blocked", "failure": "blocked", "blocked_by": [b.split(" ")[0] for b in by],
+            "reason": reason, "error": {"message": reason, "cell_index": None, "cell_source": None},
+            "action": "blocked", "outputs": {}, "finished_at": manifest_mod.now()}
+        outcome.blocked.append(run.run_id)
+
+    def rebuild_all_estimates() -> None:
+        current = stale_runs(r.run_id for r in plan.runs if r.chapter not in downstream)
+        manifest_mod.build_all_estimates(manifest, outputs, downstream, exclude=set(current))
+
+    def finish() -> BaseException | None:
+        """Rebuild all_estimates.csv, mark stale runs, save the manifest, write the index."""
+        first = None
+
+        def mark_stale():
+            stale = stale_runs(list(manifest["runs"]))
+            for run_id, entry in manifest["runs"].items():
+                if stale.get(run_id):
+                    entry["stale"] = stale[run_id]
+                else:
+                    entry.pop("stale", None)
+
+        for step in (rebuild_all_estimates, mark_stale, save, lambda: write_index(manifest, ctx)):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - keep the first; later steps still try
+                first = first or exc
+        return first
 
     try:
         for stage in sorted({r.stage for r in plan.selected}):
             stage_runs = [r for r in plan.selected if r.stage == stage]
             if stage > 0:
-                manifest_mod.build_all_estimates(manifest, outputs, downstream)
+                rebuild_all_estimates()
                 for run in stage_runs:
-                    if run.status != "not_applicable":
+                    if run.status == "not_applicable":
+                        continue
+                    by = blockers(run)
+                    if by:
+                        plan.decisions[run.run_id] = ("blocked", "blocked by " + ", ".join(by))
+                    else:
                         _decide(plan, run, manifest, keys, force)
             todo = []
             for run in stage_runs:
@@ -419,22 +484,63 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
                 elif decision == "skip":
                     manifest["runs"][run.run_id]["action"] = "skipped"
                     outcome.skipped += 1
+                elif decision == "blocked":
+                    block(run, blockers(run))
                 else:
                     todo.append(run)
             if stage > 0:
-                progress_bar.total -= sum(1 for r in stage_runs if plan.decisions[r.run_id][0] == "skip")
+                progress_bar.total -= sum(1 for r in stage_runs if plan.decisions[r.run_id][0] in ("skip", "blocked"))
             _execute(todo, options, workers=workers, scheduler=scheduler, on_done=on_done)
-    finally:
+    except BaseException:
+        # Interrupted or stopped: record what finished; a second error must not hide the first.
         progress_bar.close()
-        manifest_mod.build_all_estimates(manifest, outputs, downstream)
-        save()
-        write_index(manifest, ctx)
+        finish()
+        raise
+    progress_bar.close()
+    problem = finish()
+    if problem is not None:
+        raise problem
     outcome.seconds = time.perf_counter() - started
     summary = manifest["summary"]
     echo(f"{outcome.ran} ran, {outcome.skipped} skipped as unchanged, {len(outcome.failed)} failed, "
-         f"{summary['not_applicable']} not applicable ({outcome.seconds:.1f} s); index: {outputs / 'index.html'}")
+         f"{len(outcome.blocked)} blocked, {summary['not_applicable']} not applicable ({outcome.seconds:.1f} s); "
+         f"index: {outputs / 'index.html'}")
     for run_id in outcome.failed:
         error = manifest["runs"][run_id].get("error") or {}
         cell = error.get("cell_index")
         echo(f"FAILED {run_id}: {error.get('message')}" + (f" (cell {cell})" if cell is not None else ""))
+    for run_id in outcome.blocked:
+        echo(f"BLOCKED {run_id}: {manifest['runs'][run_id]['reason']}")
+    stale = sorted(k for k, v in manifest["runs"].items() if v.get("stale"))
+    if stale:
+        echo(f"STALE {len(stale)} completed runs were built from inputs that have changed since "
+             f"(not in all_estimates.csv; re-run them): {', '.join(stale[:5])}" + (" …" if len(stale) > 5 else ""))
     return outcome
+
+
+def _inputs_changed(entry: dict, run: RunSpec, keys: cache.KeyContext, root: Path) -> str | None:
+    """Why a completed run's recorded input hashes no longer match the files (None if they do)."""
+    recorded = entry.get("inputs") or {}
+    current = {cache._relative(p, root): keys.hasher(p) for p in run.inputs}
+    changed = sorted(p for p in set(recorded) | set(current) if recorded.get(p) != current.get(p))
+    if not changed:
+        return None
+    return "built from older inputs; changed since: " + ", ".join(changed)
+
+
+#: errno names in a run's record that stop the whole invocation (the outputs folder cannot take
+#: files): for the notebook's own writes only a full disk or quota; for the pipeline's, any.
+_STOP_IN_NOTEBOOK = {"ENOSPC", "EDQUOT"}
+_STOP_IN_PIPELINE = {"ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS"}
+
+
+def _unwritable(record: dict, outputs: Path) -> OutputWriteError | None:
+    error = record.get("error") or {}
+    name = error.get("errno")
+    stops = _STOP_IN_PIPELINE if record.get("failure") in ("worker", "internal") else _STOP_IN_NOTEBOOK
+    if record.get("status") == "ok" or name not in stops:
+        return None
+    import errno as errno_mod
+
+    code = getattr(errno_mod, name)
+    return OutputWriteError(error.get("path") or outputs, OSError(code, os.strerror(code)))

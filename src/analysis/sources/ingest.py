@@ -206,7 +206,6 @@ def main(args: argparse.Namespace) -> int:
     wanted = list(args.sources) or list(cards)
     # coding sources join the processed survey they code: ingest them after every other source
     wanted.sort(key=lambda s: s in cards and coding.is_coding_card(cards[s]))
-    failed = 0
     try:
         indicators = schema.load_indicators() if config.INDICATORS_FILE.exists() else None
         age_bands = schema.load_age_bands()
@@ -218,6 +217,21 @@ def main(args: argparse.Namespace) -> int:
     if not wanted:
         print(f"no source cards in {config.SOURCES_DIR}", file=sys.stderr)
         return 1
+    # Issue 11 (pipeline): one lock with `python -m analysis run` on the processed folder, so that
+    # no run hashes or reads these files while they are rewritten (analysis.pipeline.lock).
+    from analysis.pipeline.lock import FolderBusy
+    from analysis.pipeline.lock import hold as hold_folder
+
+    try:
+        with hold_folder(processed_dir, exclusive=True, holder="python -m analysis ingest"):
+            return _ingest_all(args, wanted, cards, raw_root, processed_dir, indicators, age_bands, income_groups)
+    except FolderBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _ingest_all(args, wanted, cards, raw_root, processed_dir, indicators, age_bands, income_groups) -> int:
+    failed = 0
     for source in wanted:
         if source not in cards:
             print(f"{source}: failed (no source card params/sources/{source}.yml; cards: {', '.join(cards) or 'none'})")
