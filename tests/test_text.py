@@ -177,11 +177,16 @@ _WORD = re.compile(r"[A-Za-z]{2,}")
 _IDENTIFIER = re.compile(r"^[a-z0-9_./:=|× -]*$")
 
 
+#: Markup: tag names and attributes are not text a reader reads.
+_TAG = re.compile(r"<[^>]*>")
+
+
 def _literal_text(node) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
+        return _TAG.sub(" ", node.value)
     if isinstance(node, ast.JoinedStr):
-        return "".join(v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+        return _TAG.sub(" ", "".join(v.value for v in node.values
+                                     if isinstance(v, ast.Constant) and isinstance(v.value, str)))
     return None
 
 
