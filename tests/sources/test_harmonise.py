@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from analysis import schema
 from analysis.sources import load_processed
 from analysis.sources.card import SourceCard
-from analysis.sources.harmonise import HarmoniseError, harmonise
+from analysis.sources.harmonise import NOT_SHOWN, HarmoniseError, harmonise
 from analysis.sources.readers import RawTable
 
 from .conftest import BASE_CSV, SALT, base_card
@@ -56,10 +56,12 @@ def test_no_personal_value_or_raw_id_survives(project):
 
 def test_unknown_codes_are_counted_and_set_missing(project):
     csv = BASE_CSV.replace("r2,Brian Kamau,Homme", "r2,Brian Kamau,X").replace(",no,\n", ",maybe,\n")
-    code, log = _ingest(project, csv=csv)
+    code, log = _ingest(project, base_card(unknown_codes="allow"), csv=csv)
     assert code == 0
-    assert log["unknown_codes"]["sex"] == {"X": 1}  # the raw code, as the user wrote it
-    assert log["unknown_codes"]["food_insecurity"] == {"maybe": 1}
+    assert log["unknown_codes"]["sex"] == {"X": 1}  # a code-like raw value, as the user wrote it
+    # a word may be personal data (a name typed into the wrong column): counted, never shown
+    assert log["unknown_codes"]["food_insecurity"] == {NOT_SHOWN: 1}
+    assert log["unknown_code_rows"] == {"sex": "line 3", "food_insecurity": "line 3"}
     frame = load_processed("mini", project.processed)
     assert pd.isna(frame["sex"].iloc[1]) and pd.isna(frame["food_insecurity"].iloc[1])
     assert log["rows_kept"] == 5  # an unknown code never drops a row
@@ -69,7 +71,8 @@ def test_bad_weights_and_missing_psu_exclude_rows_with_reasons(project):
     csv = (BASE_CSV.replace("r2,Brian Kamau,Homme,41,Nairobi,2.0", "r2,Brian Kamau,Homme,41,Nairobi,0")
            .replace("r4,David Mwangi,2,35,Coast,3.0,s2,c4", "r4,David Mwangi,2,35,Coast,,s2,c4")
            .replace("r1,Amina Otieno,Femme,23,Nairobi,1.5,s1,c1", "r1,Amina Otieno,Femme,23,Nairobi,1.5,s1,"))
-    card = base_card(design={"type": "probability", "weight": "wt", "strata": "stratum", "psu": "cluster", "single_psu": "adjust"})
+    card = base_card(design={"type": "probability", "weight": "wt", "strata": "stratum", "psu": "cluster", "single_psu": "adjust"},
+                     min_kept_share=0.4)
     code, log = _ingest(project, card, csv)
     assert code == 0
     assert log["rows_excluded"] == {
@@ -140,7 +143,7 @@ def test_wg_ss_derivation_and_single_question():
 def test_wg_codes_outside_one_to_four_are_unknown():
     columns = {d: f"wg{i}" for i, d in enumerate(schema.WG_DOMAINS)}
     wg = {f"wg{i}": ["1", "7"] for i in range(6)}
-    out = harmonise(_card(columns=columns, derive={"disability": "wg_ss"}), _raw(_frame(2, **wg)), salt=SALT)
+    out = harmonise(_card(columns=columns, derive={"disability": "wg_ss"}, unknown_codes="allow"), _raw(_frame(2, **wg)), salt=SALT)
     assert out.accounting.unknown_codes["wg_seeing"] == {"7": 1}
     assert out.frame["disability"].tolist() == ["no", pd.NA]
 
@@ -211,14 +214,15 @@ def test_rows_in_equal_rows_out_plus_excluded(weights, sexes):
 
 
 def test_income_categories_outside_the_catalogue_are_unknown():
-    card = _card(columns={"income_group": "inc", "admin1": "region"}, recodes={"income_group": {"1": "lowest", "2": "low"}})
+    card = _card(columns={"income_group": "inc", "admin1": "region"}, recodes={"income_group": {"1": "lowest", "2": "low"}},
+                 unknown_codes="allow")
     out = harmonise(card, _raw(_frame(3, inc=["1", "2", "Q5"])), salt=SALT, income_groups=("lowest", "low", "middle"))
     assert out.frame["income_group"].tolist() == ["lowest", "low", pd.NA]
     assert out.accounting.unknown_codes["income_group"] == {"Q5": 1}
 
 
 def test_implausible_ages_are_unknown_codes():
-    out = harmonise(_card(), _raw(_frame(3, q_age=["30", "230", "-4"])), salt=SALT)
+    out = harmonise(_card(unknown_codes="allow"), _raw(_frame(3, q_age=["30", "230", "-4"])), salt=SALT)
     assert out.frame["age"].tolist()[0] == 30.0 and out.frame["age"].isna().tolist() == [False, True, True]
     assert out.accounting.unknown_codes["age"] == {"230": 1, "-4": 1}
     assert out.frame["age_group"].tolist() == ["25-34", pd.NA, pd.NA]
@@ -233,10 +237,13 @@ def test_a_mapped_disability_question_defaults_to_single_question():
 def test_unknown_codes_in_the_log_are_capped_and_cut():
     from collections import Counter
 
-    from analysis.sources.harmonise import MAX_NAMED_CODES, OTHER_CODES, Accounting
+    from analysis.sources.harmonise import MAX_NAMED_CODES, NOT_SHOWN, OTHER_CODES, Accounting
 
     acc = Accounting()
-    acc.unknown("sex", Counter({f"code{i}": 1 for i in range(30)} | {"x" * 100: 5}))
+    acc.unknown("sex", Counter({str(i): 1 for i in range(30)} | {"x" * 100: 5, "Amina Otieno": 2}), "line 9")
     slot = acc.unknown_codes["sex"]
-    assert len(slot) == MAX_NAMED_CODES + 1 and slot["x" * 40] == 5
-    assert sum(slot.values()) == 35 and slot[OTHER_CODES] == 35 - 5 - (MAX_NAMED_CODES - 1)
+    # 20 code-like values by name, the rest together; text that is not code-like is never shown
+    assert len(slot) == MAX_NAMED_CODES + 2 and slot[NOT_SHOWN] == 7
+    assert sum(slot.values()) == 37 and slot[OTHER_CODES] == 30 - MAX_NAMED_CODES
+    assert not any("x" * 4 in key or "Amina" in key for key in slot)
+    assert acc.unknown_code_rows == {"sex": "line 9"}

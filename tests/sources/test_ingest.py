@@ -11,7 +11,7 @@ import pytest
 
 from analysis.sources import METADATA_KEY, ProcessedNotFound, load_processed
 
-from .conftest import BASE_CSV, base_card
+from .conftest import BASE_CSV, SALT, base_card
 
 
 def _two_sources(project):
@@ -74,7 +74,7 @@ def test_command_line_prints_no_traceback(project):
     result = subprocess.run(
         [sys.executable, "-c", code, "--raw-root", str(project.raw), "--processed", str(project.processed),
          "--sources-dir", str(project.cards)],
-        check=False, capture_output=True, text=True, env={"ANALYSIS_ID_SALT": "x", "PATH": ""}, timeout=120,
+        check=False, capture_output=True, text=True, env={"ANALYSIS_ID_SALT": SALT, "PATH": ""}, timeout=120,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr

@@ -130,7 +130,7 @@ def test_kobo_export_with_form_select_one_and_select_multiple(project):
 
 def test_kobo_choices_lacking_a_code_is_named(project):
     write_kobo(project, [["k1", "f", "19", "food"], ["k2", "x", "30", "cash"]])
-    with pytest.raises(ReadError, match=r"column 'q_sex' has code 'x' \(row 3\) that choice list 'sexes' in form.xlsx lacks"):
+    with pytest.raises(ReadError, match=r"column 'q_sex' has code 'x' \(row 3; 1 row\) that choice list 'sexes' in form.xlsx lacks"):
         read_source(SourceCard(**kobo_card()), project.raw)
 
 
