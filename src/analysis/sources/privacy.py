@@ -332,7 +332,7 @@ def personal_data_kind(text: str, personal: PersonalValues | None = None, codes:
             return "GPS coordinates"
         if _phone_hit(text, codes):
             return "a phone number"
-        if not codes and NATIONAL_ID.search(DATES_AND_TIMES.sub(" ", text)):
+        if (not codes or " " in text.strip()) and NATIONAL_ID.search(DATES_AND_TIMES.sub(" ", text)):
             return "a national-id-like number"
     if personal and personal.found_in(text):
         return "a value of a personal column"
@@ -357,6 +357,15 @@ def first_personal_value(series: pd.Series, personal: PersonalValues | None = No
         kind = personal_data_kind(str(values[int(i)]), None, codes)
         if kind:
             hits[int(i)] = kind
+    if codes:
+        # a column of codes (strata, PSUs) may hold long numbers (enumeration areas) or
+        # letter+digit codes: a value of such a shape is a hit only where it is the odd one out
+        for pattern, kind in ((r"^\+?\d{9,15}$", "a phone number"),
+                              (r"^(?:\d{8}|[A-Za-z]{1,2}\d{6,9}[A-Za-z]?)$", "a national-id-like number")):
+            shaped = np.asarray(pc.match_substring_regex(pc.utf8_trim_whitespace(values), pattern=pattern).fill_null(False))
+            if shaped.any() and shaped.mean() < 0.5:
+                for i in np.flatnonzero(shaped):
+                    hits.setdefault(int(i), kind)
     if personal:
         for i in np.flatnonzero(personal.hits(values)):
             hits.setdefault(int(i), "a value of a personal column")
