@@ -280,16 +280,15 @@ def number_hint(series: pd.Series, card: SourceCard) -> str:
         return ""
     opts = card.reader_options
     if opts.thousands is None and bad.str.match(_THOUSANDS_COMMA).mean() > 0.5 and opts.decimal == ".":
-        return '; the numbers are written with thousands separators (1,037.25): set reader_options.thousands: ","'
+        return '; the numbers are written with thousands separators (like 1,234.5): set reader_options.thousands: ","'
     if opts.decimal == "." and bad.str.match(_THOUSANDS_DOT).mean() > 0.5 and bad.str.contains(",").any():
-        return '; the numbers are written 1.037,25: set reader_options.decimal: "," and reader_options.thousands: "."'
+        return '; the numbers are written like 1.234,5: set reader_options.decimal: "," and reader_options.thousands: "."'
     if opts.decimal == "." and bad.str.match(_DECIMAL_COMMA).mean() > 0.5:
-        return '; the numbers are written with a decimal comma (1,5): set reader_options.decimal: ","'
-    if bad.nunique() <= 3 and len(bad) == len(text):
-        codes = [quotable_code(v) for v in bad.unique()]
-        shown = ", ".join(c for c in codes if c) or "text"
-        return f"; every value is text that is not a number ({shown}): list it under missing_codes or fix the column"
-    return "; the values are not numbers: check the column and missing_codes"
+        return '; the numbers are written with a decimal comma (like 12,5): set reader_options.decimal: ","'
+    if len(bad) == len(text):
+        return ("; no value of the column is a number: check that design.weight names the weight column "
+                "(missing_codes do not apply to weights)")
+    return "; some values are not numbers: check the column"
 
 
 def _first_row_of(positions: np.ndarray, indices: list[int], row_label) -> str | None:
@@ -711,7 +710,7 @@ def _check_unknown_share(card: SourceCard, raw: RawTable, acc: Accounting) -> No
             first = acc.unknown_code_rows.get(column)
             where = f", first in {first}" if first else ""
             named = [k for k in codes if k not in (OTHER_CODES, NOT_SHOWN)][:5]
-            shown = f" ({', '.join(named)})" if named else ""
+            shown = f" ({', '.join(repr(k) for k in named)})" if named else ""
             raise HarmoniseError(
                 f"{_where(card, raw)}: column '{column}': {n} of {answered} values ({n / answered:.0%}) are unknown "
                 f"codes{shown}{where}, above max_unknown_share {card.max_unknown_share:.0%}; add them to recodes "
