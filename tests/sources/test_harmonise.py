@@ -266,12 +266,12 @@ def test_filter_counts_the_rows_it_removes_and_messages_keep_the_file_lines(proj
 
 
 def test_filter_comparisons_on_missing_values_are_false():
-    from analysis.sources.row_filter import evaluate_filter, parse_filter
     from analysis.sources.readers import codes_as_text
+    from analysis.sources.row_filter import evaluate_filter, parse_filter
 
     frame = pd.DataFrame({"a": ["1", None, "2", "x"], "b": ["1,5", "2", None, "3"]})
-    number = lambda s: pd.to_numeric(s.str.replace(",", "."), errors="coerce")  # noqa: E731
-    run = lambda text: evaluate_filter(parse_filter(text), frame, codes_as_text, number).tolist()  # noqa: E731
+    number = lambda s: pd.to_numeric(s.str.replace(",", "."), errors="coerce")
+    run = lambda text: evaluate_filter(parse_filter(text), frame, codes_as_text, number).tolist()
     assert run("a == 1") == [True, False, False, False]
     assert run("a != 1") == [False, False, True, True]  # a missing value passes no comparison
     assert run("a in [1, 'x']") == [True, False, False, True]
