@@ -451,10 +451,9 @@ def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Acco
         if "admin1" not in out.columns:
             raise HarmoniseError(f"{card.path_label}: derive.admin1_code natural_earth needs columns.admin1 (or derive.admin1)")
         codes, names, ambiguous, _ = _admin1_index()
-        wanted = pd.Series(
-            [None if pd.isna(a) else f"{c}|{str(a).lower()}" for c, a in zip(out["country"], out["admin1"])],
-            index=out.index, dtype="object",
-        )
+        admin1 = out["admin1"].astype("string")
+        wanted = (out["country"].astype("string") + "|" + admin1.str.lower()).astype(object)
+        wanted = wanted.where(admin1.notna(), None)
         present = sorted({k for k in wanted if k is not None})
         bad_ambiguous = [k for k in present if k in ambiguous]
         if bad_ambiguous:
@@ -477,9 +476,9 @@ def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Acco
                 f"{_where(card, raw)}: admin1 in {raw.row_label(position)} is not a Natural Earth admin-1 name "
                 f"for {country}{hint}; recode it to the Natural Earth name (see {ADMIN1_LOOKUP_FILE.name})"
             )
-        out["admin1_code"] = pd.Series([codes.get(k) for k in wanted], index=out.index, dtype="string")
+        out["admin1_code"] = wanted.map(codes).astype("string")
         # the canonical Natural Earth spelling of the name
-        out["admin1"] = pd.Series([names.get(k) for k in wanted], index=out.index, dtype="string")
+        out["admin1"] = wanted.map(names).astype("string")
 
 
 def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd.Series:
@@ -501,10 +500,13 @@ def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd
     def matches(col: str, values: set) -> tuple[pd.Series, pd.Series]:
         """(answered, matches): the raw code, its value label or its lower case is in ``values``."""
         codes = codes_of(col)
-        labels = codes.map(raw.value_labels.get(col, {}))
+        labels = raw.value_labels.get(col, {})
         lowered = {str(v).lower() for v in values}
-        hit = codes.isin(values) | labels.isin(values) | codes.str.lower().isin(lowered)
-        return codes.notna(), hit.astype(bool)
+        # decided once per distinct code, then broadcast
+        positions, uniques = pd.factorize(codes, use_na_sentinel=True)
+        decided = [u in values or labels.get(u) in values or str(u).lower() in lowered for u in uniques]
+        hit = np.array(decided + [False], dtype=bool)[positions]
+        return codes.notna(), pd.Series(hit, index=codes.index)
 
     if spec.score is not None:
         items = pd.DataFrame({c: to_numbers(_apply_missing_codes(frame[c], card, ind, acc), card) for c in spec.columns})

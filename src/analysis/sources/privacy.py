@@ -180,11 +180,14 @@ def hash_ids(ids: pd.Series, source: str, salt: str) -> pd.Series:
 
     Returns the first 20 hex digits (80 bits): ample to keep 10^6 respondents collision-free.
     """
-    def one(value) -> str:
-        text = f"{salt}|{source}|{value}"
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+    prefix = hashlib.sha256(f"{salt}|{source}|".encode())
 
-    return ids.map(one).astype("string")
+    def one(value) -> str:
+        digest = prefix.copy()  # sha256(salt|source|value), without re-hashing the prefix
+        digest.update(str(value).encode("utf-8"))
+        return digest.hexdigest()[:20]
+
+    return pd.Series([one(v) for v in ids.tolist()], index=ids.index, dtype="string")
 
 
 NANP = re.compile(r"^\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}$")

@@ -170,9 +170,16 @@ def code_text(value) -> str | None:
 
 
 def codes_as_text(series: pd.Series) -> pd.Series:
-    """:func:`code_text` of every value (object Series, None for NA), computed once per distinct value."""
+    """:func:`code_text` of every value (object Series, None for NA), computed once per distinct value.
+
+    Text columns (what the text readers return) take a vectorised path: a strip in Arrow.
+    """
+    if pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
+        stripped = series.str.strip()
+        values = stripped.to_numpy(dtype=object, na_value=None)
+        return pd.Series(values, index=series.index, dtype="object")
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    texts = np.array([code_text(u) for u in uniques] + [None], dtype=object)
+    texts = np.array([code_text(u) for u in list(uniques)] + [None], dtype=object)
     return pd.Series(texts[codes], index=series.index, dtype="object")
 
 
