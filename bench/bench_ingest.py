@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -90,6 +89,7 @@ def make_csv(path: Path, rows: int, seed: int = 2021, chunk: int = 250_000) -> N
                 "cluster": pd.Series(stratum * 100 + rng.integers(0, 40, n)).map("c{}".format),
                 "fi": np.array(["yes", "no"])[rng.integers(0, 2, n)],
                 "comment": np.where(rng.random(n) < 0.3, np.array(PHRASES)[rng.integers(0, len(PHRASES), n)], ""),
+                "interview_date": pd.Series(rng.integers(0, 90, n)).map(lambda d: f"2021-03-{1 + d % 28:02d}"),
                 **{f"q{i}": rng.integers(1, 6, n) for i in range(1, 11)},
             })
             frame.to_csv(handle, index=False, header=start == 0)

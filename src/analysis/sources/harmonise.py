@@ -202,7 +202,7 @@ def _header_hint(card: SourceCard, raw: RawTable, missing: list[str]) -> str:
 
 def check_columns(card: SourceCard, raw: RawTable) -> None:
     """Every raw column the card maps must exist; the error lists what exists and hints a header row."""
-    available = list(map(str, raw.frame.columns))
+    available = list(map(str, raw.notes.get("header") or raw.frame.columns))
     missing: list[tuple[str, str]] = []
     for what, column in _mapped_raw_columns(card):
         if column not in available and column not in {c for _, c in missing}:
@@ -246,7 +246,10 @@ def to_numbers(series: pd.Series, card: SourceCard) -> pd.Series:
     """
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return series.astype("float64")
-    text = pd.Series(codes_as_text(series), index=series.index, dtype="string")
+    if pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
+        text = series.str.strip()  # stays in Arrow: no Python object per cell
+    else:
+        text = pd.Series(codes_as_text(series), index=series.index, dtype="string")
     opts = card.reader_options
     if opts.thousands:
         text = text.str.replace(opts.thousands, "", regex=False)
@@ -590,7 +593,8 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
     for key in ("strata", "psu"):
         col = getattr(design, key)
         if col:
-            values = codes_as_text(frame[col])
+            values = frame[col]
+            values = values.str.strip() if pd.api.types.is_string_dtype(values.dtype) else codes_as_text(values)
             gone = values.isna() & keep
             acc.exclude(f"{key} missing ({col})", int(gone.sum()))
             keep &= ~gone
@@ -792,7 +796,7 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     raw = RawTable(frame, raw.path, raw.value_labels, raw.notes, raw.description, raw.first_row, raw.row_unit,
                    raw.row_numbers, raw.user_missing)
     used = {c for _, c in _mapped_raw_columns(card)}
-    acc.unmapped_columns_left_behind = int(sum(c not in used for c in frame.columns))
+    acc.unmapped_columns_left_behind = int(sum(c not in used for c in raw.notes.get("header") or frame.columns))
     _count_user_missing(card, raw, acc)
 
     out = pd.DataFrame(index=frame.index)

@@ -301,6 +301,39 @@ def _record_lines(path: Path, encoding: str, delimiter: str, header_row: int) ->
     return np.asarray(starts, dtype=np.int64), widths
 
 
+def _check_widths(path: Path, encoding: str, delimiter: str, header_row: int) -> None:
+    """Raise ``pandas.errors.ParserError`` when a row has more fields than the header.
+
+    A streaming pass of Arrow's (C++, multi-threaded) CSV parser over one column: constant
+    memory. Arrow also refuses rows with fewer fields, which pandas accepts (as missing values);
+    then the slower csv-module pass decides.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(skip_rows=header_row, encoding=encoding, block_size=1 << 22),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(include_columns=[], strings_can_be_null=False),
+        )
+        for _ in reader:
+            pass
+    except pa.ArrowInvalid as exc:
+        match = re.search(r"Expected (\d+) columns, got (\d+)", str(exc))
+        if match and int(match.group(2)) > int(match.group(1)):
+            raise pd.errors.ParserError(str(exc).splitlines()[0]) from None
+        if match:
+            _, widths = _record_lines(path, encoding, delimiter, header_row)
+            with open(path, encoding=encoding, newline="") as handle:
+                for _ in range(header_row):
+                    handle.readline()
+                header = next(csv.reader(handle, delimiter=delimiter), [])
+            if any(w > len(header) for w in widths):
+                raise pd.errors.ParserError("a row has more fields than the header") from None
+
+
 def _count_lines(path: Path) -> int:
     lines, last = 0, b""
     with open(path, "rb") as handle:
@@ -310,12 +343,15 @@ def _count_lines(path: Path) -> int:
     return lines + (1 if last not in (b"", b"\n") else 0)
 
 
-def read_text_table(path: Path, opts, reader: str = "csv") -> tuple[pd.DataFrame, str, np.ndarray | None]:
+def read_text_table(path: Path, opts, reader: str = "csv", wanted=None) -> tuple[pd.DataFrame, str, np.ndarray | None]:
     """Parse a delimited text file as text cells: ``(frame, encoding, row line numbers or None)``.
 
     The file is checked to be text (not Parquet, zip, SPSS..., not UTF-16 without a BOM), its
     encoding validated in chunks, its delimiter sniffed from the first lines, and it is parsed
-    by pandas straight from the file (no copy of the whole text in memory).
+    by pandas straight from the file (no copy of the whole text in memory). ``wanted(name)``,
+    when given, says which columns to keep: the others are skipped by the parser (a survey
+    export has hundreds of columns a card does not use), and the full header is kept in
+    ``frame.attrs["header"]``.
     """
     sample = _sample(path)
     _check_is_text(path, sample, opts.encoding, reader)
@@ -325,7 +361,12 @@ def read_text_table(path: Path, opts, reader: str = "csv") -> tuple[pd.DataFrame
         raise ReadError(f"{path}: file has no data (only blank lines)")
     delimiter = _sniff_delimiter(head_text, opts.delimiter)
     header_row = opts.header_row
+    if encoding == "utf-16":
+        wanted = None
     try:
+        if wanted is not None:
+            # pandas ignores extra fields of columns it skips: check every row's width first
+            _check_widths(path, encoding, delimiter, header_row)
         frame = pd.read_csv(
             path,
             sep=delimiter,
@@ -335,6 +376,7 @@ def read_text_table(path: Path, opts, reader: str = "csv") -> tuple[pd.DataFrame
             na_values=[""],
             skiprows=header_row,
             skip_blank_lines=True,
+            usecols=wanted,
         )
     except pd.errors.ParserError as exc:
         where = ""
@@ -362,7 +404,10 @@ def read_text_table(path: Path, opts, reader: str = "csv") -> tuple[pd.DataFrame
     dup = sorted({h for h in seen if seen.count(h) > 1})
     if dup:
         raise ReadError(f"{path}: duplicated column names {dup[:5]} in the header; give every column a unique name")
-    _check_header(path, frame)
+    if wanted is not None:
+        frame.attrs["header"] = header_line
+    if wanted is None or frame.shape[1]:
+        _check_header(path, frame)
     row_numbers = None
     if encoding != "utf-16" and _count_lines(path) != header_row + 1 + len(frame):
         # multi-line quoted fields or blank lines: number every record by its first line
@@ -386,9 +431,33 @@ def read_csv(path: Path, card: SourceCard) -> RawTable:
     """CSV with the encoding sniffed (UTF-16 by its BOM, utf-8, cp1252, else latin-1) and the delimiter sniffed."""
     _check_file(path)
     opts = card.reader_options
-    frame, encoding, row_numbers = read_text_table(path, opts)
-    return RawTable(frame, path, notes={"encoding": encoding}, description=f"header_row: {opts.header_row}",
-                    first_row=opts.header_row + 2, row_unit="line", row_numbers=row_numbers)
+    frame, encoding, row_numbers = read_text_table(path, opts, wanted=_used_columns(card))
+    header = frame.attrs.pop("header", None)
+    return RawTable(frame, path, notes={"encoding": encoding, **({"header": header} if header else {})},
+                    description=f"header_row: {opts.header_row}", first_row=opts.header_row + 2, row_unit="line",
+                    row_numbers=row_numbers)
+
+
+def _used_columns(card: SourceCard):
+    """Which raw columns a CSV read keeps: those the card uses, its personal columns (for the
+    scan), replicate weights; None (every column) when the card keeps whole patterns open."""
+    import fnmatch
+
+    from analysis.sources.row_filter import filter_columns, parse_filter
+
+    names = {c for _, c in card.used_raw_columns()} | set(card.personal_columns)
+    if card.filter:
+        names |= set(filter_columns(parse_filter(card.filter)))
+    patterns = []
+    replicate = card.design.replicate if card.design else None
+    if replicate is not None:
+        if isinstance(replicate.columns, list):
+            names |= set(replicate.columns)
+        else:
+            patterns.append(replicate.columns)
+    if not names:
+        return None
+    return lambda column: column in names or any(fnmatch.fnmatch(column, p) for p in patterns)
 
 
 def _excel_sheet(path: Path, sheet, header_row: int) -> pd.DataFrame:
