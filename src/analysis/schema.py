@@ -407,7 +407,9 @@ def validate_harmonised(
         values = frame[col].dropna()
         if values.empty:
             continue
-        text = values.astype(str)
+        # text columns are compared as they are (no copy into Python strings)
+        is_text = pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_object_dtype(values.dtype)
+        text = values if is_text else values.astype(str)
         if col in ALLOWED_CATEGORIES:
             bad = ~text.isin(ALLOWED_CATEGORIES[col])
             if bad.any():

@@ -454,9 +454,10 @@ def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Acco
         if "admin1" not in out.columns:
             raise HarmoniseError(f"{card.path_label}: derive.admin1_code natural_earth needs columns.admin1 (or derive.admin1)")
         codes, names, ambiguous, _ = _admin1_index()
-        admin1 = out["admin1"].astype("string")
-        wanted = (out["country"].astype("string") + "|" + admin1.str.lower()).astype(object)
-        wanted = wanted.where(admin1.notna(), None)
+        # decided once per distinct (country, admin1) pair, then broadcast
+        positions, pairs = pd.MultiIndex.from_arrays([out["country"], out["admin1"]]).factorize()
+        keys = np.array([None if pd.isna(a) else f"{c}|{str(a).lower()}" for c, a in pairs] + [None], dtype=object)
+        wanted = pd.Series(keys[positions], index=out.index, dtype=object)
         present = sorted({k for k in wanted if k is not None})
         bad_ambiguous = [k for k in present if k in ambiguous]
         if bad_ambiguous:
@@ -862,7 +863,9 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     _check_unknown_share(card, raw, acc)
 
     if card.id_column:
-        ids = codes_as_text(frame[card.id_column])
+        ids = frame[card.id_column]
+        ids = ids.str.strip() if pd.api.types.is_string_dtype(ids.dtype) and not pd.api.types.is_object_dtype(ids.dtype) \
+            else codes_as_text(ids)
         if ids.isna().any():
             row = int(np.flatnonzero(ids.isna().to_numpy())[0])
             raise HarmoniseError(f"{_where(card, raw)}: column '{card.id_column}' (id_column) is empty in {raw.row_label(row)}; every respondent needs an id")
