@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import secrets
@@ -183,18 +184,21 @@ def hash_ids(ids: pd.Series, source: str, salt: str) -> pd.Series:
     with NumPy, so a million ids do not become a million Python strings twice.
     """
     prefix = hashlib.sha256(f"{salt}|{source}|".encode())
-    text = pa.array(pd.Series(ids, dtype=object).map(lambda v: None if v is None else str(v)), type=pa.large_string()) \
-        if not (pd.api.types.is_string_dtype(ids.dtype) and not pd.api.types.is_object_dtype(ids.dtype)) \
-        else pa.array(ids.astype("string[pyarrow]")).cast(pa.large_string())
+    if pd.api.types.is_string_dtype(ids.dtype) and not pd.api.types.is_object_dtype(ids.dtype):
+        text = pa.array(ids)  # already Arrow: no copy
+    else:
+        text = pa.array(pd.Series(ids, dtype=object).map(lambda v: None if v is None else str(v)), type=pa.large_string())
     text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-    text = pc.fill_null(text, "")
+    text = pc.fill_null(text.cast(pa.large_string()), "")
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset:text.offset + len(text) + 1]
     data = memoryview(text.buffers()[2] or b"")
     digests = bytearray()
-    for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
-        digest = prefix.copy()  # sha256(salt|source|value), without re-hashing the prefix
-        digest.update(data[start:end])
-        digests += digest.digest()[:10]
+    for block in range(0, len(text), 1 << 16):  # in blocks: few Python ints alive at a time
+        bounds = offsets[block:block + (1 << 16) + 1].tolist()
+        for start, end in itertools.pairwise(bounds):
+            digest = prefix.copy()  # sha256(salt|source|value), without re-hashing the prefix
+            digest.update(data[start:end])
+            digests += digest.digest()[:10]
     raw = np.frombuffer(bytes(digests), dtype=np.uint8).reshape(-1, 10)
     hexdigits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
     chars = np.empty((len(raw), 20), dtype=np.uint8)
