@@ -84,7 +84,7 @@ def raw_files(card: SourceCard, raw_root: Path) -> list[Path]:
         raise ReadError(f"{card.path_label}: no {suffix} files under {[s.path for s in card.files]}")
     # issue 11: every partition is confined to the raw root (symlinks resolved), a regular file
     # below the size limit, before it is read or hashed
-    root = Path(raw_root).resolve()
+    root = Path(raw_root).absolute()
     return [raw_file(root, os.path.relpath(Path(p).absolute(), root), card.path_label) for p in out]
 
 

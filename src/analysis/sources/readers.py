@@ -158,15 +158,21 @@ class RawTable:
                         self.row_unit, numbers[mask], self.user_missing)
 
 
+_INTEGRAL_FLOAT = re.compile(r"^([+-]?\d+)\.0+$")
+
+
 def code_text(value) -> str | None:
-    """A raw value as comparable text: ``1``, ``1.0`` and ``"1"`` all give ``"1"``; NA gives None."""
+    """A raw value as comparable text: ``1``, ``1.0``, ``"1"`` and ``"1.0"`` all give ``"1"`` (``"01"``
+    stays ``"01"``); NA gives None."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    text = str(value).strip()
+    # "1.0" in a text file is how pandas and spreadsheets write the float 1: the code 1
+    return _INTEGRAL_FLOAT.sub(r"\1", text) if "." in text else text
 
 
 def codes_as_text(series: pd.Series) -> pd.Series:
@@ -175,7 +181,7 @@ def codes_as_text(series: pd.Series) -> pd.Series:
     Text columns (what the text readers return) take a vectorised path: a strip in Arrow.
     """
     if pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
-        stripped = series.str.strip()
+        stripped = series.str.strip().str.replace(_INTEGRAL_FLOAT.pattern, r"\1", regex=True)
         values = stripped.to_numpy(dtype=object, na_value=None)
         return pd.Series(values, index=series.index, dtype="object")
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
