@@ -125,3 +125,23 @@ def test_a_card_alias_bomb_in_any_params_file_is_refused_quickly(tmp_path):
         config.read_yaml_mapping(path, ValueError, "report file")
     path.write_text(yaml.safe_dump({"a": list(range(10))}))
     assert config.read_yaml_mapping(path)["a"][-1] == 9
+
+
+def test_cards_of_other_kinds_are_confined_to_the_raw_root_too(project, tmp_path, capsys):
+    """Coded free text (kind: coding) reads its files through the same check: a symlink out of
+    the raw root is refused before it is read or hashed."""
+    from .test_coding import coding_card
+
+    outside = tmp_path / "outside.csv"
+    outside.write_text("resp,who,tag\nr1,ann,SECRET-OUTSIDE\n")
+    project.write_raw("mini.csv", BASE_CSV)
+    project.write_card(base_card(free_text_columns=[]))
+    assert project.run("mini") == 0
+    (project.raw / "voices").mkdir()
+    (project.raw / "voices" / "coding.csv").symlink_to(outside)
+    (project.raw / "voices" / "answers.csv").write_text("rid,answer,consent,name\nr1,ok,yes,A\n")
+    project.write_card(coding_card("spreadsheet", [{"path": "voices/coding.csv"}]))
+    capsys.readouterr()
+    assert project.run("mini_voices") == 1
+    line = capsys.readouterr().out.strip()
+    assert "outside the raw root" in line and "SECRET-OUTSIDE" not in line, line
