@@ -31,7 +31,7 @@ CARD = config.SOURCES_DIR / "census_demo.yml"
 
 @pytest.fixture(autouse=True)
 def _fixed_salt(monkeypatch):
-    monkeypatch.setenv("ANALYSIS_ID_SALT", "test-salt-not-secret")
+    monkeypatch.setenv("ANALYSIS_ID_SALT", "5f0c2a9e7b3d4186a1e9c0d2b7f4a3e6c8d1b2a0f9e8d7c6b5a4f3e2d1c0b9a8")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def census(tmp_path_factory):
     processed = root / "processed"
     import os
 
-    os.environ["ANALYSIS_ID_SALT"] = "test-salt-not-secret"
+    os.environ["ANALYSIS_ID_SALT"] = "5f0c2a9e7b3d4186a1e9c0d2b7f4a3e6c8d1b2a0f9e8d7c6b5a4f3e2d1c0b9a8"
     status, log = ingest.ingest_source(CARD, raw, processed, indicators=None)
     return {"raw": raw, "processed": processed, "truth": truth, "log": log, "status": status}
 

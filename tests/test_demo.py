@@ -424,7 +424,7 @@ def processed_dir(tmp_path_factory, monkeypatch_module):
     from analysis.sources import ingest
 
     out = tmp_path_factory.mktemp("processed")
-    monkeypatch_module.setenv("ANALYSIS_ID_SALT", "demo-test-salt")
+    monkeypatch_module.setenv("ANALYSIS_ID_SALT", "d3m0c0ffee5a1t0123456789abcdef0123456789abcdef0123456789abcdef01")
     parser = argparse.ArgumentParser()
     ingest.add_arguments(parser)
     assert ingest.main(parser.parse_args([*DEMO_SOURCES, "--processed", str(out), "--force"])) == 0

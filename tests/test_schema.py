@@ -170,13 +170,13 @@ def test_valid_frame_passes():
     [
         (lambda f: f.drop(columns=["psu"]), "missing schema columns \\['psu'\\]"),
         (lambda f: f.assign(respondent_id=["a", "a", "b", "c"]), "'respondent_id' is not unique"),
-        (lambda f: f.assign(sex=["female", "Femme", "male", "male"]), "column 'sex' has values \\['Femme'\\]"),
+        (lambda f: f.assign(sex=["female", "Femme", "male", "male"]), "column 'sex' has 1 values outside .* in rows 1 "),
         (lambda f: f.assign(country="Kenya"), "not ISO 3166-1 alpha-3"),
         (lambda f: f.assign(weight=[1.0, 0.0, 2.0, 1.0]), "'weight' must be finite and > 0; bad in rows 1"),
         (lambda f: f.assign(weight=[1.0, np.nan, 2.0, 1.0]), "'weight' must be finite"),
         (lambda f: f.assign(wg_seeing=[1.0, 5.0, 1.0, 1.0]), "'wg_seeing' has codes outside 1-4 in rows 1"),
         (lambda f: f.assign(wg_walking=[1.0, 3.0, 1.0, 1.0]), "disagrees with the WG-SS cut-off in rows 1"),
-        (lambda f: f.assign(age_group="18-30"), "'age_group' has values \\['18-30'\\]"),
+        (lambda f: f.assign(age_group="18-30"), "'age_group' has values outside .* in rows 0, 1, 2"),
         (lambda f: f.assign(food_insecurity=[0.0, 2.0, 1.0, 1.0]), "'food_insecurity' has values other than 0/1"),
         (lambda f: f.assign(sample_type="non_probability"), "non-probability rows must carry weight 1.0"),
         (lambda f: f.assign(income_group="Lowest"), "upper-case categories"),
@@ -187,6 +187,8 @@ def test_validation_names_the_column_and_rows(change, message):
     with pytest.raises(SchemaError, match=message) as info:
         schema.validate_harmonised(change(_valid_frame()), indicators, age_bands=schema.DEFAULT_AGE_BANDS)
     assert "\n" not in str(info.value)
+    # a value that may be personal data (a category typed by a respondent) is never quoted
+    assert "Femme" not in str(info.value) and "18-30" not in str(info.value) and "Lowest" not in str(info.value)
 
 
 def test_config_points_at_the_catalogue():

@@ -72,8 +72,60 @@ def figure_formats() -> tuple[str, ...]:
     return tuple(dict.fromkeys(["svg", *wanted]))
 
 
-def read_yaml_mapping(path: Path | str, error: type[Exception] = ValueError, what: str = "file") -> dict:
+#: Largest params YAML file read (a source card is a few kB; the catalogue tens of kB).
+MAX_YAML_BYTES = 1_000_000
+#: Most aliases (``*name``) a params file may use, and most nodes once aliases are expanded:
+#: YAML aliases can nest ("billion laughs"), so a few lines can expand to billions of nodes.
+MAX_YAML_ALIASES = 50
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_nodes(root, limit: int) -> int | None:
+    """Number of nodes of a composed YAML graph with every alias expanded, or None above ``limit``.
+
+    Aliases share nodes in the composed graph, so the expansion is counted with memoisation
+    (linear in the size of the graph, never in the size of the expansion); a node that contains
+    itself (a recursive alias) counts as above the limit.
+    """
+    import yaml
+
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            return limit + 1
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += size(child)
+                if total > limit:
+                    break
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k) + size(v)
+                if total > limit:
+                    break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    total = size(root)
+    return None if total > limit else total
+
+
+def read_yaml_mapping(path: Path | str, error: type[Exception] = ValueError, what: str = "file",
+                      max_bytes: int = MAX_YAML_BYTES) -> dict:
     """Read a params YAML file whose top level is a mapping, with one-line errors.
+
+    The file is read with YAML's safe loader (no Python objects), after three checks that keep a
+    hostile or broken file from exhausting the machine: its size (``max_bytes``, checked before
+    reading), the number of aliases (:data:`MAX_YAML_ALIASES`) and the number of nodes once the
+    aliases are expanded (:data:`MAX_YAML_NODES`, against "billion laughs" alias bombs).
 
     Parameters
     ----------
@@ -83,26 +135,64 @@ def read_yaml_mapping(path: Path | str, error: type[Exception] = ValueError, wha
         The exception class to raise (each params module has its own, e.g. ``CardError``).
     what
         What the file is, for the messages ("source card", "report file", ...).
+    max_bytes
+        Largest file accepted.
 
     Raises
     ------
     error
         Naming the file (and the line, for a YAML syntax error) and what to fix: a missing file,
-        invalid YAML, text that is not UTF-8, or a top level that is not a mapping.
+        a folder or device instead of a file, a file above the size limit, too many or too deeply
+        nested aliases, invalid YAML, text that is not UTF-8, or a top level that is not a mapping.
     """
+    import stat
+
     import yaml
 
     path = Path(path)
-    if not path.exists():
-        raise error(f"{path}: {what} not found")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        info = path.stat()
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise error(f"{path}: is {kind}; a {what} must be a YAML file")
+    if info.st_size > max_bytes:
+        raise error(
+            f"{path}: {info.st_size / 1e6:.1f} MB is above the {max_bytes / 1e6:.1f} MB limit of a {what}; "
+            "is it the right file?"
+        )
+    with open(path, "rb") as handle:
+        raw = handle.read(max_bytes + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path}: is not UTF-8 text; save the {what} as UTF-8") from None
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        aliases = sum(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=loader_class))
+        if aliases > MAX_YAML_ALIASES:
+            raise error(
+                f"{path}: uses {aliases} YAML aliases (*name); at most {MAX_YAML_ALIASES} are allowed: "
+                "write the values out instead of repeating anchors (&name)"
+            )
+        loader = loader_class(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_nodes(node, MAX_YAML_NODES) is None:
+                raise error(
+                    f"{path}: its YAML aliases and anchors expand to more than {MAX_YAML_NODES:,} values "
+                    "(nested or recursive aliases); write the values out instead"
+                )
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise error(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError:
-        raise error(f"{path}: is not UTF-8 text; save the {what} as UTF-8") from None
     if not isinstance(data, dict):
         raise error(f"{path}: a {what} must be a YAML mapping (key: value) at the top level")
     return data

@@ -138,11 +138,15 @@ def assign_age_band(age: pd.Series, bands=DEFAULT_AGE_BANDS) -> pd.Series:
 
 
 def wg_ss_disability(domains: pd.DataFrame) -> pd.Series:
-    """The WG-SS disability identifier from the six domain codes (1-4).
+    """The WG-SS disability identifier from the domain codes (1-4) of the domains asked.
 
     ``"yes"`` when at least one domain is coded 3 (a lot of difficulty) or 4 (cannot do at
     all); ``"no"`` when every domain is answered and none reaches 3; NA otherwise (some domain
-    missing and no 3/4 among the answered ones), following the WG's recommended cut-off.
+    missing and no 3/4 among the answered ones), following the WG's recommended cut-off
+    (Washington Group, "Analytic guidelines: creating disability identifiers using the WG-SS").
+    ``domains`` holds the six WG-SS domains, or the subset a survey asked (e.g. four in the
+    Household Pulse Survey's weeks 38-40): the same cut-off is applied to those, which finds
+    fewer persons with disabilities than the six would; say so wherever it is reported.
     """
     codes = domains.apply(pd.to_numeric, errors="coerce")
     any_severe = (codes >= WG_CUTOFF).any(axis=1)
@@ -362,6 +366,7 @@ def validate_harmonised(
     indicators: dict[str, Indicator] | None = None,
     where: str = "harmonised table",
     age_bands=None,
+    wg_domains=None,
 ) -> pd.DataFrame:
     """Check a harmonised table against the common schema; return it unchanged.
 
@@ -370,7 +375,10 @@ def validate_harmonised(
     ``disability`` consistent with the WG-SS cut-off where ``disability_source == "wg_ss"``;
     ``age_group`` among the configured bands; ``country`` an existing ISO3 code;
     ``weight`` (and replicate weights) finite and > 0; ``respondent_id`` present and unique;
-    binary indicators 0/1/NA; non-probability rows carry weight 1.
+    binary indicators 0/1/NA; non-probability rows carry weight 1. ``wg_domains`` are the WG-SS
+    domains the disability identifier was derived from (default: the domains with any answer).
+    Messages give the column and rows, never a value that may be personal data (only values of
+    closed sets, which are shown when they are short codes).
 
     Raises
     ------
@@ -399,25 +407,34 @@ def validate_harmonised(
         values = frame[col].dropna()
         if values.empty:
             continue
-        text = values.astype(str)
+        # text columns are compared as they are (no copy into Python strings)
+        is_text = pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_object_dtype(values.dtype)
+        text = values if is_text else values.astype(str)
         if col in ALLOWED_CATEGORIES:
             bad = ~text.isin(ALLOWED_CATEGORIES[col])
             if bad.any():
                 raise SchemaError(
-                    f"{where}: column '{col}' has values {sorted(set(text[bad]))[:5]} outside "
-                    f"{list(ALLOWED_CATEGORIES[col])} (add a recode in the source card)"
+                    f"{where}: column '{col}' has {int(bad.sum())} values outside "
+                    f"{list(ALLOWED_CATEGORIES[col])} in rows {_first_rows(bad.reindex(frame.index, fill_value=False))} "
+                    "(add a recode in the source card)"
                 )
         elif col not in ("respondent_id", "source", "country", "admin1", "admin1_code", "strata", "psu"):
             bad = text != text.str.lower()
             if bad.any():
-                raise SchemaError(f"{where}: column '{col}' has upper-case categories {sorted(set(text[bad]))[:5]}")
+                raise SchemaError(
+                    f"{where}: column '{col}' has upper-case categories in rows "
+                    f"{_first_rows(bad.reindex(frame.index, fill_value=False))}"
+                )
 
     bands = tuple(age_bands) if age_bands else None
     if bands:
         ag = frame["age_group"].dropna().astype(str)
         bad = ~ag.isin(bands)
         if bad.any():
-            raise SchemaError(f"{where}: column 'age_group' has values {sorted(set(ag[bad]))[:5]} outside {list(bands)}")
+            raise SchemaError(
+                f"{where}: column 'age_group' has values outside {list(bands)} in rows "
+                f"{_first_rows(bad.reindex(frame.index, fill_value=False))}"
+            )
 
     for col in WG_DOMAINS:
         codes = pd.to_numeric(frame[col], errors="coerce")
@@ -426,7 +443,10 @@ def validate_harmonised(
             raise SchemaError(f"{where}: column '{col}' has codes outside 1-4 in rows {_first_rows(bad)}")
     from_wg = (frame["disability_source"] == "wg_ss").fillna(False).astype(bool)
     if from_wg.any():
-        expected = wg_ss_disability(frame.loc[from_wg, list(WG_DOMAINS)])
+        domains = list(wg_domains) if wg_domains else [
+            d for d in WG_DOMAINS if frame.loc[from_wg, d].notna().any()
+        ] or list(WG_DOMAINS)
+        expected = wg_ss_disability(frame.loc[from_wg, domains])
         actual = frame.loc[from_wg, "disability"].astype("string")
         mismatch = (expected.fillna("<NA>") != actual.fillna("<NA>")).reindex(frame.index, fill_value=False)
         if mismatch.any():

@@ -12,7 +12,7 @@ import yaml
 
 from analysis.sources import ingest
 
-SALT = "test-salt-not-secret"
+SALT = "5f0c2a9e7b3d4186a1e9c0d2b7f4a3e6c8d1b2a0f9e8d7c6b5a4f3e2d1c0b9a8"  # fixed test salt, not a secret
 
 
 @pytest.fixture(autouse=True)

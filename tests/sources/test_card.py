@@ -55,3 +55,43 @@ def test_id_must_equal_file_stem_and_yaml_must_parse(project):
 def test_every_committed_card_is_valid():
     for source, path in card_paths(config.SOURCES_DIR).items():
         assert load_card(path).id == source
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"files": [{"path": "/etc/os-release"}]}, "key 'files.0.path': is an absolute path"),
+        ({"files": [{"path": "../../etc/passwd"}]}, "key 'files.0.path': contains '..'"),
+        ({"files": [{"path": "demo/../../x.csv"}]}, "contains '..'"),
+        ({"files": [{"path": "C:\\data\\x.csv"}]}, "is an absolute path"),
+        ({"reader": "kobo", "reader_options": {"form": "/tmp/form.xlsx"}}, "key 'reader_options.form': is an absolute path"),
+        ({"personal_columns": ["name", "q_sex"]}, "column 'q_sex' is listed under personal_columns (dropped unread) and also used by columns.sex"),
+        ({"personal_columns": ["rid"]}, "also used by id_column"),
+        ({"personal_columns": ["wt"]}, "also used by design.weight"),
+        ({"personal_columns": ["comment"]}, "also used by free_text_columns"),
+        ({"filter": "age >= 18 and __import__('os')"}, "key 'filter': filter allows comparisons joined by and/or/not only, not function calls"),
+        ({"filter": "open('x').read() == 1"}, "not function calls"),
+        ({"filter": "age.real > 1"}, "not attributes"),
+        ({"filter": "age > 1 > 0"}, "cannot be chained"),
+        ({"filter": "age >"}, "not a valid expression"),
+        ({"filter": "sex"}, "is not a comparison"),
+        ({"filter": "age < 'x'"}, "compares numbers"),
+        ({"reader_options": {"decimal": ",", "thousands": ","}}, "decimal and thousands are both ','"),
+        ({"min_kept_share": 1.5}, "key 'min_kept_share'"),
+        ({"unknown_codes": "ignore"}, "key 'unknown_codes'"),
+        ({"derive": {"disability": {"method": "wg_ss", "domains": ["wg_seeing", "wg_smell"]}}}, "distinct WG-SS domains"),
+    ],
+)
+def test_card_options_for_hostile_and_careless_input_are_validated(project, changes, message):
+    path = project.write_card(base_card(**changes))
+    with pytest.raises(CardError) as info:
+        load_card(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_valid_filter_and_a_wg_subset_are_accepted(project):
+    card = load_card(project.write_card(base_card(
+        filter="q_age >= 18 and `q_sex` in ['Femme', 1] and not (region == 'Coast')",
+        derive={"disability": {"method": "wg_ss", "domains": ["wg_seeing", "wg_hearing"]}},
+    )))
+    assert card.derive_method("disability") == ("wg_ss", {"domains": ["wg_seeing", "wg_hearing"]})

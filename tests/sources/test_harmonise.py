@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from analysis import schema
 from analysis.sources import load_processed
 from analysis.sources.card import SourceCard
-from analysis.sources.harmonise import HarmoniseError, harmonise
+from analysis.sources.harmonise import NOT_SHOWN, HarmoniseError, harmonise
 from analysis.sources.readers import RawTable
 
 from .conftest import BASE_CSV, SALT, base_card
@@ -56,10 +56,12 @@ def test_no_personal_value_or_raw_id_survives(project):
 
 def test_unknown_codes_are_counted_and_set_missing(project):
     csv = BASE_CSV.replace("r2,Brian Kamau,Homme", "r2,Brian Kamau,X").replace(",no,\n", ",maybe,\n")
-    code, log = _ingest(project, csv=csv)
+    code, log = _ingest(project, base_card(unknown_codes="allow"), csv=csv)
     assert code == 0
-    assert log["unknown_codes"]["sex"] == {"X": 1}  # the raw code, as the user wrote it
-    assert log["unknown_codes"]["food_insecurity"] == {"maybe": 1}
+    assert log["unknown_codes"]["sex"] == {"X": 1}  # a code-like raw value, as the user wrote it
+    # a word may be personal data (a name typed into the wrong column): counted, never shown
+    assert log["unknown_codes"]["food_insecurity"] == {NOT_SHOWN: 1}
+    assert log["unknown_code_rows"] == {"sex": "line 3", "food_insecurity": "line 3"}
     frame = load_processed("mini", project.processed)
     assert pd.isna(frame["sex"].iloc[1]) and pd.isna(frame["food_insecurity"].iloc[1])
     assert log["rows_kept"] == 5  # an unknown code never drops a row
@@ -69,7 +71,8 @@ def test_bad_weights_and_missing_psu_exclude_rows_with_reasons(project):
     csv = (BASE_CSV.replace("r2,Brian Kamau,Homme,41,Nairobi,2.0", "r2,Brian Kamau,Homme,41,Nairobi,0")
            .replace("r4,David Mwangi,2,35,Coast,3.0,s2,c4", "r4,David Mwangi,2,35,Coast,,s2,c4")
            .replace("r1,Amina Otieno,Femme,23,Nairobi,1.5,s1,c1", "r1,Amina Otieno,Femme,23,Nairobi,1.5,s1,"))
-    card = base_card(design={"type": "probability", "weight": "wt", "strata": "stratum", "psu": "cluster", "single_psu": "adjust"})
+    card = base_card(design={"type": "probability", "weight": "wt", "strata": "stratum", "psu": "cluster", "single_psu": "adjust"},
+                     min_kept_share=0.4)
     code, log = _ingest(project, card, csv)
     assert code == 0
     assert log["rows_excluded"] == {
@@ -140,7 +143,7 @@ def test_wg_ss_derivation_and_single_question():
 def test_wg_codes_outside_one_to_four_are_unknown():
     columns = {d: f"wg{i}" for i, d in enumerate(schema.WG_DOMAINS)}
     wg = {f"wg{i}": ["1", "7"] for i in range(6)}
-    out = harmonise(_card(columns=columns, derive={"disability": "wg_ss"}), _raw(_frame(2, **wg)), salt=SALT)
+    out = harmonise(_card(columns=columns, derive={"disability": "wg_ss"}, unknown_codes="allow"), _raw(_frame(2, **wg)), salt=SALT)
     assert out.accounting.unknown_codes["wg_seeing"] == {"7": 1}
     assert out.frame["disability"].tolist() == ["no", pd.NA]
 
@@ -211,14 +214,15 @@ def test_rows_in_equal_rows_out_plus_excluded(weights, sexes):
 
 
 def test_income_categories_outside_the_catalogue_are_unknown():
-    card = _card(columns={"income_group": "inc", "admin1": "region"}, recodes={"income_group": {"1": "lowest", "2": "low"}})
+    card = _card(columns={"income_group": "inc", "admin1": "region"}, recodes={"income_group": {"1": "lowest", "2": "low"}},
+                 unknown_codes="allow")
     out = harmonise(card, _raw(_frame(3, inc=["1", "2", "Q5"])), salt=SALT, income_groups=("lowest", "low", "middle"))
     assert out.frame["income_group"].tolist() == ["lowest", "low", pd.NA]
     assert out.accounting.unknown_codes["income_group"] == {"Q5": 1}
 
 
 def test_implausible_ages_are_unknown_codes():
-    out = harmonise(_card(), _raw(_frame(3, q_age=["30", "230", "-4"])), salt=SALT)
+    out = harmonise(_card(unknown_codes="allow"), _raw(_frame(3, q_age=["30", "230", "-4"])), salt=SALT)
     assert out.frame["age"].tolist()[0] == 30.0 and out.frame["age"].isna().tolist() == [False, True, True]
     assert out.accounting.unknown_codes["age"] == {"230": 1, "-4": 1}
     assert out.frame["age_group"].tolist() == ["25-34", pd.NA, pd.NA]
@@ -233,10 +237,125 @@ def test_a_mapped_disability_question_defaults_to_single_question():
 def test_unknown_codes_in_the_log_are_capped_and_cut():
     from collections import Counter
 
-    from analysis.sources.harmonise import MAX_NAMED_CODES, OTHER_CODES, Accounting
+    from analysis.sources.harmonise import MAX_NAMED_CODES, NOT_SHOWN, OTHER_CODES, Accounting
 
     acc = Accounting()
-    acc.unknown("sex", Counter({f"code{i}": 1 for i in range(30)} | {"x" * 100: 5}))
+    acc.unknown("sex", Counter({str(i): 1 for i in range(30)} | {"x" * 100: 5, "Amina Otieno": 2}), "line 9")
     slot = acc.unknown_codes["sex"]
-    assert len(slot) == MAX_NAMED_CODES + 1 and slot["x" * 40] == 5
-    assert sum(slot.values()) == 35 and slot[OTHER_CODES] == 35 - 5 - (MAX_NAMED_CODES - 1)
+    # 20 code-like values by name, the rest together; text that is not code-like is never shown
+    assert len(slot) == MAX_NAMED_CODES + 2 and slot[NOT_SHOWN] == 7
+    assert sum(slot.values()) == 37 and slot[OTHER_CODES] == 30 - MAX_NAMED_CODES
+    assert not any("x" * 4 in key or "Amina" in key for key in slot)
+    assert acc.unknown_code_rows == {"sex": "line 9"}
+
+
+# --- issue 11: filter, separators, thresholds, WG-SS subsets, labels ---------------------------
+
+
+def test_filter_counts_the_rows_it_removes_and_messages_keep_the_file_lines(project, capsys):
+    csv = BASE_CSV.replace("r4,David", "r2,David")  # a duplicate id on line 5
+    card = base_card(filter="q_age >= 30", min_kept_share=0.2,
+                     design={"type": "probability", "weight": "wt", "strata": "stratum", "psu": "cluster", "single_psu": "adjust"})
+    code, _ = _ingest(project, card, csv)
+    line = capsys.readouterr().out
+    # rows 2 (line 3) and 5 (line 5) remain after the filter; their lines are those of the file
+    assert code == 1 and "duplicate respondent ids in line 3 and line 5" in line, line
+    code, log = _ingest(project, card)
+    assert code == 0 and log["rows_excluded"] == {"filter not met: q_age >= 30": 2}  # 23 and -99 (not >= 30)
+    assert log["rows_kept"] == 3 and log["rows_read"] == 5
+
+
+def test_filter_comparisons_on_missing_values_are_false():
+    from analysis.sources.readers import codes_as_text
+    from analysis.sources.row_filter import evaluate_filter, parse_filter
+
+    frame = pd.DataFrame({"a": ["1", None, "2", "x"], "b": ["1,5", "2", None, "3"]})
+    number = lambda s: pd.to_numeric(s.str.replace(",", "."), errors="coerce")
+    run = lambda text: evaluate_filter(parse_filter(text), frame, codes_as_text, number).tolist()
+    assert run("a == 1") == [True, False, False, False]
+    assert run("a != 1") == [False, False, True, True]  # a missing value passes no comparison
+    assert run("a in [1, 'x']") == [True, False, False, True]
+    assert run("b >= 1.5") == [True, True, False, True]
+    assert run("not (b > 2) or a == 'x'") == [True, True, True, True]
+
+
+def test_decimal_and_thousands_separators_apply_to_every_number():
+    card = _card(reader_options={"decimal": ",", "thousands": "."},
+                 indicators={"income": {"column": "inc"}}, unknown_codes="allow")
+    raw = _raw(_frame(3, wt=["1,5", "1.002,25", "2"], q_age=["30", "41,0", "52"], inc=["1.500,5", "20", "x"]))
+    out = harmonise(card, raw, salt=SALT)
+    assert out.frame["weight"].tolist() == [1.5, 1002.25, 2.0]
+    assert out.frame["age"].tolist() == [30.0, 41.0, 52.0]
+    assert out.frame["income"].tolist()[:2] == [1500.5, 20.0] and pd.isna(out.frame["income"].iloc[2])
+
+
+@pytest.mark.parametrize(
+    "weights,hint",
+    [
+        (["1,5", "2,25", "3,0"], 'reader_options.decimal: ","'),
+        (["1,037.25", "2,000.5", "3,100"], 'reader_options.thousands: ","'),
+        (["1.037,25", "2.000,5", "3.100,0"], 'reader_options.decimal: "," and reader_options.thousands: "."'),
+        (["n/a", "n/a", "n/a"], "design.weight names the weight column"),
+    ],
+)
+def test_no_row_kept_is_an_error_with_the_reason_and_a_hint(weights, hint):
+    with pytest.raises(HarmoniseError) as info:
+        harmonise(_card(), _raw(_frame(3, wt=weights)), salt=SALT)
+    message = str(info.value)
+    assert "only 0 of 3 rows kept" in message and "weight missing or not a number (wt): 3" in message
+    assert hint in message and "1,037" not in message and "n/a" not in message
+
+
+def test_wg_ss_from_the_domains_a_survey_asked_is_named_in_the_output(project):
+    domains = ["wg_seeing", "wg_hearing", "wg_walking", "wg_cognition"]
+    columns = {"sex": "q_sex", **{d: f"w{i}" for i, d in enumerate(domains)}}
+    card = _card(columns=columns, derive={"disability": {"method": "wg_ss", "domains": domains}})
+    codes = {"w0": ["1", "3", "1"], "w1": ["1", "1", None], "w2": ["2", "1", "1"], "w3": ["1", "1", "1"]}
+    out = harmonise(card, _raw(_frame(3, **codes)), salt=SALT)
+    assert out.frame["disability"].tolist() == ["no", "yes", pd.NA]  # the cut-off on the 4 domains asked
+    assert out.frame["disability_source"].tolist() == ["wg_ss"] * 3
+    assert out.metadata["disability"] == {"method": "wg_ss", "domains": domains, "label": "WG-SS, 4 of 6 domains"}
+    assert out.frame["wg_selfcare"].isna().all()
+    # through the ingest: the Parquet metadata says it, for pages that print "4 WG domains"
+    project.write_raw("mini.csv", "rid,q_sex,wt,w0,w1,w2,w3\nr1,1,1.0,1,1,2,1\nr2,2,1.0,3,1,1,1\n")
+    project.write_card(base_card(columns=columns, derive={"disability": {"method": "wg_ss", "domains": domains}},
+                                 design={"type": "probability", "weight": "wt"}, personal_columns=[], free_text_columns=[],
+                                 indicators={}))
+    assert project.run("mini") == 0
+    frame = load_processed("mini", project.processed)
+    assert frame.attrs["source"]["disability"]["label"] == "WG-SS, 4 of 6 domains"
+    assert frame["disability"].tolist() == ["no", "yes"]
+    schema.validate_harmonised(frame)  # the subset is inferred from the answered domains
+
+
+def test_file_labels_that_contradict_the_recodes_are_warnings_naming_both():
+    card = _card(recodes={"sex": {"1": "male", "2": "female"}})
+    raw = _raw(_frame(2, q_sex=[1.0, 2.0]), labels={"q_sex": {"1": "Female", "2": "Male"}})
+    out = harmonise(card, raw, salt=SALT)
+    assert out.frame["sex"].tolist() == ["male", "female"]  # the card wins, but says so
+    assert out.accounting.warnings == [
+        "column 'sex': code 1 is labelled 'Female' in the file but the card recodes it to 'male'; check recodes",
+        "column 'sex': code 2 is labelled 'Male' in the file but the card recodes it to 'female'; check recodes",
+    ]
+    agreeing = harmonise(_card(recodes={"sex": {"1": "female", "2": "male"}}), raw, salt=SALT)
+    assert agreeing.accounting.warnings == []
+
+
+def test_user_missing_values_of_the_file_are_counted_with_the_missing_codes():
+    raw = _raw(_frame(3, q_age=[30.0, None, 40.0]))
+    raw.user_missing = {"q_age": {"99": 1}, "unused": {"9": 4}}
+    out = harmonise(_card(), raw, salt=SALT)
+    assert out.accounting.missing_codes["age"] == {"99 (user-missing in the file)": 1}
+    assert "unused" not in out.accounting.missing_codes
+
+
+def test_unknown_codes_above_the_share_fail_unless_allowed():
+    raw = _raw(_frame(4, q_sex=["1", "2", "3", "Amina Otieno"]))
+    with pytest.raises(HarmoniseError) as info:
+        harmonise(_card(), raw, salt=SALT)
+    message = str(info.value)
+    assert "column 'sex': 2 of 4 values (50%) are unknown codes ('3')" in message and "unknown_codes: allow" in message
+    assert "Amina" not in message
+    out = harmonise(_card(unknown_codes="allow"), raw, salt=SALT)
+    assert sum(out.accounting.unknown_codes["sex"].values()) == 2
+    assert harmonise(_card(max_unknown_share=0.6), raw, salt=SALT).accounting.rows_kept == 4

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from analysis.sources import METADATA_KEY, ProcessedNotFound, load_processed
 
-from .conftest import BASE_CSV, base_card
+from .conftest import BASE_CSV, SALT, base_card
 
 
 def _two_sources(project):
@@ -74,7 +76,7 @@ def test_command_line_prints_no_traceback(project):
     result = subprocess.run(
         [sys.executable, "-c", code, "--raw-root", str(project.raw), "--processed", str(project.processed),
          "--sources-dir", str(project.cards)],
-        check=False, capture_output=True, text=True, env={"ANALYSIS_ID_SALT": "x", "PATH": ""}, timeout=120,
+        check=False, capture_output=True, text=True, env={"ANALYSIS_ID_SALT": SALT, "PATH": ""}, timeout=120,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
@@ -120,3 +122,33 @@ def test_ingest_fingerprint_covers_every_module_harmonisation_imports():
 
     names = {str(p).replace("\\\\", "/").split("src/analysis/")[-1] for p in ingest.code_files()}
     assert {"tables.py", "schema.py", "sources/harmonise.py", "sources/readers.py", "config.py"} <= names
+
+
+def test_whoever_has_the_data_folders_cannot_reverse_the_id_hashes(project, monkeypatch, tmp_path, capsys):
+    """The salt is created outside the data folders on first use; enumerating the id pattern with
+    anything found in the raw and processed folders as the salt recovers no id."""
+    from analysis.sources import privacy
+
+    monkeypatch.delenv(privacy.SALT_ENV)
+    monkeypatch.setenv(privacy.SALT_FILE_ENV, str(tmp_path / "home" / ".config" / "analysis" / "id_salt"))
+    project.write_card(base_card())
+    project.write_raw("mini.csv", BASE_CSV)
+    assert project.run("mini") == 0
+    err = capsys.readouterr().err
+    assert "created a new id salt" in err and "docs/schema.md" in err
+    salt_path = tmp_path / "home" / ".config" / "analysis" / "id_salt"
+    assert salt_path.exists() and not str(salt_path).startswith(str(project.processed))
+    hashes = set(load_processed("mini", project.processed)["respondent_id"])
+    candidates = {""}
+    for folder in (project.raw, project.processed):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                candidates.update(path.read_bytes().decode("latin-1").split())
+    guesses = [f"r{i}" for i in range(400)]
+    recovered = {
+        g for salt in candidates if len(salt) >= 8 or not salt for g in guesses
+        if hashlib.sha256(f"{salt}|mini|{g}".encode()).hexdigest()[:20] in hashes
+    }
+    assert recovered == set()
+    real = privacy.project_salt()
+    assert {privacy.hash_ids(pd.Series([g]), "mini", real).iloc[0] for g in ("r1", "r2")} <= hashes  # the owner can

@@ -37,7 +37,18 @@ def test_csv_encoding_is_sniffed(project):
 
 def test_csv_keeps_leading_zeros_as_text(project):
     project.write_raw("mini.csv", "rid,code\n001,07\n")
-    assert read_source(_card(), project.raw).frame.iloc[0].tolist() == ["001", "07"]
+    assert read_source(_card(free_text_columns=["code"]), project.raw).frame.iloc[0].tolist() == ["001", "07"]
+
+
+def test_csv_reads_only_the_columns_the_card_uses_but_checks_every_row(project):
+    project.write_raw("mini.csv", "rid,unused,code,other\n001,a,07,b\n002,c,08,d\n")
+    raw = read_source(_card(free_text_columns=["code"], personal_columns=[]), project.raw)
+    assert list(raw.frame.columns) == ["rid", "code"] and raw.notes["header"] == ["rid", "unused", "code", "other"]
+    project.write_raw("mini.csv", "rid,unused,code,other\n001,a,07,b\n002,c,08,d,extra\n003,e,09\n")
+    with pytest.raises(ReadError, match="malformed CSV at line 3 \\(5 fields, the header has 4\\)"):
+        read_source(_card(free_text_columns=["code"], personal_columns=[]), project.raw)
+    project.write_raw("mini.csv", "rid,unused,code,other\n001,a,07\n")  # a short row is missing values
+    assert read_source(_card(free_text_columns=["code"], personal_columns=[]), project.raw).frame["code"].tolist() == ["07"]
 
 
 def test_excel_sheet_and_header_row(project):
@@ -130,7 +141,7 @@ def test_kobo_export_with_form_select_one_and_select_multiple(project):
 
 def test_kobo_choices_lacking_a_code_is_named(project):
     write_kobo(project, [["k1", "f", "19", "food"], ["k2", "x", "30", "cash"]])
-    with pytest.raises(ReadError, match=r"column 'q_sex' has code 'x' \(row 3\) that choice list 'sexes' in form.xlsx lacks"):
+    with pytest.raises(ReadError, match=r"column 'q_sex' has code 'x' \(row 3; 1 row\) that choice list 'sexes' in form.xlsx lacks"):
         read_source(SourceCard(**kobo_card()), project.raw)
 
 
@@ -149,11 +160,12 @@ def test_a_file_with_join_on_adds_columns_one_to_one(project):
     project.write_raw("main.csv", "rid,q_sex\nr1,Femme\nr2,Homme\n")
     project.write_raw("rep.csv", "rid,rw1,rw2\nr2,2.0,2.2\nr1,1.0,1.1\n")
     files = [{"path": "main.csv"}, {"path": "rep.csv", "join_on": "rid"}]
-    raw = read_source(_card(files=files), project.raw)
+    replicates = {"type": "probability", "weight": "rw1", "replicate": {"columns": "rw*", "method": "sdr", "scale": 0.05}}
+    raw = read_source(_card(files=files, design=replicates), project.raw)
     assert raw.frame[["rid", "rw1", "rw2"]].values.tolist() == [["r1", "1.0", "1.1"], ["r2", "2.0", "2.2"]]
     project.write_raw("rep.csv", "rid,rw1,rw2\nr2,2.0,2.2\n")
     with pytest.raises(ReadError, match=r"rep.csv: 1 rows of main.csv have no match on 'rid' \(first: line 2\)"):
-        read_source(_card(files=files), project.raw)
+        read_source(_card(files=files, design=replicates), project.raw)
     with pytest.raises(Exception, match="the first file holds the rows"):
         _card(files=[{"path": "rep.csv", "join_on": "rid"}])
 
@@ -162,10 +174,11 @@ def test_a_column_in_both_joined_files_must_agree(project):
     project.write_raw("main.csv", "rid,week\nr1,50\nr2,50\n")
     files = [{"path": "main.csv"}, {"path": "rep.csv", "join_on": "rid"}]
     project.write_raw("rep.csv", "rid,week,rw1\nr1,50,1\nr2,50,2\n")
-    assert list(read_source(_card(files=files), project.raw).frame.columns) == ["rid", "week", "rw1"]
+    card = _card(files=files, free_text_columns=["week", "rw1"])  # columns the card uses are read
+    assert list(read_source(card, project.raw).frame.columns) == ["rid", "week", "rw1"]
     project.write_raw("rep.csv", "rid,week,rw1\nr1,50,1\nr2,51,2\n")
     with pytest.raises(ReadError, match="column 'week' is also in main.csv with different values"):
-        read_source(_card(files=files), project.raw)
+        read_source(card, project.raw)
 
 
 def test_kobo_export_with_labels_instead_of_codes(project):

@@ -21,23 +21,30 @@ ignored silently). Example (microdata)::
     id_column: resp_id                   # replaced by a salted hash
     free_text_columns: [comments]        # scanned for phones/e-mails/GPS/personal values
     missing_codes: {-99: seen but not answered, -88: not asked}   # or a list [-99, -88]
+    filter: "relationship == 1 and age >= 18"   # rows kept (raw columns); the rest are counted
+    min_kept_share: 0.5                  # fewer rows kept than this share is an error
+    unknown_codes: error                 # error (above max_unknown_share, default 1%) | allow
     design: {type: probability, weight: wt, strata: stratum, psu: cluster, single_psu: adjust,
              replicate: {columns: "repwt*", method: sdr, scale: 0.05}}
     columns: {sex: q1_sex, age: q2_age, admin1: region, wg_seeing: ws1}
     recodes: {sex: {Femme: female, Homme: male, 1: female, 2: male}}
-    derive: {age_group: from_age, disability: wg_ss}
+    derive: {age_group: from_age, disability: wg_ss}   # or {method: wg_ss, domains: [wg_seeing, ...]}
     indicators:
       food_insecurity: {column: fi1, true_values: [yes, 1], false_values: [no, 0]}
 
 For ``kind: aggregates`` the ``columns`` map the result-schema columns (``group``,
 ``indicator``, ``breakdown``, ``cell``, ``estimate``, ``n_unweighted``, ...) to raw columns;
 for ``kind: margins`` they map ``admin1``, ``sex``, ``age_group`` and ``population``.
+
+Raw file paths (``files.path``, ``reader_options.form``) are relative to the raw root and stay
+inside it: absolute paths and ``..`` are refused here; symlinks are resolved and checked when
+the files are opened (:func:`analysis.sources.readers.raw_file`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 from pydantic import (
@@ -52,7 +59,8 @@ from pydantic import (
 
 from analysis import config
 from analysis.config import pydantic_message
-from analysis.schema import SCHEMA_COLUMNS, SchemaError, is_iso3
+from analysis.schema import SCHEMA_COLUMNS, WG_DOMAINS, SchemaError, is_iso3
+from analysis.sources.row_filter import FilterError, parse_filter
 
 READERS = ("csv", "excel", "spss", "stata", "kobo", "hxl", "parquet")
 KINDS = ("microdata", "aggregates", "margins")
@@ -88,6 +96,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def relative_raw_path(value: str | None) -> str | None:
+    """Check that a raw file path is relative to the raw root and stays inside it (no ``..``)."""
+    if value is None:
+        return value
+    text = str(value)
+    if not text.strip() or "\x00" in text:
+        raise ValueError("give a file path relative to the raw root (e.g. demo/survey.csv)")
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute() or PureWindowsPath(text).drive:
+        raise ValueError(
+            "is an absolute path; give a path relative to the raw root (data/raw or --raw-root) "
+            "and copy or link the file there"
+        )
+    if ".." in PurePosixPath(text.replace("\\", "/")).parts:
+        raise ValueError("contains '..'; a raw file must be inside the raw root (data/raw or --raw-root)")
+    return text
+
+
 class FileSpec(_Strict):
     """One raw file, relative to the raw root (``data/raw`` by default).
 
@@ -101,6 +126,11 @@ class FileSpec(_Strict):
     join_on: str | None = None
     reader: Literal[READERS] | None = None  # type: ignore[valid-type]
 
+    @field_validator("path")
+    @classmethod
+    def _inside_raw_root(cls, value):
+        return relative_raw_path(value)
+
 
 class ReaderOptions(_Strict):
     """Options of the reader; each reader uses the ones that apply to it."""
@@ -112,6 +142,19 @@ class ReaderOptions(_Strict):
     form: str | None = None  # kobo: XLSForm (survey + choices sheets), relative to the raw root
     select_multiple_separator: str = " "  # kobo: separator of select_multiple answers
     value_labels: bool = True  # spss/stata: apply value labels
+    decimal: Literal[".", ","] = "."  # numbers written 1,5 (decimal comma): decimal: ","
+    thousands: Literal[",", ".", " ", "'"] | None = None  # numbers written 1,037.25: thousands: ","
+
+    @field_validator("form")
+    @classmethod
+    def _form_inside_raw_root(cls, value):
+        return relative_raw_path(value)
+
+    @model_validator(mode="after")
+    def _separators_differ(self):
+        if self.thousands is not None and self.thousands == self.decimal:
+            raise ValueError(f"decimal and thousands are both {self.decimal!r}; they must differ")
+        return self
 
 
 class Period(_Strict):
@@ -235,6 +278,15 @@ class SourceCard(_Strict):
     recodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     derive: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
     indicators: dict[str, IndicatorMap] = Field(default_factory=dict)
+    # a row filter over raw columns (see analysis.sources.row_filter): rows that fail it are
+    # excluded and counted, e.g. "relationship == 1" keeps the respondents of a person file
+    filter: str | None = None
+    # the ingest fails when fewer rows than this share are kept (e.g. every weight unreadable)
+    min_kept_share: float = Field(0.5, ge=0.0, le=1.0)
+    # unknown codes (values no recode covers) above max_unknown_share of a column's answered
+    # values fail the ingest unless unknown_codes: allow (they are always counted in the log)
+    unknown_codes: Literal["error", "allow"] = "error"
+    max_unknown_share: float = Field(0.01, ge=0.0, le=1.0)
     _path: Path | None = PrivateAttr(default=None)  # where the card was read from, for messages
 
     @property
@@ -281,6 +333,23 @@ class SourceCard(_Strict):
                 raise ValueError(f"no derivation for '{column}'; derivable: {sorted(DERIVATIONS)}")
             if name not in DERIVATIONS[column]:
                 raise ValueError(f"unknown method {name!r} for '{column}'; use one of {list(DERIVATIONS[column])}")
+            if name == "wg_ss" and isinstance(method, dict) and "domains" in method:
+                domains = method["domains"]
+                if (not isinstance(domains, list) or not domains or len(set(map(str, domains))) != len(domains)
+                        or set(map(str, domains)) - set(WG_DOMAINS)):
+                    raise ValueError(
+                        f"derive.disability domains must list distinct WG-SS domains among {list(WG_DOMAINS)}"
+                    )
+        return value
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_parses(cls, value):
+        if value is not None:
+            try:
+                parse_filter(value)
+            except FilterError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
@@ -305,7 +374,42 @@ class SourceCard(_Strict):
             )
         if self.reader == "kobo" and not self.reader_options.form:
             raise ValueError("reader 'kobo' needs reader_options.form (the XLSForm with survey/choices sheets)")
+        self._personal_columns_are_not_used()
         return self
+
+    def used_raw_columns(self) -> list[tuple[str, str]]:
+        """(card key, raw column) for every raw column that the card maps or keeps."""
+        pairs: list[tuple[str, str]] = []
+        for target, raw in self.columns.items():
+            for one in raw if isinstance(raw, list) else [raw]:
+                pairs.append((f"columns.{target}", one))
+        for ind, spec in self.indicators.items():
+            pairs += [(f"indicators.{ind}", one) for one in spec.raw_columns()]
+            pairs += [(f"indicators.{ind}.false_when", one) for one in spec.false_when or {}]
+        if self.design:
+            for key in ("weight", "strata", "psu", "fpc"):
+                if getattr(self.design, key):
+                    pairs.append((f"design.{key}", getattr(self.design, key)))
+        if self.id_column:
+            pairs.append(("id_column", self.id_column))
+        if self.country_column:
+            pairs.append(("country_column", self.country_column))
+        pairs += [("free_text_columns", col) for col in self.free_text_columns]
+        for spec in self.files:
+            if spec.join_on:
+                pairs.append(("files.join_on", spec.join_on))
+        return pairs
+
+    def _personal_columns_are_not_used(self) -> None:
+        # a personal column is dropped before anything else happens: mapping it as well is a
+        # contradiction the user must resolve (which of the two did they mean?)
+        personal = set(self.personal_columns)
+        for key, column in self.used_raw_columns():
+            if column in personal:
+                raise ValueError(
+                    f"column {column!r} is listed under personal_columns (dropped unread) and also used by "
+                    f"{key}; remove it from one of the two"
+                )
 
     def derive_method(self, column: str) -> tuple[str | None, dict]:
         """``(method, options)`` of the derivation of ``column`` (``(None, {})`` when not derived)."""

@@ -599,6 +599,16 @@ def ingest_coding(card_path: Path, raw_root: Path, processed_dir: Path, force: b
     from analysis.voices.codebook import CodebookError, load_codebook
 
     card = load_coding_card(card_path)
+    # issue 11: every raw file is confined to the raw root (symlinks resolved), a regular file
+    # below the size limit, before it is read or hashed
+    from analysis.sources.readers import raw_file
+
+    confined = [("files", spec.path) for spec in card.files]
+    confined += [("responses.path", card.responses.path)] if card.responses else []
+    confined += [("places_list", card.places_list)] if card.places_list else []
+    for key, path in confined:
+        if (raw_root / path).exists() or (raw_root / path).is_symlink() or Path(path).is_absolute() or ".." in Path(path).parts:
+            raw_file(raw_root, path, str(card_path), key)
     for spec in [*card.files, *([card.responses] if card.responses else [])]:
         if not (raw_root / spec.path).exists():
             raise CodingError(f"{raw_root / spec.path}: file not found (check {card_path} and --raw-root)")

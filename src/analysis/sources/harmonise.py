@@ -13,8 +13,17 @@ Rules
   label (SPSS/Stata/Kobo), then case-insensitively; a value with no recode that is not already a
   valid category is an *unknown code*: counted and set missing, never guessed.
 - ``missing_codes`` (e.g. -99, -88) become missing, counted per column and reason.
-- Rows are excluded only for design reasons (missing or non-positive weight, missing PSU in a
-  cluster design, missing stratum in a stratified design); each is counted with its reason.
+- Rows are excluded only by the card's ``filter`` and for design reasons (missing or non-positive
+  weight, missing PSU in a cluster design, missing stratum in a stratified design); each is
+  counted with its reason. Fewer rows kept than ``min_kept_share`` (default 50%), or none, is an
+  error that gives the reasons and, where one is known, the fix (e.g. decimal commas).
+- Unknown codes above ``max_unknown_share`` (default 1%) of a column's answered values are an
+  error unless the card says ``unknown_codes: allow``. SPSS/Stata user-missing values are
+  counted with the missing codes. A file's value label that contradicts the card's recode of the
+  same code is a warning naming both.
+- No message or log quotes a cell value unless it is code-like
+  (:func:`~analysis.sources.privacy.quotable_code`); every written text column is scanned for
+  personal data (:func:`~analysis.sources.privacy.scan_written_text`).
 - Structural problems (a mapped column absent, duplicate respondent ids, a stratum with one
   PSU when ``single_psu: fail``, a country that is not ISO3) fail with one line saying what to fix.
 """
@@ -33,8 +42,16 @@ import pycountry
 
 from analysis import schema, tables
 from analysis.sources.card import SourceCard
-from analysis.sources.privacy import hash_ids, project_salt, scan_free_text
+from analysis.sources.privacy import (
+    PersonalValues,
+    hash_ids,
+    project_salt,
+    quotable_code,
+    scan_free_text,
+    scan_written_text,
+)
 from analysis.sources.readers import RawTable, code_text, codes_as_text
+from analysis.sources.row_filter import evaluate_filter, filter_columns, parse_filter
 
 ADMIN1_LOOKUP_FILE = Path(__file__).with_name("admin1_natural_earth.csv")
 
@@ -48,6 +65,9 @@ CATEGORY_COLUMNS = [
 #: Unknown codes listed by name per column in the log; the rest are counted together.
 MAX_NAMED_CODES = 20
 OTHER_CODES = "(other codes)"
+#: Unknown values that are not code-like are counted under this key, never by value.
+NOT_SHOWN = "(values not shown: not code-like, may be personal data)"
+USER_MISSING = "user-missing in the file"
 
 
 class HarmoniseError(ValueError):
@@ -66,6 +86,11 @@ class Accounting:
     unknown_codes: dict[str, dict[str, int]] = field(default_factory=dict)
     personal_columns_dropped: list[str] = field(default_factory=list)
     unmapped_columns_left_behind: int = 0
+    # where the user finds the first unknown code of each column ("line 17"), and how many
+    # answered values the column had (the denominator of the unknown-code share)
+    unknown_code_rows: dict[str, str] = field(default_factory=dict)
+    answered_values: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def exclude(self, reason: str, count: int) -> None:
         if count:
@@ -75,17 +100,30 @@ class Accounting:
         if count:
             self.values_recoded[column] = self.values_recoded.get(column, 0) + int(count)
 
-    def unknown(self, column: str, values: Counter) -> None:
-        """Count unknown codes of a column: the 20 most frequent by name (cut to 40 characters,
-        so a misplaced free-text answer cannot spill into the log), the rest as "(other codes)"."""
+    def unknown(self, column: str, values: Counter, first_row: str | None = None, answered: int | None = None) -> None:
+        """Count unknown codes of a column: the 20 most frequent code-like values by name, the
+        rest as "(other codes)"; values that are not code-like (a name or phone typed into a
+        category) are counted without being shown. ``first_row`` says where the first one is,
+        ``answered`` how many answered values the column had."""
+        if answered is not None:
+            self.answered_values[column] = self.answered_values.get(column, 0) + int(answered)
         if values:
             slot = self.unknown_codes.setdefault(column, {})
             for value, n in values.most_common():
-                named = [k for k in slot if k != OTHER_CODES]
-                key = str(value)[:40]
-                if key not in slot and len(named) >= MAX_NAMED_CODES:
+                named = [k for k in slot if k not in (OTHER_CODES, NOT_SHOWN)]
+                quoted = quotable_code(value)
+                key = str(value).strip() if quoted else NOT_SHOWN
+                if quoted and key not in slot and len(named) >= MAX_NAMED_CODES:
                     key = OTHER_CODES
                 slot[key] = slot.get(key, 0) + int(n)
+            if first_row and column not in self.unknown_code_rows:
+                self.unknown_code_rows[column] = first_row
+
+    def missing(self, column: str, code: str, reason: str, count: int) -> None:
+        if count:
+            slot = self.missing_codes.setdefault(column, {})
+            key = f"{code} ({reason})"
+            slot[key] = slot.get(key, 0) + int(count)
 
     def check_balance(self) -> None:
         """``rows_read == rows_kept + sum(rows_excluded)``, or a bug in this module."""
@@ -104,6 +142,9 @@ class Harmonised:
     frame: pd.DataFrame
     design: dict | None
     accounting: Accounting
+    # how derived columns were made, for the log and the Parquet metadata, e.g.
+    # {"disability": {"method": "wg_ss", "domains": [...], "label": "WG-SS, 4 of 6 domains"}}
+    metadata: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,26 +183,9 @@ def _where(card: SourceCard, raw: RawTable) -> str:
 
 def _mapped_raw_columns(card: SourceCard) -> list[tuple[str, str]]:
     """(what, raw column) pairs for every raw column the card refers to."""
-    pairs: list[tuple[str, str]] = []
-    for target, raw in card.columns.items():
-        for one in raw if isinstance(raw, list) else [raw]:
-            pairs.append((f"columns.{target}", one))
-    for ind, spec in card.indicators.items():
-        for one in spec.raw_columns():
-            pairs.append((f"indicators.{ind}", one))
-        for one in spec.false_when or {}:
-            pairs.append((f"indicators.{ind}.false_when", one))
-    if card.design:
-        for key in ("weight", "strata", "psu", "fpc"):
-            value = getattr(card.design, key)
-            if value:
-                pairs.append((f"design.{key}", value))
-    if card.id_column:
-        pairs.append(("id_column", card.id_column))
-    if card.country_column:
-        pairs.append(("country_column", card.country_column))
-    for col in card.free_text_columns:
-        pairs.append(("free_text_columns", col))
+    pairs = [(what, col) for what, col in card.used_raw_columns() if what != "files.join_on"]
+    if card.filter:
+        pairs += [("filter", col) for col in filter_columns(parse_filter(card.filter))]
     return pairs
 
 
@@ -178,7 +202,7 @@ def _header_hint(card: SourceCard, raw: RawTable, missing: list[str]) -> str:
 
 def check_columns(card: SourceCard, raw: RawTable) -> None:
     """Every raw column the card maps must exist; the error lists what exists and hints a header row."""
-    available = list(map(str, raw.frame.columns))
+    available = list(map(str, raw.notes.get("header") or raw.frame.columns))
     missing: list[tuple[str, str]] = []
     for what, column in _mapped_raw_columns(card):
         if column not in available and column not in {c for _, c in missing}:
@@ -186,10 +210,15 @@ def check_columns(card: SourceCard, raw: RawTable) -> None:
     if missing:
         names = [c for _, c in missing]
         what = ", ".join(f"'{c}' ({w})" for w, c in missing[:4])
-        shown = ", ".join(available[:25]) + (" ..." if len(available) > 25 else "")
+        # quoted, so that stray spaces in a header are visible
+        shown = ", ".join(repr(c) for c in available[:25]) + (" ..." if len(available) > 25 else "")
+        spaced = [c for c in available if c != c.strip() and c.strip() in names]
+        hint = (
+            f"; header {spaced[0]!r} has stray spaces: remove them in the file or map the name with its spaces"
+            if spaced else _header_hint(card, raw, names)
+        )
         raise HarmoniseError(
-            f"{card.path_label}: column {what} not found in {_where(card, raw)}; "
-            f"columns are: {shown}{_header_hint(card, raw, names)}"
+            f"{card.path_label}: column {what} not found in {_where(card, raw)}; columns are: {shown}{hint}"
         )
 
 
@@ -204,10 +233,95 @@ def _apply_missing_codes(series: pd.Series, card: SourceCard, column: str, acc: 
         hit = (text == code).to_numpy()
         if hit.any():
             out[hit] = np.nan if out.dtype.kind == "f" else None
-            slot = acc.missing_codes.setdefault(column, {})
-            key = f"{code} ({reason})"
-            slot[key] = slot.get(key, 0) + int(hit.sum())
+            acc.missing(column, code, reason, int(hit.sum()))
     return out
+
+
+def to_numbers(series: pd.Series, card: SourceCard) -> pd.Series:
+    """Raw values as floats (NaN when missing or not a number), with the card's separators.
+
+    ``reader_options.thousands`` is removed and ``reader_options.decimal`` read as the decimal
+    point, so "1.037,25" with ``{decimal: ",", thousands: "."}`` is 1037.25. Numeric columns of
+    binary formats are returned as they are.
+    """
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series.astype("float64")
+    if pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
+        text = series.str.strip()  # stays in Arrow: no Python object per cell
+    else:
+        text = pd.Series(codes_as_text(series), index=series.index, dtype="string")
+    opts = card.reader_options
+    if opts.thousands:
+        text = text.str.replace(opts.thousands, "", regex=False)
+    if opts.decimal != ".":
+        text = text.str.replace(opts.decimal, ".", regex=False)
+    return pd.to_numeric(text, errors="coerce").astype("float64")
+
+
+def _number_text(key: str, card: SourceCard) -> str:
+    opts = card.reader_options
+    if opts.thousands:
+        key = key.replace(opts.thousands, "")
+    if opts.decimal != ".":
+        key = key.replace(opts.decimal, ".")
+    return key
+
+
+_DECIMAL_COMMA = r"^[+-]?\d+,\d+$"
+_THOUSANDS_COMMA = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
+_THOUSANDS_DOT = r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$"
+
+
+def number_hint(series: pd.Series, card: SourceCard) -> str:
+    """A hint when the values of a column that should hold numbers do not parse: their format."""
+    text = pd.Series(codes_as_text(series), dtype="string").dropna()
+    if text.empty:
+        return "; the column is empty"
+    parsed = pd.to_numeric(text, errors="coerce")
+    bad = text[parsed.isna()]
+    if bad.empty:
+        return ""
+    opts = card.reader_options
+    if opts.thousands is None and bad.str.match(_THOUSANDS_COMMA).mean() > 0.5 and opts.decimal == ".":
+        return '; the numbers are written with thousands separators (like 1,234.5): set reader_options.thousands: ","'
+    if opts.decimal == "." and bad.str.match(_THOUSANDS_DOT).mean() > 0.5 and bad.str.contains(",").any():
+        return '; the numbers are written like 1.234,5: set reader_options.decimal: "," and reader_options.thousands: "."'
+    if opts.decimal == "." and bad.str.match(_DECIMAL_COMMA).mean() > 0.5:
+        return '; the numbers are written with a decimal comma (like 12,5): set reader_options.decimal: ","'
+    if len(bad) == len(text):
+        return ("; no value of the column is a number: check that design.weight names the weight column "
+                "(missing_codes do not apply to weights)")
+    return "; some values are not numbers: check the column"
+
+
+def _first_row_of(positions: np.ndarray, indices: list[int], row_label) -> str | None:
+    """Where the user finds the first row whose factorised code is in ``indices``."""
+    if not indices or row_label is None:
+        return None
+    flagged = np.zeros(int(positions.max(initial=-1)) + 2, dtype=bool)
+    flagged[indices] = True
+    return row_label(int(np.flatnonzero(flagged[positions])[0]))
+
+
+def _check_label(column: str, key: str, label: str | None, result, mapping: dict, folded: dict,
+                 allowed: tuple | None, acc: Accounting) -> None:
+    """Warn when the file's label of a code says something else than the card's recode of it.
+
+    A contradiction: the card also recodes the label text to another value (``Female: female``
+    while ``1: male``), or the label is itself a valid category other than the recode's result
+    (the file says 1 = Female, the card sends 1 to male). Labels are file metadata, not cells.
+    """
+    if label is None or result is None:
+        return
+    target = str(result)
+    said = folded.get(label.strip().lower())
+    if said is None and allowed is not None and label.strip().lower() in allowed:
+        said = label.strip().lower()
+    if said is not None and str(said) != target:
+        acc.warnings.append(
+            f"column '{column}': code {key} is labelled {label!r} in the file but the card recodes it to {target!r}; "
+            "check recodes"
+        )
 
 
 def _recode(
@@ -218,6 +332,7 @@ def _recode(
     acc: Accounting,
     allowed: tuple | None,
     numeric: bool = False,
+    row_label=None,
 ) -> pd.Series:
     """Recode one mapped column's raw values to schema values; count recodes and unknown codes."""
     mapping = card.recodes.get(column, {})
@@ -228,12 +343,14 @@ def _recode(
     results: list = []
     recoded = 0
     unknown: Counter = Counter()
-    for value, count in zip(uniques, counts):
+    unknown_index: list[int] = []
+    for index, (value, count) in enumerate(zip(uniques, counts)):
         key = code_text(value)
         label = labels.get(key)
         was_recoded = True
         if key in mapping:
             result = mapping[key]
+            _check_label(column, key, label, result, mapping, folded, allowed, acc)
         elif label is not None and label in mapping:
             result = mapping[label]
         elif key.lower() in folded:
@@ -247,12 +364,14 @@ def _recode(
         if result is not None:
             if numeric:
                 try:
-                    result = float(result)
+                    result = float(_number_text(result, card) if not was_recoded else result)
                 except ValueError:
                     unknown[key] += int(count)
+                    unknown_index.append(index)
                     result = None
             elif allowed is not None and result not in allowed:
                 unknown[key] += int(count)
+                unknown_index.append(index)
                 result = None
         if result is not None and was_recoded:
             recoded += int(count)
@@ -260,7 +379,7 @@ def _recode(
     lookup = np.array(results + [None], dtype=object)
     out = lookup[positions]
     acc.recoded(column, recoded)
-    acc.unknown(column, unknown)
+    acc.unknown(column, unknown, _first_row_of(positions, unknown_index, row_label), int((positions >= 0).sum()))
     if numeric:
         return pd.Series(out, index=series.index, dtype="float64")
     return pd.Series(out, index=series.index, dtype="string")
@@ -294,17 +413,21 @@ def _country(card: SourceCard, raw: RawTable, acc: Accounting) -> pd.Series:
     values = raw_values.map(lambda v: None if v is None else mapping.get(v, v))
     recoded = int((raw_values.notna() & (values != raw_values)).sum())
     acc.recoded("country", recoded)
-    bad = sorted({v for v in values.dropna().unique() if not schema.is_iso3(v)})
-    if bad:
+    invalid = values.notna() & ~values.map(lambda v: v is None or schema.is_iso3(v)).astype(bool)
+    if invalid.any():
+        first = int(np.flatnonzero(invalid.to_numpy())[0])
+        bad = values.iloc[first]
         suggestion = ""
         try:
-            guess = pycountry.countries.lookup(bad[0]).alpha_3
-            suggestion = f" (e.g. recodes: country: {{{bad[0]}: {guess}}})"
+            # a country name is not personal data: when pycountry knows it, the fix can be spelt out
+            guess = pycountry.countries.lookup(bad).alpha_3
+            suggestion = f" (e.g. recodes: country: {{{bad}: {guess}}})"
         except LookupError:
             pass
+        n_bad = int(invalid.sum())
         raise HarmoniseError(
-            f"{_where(card, raw)}: column '{card.country_column}' has {bad[:5]} which are not ISO 3166-1 "
-            f"alpha-3 codes; add recodes to ISO3{suggestion}"
+            f"{_where(card, raw)}: column '{card.country_column}' has {n_bad} values that are not ISO 3166-1 "
+            f"alpha-3 codes (first in {raw.row_label(first)}); add recodes to ISO3{suggestion}"
         )
     values = values.astype("string")
     if values.isna().any():
@@ -323,7 +446,7 @@ def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Acco
         padded = codes.map(lambda c: None if c is None else c.zfill(2))
         names = padded.map(by_fips)
         unknown = Counter(padded[padded.notna() & names.isna()])
-        acc.unknown("admin1_fips", unknown)
+        acc.unknown("admin1_fips", unknown, answered=int(padded.notna().sum()))
         acc.recoded("admin1", int(names.notna().sum()))
         out["admin1"] = names.astype("string")
     method, _ = card.derive_method("admin1_code")
@@ -331,26 +454,35 @@ def _derive_admin1(card: SourceCard, out: pd.DataFrame, raw: RawTable, acc: Acco
         if "admin1" not in out.columns:
             raise HarmoniseError(f"{card.path_label}: derive.admin1_code natural_earth needs columns.admin1 (or derive.admin1)")
         codes, names, ambiguous, _ = _admin1_index()
-        wanted = pd.Series(
-            [None if pd.isna(a) else f"{c}|{str(a).lower()}" for c, a in zip(out["country"], out["admin1"])],
-            index=out.index, dtype="object",
-        )
+        # decided once per distinct (country, admin1) pair, then broadcast
+        positions, pairs = pd.MultiIndex.from_arrays([out["country"], out["admin1"]]).factorize()
+        keys = np.array([None if pd.isna(a) else f"{c}|{str(a).lower()}" for c, a in pairs] + [None], dtype=object)
+        wanted = pd.Series(keys[positions], index=out.index, dtype=object)
         present = sorted({k for k in wanted if k is not None})
         bad_ambiguous = [k for k in present if k in ambiguous]
         if bad_ambiguous:
+            # the value is a Natural Earth name (reference data), so it may be shown
             raise HarmoniseError(
-                f"{_where(card, raw)}: admin1 {bad_ambiguous[0]!r} names two Natural Earth units; map admin1_code explicitly"
+                f"{_where(card, raw)}: admin1 {names.get(bad_ambiguous[0], bad_ambiguous[0].split('|')[1])!r} "
+                "names two Natural Earth units; map admin1_code explicitly"
             )
         missing = [k for k in present if k not in codes]
         if missing:
             first = missing[0]
+            country = first.split("|")[0]
+            position = int(np.flatnonzero((wanted == first).to_numpy())[0])
+            import difflib
+
+            known = [n for k, n in names.items() if isinstance(k, str) and isinstance(n, str) and k.startswith(country + "|")]
+            close = difflib.get_close_matches(first.split("|")[1], [n.lower() for n in known], n=1, cutoff=0.8)
+            hint = f" (closest Natural Earth name: {next(n for n in known if n.lower() == close[0])!r})" if close else ""
             raise HarmoniseError(
-                f"{_where(card, raw)}: admin1 {first.split('|')[1]!r} is not a Natural Earth admin-1 name "
-                f"for {first.split('|')[0]}; recode it to the Natural Earth name (see {ADMIN1_LOOKUP_FILE.name})"
+                f"{_where(card, raw)}: admin1 in {raw.row_label(position)} is not a Natural Earth admin-1 name "
+                f"for {country}{hint}; recode it to the Natural Earth name (see {ADMIN1_LOOKUP_FILE.name})"
             )
-        out["admin1_code"] = pd.Series([codes.get(k) for k in wanted], index=out.index, dtype="string")
+        out["admin1_code"] = wanted.map(codes).astype("string")
         # the canonical Natural Earth spelling of the name
-        out["admin1"] = pd.Series([names.get(k) for k in wanted], index=out.index, dtype="string")
+        out["admin1"] = wanted.map(names).astype("string")
 
 
 def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd.Series:
@@ -372,31 +504,41 @@ def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd
     def matches(col: str, values: set) -> tuple[pd.Series, pd.Series]:
         """(answered, matches): the raw code, its value label or its lower case is in ``values``."""
         codes = codes_of(col)
-        labels = codes.map(raw.value_labels.get(col, {}))
+        labels = raw.value_labels.get(col, {})
         lowered = {str(v).lower() for v in values}
-        hit = codes.isin(values) | labels.isin(values) | codes.str.lower().isin(lowered)
-        return codes.notna(), hit.astype(bool)
+        # decided once per distinct code, then broadcast
+        positions, uniques = pd.factorize(codes, use_na_sentinel=True)
+        decided = [u in values or labels.get(u) in values or str(u).lower() in lowered for u in uniques]
+        hit = np.array(decided + [False], dtype=bool)[positions]
+        return codes.notna(), pd.Series(hit, index=codes.index)
 
     if spec.score is not None:
-        items = pd.DataFrame({c: pd.to_numeric(_apply_missing_codes(frame[c], card, ind, acc), errors="coerce") for c in spec.columns})
+        items = pd.DataFrame({c: to_numbers(_apply_missing_codes(frame[c], card, ind, acc), card) for c in spec.columns})
         total = (items + spec.score.get("offset", 0.0)).sum(axis=1, min_count=len(spec.columns))
         result = (total >= spec.score["at_least"]).astype("float64").where(total.notna())
     elif spec.column and not truth:
-        result = pd.to_numeric(_apply_missing_codes(frame[spec.column], card, ind, acc), errors="coerce").astype("float64")
-        bad = frame[spec.column].notna() & result.isna()
-        acc.unknown(ind, Counter(codes_as_text(frame.loc[bad, spec.column])))
+        cleaned = _apply_missing_codes(frame[spec.column], card, ind, acc)
+        result = to_numbers(cleaned, card)
+        bad = cleaned.notna() & result.isna()
+        first = raw.row_label(int(np.flatnonzero(bad.to_numpy())[0])) if bad.any() else None
+        acc.unknown(ind, Counter(codes_as_text(frame.loc[bad, spec.column])), first, int(cleaned.notna().sum()))
     else:
         cols = [spec.column] if spec.column else list(spec.columns)
         result = pd.Series(np.nan, index=index, dtype="float64")
         unknown: Counter = Counter()
         any_true = pd.Series(False, index=index)
         all_answered = pd.Series(True, index=index)
+        first_odd = None
+        n_present = 0
         for c in cols:
             present, is_true = matches(c, truth)
+            n_present += int(present.sum())
             if falsity:
                 _, is_false = matches(c, falsity)
                 odd = present & ~is_true & ~is_false
                 unknown.update(codes_as_text(frame.loc[odd, c]))
+                if odd.any() and first_odd is None:
+                    first_odd = raw.row_label(int(np.flatnonzero(odd.to_numpy())[0]))
                 answered = is_true | is_false
             else:
                 answered = present
@@ -404,7 +546,7 @@ def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd
             all_answered &= answered
         result[all_answered] = 0.0
         result[any_true] = 1.0
-        acc.unknown(ind, unknown)
+        acc.unknown(ind, unknown, first_odd, n_present)
     for col, values in (spec.false_when or {}).items():
         wanted = {code_text(v) for v in values}
         hit = codes_as_text(frame[col]).isin(wanted).to_numpy() & result.isna().to_numpy()
@@ -439,7 +581,7 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
     keep = pd.Series(True, index=frame.index)
     out["sample_type"] = pd.Series(design.type, index=frame.index, dtype="string")
     if design.weight:
-        w = pd.to_numeric(codes_as_text(frame[design.weight]), errors="coerce").astype("float64")
+        w = to_numbers(frame[design.weight], card)
         missing_w = w.isna()
         acc.exclude(f"weight missing or not a number ({design.weight})", int((missing_w & keep).sum()))
         keep &= ~missing_w
@@ -452,7 +594,8 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
     for key in ("strata", "psu"):
         col = getattr(design, key)
         if col:
-            values = codes_as_text(frame[col])
+            values = frame[col]
+            values = values.str.strip() if pd.api.types.is_string_dtype(values.dtype) else codes_as_text(values)
             gone = values.isna() & keep
             acc.exclude(f"{key} missing ({col})", int(gone.sum()))
             keep &= ~gone
@@ -460,7 +603,7 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
         else:
             out[key] = pd.Series(pd.NA, index=frame.index, dtype="string")
     if design.fpc:
-        out["fpc"] = pd.to_numeric(codes_as_text(frame[design.fpc]), errors="coerce").astype("float64")
+        out["fpc"] = to_numbers(frame[design.fpc], card)
         bad = out["fpc"].isna() & keep
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -472,14 +615,17 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
         counts = kept.groupby("strata", observed=True)["psu"].nunique()
         lonely = counts[counts < 2]
         if len(lonely):
+            position = int(np.flatnonzero((out["strata"] == lonely.index[0]).fillna(False).to_numpy(bool) & keep.to_numpy())[0])
+            code = quotable_code(lonely.index[0])
+            which = f"stratum {code}" if code else "the stratum"
             raise HarmoniseError(
-                f"{_where(card, raw)}: stratum {lonely.index[0]!r} of column '{design.strata}' has a single PSU "
-                f"({len(lonely)} such strata); set design.single_psu to adjust, average or certainty, or merge strata"
+                f"{_where(card, raw)}: {which} of column '{design.strata}' has a single PSU ({raw.row_label(position)}; "
+                f"{len(lonely)} such strata); set design.single_psu to adjust, average or certainty, or merge strata"
             )
     replicate_columns = []
     for i, col in enumerate(_resolve_replicates(card, raw), start=1):
         name = f"{schema.REPLICATE_PREFIX}{i}"
-        values = pd.to_numeric(codes_as_text(frame[col]), errors="coerce").astype("float64")
+        values = to_numbers(frame[col], card)
         bad = (values.isna() | (values < 0)) & keep
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -503,6 +649,127 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
     return keep, design_dict
 
 
+#: Written text columns that are never scanned for personal data: fixed by the card or the code
+#: (source, country: ISO3-validated), hashes, or closed sets validated after recoding.
+_NOT_SCANNED = {"respondent_id", "source", "country", "sample_type", "disability_source", "age_group",
+                "age_band_child", "admin1_code", *schema.ALLOWED_CATEGORIES}
+
+
+def _category_words(card: SourceCard, *extra) -> set[str]:
+    """Words that are categories rather than personal data: recode keys and targets, schema
+    categories, configured bands and groups, Natural Earth admin-1 names (a name may share them)."""
+    words: set[str] = set()
+    for mapping in card.recodes.values():
+        for k, v in mapping.items():
+            words.update(str(k).lower().split())
+            words.update(str(v).lower().split())
+    for values in schema.ALLOWED_CATEGORIES.values():
+        words.update(values)
+    for values in extra:
+        words.update(str(v).lower() for v in values or ())
+    for name in admin1_lookup()["name"].dropna():
+        words.update(str(name).lower().split())
+    return words
+
+
+def _count_user_missing(card: SourceCard, raw: RawTable, acc: Accounting) -> None:
+    """Count the file's user-missing values (set missing by the reader) under the columns that use them."""
+    if not raw.user_missing:
+        return
+    seen: set[str] = set()
+    for what, column in _mapped_raw_columns(card):
+        if column in raw.user_missing and column not in seen:
+            seen.add(column)
+            target = what.split(".", 1)[1] if what.startswith(("columns.", "indicators.")) else what
+            target = target.split(".")[0]
+            for code, n in raw.user_missing[column].items():
+                acc.missing(target, code, USER_MISSING, n)
+
+
+def _check_kept_rows(card: SourceCard, raw: RawTable, acc: Accounting, kept: int) -> None:
+    """Fail when no row, or fewer than ``min_kept_share`` of the rows, are kept: the reasons and a hint."""
+    read = acc.rows_read
+    share = kept / read if read else 0.0
+    if kept > 0 and share >= card.min_kept_share:
+        return
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(acc.rows_excluded.items(), key=lambda kv: -kv[1]))
+    hint = ""
+    weight = card.design.weight if card.design else None
+    if weight and any(r.startswith("weight") for r in acc.rows_excluded):
+        hint = number_hint(raw.frame[weight], card)
+    elif any(r.startswith("filter") for r in acc.rows_excluded):
+        hint = "; check the card's filter"
+    limit = "" if kept == 0 else f", below min_kept_share {card.min_kept_share:.0%}"
+    raise HarmoniseError(
+        f"{_where(card, raw)}: only {kept} of {read} rows kept ({share:.0%}{limit}); excluded: {reasons}{hint}"
+        + ("" if kept == 0 else "; or lower min_kept_share in the card")
+    )
+
+
+def _check_unknown_share(card: SourceCard, raw: RawTable, acc: Accounting) -> None:
+    """Fail when a column's unknown codes exceed ``max_unknown_share`` unless ``unknown_codes: allow``."""
+    if card.unknown_codes == "allow":
+        return
+    for column, codes in acc.unknown_codes.items():
+        n = sum(codes.values())
+        answered = acc.answered_values.get(column) or acc.rows_read
+        if answered and n / answered > card.max_unknown_share:
+            first = acc.unknown_code_rows.get(column)
+            where = f", first in {first}" if first else ""
+            named = [k for k in codes if k not in (OTHER_CODES, NOT_SHOWN)][:5]
+            shown = f" ({', '.join(repr(k) for k in named)})" if named else ""
+            raise HarmoniseError(
+                f"{_where(card, raw)}: column '{column}': {n} of {answered} values ({n / answered:.0%}) are unknown "
+                f"codes{shown}{where}, above max_unknown_share {card.max_unknown_share:.0%}; add them to recodes "
+                "(or missing_codes), or set unknown_codes: allow to count them as missing"
+            )
+
+
+def _derive_disability(card: SourceCard, out: pd.DataFrame, index) -> dict | None:
+    """The disability identifier and how it was made (the log and the Parquet metadata say it)."""
+    method, options = card.derive_method("disability")
+    if method == "wg_ss":
+        domains = list(options.get("domains") or schema.WG_DOMAINS)
+        absent = [d for d in domains if d not in card.columns]
+        if absent and "domains" in options:
+            raise HarmoniseError(f"{card.path_label}: derive.disability domains {absent} are not mapped in columns")
+        if absent:
+            mapped = [d for d in schema.WG_DOMAINS if d in card.columns]
+            raise HarmoniseError(
+                f"{card.path_label}: derive.disability wg_ss uses all six WG-SS domains but columns lack {absent}; "
+                f"for a survey that asked fewer, name them: derive.disability: {{method: wg_ss, domains: {mapped}}}"
+            )
+        out["disability"] = schema.wg_ss_disability(out[domains])
+        out["disability_source"] = pd.Series("wg_ss", index=index, dtype="string")
+        label = "WG-SS, all 6 domains" if len(domains) == len(schema.WG_DOMAINS) else f"WG-SS, {len(domains)} of 6 domains"
+        return {"method": "wg_ss", "domains": domains, "label": label}
+    if method == "single_question" or (method is None and "disability" in card.columns):
+        # a mapped yes/no question without the six WG-SS domains is a single question
+        if "disability" not in card.columns:
+            raise HarmoniseError(f"{card.path_label}: derive.disability single_question needs columns.disability")
+        out["disability_source"] = pd.Series("single_question", index=index, dtype="string").where(out["disability"].notna())
+        return {"method": "single_question", "domains": [], "label": "single question"}
+    return None
+
+
+def _written_text_columns(card: SourceCard, out: pd.DataFrame, keep: pd.Series) -> dict:
+    """The text columns that will be written, for the personal-data scan: {name: (values, raw column, codes)}."""
+    raw_of = {k: v if isinstance(v, str) else "|".join(v) for k, v in card.columns.items()}
+    if card.design:
+        raw_of.update({k: getattr(card.design, k) for k in ("strata", "psu") if getattr(card.design, k)})
+    columns = {}
+    for name in out.columns:
+        if name in _NOT_SCANNED or name in schema.NUMERIC_COLUMNS or name.startswith(schema.REPLICATE_PREFIX):
+            continue
+        if name == "admin1" and card.derive_method("admin1_code")[0] == "natural_earth":
+            continue  # replaced by the Natural Earth name
+        values = out[name]
+        if pd.api.types.is_numeric_dtype(values):
+            continue
+        columns[name] = (values.where(keep), raw_of.get(name), name in ("strata", "psu"))
+    return columns
+
+
 def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None = None,
                         age_bands=schema.DEFAULT_AGE_BANDS, salt: str | None = None,
                         income_groups: tuple | None = None) -> Harmonised:
@@ -517,12 +784,21 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         raise HarmoniseError(f"{_where(card, raw)}: has a header but no data rows")
     check_columns(card, raw)
     where = f"{_where(card, raw)}: "
-    scan_free_text(raw.frame, card.free_text_columns, card.personal_columns, where=where, row_label=raw.row_label)
+    if card.filter:
+        passed = evaluate_filter(parse_filter(card.filter), raw.frame, codes_as_text, lambda v: to_numbers(v, card))
+        acc.exclude(f"filter not met: {card.filter}", int((~passed).sum()))
+        raw = raw.subset(passed)
+    ignore = _category_words(card, age_bands, income_groups)
+    personal = PersonalValues(raw.frame, card.personal_columns, ignore)
+    scan_free_text(raw.frame, card.free_text_columns, card.personal_columns, where=where, row_label=raw.row_label,
+                   ignore=ignore)
     acc.personal_columns_dropped = [c for c in card.personal_columns if c in raw.frame.columns]
-    frame = raw.frame.drop(columns=acc.personal_columns_dropped).reset_index(drop=True)
-    raw = RawTable(frame, raw.path, raw.value_labels, raw.notes, raw.description, raw.first_row, raw.row_unit)
+    frame = raw.frame.drop(columns=acc.personal_columns_dropped)
+    raw = RawTable(frame, raw.path, raw.value_labels, raw.notes, raw.description, raw.first_row, raw.row_unit,
+                   raw.row_numbers, raw.user_missing)
     used = {c for _, c in _mapped_raw_columns(card)}
-    acc.unmapped_columns_left_behind = int(sum(c not in used for c in frame.columns))
+    acc.unmapped_columns_left_behind = int(sum(c not in used for c in raw.notes.get("header") or frame.columns))
+    _count_user_missing(card, raw, acc)
 
     out = pd.DataFrame(index=frame.index)
     out["source"] = pd.Series(card.id, index=frame.index, dtype="string")
@@ -540,10 +816,11 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
             allowed = tuple(age_bands)
         if column == "income_group" and income_groups:
             allowed = tuple(income_groups)
-        values = _recode(series, column, card, labels, acc, allowed, numeric=numeric)
+        values = _recode(series, column, card, labels, acc, allowed, numeric=numeric, row_label=raw.row_label)
         if column in schema.WG_DOMAINS:
             bad = values.notna() & ~values.isin(schema.WG_CODES)
-            acc.unknown(column, Counter(codes_as_text(series[bad])))
+            first = raw.row_label(int(np.flatnonzero(bad.to_numpy())[0])) if bad.any() else None
+            acc.unknown(column, Counter(codes_as_text(series[bad])), first)
             values = values.where(~bad)
         out[column] = values
 
@@ -555,30 +832,21 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         year = options.get("year") or (card.collection_period.start.year if card.collection_period else None)
         if year is None:
             raise HarmoniseError(f"{card.path_label}: derive.age from_birth_year needs year: or collection_period")
-        born = _recode(_raw_values(raw, card.columns["birth_year"], card, "birth_year", acc)[0], "birth_year", card, {}, acc, None, numeric=True)
+        born = _recode(_raw_values(raw, card.columns["birth_year"], card, "birth_year", acc)[0], "birth_year", card, {},
+                       acc, None, numeric=True, row_label=raw.row_label)
         out["age"] = float(year) - born
     if "age" in out.columns:
         # an age outside 0-120 is a data-entry error: an unknown code, not a very old respondent
         implausible = out["age"].notna() & ~out["age"].between(0, 120)
-        acc.unknown("age", Counter(f"{a:g}" for a in out.loc[implausible, "age"]))
+        first = raw.row_label(int(np.flatnonzero(implausible.to_numpy())[0])) if implausible.any() else None
+        acc.unknown("age", Counter(f"{a:g}" for a in out.loc[implausible, "age"]), first)
         out["age"] = out["age"].where(~implausible)
     if card.derive_method("age_group")[0] == "from_age":
         out["age_group"] = schema.assign_age_band(out.get("age", pd.Series(np.nan, index=frame.index)), age_bands)
     if card.derive_method("age_band_child")[0] == "from_age":
         bands = card.derive_method("age_band_child")[1].get("bands", schema.DEFAULT_CHILD_AGE_BANDS)
         out["age_band_child"] = schema.assign_age_band(out.get("age", pd.Series(np.nan, index=frame.index)), bands)
-    method, _ = card.derive_method("disability")
-    if method == "wg_ss":
-        absent = [d for d in schema.WG_DOMAINS if d not in card.columns]
-        if absent:
-            raise HarmoniseError(f"{card.path_label}: derive.disability wg_ss needs all six WG-SS domains in columns; missing {absent}")
-        out["disability"] = schema.wg_ss_disability(out[list(schema.WG_DOMAINS)])
-        out["disability_source"] = pd.Series("wg_ss", index=frame.index, dtype="string")
-    elif method == "single_question" or (method is None and "disability" in card.columns):
-        # a mapped yes/no question without the six WG-SS domains is a single question
-        if "disability" not in card.columns:
-            raise HarmoniseError(f"{card.path_label}: derive.disability single_question needs columns.disability")
-        out["disability_source"] = pd.Series("single_question", index=frame.index, dtype="string").where(out["disability"].notna())
+    disability = _derive_disability(card, out, frame.index)
     _derive_admin1(card, out, raw, acc)
 
     for ind in card.indicators:
@@ -590,9 +858,14 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         out[ind] = _indicator(card, ind, raw, acc)
 
     keep, design = _design_columns(card, raw, out, acc)
+    scan_written_text(_written_text_columns(card, out, keep), personal, where=where, row_label=raw.row_label)
+    _check_kept_rows(card, raw, acc, int(keep.sum()))
+    _check_unknown_share(card, raw, acc)
 
     if card.id_column:
-        ids = codes_as_text(frame[card.id_column])
+        ids = frame[card.id_column]
+        ids = ids.str.strip() if pd.api.types.is_string_dtype(ids.dtype) and not pd.api.types.is_object_dtype(ids.dtype) \
+            else codes_as_text(ids)
         if ids.isna().any():
             row = int(np.flatnonzero(ids.isna().to_numpy())[0])
             raise HarmoniseError(f"{_where(card, raw)}: column '{card.id_column}' (id_column) is empty in {raw.row_label(row)}; every respondent needs an id")
@@ -617,8 +890,9 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         result[column] = result[column].astype("float64")
     acc.rows_kept = len(result)
     acc.check_balance()
-    schema.validate_harmonised(result, indicators, where=f"{card.id} (harmonised)", age_bands=age_bands)
-    return Harmonised(result, design, acc)
+    schema.validate_harmonised(result, indicators, where=f"{card.id} (harmonised)", age_bands=age_bands,
+                               wg_domains=disability["domains"] if disability and disability["method"] == "wg_ss" else None)
+    return Harmonised(result, design, acc, {"disability": disability} if disability else {})
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,16 +900,33 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
 # --------------------------------------------------------------------------------------------
 
 
-def _mapped_frame(card: SourceCard, raw: RawTable, acc: Accounting, numeric: set[str]) -> pd.DataFrame:
+def _published_values(values) -> str:
+    """Values of a published table for a message: shown only when short and free of personal data."""
+    from analysis.sources.privacy import personal_data_kind
+
+    shown = [repr(str(v)) for v in values if len(str(v)) <= 40 and personal_data_kind(str(v)) is None]
+    return f" ({', '.join(shown[:5])})" if shown else ""
+
+
+def _mapped_frame(card: SourceCard, raw: RawTable, acc: Accounting, numeric: set[str]) -> tuple[pd.DataFrame, RawTable]:
+    """The mapped and recoded columns of an aggregates or margins table, and the raw table (filtered)."""
     check_columns(card, raw)
+    if card.filter:
+        passed = evaluate_filter(parse_filter(card.filter), raw.frame, codes_as_text, lambda v: to_numbers(v, card))
+        acc.exclude(f"filter not met: {card.filter}", int((~passed).sum()))
+        raw = raw.subset(passed)
     out = pd.DataFrame(index=raw.frame.index)
     for column, spec in card.columns.items():
         series, labels = _raw_values(raw, spec, card, column, acc)
         allowed = schema.ALLOWED_CATEGORIES.get(column)
-        out[column] = _recode(series, column, card, labels, acc, allowed, numeric=column in numeric)
+        out[column] = _recode(series, column, card, labels, acc, allowed, numeric=column in numeric, row_label=raw.row_label)
     if "country" not in card.columns:
         out["country"] = _country(card, raw, acc) if (card.country or card.country_column) else pd.NA
-    return out
+    # published tables hold no individuals, but a mistyped cell can still carry contact details
+    texts = {c: (out[c], card.columns[c] if isinstance(card.columns[c], str) else None, False)
+             for c in ("group", "breakdown", "cell", "method", "admin1") if c in out.columns}
+    scan_written_text(texts, None, where=f"{_where(card, raw)}: ", row_label=raw.row_label)
+    return out, raw
 
 
 def harmonise_aggregates(card: SourceCard, raw: RawTable, indicators: dict | None = None) -> Harmonised:
@@ -646,23 +937,31 @@ def harmonise_aggregates(card: SourceCard, raw: RawTable, indicators: dict | Non
     """
     acc = Accounting(rows_read=len(raw.frame))
     numeric = {"estimate", "se", "ci_low", "ci_high", "n_unweighted", "n_weighted"}
-    out = _mapped_frame(card, raw, acc, numeric)
+    out, raw = _mapped_frame(card, raw, acc, numeric)
     for needed in ("indicator", "estimate"):
         if needed not in out.columns:
             raise HarmoniseError(f"{card.path_label}: an aggregates card must map columns.{needed}")
     if indicators is not None:
         bad = sorted(set(out["indicator"].dropna()) - set(indicators))
         if bad:
-            raise HarmoniseError(f"{_where(card, raw)}: indicators {bad[:5]} are not in params/indicators.yml; add recodes: indicator: {{...}}")
+            raise HarmoniseError(
+                f"{_where(card, raw)}: indicators{_published_values(bad)} are not in params/indicators.yml; "
+                "add recodes: indicator: {...}"
+            )
     if "flag" in out.columns:
         bad = sorted(set(out["flag"].dropna()) - set(tables.FLAGS))
         if bad:
-            raise HarmoniseError(f"{_where(card, raw)}: flag values {bad[:5]} are not {list(tables.FLAGS)}; add recodes: flag: {{...}}")
+            raise HarmoniseError(
+                f"{_where(card, raw)}: flag values{_published_values(bad)} are not {list(tables.FLAGS)}; "
+                "add recodes: flag: {...}"
+            )
     flag = out["flag"] if "flag" in out.columns else pd.Series("ok", index=out.index, dtype="string")
     no_estimate = out["estimate"].isna() & (flag.fillna("ok") != "suppressed")
     acc.exclude("estimate missing and not flagged suppressed", int(no_estimate.sum()))
     no_indicator = out["indicator"].isna() & ~no_estimate
     acc.exclude("indicator missing or unknown code", int(no_indicator.sum()))
+    _check_kept_rows(card, raw, acc, int((~(no_estimate | no_indicator)).sum()))
+    _check_unknown_share(card, raw, acc)
     kept = out[~(no_estimate | no_indicator)].copy()
     # suppressed at source: the row stays, its numbers are blanked (the result schema's rule)
     if "flag" in kept.columns:
@@ -674,7 +973,9 @@ def harmonise_aggregates(card: SourceCard, raw: RawTable, indicators: dict | Non
     kept["country"] = kept["country"].astype("string").str.upper()
     bad_country = sorted({c for c in kept["country"].dropna() if not schema.is_iso3(c)})
     if bad_country:
-        raise HarmoniseError(f"{_where(card, raw)}: country {bad_country[:3]} is not an ISO 3166-1 alpha-3 code")
+        raise HarmoniseError(
+            f"{_where(card, raw)}: country{_published_values(bad_country)} is not an ISO 3166-1 alpha-3 code"
+        )
     defaults = {"source": card.id, "method": f"published by source ({card.title})"}
     if "breakdown" not in kept.columns:
         defaults["breakdown"] = "all"
@@ -689,7 +990,7 @@ def harmonise_aggregates(card: SourceCard, raw: RawTable, indicators: dict | Non
 def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=schema.DEFAULT_AGE_BANDS) -> Harmonised:
     """Official population counts -> ``country, admin1, admin1_code, sex, age_group, population``."""
     acc = Accounting(rows_read=len(raw.frame))
-    out = _mapped_frame(card, raw, acc, {"population"})
+    out, raw = _mapped_frame(card, raw, acc, {"population"})
     if "population" not in out.columns:
         raise HarmoniseError(f"{card.path_label}: a margins card must map columns.population")
     for column in ("admin1", "admin1_code", "sex", "age_group"):
@@ -702,7 +1003,9 @@ def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=schema.DEFAULT_
     out["country"] = out["country"].astype("string").str.upper()
     bad_country = sorted({c for c in out["country"].dropna() if not schema.is_iso3(c)})
     if bad_country:
-        raise HarmoniseError(f"{_where(card, raw)}: country {bad_country[:3]} is not an ISO 3166-1 alpha-3 code")
+        raise HarmoniseError(
+            f"{_where(card, raw)}: country{_published_values(bad_country)} is not an ISO 3166-1 alpha-3 code"
+        )
     _derive_admin1(card, out, raw, acc)
     negative = out["population"] < 0
     acc.exclude("population negative", int(negative.sum()))
@@ -714,6 +1017,7 @@ def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=schema.DEFAULT_
             unknown_cat |= out[column].isna()
     unknown_cat &= ~negative & ~missing
     acc.exclude("a category is missing or an unknown code", int(unknown_cat.sum()))
+    _check_kept_rows(card, raw, acc, int((~(negative | missing | unknown_cat)).sum()))
     kept = out[~(negative | missing | unknown_cat)]
     dup = kept.duplicated(["country", "admin1", "sex", "age_group"], keep=False)
     if dup.any():

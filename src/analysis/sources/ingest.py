@@ -33,7 +33,7 @@ from analysis.sources import METADATA_KEY, coding, partitioned, studies
 from analysis.sources.card import CardError, SourceCard, card_paths, load_card
 from analysis.sources.harmonise import Harmonised, HarmoniseError, harmonise
 from analysis.sources.privacy import PrivacyError
-from analysis.sources.readers import ReadError, read_source
+from analysis.sources.readers import ReadError, raw_file, read_source
 
 
 def code_files() -> list[Path]:
@@ -48,10 +48,16 @@ USER_ERRORS = (CardError, ReadError, HarmoniseError, PrivacyError, schema.Schema
 
 
 def input_fingerprint(card_path: Path, card: SourceCard, raw_root: Path) -> dict:
-    """sha256 of every input of a source: raw files, card, catalogue files, and the ingest code."""
-    files = {f"raw:{spec.path}": hashing.sha256_file(raw_root / spec.path) for spec in card.files}
+    """sha256 of every input of a source: raw files, card, catalogue files, and the ingest code.
+
+    Raw files are located through :func:`~analysis.sources.readers.raw_file`, so only regular
+    files inside the raw root and below the size limit are ever hashed.
+    """
+    files = {f"raw:{spec.path}": hashing.sha256_file(raw_file(raw_root, spec.path, str(card_path)))
+             for spec in card.files}
     if card.reader_options.form:
-        files[f"raw:{card.reader_options.form}"] = hashing.sha256_file(raw_root / card.reader_options.form)
+        form = raw_file(raw_root, card.reader_options.form, str(card_path), "reader_options.form")
+        files[f"raw:{card.reader_options.form}"] = hashing.sha256_file(form)
     files[f"card:{card_path.name}"] = hashing.sha256_file(card_path)
     for path in (config.INDICATORS_FILE, config.GROUPS_FILE):
         if path.exists():
@@ -61,8 +67,9 @@ def input_fingerprint(card_path: Path, card: SourceCard, raw_root: Path) -> dict
     return {"sha256": combined, "inputs": files}
 
 
-def _source_metadata(card: SourceCard) -> dict:
+def _source_metadata(card: SourceCard, result: Harmonised | None = None) -> dict:
     return {
+        **(result.metadata if result is not None else {}),
         "id": card.id,
         "title": card.title,
         "kind": card.kind,
@@ -89,7 +96,7 @@ def write_processed(result: Harmonised, card: SourceCard, processed_dir: Path, l
     processed_dir.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(result.frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
-    meta[METADATA_KEY] = json.dumps({"design": result.design, "source": _source_metadata(card)}).encode()
+    meta[METADATA_KEY] = json.dumps({"design": result.design, "source": _source_metadata(card, result)}).encode()
     table = table.replace_schema_metadata(meta)
     target = processed_dir / f"{card.id}.parquet"
     tmp = target.with_suffix(".parquet.tmp")
@@ -128,18 +135,18 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
         return coding.ingest_coding(card_path, raw_root, processed_dir, force)
     card = load_card(card_path)
     for spec in card.files:
-        if not (raw_root / spec.path).exists():
-            if card.download:
-                raise NotDownloaded(f"{raw_root / spec.path} not found; {card.download}")
-            raise ReadError(f"{raw_root / spec.path}: file not found (check 'files' in {card_path} and --raw-root)")
+        if card.download and not (raw_root / spec.path).exists() and not (raw_root / spec.path).is_symlink():
+            raise NotDownloaded(f"{raw_root / spec.path} not found; {card.download}")
     if partitioned.is_partitioned_card(card, raw_root):  # issue 17: partition by partition
         return partitioned.ingest_partitioned(card_path, card, raw_root, processed_dir, force,
                                               indicators, age_bands, income_groups)
+    for spec in card.files:
+        raw_file(raw_root, spec.path, str(card_path))  # inside the raw root, a regular file, not too large
     fingerprint = input_fingerprint(card_path, card, raw_root)
     if not force and _previous_fingerprint(processed_dir, card.id) == fingerprint["sha256"]:
         return "unchanged", None
     for spec in card.files:
-        if spec.sha256 and hashing.sha256_file(raw_root / spec.path) != spec.sha256:
+        if spec.sha256 and fingerprint["inputs"][f"raw:{spec.path}"] != spec.sha256:
             raise ReadError(f"{raw_root / spec.path}: sha256 differs from files.sha256 in {card_path}; is it the right file?")
     raw = read_source(card, raw_root)
     result = harmonise(card, raw, indicators=indicators, age_bands=age_bands or schema.DEFAULT_AGE_BANDS,
@@ -154,6 +161,7 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
         "reader": card.reader,
         "reader_notes": {k: v for k, v in raw.notes.items() if k in ("encoding", "sheet")},
         **result.accounting.as_dict(),
+        **result.metadata,
         "columns": list(result.frame.columns),
         "fingerprint": fingerprint,
     }
@@ -188,6 +196,9 @@ def _summary(log: dict) -> str:
         text += f", {excluded} excluded"
     if unknown:
         text += f", {unknown} unknown codes set missing"
+    warnings = log.get("warnings") or []
+    if warnings:
+        text += f"; {len(warnings)} warning{'s' if len(warnings) > 1 else ''}: " + "; ".join(warnings[:3])
     return text
 
 

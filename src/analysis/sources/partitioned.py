@@ -40,7 +40,7 @@ from analysis.sources import METADATA_KEY
 from analysis.sources.card import SourceCard
 from analysis.sources.harmonise import Accounting, HarmoniseError, harmonise_microdata
 from analysis.sources.privacy import project_salt
-from analysis.sources.readers import RawTable, ReadError
+from analysis.sources.readers import RawTable, ReadError, raw_file
 
 #: Rows read (and harmonised) at a time.
 DEFAULT_BATCH_ROWS = 500_000
@@ -82,7 +82,10 @@ def raw_files(card: SourceCard, raw_root: Path) -> list[Path]:
             out.append(path)
     if not out:
         raise ReadError(f"{card.path_label}: no {suffix} files under {[s.path for s in card.files]}")
-    return out
+    # issue 11: every partition is confined to the raw root (symlinks resolved), a regular file
+    # below the size limit, before it is read or hashed
+    root = Path(raw_root).absolute()
+    return [raw_file(root, os.path.relpath(Path(p).absolute(), root), card.path_label) for p in out]
 
 
 def read_batches(card: SourceCard, path: Path, batch_rows: int):

@@ -561,6 +561,13 @@ def ingest_study_source(card_path: Path, raw_root: Path, processed_dir: Path,
     """Ingest one ``kind: study`` source: ``("ingested"|"unchanged", log)`` like any source."""
     card_path = Path(card_path)
     card = load_study_source_card(card_path)
+    # issue 11: raw files confined to the raw root (symlinks resolved), regular, below the size limit
+    from analysis.sources.readers import raw_file
+
+    for spec in card.files:
+        candidate = Path(raw_root) / spec.path
+        if candidate.exists() or candidate.is_symlink() or Path(spec.path).is_absolute() or ".." in Path(spec.path).parts:
+            raw_file(Path(raw_root), spec.path, str(card_path))
     inputs = {f"raw:{s.path}": _sha256(Path(raw_root) / s.path)
               for s in card.files if (Path(raw_root) / s.path).exists()}
     inputs[f"card:{card_path.name}"] = _sha256(card_path)
