@@ -33,23 +33,25 @@ PAYLOAD = ('"\'><script>alert("xss-script")</script><img src=x onerror=alert("xs
 PROSE_KEYS = {"label", "title", "licence", "description", "consent", "caption", "note", "name"}
 
 
-def plant(value, key: str | None = None):
-    """``value`` with PAYLOAD appended to every prose string (and every category label)."""
+def plant(value, key: str | None = None, every: bool = False):
+    """``value`` with PAYLOAD appended to every prose string (and every category label); with
+    ``every``, to every string (the text catalogue: every value is a text a page shows)."""
     if isinstance(value, dict) and key == "category_labels":
         return {code: f"{label} {PAYLOAD}" for code, label in value.items()}
     if isinstance(value, dict):
-        return {k: plant(v, k) for k, v in value.items()}
+        return {k: plant(v, k, every) for k, v in value.items()}
     if isinstance(value, list):
-        return [plant(v, key) for v in value]
-    if isinstance(value, str) and key in PROSE_KEYS:
+        return [plant(v, key, every) for v in value]
+    if isinstance(value, str) and (every or key in PROSE_KEYS):
         return f"{value} {PAYLOAD}"
     return value
 
 
-def _planted_yaml(source: Path, target: Path) -> None:
+def _planted_yaml(source: Path, target: Path, every: bool = False) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    target.write_text(yaml.safe_dump(plant(data), allow_unicode=True, sort_keys=False), encoding="utf-8")
+    target.write_text(yaml.safe_dump(plant(data, every=every), allow_unicode=True, sort_keys=False),
+                      encoding="utf-8")
 
 
 def _cli(root: Path, *args: str) -> None:
@@ -64,8 +66,11 @@ def hostile_outputs(tmp_path_factory) -> Path:
     """A one-chapter report built from params and a source card with PAYLOAD in every prose string."""
     root = tmp_path_factory.mktemp("hostile")
     params = config.PROJECT_ROOT / "params"
+    shutil.copytree(params, root / "params", ignore=shutil.ignore_patterns("sources", "report*.yml"))
     for name in ("groups.yml", "indicators.yml"):
         _planted_yaml(params / name, root / "params" / name)
+    for path in sorted(params.glob("text*.yml")):  # titles, captions, headings, sentence templates
+        _planted_yaml(path, root / "params" / path.name, every=True)
     _planted_yaml(params / "sources" / "demo_disability.yml", root / "params" / "sources" / "demo_disability.yml")
     (root / "notebooks").mkdir()
     shutil.copy(config.PROJECT_ROOT / "notebooks" / "02_group_profile.ipynb", root / "notebooks")

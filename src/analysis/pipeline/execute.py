@@ -601,6 +601,9 @@ def _execute_papermill(notebook_path: Path, out_ipynb: Path, params: dict, optio
     except PapermillExecutionError as exc:
         error = {"message": f"{exc.ename}: {exc.evalue}", "cell_index": exc.cell_index,
                  "cell_source": (exc.source or "")[:500]}
+        # run.log (this process's stderr) holds the whole traceback, as with the fork engine.
+        trace = _ANSI.sub("", "\n".join(exc.traceback or []))
+        print(f"\nerror in cell {exc.cell_index}: {error['message']}\n{trace}", file=sys.stderr, flush=True)
     nb = nbformat.read(out_ipynb, as_version=4)
     cells_seconds = sum(float(c.metadata.get("papermill", {}).get("duration") or 0) for c in nb.cells)
     return nb, error, cells_seconds
