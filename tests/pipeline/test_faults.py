@@ -118,6 +118,21 @@ def test_run_log_holds_the_traceback_of_the_failing_cell(tiny_project, resolve):
     assert 'raise RuntimeError(f"planted failure for {group} in {country}")' in log
 
 
+@pytest.mark.slow
+def test_run_log_holds_the_traceback_with_the_papermill_engine_too(tiny_project, resolve):
+    jupyter = pytest.importorskip("jupyter_client.kernelspec")
+    if "analysis" not in jupyter.KernelSpecManager().find_kernel_specs():
+        pytest.skip("the 'analysis' Jupyter kernel is not registered (make setup registers it)")
+    tiny_project.plant("women", "KEN", "raise")
+    run = resolve(tiny_project)["tiny/women/KEN"]
+    record = execute_run(run, ExecOptions(outputs_dir=str(tiny_project.outputs), engine="papermill",
+                                          render={"outputs_dir": str(tiny_project.outputs)}))
+    assert record["failure"] == "exception"
+    log = (tiny_project.outputs / FAILED / "tiny" / "women" / "KEN" / "run.log").read_text()
+    assert "RuntimeError: planted failure for women in KEN" in log
+    assert 'raise RuntimeError(f"planted failure for {group} in {country}")' in log
+
+
 def test_a_timed_out_run_keeps_its_partial_notebook_under_failed(tiny_project, resolve):
     tiny_project.plant("women", "KEN", "sleep")
     run = resolve(tiny_project, timeout=3)["tiny/women/KEN"]
