@@ -493,7 +493,7 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
         if error is None:
             failure = "internal"
             error = {"message": f"rendering HTML failed: {type(exc).__name__}: {exc}",
-                     "cell_index": None, "cell_source": None}
+                     "cell_index": None, "cell_source": None, **_write_error_fields(exc)}
     print(f"timing: gate, notebook and HTML written {time.perf_counter() - start - total:.3f}s", flush=True)
     _send(event_fd, {"event": "result", "status": "ok" if error is None else "failed",
                      "failure": failure, "error": error, "cells_seconds": round(cells_seconds, 3),

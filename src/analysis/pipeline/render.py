@@ -23,7 +23,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 #: The Content-Security-Policy of every reviewer page. The pages are self-contained and bring no
 #: script of their own, so none may run: a payload that slipped into a label or an output stays
 #: inert. Inline styles (nbconvert's CSS, table alignment) and embedded images/fonts are allowed.
-CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data: 'self'; "
                            "font-src data:; object-src 'none'; base-uri 'none'; form-action 'none'")
 _HIDDEN_TAGS = {"parameters", "injected-parameters"}
 _EXPORTER = None

@@ -396,8 +396,12 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
         else:
             outcome.failed.append(run.run_id)
         progress_bar.update(run, record)
-        save()
         stop = _unwritable(record, outputs)
+        try:
+            save()
+        except OutputWriteError:
+            if stop is None:
+                raise
         if stop is not None:
             raise stop  # every further run would fail the same way: stop, keep what finished
 
