@@ -81,6 +81,7 @@ def test_a_killed_worker_fails_only_the_run_it_held_and_blocks_the_synthesis(tin
     assert any(line.startswith("BLOCKED tiny_synthesis: blocked by tiny/women/KEN (failed)") for line in lines)
 
 
+@pytest.mark.slow
 def test_a_failed_chapter_blocks_what_comes_after_it_until_it_succeeds(tiny_project):
     first = run_pipeline(tiny_project.report, workers=1, **tiny_project.kwargs())
     assert first.exit_code == 0
@@ -160,12 +161,12 @@ def test_ingest_and_run_take_one_lock_on_the_processed_folder(tiny_project, caps
     assert not (tiny_project.outputs / "manifest.json").exists()
 
     # A run is reading: an ingest into the same folder refuses, in one line.
-    tiny_project.plant("women", "KEN", "sleep")
+    tiny_project.plant("women", "KEN", "wait")  # holds the run open until the test releases it
     holding = threading.Event()
     done = {}
 
     def run():
-        done["outcome"] = run_pipeline(tiny_project.report, workers=1, timeout=20, **tiny_project.kwargs())
+        done["outcome"] = run_pipeline(tiny_project.report, workers=1, **tiny_project.kwargs())
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -185,7 +186,9 @@ def test_ingest_and_run_take_one_lock_on_the_processed_folder(tiny_project, caps
         assert err.startswith(f"error: {tiny_project.processed}: in use by a `python -m analysis run`")
         assert "\n" not in err
     finally:
+        (tiny_project.control / "release").write_text("")
         thread.join()
+    assert done["outcome"].exit_code == 0
     # What the runs recorded is what they read.
     runs = manifest(tiny_project)["runs"]
     digest = hashlib.sha256((tiny_project.processed / "src_a.parquet").read_bytes()).hexdigest()
@@ -210,6 +213,7 @@ def _enospc_on(monkeypatch, name_part: str, code: int = errno.ENOSPC) -> list[st
     return hits
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_the_pipeline_is_one_line_with_the_path_and_leaves_no_tmp(tiny_project, monkeypatch, capsys):
     hits = _enospc_on(monkeypatch, "manifest.json")
     code = cli_run(tiny_project, monkeypatch, "--workers", "1")
@@ -266,6 +270,7 @@ def test_a_full_disk_while_a_run_writes_its_notebook_leaves_no_tmp(tiny_project,
     assert leftovers(tiny_project) == []
 
 
+@pytest.mark.slow
 def test_interrupted_then_rerun_on_changed_data_marks_stale_runs_and_keeps_them_out_of_all_estimates(tiny_project):
     assert run_pipeline(tiny_project.report, workers=1, **tiny_project.kwargs()).exit_code == 0
     make_source(tiny_project.processed / "src_a.parquet", ["KEN", "UGA"], True, seed=42)  # new data

@@ -4,8 +4,9 @@
   women × SEN is "not applicable" and persons with disabilities × SEN reads only ``src_b``.
 - ``notebooks/tiny.ipynb`` (per group × country) writes one result table and one figure (SVG and
   PNG); a file ``control/<group>_<country>.fail`` holding ``raise``, ``sleep``, ``kill``,
-  ``kill_worker``, ``interrupt`` or ``enospc`` makes that run fail in that way. ``notebooks/tiny_synthesis.ipynb`` runs once, after the others,
-  from ``outputs/tables/all_estimates.csv``.
+  ``kill_worker``, ``interrupt``, ``enospc`` or ``wait`` (until ``control/release`` exists)
+  makes that run fail (or wait) in that way. ``notebooks/tiny_synthesis.ipynb`` runs once, after
+  the others, from ``outputs/tables/all_estimates.csv``.
 - The library source is snapshotted once per session (``code_dir``) so that keys do not move
   while other people edit ``src/analysis``.
 """
