@@ -79,7 +79,10 @@ from analysis.chapters.official_statistics import (  # noqa: F401
     weighting_figure,
 )
 from analysis.chapters.synthesis import (  # noqa: F401
+    show_synthesis,
     start_synthesis,
+    synthesis_comparisons,
+    synthesis_display,
     synthesis_figures,
     synthesis_table,
     write_synthesis_workbook,

@@ -205,14 +205,18 @@ class ChapterRun:
     @property
     def reference_label(self) -> str:
         """Label of the reference population, from the dimension's category labels."""
-        group = self.group
+        return self.reference_label_of(self.group_id) if self.group_id else ""
+
+    def reference_label_of(self, group_id: str) -> str:
+        """Label of the reference population of any catalogue group (see :attr:`reference_label`)."""
+        group = self.groups.get(group_id)
         if group is None:
             return ""
-        dimension = self.dimensions.get(group.dimension)
-        labels = dimension.category_labels if dimension else {}
         if group.reference == "rest":
             return text("common.everyone_else")
-        return ", ".join(labels.get(c, c) for c in group.reference)
+        dimension = self.dimensions.get(group.dimension)
+        labels = dimension.category_labels if dimension else {}
+        return text("common.list_separator").join(labels.get(c, c) for c in group.reference)
 
     def headline_indicators(self, source: str) -> list[str]:
         """One percent indicator per theme (the first of each theme in catalogue order that the
