@@ -131,27 +131,9 @@ class ChapterRun:
         that have answers in the data counted; ``single_question``: one yes/no question), else
         "as reported" in the source's own question.
         """
-        meta = self.frames[source].attrs.get("source") or {}
-        given = (meta.get("measurement") or {}).get(dimension)
-        if given:
-            return str(given)
         frame = self.frames[source]
-        method = _derivation(source, dimension)
         answered = [c for c in WG_DOMAINS if c in frame and frame[c].notna().any()]
-        if dimension == "disability" and method is None and answered:
-            method = "wg_ss"  # no card at hand: the processed frame has the WG domains
-        if dimension == "disability" and (method == "wg_ss" or meta.get("wg_domains")):
-            domains = meta.get("wg_domains") or meta.get("wg_ss_domains")
-            if not domains:
-                domains = len(answered)
-            return text("common.measurement.wg_ss", domains=int(domains), total=len(WG_DOMAINS))
-        if method:
-            key = f"common.measurement.{method}"
-            from analysis.text import has_text
-
-            if has_text(key):
-                return text(key)
-        return text("common.measurement.reported")
+        return describe_measurement(source, dimension, frame.attrs.get("source") or {}, answered)
 
     def measurement_note(self) -> str:
         """"How the group was measured: disability: Washington Group Short Set, 4 of 6 domains
@@ -242,6 +224,28 @@ class ChapterRun:
 
 #: The six domains of the Washington Group Short Set (processed columns).
 WG_DOMAINS = ("wg_seeing", "wg_hearing", "wg_walking", "wg_cognition", "wg_selfcare", "wg_communication")
+
+
+def describe_measurement(source: str, dimension: str, meta: dict, answered_domains) -> str:
+    """How ``dimension`` was measured in ``source`` (see :meth:`ChapterRun.measurement`);
+    ``meta`` is the source's processed metadata, ``answered_domains`` the WG domain columns with
+    answers in its data."""
+    given = (meta.get("measurement") or {}).get(dimension)
+    if given:
+        return str(given)
+    method = _derivation(source, dimension)
+    answered = list(answered_domains)
+    if dimension == "disability" and method is None and answered:
+        method = "wg_ss"  # no card at hand: the processed frame has the WG domains
+    if dimension == "disability" and (method == "wg_ss" or meta.get("wg_domains")):
+        domains = meta.get("wg_domains") or meta.get("wg_ss_domains") or len(answered)
+        return text("common.measurement.wg_ss", domains=int(domains), total=len(WG_DOMAINS))
+    if method:
+        from analysis.text import has_text
+
+        if has_text(f"common.measurement.{method}"):
+            return text(f"common.measurement.{method}")
+    return text("common.measurement.reported")
 
 
 def _derivation(source: str, column: str) -> str | None:
