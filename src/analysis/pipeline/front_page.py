@@ -11,6 +11,8 @@ tables) and the manifest:
   meets them says so and why;
 - one small figure per theme: the gap of the theme's most widely measured indicator for every
   group × country × source, on the same ±50-point axis;
+- findings that chapters publish themselves (``findings.json`` beside a run's page, e.g. pooled
+  evidence from partner studies with its quality rating), linked to their chapter;
 - links into the chapters (each finding links the group-profile page it comes from), the
   synthesis, the workbook and the run status grid (``runs.html``, :mod:`analysis.pipeline.index`).
 
@@ -27,6 +29,7 @@ import jinja2
 import pandas as pd
 
 from analysis import figures, findings, tables
+from analysis.pipeline.index import _findings
 from analysis.pipeline.render import TEMPLATES_DIR
 from analysis.schema import load_groups, load_indicators, load_themes
 from analysis.text import text, text_count
@@ -241,6 +244,7 @@ def write_front_page(manifest: dict, ctx, path: Path | None = None) -> Path:
         official=[{"title": o["title"], "period": o["period"]} for o in official],
         sections=sections,
         chapters=_chapter_links(manifest, ctx, outputs_dir),
+        chapter_findings=_findings(manifest.get("runs") or {}, outputs_dir),
         comparisons=len(compared),
         shown=sum(len(s["findings"]) for s in sections),
         per_theme=FINDINGS_PER_THEME,
