@@ -70,6 +70,7 @@ from analysis.chapters.intersections import (  # noqa: F401
 )
 from analysis.chapters.official_statistics import (  # noqa: F401
     cdc_deaths_table,
+    cdc_period_note,
     comparison_figure,
     data_gap_matrix,
     official_comparison,
