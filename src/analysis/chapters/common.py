@@ -471,7 +471,8 @@ def show_table(run: ChapterRun, table: pd.DataFrame, caption: str, cell_labels: 
                percent=()):
     """A result table as a formatted, accessible HTML table (caption, header cells).
 
-    A table that mixes sources gets a source column (short titles); ``percent`` names extra
+    A table that mixes sources, or any table of a run with several sources, gets a source column
+    (short titles); ``percent`` names extra
     indicators shown as percentages (e.g. ``"composition"``, shares of respondents)."""
     from IPython.display import HTML
 
@@ -482,7 +483,9 @@ def show_table(run: ChapterRun, table: pd.DataFrame, caption: str, cell_labels: 
     display = tables.format_results(tables.conform(table), indicator_labels=run.indicator_labels,
                                     cell_labels=labels,
                                     percent_indicators=[*run.percent_indicators, *percent],
-                                    source_labels={s: run.source_title(s) for s in run.frames})
+                                    source_labels={s: run.source_title(s) for s in run.frames},
+                                    # a page of several sources names the source in every table
+                                    show_source=len(run.frames) > 1 or None)
     return HTML(tables.html_table(display, caption))
 
 
