@@ -208,6 +208,8 @@ def _reader_literals(path: Path) -> list[str]:
             skip.update(id(a) for a in node.args)
         if isinstance(node, ast.keyword) and node.arg == "method":
             skip.update(id(n) for n in ast.walk(node.value))
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "method" for t in node.targets):
+            skip.update(id(n) for n in ast.walk(node.value))
     found = []
 
     def report(node, why):

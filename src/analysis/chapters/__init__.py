@@ -81,6 +81,7 @@ from analysis.chapters.official_statistics import (  # noqa: F401
 )
 from analysis.chapters.synthesis import (  # noqa: F401
     show_synthesis,
+    show_workbook_link,
     start_synthesis,
     synthesis_comparisons,
     synthesis_display,

@@ -139,6 +139,18 @@ def show_synthesis(run: ChapterRun, wide: pd.DataFrame):
     return HTML(tables.html_table(synthesis_display(run, wide), text("synthesis.table.caption"), row_headers=2))
 
 
+def show_workbook_link(run: ChapterRun):
+    """What the workbook holds, and a link to it (``tables/synthesis.xlsx``), as HTML: the words
+    come from the text catalogue and are escaped; the link stands in its own paragraph."""
+    import html
+
+    from IPython.display import HTML
+
+    note = html.escape(text("synthesis.workbook_note"))
+    label = html.escape(text("synthesis.workbook_link"))
+    return HTML(f'<p>{note}</p><p><a href="tables/synthesis.xlsx">{label}</a></p>')
+
+
 def _theme_labels() -> dict[str, str]:
     from analysis.schema import load_themes
 
