@@ -37,6 +37,13 @@ report: setup
 	$(PY) -m analysis export
 	@echo "Open outputs/index.html"
 
+# One PDF of the front page and the chapter pages, printed by headless Chromium (builds the report
+# first when it is missing; PDF_ARGS="--one-per-chapter" for the front page and one page per chapter).
+PDF_ARGS ?=
+report-pdf: setup browser-deps
+	@test -f outputs/index.html || $(MAKE) report
+	$(PY) -m analysis.pipeline.pdf $(PDF_ARGS)
+
 # Chromium (Debian) and axe-core (npm) for the browser tests. Installed when we are root and
 # they are missing; otherwise the browser tests skip and say why.
 browser-deps:

@@ -112,7 +112,7 @@ def test_read_cdc_deaths_national_sex_by_age(shared_dir):
     assert set(shown["Sex"]) == {"Women", "Men"} and "85 years and over" in set(shown["Age group"])
 
 
-def test_synthesis_workbook_has_one_sheet_per_indicator_with_flags(tmp_path, estimates):
+def test_synthesis_workbook_has_a_readme_and_one_sheet_per_theme_with_flags(tmp_path, estimates):
     path = tmp_path / "tables" / "all_estimates.csv"
     blanked = estimates.copy()
     hit = blanked.index[:1]
@@ -121,13 +121,22 @@ def test_synthesis_workbook_has_one_sheet_per_indicator_with_flags(tmp_path, est
     tables.write_csv(tables.conform(blanked), path)
     run, all_runs = chapters.start_synthesis("synthesis", path, output_dir=tmp_path / "synthesis")
     table = chapters.synthesis_table(run, all_runs)
+    assert not table.duplicated().any()
+    wide = chapters.synthesis_comparisons(run, table)
+    assert not wide.duplicated(subset=["theme", "indicator", "group", "country", "source"]).any()
     workbook = openpyxl.load_workbook(chapters.write_synthesis_workbook(run, table))
-    assert workbook.sheetnames[0] == "About"
-    assert set(workbook.sheetnames[1:]) == set(estimates["indicator"])
-    sheet = workbook[str(blanked.loc[hit[0], "indicator"])]
+    from analysis.schema import load_themes
+
+    themes = load_themes()
+    assert workbook.sheetnames[0] == "README"
+    assert set(workbook.sheetnames[1:]) == {themes[run.indicators[i].theme] for i in set(estimates["indicator"])}
+    readme = [c.value for c in workbook["README"]["A"] if c.value]
+    assert any("fewer than" in str(v) for v in readme) and run.source_title("household_pulse") in readme
+    suppressed = blanked.loc[hit[0], "indicator"]
+    sheet = workbook[themes[run.indicators[suppressed].theme]]
     header = [c.value for c in sheet[1]]
-    flags = [row[header.index("flag")] for row in sheet.iter_rows(min_row=2, values_only=True)]
-    assert "suppressed" in flags
+    flags = [row[header.index("Group: quality")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert "suppressed: too few respondents" in flags
     saved = chapters.synthesis_figures(run, table)
     assert len(saved) == len([i for i in set(table["indicator"]) if i in run.percent_indicators])
 

@@ -173,6 +173,8 @@ _READER_KEYWORDS = {"title", "caption", "source_note", "value_label", "legend_la
                     "row_title", "column_title"}
 #: Words of two letters or more: a literal with one of these (outside errors and docstrings) is prose.
 _WORD = re.compile(r"[A-Za-z]{2,}")
+#: HTML tags inside a literal (``<td style="...">``): markup, not words.
+_MARKUP = re.compile(r"<[^>]*>")
 #: Literals that are identifiers, not text: column names, flags, methods, file names.
 _IDENTIFIER = re.compile(r"^[a-z0-9_./:=|× -]*$")
 
@@ -206,10 +208,14 @@ def _reader_literals(path: Path) -> list[str]:
             skip.update(id(a) for a in node.args)
         if isinstance(node, ast.keyword) and node.arg == "method":
             skip.update(id(n) for n in ast.walk(node.value))
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "method" for t in node.targets):
+            skip.update(id(n) for n in ast.walk(node.value))
     found = []
 
     def report(node, why):
         value = _literal_text(node)
+        if value is not None:
+            value = _MARKUP.sub("", value)  # HTML markup is not text a reader reads
         if value is None or id(node) in skip or not _WORD.search(value):
             return
         if _IDENTIFIER.match(value):
@@ -234,7 +240,7 @@ def _reader_literals(path: Path) -> list[str]:
                 if isinstance(v, ast.JoinedStr):
                     report(v, "cell text")
         elif isinstance(node, ast.JoinedStr) and id(node) not in skip:
-            literal = _literal_text(node) or ""
+            literal = _MARKUP.sub("", _literal_text(node) or "")
             if len(_WORD.findall(literal)) >= 2:
                 report(node, "f-string")
     return found

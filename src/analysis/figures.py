@@ -226,15 +226,19 @@ def _finish_layout(fig, title: str, source_note: str, synthetic: bool, credit: s
     _, height = fig.get_size_inches()
     lines = _wrap(title, 75).split("\n")
     top_inches = 0.2 + TITLE_LINE_INCHES * len(lines) + (0.15 if synthetic else 0.0)
-    bottom_inches = NOTES_INCHES + (0.08 * max(len(_wrap(source_note, 140).split("\n")) - 1, 0))
+    # the notes take one line each of about 0.13 inch at 7.5 pt: the legend and the credit sit
+    # above all of them (a long source note of several sources never runs under the legend)
+    note_lines = len(_wrap(source_note, 140).split("\n"))
+    notes_inches = NOTES_INCHES + 0.13 * max(note_lines - 1, 0)
+    bottom_inches = notes_inches
     if credit:  # its own line above the notes, so a long source note never runs into it
         bottom_inches += 0.25
-        fig.text(0.99, (NOTES_INCHES + 0.02) / height, credit, ha="right", va="bottom", fontsize=7.5,
+        fig.text(0.99, (notes_inches + 0.02) / height, credit, ha="right", va="bottom", fontsize=7.5,
                  color="#333333")
     if handles:
         bottom_inches += LEGEND_INCHES
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3),
-                   bbox_to_anchor=(0.5, NOTES_INCHES / height), frameon=False)
+                   bbox_to_anchor=(0.5, (bottom_inches - LEGEND_INCHES) / height), frameon=False)
     fig.text(0.01, 1 - (0.12 + (0.15 if synthetic else 0.0)) / height, "\n".join(lines), ha="left", va="top",
              fontsize=12, fontweight="bold")
     _add_notes(fig, _wrap(source_note, 140), synthetic)

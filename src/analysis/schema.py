@@ -274,6 +274,16 @@ def load_indicators(path: Path | str | None = None) -> dict[str, Indicator]:
     return out
 
 
+def load_themes(path: Path | str | None = None) -> dict[str, str]:
+    """Theme id -> label from the ``themes:`` section of ``params/indicators.yml`` (catalogue
+    order); a theme without a label is shown by its id."""
+    path = Path(path) if path else config.INDICATORS_FILE
+    themes = _read_yaml(path).get("themes") or {}
+    if not isinstance(themes, dict):
+        raise SchemaError(f"{path}: key 'themes' must be a mapping of id -> {{label: ...}}")
+    return {str(k): str((v or {}).get("label") or k) if isinstance(v, dict) else str(k) for k, v in themes.items()}
+
+
 def load_dimensions(path: Path | str | None = None) -> dict[str, Dimension]:
     """Load the ``dimensions:`` section of ``params/groups.yml`` (empty when absent)."""
     path = Path(path) if path else config.GROUPS_FILE

@@ -373,7 +373,8 @@ def html_table(display: pd.DataFrame, caption: str, *, row_headers: int = 1, tab
 _SHEET_FORBIDDEN = set('[]:*?/\\')
 
 
-def _sheet_name(text: str, used: set) -> str:
+def sheet_name(text: str, used: set) -> str:
+    """An Excel sheet name from ``text``: forbidden characters replaced, 31 characters, unique in ``used``."""
     name = "".join("_" if ch in _SHEET_FORBIDDEN else ch for ch in str(text))[:31] or "sheet"
     base, k = name, 2
     while name.lower() in used:
@@ -412,7 +413,7 @@ def write_excel(
         cell.font = Font(bold=True)
     used = {"about"}
     for indicator, rows in table.groupby("indicator", sort=False):
-        sheet = workbook.create_sheet(_sheet_name(indicator, used))
+        sheet = workbook.create_sheet(sheet_name(indicator, used))
         sheet.append(RESULT_COLUMNS)
         for cell in sheet[1]:
             cell.font = Font(bold=True)

@@ -23,12 +23,12 @@ def _local_links(page, base: str) -> list[str]:
 
 
 def _chapter_pages(page, server) -> dict[str, str]:
-    """One rendered notebook page per chapter, from the index's links (first link of each chapter)."""
-    page.goto(f"{server}/index.html")
+    """One rendered notebook page per chapter, from the run status page's links (first link of each chapter)."""
+    page.goto(f"{server}/runs.html")
     pages: dict[str, str] = {}
     for url in _local_links(page, server):
         path = urlparse(url).path.strip("/")
-        if not path.endswith(".html") or path == "index.html":
+        if not path.endswith(".html") or path in ("index.html", "runs.html"):
             continue
         pages.setdefault(path.split("/")[0], url)
     return pages

@@ -59,8 +59,13 @@ def test_serial_and_process_pool_give_identical_outputs_and_a_second_run_skips_e
     assert manifest["runs"]["tiny/women/SEN"]["status"] == "not_applicable"
     assert manifest["summary"]["skipped"] == 6 and manifest["summary"]["not_applicable"] == 1
 
-    index = (tiny_project.outputs / "index.html").read_text()
+    front = (tiny_project.outputs / "index.html").read_text()
+    assert '<html lang="en">' in front and front.count("<h1") == 1 and "<main>" in front and "<footer>" in front
+    assert '<a href="runs.html">' in front and "How the findings are chosen" in front
+    assert front.count('class="theme"') == 6  # the five themes and community response
+    index = (tiny_project.outputs / "runs.html").read_text()
     assert '<html lang="en">' in index and index.count("<h1") == 1 and "<main>" in index and "<footer>" in index
+    assert '<a href="index.html">' in index
     assert '<th scope="col">Kenya (KEN)</th>' in index and '<th scope="row">Women</th>' in index
     assert '<a href="tiny/women/KEN/tiny.html">' in index and '<a href="tiny_synthesis/tiny_synthesis.html">' in index
     assert "completed earlier, unchanged (skipped)" in index
@@ -162,7 +167,7 @@ def test_failures_are_isolated_recorded_indexed_and_rerun_next_time(tiny_project
     # The synthesis would read estimates that lack the failed runs: blocked, not run (issue 11).
     assert runs["tiny_synthesis"]["status"] == "blocked"
     assert sorted(runs["tiny_synthesis"]["blocked_by"]) == sorted(outcome.failed)
-    index = (tiny_project.outputs / "index.html").read_text()
+    index = (tiny_project.outputs / "runs.html").read_text()
     assert index.count("failed (exception)") == 1 and index.count("failed (killed)") == 1
     assert "failed (timeout)" in index and "planted failure for women in KEN" in index
     assert "in cell 4" in index

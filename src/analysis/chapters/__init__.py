@@ -70,6 +70,7 @@ from analysis.chapters.intersections import (  # noqa: F401
 )
 from analysis.chapters.official_statistics import (  # noqa: F401
     cdc_deaths_table,
+    cdc_period_note,
     comparison_figure,
     data_gap_matrix,
     official_comparison,
@@ -79,7 +80,11 @@ from analysis.chapters.official_statistics import (  # noqa: F401
     weighting_figure,
 )
 from analysis.chapters.synthesis import (  # noqa: F401
+    show_synthesis,
+    show_workbook_link,
     start_synthesis,
+    synthesis_comparisons,
+    synthesis_display,
     synthesis_figures,
     synthesis_table,
     write_synthesis_workbook,

@@ -131,27 +131,9 @@ class ChapterRun:
         that have answers in the data counted; ``single_question``: one yes/no question), else
         "as reported" in the source's own question.
         """
-        meta = self.frames[source].attrs.get("source") or {}
-        given = (meta.get("measurement") or {}).get(dimension)
-        if given:
-            return str(given)
         frame = self.frames[source]
-        method = _derivation(source, dimension)
         answered = [c for c in WG_DOMAINS if c in frame and frame[c].notna().any()]
-        if dimension == "disability" and method is None and answered:
-            method = "wg_ss"  # no card at hand: the processed frame has the WG domains
-        if dimension == "disability" and (method == "wg_ss" or meta.get("wg_domains")):
-            domains = meta.get("wg_domains") or meta.get("wg_ss_domains")
-            if not domains:
-                domains = len(answered)
-            return text("common.measurement.wg_ss", domains=int(domains), total=len(WG_DOMAINS))
-        if method:
-            key = f"common.measurement.{method}"
-            from analysis.text import has_text
-
-            if has_text(key):
-                return text(key)
-        return text("common.measurement.reported")
+        return describe_measurement(source, dimension, frame.attrs.get("source") or {}, answered)
 
     def measurement_note(self) -> str:
         """"How the group was measured: disability: Washington Group Short Set, 4 of 6 domains
@@ -205,14 +187,18 @@ class ChapterRun:
     @property
     def reference_label(self) -> str:
         """Label of the reference population, from the dimension's category labels."""
-        group = self.group
+        return self.reference_label_of(self.group_id) if self.group_id else ""
+
+    def reference_label_of(self, group_id: str) -> str:
+        """Label of the reference population of any catalogue group (see :attr:`reference_label`)."""
+        group = self.groups.get(group_id)
         if group is None:
             return ""
-        dimension = self.dimensions.get(group.dimension)
-        labels = dimension.category_labels if dimension else {}
         if group.reference == "rest":
             return text("common.everyone_else")
-        return ", ".join(labels.get(c, c) for c in group.reference)
+        dimension = self.dimensions.get(group.dimension)
+        labels = dimension.category_labels if dimension else {}
+        return text("common.list_separator").join(labels.get(c, c) for c in group.reference)
 
     def headline_indicators(self, source: str) -> list[str]:
         """One percent indicator per theme (the first of each theme in catalogue order that the
@@ -238,6 +224,28 @@ class ChapterRun:
 
 #: The six domains of the Washington Group Short Set (processed columns).
 WG_DOMAINS = ("wg_seeing", "wg_hearing", "wg_walking", "wg_cognition", "wg_selfcare", "wg_communication")
+
+
+def describe_measurement(source: str, dimension: str, meta: dict, answered_domains) -> str:
+    """How ``dimension`` was measured in ``source`` (see :meth:`ChapterRun.measurement`);
+    ``meta`` is the source's processed metadata, ``answered_domains`` the WG domain columns with
+    answers in its data."""
+    given = (meta.get("measurement") or {}).get(dimension)
+    if given:
+        return str(given)
+    method = _derivation(source, dimension)
+    answered = list(answered_domains)
+    if dimension == "disability" and method is None and answered:
+        method = "wg_ss"  # no card at hand: the processed frame has the WG domains
+    if dimension == "disability" and (method == "wg_ss" or meta.get("wg_domains")):
+        domains = meta.get("wg_domains") or meta.get("wg_ss_domains") or len(answered)
+        return text("common.measurement.wg_ss", domains=int(domains), total=len(WG_DOMAINS))
+    if method:
+        from analysis.text import has_text
+
+        if has_text(f"common.measurement.{method}"):
+            return text(f"common.measurement.{method}")
+    return text("common.measurement.reported")
 
 
 def _derivation(source: str, column: str) -> str | None:
@@ -463,7 +471,8 @@ def show_table(run: ChapterRun, table: pd.DataFrame, caption: str, cell_labels: 
                percent=()):
     """A result table as a formatted, accessible HTML table (caption, header cells).
 
-    A table that mixes sources gets a source column (short titles); ``percent`` names extra
+    A table that mixes sources, or any table of a run with several sources, gets a source column
+    (short titles); ``percent`` names extra
     indicators shown as percentages (e.g. ``"composition"``, shares of respondents)."""
     from IPython.display import HTML
 
@@ -474,7 +483,9 @@ def show_table(run: ChapterRun, table: pd.DataFrame, caption: str, cell_labels: 
     display = tables.format_results(tables.conform(table), indicator_labels=run.indicator_labels,
                                     cell_labels=labels,
                                     percent_indicators=[*run.percent_indicators, *percent],
-                                    source_labels={s: run.source_title(s) for s in run.frames})
+                                    source_labels={s: run.source_title(s) for s in run.frames},
+                                    # a page of several sources names the source in every table
+                                    show_source=len(run.frames) > 1 or None)
     return HTML(tables.html_table(display, caption))
 
 

@@ -65,7 +65,9 @@ def cdc_deaths_table(deaths: pd.DataFrame) -> pd.DataFrame:
     """Display table of the official deaths: COVID-19 share of all deaths by sex for adult age groups."""
     adults = deaths[deaths["sex"].isin(["female", "male"]) & deaths["age_group"].str.contains("years")
                     & ~deaths["age_group"].str.contains("Under|1-4|5-14|0-17", regex=True)]
-    adults = adults[~adults["age_group"].isin(["18-29 years", "30-39 years", "40-49 years", "50-64 years"])]
+    # one set of bands that do not overlap (the file also has 18-29, 30-39, 30-49, 40-49, 50-64)
+    adults = adults[~adults["age_group"].isin(["18-29 years", "30-39 years", "30-49 years", "40-49 years",
+                                               "50-64 years"])]
     columns = "official_statistics.cdc.columns"
     return pd.DataFrame({
         text(f"{columns}.sex"): adults["sex"].map({"female": text("official_statistics.cdc.women"),
@@ -76,6 +78,21 @@ def cdc_deaths_table(deaths: pd.DataFrame) -> pd.DataFrame:
         text(f"{columns}.share"): (adults["covid_deaths"] / adults["total_deaths"]).map(
             lambda v: "" if pd.isna(v) else f"{100 * v:.1f}%"),
     })
+
+
+def cdc_period_note(run: ChapterRun, deaths: pd.DataFrame) -> str:
+    """Why the official deaths and the survey estimates do not compare directly: the deaths' period
+    (to 28 Nov 2020, data as of 2 Dec 2020) against each source's collection period, and the
+    deaths' age bands against the report's (``params/groups.yml``)."""
+    shown = cdc_deaths_table(deaths)
+    cdc_bands = list(dict.fromkeys(shown[text("official_statistics.cdc.columns.age_group")]))
+    report_bands = run.dimensions["age_group"].categories if "age_group" in run.dimensions else []
+    periods = text("common.source_separator").join(
+        text("common.source_with_period", source=run.source_title(s), period=run.source_period(s))
+        for s in run.frames if run.source_period(s))
+    return run.text("official_statistics.cdc.period_note", periods=periods or "—",
+                    cdc_bands=text("common.list_separator").join(cdc_bands),
+                    report_bands=text("common.list_separator").join(report_bands))
 
 
 def data_gap_matrix(run: ChapterRun, official: dict[str, pd.DataFrame], official_dimensions=None) -> pd.DataFrame:

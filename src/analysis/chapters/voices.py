@@ -31,6 +31,7 @@ import pandas as pd
 
 from analysis import config, figures, tables
 from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun
+from analysis.text import text
 
 VOICES_FILE_NAME = "voices.yml"
 AGREEMENT_INDICATORS = {"alpha": "coder_agreement_alpha", "kappa": "coder_agreement_kappa",
@@ -207,7 +208,7 @@ def voices_figure(voices: VoicesRun, shares: pd.DataFrame) -> figures.SavedFigur
                          country=run.country_label)
     colours = figures.series_colours(["group", "reference"], catalogue_order=["group"])
     colours["group"] = figures.series_colours([run.group_id], list(run.groups))[run.group_id]
-    source_note = f"Source: {run.source_title(voices.survey)}; coded answers: {voices.source}."
+    source_note = text("voices.source_note", survey=run.source_title(voices.survey), coded=voices.source)
     fig, described = figures.plot_estimates(
         shown, item_column="indicator", series_column="cell", title=title, value_label=voices.label("value_label"),
         item_labels=labels, series_order=["group", "reference"],

@@ -1,4 +1,5 @@
-"""``outputs/index.html``: the reviewer's entry page.
+"""``outputs/runs.html``: the run status grid (the front page ``index.html`` links it; see
+:mod:`analysis.pipeline.front_page`).
 
 One section per chapter with a grid of rows (groups, sources, or one row) × columns (countries,
 or "all countries"); each cell links the run's reviewer HTML and shows its status: completed
@@ -72,9 +73,9 @@ def _findings(runs: dict, outputs_dir: Path) -> list[dict]:
 
 
 def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
-    """Render the index page from the manifest and the matrix context; returns its path."""
+    """Render the run status page (``runs.html``) from the manifest and the matrix context; returns its path."""
     outputs_dir = Path(ctx.outputs_dir)
-    path = Path(path or outputs_dir / "index.html")
+    path = Path(path or outputs_dir / "runs.html")
     report = ctx.report
     runs = manifest.get("runs", {})
     chapters = []

@@ -11,7 +11,8 @@
    local process pool (fork context, heavy modules imported once in the parent), or
    ``dask.distributed`` — each calling the same unit :func:`analysis.pipeline.execute.execute_run`;
 4. records every run in ``outputs/manifest.json`` as it finishes, rebuilds
-   ``outputs/tables/all_estimates.csv`` and writes ``outputs/index.html``.
+   ``outputs/tables/all_estimates.csv`` and writes the run status grid ``outputs/runs.html`` and
+   the front page ``outputs/index.html`` (key findings).
 
 A failed run never stops the others; the return value says how many failed.
 """
@@ -35,6 +36,7 @@ from analysis.pipeline import cache
 from analysis.pipeline import lock as folder_lock
 from analysis.pipeline import manifest as manifest_mod
 from analysis.pipeline.execute import STAGING, ExecOptions, execute_run, preload
+from analysis.pipeline.front_page import write_front_page
 from analysis.pipeline.index import write_index
 from analysis.pipeline.matrix import (
     MatrixContext,
@@ -448,7 +450,7 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
         manifest_mod.build_all_estimates(manifest, outputs, downstream, exclude=set(current))
 
     def finish() -> BaseException | None:
-        """Rebuild all_estimates.csv, mark stale runs, save the manifest, write the index."""
+        """Rebuild all_estimates.csv, mark stale runs, save the manifest, write runs.html and the front page."""
         first = None
 
         def mark_stale():
@@ -459,7 +461,8 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
                 else:
                     entry.pop("stale", None)
 
-        for step in (rebuild_all_estimates, mark_stale, save, lambda: write_index(manifest, ctx)):
+        for step in (rebuild_all_estimates, mark_stale, save, lambda: write_index(manifest, ctx),
+                     lambda: write_front_page(manifest, ctx)):
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - keep the first; later steps still try

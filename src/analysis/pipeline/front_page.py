@@ -1,0 +1,259 @@
+"""``outputs/index.html``: the report's front page — what the report found, and where to read more.
+
+Built after every pipeline run from ``outputs/tables/all_estimates.csv`` (the collected result
+tables) and the manifest:
+
+- the report's title and scope: countries, groups, and each source with its collection period
+  and how disability (or the group's dimension) was identified;
+- key findings by theme (the five themes of the indicator catalogue plus community response), each
+  one sentence built from the data — size, interval, source, respondents and quality — chosen by
+  the rules of :mod:`analysis.findings`, which the page states; a theme without a finding that
+  meets them says so and why;
+- one small figure per theme: the gap of the theme's most widely measured indicator for every
+  group × country × source, on the same ±50-point axis;
+- findings that chapters publish themselves (``findings.json`` beside a run's page, e.g. pooled
+  evidence from partner studies with its quality rating), linked to their chapter;
+- links into the chapters (each finding links the group-profile page it comes from), the
+  synthesis, the workbook and the run status grid (``runs.html``, :mod:`analysis.pipeline.index`).
+
+Every word comes from the text catalogue (``front.*`` in ``params/text.yml``); every value is
+escaped by Jinja's autoescape.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from analysis import figures, findings, tables
+from analysis.pipeline.index import _findings
+from analysis.pipeline.render import TEMPLATES_DIR
+from analysis.schema import load_groups, load_indicators, load_themes
+from analysis.text import text, text_count
+
+#: Key findings shown per theme.
+FINDINGS_PER_THEME = 3
+
+
+def _source_info(manifest: dict, ctx) -> dict[str, dict]:
+    """Title, period, countries and processed metadata of every source the report read."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from analysis.chapters.common import WG_DOMAINS
+
+    out = {}
+    wanted_sources = set(ctx.report.sources) if ctx.report.sources else None
+    for sid, info in (manifest.get("sources") or {}).items():
+        path = Path(ctx.processed_dir) / f"{sid}.parquet"
+        if (wanted_sources is not None and sid not in wanted_sources) or not path.exists():
+            continue  # a source card the report does not read
+        meta, answered, countries = {}, [], []
+        if path.exists():
+            schema = pq.read_schema(path)
+            meta = json.loads((schema.metadata or {}).get(b"analysis", b"{}")).get("source", {})
+            wanted = [c for c in (*WG_DOMAINS, "country") if c in schema.names]
+            if wanted:
+                data = pq.read_table(path, columns=wanted).to_pandas()
+                answered = [c for c in WG_DOMAINS if c in data and data[c].notna().any()]
+                if "country" in data:
+                    countries = sorted(data["country"].dropna().astype(str).unique())
+        period = meta.get("collection_period") or {}
+        out[sid] = {"id": sid, "title": str(info.get("title") or meta.get("title") or sid),
+                    "synthetic": bool(info.get("synthetic")), "meta": meta, "answered": answered,
+                    "kind": meta.get("kind"), "countries": countries,
+                    "period": text("common.period", start=period["start"], end=period["end"])
+                    if period.get("start") and period.get("end") else ""}
+    return out
+
+
+def _group_profile_links(manifest: dict, outputs_dir: Path) -> dict[tuple[str, str], str]:
+    """(group, country) -> the group-profile page of that run (relative to ``outputs/``)."""
+    links = {}
+    for entry in (manifest.get("runs") or {}).values():
+        if entry.get("chapter") != "group_profile" or entry.get("status") != "ok":
+            continue
+        html = (entry.get("outputs") or {}).get("html") or []
+        if html and (outputs_dir / html[0]).exists():
+            links[(entry.get("group"), entry.get("country"))] = html[0]
+    return links
+
+
+def _chapter_links(manifest: dict, ctx, outputs_dir: Path) -> list[dict]:
+    """Every chapter of the report: its title, how many pages, a link to its section of runs.html
+    (and to its page when it has one page only, e.g. the synthesis)."""
+    out = []
+    runs = manifest.get("runs") or {}
+    for cid, chapter in ctx.report.chapters.items():
+        pages = [e for e in runs.values() if e.get("chapter") == cid and e.get("status") == "ok"
+                 and (e.get("outputs") or {}).get("html")]
+        href = f"runs.html#chapter-{cid}"
+        if len(pages) == 1 and (outputs_dir / pages[0]["outputs"]["html"][0]).exists():
+            href = pages[0]["outputs"]["html"][0]
+        out.append({"title": chapter.title, "href": href,
+                    "pages": text_count("front.chapter_pages", len(pages))})
+    return out
+
+
+def _theme_figure(theme: str, table: pd.DataFrame, percent: list[str], indicators: dict,
+                  group_labels: dict, country_names: dict, source_titles: dict, folder: Path,
+                  synthetic: bool) -> dict | None:
+    """Gap of the theme's most widely measured percent indicator, every group × country × source."""
+    rows = table[(table["theme"] == theme) & table["indicator"].isin(percent) & table["gap_flag"].notna()]
+    if rows.empty:
+        return None
+    counts = rows.groupby("indicator", sort=False).size()
+    indicator = counts.idxmax()
+    rows = rows[rows["indicator"] == indicator].copy()
+    # one point per group × country: the source with the most respondents there (all are in the
+    # synthesis); groups in catalogue order, then countries
+    rows = rows.assign(_n=rows["n_unweighted"].astype(float) + rows["reference_n_unweighted"].astype(float))
+    rows = rows.sort_values("_n", ascending=False, kind="stable").drop_duplicates(["group", "country"])
+    group_rank = {g: i for i, g in enumerate(group_labels)}
+    rows = rows.assign(_g=rows["group"].map(group_rank)).sort_values(["_g", "country"], kind="stable")
+    rows["item"] = [text("front.figure.item", group=group_labels.get(g, g), country=country_names.get(c, c),
+                         source=source_titles.get(s, s))
+                    for g, c, s in zip(rows["group"], rows["country"], rows["source"])]
+    shown = pd.DataFrame({
+        "indicator": rows["item"], "estimate": rows["gap"] * 100, "ci_low": rows["gap_ci_low"] * 100,
+        "ci_high": rows["gap_ci_high"] * 100, "flag": rows["gap_flag"]})
+    title = text("front.figure.title", indicator=indicators[indicator].label)
+    fig, alt = figures.plot_gaps(shown.reset_index(drop=True), title=title,
+                                 source_note=text("common.source_note", sources=text("common.source_separator").join(
+                                     dict.fromkeys(source_titles.get(s, s) for s in rows["source"]))),
+                                 synthetic=synthetic)
+    saved = figures.save_figure(fig, folder, f"theme_{theme}", alt,
+                                caption=text("front.figure.caption", indicator=indicators[indicator].label))
+    return {"svg": saved.svg, "alt": saved.alt, "caption": saved.caption}
+
+
+def _sections(themes, compared, chosen, groups, indicators, percent, ctx, source_titles, links, figure_dir,
+              path, synthetic) -> list[dict]:
+    """One section per theme: its findings (or why there is none) and its figure."""
+    from analysis.schema import load_dimensions
+
+    dimensions = load_dimensions(ctx.groups_file)
+    reference_labels = {}
+    for gid, group in groups.items():
+        if group.reference == "rest":
+            reference_labels[gid] = text("common.everyone_else")
+        else:
+            dimension = dimensions.get(group.dimension)
+            labels = dimension.category_labels if dimension else {}
+            reference_labels[gid] = text("common.list_separator").join(labels.get(c, c) for c in group.reference)
+
+    sections = []
+    for theme, theme_label in themes.items():
+        in_theme = compared[compared["theme"] == theme] if len(compared) else compared
+        picked = chosen[chosen["theme"] == theme] if len(chosen) else chosen
+        items = []
+        for _, row in picked.iterrows():
+            group_label = groups[row["group"]].label if row["group"] in groups else str(row["group"])
+            items.append({
+                "sentence": findings.finding_text(
+                    row, group_label=group_label, reference_label=reference_labels.get(row["group"], ""),
+                    indicator_label=indicators[row["indicator"]].label,
+                    country_label=ctx.country_names.get(row["country"], row["country"]),
+                    source_title=source_titles.get(row["source"], row["source"])),
+                "href": links.get((row["group"], row["country"])),
+                "link_text": text("front.finding_link", group=group_label,
+                                  country=ctx.country_names.get(row["country"], row["country"])),
+                "data": {"source": row["source"], "country": row["country"], "group": row["group"],
+                         "indicator": row["indicator"], "estimate": repr(float(row["estimate"])),
+                         "reference-estimate": repr(float(row["reference_estimate"])),
+                         "gap": repr(float(row["gap"])), "gap-ci-low": repr(float(row["gap_ci_low"])),
+                         "gap-ci-high": repr(float(row["gap_ci_high"])),
+                         "n": str(int(row["n_unweighted"]))},
+            })
+        why = ""
+        if not items:
+            pct = in_theme[in_theme["indicator"].isin(percent)] if len(in_theme) else in_theme
+            if pct.empty:
+                why = text("front.no_data")
+            else:
+                flagged = int((~((pct["flag"] == "ok") & (pct["reference_flag"] == "ok")
+                                 & (pct["gap_flag"] == "ok"))).sum())
+                why = text("front.no_finding", total=len(pct), flagged=flagged, unclear=len(pct) - flagged)
+        figure = None
+        if len(in_theme):
+            figure = _theme_figure(theme, compared, percent, indicators,
+                                   {k: v.label for k, v in groups.items()}, ctx.country_names, source_titles,
+                                   figure_dir, synthetic)
+            if figure:
+                figure["src"] = os.path.relpath(figure.pop("svg"), path.parent)
+        sections.append({"id": theme, "title": theme_label, "findings": items, "why": why, "figure": figure})
+
+    return sections
+
+
+def write_front_page(manifest: dict, ctx, path: Path | None = None) -> Path:
+    """Render the front page (``outputs/index.html``) from the collected estimates; returns its path."""
+    from analysis.chapters.common import describe_measurement
+
+    outputs_dir = Path(ctx.outputs_dir)
+    path = Path(path or outputs_dir / "index.html")
+    report = ctx.report
+    indicators_file = Path(ctx.groups_file).with_name("indicators.yml")
+    indicators = load_indicators(indicators_file)
+    themes = load_themes(indicators_file)
+    groups = load_groups(ctx.groups_file)
+    percent = [k for k, v in indicators.items() if v.unit == "percent"]
+    estimates_path = outputs_dir / "tables" / "all_estimates.csv"
+    estimates = tables.read_csv(estimates_path) if estimates_path.exists() else tables.empty_result()
+    compared = findings.comparisons(estimates, indicators) if len(estimates) else pd.DataFrame(
+        columns=findings.COMPARISON_COLUMNS)
+    chosen = findings.key_findings(compared, percent, per_theme=FINDINGS_PER_THEME) if len(compared) else compared
+    sources = _source_info(manifest, ctx)
+    source_titles = {k: v["title"] for k, v in sources.items()}
+    links = _group_profile_links(manifest, outputs_dir)
+    figure_dir = outputs_dir / "front"
+    # the house style only inside this function: the pipeline's process (whose forked workers run
+    # the next notebooks) keeps its own matplotlib settings
+    import matplotlib
+
+    with matplotlib.rc_context():
+        figures.use_house_style()
+        sections = _sections(themes, compared, chosen, groups, indicators, percent, ctx, source_titles, links,
+                             figure_dir, path, any(s["synthetic"] for s in sources.values()))
+
+    scope_sources = []
+    for sid, info in sources.items():
+        if info["kind"] not in (None, "microdata"):
+            continue
+        measured = describe_measurement(sid, "disability", info["meta"], info["answered"])
+        scope_sources.append({
+            "title": info["title"], "period": info["period"],
+            "countries": text("common.list_separator").join(ctx.country_names.get(c, c) for c in info["countries"]),
+            "disability": measured, "synthetic": info["synthetic"]})
+    official = [info for info in sources.values() if info["kind"] not in (None, "microdata")]
+
+    d = report.disclosure
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    page = env.get_template("front.html.j2").render(
+        t=lambda key, **values: text(key, **values),
+        title=report.title,
+        synthetic=any(s["synthetic"] for s in sources.values()),
+        countries=text("common.list_separator").join(ctx.country_names.get(c, c) for c in report.countries),
+        groups=text("common.list_separator").join(ctx.group_labels.get(g, g) for g in report.groups),
+        sources=scope_sources,
+        official=[{"title": o["title"], "period": o["period"]} for o in official],
+        sections=sections,
+        chapters=_chapter_links(manifest, ctx, outputs_dir),
+        chapter_findings=_findings(manifest.get("runs") or {}, outputs_dir),
+        comparisons=len(compared),
+        shown=sum(len(s["findings"]) for s in sections),
+        per_theme=FINDINGS_PER_THEME,
+        workbook=(outputs_dir / "synthesis" / "tables" / "synthesis.xlsx").exists(),
+        suppression_rule=text("front.suppression_rule", suppress_below=d.suppress_below,
+                              caution_below=d.caution_below),
+        updated_at=manifest.get("updated_at", ""),
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
