@@ -98,7 +98,7 @@ def test_a_failed_chapter_blocks_what_comes_after_it_until_it_succeeds(tiny_proj
     assert entry["reason"] == "blocked by tiny/persons_with_disabilities/SEN (failed)"
     # Its earlier outputs were built from other estimates: they do not pass for current ones.
     assert not synthesis.exists()
-    index = (tiny_project.outputs / "index.html").read_text()
+    index = (tiny_project.outputs / "runs.html").read_text()  # the run status page
     assert "blocked by tiny/persons_with_disabilities/SEN (failed)" in index
 
     tiny_project.clear()
@@ -288,7 +288,7 @@ def test_interrupted_then_rerun_on_changed_data_marks_stale_runs_and_keeps_them_
     assert reads_a - current <= stale  # every run built from the old data is marked
     assert "tiny_synthesis" in stale  # it read estimates from the old data
     assert all("processed/src_a.parquet" in runs[r]["stale"] for r in stale - {"tiny_synthesis"})
-    index = (tiny_project.outputs / "index.html").read_text()
+    index = (tiny_project.outputs / "runs.html").read_text()  # the run status page
     assert index.count("stale: built from older inputs") == len(stale)
 
     estimates = pd.read_csv(tiny_project.outputs / "tables" / "all_estimates.csv")

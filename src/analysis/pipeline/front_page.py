@@ -29,6 +29,7 @@ import jinja2
 import pandas as pd
 
 from analysis import figures, findings, tables
+from analysis.atomic import write_atomic
 from analysis.pipeline.index import _findings
 from analysis.pipeline.render import TEMPLATES_DIR
 from analysis.schema import load_groups, load_indicators, load_themes
@@ -253,7 +254,4 @@ def write_front_page(manifest: dict, ctx, path: Path | None = None) -> Path:
                               caution_below=d.caution_below),
         updated_at=manifest.get("updated_at", ""),
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, page)  # one line with the path on a full disk; no .tmp left

@@ -423,12 +423,16 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
         after = set(ctx.report.chapters[run.chapter].after)
         stale = stale_runs(r.run_id for r in plan.runs if r.chapter in after)
         out = []
+        selected = {r.run_id for r in plan.selected}
         for other in plan.runs:
             if other.chapter not in after or other.status == "not_applicable":
                 continue
             entry = manifest["runs"].get(other.run_id)
             if entry is None or entry.get("status") == "not_applicable" and other.status != "not_applicable":
-                out.append(f"{other.run_id} (not run yet)")
+                # never run: blocks only when this invocation was to run it (a filtered-out run,
+                # e.g. `--group women`, leaves the synthesis to what has been built)
+                if other.run_id in selected:
+                    out.append(f"{other.run_id} (not run yet)")
             elif entry.get("status") in ("failed", "blocked"):
                 out.append(f"{other.run_id} ({entry['status']})")
             elif other.run_id in stale:
