@@ -180,10 +180,11 @@ def test_regenerating_with_the_default_seed_reproduces_the_committed_files(tmp_p
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
     assert demo.main(parser.parse_args(["--out", str(tmp_path)])) == 0
-    # top-level files, and the partner studies in studies/ (analysis.demo_evidence)
-    committed = sorted(str(p.relative_to(DEMO_DIR)) for p in [*DEMO_DIR.iterdir(), *DEMO_DIR.glob("studies/*")]
-                       if p.is_file())
-    fresh = [*tmp_path.iterdir(), *tmp_path.glob("studies/*")]
+    # top-level files, the partner studies in studies/ (analysis.demo_evidence) and the coded
+    # open answers in voices/ (analysis.demo_voices)
+    committed = sorted(str(p.relative_to(DEMO_DIR)) for p in [*DEMO_DIR.iterdir(), *DEMO_DIR.glob("studies/*"),
+                                                             *DEMO_DIR.glob("voices/*")] if p.is_file())
+    fresh = [*tmp_path.iterdir(), *tmp_path.glob("studies/*"), *tmp_path.glob("voices/*")]
     assert sorted(str(p.relative_to(tmp_path)) for p in fresh if p.is_file()) == committed
     for name in committed:
         assert _same_content(tmp_path / name, DEMO_DIR / name), (

@@ -16,7 +16,8 @@ NOTEBOOKS = sorted(config.NOTEBOOKS_DIR.glob("*.ipynb"))
 REQUIRED = ("chapter", "group", "country", "source", "processed_dir", "output_dir")
 #: One template per chapter of the report.
 CHAPTERS = ("01_data_profile", "02_group_profile", "03_intersections", "04_geography",
-            "05_official_statistics", "06_synthesis", "07_evidence")
+            "05_official_statistics", "06_synthesis", "07_evidence",
+            "08_voices")
 
 
 def _code_cells(nb):

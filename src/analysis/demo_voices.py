@@ -263,6 +263,8 @@ def realised_truth(frame: pd.DataFrame, true_codes, codings) -> dict:
     return {
         "respondents_answering": len(frame),
         "withdrawn": int(sum(codes == ["stop"] for codes in true_codes)),
+        "withdrawn_by_country": {c: int(sum(codes == ["stop"] for codes, cc in zip(true_codes, frame["country"]) if cc == c))
+                                 for c in sorted(frame["country"].unique())},
         "not_codable": int(sum(codes == ["not_codable"] for codes in true_codes)),
         "expected_disagreement_rate": expected,
         "realised_disagreement_rate": observed,

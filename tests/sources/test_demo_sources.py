@@ -55,6 +55,8 @@ def test_each_demo_source_balances_and_follows_its_schema(demo, source):
         assert {"estimate", "n_unweighted", "flag"} <= set(frame.columns)
     elif card.kind == "study":  # published aggregates of partner studies (sources/studies.py)
         assert {"study_id", "estimate", "n", "risk_of_bias"} <= set(frame.columns)
+    elif card.kind == "coding":  # coded free text: one row per response x coder x code
+        assert {"response_id", "coder", "code", "theme"} <= set(frame.columns)
     else:
         assert (frame["population"] >= 0).all()
 
@@ -64,7 +66,10 @@ def test_sample_sizes_match_the_generating_truth(demo, truth):
         if source not in DEMO_CARDS or "n_by_country" not in facts:
             continue
         frame = load_processed(source, demo)
-        assert frame["country"].value_counts().to_dict() == facts["n_by_country"], source
+        # respondents who replied STOP to the coded open question are withdrawn from everything
+        gone = truth.get("voices", {}).get("withdrawn_by_country", {}) if source == truth.get("voices", {}).get("survey") else {}
+        expected = {c: n - gone.get(c, 0) for c, n in facts["n_by_country"].items()}
+        assert frame["country"].value_counts().to_dict() == expected, source
 
 
 def test_no_canary_survives_into_processed_data(demo, truth):

@@ -33,6 +33,7 @@ Formulas and references
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -461,59 +462,161 @@ def _code_patterns(enc: _Units) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return m, k_pattern, counts, None
 
 
-def _set_codings(enc: _Units):
-    """Units x distinct code sets (sparse counts) and the distinct sets, one set per coder and unit."""
-    from scipy import sparse
-
-    n_units = len(enc.units)
-    pair_key = enc.seen_unit.astype(np.int64) * len(enc.coders) + enc.seen_coder
-    pair_index = pd.Index(pair_key)
-    applied_pair = pair_index.get_indexer(enc.unit.astype(np.int64) * len(enc.coders) + enc.coder)
-    # a set as its sorted code ids; hashed through a sparse pair x code membership matrix
-    member = sparse.csr_matrix((np.ones(len(applied_pair)), (applied_pair, enc.code)),
-                               shape=(len(pair_key), len(enc.codes)))
-    member.sum_duplicates()
-    member.sort_indices()
-    signatures = [member.indices[member.indptr[i]:member.indptr[i + 1]].tobytes() for i in range(member.shape[0])]
-    set_id, distinct = pd.factorize(pd.Series(signatures, dtype=object))
-    sets = [frozenset(np.frombuffer(b, dtype=member.indices.dtype).tolist()) for b in distinct]
-    counts = sparse.csr_matrix((np.ones(len(set_id)), (enc.seen_unit, set_id)), shape=(n_units, len(sets)))
-    return counts, sets
+def masi_from_sizes(s, t, i) -> np.ndarray:
+    """MASI distance of two sets from their sizes ``s``, ``t`` and the size ``i`` of their intersection."""
+    s, t, i = (np.asarray(v, dtype=float) for v in (s, t, i))
+    union = s + t - i
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jaccard = np.where(union > 0, i / np.where(union > 0, union, 1.0), 1.0)
+    identical = (i == s) & (i == t)
+    nested = i == np.minimum(s, t)
+    monotonicity = np.where(identical, 1.0, np.where(nested, 2.0 / 3.0, np.where(i > 0, 1.0 / 3.0, 0.0)))
+    return 1.0 - jaccard * monotonicity
 
 
-def overall_masi(enc: _Units, replicates: int, rng: np.random.Generator, level: float):
-    """MASI-distance alpha over every code, with a unit-bootstrap interval."""
-    counts, sets = _set_codings(enc)
-    if not sets:
-        return float("nan"), float("nan"), float("nan"), 0
-    difference = masi_matrix(sets)
-    m = np.asarray(counts.sum(axis=1)).ravel()
-    pairable = m >= 2
-    scale = np.where(pairable, 1.0 / np.where(pairable, m - 1.0, 1.0), 0.0)
-    # within-unit disagreement of each unit: sum over ordered pairs of values of d, / (m - 1)
-    dense_rows = counts.multiply(scale[:, None]).tocsr()
-    within = np.asarray(counts.multiply(dense_rows @ difference).sum(axis=1)).ravel()
-    marg_unit = counts.multiply(pairable[:, None].astype(float)).tocsr()
+class _SetCodings:
+    """Every coded (unit, coder) pair as a code set, for the MASI alpha without a sets x sets matrix.
 
-    def alpha_of(weights):
-        marginals = np.asarray(marg_unit.T @ weights)  # values x replicates
-        n = marginals.sum(axis=0)
-        expected = np.einsum("vr,vr->r", marginals, difference @ marginals)
-        observed = within @ weights
+    The MASI distance of two sets depends only on their sizes and the size of their intersection,
+    so the expected disagreement ``sum_ck n_c n_k d_ck`` is a sum over (size, size, intersection)
+    classes. The weight of each class comes from moments over common subsets:
+    ``A_j(s, t) = sum over subsets S of size j of N_s(S) N_t(S)`` (``N_s(S)``: weight of the sets
+    of size s containing S) counts pairs of sets by ``C(|c ∩ k|, j)``, and the binomial inversion
+    ``W(i) = sum_j (-1)^(j-i) C(j, i) A_j`` gives the pairs with ``|c ∩ k| = i``.
+    """
+
+    def __init__(self, enc: _Units):
+        from math import comb
+
+        from scipy import sparse
+
+        n_units, n_coders = len(enc.units), len(enc.coders)
+        self.n_units = n_units
+        pair_key = np.unique(enc.seen_unit.astype(np.int64) * n_coders + enc.seen_coder)
+        self.pair_unit, pair_coder = np.divmod(pair_key, n_coders)
+        member_pair = np.searchsorted(pair_key, enc.unit.astype(np.int64) * n_coders + enc.coder)
+        size = np.bincount(member_pair, minlength=len(pair_key))
+        m = np.bincount(self.pair_unit, minlength=n_units)
+        self.pairable_unit = m >= 2
+        self.pair_pairable = self.pairable_unit[self.pair_unit]
+        # within-unit disagreement from every two coders of a unit
+        sizes = np.zeros((n_units, n_coders))
+        coded = np.zeros((n_units, n_coders), dtype=bool)
+        sizes[self.pair_unit, pair_coder] = size
+        coded[self.pair_unit, pair_coder] = True
+        applied = sparse.csr_matrix((np.ones(len(enc.unit)), (enc.unit, enc.code
+                                     * n_coders + enc.coder)), shape=(n_units, len(enc.codes) * n_coders))
+        within = np.zeros(n_units)
+        identical = np.zeros(n_units)
+        for a in range(n_coders):
+            for b in range(a + 1, n_coders):
+                cols_a = np.arange(len(enc.codes)) * n_coders + a
+                cols_b = np.arange(len(enc.codes)) * n_coders + b
+                common = np.asarray(applied[:, cols_a].multiply(applied[:, cols_b]).sum(axis=1)).ravel()
+                both = coded[:, a] & coded[:, b]
+                d = masi_from_sizes(sizes[:, a], sizes[:, b], common)
+                within += np.where(both, 2.0 * d, 0.0)
+                identical += np.where(both & (d == 0), 2.0, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.within = np.where(self.pairable_unit, within / np.maximum(m - 1.0, 1.0), 0.0)
+            self.identical = np.where(self.pairable_unit, identical / np.maximum(m * (m - 1.0), 1.0), np.nan)
+        # subsets of every pairable pair's set, by subset size
+        self.size = size
+        self.max_size = int(size[self.pair_pairable].max()) if self.pair_pairable.any() else 0
+        order = np.argsort(member_pair, kind="stable")
+        codes_sorted = enc.code[order]
+        starts = np.concatenate([[0], np.cumsum(size)])
+        self.subsets: dict[int, object] = {}  # j -> sparse (subsets x pairs)
+        for j in range(1, self.max_size + 1):
+            rows, cols = [], []
+            for s_size in range(j, self.max_size + 1):
+                pairs = np.flatnonzero((size == s_size) & self.pair_pairable)
+                if not len(pairs):
+                    continue
+                members = np.stack([codes_sorted[starts[pairs] + k] for k in range(s_size)], axis=1)
+                members.sort(axis=1)
+                for combo in itertools.combinations(range(s_size), j):
+                    rows.append(members[:, combo])
+                    cols.append(pairs)
+            if not rows:
+                continue
+            subset_rows = np.concatenate(rows)
+            pair_cols = np.concatenate(cols)
+            base = len(enc.codes) + 1
+            if base ** j < 2**62:  # one integer per subset: far faster than unique rows
+                keys = np.zeros(len(subset_rows), dtype=np.int64)
+                for q in range(j):
+                    keys = keys * base + subset_rows[:, q]
+                _, subset_id = np.unique(keys, return_inverse=True)
+            else:
+                _, subset_id = np.unique(subset_rows, axis=0, return_inverse=True)
+            subset_id = subset_id.ravel()
+            n_subsets = int(subset_id.max()) + 1
+            # one matrix per set size, over the pairs of that size only (the products stay small)
+            parts = {}
+            for s_size in range(j, self.max_size + 1):
+                pairs = np.flatnonzero((size == s_size) & self.pair_pairable)
+                if not len(pairs):
+                    continue
+                take = size[pair_cols] == s_size
+                # subsets x units: a replicate's unit weights give N_s(S) in one product
+                parts[s_size] = sparse.csr_matrix(
+                    (np.ones(int(take.sum())), (subset_id[take], self.pair_unit[pair_cols[take]])),
+                    shape=(n_subsets, n_units))
+            self.subsets[j] = parts
+        # pairable pairs per unit and set size (units x sizes)
+        keep = self.pair_pairable
+        self.size_counts = sparse.csr_matrix((np.ones(int(keep.sum())), (self.pair_unit[keep], size[keep])),
+                                             shape=(n_units, self.max_size + 1))
+        self.within_sparse = sparse.csr_matrix(self.within[None, :])
+        self.comb = comb
+
+    def alpha(self, unit_weights: np.ndarray) -> np.ndarray:
+        """Alpha for each column of ``unit_weights`` (units x replicates)."""
+        weights = np.ascontiguousarray(unit_weights, dtype=float)
+        sizes = range(self.max_size + 1)
+        # sparse products (no multi-threaded BLAS, which is slow when processes share the cores)
+        totals = self.size_counts.T @ weights  # sizes x replicates
+        moments = np.zeros((self.max_size + 1, self.max_size + 1, self.max_size + 1, weights.shape[1]))
+        moments[0] = totals[:, None, :] * totals[None, :, :]
+        for j, parts in self.subsets.items():
+            by_size = {s: matrix @ weights for s, matrix in parts.items()}
+            for s, left in by_size.items():
+                for t, right in by_size.items():
+                    moments[j, s, t] = np.einsum("kr,kr->r", left, right)
+        expected = np.zeros(weights.shape[1])
+        for s in sizes:
+            for t in sizes:
+                for i in range(min(s, t) + 1):
+                    count = sum((-1) ** (j - i) * self.comb(j, i) * moments[j, s, t] for j in range(i, min(s, t) + 1))
+                    expected = expected + float(masi_from_sizes(s, t, i)) * count
+        n = totals.sum(axis=0)
+        observed = np.asarray(self.within_sparse @ weights).ravel()
         with np.errstate(invalid="ignore", divide="ignore"):
             return 1.0 - (n - 1.0) * observed / expected
 
-    point = float(alpha_of(np.ones((len(m), 1)))[0])
+
+def overall_masi(enc: _Units, replicates: int, rng: np.random.Generator, level: float):
+    """MASI-distance alpha over every code, its unit-bootstrap interval, pairable units, identical share."""
+    sets = _SetCodings(enc)
+    units = int(sets.pairable_unit.sum())
+    if units == 0:
+        return float("nan"), float("nan"), float("nan"), 0, float("nan")
+    point = float(sets.alpha(np.ones((sets.n_units, 1)))[0])
     low = high = float("nan")
     if replicates:
         draws = []
         for start in range(0, replicates, 50):
             size = min(50, replicates - start)
-            picks = rng.integers(0, len(m), size=(size, len(m)))
-            weights = np.stack([np.bincount(row, minlength=len(m)) for row in picks], axis=1).astype(float)
-            draws.append(alpha_of(weights))
+            # how often each unit is drawn in each replicate (units resampled with replacement)
+            picks = rng.integers(0, sets.n_units, size=(size, sets.n_units))
+            picks += (np.arange(size) * sets.n_units)[:, None]
+            drawn = np.bincount(picks.ravel(), minlength=size * sets.n_units).reshape(size, sets.n_units)
+            weights = np.ascontiguousarray(drawn.T, dtype=float)
+            draws.append(sets.alpha(weights))
         low, high = (float(v) for v in percentile_interval(np.concatenate(draws), level))
-    return point, low, high, int(pairable.sum())
+    identical = float(np.nanmean(sets.identical[sets.pairable_unit]))
+    return point, low, high, units, identical
 
 
 def agreement_table(coded: pd.DataFrame, codes=None, *, replicates: int = 1000, seed: int = 20211,
@@ -578,11 +681,10 @@ def agreement_table(coded: pd.DataFrame, codes=None, *, replicates: int = 1000, 
     table = pd.DataFrame(rows, columns=[c for c in AGREEMENT_COLUMNS if c != "method"])
     table["method"] = method
     if overall:
-        alpha, low, high, units = overall_masi(enc, replicates, rng, level)
+        alpha, low, high, units, identical = overall_masi(enc, replicates, rng, level)
         # overall percent agreement: coders' code sets identical
         overall_row = {"code": OVERALL, "n_units": units, "n_coders": n_coders, "alpha": alpha,
-                       "alpha_ci_low": low, "alpha_ci_high": high,
-                       "percent_agreement": _identical_sets(enc),
+                       "alpha_ci_low": low, "alpha_ci_high": high, "percent_agreement": identical,
                        "method": f"Krippendorff's alpha with the MASI distance between coders' code sets; "
                                  f"percent agreement: identical code sets; {pct} percentile bootstrap over units "
                                  f"({replicates} replicates, seed {seed})"}
@@ -590,17 +692,14 @@ def agreement_table(coded: pd.DataFrame, codes=None, *, replicates: int = 1000, 
     return table[AGREEMENT_COLUMNS]
 
 
-def _identical_sets(enc: _Units) -> float:
-    counts, _ = _set_codings(enc)
-    return percent_agreement(counts.toarray()) if counts.shape[1] <= 4096 else _sparse_agreement(counts)
-
-
-def _sparse_agreement(counts) -> float:
-    m = np.asarray(counts.sum(axis=1)).ravel()
-    pairable = m >= 2
-    squares = np.asarray(counts.multiply(counts).sum(axis=1)).ravel()
-    pairs = (squares - m)[pairable] / (m[pairable] * (m[pairable] - 1.0))
-    return float(pairs.mean()) if pairable.any() else float("nan")
+def overall_agreement(coded: pd.DataFrame, codes=None, *, replicates: int = 200, seed: int = 20211,
+                      level: float = 0.95) -> dict:
+    """The overall row alone: MASI-distance alpha over every code with its bootstrap interval,
+    and the share of coder pairs whose code sets are identical."""
+    enc = _encode(coded, codes)
+    alpha, low, high, units, identical = overall_masi(enc, replicates, np.random.default_rng(seed), level)
+    return {"code": OVERALL, "n_units": units, "alpha": alpha, "alpha_ci_low": low, "alpha_ci_high": high,
+            "percent_agreement": identical}
 
 
 def disagreements(coded: pd.DataFrame, codes=None) -> pd.DataFrame:

@@ -50,8 +50,9 @@ def consensus(coded: pd.DataFrame, resolved_coder: str | None = None) -> pd.Data
         is_resolved = table["coder"].astype(str) == resolved_coder
         resolved = table[is_resolved]
         table = table[~is_resolved]
-    m = table.groupby("response_id")["coder"].nunique().rename("n_coders")
-    k = table.groupby(["response_id", "code"])["coder"].nunique().rename("n_applied").reset_index()
+    # rows are distinct (response, coder, code): counting rows counts coders
+    m = table[["response_id", "coder"]].drop_duplicates().groupby("response_id", sort=False).size().rename("n_coders")
+    k = table.groupby(["response_id", "code"], sort=False).size().rename("n_applied").reset_index()
     k = k.join(m, on="response_id")
     majority = k[k["n_applied"] * 2 > k["n_coders"]].assign(rule="majority")
     if resolved is not None and len(resolved):
@@ -66,10 +67,9 @@ def consensus(coded: pd.DataFrame, resolved_coder: str | None = None) -> pd.Data
 def respondent_themes(coded: pd.DataFrame, codebook, resolved_coder: str | None = None) -> pd.DataFrame:
     """One row per respondent in the denominator, a 0/1 column per theme (``mentions_<theme>``)."""
     counted = consensus(coded, resolved_coder)
-    counted = counted.assign(theme=counted["code"].map(lambda c: codebook.codes[c].theme if c in codebook.codes
-                                                        else None),
-                             special=counted["code"].map(lambda c: codebook.codes[c].special
-                                                         if c in codebook.codes else None))
+    theme_of = {k: c.theme for k, c in codebook.codes.items()}
+    special_of = {k: c.special for k, c in codebook.codes.items()}
+    counted = counted.assign(theme=counted["code"].map(theme_of), special=counted["code"].map(special_of))
     respondents = pd.Index(pd.unique(coded["response_id"]), name="response_id")
     not_codable = counted[counted["special"] == "not_codable"]["response_id"]
     usable = counted[counted["special"] != "not_codable"]["response_id"]
@@ -84,9 +84,11 @@ def respondent_themes(coded: pd.DataFrame, codebook, resolved_coder: str | None 
 
 def with_themes(survey: pd.DataFrame, themes: pd.DataFrame) -> pd.DataFrame:
     """The survey frame with the theme indicators (NaN for respondents outside the denominator)."""
-    joined = survey.merge(themes.rename(columns={"response_id": "respondent_id"})
-                          .assign(respondent_id=lambda f: f["respondent_id"].astype(str)),
-                          on="respondent_id", how="left") if len(survey) else survey.copy()
+    values = themes.set_index(themes["response_id"].astype(str)).drop(columns=["response_id"])
+    keys = survey["respondent_id"].astype(str).to_numpy()
+    joined = survey.copy()
+    for column in values.columns:
+        joined[column] = values[column].reindex(keys).to_numpy(dtype=float)
     joined.attrs.update(survey.attrs)
     return joined
 
