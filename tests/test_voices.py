@@ -384,3 +384,25 @@ def test_no_planted_personal_data_reaches_any_output(demo_processed, truth, tmp_
     assert "[name]" in blob or "[phone]" in blob  # quotes with redactions were shown
     for pattern in _needles(truth):
         assert not pattern.search(blob), f"planted personal data in an output: {pattern.pattern}"
+
+
+def test_a_translated_copy_of_the_labels_relabels_the_chapter(demo_processed, tmp_path, monkeypatch):
+    import yaml
+
+    from analysis import chapters
+    from analysis.chapters import voices as chapter
+
+    original = config.PARAMS_DIR / "voices.yml"
+    data = yaml.safe_load(original.read_text(encoding="utf-8"))
+    data["labels"]["summary"] = "RELABELLED {group} {country} {theme} {share} {low} {high} {reference_share} {reference}"
+    copy = tmp_path / "params" / "voices.xx.yml"
+    copy.parent.mkdir()
+    copy.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("ANALYSIS_LANG", "xx")
+    assert chapter.translated(tmp_path / "params" / "voices.yml") == copy
+    monkeypatch.setenv("ANALYSIS_LANG", "en")
+    assert chapter.translated(tmp_path / "params" / "voices.yml") == tmp_path / "params" / "voices.yml"
+    run = chapters.start_run("voices", group="women", country="KEN", sources=["demo_youth"],
+                             processed_dir=demo_processed, output_dir=tmp_path / "out")
+    voices = chapter.start_voices(run, config_file=copy)
+    assert chapter.voices_summary(voices, chapter.voices_theme_shares(voices)).startswith("RELABELLED Women Kenya")

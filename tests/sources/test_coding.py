@@ -227,7 +227,7 @@ def test_stop_withdraws_the_respondent_from_everything(coded_project):
     assert log["withdrawn_respondents"] == 1
     # the survey itself no longer holds the respondent, for every chapter that loads it
     survey_after = load_processed("mini", coded_project.processed)
-    assert len(survey_after) == len(survey_before) - 1
+    assert len(survey_after) == len(survey_before) - 1 and survey_after.attrs["withdrawn"] == 1
     assert r4 not in set(survey_after["respondent_id"])
 
 

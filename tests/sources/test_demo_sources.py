@@ -45,7 +45,8 @@ def test_each_demo_source_balances_and_follows_its_schema(demo, source):
     log = json.loads((demo / f"{source}.log.json").read_text())
     assert log["rows_read"] == log["rows_kept"] + sum(log["rows_excluded"].values())
     frame = load_processed(source, demo)
-    assert len(frame) == log["rows_kept"]
+    # respondents withdrawn by a STOP in coded free text leave at load time (attrs["withdrawn"])
+    assert len(frame) + frame.attrs.get("withdrawn", 0) == log["rows_kept"]
     card = load_card(config.SOURCES_DIR / f"{source}.yml")
     assert frame.attrs["source"]["synthetic"] is True
     if card.kind == "microdata":

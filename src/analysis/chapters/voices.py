@@ -38,9 +38,19 @@ AGREEMENT_INDICATORS = {"alpha": "coder_agreement_alpha", "kappa": "coder_agreem
                         "percent_agreement": "coder_percent_agreement"}
 
 
+def translated(path: Path) -> Path:
+    """``name.<lang>.yml`` beside ``name.yml`` when the report language (``ANALYSIS_LANG``, see
+    :mod:`analysis.text`) is not English and that translated copy exists; else ``path``."""
+    from analysis.text import DEFAULT_LANGUAGE, language
+
+    lang = language()
+    candidate = path.with_name(f"{path.stem}.{lang}{path.suffix}")
+    return candidate if lang != DEFAULT_LANGUAGE and candidate.exists() else path
+
+
 def load_voices_config(path: Path | str | None = None) -> dict:
-    """``params/voices.yml``: ``settings`` and ``labels`` of the chapter."""
-    path = Path(path) if path else config.PARAMS_DIR / VOICES_FILE_NAME
+    """``params/voices.yml`` (or its translated copy): ``settings`` and ``labels`` of the chapter."""
+    path = Path(path) if path else translated(config.PARAMS_DIR / VOICES_FILE_NAME)
     data = config.read_yaml_mapping(path, ChapterError, "Voices chapter file")
     if "labels" not in data or "settings" not in data:
         raise ChapterError(f"{path}: needs the keys 'settings' and 'labels'")
@@ -104,7 +114,7 @@ def start_voices(run: ChapterRun, *, alpha_threshold: float | None = None, seed:
     """
     from analysis.chapters.group_profile import with_comparison
     from analysis.sources import load_processed
-    from analysis.voices.codebook import load_codebook
+    from analysis.voices.codebook import codebook_path, load_codebook
     from analysis.voices.scrub import Scrubber
 
     if run.group is None:
@@ -131,7 +141,8 @@ def start_voices(run: ChapterRun, *, alpha_threshold: float | None = None, seed:
     intersect = next((d for d in settings.get("intersect_with", []) if d != run.group.dimension
                       and d in frame.columns and frame[d].dropna().nunique() >= 2), None)
     return VoicesRun(run=run, source=source, survey=survey, coded=coded, frame=frame,
-                     codebook=load_codebook(meta.get("codebook")), resolved_coder=meta.get("resolved_coder"),
+                     codebook=load_codebook(translated(codebook_path(meta.get("codebook")))),
+                     resolved_coder=meta.get("resolved_coder"),
                      settings=settings, labels=voices_config["labels"], log=log, intersect=intersect,
                      scrubber=Scrubber())
 
@@ -347,6 +358,7 @@ def voices_code_agreement_table(voices: VoicesRun, agreement: pd.DataFrame):
     codes = [k for k, c in voices.codebook.codes.items() if c.theme]
     open_items = disagreements(coded, codes)["code"].value_counts() if len(coded) else pd.Series(dtype=int)
     per = agreement[agreement["breakdown"].isin(["code", "all"])]
+    threshold = float(voices.settings.get("alpha_threshold", 0.667))
     rows = []
     for code in [*codes, "all"]:
         part = per[per["cell"] == code]
@@ -357,6 +369,9 @@ def voices_code_agreement_table(voices: VoicesRun, agreement: pd.DataFrame):
             f"{kappa['estimate']:.2f}" + (f" ({kappa['se']:.2f})" if pd.notna(kappa["se"]) else ""))
         pct = get["percent_agreement"]
         n = get["alpha"]["n_unweighted"] if get["alpha"] is not None else pd.NA
+        value = get["alpha"]["estimate"] if get["alpha"] is not None else np.nan
+        mark = "" if pd.isna(value) else (voices.label("tentative", threshold=threshold) if value < threshold
+                                          else voices.label("reliable", threshold=threshold))
         rows.append({
             voices.label("code"): voices.label("all_codes") if code == "all" else voices.codebook.codes[code].label,
             voices.label("alpha"): _alpha_text(get["alpha"]),
@@ -364,6 +379,7 @@ def voices_code_agreement_table(voices: VoicesRun, agreement: pd.DataFrame):
             voices.label("percent_agreement"): "—" if pct is None or pd.isna(pct["estimate"]) else _pct(pct["estimate"]),
             voices.label("units"): "—" if pd.isna(n) else str(int(n)),
             voices.label("to_resolve"): str(int(open_items.sum() if code == "all" else open_items.get(code, 0))),
+            "": mark,
         })
     n_units = int(voices.coded["response_id"].nunique())
     caption = voices.label("code_agreement_caption", country=voices.run.country_label, coders=len(voices.coders),

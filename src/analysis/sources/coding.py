@@ -684,6 +684,8 @@ def drop_withdrawn(frame: pd.DataFrame, source: str, processed_dir: Path) -> pd.
     attrs = dict(frame.attrs)
     kept = frame[~frame["respondent_id"].astype(str).isin(gone)].reset_index(drop=True)
     kept.attrs.update(attrs)
+    # how many rows the withdrawals removed (the survey's own log counts them as kept)
+    kept.attrs["withdrawn"] = len(frame) - len(kept)
     return kept
 
 
