@@ -163,8 +163,9 @@ def main(argv=None) -> int:
         alphas, t_k = timed(peer_alpha)
         peer_time += t_k
         differences["alpha vs krippendorff"] = max(abs(alphas[c] - ours.loc[c, "alpha"]) for c in codes)
-        print(f"krippendorff {krippendorff.__version__ if hasattr(krippendorff, '__version__') else ''}: "
-              f"alpha per code (point)            {t_k:7.2f} s")
+        from importlib.metadata import version
+
+        print(f"krippendorff {version('krippendorff')}: alpha per code (point)                 {t_k:7.2f} s")
         one = matrices[codes[0]]
         rng = np.random.default_rng(0)
         _, t_three = timed(lambda: [krippendorff.alpha(reliability_data=one[:, rng.integers(0, one.shape[1], one.shape[1])],
