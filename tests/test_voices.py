@@ -279,7 +279,7 @@ def demo_processed(tmp_path_factory):
     from analysis.sources import ingest
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("ANALYSIS_ID_SALT", "voices-test-salt")
+    mp.setenv("ANALYSIS_ID_SALT", "5f" * 32)  # 32 bytes in hex, as the salt rules require
     out = tmp_path_factory.mktemp("processed")
     args = argparse.Namespace(sources=["demo_voices", "demo_youth"], raw_root=config.RAW_DIR, processed=out,
                               sources_dir=config.SOURCES_DIR, force=True)
