@@ -4,6 +4,7 @@ quotes, and the demo's planted truth (theme x group pattern, disagreement rate, 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -279,7 +280,8 @@ def demo_processed(tmp_path_factory):
     from analysis.sources import ingest
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("ANALYSIS_ID_SALT", "5f" * 32)  # 32 bytes in hex, as the salt rules require
+    # 32 bytes in hex, as the salt rules require (fixed, so the test is reproducible)
+    mp.setenv("ANALYSIS_ID_SALT", hashlib.sha256(b"voices test salt").hexdigest())
     out = tmp_path_factory.mktemp("processed")
     args = argparse.Namespace(sources=["demo_voices", "demo_youth"], raw_root=config.RAW_DIR, processed=out,
                               sources_dir=config.SOURCES_DIR, force=True)
