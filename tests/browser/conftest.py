@@ -71,7 +71,21 @@ def browser():
 @pytest.fixture()
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
+    yield _watched(context.new_page())
+    context.close()
+
+
+@pytest.fixture()
+def audit_page(browser):
+    """A page for the accessibility audit: the chapter pages' Content-Security-Policy forbids every
+    script, axe-core's included, so this context alone lets the test inject it (the XSS test and
+    every other test keep the policy)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    yield _watched(context.new_page())
+    context.close()
+
+
+def _watched(page):
     page.console_errors = []
 
     def on_console(message):
@@ -87,8 +101,7 @@ def page(browser):
     page.on("console", on_console)
     page.on("response", on_response)
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
-    yield page
-    context.close()
+    return page
 
 
 @pytest.fixture(scope="session")

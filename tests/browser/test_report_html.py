@@ -100,7 +100,8 @@ def test_accessibility_of_index(page, server, axe_source):
     assert not violations, "index.html: " + _describe(violations)
 
 
-def test_accessibility_of_one_page_per_chapter(page, server, axe_source):
+def test_accessibility_of_one_page_per_chapter(audit_page, server, axe_source):
+    page = audit_page
     failures = []
     for chapter, url in _chapter_pages(page, server).items():
         page.goto(url, wait_until="load")
