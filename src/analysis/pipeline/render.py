@@ -75,6 +75,24 @@ def _display_value(name: str, value: Any, run, context: dict) -> str:
     return str(value)
 
 
+def _switch(context: dict, run, out_path: Path) -> list[dict]:
+    """The page's language switch (the same page in the report's other languages)."""
+    from analysis.pipeline.languages import switch_links
+
+    if not context.get("language") or not context.get("outputs_dir"):
+        return []
+    return switch_links(context["language"], Path(run.output_dir) / Path(out_path).name, context["outputs_dir"])
+
+
+def _set_language(body: str, language: dict | None) -> str:
+    """``<html lang=".." dir="..">`` of the page's language (nbconvert writes ``lang="en"``);
+    Arabic pages are right to left."""
+    if not language:
+        return body
+    tag = f'<html lang="{html.escape(language["code"])}" dir="{html.escape(language["dir"])}">'
+    return re.sub(r"<html\b[^>]*>", tag, body, count=1)
+
+
 def embed_local_images(markup: str, folders: list[Path]) -> str:
     """Replace ``<img src="local/path">`` by data URIs (first folder where the file exists)."""
 
@@ -137,11 +155,14 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
             "ran_at": ran_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "index_href": "../" * depth + "index.html",
             "csp": CONTENT_SECURITY_POLICY,
+            "switch": _switch(context, run, out_path),
+            "notice": (context.get("language") or {}).get("notice"),
         },
     }
     body, _ = _exporter().from_notebook_node(nb, resources=resources)
     # One h1 per page: the run's title. Headings inside the notebook move down one level.
     body = re.sub(r"<(/?)h1(\s|>)", r"<\1h2\2", body)
+    body = _set_language(body, context.get("language"))
     body = body.replace("<!--RUN-TITLE-->", f"<h1>{html.escape(title)}</h1>", 1)
     body = embed_local_images(body, [Path(run_folder), Path(run.notebook).parent])
     from analysis.atomic import write_atomic
