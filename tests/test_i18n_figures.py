@@ -14,9 +14,9 @@ import warnings
 import matplotlib
 import pandas as pd
 import pytest
+from tests.conftest import IN_CI
 
 from analysis import figures, i18n
-from tests.conftest import IN_CI
 
 matplotlib.use("agg")
 
@@ -56,7 +56,7 @@ def _require_fonts(code: str) -> dict[str, str]:
 def _profile(code: str):
     """A group-profile figure with the language's labels from the translated catalogue."""
     lang = i18n.load_language(code)
-    label = lambda key: i18n.translate(key, lang)  # noqa: E731
+    label = lambda key: i18n.translate(key, lang)
     table = pd.DataFrame({
         "indicator": ["food_insecurity", "food_insecurity", "income_loss", "income_loss"],
         "cell": ["group", "reference", "group", "reference"],
