@@ -17,9 +17,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from i18n_build import LANGUAGES, RUN_ID, page_path, session_build
 
 from analysis import config, i18n
+from i18n_build import LANGUAGES, RUN_ID, page_path, session_build
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_pages_carry_language_and_direction(built, code, direction):
     assert entry["status"] == "ok"
     # the language is part of the run key: the French and Arabic runs of one page differ
     assert "language" in entry["key_components"]
-    other = json.loads(_read(built / [c for c in LANGUAGES if c != code][0] / "manifest.json"))
+    other = json.loads(_read(built / next(c for c in LANGUAGES if c != code) / "manifest.json"))
     assert other["runs"][RUN_ID]["key"] != entry["key"]
 
 
@@ -111,7 +111,7 @@ def test_language_switch_links_the_same_page(built, code):
     for path, relative in ((page_path(built, code), Path(RUN_ID) / "group_profile.html"),
                            (built / code / "index.html", Path("index.html"))):
         markup = _read(path)
-        nav = re.search(r'<nav\b[^>]*class="language-switch"[^>]*>(.*?)</nav>', markup, flags=re.S)
+        nav = re.search(r'<nav\b[^>]*class="language-switch"[^>]*>(.*?)</nav>', markup, flags=re.DOTALL)
         assert nav, path
         by_language = {}
         for attributes in re.findall(r"<a\b([^>]*)>", nav.group(1)):
