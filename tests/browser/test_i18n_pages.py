@@ -12,6 +12,7 @@ import http.server
 import threading
 
 import pytest
+
 from i18n_build import LANGUAGES, RUN_ID, session_build
 
 pytestmark = [pytest.mark.browser]
