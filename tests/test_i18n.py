@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 
 import pytest
@@ -17,8 +18,6 @@ WHOLE_REPORT = ["fr", "ar"]
 
 def _letters(template: str) -> str:
     """The words of a template outside its placeholders ("{title} ({source})" has none)."""
-    import re
-
     return re.sub(r"[^\w]|\d|_", "", re.sub(r"\{[^}]*\}", "", template))
 
 
@@ -58,8 +57,10 @@ def test_every_catalogue_string_has_all_seven_translations():
         assert len(same) <= 3, (code, same)
         if code in WHOLE_REPORT:
             same_text = {catalogue[k] for k in text_keys if _letters(catalogue[k])
+                         and not re.fullmatch(r"[a-z_]+|README", catalogue[k])  # column ids
                          and i18n.translate(k, lang, catalogue) == catalogue[k]}
-            assert len(same_text) <= 5, (code, same_text)  # "Source", "Population", "Dimension"...
+            # cognates: "Source(s)", "Population", "Dimension", "{count} page(s)"...
+            assert len(same_text) <= 8, (code, same_text)
 
 
 def test_translations_are_marked_as_placeholders_until_reviewed():

@@ -19,6 +19,7 @@ language file's overrides; a name the report file sets explicitly is kept).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -123,6 +124,27 @@ def apply_environment(environment: dict[str, str]) -> None:
 
     os.environ.update(environment)
     config.use_catalogue()
+
+
+@contextmanager
+def language_environment(ctx: MatrixContext):
+    """In the pipeline's own process: the context's language for the pages it writes itself
+    (the front page, the run status page), restored afterwards."""
+    from analysis import config
+
+    environment = run_environment(ctx)
+    saved = {k: os.environ.get(k) for k in environment}
+    try:
+        os.environ.update(environment)
+        config.use_catalogue(ctx.catalogue_dir)
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        config.use_catalogue()
 
 
 def page_language(ctx: MatrixContext) -> dict:

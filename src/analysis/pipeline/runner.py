@@ -481,8 +481,13 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
                 else:
                     entry.pop("stale", None)
 
-        for step in (rebuild_all_estimates, mark_stale, save, lambda: write_index(manifest, ctx),
-                     lambda: write_front_page(manifest, ctx)):
+        from analysis.pipeline.languages import language_environment
+
+        def pages():  # in the report's language (its texts, its translated catalogue)
+            with language_environment(ctx):
+                write_front_page(manifest, ctx)
+
+        for step in (rebuild_all_estimates, mark_stale, save, lambda: write_index(manifest, ctx), pages):
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - keep the first; later steps still try
