@@ -3,9 +3,9 @@
 One chapter × one group × one country per language (tests/i18n_build.py). Each page carries its
 language (``lang``, ``dir``: Arabic right to left), a language switch linking the same page in
 the other languages, and no English left of the catalogue: no label of params/indicators.yml,
-groups.yml, report.yml, and no text of params/text.yml whose translation differs, appears in what
-the chapter layer writes (every cell output, the figures' alt texts, the page title). The
-notebooks' own Markdown cells and the page frame are outside the catalogue and not checked here.
+groups.yml, report.yml, and no text of params/text.yml whose translation differs, appears in the
+page (its frame, every cell output, the figures' alt texts). The notebooks' own Markdown cells are
+outside the catalogue and not checked here.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def _read(path: Path) -> str:
 
 
 class _ChapterText(HTMLParser):
-    """The text the chapter layer writes: every output of the notebook's code cells, with the alt
-    texts of its figures, and the page's h1. Left out: the notebook's own Markdown cells and the
-    page frame (header, footer), whose words are not in the catalogue yet, and styles."""
+    """The text of a page but the notebook's own Markdown cells (whose words are not in the
+    catalogue yet): the frame (header, parameters, footer), every output of the code cells and
+    the alt texts of the figures."""
 
     SKIP = ("jp-MarkdownCell",)
 
@@ -47,7 +47,7 @@ class _ChapterText(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         inherited = self.stack[-1] if self.stack else False
-        skipped = inherited or tag in ("style", "script", "header", "footer") \
+        skipped = inherited or tag in ("style", "script") \
             or any(c in (attrs.get("class") or "") for c in self.SKIP)
         if tag == "h1":
             self.h1, skipped = True, False
@@ -68,15 +68,16 @@ class _ChapterText(HTMLParser):
 
 
 def _visible_text(markup: str) -> str:
-    """The catalogue-driven text of a page (see :class:`_ChapterText`), source titles removed
-    (they are the partners' own titles, from the source cards, in their language)."""
+    """The catalogue-driven text of a page (see :class:`_ChapterText`), source titles and licences
+    removed (the partners' own words, from the source cards)."""
     parser = _ChapterText()
     parser.feed(markup)
     page = re.sub(r"\s+", " ", " ".join(parser.parts))
     for card in (config.SOURCES_DIR).glob("*.yml"):
-        title = (config.read_yaml_mapping(card) or {}).get("title")
-        if isinstance(title, str) and title.strip():
-            page = page.replace(title.strip(), " ")
+        data = config.read_yaml_mapping(card) or {}
+        for field in ("title", "licence"):
+            if isinstance(data.get(field), str) and data[field].strip():
+                page = page.replace(data[field].strip(), " ")
     return page
 
 
