@@ -8,7 +8,7 @@ AXE    := $(NPM_DIR)/node_modules/axe-core/axe.min.js
 # Extra flags for the pipeline, e.g. `make report RUN_ARGS="--workers 4"`.
 RUN_ARGS ?=
 
-.PHONY: setup report test check lab bench browser-deps ingest lint clean help
+.PHONY: setup report test check lab bench browser-deps fonts ingest lint clean help
 
 help:
 	@echo "make report   set up .venv, ingest the demo data, run every chapter, write outputs/index.html"
@@ -26,7 +26,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name analysis --display-name "Python (analysis)" >/dev/null
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) fonts
+
+# Noto fonts (Debian) for the figures in Arabic and Chinese (src/analysis/figures.py, FONT_FAMILIES):
+# installed when we are root and they are missing; otherwise those figures fall back to DejaVu Sans
+# (no Chinese glyphs) and tests/test_i18n_figures.py skips and says why (fails in CI).
+fonts:
+	@if command -v fc-list >/dev/null 2>&1 && fc-list | grep -q "Noto Sans Arabic" && fc-list | grep -q "Noto Sans CJK"; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian fonts-noto-core and fonts-noto-cjk for figures in Arabic and Chinese"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-core fonts-noto-cjk >/dev/null) \
+	    || echo "could not install the Noto fonts: Arabic and Chinese figure tests will skip"; \
+	else echo "Noto fonts (fonts-noto-core, fonts-noto-cjk) missing and not root: Arabic and Chinese figure tests will skip"; fi
 
 ingest: setup
 	$(PY) -m analysis ingest

@@ -84,9 +84,18 @@ def test_malformed_catalogue_is_refused_on_load(catalogue, content, expected):
 def test_missing_language_file_says_what_to_do(monkeypatch):
     monkeypatch.delenv(text_module.TEXT_FILE_VARIABLE, raising=False)
     monkeypatch.setenv(text_module.LANGUAGE_VARIABLE, "xx")
-    assert text_module.text_file() == config.PARAMS_DIR / "text.xx.yml"
-    with pytest.raises(TextError, match=r"text\.xx\.yml: text catalogue not found .*ANALYSIS_LANG=en"):
+    assert text_module.text_file() == config.PARAMS_DIR / "text.yml"
+    with pytest.raises(TextError, match=r"i18n/xx\.yml: no translation file for language 'xx' .*ANALYSIS_LANG=en"):
         text("common.all_respondents")
+
+
+def test_another_language_takes_its_current_translations(monkeypatch):
+    monkeypatch.delenv(text_module.TEXT_FILE_VARIABLE, raising=False)
+    monkeypatch.setenv(text_module.LANGUAGE_VARIABLE, "fr")
+    assert text("common.all_respondents") == "Ensemble des répondants"
+    # the leading space of a template that is appended to another one survives translation
+    assert text("figures.alt.more_items", count=3).startswith(" ")
+    assert text_module.plural_form(0) == "one" and text_module.plural_form(2) == "other"
 
 
 def test_english_is_the_default(monkeypatch):

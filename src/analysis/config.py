@@ -6,7 +6,10 @@ moved with environment variables, so that tests and users can point the suite el
 - ``ANALYSIS_PROJECT_ROOT``: the project root (default: found from this file's location,
   or the current directory when the package is installed elsewhere);
 - ``ANALYSIS_SHARED``: the shared folder with real data and reference values
-  (default: ``<project root>/../shared``).
+  (default: ``<project root>/../shared``);
+- ``ANALYSIS_CATALOGUE_DIR``: a folder holding translated copies of ``groups.yml`` and
+  ``indicators.yml`` (written by :func:`analysis.i18n.translated_params`; the pipeline sets it for
+  a run in another language, see :func:`use_catalogue`).
 
 The pydantic models of the params files live with the code that reads them:
 :mod:`analysis.pipeline.matrix` (``params/report.yml``), :mod:`analysis.schema`
@@ -37,6 +40,8 @@ SOURCES_DIR: Path = PARAMS_DIR / "sources"
 REPORT_FILE: Path = PARAMS_DIR / "report.yml"
 GROUPS_FILE: Path = PARAMS_DIR / "groups.yml"
 INDICATORS_FILE: Path = PARAMS_DIR / "indicators.yml"
+#: Environment variable naming a folder of translated catalogue files (groups.yml, indicators.yml).
+CATALOGUE_DIR_ENV = "ANALYSIS_CATALOGUE_DIR"
 DATA_DIR: Path = PROJECT_ROOT / "data"
 RAW_DIR: Path = DATA_DIR / "raw"
 DEMO_DIR: Path = RAW_DIR / "demo"
@@ -46,6 +51,25 @@ NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
 OUTPUTS_DIR: Path = PROJECT_ROOT / "outputs"
 SRC_DIR: Path = Path(__file__).resolve().parent
 SHARED_DIR: Path = Path(os.environ.get("ANALYSIS_SHARED", PROJECT_ROOT.parent / "shared")).resolve()
+
+
+
+def use_catalogue(folder: Path | str | None = None) -> None:
+    """Read the catalogue (``groups.yml``, ``indicators.yml``) from ``folder`` from now on.
+
+    ``folder`` defaults to :data:`CATALOGUE_DIR_ENV` in the environment, else ``params/``. A run
+    of the report in another language calls it in its process (after the fork, or at import in a
+    papermill kernel), so that every label the chapter layer reads is the translated one.
+    """
+    global GROUPS_FILE, INDICATORS_FILE
+    chosen = folder or os.environ.get(CATALOGUE_DIR_ENV)
+    base = Path(chosen) if chosen else PARAMS_DIR
+    GROUPS_FILE = base / "groups.yml"
+    INDICATORS_FILE = base / "indicators.yml"
+
+
+if os.environ.get(CATALOGUE_DIR_ENV):
+    use_catalogue()
 
 #: Name of the Jupyter kernel that ``make`` registers for the project's environment.
 KERNEL_NAME = "analysis"

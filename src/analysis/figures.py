@@ -94,10 +94,49 @@ _HOUSE_RC = {
 }
 
 
+#: The font family of the figures by report language (a fallback chain: matplotlib takes each
+#: glyph from the first family that has it). DejaVu Sans covers Latin and Cyrillic; Arabic and
+#: Chinese need Noto (Debian fonts-noto-core and fonts-noto-cjk, installed by `make setup` where
+#: missing). Matplotlib 3.11+ shapes Arabic itself (joining forms, right to left) with such a
+#: font: the old arabic_reshaper + python-bidi workaround would now print Arabic reversed.
+FONT_FAMILIES: dict[str, list[str]] = {
+    "ar": ["Noto Sans Arabic", "DejaVu Sans"],
+    "zh": ["Noto Sans CJK SC", "DejaVu Sans"],
+}
+DEFAULT_FONT_FAMILY = ["DejaVu Sans"]
+_FONTS_RESCANNED: list[bool] = []
+
+
+def font_family(lang: str | None = None) -> list[str]:
+    """The figures' font family chain for ``lang`` (default: the report language).
+
+    When the language's first family is not known to matplotlib's font cache (fonts installed
+    after the cache was built), the system fonts are scanned again once.
+    """
+    from analysis.text import language
+
+    family = FONT_FAMILIES.get(lang or language(), DEFAULT_FONT_FAMILY)
+    if family is not DEFAULT_FONT_FAMILY and not _has_font(family[0]) and not _FONTS_RESCANNED:
+        from matplotlib import font_manager
+
+        _FONTS_RESCANNED.append(True)
+        font_manager.fontManager = font_manager._load_fontmanager(try_read_cache=False)
+    return list(family)
+
+
+def _has_font(name: str) -> bool:
+    from matplotlib import font_manager
+
+    return any(f.name == name for f in font_manager.fontManager.ttflist)
+
+
 def use_house_style() -> None:
-    """Set the one seaborn/matplotlib theme of the report (idempotent)."""
-    sns.set_theme(context="notebook", style="whitegrid", font="DejaVu Sans")
+    """Set the one seaborn/matplotlib theme of the report (idempotent), with the font family of
+    the report language (:func:`font_family`)."""
+    family = font_family()
+    sns.set_theme(context="notebook", style="whitegrid", font=family[0])
     matplotlib.rcParams.update(_HOUSE_RC)
+    matplotlib.rcParams["font.family"] = family
 
 
 # --------------------------------------------------------------------------- colours

@@ -62,8 +62,16 @@ def _walk(data, prefix: str, keys: dict) -> None:
 
 
 def _matches(key: str, pattern: str) -> bool:
-    parts, wanted = key.split("."), pattern.split(".")
-    return len(parts) == len(wanted) and all(w in ("*", p) for p, w in zip(parts, wanted))
+    """Dot-path match: ``*`` is one segment, ``**`` one or more (``"**"`` alone: every key)."""
+    return _match_parts(key.split("."), pattern.split("."))
+
+
+def _match_parts(parts: list[str], wanted: list[str]) -> bool:
+    if not wanted:
+        return not parts
+    if wanted[0] == "**":
+        return any(_match_parts(parts[i:], wanted[1:]) for i in range(1, len(parts) + 1))
+    return bool(parts) and wanted[0] in ("*", parts[0]) and _match_parts(parts[1:], wanted[1:])
 
 
 def catalogue_strings(params_dir: Path | str | None = None, i18n_dir: Path | str | None = None) -> dict[str, str]:
@@ -247,6 +255,14 @@ def country_name(iso3: str, lang: Language | str) -> str:
     return lang.locale.territories.get(entry.alpha_2) or entry.name
 
 
+def _keep_spacing(original: str, translated: str) -> str:
+    """The translation with the original's leading and trailing spaces: translators see texts
+    stripped, but a template such as ``" And {count} more."`` is appended to another one."""
+    lead = original[: len(original) - len(original.lstrip())]
+    trail = original[len(original.rstrip()):]
+    return lead + translated.strip() + trail
+
+
 def translated_params(code: str, dest: Path | str, params_dir: Path | str | None = None,
                       i18n_dir: Path | str | None = None) -> list[Path]:
     """Write translated copies of the catalogue's params files into ``dest``.
@@ -276,7 +292,7 @@ def translated_params(code: str, dest: Path | str, params_dir: Path | str | None
                 for part in path[:-1]:
                     node = node.get(part) if isinstance(node, dict) else None
                 if isinstance(node, dict) and isinstance(node.get(path[-1]), str):
-                    node[path[-1]] = translate(key, lang, catalogue)
+                    node[path[-1]] = _keep_spacing(node[path[-1]], translate(key, lang, catalogue))
         target = dest / name
         target.write_text(f"# {lang.name} ({code}) copy of params/{name}, written by analysis.i18n.translated_params"
                           + (" (machine-quality placeholder translations, not reviewed)" if not lang.reviewed else "")
@@ -290,6 +306,16 @@ def translated_params(code: str, dest: Path | str, params_dir: Path | str | None
 # The translators' workflow
 
 
+def _placeholders(template: str) -> set[str]:
+    """Named placeholders of a template (``{group}``, ``{pct:.0f}``); none if it is no template."""
+    import string
+
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    except ValueError:
+        return {"(malformed)"}
+
+
 @dataclass
 class Status:
     """What a language lacks: keys with no translation, translations of an older English text,
@@ -299,10 +325,13 @@ class Status:
     stale: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     plural_gaps: list[str] = field(default_factory=list)
+    #: translations of a template whose placeholders differ from the English ones ({group}...):
+    #: the page would fail or lose a value, so they count as incomplete
+    placeholders: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        return not (self.missing or self.stale or self.plural_gaps)
+        return not (self.missing or self.stale or self.plural_gaps or self.placeholders)
 
 
 def check(codes=None, i18n_dir: Path | str | None = None, catalogue: dict[str, str] | None = None) -> dict[str, Status]:
@@ -320,6 +349,8 @@ def check(codes=None, i18n_dir: Path | str | None = None, catalogue: dict[str, s
                 status.missing.append(key)
             elif entry["source"] != english:
                 status.stale.append(key)
+            elif _placeholders(entry["text"]) != _placeholders(english):
+                status.placeholders.append(key)
         status.unknown = sorted(set(lang.strings) - set(catalogue))
         categories = set(lang.locale.plural_form.tags) | {"other"}
         for key in sorted(english_plurals | set(lang.plurals)):
@@ -437,8 +468,9 @@ def main(args: argparse.Namespace) -> int:
         reviewed = load_language(code).reviewed
         state = "reviewed" if reviewed else "machine-quality placeholders, not reviewed"
         print(f"{code} ({spec[code]['name']}, {state}): {len(status.missing)} missing, "
-              f"{len(status.stale)} stale, {len(status.unknown)} unknown, {len(status.plural_gaps)} plural gaps")
-        for kind in ("missing", "stale", "unknown", "plural_gaps"):
+              f"{len(status.stale)} stale, {len(status.unknown)} unknown, {len(status.plural_gaps)} plural gaps, "
+              f"{len(status.placeholders)} with other placeholders than the English")
+        for kind in ("missing", "stale", "unknown", "plural_gaps", "placeholders"):
             for key in getattr(status, kind):
                 print(f"  {kind.replace('_', ' ')}: {key}")
         incomplete |= not status.complete

@@ -10,9 +10,13 @@ Templates use Python format syntax with *named* placeholders (``{group}``, ``{pc
 lookup is the only way code reaches the catalogue, so a translated copy replaces it without a code
 change: the language comes from one place, the environment variable ``ANALYSIS_LANG`` (default
 ``"en"``, read on every call so a kernel started with another value uses it). English is
-``params/text.yml``; another language ``<lang>`` is ``params/text.<lang>.yml``. The environment
-variable ``ANALYSIS_TEXT_FILE`` names a catalogue file explicitly (tests use it to render a page
-with a relabelled copy).
+``params/text.yml``; another language ``<lang>`` is the English file with the translations of
+``params/i18n/<lang>.yml`` (keys ``text.<key>``, the translators' workflow of :mod:`analysis.i18n`:
+``python -m analysis translations --check`` names what is missing or stale); a text with no
+current translation stays English, and the check says so. The environment variable
+``ANALYSIS_TEXT_FILE`` names a catalogue file explicitly (the pipeline points a run in another
+language at the translated copy it wrote, ``outputs/<lang>/params/text.yml``; tests use it to
+render a page with a relabelled copy).
 
 Each file is read once per process (and again only if it changes on disk) and validated when it is
 read: a mapping of mappings whose every leaf is a string.
@@ -50,13 +54,52 @@ def language() -> str:
 
 
 def text_file(lang: str | None = None) -> Path:
-    """The catalogue file of ``lang`` (default: :func:`language`), or ``ANALYSIS_TEXT_FILE``."""
+    """The English catalogue file, or ``ANALYSIS_TEXT_FILE`` when set (and ``lang`` is not given).
+
+    Another language has no file of its own here: its texts are the English file's with the
+    translations of ``params/i18n/<lang>.yml`` (:func:`current_texts`)."""
     explicit = os.environ.get(TEXT_FILE_VARIABLE)
     if explicit and lang is None:
         return Path(explicit)
-    lang = lang or language()
-    name = "text.yml" if lang == DEFAULT_LANGUAGE else f"text.{lang}.yml"
-    return config.PARAMS_DIR / name
+    return config.PARAMS_DIR / "text.yml"
+
+
+_TRANSLATED: dict[tuple, dict[str, str]] = {}
+
+
+def current_texts() -> tuple[dict[str, str], Path]:
+    """Every text in the report language, and the file to name in messages.
+
+    ``ANALYSIS_TEXT_FILE`` wins; English is ``params/text.yml``; another language is the English
+    texts with its current translations (``params/i18n/<lang>.yml``; a missing or stale one keeps
+    the English, which ``python -m analysis translations --check`` lists).
+    """
+    path = text_file()
+    english = load_texts(path)
+    lang = language()
+    if os.environ.get(TEXT_FILE_VARIABLE) or lang == DEFAULT_LANGUAGE:
+        return english, path
+    from analysis import i18n
+
+    i18n_file = i18n.I18N_DIR / f"{lang}.yml"
+    try:
+        stamp = (path.stat().st_mtime_ns, i18n_file.stat().st_mtime_ns)
+    except OSError:
+        raise TextError(f"{_display(i18n_file)}: no translation file for language '{lang}' "
+                        f"({LANGUAGE_VARIABLE}); add it or set {LANGUAGE_VARIABLE}=en") from None
+    cached = _TRANSLATED.get((lang, stamp))
+    if cached is None:
+        try:
+            strings = i18n.load_language(lang).strings
+        except i18n.TranslationError as exc:
+            raise TextError(str(exc)) from None
+        cached = dict(english)
+        for key, template in english.items():
+            entry = strings.get(f"text.{key}")
+            if entry and entry["source"] == template.strip() and entry["text"].strip():
+                cached[key] = i18n._keep_spacing(template, entry["text"])
+        _TRANSLATED[(lang, stamp)] = cached
+    return cached, i18n_file
 
 
 def _display(path: Path) -> str:
@@ -139,8 +182,7 @@ def text(key: str, **values) -> str:
         One line naming the catalogue file and the key: the key does not exist (or names a
         section, not a text), or a placeholder of the template has no value.
     """
-    path = text_file()
-    texts = load_texts(path)
+    texts, path = current_texts()
     template = texts.get(key)
     if template is None:
         if any(k.startswith(key + ".") for k in texts):
@@ -160,7 +202,7 @@ def text(key: str, **values) -> str:
 
 def has_text(key: str) -> bool:
     """True when ``key`` is a text of the current catalogue."""
-    return key in load_texts(text_file())
+    return key in current_texts()[0]
 
 
 def lower_first(label: str) -> str:
@@ -176,11 +218,18 @@ def lower_first(label: str) -> str:
 
 
 def plural_form(count, lang: str | None = None) -> str:
-    """CLDR plural category of ``count``: "one" or "other" (English rule, and the fallback).
+    """CLDR plural category of ``count`` in ``lang`` (default: the report language), by Babel's
+    plural rules: English "one"/"other", French "one" for 0 and 1, Arabic zero/one/two/few/many/
+    other. A category the catalogue lacks falls back to "other" (:func:`text_count`)."""
+    lang = lang or language()
+    if lang == DEFAULT_LANGUAGE:
+        return "one" if count == 1 else "other"
+    from babel import Locale, UnknownLocaleError
 
-    A translation whose language has more forms provides them in its catalogue; until a rule for
-    that language is added here, "one"/"other" are used for it too."""
-    return "one" if count == 1 else "other"
+    try:
+        return Locale.parse(lang).plural_form(abs(count))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return "one" if count == 1 else "other"
 
 
 def text_count(key: str, count, **values) -> str:

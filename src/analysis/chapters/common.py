@@ -260,12 +260,23 @@ def _derivation(source: str, column: str) -> str | None:
 
 
 def country_name(code: str | None) -> str:
-    """Short English name of an ISO3 code (pycountry), the code itself if unknown, "all countries"
-    (``common.all_countries`` in the text catalogue) for None."""
+    """Short name of an ISO3 code in the report language — English from ISO 3166 (pycountry);
+    another language from CLDR via Babel with its file's overrides (:func:`analysis.i18n.country_name`)
+    — the code itself if unknown, "all countries" (``common.all_countries`` in the text catalogue)
+    for None."""
     import pycountry
+
+    from analysis.text import DEFAULT_LANGUAGE, language
 
     if not code or code == "all":
         return text("common.all_countries")
+    if language() != DEFAULT_LANGUAGE:
+        from analysis import i18n
+
+        try:
+            return i18n.country_name(str(code), language())
+        except i18n.TranslationError:
+            return str(code)
     entry = pycountry.countries.get(alpha_3=str(code))
     return (getattr(entry, "common_name", None) or entry.name) if entry else str(code)
 

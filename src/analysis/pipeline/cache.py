@@ -20,6 +20,9 @@ A run's key is the SHA-256 of its *key components*:
 - ``text``: the text catalogue (``params/text*.yml``: every title, caption, heading and
   sentence template a page shows);
 - ``disclosure``: the thresholds of the report file;
+- ``language``: the pages' language and the languages their switch links (only when the report
+  has more than English; a language's translations reach the key through its translated
+  catalogue, ``outputs/<lang>/params/``, which the ``catalogue`` and ``text`` components hash);
 - ``environment``: Python and dependency versions; ``figure_formats``: SVG, or SVG and PNG in a
   print build (``--print``); ``epoch``: bump to re-run everything.
 
@@ -115,6 +118,13 @@ class KeyContext:
         self.disclosure = sha256_json(ctx.report.disclosure.model_dump())
         self._notebooks: dict[str, str] = {}
         self.figure_formats = ",".join(config.figure_formats())
+        # the pages' language and the languages their switch links (absent for an English-only
+        # report, so that its keys stay as they were); the translations themselves are in the
+        # translated catalogue the run reads (catalogue and text components)
+        languages = list(getattr(ctx, "languages", None) or ["en"])
+        code = getattr(ctx, "language", "en")
+        self.language = (None if code == "en" and languages == ["en"]
+                         else sha256_json({"language": code, "switch": languages}))
 
     def catalogue(self, run, reads: dict | None) -> dict[str, str]:
         """Digest of each catalogue section, over the entries the run reads.
@@ -166,7 +176,7 @@ class KeyContext:
             "environment": self.environment,
             "figure_formats": self.figure_formats,
             "epoch": EPOCH,
-        }
+        } | ({"language": self.language} if self.language else {})
 
 
 def _relative(path: str, root: Path) -> str:
@@ -189,6 +199,7 @@ _COMPONENT_NAMES = {
     "disclosure": "disclosure thresholds changed",
     "environment": "package versions changed",
     "figure_formats": "figure formats changed (print build)",
+    "language": "language or the languages of the switch changed",
     "epoch": "epoch bumped",
 }
 

@@ -7,6 +7,7 @@ Examples::
     python -m analysis run --chapter group_profile --country KEN --force
     python -m analysis run --scheduler tcp://10.0.0.5:8786     # on a Dask cluster
     python -m analysis run --config params/report_household_pulse.yml
+    python -m analysis run --lang fr --lang ar      # French at outputs/fr/, Arabic at outputs/ar/
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processed", default=None, help="processed data folder (default from the report file)")
     parser.add_argument("--outputs", default=None, help="outputs folder (default from the report file)")
     parser.add_argument("--no-progress", action="store_true", help="plain lines instead of a progress bar")
+    parser.add_argument("--lang", action="append", default=[], dest="languages", metavar="LANG",
+                        help="render the report in this language (repeatable; codes of "
+                             "params/i18n/languages.yml; default: the report file's languages, "
+                             "[en]); English at outputs/, another at outputs/<lang>/")
     parser.add_argument("--print", action="store_true", dest="print_build",
                         help="print build: every figure also as a PNG at 300 dpi (for report writers)")
 
@@ -63,12 +68,19 @@ def main(args: argparse.Namespace) -> int:
         os.environ[FIGURE_FORMATS_ENV] = "svg,png"  # inherited by every run; part of the run key
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if in_main_thread else None
     try:
-        outcome = run_pipeline(
-            args.config, chapters=args.chapter, groups=args.group, countries=args.country, run_ids=args.run_ids,
-            force=args.force, dry_run=args.dry_run, workers=args.workers, scheduler=args.scheduler,
-            engine=args.engine, processed_dir=args.processed, outputs_dir=args.outputs,
-            timeout=args.timeout, progress=False if args.no_progress else None,
-        )
+        exit_code = 0
+        codes, switch = _languages(args)
+        for code in codes:
+            if len(codes) > 1:
+                print(f"language {code}:", flush=True)
+            outcome = run_pipeline(
+                args.config, chapters=args.chapter, groups=args.group, countries=args.country, run_ids=args.run_ids,
+                force=args.force, dry_run=args.dry_run, workers=args.workers, scheduler=args.scheduler,
+                engine=args.engine, processed_dir=args.processed, outputs_dir=args.outputs,
+                timeout=args.timeout, progress=False if args.no_progress else None,
+                language=code, switch=switch,
+            )
+            exit_code = max(exit_code, outcome.exit_code)
     except (MatrixError, OutputsBusy, FolderBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -82,4 +94,16 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
-    return outcome.exit_code
+    return exit_code
+
+
+def _languages(args) -> tuple[list[str], list[str]]:
+    """The languages to build now (``--lang``, else the report file's ``languages``) and the
+    languages every page's switch links (the report file's, plus those built now)."""
+    from analysis.pipeline.languages import check_languages
+    from analysis.pipeline.matrix import load_report
+
+    configured = load_report(args.config).report.languages
+    check_languages(configured, f"{args.config or 'params/report.yml'}: key 'languages'")
+    codes = check_languages(getattr(args, "languages", None) or configured, "--lang")
+    return codes, check_languages([*configured, *codes], "--lang")

@@ -86,6 +86,8 @@ class ExecOptions:
     code_hash: str = ""
     render: dict = field(default_factory=dict)
     gate: bool = True
+    #: environment variables of the run's process (its language: analysis.pipeline.languages)
+    environment: dict = field(default_factory=dict)
 
 
 def preload(modules: tuple[str, ...] = HEAVY_MODULES + PROJECT_MODULES, code_hash: str = "") -> dict:
@@ -439,6 +441,9 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
         raise RunTimedOut(f"timed out after {run.timeout:g} s")
 
     signal.signal(signal.SIGUSR1, time_is_up)
+    from analysis.pipeline.languages import apply_environment
+
+    apply_environment(options.environment)  # the run's language: its texts and catalogue
     logical = dict(run.parameters)
     executed_params = dict(logical, output_dir=str(staging))
     notebook_path = Path(run.notebook)

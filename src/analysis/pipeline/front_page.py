@@ -235,8 +235,13 @@ def write_front_page(manifest: dict, ctx, path: Path | None = None) -> Path:
     d = report.disclosure
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
+    from analysis.pipeline.languages import page_language, switch_links
+
+    language = page_language(ctx) if getattr(ctx, "language", None) else None
     page = env.get_template("front.html.j2").render(
         t=lambda key, **values: text(key, **values),
+        language=language,
+        switch=switch_links(language, path, outputs_dir) if language else [],
         title=report.title,
         synthetic=any(s["synthetic"] for s in sources.values()),
         countries=text("common.list_separator").join(ctx.country_names.get(c, c) for c in report.countries),

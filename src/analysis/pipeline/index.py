@@ -10,6 +10,7 @@ summary and links ``manifest.json`` and ``tables/all_estimates.csv``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jinja2
@@ -118,7 +119,15 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
     version = manifest.get("code_version", {})
     code = f"commit {version.get('commit') or 'unknown'}" + (" with uncommitted changes" if version.get("dirty") else "")
     d = report.disclosure
+    from analysis.pipeline.languages import page_language, switch_links
+
+    language = page_language(ctx) if getattr(ctx, "language", None) else None
+    base = Path(getattr(ctx, "base_outputs_dir", None) or outputs_dir)
     page = env.get_template("index.html.j2").render(
+        language=language,
+        switch=switch_links(language, path, outputs_dir) if language else [],
+        # the exchange files (python -m analysis export) exist once, with the English report
+        official_href=Path(os.path.relpath(base / "official_statistics.html", path.parent)).as_posix(),
         title=report.title,
         synthetic=any(s.get("synthetic") for s in manifest.get("sources", {}).values()),
         summary=manifest.get("summary", {}),

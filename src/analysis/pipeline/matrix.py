@@ -94,6 +94,9 @@ class Report(_Strict):
     groups: list[str]
     sources: list[str] | None = None
     chapters: dict[str, Chapter]
+    #: Languages the report is rendered in (codes of params/i18n/languages.yml); English at
+    #: outputs/, every other language at outputs/<lang>/ (``python -m analysis run --lang``).
+    languages: list[str] = Field(default_factory=lambda: ["en"])
 
     @field_validator("countries", mode="before")
     @classmethod
@@ -118,6 +121,12 @@ class MatrixContext:
     group_labels: dict[str, str]
     group_dimensions: dict[str, str]
     group_members: dict[str, list[str]]
+    #: the language of the pages (analysis.pipeline.languages.localise), the languages their
+    #: switch links, the outputs folder of English, and the translated catalogue's folder
+    language: str = "en"
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    base_outputs_dir: Path | None = None
+    catalogue_dir: Path | None = None
 
 
 @dataclass

@@ -56,8 +56,19 @@ def run_title(run, context: dict) -> str:
     if run.country:
         parts.append(context.get("country_names", {}).get(run.country, run.country))
     elif run.scope in ("per_group", "once"):
-        parts.append("all countries")
-    return " — ".join(parts)
+        parts.append(_word("common.all_countries", "all countries"))
+    return _word("common.title_separator", " — ").join(parts)
+
+
+def _word(key: str, english: str, **values) -> str:
+    """A word of the page frame in the run's language (the run's process has its language's
+    environment, see analysis.pipeline.languages); the English as given if the catalogue lacks it."""
+    from analysis.text import TextError, has_text, text
+
+    try:
+        return text(key, **values) if has_text(key) else english.format(**values)
+    except TextError:
+        return english.format(**values)
 
 
 def _display_value(name: str, value: Any, run, context: dict) -> str:
@@ -73,6 +84,24 @@ def _display_value(name: str, value: Any, run, context: dict) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) or "—"
     return str(value)
+
+
+def _switch(context: dict, run, out_path: Path) -> list[dict]:
+    """The page's language switch (the same page in the report's other languages)."""
+    from analysis.pipeline.languages import switch_links
+
+    if not context.get("language") or not context.get("outputs_dir"):
+        return []
+    return switch_links(context["language"], Path(run.output_dir) / Path(out_path).name, context["outputs_dir"])
+
+
+def _set_language(body: str, language: dict | None) -> str:
+    """``<html lang=".." dir="..">`` of the page's language (nbconvert writes ``lang="en"``);
+    Arabic pages are right to left."""
+    if not language:
+        return body
+    tag = f'<html lang="{html.escape(language["code"])}" dir="{html.escape(language["dir"])}">'
+    return re.sub(r"<html\b[^>]*>", tag, body, count=1)
 
 
 def embed_local_images(markup: str, folders: list[Path]) -> str:
@@ -116,11 +145,31 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
     nb.metadata["title"] = title
     params = [(k, _display_value(k, v, run, context)) for k, v in run.parameters.items()]
     disclosure = context.get("disclosure", {})
-    rule = (f"estimates from fewer than {disclosure.get('suppress_below', 25)} respondents are suppressed; "
-            f"from fewer than {disclosure.get('caution_below', 50)} they are flagged 'caution'. "
-            "No individual records are shown.")
+    thresholds = {"suppress_below": disclosure.get("suppress_below", 25),
+                  "caution_below": disclosure.get("caution_below", 50)}
+    rule = _word("reviewer.suppression_rule", "estimates from fewer than {suppress_below} respondents are "
+                 "suppressed; from fewer than {caution_below} they are flagged 'caution'. No individual records "
+                 "are shown.", **thresholds)
     version = context.get("code_version", {})
     code = f"commit {version.get('commit') or 'unknown'}" + (" with uncommitted changes" if version.get("dirty") else "")
+    ran = ran_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    status_text = (_word("reviewer.completed", "completed") if status == "ok"
+                   else _word("reviewer.failed", "failed"))
+    words = {
+        "back": _word("reviewer.back", "Back to the report index"),
+        "synthetic_banner": _word("figures.synthetic_banner", "SYNTHETIC DEMO DATA"),
+        "synthetic": _word("reviewer.synthetic", ": the data behind this page are made up for demonstration."),
+        "status": _word("reviewer.status", "Status: {status}", status=status_text),
+        "parameters": _word("reviewer.parameters", "Parameters of this run"),
+        "parameter": _word("reviewer.parameter", "Parameter"),
+        "value": _word("reviewer.value", "Value"),
+        "sources": _word("reviewer.sources", "Data sources:"),
+        "synthetic_source": _word("reviewer.synthetic_source", "(synthetic)"),
+        "licence": _word("reviewer.licence", ", licence "),
+        "no_source": _word("reviewer.no_source", "none declared"),
+        "disclosure": _word("reviewer.disclosure", "Disclosure control: {rule}", rule=rule),
+        "code_version": _word("reviewer.code_version", "Code version: {code}. Ran {ran_at}.", code=code, ran_at=ran),
+    }
     sources = [context.get("sources", {}).get(s, {"title": s}) for s in run.sources]
     depth = len(Path(run.output_dir).relative_to(context["outputs_dir"]).parts) if context.get("outputs_dir") else 3
     resources = {
@@ -128,20 +177,24 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
         "run": {
             "parameters": params,
             "status": status,
-            "status_text": "completed" if status == "ok" else "failed",
+            "status_text": status_text,
+            "words": words,
             "error": error,
             "sources": sources,
             "synthetic": any(s.get("synthetic") for s in sources),
             "suppression_rule": rule,
             "code_version": code,
-            "ran_at": ran_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "ran_at": ran,
             "index_href": "../" * depth + "index.html",
             "csp": CONTENT_SECURITY_POLICY,
+            "switch": _switch(context, run, out_path),
+            "notice": (context.get("language") or {}).get("notice"),
         },
     }
     body, _ = _exporter().from_notebook_node(nb, resources=resources)
     # One h1 per page: the run's title. Headings inside the notebook move down one level.
     body = re.sub(r"<(/?)h1(\s|>)", r"<\1h2\2", body)
+    body = _set_language(body, context.get("language"))
     body = body.replace("<!--RUN-TITLE-->", f"<h1>{html.escape(title)}</h1>", 1)
     body = embed_local_images(body, [Path(run_folder), Path(run.notebook).parent])
     from analysis.atomic import write_atomic

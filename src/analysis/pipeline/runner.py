@@ -84,10 +84,12 @@ def _matches(run: RunSpec, chapters, groups, countries, run_ids=()) -> bool:
 
 def plan_runs(config_path=None, *, chapters=(), groups=(), countries=(), run_ids=(), force=False,
               processed_dir=None, outputs_dir=None, project_root=None, groups_file=None,
-              timeout=None, code_dir=None) -> tuple[Plan, dict, cache.KeyContext]:
+              timeout=None, code_dir=None, language=None, switch=None) -> tuple[Plan, dict, cache.KeyContext]:
     """Load the matrix, check parameters, compute keys and decide what runs (no execution)."""
-    ctx = load_report(config_path, project_root=project_root, groups_file=groups_file,
-                      processed_dir=processed_dir, outputs_dir=outputs_dir)
+    from analysis.pipeline.languages import localise
+
+    ctx = localise(load_report(config_path, project_root=project_root, groups_file=groups_file,
+                               processed_dir=processed_dir, outputs_dir=outputs_dir), language, switch)
     runs = expand_runs(ctx)
     if timeout:
         for run in runs:
@@ -255,7 +257,8 @@ def _execute_dask(specs, options, scheduler, on_done) -> None:
 def run_pipeline(config_path=None, *, chapters=(), groups=(), countries=(), run_ids=(), force=False, dry_run=False,
                  workers: int | None = None, scheduler=None, engine: str | None = None,
                  processed_dir=None, outputs_dir=None, project_root=None, groups_file=None,
-                 timeout=None, progress: bool | None = None, echo=print, code_dir=None) -> Outcome:
+                 timeout=None, progress: bool | None = None, echo=print, code_dir=None,
+                 language: str | None = None, switch: list[str] | None = None) -> Outcome:
     """Plan, execute and record the report's runs (see the module docstring).
 
     Parameters
@@ -276,12 +279,17 @@ def run_pipeline(config_path=None, *, chapters=(), groups=(), countries=(), run_
         How a notebook executes (default from the report file, normally "fork").
     code_dir : path, optional
         The library source whose hash enters every run key (default ``src/analysis``).
+    language : str, optional
+        Render the report in this language (``languages.yml``; default English, at ``outputs/``;
+        another at ``outputs/<lang>/``, see :mod:`analysis.pipeline.languages`).
+    switch : list of str, optional
+        The languages every page's switch links (default: the report file's ``languages``).
     """
     started = time.perf_counter()
     plan_args = {"chapters": chapters, "groups": groups, "countries": countries, "run_ids": run_ids,
                  "force": force, "processed_dir": processed_dir, "outputs_dir": outputs_dir,
                  "project_root": project_root, "groups_file": groups_file, "timeout": timeout,
-                 "code_dir": code_dir}
+                 "code_dir": code_dir, "language": language, "switch": switch}
     if dry_run:
         plan, manifest, keys = plan_runs(config_path, **plan_args)
         outcome = Outcome(manifest=manifest, plan=plan)
@@ -299,7 +307,11 @@ def run_pipeline(config_path=None, *, chapters=(), groups=(), countries=(), run_
     # locked before any input is hashed, so that an ingest cannot change the data in between.
     where = load_report(config_path, project_root=project_root, groups_file=groups_file,
                         processed_dir=processed_dir, outputs_dir=outputs_dir)
-    outputs = where.outputs_dir
+    from analysis.pipeline.languages import check_languages, language_outputs
+
+    if language:
+        check_languages([language], "--lang")
+    outputs = language_outputs(where.outputs_dir, language or "en")
     try:
         outputs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -350,13 +362,17 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
     engine = engine or ctx.report.defaults.engine
     version = manifest_mod.code_version(ctx.project_root)
     sources = _source_cards(ctx)
+    from analysis.pipeline.languages import page_language, run_environment
+
     options = ExecOptions(
         outputs_dir=str(outputs), engine=engine, kernel_name=config.KERNEL_NAME, code_hash=keys.code,
         render={
             "group_labels": ctx.group_labels, "country_names": ctx.country_names, "sources": sources,
             "disclosure": ctx.report.disclosure.model_dump(), "code_version": version,
             "project_root": str(ctx.project_root), "outputs_dir": str(outputs),
+            "language": page_language(ctx),
         },
+        environment=run_environment(ctx),
     )
     runs_by_id = {r.run_id: r for r in plan.runs}
     manifest["runs"] = {k: v for k, v in manifest.get("runs", {}).items() if k in runs_by_id}
@@ -465,8 +481,13 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
                 else:
                     entry.pop("stale", None)
 
-        for step in (rebuild_all_estimates, mark_stale, save, lambda: write_index(manifest, ctx),
-                     lambda: write_front_page(manifest, ctx)):
+        from analysis.pipeline.languages import language_environment
+
+        def pages():  # in the report's language (its texts, its translated catalogue)
+            with language_environment(ctx):
+                write_front_page(manifest, ctx)
+
+        for step in (rebuild_all_estimates, mark_stale, save, lambda: write_index(manifest, ctx), pages):
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - keep the first; later steps still try
