@@ -33,6 +33,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from analysis import config
+from analysis.disclosure_plan import PRIMARY_REASON, SECONDARY_REASON
 from analysis.tables import CELL_SEPARATOR, NUMERIC_COLUMNS, split_cell
 
 #: DHS/MICS defaults: fewer than 25 unweighted cases suppressed, 25–49 shown with caution.
@@ -120,13 +121,44 @@ def load_thresholds(report_file: str | Path | None = None) -> Thresholds:
     )
 
 
-def resolve_thresholds(thresholds=None) -> Thresholds:
-    """``None`` → :func:`load_thresholds` (params/report.yml); a dict or Thresholds as given."""
-    if thresholds is None:
+#: Environment variable holding the thresholds of the run being executed, as JSON
+#: (``{"suppress_below": 25, "caution_below": 50}``); the pipeline sets it from the run's own
+#: report file (``--config``), so that notebooks and the output gate apply the same rule.
+THRESHOLDS_ENV = "ANALYSIS_DISCLOSURE_THRESHOLDS"
+
+
+def run_thresholds() -> Thresholds:
+    """The thresholds of the current run: ``$ANALYSIS_DISCLOSURE_THRESHOLDS`` when the pipeline
+    set it, else ``params/report.yml`` (interactive use), else the defaults."""
+    import json
+    import os
+
+    text = os.environ.get(THRESHOLDS_ENV)
+    if not text:
         return load_thresholds()
+    try:
+        settings = json.loads(text)
+    except ValueError as exc:
+        raise DisclosureError(
+            f"environment variable {THRESHOLDS_ENV} is not JSON like "
+            '{"suppress_below": 25, "caution_below": 50}'
+        ) from exc
+    return resolve_thresholds(settings)
+
+
+def resolve_thresholds(thresholds=None) -> Thresholds:
+    """``None`` → :func:`run_thresholds` (the run's config); a dict or Thresholds as given."""
+    if thresholds is None:
+        return run_thresholds()
     if isinstance(thresholds, Thresholds):
         return thresholds
     if isinstance(thresholds, dict):
+        unknown = sorted(set(thresholds) - {"suppress_below", "caution_below"})
+        if unknown:
+            raise DisclosureError(
+                f"disclosure thresholds: unknown keys {unknown}; "
+                "allowed are suppress_below and caution_below"
+            )
         return Thresholds(**thresholds)
     raise DisclosureError(f"thresholds={thresholds!r}: give a Thresholds, a dict or None")
 
@@ -204,10 +236,9 @@ def primary_suppression(table: pd.DataFrame, thresholds=None) -> pd.DataFrame:
     small = (n < limits.suppress_below).fillna(False) & ~already
     unknown = n.isna() & has_number & ~already
     reasons = pd.Series(pd.NA, index=out.index, dtype="string")
-    reasons[small] = (
-        "n_unweighted " + n[small].astype("Int64").astype(str) + f" < {limits.suppress_below}"
-    )
-    reasons[unknown] = "n_unweighted unknown: the cell size cannot be checked"
+    # The rule, never the count: a count in the reason narrows what an attacker must guess.
+    reasons[small] = PRIMARY_REASON.format(suppress_below=limits.suppress_below)
+    reasons[unknown] = "primary: the number of respondents is unknown, so it cannot be checked"
     suppress = small | unknown
     caution = (
         (n >= limits.suppress_below) & (n < limits.caution_below) & (out["flag"] == "ok")
@@ -575,9 +606,9 @@ def secondary_suppression(table: pd.DataFrame, keys=None) -> pd.DataFrame:
                 relations, _Structure(breakdowns, cells), unknown, n_part, breakdowns, cells
             )
             cache[key] = (unknown.copy(), protected_by)
-        for row, label in protected_by.items():
+        for row in protected_by:
             newly[positions[row]] = True
-            reasons.iloc[positions[row]] = f"secondary: protects {label}"
+            reasons.iloc[positions[row]] = SECONDARY_REASON
     out[REASON_COLUMN] = reasons
     return _blank(out, pd.Series(newly, index=out.index), reasons)
 
@@ -609,6 +640,118 @@ def apply_suppression(
         out = secondary_suppression(out, keys=keys)
     out.index = table.index
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The one gate at the edge: the plan of each source × country
+
+
+def protect(table: pd.DataFrame, frames: dict | None = None, thresholds=None,
+            indicators: dict | None = None, groups: dict | None = None,
+            name: str = "table") -> pd.DataFrame:
+    """Apply the disclosure rules to a table about to be saved or shown: the edge of a run.
+
+    Every row goes through :func:`primary_suppression` (withheld below ``suppress_below``,
+    caution below ``caution_below``). A row about respondents of a source in ``frames`` then
+    gets the suppression planned for its source × country over every cell the report can
+    publish (:func:`analysis.disclosure_plan.plan_for`): the same cells are withheld in every
+    table, chapter and run, so that no difference of published numbers, in one file or across
+    files, recovers a withheld one (the LP attack of :mod:`analysis.disclosure_attack` bounds
+    each withheld count to an interval at least ``suppress_below`` wide). Rows that are not
+    cells (contrasts such as gaps) are left to :func:`suppress_derived`; rows of other sources
+    (official statistics) get primary suppression only.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Result-schema rows (estimators' output, unsuppressed).
+    frames : dict of source id -> DataFrame, optional
+        The run's respondent-level data (processed, with ``attrs["design"]``); the plan is
+        computed from them (cached by their hash). Without it only primary suppression applies.
+    thresholds : Thresholds, dict or None
+        ``None``: the run's own thresholds (:func:`run_thresholds`).
+    indicators, groups : dict, optional
+        The catalogues (default :func:`analysis.schema.load_indicators` / ``load_groups``).
+    name : str
+        Names the table in errors.
+
+    Raises
+    ------
+    DisclosureError
+        A row of a planned source describes a population the plan does not cover (a chapter
+        publishes a cell the model of published cells does not know: extend
+        :func:`analysis.disclosure_plan.report_populations`).
+    """
+    from analysis.disclosure_model import RESPONDENTS, Catalogue, population_of_row
+
+    limits = resolve_thresholds(thresholds)
+    out = primary_suppression(table, limits)
+    if not frames or out.empty:
+        return out
+    if indicators is None:
+        from analysis.schema import load_indicators
+
+        indicators = load_indicators()
+    catalogue = Catalogue.from_catalogue(groups=groups)
+    plans: dict = {}
+    withheld = pd.Series(False, index=out.index)
+    reasons = out[REASON_COLUMN].copy()
+    for i, row in out.iterrows():
+        source = str(row.get("source"))
+        frame = frames.get(source)
+        if frame is None or frame.attrs.get("design") is None:
+            continue
+        country = str(row.get("country"))
+        indicator = str(row.get("indicator"))
+        method = str(row.get("method") or "")
+        excess = method.startswith("difference: excess")
+        if excess:
+            population = _union_population(catalogue, row.get("breakdown"), row.get("group"))
+        else:
+            population = population_of_row(catalogue, row.get("breakdown"), row.get("cell"),
+                                           row.get("group"))
+        if population is None:
+            continue
+        if indicator == "composition":
+            indicator = RESPONDENTS
+        if (source, country) not in plans:
+            plans[(source, country)] = _plan_of(frame, source, country, indicators, limits, groups)
+        plan = plans[(source, country)]
+        if not plan.covers(indicator, population):
+            raise DisclosureError(
+                f"{name}: row {indicator} / {row.get('breakdown')} = {row.get('cell')} of "
+                f"{source} {country} is a cell the disclosure plan does not cover; add it to "
+                "analysis.disclosure_plan.report_populations"
+            )
+        reason = plan.reason(indicator, population)
+        if reason is not None and row["flag"] != "suppressed":
+            withheld[i] = True
+            reasons[i] = reason
+    out[REASON_COLUMN] = reasons
+    return _blank(out, withheld, reasons)
+
+
+def _union_population(catalogue, breakdown, group):
+    """An excess-disparity row counts the four cells group/reference × group/reference."""
+    from analysis.disclosure_model import make_population
+
+    constraints = {}
+    for part in split_cell(str(breakdown)):
+        gid = group if part == "comparison" else part
+        dim, members, reference = catalogue.groups[str(gid)]
+        constraints[dim] = members | reference
+    return make_population(constraints, catalogue.universes)
+
+
+def _plan_of(frame, source, country, indicators, limits, groups):
+    from analysis.disclosure_model import Catalogue
+    from analysis.disclosure_plan import plan_for
+
+    if "country" in frame.columns and frame["country"].astype("string").nunique() > 1:
+        attrs = dict(frame.attrs)
+        frame = frame[frame["country"].astype("string") == country].reset_index(drop=True)
+        frame.attrs.update(attrs)
+    return plan_for(frame, source, country, indicators, limits, Catalogue.from_catalogue(groups=groups))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -681,14 +824,14 @@ def suppress_derived(
         cells = lookup.get(_key(row[k] for k in link))
         wanted = _input_cells(row["input_cells"]) if "input_cells" in out.columns else None
         if cells is None:
-            reasons[i] = f"input breakdown {row['breakdown']} not available"
+            reasons[i] = "secondary: derived from a breakdown that is not available"
             continue
         if wanted is None:
             bad = [c for c, withheld in cells.items() if withheld]
         else:
             bad = [c for c in wanted if cells.get(c, True)]
         if bad and row["flag"] != "suppressed":
-            reasons[i] = f"input cell {bad[0]} of {row['breakdown']} suppressed or missing"
+            reasons[i] = f"secondary: derived from the withheld or missing input cell {bad[0]}"
     return _blank(out, reasons.notna() & (out["flag"] != "suppressed"), reasons)
 
 

@@ -74,34 +74,47 @@ def cell_bounds(system: CellSystem, values: np.ndarray, known: np.ndarray, targe
         ``support`` lists the published cells whose values the optimal bounds depend on (nonzero
         dual): the candidates for complementary suppression.
     """
-    relations = system.relations
+    from scipy import sparse
+
+    relations = system.relations.tocsr()
     unknown = np.flatnonzero(~known)
+    known_idx = np.flatnonzero(known)
     position = {c: i for i, c in enumerate(unknown)}
+    a_known = relations[:, known_idx]
+    # Work in units of the largest published value (weighted totals run to 1e8): HiGHS's
+    # tolerances are absolute.
+    scale = max(1.0, float(np.max(np.abs(values[known_idx]), initial=0.0)))
+    rhs = -(a_known @ (values[known_idx] / scale))
     a_unknown = relations[:, unknown]
-    rhs = -(relations[:, np.flatnonzero(known)] @ values[known])
-    used = np.flatnonzero(np.diff(a_unknown.tocsr().indptr) > 0)
+    used = np.flatnonzero(np.diff(a_unknown.indptr) > 0)
     a_unknown, rhs = a_unknown[used], rhs[used]
-    bound = (0, None) if nonnegative else (None, None)
+    # Published numbers are rounded (CSV, sums of float weights): each relation holds to within
+    # a relative 1e-9 of its terms, through a tiny bounded slack per relation.
+    slack = 1e-9 * (1.0 + abs(a_known[used]) @ np.abs(values[known_idx] / scale))
+    n_rel = len(used)
+    a_eq = sparse.hstack([a_unknown, sparse.identity(n_rel, format="csr")], format="csr")
+    bounds = [(0, None) if nonnegative else (None, None)] * len(unknown)
+    bounds += [(-tol, tol) for tol in slack]
     t = position[target]
     out = []
     support: set = set()
     for sign in (1.0, -1.0):
-        c = np.zeros(len(unknown))
+        c = np.zeros(len(unknown) + n_rel)
         c[t] = sign
-        if a_unknown.shape[0] == 0:
+        if n_rel == 0:
             out.append(np.inf if sign < 0 else (0.0 if nonnegative else -np.inf))
             continue
-        res = linprog(c, A_eq=a_unknown, b_eq=rhs, bounds=bound, method="highs")
+        res = linprog(c, A_eq=a_eq, b_eq=rhs, bounds=bounds, method="highs")
         if res.status == 3:  # unbounded
             out.append(np.inf if sign < 0 else -np.inf)
             continue
         if res.status != 0:
-            # infeasible: published numbers inconsistent with the relations (rounding); say so
-            raise ValueError(f"disclosure attack: LP status {res.status} ({res.message})")
-        out.append(sign * res.fun)
+            raise ValueError(f"disclosure attack: the published numbers contradict the relations "
+                             f"between cells (LP status {res.status}: {res.message})")
+        out.append(sign * res.fun * scale)
         duals = np.asarray(res.eqlin.marginals)
-        sensitivity = np.abs(relations[used][:, np.flatnonzero(known)].T @ duals)
-        support.update(np.flatnonzero(known)[sensitivity > _TOLERANCE].tolist())
+        sensitivity = np.abs(a_known[used].T @ duals)
+        support.update(known_idx[sensitivity > _TOLERANCE].tolist())
     return Bounds(low=float(out[0]), high=float(out[1]), support=tuple(sorted(support)))
 
 
@@ -258,8 +271,8 @@ def attack_published(outputs: Path, suppress_below: int, catalogue: Catalogue | 
         cats = str(cell).split(" × ")
         if len(dims) == len(cats):
             for d, c in zip(dims, cats):
-                if d not in ("comparison", "all", "country") and d not in catalogue.groups:
-                    if d not in catalogue.universes or d == "admin1_code":
-                        catalogue.observe(d, [c])
+                if (d not in ("comparison", "all", "country") and d not in catalogue.groups
+                        and (d not in catalogue.universes or d == "admin1_code")):
+                    catalogue.observe(d, [c])
     cells = published_cells(frame, catalogue)
     return attack_cells(cells, catalogue, suppress_below, weighted=weighted)

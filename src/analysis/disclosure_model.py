@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.tables import CELL_SEPARATOR, split_cell
+from analysis.tables import split_cell
 
 #: The category of respondents with no value on a dimension.
 MISSING = "<missing>"
@@ -278,7 +278,7 @@ def membership(frame_codes: dict, populations, universes) -> np.ndarray:
         for dim, cats in pop:
             values = frame_codes.get(dim)
             if values is None:
-                out[:, j] = MISSING in cats
+                out[:, j] &= MISSING in cats
                 continue
             out[:, j] &= np.isin(values, list(cats))
     return out

@@ -11,9 +11,11 @@ Conventions
 - Estimates stay in the result schema (:mod:`analysis.tables`), proportions on 0–1, exactly as
   the survey module returns them; :func:`percent_view` rescales percent indicators to 0–100 for
   figures only.
-- Every table is passed through :func:`analysis.disclosure.apply_suppression` (derived measures
-  through :func:`analysis.disclosure.suppress_derived`) before it is saved or shown, and through
-  the gate :func:`analysis.disclosure.assert_publishable` when it is saved.
+- Every table is passed through :func:`protect` (:func:`analysis.disclosure.protect`: the
+  suppression planned for its source × country over everything the report publishes, with the
+  run's own thresholds; derived measures through :func:`analysis.disclosure.suppress_derived`)
+  before it is saved or shown, and through the gate :func:`analysis.disclosure.assert_publishable`
+  when it is saved.
 - A country's respondents are analysed as one survey: when a source covers several countries,
   each country is assumed to be sampled independently (countries are strata of the design), so
   subsetting to one country keeps the design-based variance valid.
@@ -195,6 +197,15 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
 
 # --------------------------------------------------------------------------------------------
 # Save and show
+
+
+def protect(run: ChapterRun, table: pd.DataFrame, name: str = "table") -> pd.DataFrame:
+    """:func:`analysis.disclosure.protect` with the run's data and catalogues: the cells withheld
+    for this source × country in every table, chapter and run of the report."""
+    from analysis.disclosure import protect as protect_table
+
+    return protect_table(table, frames=run.frames, indicators=run.indicators, groups=run.groups,
+                         name=f"{run.chapter} {name}")
 
 
 def save_table(run: ChapterRun, table: pd.DataFrame, name: str) -> Path:

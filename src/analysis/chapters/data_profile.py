@@ -14,6 +14,7 @@ from analysis.chapters.common import (
     ChapterRun,
     category_labels,
     population_margins,
+    protect,
 )
 
 
@@ -90,7 +91,7 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
     each category's 0/1 membership is an indicator whose weighted mean is the share; respondents
     missing the dimension are excluded from its denominator. Suppressed per disclosure rules.
     """
-    from analysis.disclosure import apply_suppression
+    from analysis.disclosure_model import positive_weight_rows
     from analysis.survey import design_for, estimate_by
 
     frame = run.frames[source]
@@ -103,11 +104,15 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
                                 statistic="proportion", source=source, country=run.country)
         names = estimates["indicator"].astype(str).str.split("=", n=1)
         estimates = estimates.assign(breakdown=names.str[0], cell=names.str[1], indicator="composition")
-        # Disclosure counts the people IN the category (the numerator), not the denominator.
-        estimates["n_unweighted"] = [int((work[d] == c).sum()) for d, c in zip(estimates["breakdown"], estimates["cell"])]
+        # Disclosure counts the people IN the category (the numerator), not the denominator,
+        # and only respondents with a positive weight (a zero-weight row is nobody's estimate).
+        counted = positive_weight_rows(work, (work.attrs.get("design") or {}).get("weight"))
+        estimates["n_unweighted"] = [int(((work[d] == c).fillna(False).to_numpy(bool) & counted).sum())
+                                     for d, c in zip(estimates["breakdown"], estimates["cell"])]
         parts.append(estimates)
-    table = apply_suppression(tables.stack(parts), keys=["source", "country", "indicator", "breakdown"])
-    return _protect_complements(table)
+    # The shares of one dimension sum to 1 and their counts to the source's respondents: the
+    # plan of the source × country protects the complements of a withheld share.
+    return protect(run, tables.stack(parts), "composition")
 
 
 def _protect_complements(table: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import config, figures, tables
-from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view
+from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view, protect
 from analysis.chapters.group_profile import with_comparison
 
 
@@ -25,7 +25,6 @@ def load_boundaries(level: str = "admin1", country: str | None = None):
 
 def admin1_estimates(run: ChapterRun) -> pd.DataFrame:
     """Group and reference estimates of every percent indicator in every admin1 area, suppressed."""
-    from analysis.disclosure import apply_suppression
     from analysis.survey import design_for, estimate_by
 
     parts = []
@@ -36,7 +35,7 @@ def admin1_estimates(run: ChapterRun) -> pd.DataFrame:
             continue
         parts.append(estimate_by(frame, design_for(frame), indicators, by=["admin1_code", COMPARISON],
                                  margins=False, source=source, country=run.country, group=run.group_id))
-    return apply_suppression(tables.stack(parts))
+    return protect(run, tables.stack(parts), "area estimates")
 
 
 def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
@@ -126,7 +125,6 @@ def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFra
 
 def country_estimates(run: ChapterRun) -> pd.DataFrame:
     """Group and reference estimates of every percent indicator in every country of every source."""
-    from analysis.disclosure import apply_suppression
     from analysis.survey import design_for, estimate_by
 
     parts = []
@@ -139,7 +137,7 @@ def country_estimates(run: ChapterRun) -> pd.DataFrame:
             est = estimate_by(part, design_for(part), indicators, by=[COMPARISON], margins=False,
                               source=source, country=str(country), group=run.group_id)
             parts.append(est)
-    return apply_suppression(tables.stack(parts))
+    return protect(run, tables.stack(parts), "area estimates")
 
 
 def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:

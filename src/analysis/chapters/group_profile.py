@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import figures, tables
-from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view
+from analysis.chapters.common import COMPARISON, ChapterError, ChapterRun, percent_view, protect
 
 
 def with_comparison(run: ChapterRun, source: str) -> pd.DataFrame:
@@ -25,7 +25,6 @@ def group_estimates(run: ChapterRun) -> pd.DataFrame:
     design says) with 95% CIs from :func:`analysis.survey.estimate_by`; the breakdown is
     :data:`COMPARISON` with cells "group" and "reference".
     """
-    from analysis.disclosure import apply_suppression
     from analysis.survey import design_for, estimate_by
 
     parts = []
@@ -37,7 +36,7 @@ def group_estimates(run: ChapterRun) -> pd.DataFrame:
         estimates = estimate_by(frame, design_for(frame), indicators, by=[COMPARISON], margins=False,
                                 statistic="mean", source=source, country=run.country, group=run.group_id)
         parts.append(estimates[estimates["cell"].isin(["group", "reference"])])
-    return apply_suppression(tables.stack(parts))
+    return protect(run, tables.stack(parts), "group estimates")
 
 
 def group_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import figures, tables
-from analysis.chapters.common import COMPARISON, ChapterRun, category_labels, percent_view
+from analysis.chapters.common import COMPARISON, ChapterRun, category_labels, percent_view, protect
 from analysis.chapters.group_profile import with_comparison
 
 #: Dimensions the group is crossed with in the intersections chapter (when the source has them).
@@ -15,7 +15,6 @@ INTERSECTION_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "dis
 def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
     """Every percent indicator for the group and its reference within each category of every other
     dimension (``comparison × <dimension>``), design-based, suppressed."""
-    from analysis.disclosure import apply_suppression
     from analysis.survey import design_for, estimate_by
 
     parts = []
@@ -31,7 +30,7 @@ def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
             est = estimate_by(frame, design, indicators, by=[COMPARISON, dimension], margins=False,
                               source=source, country=run.country, group=run.group_id)
             parts.append(est)
-    return apply_suppression(tables.stack(parts))
+    return protect(run, tables.stack(parts), "intersection cells")
 
 
 def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
@@ -111,7 +110,8 @@ def excess_disparity_table(run: ChapterRun, measures: pd.DataFrame) -> pd.DataFr
     rows = measures[measures["method"] == "excess_intersectional_disparity"].copy()
     rows["cell"] = [f"{run.group_label} × {run.groups[g].label}" for g in rows["other_group"]]
     rows["method"] = "difference: excess intersectional disparity (mu11 - mu10 - mu01 + mu00)"
-    return rows
+    # Its count is that of the four cells together (a population of its own): planned as such.
+    return protect(run, rows, "excess intersectional disparity")
 
 
 #: How many indicators (catalogue order) get a MAIHDA summary in each intersections run.

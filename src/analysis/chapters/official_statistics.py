@@ -15,6 +15,7 @@ from analysis.chapters.common import (
     category_labels,
     percent_view,
     population_margins,
+    protect,
 )
 
 
@@ -114,7 +115,6 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
     CSO estimates are design-based (:func:`analysis.survey.estimate_by`) over the same breakdown
     as the official row; both are kept in the result schema with ``method`` saying which is which.
     """
-    from analysis.disclosure import apply_suppression
     from analysis.survey import design_for, estimate_by
 
     parts = []
@@ -139,7 +139,7 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
                 parts += [off.assign(method="official: " + off["method"].fillna("published estimate").astype(str)), cso]
     if not parts:
         return tables.empty_result()
-    return apply_suppression(tables.stack(parts), secondary=False)
+    return protect(run, tables.stack(parts), "official vs CSO")
 
 
 def comparison_figure(run: ChapterRun, comparison: pd.DataFrame) -> list:
@@ -176,7 +176,6 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``n / deff`` before and after, and the weighting method.
     """
     from analysis import weighting
-    from analysis.disclosure import apply_suppression
     from analysis.survey import design_for, estimate_by
 
     margins = population_margins(run.processed_dir, run.country)
@@ -213,7 +212,7 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
                             "Kish deff before": f"{deff_before:.2f}", "Kish deff after": f"{deff_after:.2f}",
                             "Effective sample size after": f"{len(frame) / deff_after:,.0f}",
                             "Notes": note})
-    table = apply_suppression(tables.stack(parts), secondary=False) if parts else tables.empty_result()
+    table = protect(run, tables.stack(parts), "weighting effect") if parts else tables.empty_result()
     return table, pd.DataFrame(diagnostics)
 
 
