@@ -22,6 +22,7 @@ or ``caution`` is *not available* (e.g. no non-missing answers); a withheld row 
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,14 @@ def load_thresholds(report_file: str | Path | None = None) -> Thresholds:
     path = Path(report_file) if report_file is not None else config.REPORT_FILE
     if not path.exists():
         return Thresholds()
+    stat = path.stat()
+    return _thresholds_of(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _thresholds_of(file: str, mtime_ns: int, size: int) -> Thresholds:
+    # Cached per file version: estimators call this for every table they protect.
+    path = Path(file)
     settings = (yaml.safe_load(path.read_text()) or {}).get("disclosure") or {}
     if not isinstance(settings, dict):
         raise DisclosureError(
@@ -646,9 +655,16 @@ def apply_suppression(
 # The one gate at the edge: the plan of each source × country
 
 
+#: Environment variable that switches cross-table suppression off (value "off"): each table is
+#: then protected on its own, as before issue 10. For audits that show what the linked
+#: protection buys (the attack test); never for publishing — the pipeline's gate attacks each
+#: run's tables and the attack test the whole report.
+CROSS_TABLE_ENV = "ANALYSIS_DISCLOSURE_CROSS_TABLE"
+
+
 def protect(table: pd.DataFrame, frames: dict | None = None, thresholds=None,
             indicators: dict | None = None, groups: dict | None = None,
-            name: str = "table") -> pd.DataFrame:
+            name: str = "table", cross_table: bool | None = None) -> pd.DataFrame:
     """Apply the disclosure rules to a table about to be saved or shown: the edge of a run.
 
     Every row goes through :func:`primary_suppression` (withheld below ``suppress_below``,
@@ -674,6 +690,9 @@ def protect(table: pd.DataFrame, frames: dict | None = None, thresholds=None,
         The catalogues (default :func:`analysis.schema.load_indicators` / ``load_groups``).
     name : str
         Names the table in errors.
+    cross_table : bool, optional
+        False: per-table :func:`apply_suppression` instead of the plan (see
+        :data:`CROSS_TABLE_ENV`); default True unless that variable is "off".
 
     Raises
     ------
@@ -682,9 +701,15 @@ def protect(table: pd.DataFrame, frames: dict | None = None, thresholds=None,
         publishes a cell the model of published cells does not know: extend
         :func:`analysis.disclosure_plan.report_populations`).
     """
+    import os
+
     from analysis.disclosure_model import RESPONDENTS, Catalogue, population_of_row
 
     limits = resolve_thresholds(thresholds)
+    if cross_table is None:
+        cross_table = os.environ.get(CROSS_TABLE_ENV, "").lower() != "off"
+    if not cross_table:
+        return apply_suppression(table, limits) if len(table) else primary_suppression(table, limits)
     out = primary_suppression(table, limits)
     if not frames or out.empty:
         return out

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linprog
 
 from analysis.disclosure_model import (
     RESPONDENTS,
@@ -53,69 +52,103 @@ class Bounds:
         return self.high - self.low
 
 
-def cell_bounds(system: CellSystem, values: np.ndarray, known: np.ndarray, target: int,
-                nonnegative: bool = True) -> Bounds:
-    """LP bounds on ``x_target`` given the known cells' ``values``.
+class LinkedLP:
+    """The attacker's linear program over one cell system, kept in HiGHS between questions.
+
+    Every cell is a column: a published cell is fixed to its value, a withheld or hidden cell is
+    free (non-negative); each relation is a row ``R x + s = 0`` with a tiny bounded slack ``s``
+    (published numbers are rounded: CSV, sums of float weights, so each relation holds to within
+    a relative 1e-9 of its terms). Asking for the bounds of another cell changes one objective
+    coefficient and withholding one more cell one pair of column bounds, so HiGHS re-solves from
+    the previous basis (warm start) — what makes the audit-and-repair loop cheap.
 
     Parameters
     ----------
     system : CellSystem
     values : ndarray (n_cells,)
-        Values of the known cells (others ignored).
+        Values of the cells (only the published ones are used as known).
     known : bool ndarray (n_cells,)
-        Published cells (fixed); every other cell, hidden ones included, is a free unknown.
-    target : int
+        Published cells.
     nonnegative : bool
         Unknowns are counts or sums of non-negative weights (True), or unrestricted.
-
-    Returns
-    -------
-    Bounds
-        ``support`` lists the published cells whose values the optimal bounds depend on (nonzero
-        dual): the candidates for complementary suppression.
     """
-    from scipy import sparse
 
-    relations = system.relations.tocsr()
-    unknown = np.flatnonzero(~known)
-    known_idx = np.flatnonzero(known)
-    position = {c: i for i, c in enumerate(unknown)}
-    a_known = relations[:, known_idx]
-    # Work in units of the largest published value (weighted totals run to 1e8): HiGHS's
-    # tolerances are absolute.
-    scale = max(1.0, float(np.max(np.abs(values[known_idx]), initial=0.0)))
-    rhs = -(a_known @ (values[known_idx] / scale))
-    a_unknown = relations[:, unknown]
-    used = np.flatnonzero(np.diff(a_unknown.indptr) > 0)
-    a_unknown, rhs = a_unknown[used], rhs[used]
-    # Published numbers are rounded (CSV, sums of float weights): each relation holds to within
-    # a relative 1e-9 of its terms, through a tiny bounded slack per relation.
-    slack = 1e-9 * (1.0 + abs(a_known[used]) @ np.abs(values[known_idx] / scale))
-    n_rel = len(used)
-    a_eq = sparse.hstack([a_unknown, sparse.identity(n_rel, format="csr")], format="csr")
-    bounds = [(0, None) if nonnegative else (None, None)] * len(unknown)
-    bounds += [(-tol, tol) for tol in slack]
-    t = position[target]
-    out = []
-    support: set = set()
-    for sign in (1.0, -1.0):
-        c = np.zeros(len(unknown) + n_rel)
-        c[t] = sign
-        if n_rel == 0:
-            out.append(np.inf if sign < 0 else (0.0 if nonnegative else -np.inf))
-            continue
-        res = linprog(c, A_eq=a_eq, b_eq=rhs, bounds=bounds, method="highs")
-        if res.status == 3:  # unbounded
-            out.append(np.inf if sign < 0 else -np.inf)
-            continue
-        if res.status != 0:
-            raise ValueError(f"disclosure attack: the published numbers contradict the relations "
-                             f"between cells (LP status {res.status}: {res.message})")
-        out.append(sign * res.fun * scale)
-        duals = np.asarray(res.eqlin.marginals)
-        sensitivity = np.abs(a_known[used].T @ duals)
-        support.update(known_idx[sensitivity > _TOLERANCE].tolist())
-    return Bounds(low=float(out[0]), high=float(out[1]), support=tuple(sorted(support)))
+    def __init__(self, system: CellSystem, values: np.ndarray, known: np.ndarray,
+                 nonnegative: bool = True):
+        import highspy
+        from scipy import sparse
+
+        self.system = system
+        relations = system.relations.tocsr()
+        n_rel, n_cells = relations.shape
+        values = np.nan_to_num(np.asarray(values, dtype=float), nan=0.0)
+        # Work in units of the largest value (weighted totals run to 1e8): HiGHS's tolerances
+        # are absolute.
+        self.scale = max(1.0, float(np.max(np.abs(values), initial=0.0)))
+        self.values = values / self.scale
+        self.known = np.asarray(known, dtype=bool).copy()
+        self.free_lower = 0.0 if nonnegative else -highspy.kHighsInf
+        slack = 1e-9 * (1.0 + abs(relations) @ np.abs(self.values))
+        matrix = sparse.hstack([relations, sparse.identity(n_rel, format="csr")], format="csc")
+        lp = highspy.HighsLp()
+        lp.num_col_ = n_cells + n_rel
+        lp.num_row_ = n_rel
+        lower = np.where(self.known, self.values, self.free_lower)
+        upper = np.where(self.known, self.values, highspy.kHighsInf)
+        lp.col_cost_ = np.zeros(n_cells + n_rel)
+        lp.col_lower_ = np.concatenate([lower, -slack])
+        lp.col_upper_ = np.concatenate([upper, slack])
+        lp.row_lower_ = np.zeros(n_rel)
+        lp.row_upper_ = np.zeros(n_rel)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+        lp.a_matrix_.value_ = matrix.data.astype(float)
+        self._highs = highspy.Highs()
+        self._highs.setOptionValue("output_flag", False)
+        self._highs.setOptionValue("presolve", "off")  # keep the basis between questions
+        self._highs.setOptionValue("simplex_strategy", 4)  # primal: a new objective keeps the basis feasible
+        self._highs.passModel(lp)
+        self._highspy = highspy
+        self._target: int | None = None
+
+    def withhold(self, cell: int) -> None:
+        """Make a published cell unknown to the attacker (complementary suppression)."""
+        if self.known[cell]:
+            self.known[cell] = False
+            self._highs.changeColBounds(int(cell), self.free_lower, self._highspy.kHighsInf)
+
+    def bounds(self, target: int) -> Bounds:
+        """LP bounds on cell ``target``; ``support`` = published cells the bounds depend on."""
+        h, hs = self._highs, self._highspy
+        if self._target is not None:
+            h.changeColCost(self._target, 0.0)
+        h.changeColCost(int(target), 1.0)
+        self._target = int(target)
+        out, support = [], set()
+        for sense in (hs.ObjSense.kMinimize, hs.ObjSense.kMaximize):
+            h.changeObjectiveSense(sense)
+            h.run()
+            status = h.getModelStatus()
+            if status == hs.HighsModelStatus.kUnbounded:
+                out.append(np.inf)
+                continue
+            if status != hs.HighsModelStatus.kOptimal:
+                raise ValueError("disclosure attack: the published numbers contradict the "
+                                 f"relations between cells (HiGHS: {h.modelStatusToString(status)})")
+            out.append(h.getInfo().objective_function_value * self.scale)
+            duals = np.asarray(h.getSolution().col_dual)[: len(self.known)]
+            support.update(np.flatnonzero(self.known & (np.abs(duals) > _TOLERANCE)).tolist())
+        return Bounds(low=float(out[0]), high=float(out[1]), support=tuple(sorted(support)))
+
+
+def cell_bounds(system: CellSystem, values: np.ndarray, known: np.ndarray, target: int,
+                nonnegative: bool = True) -> Bounds:
+    """LP bounds on ``x_target`` given the published cells' ``values`` (one question).
+
+    See :class:`LinkedLP`, which keeps the program between questions.
+    """
+    return LinkedLP(system, values, known, nonnegative).bounds(target)
 
 
 def required_width(count: float, suppress_below: int) -> float:
@@ -185,11 +218,14 @@ def published_cells(frame: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
         n = pd.to_numeric(row.n_unweighted, errors="coerce")
         w = pd.to_numeric(getattr(row, "n_weighted", np.nan), errors="coerce")
         est = pd.to_numeric(row.estimate, errors="coerce")
-        weighted = not method.startswith(_OTHER_WEIGHTING) and indicator != RESPONDENTS
+        weighted = not method.startswith(_OTHER_WEIGHTING)
+        if indicator == RESPONDENTS:  # a share of the weighted total: its weighted count
+            w, t = (est * w if pd.notna(est) and pd.notna(w) else np.nan), np.nan
+        else:
+            t = est * w if pd.notna(est) and pd.notna(w) else np.nan
         rows.append({"source": str(row.source), "country": str(row.country), "indicator": indicator,
                      "population": pop, "suppressed": suppressed, "n": n,
-                     "w": w if weighted else np.nan,
-                     "t": est * w if weighted and pd.notna(est) and pd.notna(w) else np.nan})
+                     "w": w if weighted else np.nan, "t": t if weighted else np.nan})
     return pd.DataFrame(rows, columns=["source", "country", "indicator", "population",
                                        "suppressed", "n", "w", "t"])
 
@@ -238,31 +274,49 @@ def attack_cells(cells: pd.DataFrame, catalogue: Catalogue, suppress_below: int,
             values[: len(published)] = np.nan_to_num(published_values, nan=0.0)
             mask = known.copy()
             mask[: len(published)] &= np.isfinite(published_values)
+            program = LinkedLP(system, values, mask, nonnegative=True)
             for k, pop in enumerate(withheld["population"]):
-                target = len(published) + k
-                bounds = cell_bounds(system, values, mask, target, nonnegative=True)
+                bounds = program.bounds(len(published) + k)
                 findings.append(Finding(source, country, indicator, pop, bounds.low, bounds.high,
                                         quantity=name))
     return findings
 
 
-def read_published_tables(outputs: Path) -> pd.DataFrame:
-    """Every result-schema CSV table under a built report's ``outputs`` folder, stacked."""
+def published_files(outputs: Path) -> list[Path]:
+    """Every CSV table a built report publishes under ``outputs`` (not failed or staged runs)."""
+    outputs = Path(outputs)
+    return [p for p in sorted(outputs.rglob("tables/*.csv"))
+            if not {"_failed", ".staging"} & set(p.relative_to(outputs).parts)]
+
+
+def read_published_tables(files) -> pd.DataFrame:
+    """The result-schema tables among ``files``, stacked (other CSV files hold no cells)."""
     frames = []
-    for path in sorted(Path(outputs).rglob("tables/*.csv")):
-        if "_failed" in path.parts or ".staging" in path.parts:
-            continue
+    for path in files:
         frame = pd.read_csv(path, keep_default_na=True, low_memory=False)
         if {"breakdown", "cell", "flag", "n_unweighted", "indicator"} <= set(frame.columns):
-            frames.append(frame.assign(_file=str(path.relative_to(outputs))))
+            frames.append(frame.assign(_file=str(path)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def attack_published(outputs: Path, suppress_below: int, catalogue: Catalogue | None = None,
+def attack_published(outputs, suppress_below: int, catalogue: Catalogue | None = None,
                      weighted: bool = False) -> list[Finding]:
-    """The attack on a built report: every withheld count bounded from every published file."""
+    """The attack on a built report: every withheld cell bounded from every published file.
+
+    Parameters
+    ----------
+    outputs : path or list of paths
+        A report's outputs folder (every ``tables/*.csv`` under it), or the CSV files an
+        attacker holds.
+    suppress_below : int
+        Not used to bound: the findings carry the intervals; compare their width with it.
+    weighted : bool
+        Also bound weighted counts and weighted totals.
+    """
     catalogue = catalogue or Catalogue.from_catalogue()
-    frame = read_published_tables(Path(outputs))
+    files = (published_files(Path(outputs)) if isinstance(outputs, (str, Path))
+             else [Path(p) for p in outputs])
+    frame = read_published_tables(files)
     if frame.empty:
         return []
     # admin1 codes and other categories outside the catalogue enter the universes as published

@@ -182,7 +182,7 @@ class CellSystem:
         return len(self.populations)
 
 
-def derive_relations(populations, universes: dict) -> CellSystem:
+def derive_relations(populations, universes: dict, rounds: int = 2) -> CellSystem:
     """Every additive relation between ``populations``, derived from their definitions.
 
     For each dimension ``d`` the populations are grouped by their constraints on the other
@@ -191,10 +191,16 @@ def derive_relations(populations, universes: dict) -> CellSystem:
     it equals the sum of its regions; each smaller set equals the sum of the regions inside it.
     A region that is no population of the list becomes a hidden cell (a non-negative unknown).
 
+    Hidden cells take part in the families of the next round, which ties, e.g., "the group's
+    respondents missing sex" to "everyone missing sex" (so a published zero of the latter
+    bounds the former); ``rounds`` is how many passes (the attacker only gets stronger with
+    more; two reach every relation between two-way cells and their one-way margins).
+
     Parameters
     ----------
     populations : sequence of Population
     universes : dict of dimension -> frozenset of categories (with MISSING and OTHER)
+    rounds : int
     """
     from scipy import sparse
 
@@ -212,50 +218,64 @@ def derive_relations(populations, universes: dict) -> CellSystem:
             cells.append(pop)
         return index[pop]
 
-    for d in dims:
-        universe = universes.get(d)
-        families: dict = {}
-        for p in cells[:n_defined]:
-            constraint = dict(p)
-            cats = frozenset(constraint.pop(d, ())) or None
-            if cats is None:
-                if universe is None:
-                    continue
-                cats = universe
-            base = tuple(sorted(constraint.items()))
-            families.setdefault(base, {})[cats] = p
-        for base, members in families.items():
-            if len(members) < 2:
-                continue
-            sets = list(members)
-            for parent in sets:
-                children = [s for s in sets if s < parent]
-                if not children:
-                    continue
-                # Venn regions of the parent cut by its children
-                signature: dict = {}
-                for cat in sorted(parent):
-                    key = tuple(cat in s for s in children)
-                    signature.setdefault(key, set()).add(cat)
-                regions = [frozenset(r) for r in signature.values()]
-                region_ids = [
-                    cell_id(make_population({**dict(base), d: r}, universes)) for r in regions
-                ]
-                for whole in [parent, *children]:
-                    inside = [rid for r, rid in zip(regions, region_ids) if r <= whole]
-                    wid = cell_id(make_population({**dict(base), d: whole}, universes))
-                    if inside == [wid]:
-                        continue
-                    key = (wid, tuple(sorted(inside)))
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    rows.extend([n_rel] * (len(inside) + 1))
-                    cols.extend([wid, *inside])
-                    vals.extend([1.0] + [-1.0] * len(inside))
-                    n_rel += 1
+    members_until = n_defined
+    for _ in range(rounds):
+        before = len(cells)
+        for d in dims:
+            n_rel = _relations_along(d, cells, members_until, universes, cell_id, seen,
+                                     (rows, cols, vals), n_rel)
+        if len(cells) == before:
+            break
+        members_until = len(cells)
     matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(n_rel, len(cells)))
     return CellSystem(populations=cells, n_defined=n_defined, relations=matrix)
+
+
+def _relations_along(d, cells, members_until, universes, cell_id, seen, triplets, n_rel) -> int:
+    """The relations of the families along dimension ``d`` (see :func:`derive_relations`)."""
+    rows, cols, vals = triplets
+    universe = universes.get(d)
+    families: dict = {}
+    for p in cells[:members_until]:
+        constraint = dict(p)
+        cats = frozenset(constraint.pop(d, ())) or None
+        if cats is None:
+            if universe is None:
+                continue
+            cats = universe
+        base = tuple(sorted(constraint.items()))
+        families.setdefault(base, {})[cats] = p
+    for base, members in families.items():
+        if len(members) < 2:
+            continue
+        sets = list(members)
+        for parent in sets:
+            children = [s for s in sets if s < parent]
+            if not children:
+                continue
+            # Venn regions of the parent cut by its children
+            signature: dict = {}
+            for cat in sorted(parent):
+                key = tuple(cat in s for s in children)
+                signature.setdefault(key, set()).add(cat)
+            regions = [frozenset(r) for r in signature.values()]
+            region_ids = [
+                cell_id(make_population({**dict(base), d: r}, universes)) for r in regions
+            ]
+            for whole in [parent, *children]:
+                inside = [rid for r, rid in zip(regions, region_ids) if r <= whole]
+                wid = cell_id(make_population({**dict(base), d: whole}, universes))
+                if inside == [wid]:
+                    continue
+                key = (wid, tuple(sorted(inside)))
+                if key in seen:
+                    continue
+                seen.add(key)
+                rows.extend([n_rel] * (len(inside) + 1))
+                cols.extend([wid, *inside])
+                vals.extend([1.0] + [-1.0] * len(inside))
+                n_rel += 1
+    return n_rel
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.disclosure_attack import cell_bounds
+from analysis.disclosure_attack import LinkedLP
 from analysis.disclosure_model import (
     RESPONDENTS,
     Catalogue,
@@ -186,11 +186,14 @@ def plan_suppression(frame: pd.DataFrame, source: str, country: str, indicators:
         system, inside = systems[percent]
         y = _indicator_values(frame, indicator)
         counted = positive & ~np.isnan(y)
-        n = np.zeros(system.n_cells)
-        w = np.zeros(system.n_cells)
+        n, w, t = (np.zeros(system.n_cells) for _ in range(3))
         n[: system.n_defined] = inside[counted].sum(axis=0)
         w[: system.n_defined] = weights[counted] @ inside[counted]
-        withheld = _secondary(system, n, w, thresholds.suppress_below)
+        totals = [w]
+        if indicator != RESPONDENTS and np.nanmin(y, initial=0.0) >= 0:
+            t[: system.n_defined] = (weights * np.nan_to_num(y))[counted] @ inside[counted]
+            totals.append(t)
+        withheld = _secondary(system, n, totals, thresholds.suppress_below)
         defined = system.populations[: system.n_defined]
         plan.withheld[indicator] = {defined[i]: r for i, r in withheld.items()}
         plan.cells[indicator] = set(defined)
@@ -206,8 +209,13 @@ SECONDARY_REASON = ("secondary: withheld so that a suppressed cell cannot be rec
                     "from the published tables")
 
 
-def _secondary(system, n: np.ndarray, w: np.ndarray, suppress_below: int) -> dict:
-    """Withheld defined cells (index -> reason): primary ones, then complements until protected."""
+def _secondary(system, n: np.ndarray, totals, suppress_below: int) -> dict:
+    """Withheld defined cells (index -> reason): primary ones, then complements until protected.
+
+    Every withheld cell, complements included, must end with a count interval at least
+    ``suppress_below`` wide, and intervals of its weighted count and weighted total (``totals``)
+    at least as wide relative to their value as ``suppress_below`` is to its count.
+    """
     defined = system.n_defined
     known = np.zeros(system.n_cells, dtype=bool)
     known[:defined] = True
@@ -216,21 +224,34 @@ def _secondary(system, n: np.ndarray, w: np.ndarray, suppress_below: int) -> dic
     out = {int(i): PRIMARY_REASON.format(suppress_below=suppress_below) for i in primary}
     if primary.size == 0:
         return out
-    for target in sorted(primary, key=lambda i: (n[i], i)):
-        need_w = w[target] * suppress_below / max(n[target], 1.0)
-        for values, need in ((n, float(suppress_below)), (w, need_w)):
+    programs = [(LinkedLP(system, n, known), None)]
+    programs += [(LinkedLP(system, values, known), values) for values in totals]
+    queue = sorted(primary, key=lambda i: (n[i], i))
+    done: set = set()
+    while queue:
+        target = int(queue.pop(0))
+        if target in done:
+            continue
+        for program, values in programs:
+            need = (float(suppress_below) if values is None
+                    else abs(values[target]) * suppress_below / max(n[target], 1.0))
             while True:
-                bounds = cell_bounds(system, values, known, int(target))
-                if bounds.width >= need - 1e-9:
+                bounds = program.bounds(target)
+                if bounds.width >= need * (1 - 1e-9):
                     break
-                candidates = [c for c in bounds.support if known[c] and c < defined]
+                candidates = [c for c in bounds.support if c < defined and program.known[c]]
                 if not candidates:
                     raise PlanError(
                         f"cannot protect a withheld cell (population {system.populations[target]})"
                         ": no published cell left to withhold")
                 chosen = min(candidates, key=lambda c: (n[c], c))
-                known[chosen] = False
+                for other, _ in programs:
+                    other.withhold(chosen)
                 out[int(chosen)] = SECONDARY_REASON
+                queue.append(int(chosen))  # a complement must not be recoverable either
+        done.add(target)
+    # Withholding more only relaxes the attacker's LP: an interval once wide enough stays so,
+    # and every withheld cell, complements included, has been checked.
     return out
 
 
