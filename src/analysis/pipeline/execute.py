@@ -532,7 +532,6 @@ def _disclosure_gate(folder: Path, thresholds: dict | None = None) -> tuple[str 
         return None, report
     limit = int((thresholds or {}).get("suppress_below", 25))
     narrow = [f for f in attack_published(folder, limit) if f.width < limit - 1e-6]
-    report["attacked"] = len(report["checked"])
     if narrow:
         worst = min(narrow, key=lambda f: f.width)
         return (f"disclosure gate refused the run's tables: {len(narrow)} withheld cell(s) can be "
