@@ -756,6 +756,75 @@ def protect(table: pd.DataFrame, frames: dict | None = None, thresholds=None,
     return _blank(out, withheld, reasons)
 
 
+#: The category free-coded values outside the catalogue are pooled into.
+POOLED_CATEGORY = "other"
+
+
+def pool_free_categories(frame: pd.DataFrame, dimensions: dict, columns) -> pd.DataFrame:
+    """Pool every value outside the catalogue's categories into :data:`POOLED_CATEGORY`.
+
+    Only catalogue categories are published as labels: a category spelled by hand (an
+    ethnicity typed in) may be held by one person and identify them by its label alone, even
+    when its numbers are withheld. Pooling happens before any estimate, so the pooled cell is
+    an ordinary cell (suppressed when small). ``frame.attrs["pooled_categories"]`` records, per
+    column, how many categories and rows were pooled (never which: the labels are the risk);
+    :func:`analysis.chapters.row_accounting` shows it.
+
+    Parameters
+    ----------
+    dimensions : dict
+        :func:`analysis.schema.load_dimensions`.
+    columns : iterable of str
+        Dimension columns that a chapter publishes categories of.
+    """
+    out = frame
+    pooled = dict(frame.attrs.get("pooled_categories") or {})
+    for column in columns:
+        spec = dimensions.get(column)
+        if column not in frame.columns or spec is None or not spec.categories:
+            continue
+        values = frame[column].astype("string")
+        outside = values.notna() & ~values.isin([str(c) for c in spec.categories])
+        outside &= values != POOLED_CATEGORY
+        if not outside.any():
+            continue
+        if out is frame:
+            out = frame.copy()
+            out.attrs.update(frame.attrs)
+        pooled[column] = {"categories": int(values[outside].nunique()),
+                          "rows": int(outside.sum())}
+        out[column] = values.mask(outside, POOLED_CATEGORY)
+    if out is not frame:
+        out.attrs["pooled_categories"] = pooled
+    return out
+
+
+def slice_flag(frame: pd.DataFrame, thresholds=None) -> str:
+    """Flag of a whole source × country slice by its respondents (positive weight):
+    "suppressed" below ``suppress_below`` (no profile numbers, no design diagnostics),
+    "caution" below ``caution_below``, else "ok"."""
+    from analysis.disclosure_model import positive_weight_rows
+
+    limits = resolve_thresholds(thresholds)
+    weight = (frame.attrs.get("design") or {}).get("weight")
+    n = int(positive_weight_rows(frame, weight).sum())
+    if n < limits.suppress_below:
+        return "suppressed"
+    return "caution" if n < limits.caution_below else "ok"
+
+
+def slice_note(flag: str, thresholds=None) -> str:
+    """What a page says about a small slice (empty for an ordinary one)."""
+    limits = resolve_thresholds(thresholds)
+    if flag == "suppressed":
+        return (f"Fewer than {limits.suppress_below} respondents: no numbers of this slice are "
+                "published (disclosure control).")
+    if flag == "caution":
+        return (f"Fewer than {limits.caution_below} respondents: read every number of this "
+                "slice with caution.")
+    return ""
+
+
 def _union_population(catalogue, breakdown, group):
     """An excess-disparity row counts the four cells group/reference × group/reference."""
     from analysis.disclosure_model import make_population

@@ -162,12 +162,14 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
     ChapterError
         Unknown group; no source given; a source without rows for the country.
     """
+    from analysis.disclosure import pool_free_categories
     from analysis.sources import load_processed
 
     names = [source] if source else list(sources or [])
     if not names:
         raise ChapterError(f"chapter {chapter}: no source given; set the parameter 'source' or 'sources'")
     groups = load_groups()
+    dimensions = load_dimensions()
     if group and group not in groups:
         raise ChapterError(f"chapter {chapter}: unknown group '{group}'; groups are: {', '.join(groups)}")
     frames: dict[str, pd.DataFrame] = {}
@@ -183,7 +185,8 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
             if frame.empty:
                 raise ChapterError(f"source '{name}' has no rows for country '{country}'; "
                                    f"its countries are: {', '.join(present)}")
-        frames[name] = frame
+        # Only catalogue categories become labels: free-coded ones are pooled before any estimate.
+        frames[name] = pool_free_categories(frame, dimensions, PROFILE_DIMENSIONS)
     if not frames:
         raise ChapterError(f"chapter {chapter}: none of {names} is respondent-level (microdata)")
     figures.use_house_style()
@@ -192,7 +195,7 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
     return ChapterRun(chapter=chapter, group_id=group, country=country, sources=list(frames),
                       output_dir=output_dir, processed_dir=Path(processed_dir) if processed_dir else None,
                       frames=frames, indicators=load_indicators(), groups=groups,
-                      dimensions=load_dimensions())
+                      dimensions=dimensions)
 
 
 # --------------------------------------------------------------------------------------------

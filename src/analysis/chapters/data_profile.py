@@ -26,18 +26,25 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
     ``availability`` (every catalogue dimension and indicator: present or not, answered by how many),
     ``missingness`` (share missing per column, as a result-schema-like table for the figure).
     """
+    from analysis.disclosure import slice_flag, slice_note
+
     coverage, availability, missing = [], [], []
     for source, frame in run.frames.items():
         design = frame.attrs.get("design") or {}
         weight = design.get("weight")
+        flag = slice_flag(frame)
+        small = flag == "suppressed"  # a slice below the threshold: no numbers at all
         coverage.append({
             "Source": run.source_title(source),
             "Country": run.country,
-            "Respondents": f"{len(frame):,}",
-            "Areas (admin1)": int(frame["admin1_code"].nunique()) if "admin1_code" in frame else 0,
+            "Respondents": "withheld" if small else f"{len(frame):,}",
+            "Areas (admin1)": ("withheld" if small else
+                               int(frame["admin1_code"].nunique()) if "admin1_code" in frame else 0),
             "Sample type": str(design.get("sample_type") or ""),
-            "Weighted total": f"{frame[weight].sum():,.0f}" if weight and weight in frame else "",
+            "Weighted total": ("withheld" if small else
+                               f"{frame[weight].sum():,.0f}" if weight and weight in frame else ""),
             "Synthetic": "yes" if (frame.attrs.get("source") or {}).get("synthetic") else "no",
+            "Note": slice_note(flag),
         })
         for kind, ids, labels in (
             ("dimension", PROFILE_DIMENSIONS, {d: run.dimensions[d].label for d in run.dimensions}),
@@ -47,9 +54,10 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
                 answered = int(frame[column].notna().sum()) if column in frame else 0
                 availability.append({"Source": source, "Kind": kind, "Column": labels.get(column, column),
                                      "Available": "yes" if answered else "no",
-                                     "Answered": f"{answered:,}",
-                                     "Missing": f"{100 * (1 - answered / len(frame)):.1f}%" if len(frame) else ""})
-                if answered:
+                                     "Answered": "withheld" if small else f"{answered:,}",
+                                     "Missing": ("withheld" if small else
+                                                 f"{100 * (1 - answered / len(frame)):.1f}%" if len(frame) else "")})
+                if answered and not small:
                     missing.append({"source": source, "country": run.country, "indicator": column,
                                     "breakdown": "missing", "cell": "all",
                                     "estimate": 100.0 * (1 - answered / len(frame)),
@@ -60,28 +68,43 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
 
 
 def row_accounting(run: ChapterRun) -> pd.DataFrame:
-    """Rows in, rows out and every exclusion reason of each source (``<source>.log.json``)."""
-    import json
+    """Rows in, rows out and every exclusion reason of each source (``<source>.log.json``), and
+    the free-coded categories pooled into "other" in this run's data (how many, never which)."""
+    from analysis.disclosure import resolve_thresholds
 
     folder = run.processed_dir or config.PROCESSED_DIR
     rows = []
     for source in run.sources:
-        path = Path(folder) / f"{source}.log.json"
-        if not path.exists():
-            rows.append({"Source": source, "Step": "row accounting", "Rows": "",
-                         "Detail": f"{path.name} not found: run `python -m analysis ingest`"})
-            continue
-        log = json.loads(path.read_text())
-        for key, label in (("rows_read", "rows read"), ("rows_kept", "rows kept")):
-            if key in log:
-                rows.append({"Source": source, "Step": label, "Rows": f"{int(log[key]):,}", "Detail": ""})
-        excluded = log.get("rows_excluded") or {}
-        if isinstance(excluded, dict):
-            for reason, count in excluded.items():
-                rows.append({"Source": source, "Step": "excluded", "Rows": f"{int(count):,}", "Detail": str(reason)})
-        if not excluded:
-            rows.append({"Source": source, "Step": "excluded", "Rows": "0", "Detail": "no row excluded"})
+        rows += _log_accounting(source, Path(folder) / f"{source}.log.json")
+        pooled = (run.frames[source].attrs.get("pooled_categories") or {}) if source in run.frames else {}
+        limit = resolve_thresholds().suppress_below
+        for column, counts in pooled.items():
+            shown = f"{counts['rows']:,}" if counts["rows"] >= limit else f"fewer than {limit}"
+            rows.append({"Source": source, "Step": "pooled", "Rows": shown,
+                         "Detail": f"{counts['categories']} free-coded categories of {column} outside "
+                                   "the catalogue pooled into 'other' (disclosure control)"})
     return pd.DataFrame(rows, columns=["Source", "Step", "Rows", "Detail"])
+
+
+def _log_accounting(source: str, path: Path) -> list[dict]:
+    """The ingest's row accounting of one source (rows read, kept, excluded with reasons)."""
+    import json
+
+    if not path.exists():
+        return [{"Source": source, "Step": "row accounting", "Rows": "",
+                 "Detail": f"{path.name} not found: run `python -m analysis ingest`"}]
+    log = json.loads(path.read_text())
+    rows = []
+    for key, label in (("rows_read", "rows read"), ("rows_kept", "rows kept")):
+        if key in log:
+            rows.append({"Source": source, "Step": label, "Rows": f"{int(log[key]):,}", "Detail": ""})
+    excluded = log.get("rows_excluded") or {}
+    if isinstance(excluded, dict):
+        for reason, count in excluded.items():
+            rows.append({"Source": source, "Step": "excluded", "Rows": f"{int(count):,}", "Detail": str(reason)})
+    if not excluded:
+        rows.append({"Source": source, "Step": "excluded", "Rows": "0", "Detail": "no row excluded"})
+    return rows
 
 
 def composition(run: ChapterRun, source: str) -> pd.DataFrame:

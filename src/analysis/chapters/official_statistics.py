@@ -176,6 +176,7 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``n / deff`` before and after, and the weighting method.
     """
     from analysis import weighting
+    from analysis.disclosure import slice_flag, slice_note
     from analysis.survey import design_for, estimate_by
 
     margins = population_margins(run.processed_dir, run.country)
@@ -207,11 +208,18 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
                   after.assign(cell="weighted", method=f"after weighting ({method}): " + after["method"].astype(str))]
         w_before, w_after = np.asarray(before_design.weights, float), np.asarray(after_design.weights, float)
         deff_before, deff_after = weighting.kish_design_effect(w_before), weighting.kish_design_effect(w_after)
+        flag = slice_flag(frame)
+        if flag == "suppressed":  # a design effect and an effective size would describe few people
+            diagnostics.append({"Source": run.source_title(source), "Respondents": "withheld",
+                                "Weighting": method, "Kish deff before": "withheld",
+                                "Kish deff after": "withheld", "Effective sample size after": "withheld",
+                                "Notes": slice_note(flag)})
+            continue
         diagnostics.append({"Source": run.source_title(source), "Respondents": f"{len(frame):,}",
                             "Weighting": method,
                             "Kish deff before": f"{deff_before:.2f}", "Kish deff after": f"{deff_after:.2f}",
                             "Effective sample size after": f"{len(frame) / deff_after:,.0f}",
-                            "Notes": note})
+                            "Notes": "; ".join(t for t in (note, slice_note(flag)) if t)})
     table = protect(run, tables.stack(parts), "weighting effect") if parts else tables.empty_result()
     return table, pd.DataFrame(diagnostics)
 
