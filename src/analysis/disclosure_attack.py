@@ -56,9 +56,8 @@ class LinkedLP:
     """The attacker's linear program over one cell system, kept in HiGHS between questions.
 
     Every cell is a column: a published cell is fixed to its value, a withheld or hidden cell is
-    free (non-negative); each relation is a row ``R x + s = 0`` with a tiny bounded slack ``s``
-    (published numbers are rounded: CSV, sums of float weights, so each relation holds to within
-    a relative 1e-9 of its terms). Asking for the bounds of another cell changes one objective
+    free (non-negative); each relation is a row ``R x = 0`` held to within a relative 1e-9 of its
+    terms (published numbers are rounded: CSV, sums of float weights). Asking for the bounds of another cell changes one objective
     coefficient and withholding one more cell one pair of column bounds, so HiGHS re-solves from
     the previous basis (warm start) — what makes the audit-and-repair loop cheap.
 
@@ -76,7 +75,6 @@ class LinkedLP:
     def __init__(self, system: CellSystem, values: np.ndarray, known: np.ndarray,
                  nonnegative: bool = True):
         import highspy
-        from scipy import sparse
 
         self.system = system
         relations = system.relations.tocsr()
@@ -89,17 +87,15 @@ class LinkedLP:
         self.known = np.asarray(known, dtype=bool).copy()
         self.free_lower = 0.0 if nonnegative else -highspy.kHighsInf
         slack = 1e-9 * (1.0 + abs(relations) @ np.abs(self.values))
-        matrix = sparse.hstack([relations, sparse.identity(n_rel, format="csr")], format="csc")
+        matrix = relations.tocsc()
         lp = highspy.HighsLp()
-        lp.num_col_ = n_cells + n_rel
+        lp.num_col_ = n_cells
         lp.num_row_ = n_rel
-        lower = np.where(self.known, self.values, self.free_lower)
-        upper = np.where(self.known, self.values, highspy.kHighsInf)
-        lp.col_cost_ = np.zeros(n_cells + n_rel)
-        lp.col_lower_ = np.concatenate([lower, -slack])
-        lp.col_upper_ = np.concatenate([upper, slack])
-        lp.row_lower_ = np.zeros(n_rel)
-        lp.row_upper_ = np.zeros(n_rel)
+        lp.col_cost_ = np.zeros(n_cells)
+        lp.col_lower_ = np.where(self.known, self.values, self.free_lower)
+        lp.col_upper_ = np.where(self.known, self.values, highspy.kHighsInf)
+        lp.row_lower_ = -slack
+        lp.row_upper_ = slack
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
         lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
@@ -111,6 +107,11 @@ class LinkedLP:
         self._highs.passModel(lp)
         self._highspy = highspy
         self._target: int | None = None
+        # Feasible points seen so far (the true values, and every LP optimum): each stays feasible
+        # when more cells are withheld (that only relaxes the program), so their spread in a
+        # cell is a proven lower bound on the width of its interval, with no solve at all.
+        self._points: list = [self.values[:n_cells].copy()]
+        self._pool: np.ndarray | None = None
 
     def withhold(self, cell: int) -> None:
         """Make a published cell unknown to the attacker (complementary suppression)."""
@@ -118,28 +119,43 @@ class LinkedLP:
             self.known[cell] = False
             self._highs.changeColBounds(int(cell), self.free_lower, self._highspy.kHighsInf)
 
+    def extreme(self, target: int, maximize: bool) -> tuple[float, set]:
+        """The attacker's lower (or upper) bound on cell ``target`` and the published cells it
+        depends on (nonzero reduced cost: the candidates for complementary suppression)."""
+        h, hs = self._highs, self._highspy
+        if self._target != int(target):
+            if self._target is not None:
+                h.changeColCost(self._target, 0.0)
+            h.changeColCost(int(target), 1.0)
+            self._target = int(target)
+        h.changeObjectiveSense(hs.ObjSense.kMaximize if maximize else hs.ObjSense.kMinimize)
+        h.run()
+        status = h.getModelStatus()
+        if status == hs.HighsModelStatus.kUnbounded:
+            return (np.inf if maximize else -np.inf), set()
+        if status != hs.HighsModelStatus.kOptimal:
+            raise ValueError("disclosure attack: the published numbers contradict the "
+                             f"relations between cells (HiGHS: {h.modelStatusToString(status)})")
+        solution = h.getSolution()
+        self._points.append(np.asarray(solution.col_value)[: len(self.known)])
+        self._pool = None
+        duals = np.asarray(solution.col_dual)[: len(self.known)]
+        support = set(np.flatnonzero(self.known & (np.abs(duals) > _TOLERANCE)).tolist())
+        return h.getInfo().objective_function_value * self.scale, support
+
     def bounds(self, target: int) -> Bounds:
         """LP bounds on cell ``target``; ``support`` = published cells the bounds depend on."""
-        h, hs = self._highs, self._highspy
-        if self._target is not None:
-            h.changeColCost(self._target, 0.0)
-        h.changeColCost(int(target), 1.0)
-        self._target = int(target)
-        out, support = [], set()
-        for sense in (hs.ObjSense.kMinimize, hs.ObjSense.kMaximize):
-            h.changeObjectiveSense(sense)
-            h.run()
-            status = h.getModelStatus()
-            if status == hs.HighsModelStatus.kUnbounded:
-                out.append(np.inf)
-                continue
-            if status != hs.HighsModelStatus.kOptimal:
-                raise ValueError("disclosure attack: the published numbers contradict the "
-                                 f"relations between cells (HiGHS: {h.modelStatusToString(status)})")
-            out.append(h.getInfo().objective_function_value * self.scale)
-            duals = np.asarray(h.getSolution().col_dual)[: len(self.known)]
-            support.update(np.flatnonzero(self.known & (np.abs(duals) > _TOLERANCE)).tolist())
-        return Bounds(low=float(out[0]), high=float(out[1]), support=tuple(sorted(support)))
+        low, below = self.extreme(target, maximize=False)
+        high, above = self.extreme(target, maximize=True)
+        return Bounds(low=float(low), high=float(high), support=tuple(sorted(below | above)))
+
+
+    def proven_width(self, target: int) -> float:
+        """A lower bound on the width of ``target``'s interval from the feasible points seen."""
+        if self._pool is None:
+            self._pool = np.vstack(self._points)
+        column = self._pool[:, target]
+        return float(column.max() - column.min()) * self.scale
 
 
 def cell_bounds(system: CellSystem, values: np.ndarray, known: np.ndarray, target: int,

@@ -213,8 +213,9 @@ def _secondary(system, n: np.ndarray, totals, suppress_below: int) -> dict:
     """Withheld defined cells (index -> reason): primary ones, then complements until protected.
 
     Every withheld cell, complements included, must end with a count interval at least
-    ``suppress_below`` wide, and intervals of its weighted count and weighted total (``totals``)
-    at least as wide relative to their value as ``suppress_below`` is to its count.
+    ``suppress_below`` wide; every primary cell also intervals of its weighted count and
+    weighted total (``totals``) at least as wide relative to their value as ``suppress_below``
+    is to its count.
     """
     defined = system.n_defined
     known = np.zeros(system.n_cells, dtype=bool)
@@ -228,18 +229,25 @@ def _secondary(system, n: np.ndarray, totals, suppress_below: int) -> dict:
     programs += [(LinkedLP(system, values, known), values) for values in totals]
     queue = sorted(primary, key=lambda i: (n[i], i))
     done: set = set()
+    primaries = {int(i) for i in primary}
     while queue:
         target = int(queue.pop(0))
         if target in done:
             continue
-        for program, values in programs:
+        # every withheld count is protected; weighted counts and totals of the primary cells
+        for program, values in programs if target in primaries else programs[:1]:
             need = (float(suppress_below) if values is None
                     else abs(values[target]) * suppress_below / max(n[target], 1.0))
             while True:
-                bounds = program.bounds(target)
-                if bounds.width >= need * (1 - 1e-9):
+                if program.proven_width(target) >= need * (1 - 1e-9):
+                    break  # shown by feasible points already seen: no solve needed
+                high, above = program.extreme(target, maximize=True)
+                if program.proven_width(target) >= need * (1 - 1e-9):
+                    break  # the upper bound alone, against the true value, is wide enough
+                low, below = program.extreme(target, maximize=False)
+                if high - low >= need * (1 - 1e-9):
                     break
-                candidates = [c for c in bounds.support if c < defined and program.known[c]]
+                candidates = [c for c in sorted(above | below) if c < defined and program.known[c]]
                 if not candidates:
                     raise PlanError(
                         f"cannot protect a withheld cell (population {system.populations[target]})"
@@ -269,9 +277,14 @@ def _frame_hash(frame: pd.DataFrame, indicators, thresholds, catalogue: Catalogu
                               sorted((d, sorted(u)) for d, u in catalogue.universes.items()),
                               sorted((g, s[0], sorted(s[1]), sorted(s[2]))
                                      for g, s in catalogue.groups.items())]).encode())
-    digest.update(Path(__file__).read_bytes())
-    digest.update(Path(__file__).with_name("disclosure_model.py").read_bytes())
+    digest.update(_CODE_HASH.encode())
     return digest.hexdigest()[:24]
+
+
+# The code the plans were computed with, as imported (not as it may be on disk later on).
+_CODE_HASH = hashlib.sha256(b"".join(
+    Path(__file__).with_name(name).read_bytes()
+    for name in ("disclosure_plan.py", "disclosure_model.py", "disclosure_attack.py"))).hexdigest()
 
 
 def plan_for(frame: pd.DataFrame, source: str, country: str, indicators: dict, thresholds,
