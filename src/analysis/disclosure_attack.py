@@ -203,6 +203,11 @@ class Finding:
     def width(self) -> float:
         return self.high - self.low
 
+    @property
+    def exact(self) -> bool:
+        """The count is recovered: its interval holds a single integer."""
+        return self.quantity == "n_unweighted" and self.width < 1.0
+
 
 def published_cells(frame: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
     """Map every row of published result tables to (source, country, indicator, population).

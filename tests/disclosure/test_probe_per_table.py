@@ -42,7 +42,7 @@ def per_table(probe_report_per_table):
 
 
 def test_per_table_suppression_leaks_exact_counts_and_narrow_intervals(per_table):
-    exact = [f for f in per_table if f.width < 1e-6]
+    exact = [f for f in per_table if f.exact]
     narrow = [f for f in per_table if f.width < LIMIT - 1e-6]
     assert len(exact) >= 5 and len(narrow) >= 50
 

@@ -66,3 +66,13 @@ def test_free_coded_categories_are_pooled_before_any_estimate_and_accounted(proc
     assert pooled.iloc[0]["Rows"] == "fewer than 25"  # one person: not even their count
     assert "handwritten" not in accounting.to_string()
     assert np.isnan(composition.loc[composition["cell"] == "other", "estimate"]).all()
+
+
+def test_the_complement_of_a_withheld_share_is_withheld(processed, tmp_path):
+    """Shares of one dimension sum to 1 and their counts to everyone: 12 persons with
+    disabilities are withheld, and so is the only other category (formerly a special case)."""
+    run = chapters.start_run("data_profile", country="KEN", source=SOURCE, processed_dir=processed,
+                             output_dir=tmp_path)
+    composition = chapters.composition_all(run).set_index(["breakdown", "cell"])
+    assert composition.loc[("disability", "yes"), "flag"] == "suppressed"
+    assert composition.loc[("disability", "no"), "flag"] == "suppressed"

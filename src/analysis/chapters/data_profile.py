@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis import config, figures, tables
@@ -136,20 +135,6 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
     # The shares of one dimension sum to 1 and their counts to the source's respondents: the
     # plan of the source × country protects the complements of a withheld share.
     return protect(run, tables.stack(parts), "composition")
-
-
-def _protect_complements(table: pd.DataFrame) -> pd.DataFrame:
-    """Shares of one dimension sum to 1: a single suppressed category could be recovered as
-    1 − the others, so the next smallest category of that dimension is suppressed too."""
-    out = table.copy()
-    numbers = ["estimate", "se", "ci_low", "ci_high", "n_unweighted", "n_weighted"]
-    for _, part in out.groupby(["source", "breakdown"], sort=False):
-        suppressed = part["flag"] == "suppressed"
-        if suppressed.sum() == 1 and len(part) > 1:
-            smallest = part.loc[~suppressed, "n_unweighted"].astype(float).idxmin()
-            out.loc[smallest, numbers] = np.nan
-            out.loc[smallest, "flag"] = "suppressed"
-    return out
 
 
 def composition_vs_margins(run: ChapterRun) -> pd.DataFrame:
