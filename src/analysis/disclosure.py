@@ -378,8 +378,12 @@ def determined_cells(relations: np.ndarray, unknown: np.ndarray) -> np.ndarray:
     return out
 
 
-def _table_groups(table: pd.DataFrame, keys) -> list[np.ndarray]:
-    """Row positions of each table (one indicator/group/country/source; split by method if needed)."""
+def _table_groups(table: pd.DataFrame, keys, identical_once: bool = False) -> list[np.ndarray]:
+    """Row positions of each table (one indicator/group/country/source; split by method if needed).
+
+    ``identical_once``: a row repeated identically (two chapters stacked) is kept once — for the
+    gate's check only; suppression must see every row, so that it blanks every copy.
+    """
     keys = [k for k in (keys if keys is not None else TABLE_KEYS) if k in table.columns]
     frame = table.reset_index(drop=True)
     if keys:
@@ -396,9 +400,16 @@ def _table_groups(table: pd.DataFrame, keys) -> list[np.ndarray]:
                 out.append(positions[np.asarray(sub)])
         else:
             out.append(positions)
-    for positions in out:
+    same = [c for c in (*NUMERIC_COLUMNS, "breakdown", "cell", "flag", "method") if c in frame.columns]
+    for k, positions in enumerate(out):
         part = frame.iloc[positions]
         labels = part["breakdown"].astype(str) + " / " + part["cell"].astype(str)
+        if identical_once and labels.duplicated().any():
+            # the same row published twice (two chapters stacked) adds nothing: check it once
+            positions = positions[~part.duplicated(subset=same).to_numpy()]
+            out[k] = positions
+            part = frame.iloc[positions]
+            labels = part["breakdown"].astype(str) + " / " + part["cell"].astype(str)
         if labels.duplicated().any():
             first = part[labels.duplicated()].iloc[0]
             raise DisclosureError(
@@ -956,7 +967,7 @@ def check_no_small_cells(table: pd.DataFrame, thresholds=None, keys=None) -> pd.
     leaked = suppressed & frame[numeric].notna().any(axis=1)
     problems[leaked] = "suppressed but still carries numbers"
     if {"breakdown", "cell"} <= set(frame.columns) and suppressed.any():
-        for positions in _table_groups(frame, keys):
+        for positions in _table_groups(frame, keys, identical_once=True):
             part = frame.iloc[positions]
             unknown = (part["flag"].astype("string") == "suppressed").fillna(False).to_numpy()
             if not unknown.any():

@@ -37,6 +37,8 @@ from analysis.disclosure_model import (
 
 # Below this the LP optimum is taken as exact (values are counts and sums of weights).
 _TOLERANCE = 1e-6
+# A solve taking longer than this (seconds) is restarted without its warm start.
+_SOLVE_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,9 @@ class LinkedLP:
         self._highs = highspy.Highs()
         self._highs.setOptionValue("output_flag", False)
         self._highs.setOptionValue("presolve", "off")  # keep the basis between questions
-        self._highs.setOptionValue("simplex_strategy", 4)  # primal: a new objective keeps the basis feasible
+        # dual simplex: the primal one was seen to cycle on these degenerate 0/±1 programs
+        self._highs.setOptionValue("simplex_strategy", 1)
+        self._highs.setOptionValue("time_limit", _SOLVE_SECONDS)
         self._highs.passModel(lp)
         self._highspy = highspy
         self._target: int | None = None
@@ -131,6 +135,10 @@ class LinkedLP:
         h.changeObjectiveSense(hs.ObjSense.kMaximize if maximize else hs.ObjSense.kMinimize)
         h.run()
         status = h.getModelStatus()
+        if status == hs.HighsModelStatus.kTimeLimit:  # stalled from the warm start: start afresh
+            h.clearSolver()
+            h.run()
+            status = h.getModelStatus()
         if status == hs.HighsModelStatus.kUnbounded:
             return (np.inf if maximize else -np.inf), set()
         if status != hs.HighsModelStatus.kOptimal:

@@ -139,7 +139,8 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
                 parts += [off.assign(method="official: " + off["method"].fillna("published estimate").astype(str)), cso]
     if not parts:
         return tables.empty_result()
-    return protect(run, tables.stack(parts), "official vs CSO")
+    # An official row is appended once per CSO source it is compared with: keep it once.
+    return protect(run, tables.stack(parts).drop_duplicates(ignore_index=True), "official vs CSO")
 
 
 def comparison_figure(run: ChapterRun, comparison: pd.DataFrame) -> list:

@@ -51,6 +51,8 @@ def start_synthesis(chapter: str, all_estimates, output_dir=".", processed_dir=N
 def synthesis_table(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
     """The group-profile estimates of every group × country × source (group and reference cells)."""
     rows = estimates[(estimates["breakdown"] == COMPARISON) & estimates["cell"].isin(["group", "reference"])]
+    # the same cells come from chapter 2 and from the cross-country chapter 4: keep each once
+    rows = rows.drop_duplicates(subset=[c for c in tables.RESULT_COLUMNS if c in rows.columns])
     order = {g: i for i, g in enumerate(run.groups)}
     rows = rows.assign(_g=rows["group"].map(order)).sort_values(["indicator", "_g", "country", "source", "cell"])
     return rows.drop(columns="_g").reset_index(drop=True)
@@ -76,13 +78,14 @@ def synthesis_figures(run: ChapterRun, table: pd.DataFrame) -> list:
 
 def write_synthesis_workbook(run: ChapterRun, table: pd.DataFrame) -> Path:
     """Excel workbook, one sheet per indicator, flags kept (suppressed rows blank, caution marked)."""
-    from analysis.disclosure import assert_publishable, load_thresholds
+    from analysis.disclosure import assert_publishable, run_thresholds
 
     assert_publishable(tables.conform(table), name="synthesis workbook")
-    limits = load_thresholds()
+    limits = run_thresholds()  # the run's own config, as the gate
     notes = [(f"Suppression: estimates from fewer than {limits.suppress_below} respondents are withheld "
               f"(flag 'suppressed', numbers blank); {limits.suppress_below}–{limits.caution_below - 1} "
-              "respondents: flag 'caution'."),
+              "respondents: flag 'caution'. Further cells are withheld so that no withheld one can be "
+              "worked out from the published tables."),
              "Estimates of percent indicators are proportions (0–1); see method for the variance estimator.",
              "Sources: " + "; ".join(run.source_title(s) for s in run.sources)]
     return tables.write_excel(tables.conform(table), run.tables_dir / "synthesis.xlsx",
