@@ -225,16 +225,6 @@ def test_write_excel_one_sheet_per_indicator_keeps_flags(tmp_path):
     assert rows[2][tables.RESULT_COLUMNS.index("estimate")] is None
 
 
-def test_composition_protects_the_complement_of_a_single_suppressed_share():
-    table = tables.conform(pd.DataFrame({
-        "source": ["s"] * 3, "indicator": ["composition"] * 3, "breakdown": ["displacement_status"] * 3,
-        "cell": ["host", "idp", "refugee"], "estimate": [0.9, 0.08, np.nan], "n_unweighted": [900, 80, np.nan],
-        "flag": ["ok", "ok", "suppressed"]}))
-    protected = chapters._protect_complements(table)
-    assert protected["flag"].tolist() == ["ok", "suppressed", "suppressed"]
-    assert protected.loc[1, ["estimate", "n_unweighted"]].isna().all()
-
-
 def test_area_gaps_are_group_minus_reference_with_suppression(run):
     estimates = chapters.admin1_estimates(run)
     gaps = chapters.admin1_gaps(run, estimates)

@@ -116,7 +116,9 @@ def test_primary_suppression_blanks_small_cells_and_flags_caution():
     out = disclosure.primary_suppression(table, DEFAULTS)
     assert out["flag"].tolist() == ["suppressed", "caution", "caution", "ok", "ok"]
     assert out.loc[0, ["estimate", "se", "n_unweighted", "n_weighted", "deff"]].isna().all()
-    assert out.loc[0, "suppression_reason"] == "n_unweighted 24 < 25"
+    # the rule, never the count (a count in the reason narrows an attacker's interval)
+    assert out.loc[0, "suppression_reason"] == "primary: fewer than 25 respondents"
+    assert "24" not in out.loc[0, "suppression_reason"]
     assert out.loc[1, "estimate"] == 0.2 and out.loc[1, "n_unweighted"] == 25
     # Not available (no estimate, enough cases) stays distinct from suppressed.
     assert out.loc[4, "flag"] == "ok" and np.isnan(out.loc[4, "estimate"])

@@ -41,9 +41,12 @@ def _frame(n_group=60, p_group=0.03, n_ref=200, p_ref=0.30, seed=1, title="Plant
 
 def test_intervals_of_proportions_stay_inside_0_100(tmp_path):
     """Defect: Wald intervals below 0% ("6.5% (−2.6–15.5)"). Logit intervals cannot leave [0, 1]."""
-    run = _run(_frame(n_group=30, p_group=0.02), tmp_path)
+    # 200 in the group (every crossing the plan covers publishable), 1% with the outcome: a Wald
+    # interval would reach below 0
+    run = _run(_frame(n_group=200, p_group=0.01), tmp_path)
     estimates = chapters.group_estimates(run)
     food = estimates[estimates["indicator"] == "food_insecurity"]
+    assert food["ci_low"].notna().all()
     assert (food["ci_low"] >= 0).all() and (food["ci_high"] <= 1).all()
     group = food[food["cell"] == "group"].iloc[0]
     assert group["ci_low"] < group["estimate"] < group["ci_high"]

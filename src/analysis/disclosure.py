@@ -22,6 +22,7 @@ or ``caution`` is *not available* (e.g. no non-missing answers); a withheld row 
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from analysis import config
+from analysis.disclosure_plan import PRIMARY_REASON, SECONDARY_REASON
 from analysis.tables import CELL_SEPARATOR, NUMERIC_COLUMNS, split_cell
 
 #: DHS/MICS defaults: fewer than 25 unweighted cases suppressed, 25–49 shown with caution.
@@ -102,6 +104,14 @@ def load_thresholds(report_file: str | Path | None = None) -> Thresholds:
     path = Path(report_file) if report_file is not None else config.REPORT_FILE
     if not path.exists():
         return Thresholds()
+    stat = path.stat()
+    return _thresholds_of(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _thresholds_of(file: str, mtime_ns: int, size: int) -> Thresholds:
+    # Cached per file version: estimators call this for every table they protect.
+    path = Path(file)
     settings = (yaml.safe_load(path.read_text()) or {}).get("disclosure") or {}
     if not isinstance(settings, dict):
         raise DisclosureError(
@@ -120,13 +130,44 @@ def load_thresholds(report_file: str | Path | None = None) -> Thresholds:
     )
 
 
-def resolve_thresholds(thresholds=None) -> Thresholds:
-    """``None`` → :func:`load_thresholds` (params/report.yml); a dict or Thresholds as given."""
-    if thresholds is None:
+#: Environment variable holding the thresholds of the run being executed, as JSON
+#: (``{"suppress_below": 25, "caution_below": 50}``); the pipeline sets it from the run's own
+#: report file (``--config``), so that notebooks and the output gate apply the same rule.
+THRESHOLDS_ENV = "ANALYSIS_DISCLOSURE_THRESHOLDS"
+
+
+def run_thresholds() -> Thresholds:
+    """The thresholds of the current run: ``$ANALYSIS_DISCLOSURE_THRESHOLDS`` when the pipeline
+    set it, else ``params/report.yml`` (interactive use), else the defaults."""
+    import json
+    import os
+
+    text = os.environ.get(THRESHOLDS_ENV)
+    if not text:
         return load_thresholds()
+    try:
+        settings = json.loads(text)
+    except ValueError as exc:
+        raise DisclosureError(
+            f"environment variable {THRESHOLDS_ENV} is not JSON like "
+            '{"suppress_below": 25, "caution_below": 50}'
+        ) from exc
+    return resolve_thresholds(settings)
+
+
+def resolve_thresholds(thresholds=None) -> Thresholds:
+    """``None`` → :func:`run_thresholds` (the run's config); a dict or Thresholds as given."""
+    if thresholds is None:
+        return run_thresholds()
     if isinstance(thresholds, Thresholds):
         return thresholds
     if isinstance(thresholds, dict):
+        unknown = sorted(set(thresholds) - {"suppress_below", "caution_below"})
+        if unknown:
+            raise DisclosureError(
+                f"disclosure thresholds: unknown keys {unknown}; "
+                "allowed are suppress_below and caution_below"
+            )
         return Thresholds(**thresholds)
     raise DisclosureError(f"thresholds={thresholds!r}: give a Thresholds, a dict or None")
 
@@ -204,10 +245,9 @@ def primary_suppression(table: pd.DataFrame, thresholds=None) -> pd.DataFrame:
     small = (n < limits.suppress_below).fillna(False) & ~already
     unknown = n.isna() & has_number & ~already
     reasons = pd.Series(pd.NA, index=out.index, dtype="string")
-    reasons[small] = (
-        "n_unweighted " + n[small].astype("Int64").astype(str) + f" < {limits.suppress_below}"
-    )
-    reasons[unknown] = "n_unweighted unknown: the cell size cannot be checked"
+    # The rule, never the count: a count in the reason narrows what an attacker must guess.
+    reasons[small] = PRIMARY_REASON.format(suppress_below=limits.suppress_below)
+    reasons[unknown] = "primary: the number of respondents is unknown, so it cannot be checked"
     suppress = small | unknown
     caution = (
         (n >= limits.suppress_below) & (n < limits.caution_below) & (out["flag"] == "ok")
@@ -338,8 +378,12 @@ def determined_cells(relations: np.ndarray, unknown: np.ndarray) -> np.ndarray:
     return out
 
 
-def _table_groups(table: pd.DataFrame, keys) -> list[np.ndarray]:
-    """Row positions of each table (one indicator/group/country/source; split by method if needed)."""
+def _table_groups(table: pd.DataFrame, keys, identical_once: bool = False) -> list[np.ndarray]:
+    """Row positions of each table (one indicator/group/country/source; split by method if needed).
+
+    ``identical_once``: a row repeated identically (two chapters stacked) is kept once — for the
+    gate's check only; suppression must see every row, so that it blanks every copy.
+    """
     keys = [k for k in (keys if keys is not None else TABLE_KEYS) if k in table.columns]
     frame = table.reset_index(drop=True)
     if keys:
@@ -356,9 +400,16 @@ def _table_groups(table: pd.DataFrame, keys) -> list[np.ndarray]:
                 out.append(positions[np.asarray(sub)])
         else:
             out.append(positions)
-    for positions in out:
+    same = [c for c in (*NUMERIC_COLUMNS, "breakdown", "cell", "flag", "method") if c in frame.columns]
+    for k, positions in enumerate(out):
         part = frame.iloc[positions]
         labels = part["breakdown"].astype(str) + " / " + part["cell"].astype(str)
+        if identical_once and labels.duplicated().any():
+            # the same row published twice (two chapters stacked) adds nothing: check it once
+            positions = positions[~part.duplicated(subset=same).to_numpy()]
+            out[k] = positions
+            part = frame.iloc[positions]
+            labels = part["breakdown"].astype(str) + " / " + part["cell"].astype(str)
         if labels.duplicated().any():
             first = part[labels.duplicated()].iloc[0]
             raise DisclosureError(
@@ -575,9 +626,9 @@ def secondary_suppression(table: pd.DataFrame, keys=None) -> pd.DataFrame:
                 relations, _Structure(breakdowns, cells), unknown, n_part, breakdowns, cells
             )
             cache[key] = (unknown.copy(), protected_by)
-        for row, label in protected_by.items():
+        for row in protected_by:
             newly[positions[row]] = True
-            reasons.iloc[positions[row]] = f"secondary: protects {label}"
+            reasons.iloc[positions[row]] = SECONDARY_REASON
     out[REASON_COLUMN] = reasons
     return _blank(out, pd.Series(newly, index=out.index), reasons)
 
@@ -609,6 +660,203 @@ def apply_suppression(
         out = secondary_suppression(out, keys=keys)
     out.index = table.index
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The one gate at the edge: the plan of each source × country
+
+
+#: Environment variable that switches cross-table suppression off (value "off"): each table is
+#: then protected on its own, as before issue 10. For audits that show what the linked
+#: protection buys (the attack test); never for publishing — the pipeline's gate attacks each
+#: run's tables and the attack test the whole report.
+CROSS_TABLE_ENV = "ANALYSIS_DISCLOSURE_CROSS_TABLE"
+
+
+def protect(table: pd.DataFrame, frames: dict | None = None, thresholds=None,
+            indicators: dict | None = None, groups: dict | None = None,
+            name: str = "table", cross_table: bool | None = None) -> pd.DataFrame:
+    """Apply the disclosure rules to a table about to be saved or shown: the edge of a run.
+
+    Every row goes through :func:`primary_suppression` (withheld below ``suppress_below``,
+    caution below ``caution_below``). A row about respondents of a source in ``frames`` then
+    gets the suppression planned for its source × country over every cell the report can
+    publish (:func:`analysis.disclosure_plan.plan_for`): the same cells are withheld in every
+    table, chapter and run, so that no difference of published numbers, in one file or across
+    files, recovers a withheld one (the LP attack of :mod:`analysis.disclosure_attack` bounds
+    each withheld count to an interval at least ``suppress_below`` wide). Rows that are not
+    cells (contrasts such as gaps) are left to :func:`suppress_derived`; rows of other sources
+    (official statistics) get primary suppression only.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Result-schema rows (estimators' output, unsuppressed).
+    frames : dict of source id -> DataFrame, optional
+        The run's respondent-level data (processed, with ``attrs["design"]``); the plan is
+        computed from them (cached by their hash). Without it only primary suppression applies.
+    thresholds : Thresholds, dict or None
+        ``None``: the run's own thresholds (:func:`run_thresholds`).
+    indicators, groups : dict, optional
+        The catalogues (default :func:`analysis.schema.load_indicators` / ``load_groups``).
+    name : str
+        Names the table in errors.
+    cross_table : bool, optional
+        False: per-table :func:`apply_suppression` instead of the plan (see
+        :data:`CROSS_TABLE_ENV`); default True unless that variable is "off".
+
+    Raises
+    ------
+    DisclosureError
+        A row of a planned source describes a population the plan does not cover (a chapter
+        publishes a cell the model of published cells does not know: extend
+        :func:`analysis.disclosure_plan.report_populations`).
+    """
+    import os
+
+    from analysis.disclosure_model import RESPONDENTS, Catalogue, population_of_row
+
+    limits = resolve_thresholds(thresholds)
+    if cross_table is None:
+        cross_table = os.environ.get(CROSS_TABLE_ENV, "").lower() != "off"
+    if not cross_table:
+        return apply_suppression(table, limits) if len(table) else primary_suppression(table, limits)
+    out = primary_suppression(table, limits)
+    if not frames or out.empty:
+        return out
+    if indicators is None:
+        from analysis.schema import load_indicators
+
+        indicators = load_indicators()
+    catalogue = Catalogue.from_catalogue(groups=groups)
+    plans: dict = {}
+    withheld = pd.Series(False, index=out.index)
+    reasons = out[REASON_COLUMN].copy()
+    for i, row in out.iterrows():
+        source = str(row.get("source"))
+        frame = frames.get(source)
+        if frame is None or frame.attrs.get("design") is None:
+            continue
+        country = str(row.get("country"))
+        indicator = str(row.get("indicator"))
+        method = str(row.get("method") or "")
+        excess = method.startswith("difference: excess")
+        if excess:
+            population = _union_population(catalogue, row.get("breakdown"), row.get("group"))
+        else:
+            population = population_of_row(catalogue, row.get("breakdown"), row.get("cell"),
+                                           row.get("group"))
+        if population is None:
+            continue
+        if indicator == "composition":
+            indicator = RESPONDENTS
+        if (source, country) not in plans:
+            plans[(source, country)] = _plan_of(frame, source, country, indicators, limits, groups)
+        plan = plans[(source, country)]
+        if not plan.covers(indicator, population):
+            raise DisclosureError(
+                f"{name}: row {indicator} / {row.get('breakdown')} = {row.get('cell')} of "
+                f"{source} {country} is a cell the disclosure plan does not cover; add it to "
+                "analysis.disclosure_plan.report_populations"
+            )
+        reason = plan.reason(indicator, population)
+        if reason is not None and row["flag"] != "suppressed":
+            withheld[i] = True
+            reasons[i] = reason
+    out[REASON_COLUMN] = reasons
+    return _blank(out, withheld, reasons)
+
+
+#: The category free-coded values outside the catalogue are pooled into.
+POOLED_CATEGORY = "other"
+
+
+def pool_free_categories(frame: pd.DataFrame, dimensions: dict, columns) -> pd.DataFrame:
+    """Pool every value outside the catalogue's categories into :data:`POOLED_CATEGORY`.
+
+    Only catalogue categories are published as labels: a category spelled by hand (an
+    ethnicity typed in) may be held by one person and identify them by its label alone, even
+    when its numbers are withheld. Pooling happens before any estimate, so the pooled cell is
+    an ordinary cell (suppressed when small). ``frame.attrs["pooled_categories"]`` records, per
+    column, how many categories and rows were pooled (never which: the labels are the risk);
+    :func:`analysis.chapters.row_accounting` shows it.
+
+    Parameters
+    ----------
+    dimensions : dict
+        :func:`analysis.schema.load_dimensions`.
+    columns : iterable of str
+        Dimension columns that a chapter publishes categories of.
+    """
+    out = frame
+    pooled = dict(frame.attrs.get("pooled_categories") or {})
+    for column in columns:
+        spec = dimensions.get(column)
+        if column not in frame.columns or spec is None or not spec.categories:
+            continue
+        values = frame[column].astype("string")
+        outside = values.notna() & ~values.isin([str(c) for c in spec.categories])
+        outside &= values != POOLED_CATEGORY
+        if not outside.any():
+            continue
+        if out is frame:
+            out = frame.copy()
+            out.attrs.update(frame.attrs)
+        pooled[column] = {"categories": int(values[outside].nunique()),
+                          "rows": int(outside.sum())}
+        out[column] = values.mask(outside, POOLED_CATEGORY)
+    if out is not frame:
+        out.attrs["pooled_categories"] = pooled
+    return out
+
+
+def slice_flag(frame: pd.DataFrame, thresholds=None) -> str:
+    """Flag of a whole source × country slice by its respondents (positive weight):
+    "suppressed" below ``suppress_below`` (no profile numbers, no design diagnostics),
+    "caution" below ``caution_below``, else "ok"."""
+    from analysis.disclosure_model import positive_weight_rows
+
+    limits = resolve_thresholds(thresholds)
+    weight = (frame.attrs.get("design") or {}).get("weight")
+    n = int(positive_weight_rows(frame, weight).sum())
+    if n < limits.suppress_below:
+        return "suppressed"
+    return "caution" if n < limits.caution_below else "ok"
+
+
+def slice_note(flag: str, thresholds=None) -> str:
+    """What a page says about a small slice (empty for an ordinary one)."""
+    limits = resolve_thresholds(thresholds)
+    if flag == "suppressed":
+        return (f"Fewer than {limits.suppress_below} respondents: no numbers of this slice are "
+                "published (disclosure control).")
+    if flag == "caution":
+        return (f"Fewer than {limits.caution_below} respondents: read every number of this "
+                "slice with caution.")
+    return ""
+
+
+def _union_population(catalogue, breakdown, group):
+    """An excess-disparity row counts the four cells group/reference × group/reference."""
+    from analysis.disclosure_model import make_population
+
+    constraints = {}
+    for part in split_cell(str(breakdown)):
+        gid = group if part == "comparison" else part
+        dim, members, reference = catalogue.groups[str(gid)]
+        constraints[dim] = members | reference
+    return make_population(constraints, catalogue.universes)
+
+
+def _plan_of(frame, source, country, indicators, limits, groups):
+    from analysis.disclosure_model import Catalogue
+    from analysis.disclosure_plan import plan_for
+
+    if "country" in frame.columns and frame["country"].astype("string").nunique() > 1:
+        attrs = dict(frame.attrs)
+        frame = frame[frame["country"].astype("string") == country].reset_index(drop=True)
+        frame.attrs.update(attrs)
+    return plan_for(frame, source, country, indicators, limits, Catalogue.from_catalogue(groups=groups))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -681,14 +929,14 @@ def suppress_derived(
         cells = lookup.get(_key(row[k] for k in link))
         wanted = _input_cells(row["input_cells"]) if "input_cells" in out.columns else None
         if cells is None:
-            reasons[i] = f"input breakdown {row['breakdown']} not available"
+            reasons[i] = "secondary: derived from a breakdown that is not available"
             continue
         if wanted is None:
             bad = [c for c, withheld in cells.items() if withheld]
         else:
             bad = [c for c in wanted if cells.get(c, True)]
         if bad and row["flag"] != "suppressed":
-            reasons[i] = f"input cell {bad[0]} of {row['breakdown']} suppressed or missing"
+            reasons[i] = f"secondary: derived from the withheld or missing input cell {bad[0]}"
     return _blank(out, reasons.notna() & (out["flag"] != "suppressed"), reasons)
 
 
@@ -719,7 +967,7 @@ def check_no_small_cells(table: pd.DataFrame, thresholds=None, keys=None) -> pd.
     leaked = suppressed & frame[numeric].notna().any(axis=1)
     problems[leaked] = "suppressed but still carries numbers"
     if {"breakdown", "cell"} <= set(frame.columns) and suppressed.any():
-        for positions in _table_groups(frame, keys):
+        for positions in _table_groups(frame, keys, identical_once=True):
             part = frame.iloc[positions]
             unknown = (part["flag"].astype("string") == "suppressed").fillna(False).to_numpy()
             if not unknown.any():

@@ -1008,6 +1008,11 @@ class _Engine:
         if all_present:
             counts = self._cache["rows"][1]
         n_missing = n_in_cell - n_unweighted
+        if (w <= 0).any():
+            # n_unweighted counts respondents, not rows: a zero-weight row adds nothing to the
+            # estimate, so it never makes a cell publishable (disclosure rule on n_unweighted).
+            counted = (w > 0) if m is None else (w > 0) & present
+            n_unweighted = self._sums(counted.astype(float))[0]
         n_weighted, unit_wm = self._cached("wsum", all_present, lambda: self._sums(wm))
         if getattr(self, "_pending", None) is not None:
             (total_y, unit_y), self._pending = self._pending, None

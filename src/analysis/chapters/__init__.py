@@ -32,7 +32,6 @@ from analysis.chapters.common import (  # noqa: F401
     start_run,
 )
 from analysis.chapters.data_profile import (  # noqa: F401
-    _protect_complements,
     composition,
     composition_all,
     composition_vs_margins,

@@ -11,9 +11,11 @@ Conventions
 - Estimates stay in the result schema (:mod:`analysis.tables`), proportions on 0–1, exactly as
   the survey module returns them; :func:`percent_view` rescales percent indicators to 0–100 for
   figures only.
-- Every table is passed through :func:`analysis.disclosure.apply_suppression` (derived measures
-  through :func:`analysis.disclosure.suppress_derived`) before it is saved or shown, and through
-  the gate :func:`analysis.disclosure.assert_publishable` when it is saved.
+- Every table is passed through :func:`protect` (:func:`analysis.disclosure.protect`: the
+  suppression planned for its source × country over everything the report publishes, with the
+  run's own thresholds; derived measures through :func:`analysis.disclosure.suppress_derived`)
+  before it is saved or shown, and through the gate :func:`analysis.disclosure.assert_publishable`
+  when it is saved.
 - A country's respondents are analysed as one survey: when a source covers several countries,
   each country is assumed to be sampled independently (countries are strata of the design), so
   subsetting to one country keeps the design-based variance valid.
@@ -349,12 +351,14 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
         Unknown group; no source given; a source without rows for the country; an
         ``output_dir`` that is another run's folder.
     """
+    from analysis.disclosure import pool_free_categories
     from analysis.sources import load_processed
 
     names = [source] if source else list(sources or [])
     if not names:
         raise ChapterError(f"chapter {chapter}: no source given; set the parameter 'source' or 'sources'")
     groups = load_groups()
+    dimensions = load_dimensions()
     if group and group not in groups:
         raise ChapterError(f"chapter {chapter}: unknown group '{group}'; groups are: {', '.join(groups)}")
     frames: dict[str, pd.DataFrame] = {}
@@ -376,7 +380,8 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
             if frame.empty:
                 raise ChapterError(f"source '{name}' has no rows for country '{country}'; "
                                    f"its countries are: {', '.join(present)}")
-        frames[name] = frame
+        # Only catalogue categories become labels: free-coded ones are pooled before any estimate.
+        frames[name] = pool_free_categories(frame, dimensions, PROFILE_DIMENSIONS)
     if not frames:
         raise ChapterError(f"chapter {chapter}: none of {names} is respondent-level (microdata)")
     figures.use_house_style()
@@ -385,7 +390,7 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
     return ChapterRun(chapter=chapter, group_id=group, country=country, sources=list(frames),
                       output_dir=output_dir, processed_dir=Path(processed_dir) if processed_dir else None,
                       frames=frames, indicators=load_indicators(), groups=groups,
-                      dimensions=load_dimensions())
+                      dimensions=dimensions)
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,16 +462,19 @@ def flag_degenerate_intervals(table: pd.DataFrame, percent_indicators=()) -> pd.
     return out
 
 
-def protect(run: ChapterRun, table: pd.DataFrame, **kwargs) -> pd.DataFrame:
-    """Disclosure control (:func:`analysis.disclosure.apply_suppression`, ``kwargs`` passed on),
-    then :func:`flag_degenerate_intervals`: what every chapter's estimates go through."""
-    from analysis.disclosure import apply_suppression
-
-    return flag_degenerate_intervals(apply_suppression(table, **kwargs), run.percent_indicators)
-
-
 # --------------------------------------------------------------------------------------------
 # Save and show
+
+
+def protect(run: ChapterRun, table: pd.DataFrame, name: str = "table") -> pd.DataFrame:
+    """What every chapter's estimates go through: :func:`analysis.disclosure.protect` with the
+    run's data and catalogues (the cells withheld for this source × country in every table,
+    chapter and run of the report), then :func:`flag_degenerate_intervals`."""
+    from analysis.disclosure import protect as protect_table
+
+    protected = protect_table(table, frames=run.frames, indicators=run.indicators, groups=run.groups,
+                              name=f"{run.chapter} {name}")
+    return flag_degenerate_intervals(protected, run.percent_indicators)
 
 
 def save_table(run: ChapterRun, table: pd.DataFrame, name: str) -> Path:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis import config, figures, tables
@@ -27,19 +27,26 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
     ``availability`` (every catalogue dimension and indicator: present or not, answered by how many),
     ``missingness`` (share missing per column, as a result-schema-like table for the figure).
     """
+    from analysis.disclosure import slice_flag, slice_note
+
     coverage, availability, missing = [], [], []
-    yes, no = text("common.yes"), text("common.no")
+    yes, no, withheld = text("common.yes"), text("common.no"), text("data_profile.withheld")
     for source, frame in run.frames.items():
         design = frame.attrs.get("design") or {}
         weight = design.get("weight")
+        flag = slice_flag(frame)
+        small = flag == "suppressed"  # a slice below the threshold: no numbers at all
         coverage.append({
             "source": run.source_title(source),
             "country": run.country_label,
-            "respondents": f"{len(frame):,}",
-            "areas": int(frame["admin1_code"].nunique()) if "admin1_code" in frame else 0,
+            "respondents": withheld if small else f"{len(frame):,}",
+            "areas": (withheld if small else
+                      int(frame["admin1_code"].nunique()) if "admin1_code" in frame else 0),
             "sample_type": str(design.get("sample_type") or ""),
-            "weighted_total": f"{frame[weight].sum():,.0f}" if weight and weight in frame else "",
+            "weighted_total": (withheld if small else
+                               f"{frame[weight].sum():,.0f}" if weight and weight in frame else ""),
             "synthetic": yes if (frame.attrs.get("source") or {}).get("synthetic") else no,
+            "note": slice_note(flag),
         })
         dimension_labels = {d: run.dimensions[d].label for d in run.dimensions}
         dimension_labels["admin1_code"] = text("common.area_admin1")
@@ -53,9 +60,10 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
                                      "kind": text(f"data_profile.availability.kind_{kind}"),
                                      "column": labels.get(column, column),
                                      "available": yes if answered else no,
-                                     "answered": f"{answered:,}",
-                                     "missing": f"{100 * (1 - answered / len(frame)):.1f}%" if len(frame) else ""})
-                if answered:
+                                     "answered": withheld if small else f"{answered:,}",
+                                     "missing": (withheld if small else
+                                                 f"{100 * (1 - answered / len(frame)):.1f}%" if len(frame) else "")})
+                if answered and not small:
                     missing.append({"source": source, "country": run.country, "indicator": column,
                                     "breakdown": "missing", "cell": "all",
                                     "estimate": 100.0 * (1 - answered / len(frame)),
@@ -72,19 +80,19 @@ def _headed(frame: pd.DataFrame, section: str) -> pd.DataFrame:
 
 
 def row_accounting(run: ChapterRun) -> pd.DataFrame:
-    """Rows in, rows out and every exclusion reason of each source (``<source>.log.json``)."""
-    import json
+    """Rows in, rows out and every exclusion reason of each source (``<source>.log.json``), and
+    the free-coded categories pooled into "other" in this run's data (how many, never which)."""
+    from analysis.disclosure import resolve_thresholds
 
     folder = run.processed_dir or config.PROCESSED_DIR
     rows = []
     for source in run.sources:
         path = Path(folder) / f"{source}.log.json"
         title = run.source_title(source)
+        log = json.loads(path.read_text()) if path.exists() else {}
         if not path.exists():
             rows.append({"source": title, "step": text("data_profile.rows.row_accounting"), "rows": "",
                          "detail": text("data_profile.rows.log_missing", file=path.name)})
-            continue
-        log = json.loads(path.read_text())
         for key in ("rows_read", "rows_kept"):
             if key in log:
                 rows.append({"source": title, "step": text(f"data_profile.rows.{key}"),
@@ -94,9 +102,17 @@ def row_accounting(run: ChapterRun) -> pd.DataFrame:
             for reason, count in excluded.items():
                 rows.append({"source": title, "step": text("data_profile.rows.excluded"),
                              "rows": f"{int(count):,}", "detail": str(reason)})
-        if not excluded:
+        if not excluded and path.exists():
             rows.append({"source": title, "step": text("data_profile.rows.excluded"), "rows": "0",
                          "detail": text("data_profile.rows.no_row_excluded")})
+        pooled = (run.frames[source].attrs.get("pooled_categories") or {}) if source in run.frames else {}
+        limit = resolve_thresholds().suppress_below
+        for column, counts in pooled.items():
+            shown = (f"{counts['rows']:,}" if counts["rows"] >= limit
+                     else text("data_profile.rows.fewer_than", limit=limit))
+            rows.append({"source": title, "step": text("data_profile.rows.pooled"), "rows": shown,
+                         "detail": text("data_profile.rows.pooled_detail", categories=counts["categories"],
+                                        column=column)})
     return _headed(pd.DataFrame(rows, columns=["source", "step", "rows", "detail"]), "data_profile.rows.columns")
 
 
@@ -107,6 +123,7 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
     each category's 0/1 membership is an indicator whose weighted mean is the share; respondents
     missing the dimension are excluded from its denominator. Suppressed per disclosure rules.
     """
+    from analysis.disclosure_model import positive_weight_rows
     from analysis.survey import design_for, estimate_by
 
     frame = run.frames[source]
@@ -119,11 +136,15 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
                                 statistic="proportion", source=source, country=run.country)
         names = estimates["indicator"].astype(str).str.split("=", n=1)
         estimates = estimates.assign(breakdown=names.str[0], cell=names.str[1], indicator="composition")
-        # Disclosure counts the people IN the category (the numerator), not the denominator.
-        estimates["n_unweighted"] = [int((work[d] == c).sum()) for d, c in zip(estimates["breakdown"], estimates["cell"])]
+        # Disclosure counts the people IN the category (the numerator), not the denominator,
+        # and only respondents with a positive weight (a zero-weight row is nobody's estimate).
+        counted = positive_weight_rows(work, (work.attrs.get("design") or {}).get("weight"))
+        estimates["n_unweighted"] = [int(((work[d] == c).fillna(False).to_numpy(bool) & counted).sum())
+                                     for d, c in zip(estimates["breakdown"], estimates["cell"])]
         parts.append(in_catalogue_order(run, estimates))
-    table = protect(run, tables.stack(parts), keys=["source", "country", "indicator", "breakdown"])
-    return _protect_complements(table)
+    # The shares of one dimension sum to 1 and their counts to the source's respondents: the
+    # plan of the source × country protects the complements of a withheld share.
+    return protect(run, tables.stack(parts), "composition")
 
 
 def in_catalogue_order(run: ChapterRun, table: pd.DataFrame) -> pd.DataFrame:
@@ -140,20 +161,6 @@ def in_catalogue_order(run: ChapterRun, table: pd.DataFrame) -> pd.DataFrame:
             for b, c in zip(table["breakdown"].astype(str), table["cell"].astype(str))]
     order = sorted(range(len(table)), key=lambda i: keys[i])
     return table.iloc[order].reset_index(drop=True)
-
-
-def _protect_complements(table: pd.DataFrame) -> pd.DataFrame:
-    """Shares of one dimension sum to 1: a single suppressed category could be recovered as
-    1 − the others, so the next smallest category of that dimension is suppressed too."""
-    out = table.copy()
-    numbers = ["estimate", "se", "ci_low", "ci_high", "n_unweighted", "n_weighted"]
-    for _, part in out.groupby(["source", "breakdown"], sort=False):
-        suppressed = part["flag"] == "suppressed"
-        if suppressed.sum() == 1 and len(part) > 1:
-            smallest = part.loc[~suppressed, "n_unweighted"].astype(float).idxmin()
-            out.loc[smallest, numbers] = np.nan
-            out.loc[smallest, "flag"] = "suppressed"
-    return out
 
 
 def composition_vs_margins(run: ChapterRun) -> pd.DataFrame:

@@ -43,7 +43,7 @@ def admin1_estimates(run: ChapterRun) -> pd.DataFrame:
             continue
         parts.append(estimate_indicators(run, frame, design_for(frame), indicators, by=["admin1_code", COMPARISON],
                                  margins=False, source=source, country=run.country, group=run.group_id))
-    return protect(run, tables.stack(parts))
+    return protect(run, tables.stack(parts), "area estimates")
 
 
 def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
@@ -146,7 +146,7 @@ def country_estimates(run: ChapterRun) -> pd.DataFrame:
             est = estimate_indicators(run, part, design_for(part), indicators, by=[COMPARISON], margins=False,
                               source=source, country=str(country), group=run.group_id)
             parts.append(est)
-    return protect(run, tables.stack(parts))
+    return protect(run, tables.stack(parts), "area estimates")
 
 
 def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:

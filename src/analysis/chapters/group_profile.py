@@ -47,7 +47,7 @@ def group_estimates(run: ChapterRun) -> pd.DataFrame:
         estimates = estimate_indicators(run, frame, design_for(frame), indicators, by=[COMPARISON], margins=False,
                                 statistic="mean", source=source, country=run.country, group=run.group_id)
         parts.append(estimates[estimates["cell"].isin(["group", "reference"])])
-    return protect(run, tables.stack(parts))
+    return protect(run, tables.stack(parts), "group estimates")
 
 
 def group_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:

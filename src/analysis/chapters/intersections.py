@@ -38,7 +38,7 @@ def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
             est = estimate_indicators(run, frame, design, indicators, by=[COMPARISON, dimension], margins=False,
                               source=source, country=run.country, group=run.group_id)
             parts.append(est)
-    return protect(run, tables.stack(parts))
+    return protect(run, tables.stack(parts), "intersection cells")
 
 
 def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
@@ -119,7 +119,8 @@ def excess_disparity_table(run: ChapterRun, measures: pd.DataFrame) -> pd.DataFr
     rows = measures[measures["method"] == "excess_intersectional_disparity"].copy()
     rows["cell"] = [run.text("intersections.excess.cell", other=run.groups[g].label) for g in rows["other_group"]]
     rows["method"] = text("intersections.excess.method")
-    return rows
+    # Its count is that of the four cells together (a population of its own): planned as such.
+    return protect(run, rows, "excess intersectional disparity")
 
 
 #: How many indicators (catalogue order) get a MAIHDA summary in each intersections run.

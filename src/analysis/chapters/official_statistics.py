@@ -166,7 +166,8 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
                 parts += [off.assign(method="official: " + off["method"].fillna("published estimate").astype(str)), cso]
     if not parts:
         return tables.empty_result()
-    return protect(run, tables.stack(parts), secondary=False)
+    # An official row is appended once per CSO source it is compared with: keep it once.
+    return protect(run, tables.stack(parts).drop_duplicates(ignore_index=True), "official vs CSO")
 
 
 def comparison_figure(run: ChapterRun, comparison: pd.DataFrame) -> list:
@@ -205,6 +206,7 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``n / deff`` before and after, and the weighting method.
     """
     from analysis import weighting
+    from analysis.disclosure import slice_flag, slice_note
     from analysis.survey import design_for
 
     margins = population_margins(run.processed_dir, run.country)
@@ -239,12 +241,19 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
                   after.assign(cell="weighted", method=f"after weighting ({method}): " + after["method"].astype(str))]
         w_before, w_after = np.asarray(before_design.weights, float), np.asarray(after_design.weights, float)
         deff_before, deff_after = weighting.kish_design_effect(w_before), weighting.kish_design_effect(w_after)
+        flag = slice_flag(frame)
+        if flag == "suppressed":  # a design effect and an effective size would describe few people
+            withheld = text("data_profile.withheld")
+            diagnostics.append({"source": run.source_title(source), "respondents": withheld,
+                                "weighting": method, "deff_before": withheld, "deff_after": withheld,
+                                "ess_after": withheld, "notes": slice_note(flag)})
+            continue
         diagnostics.append({"source": run.source_title(source), "respondents": f"{len(frame):,}",
                             "weighting": method,
                             "deff_before": f"{deff_before:.2f}", "deff_after": f"{deff_after:.2f}",
                             "ess_after": f"{len(frame) / deff_after:,.0f}",
-                            "notes": note})
-    table = protect(run, tables.stack(parts), secondary=False) if parts else tables.empty_result()
+                            "notes": "; ".join(t for t in (note, slice_note(flag)) if t)})
+    table = protect(run, tables.stack(parts), "weighting effect") if parts else tables.empty_result()
     columns = ["source", "respondents", "weighting", "deff_before", "deff_after", "ess_after", "notes"]
     return table, pd.DataFrame(diagnostics, columns=columns).rename(
         columns={c: text(f"official_statistics.weighting.columns.{c}") for c in columns})

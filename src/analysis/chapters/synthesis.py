@@ -190,12 +190,12 @@ def write_synthesis_workbook(run: ChapterRun, table: pd.DataFrame) -> Path:
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
-    from analysis.disclosure import assert_publishable, load_thresholds
+    from analysis.disclosure import assert_publishable, run_thresholds
 
     assert_publishable(tables.conform(table), name="synthesis workbook")
     wide = synthesis_comparisons(run, table)
     shown = synthesis_display(run, wide)
-    limits = load_thresholds()
+    limits = run_thresholds()  # the run's own config, as the gate
     path = run.tables_dir / "synthesis.xlsx"
     path.parent.mkdir(parents=True, exist_ok=True)
     workbook = Workbook()

@@ -427,6 +427,7 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
         for name in [m for m in sys.modules if m == "analysis" or m.startswith("analysis.")]:
             if not name.startswith("analysis.pipeline"):
                 del sys.modules[name]
+    _disclosure_environment(options)
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
     from papermill.translators import translate_parameters
@@ -562,6 +563,17 @@ def _replace_in_outputs(nb, old: str, new: str) -> None:
                 output["traceback"] = fix(output.get("traceback", []))
 
 
+def _disclosure_environment(options: ExecOptions) -> None:
+    """The run's own disclosure thresholds (from its ``--config``) and the folder of cached
+    suppression plans, for ``analysis.disclosure.protect`` inside the notebook (a papermill
+    kernel inherits them too)."""
+    thresholds = options.render.get("disclosure")
+    if thresholds:
+        os.environ["ANALYSIS_DISCLOSURE_THRESHOLDS"] = json.dumps(thresholds)
+    os.environ.setdefault("ANALYSIS_DISCLOSURE_CACHE",
+                          str(Path(options.outputs_dir) / ".disclosure_plans"))
+
+
 def _disclosure_gate(folder: Path, thresholds: dict | None = None) -> tuple[str | None, dict]:
     """Run ``analysis.disclosure.assert_publishable`` on every table the run wrote.
 
@@ -590,6 +602,19 @@ def _disclosure_gate(folder: Path, thresholds: dict | None = None) -> tuple[str 
         except Exception as exc:  # noqa: BLE001 - any refusal fails the run with the reason
             return f"disclosure gate refused {exc}", report
         report["checked"].append(name)
+    # The independent last check: the LP attack on every withheld count of the run's tables.
+    try:
+        from analysis.disclosure_attack import attack_published
+    except ImportError:
+        return None, report
+    limit = int((thresholds or {}).get("suppress_below", 25))
+    narrow = [f for f in attack_published(folder, limit) if f.width < limit - 1e-6]
+    if narrow:
+        worst = min(narrow, key=lambda f: f.width)
+        return (f"disclosure gate refused the run's tables: {len(narrow)} withheld cell(s) can be "
+                f"bounded from the published ones to an interval narrower than {limit} "
+                f"(narrowest: {worst.indicator} of {worst.source} {worst.country}, width "
+                f"{worst.width:.1f}); protect them with analysis.disclosure.protect"), report
     return None, report
 
 

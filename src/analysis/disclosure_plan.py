@@ -1,0 +1,314 @@
+"""Suppression decided once per source × country over every cell the report can publish.
+
+The *plan* of a source × country lists, for every indicator, the cells that are withheld and why.
+It is computed from the microdata over the whole system of cells the chapters can publish
+(:func:`report_populations`): everyone; every category of every profile dimension; every group
+and its reference; each of those crossed with every category of the other dimensions and with
+every admin1 area; and the four-cell unions behind the excess intersectional disparities. A
+pattern that protects every primary cell when that whole system is published still protects it
+when only a part is published (withholding more, or publishing less, only widens the attacker's
+intervals), so every run of the same source × country applies the same plan
+(:func:`analysis.disclosure.protect`) and runs that publish the same cell suppress it alike.
+
+Secondary suppression (after Fischetti and Salazar-González, *Management Science* 45, 1999,
+in the greedy form of τ-ARGUS's "modular" audit-and-repair loop): for each primary cell, cheapest
+first, the LP attack (:func:`analysis.disclosure_attack.cell_bounds`) bounds its count; while the
+interval is narrower than ``suppress_below``, the published cell with the smallest count among
+those the optimal bound depends on (nonzero dual) is withheld too. Withholding only relaxes the
+attacker's LP, so a cell once protected stays protected; the loop ends because every step
+withholds one more cell. The same is done for the weighted count, which must reach the same
+width relative to the cell's weighted count as its count does relative to its count.
+
+Plans are cached per process and on disk (``ANALYSIS_DISCLOSURE_CACHE``, set by the pipeline to
+a folder of the outputs) keyed by a hash of the microdata columns they read, the catalogue, the
+thresholds and this code, so parallel runs of one source × country compute it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.disclosure_attack import LinkedLP
+from analysis.disclosure_model import (
+    RESPONDENTS,
+    Catalogue,
+    derive_relations,
+    frame_categories,
+    make_population,
+    membership,
+    positive_weight_rows,
+)
+
+#: Dimensions of the profile (one-way cells) and of the crossings with groups (chapters 1–5).
+PROFILE_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "displacement_status",
+                      "income_group", "ethnicity_or_minority")
+CROSSED_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "displacement_status",
+                      "income_group")
+AREA = "admin1_code"
+
+#: Environment variable naming the folder of cached plans.
+CACHE_ENV = "ANALYSIS_DISCLOSURE_CACHE"
+_PLAN_VERSION = "2"
+_MEMORY: dict = {}
+
+
+class PlanError(ValueError):
+    """Suppression could not be planned (the message says which cell and why)."""
+
+
+@dataclass
+class Plan:
+    """Withheld cells of one source × country: ``withheld[indicator][population] = reason``.
+
+    ``cells[indicator]`` holds every population of the planned system (a row of a table whose
+    population is not there was not planned for, and is refused).
+    """
+
+    source: str
+    country: str
+    suppress_below: int
+    withheld: dict = field(default_factory=dict)
+    cells: dict = field(default_factory=dict)
+    primary: int = 0
+    secondary: int = 0
+    published: int = 0
+
+    def reason(self, indicator: str, population) -> str | None:
+        return self.withheld.get(indicator, {}).get(tuple(population))
+
+    def covers(self, indicator: str, population) -> bool:
+        return tuple(population) in self.cells.get(indicator, set())
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "country": self.country,
+                "suppress_below": self.suppress_below,
+                "primary": self.primary, "secondary": self.secondary, "published": self.published,
+                "withheld": {i: [[list(map(list, p)), r] for p, r in cells.items()]
+                             for i, cells in self.withheld.items()},
+                "cells": {i: [list(map(list, p)) for p in sorted(cells)]
+                          for i, cells in self.cells.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Plan:
+        def pop(p):
+            return tuple((d, tuple(c)) for d, c in p)
+
+        return cls(source=data["source"], country=data["country"],
+                   suppress_below=int(data["suppress_below"]),
+                   withheld={i: {pop(p): r for p, r in cells}
+                             for i, cells in data["withheld"].items()},
+                   cells={i: {pop(p) for p in cells} for i, cells in data["cells"].items()},
+                   primary=data.get("primary", 0), secondary=data.get("secondary", 0),
+                   published=data.get("published", 0))
+
+
+def report_populations(frame: pd.DataFrame, catalogue: Catalogue, percent: bool) -> list:
+    """Every population the chapters can publish for one indicator of one source × country.
+
+    ``percent``: the indicator is a percent indicator (crossed with dimensions and areas in
+    chapters 3 and 4); otherwise only everyone, the one-way cells and group/reference.
+    """
+    universes = catalogue.universes
+    present = [d for d in PROFILE_DIMENSIONS if d in frame.columns and frame[d].notna().any()]
+    observed = {d: sorted(set(frame[d].dropna().astype(str))) for d in present}
+    pops = [()]
+    for d in present:
+        pops += [make_population({d: {catalogue.category(d, c)}}, universes) for c in observed[d]]
+    groups = [(gid, spec) for gid, spec in catalogue.groups.items()
+              if spec[0] in frame.columns and frame[spec[0]].notna().any()]
+    areas = (sorted(set(frame[AREA].dropna().astype(str)))
+             if AREA in frame.columns else [])
+    for gid, (dim, members, reference) in groups:
+        sides = {"group": members, "reference": reference}
+        pops += [make_population({dim: s}, universes) for s in sides.values()]
+        if not percent:
+            continue
+        for other in CROSSED_DIMENSIONS:
+            if other == dim or other not in observed or len(observed[other]) < 2:
+                continue
+            for s in sides.values():
+                pops += [make_population({dim: s, other: {catalogue.category(other, c)}}, universes)
+                         for c in observed[other]]
+        for s in sides.values():
+            pops += [make_population({dim: s, AREA: {a}}, universes) for a in areas]
+        for hid, (hdim, hmembers, hreference) in groups:
+            if hid != gid and hdim != dim:
+                pops.append(make_population({dim: members | reference,
+                                             hdim: hmembers | hreference}, universes))
+    return list(dict.fromkeys(pops))
+
+
+def _indicator_values(frame: pd.DataFrame, indicator: str) -> np.ndarray:
+    if indicator == RESPONDENTS:
+        return np.ones(len(frame))
+    return pd.to_numeric(frame[indicator], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def plan_suppression(frame: pd.DataFrame, source: str, country: str, indicators: dict,
+                     thresholds, catalogue: Catalogue | None = None) -> Plan:
+    """Plan the suppression of every cell of one source × country (see the module notes).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The source's respondents in that country (processed common schema, ``attrs["design"]``).
+    indicators : dict
+        Indicator id -> catalogue entry (``unit`` "percent" gets the crossed cells).
+    thresholds : analysis.disclosure.Thresholds
+    """
+    catalogue = catalogue or Catalogue.from_catalogue()
+    if AREA in frame.columns:
+        catalogue.observe(AREA, frame[AREA].dropna().astype(str).unique())
+    weight = (frame.attrs.get("design") or {}).get("weight")
+    positive = positive_weight_rows(frame, weight)
+    weights = (pd.to_numeric(frame[weight], errors="coerce").fillna(0.0).to_numpy(float)
+               if weight and weight in frame.columns else np.ones(len(frame)))
+    codes = frame_categories(frame, catalogue, (*PROFILE_DIMENSIONS, AREA))
+    plan = Plan(source=source, country=country, suppress_below=thresholds.suppress_below)
+    wanted = [RESPONDENTS] + [i for i in indicators if i in frame.columns
+                              and frame[i].notna().any()]
+    systems: dict = {}
+    for indicator in wanted:
+        spec = indicators.get(indicator)
+        percent = spec is not None and getattr(spec, "unit", None) == "percent"
+        if percent not in systems:
+            pops = report_populations(frame, catalogue, percent)
+            system = derive_relations(pops, catalogue.universes)
+            inside = membership(codes, system.populations[: system.n_defined], catalogue.universes)
+            systems[percent] = (system, inside)
+        system, inside = systems[percent]
+        y = _indicator_values(frame, indicator)
+        counted = positive & ~np.isnan(y)
+        n, w, t = (np.zeros(system.n_cells) for _ in range(3))
+        n[: system.n_defined] = inside[counted].sum(axis=0)
+        w[: system.n_defined] = weights[counted] @ inside[counted]
+        totals = [w]
+        if indicator != RESPONDENTS and np.nanmin(y, initial=0.0) >= 0:
+            t[: system.n_defined] = (weights * np.nan_to_num(y))[counted] @ inside[counted]
+            totals.append(t)
+        withheld = _secondary(system, n, totals, thresholds.suppress_below)
+        defined = system.populations[: system.n_defined]
+        plan.withheld[indicator] = {defined[i]: r for i, r in withheld.items()}
+        plan.cells[indicator] = set(defined)
+        plan.primary += sum(r.startswith("primary") for r in withheld.values())
+        plan.secondary += sum(r.startswith("secondary") for r in withheld.values())
+        plan.published += system.n_defined - len(withheld)
+    return plan
+
+
+#: Reasons (the rule, never the count: a count in a reason narrows the attacker's interval).
+PRIMARY_REASON = "primary: fewer than {suppress_below} respondents"
+SECONDARY_REASON = ("secondary: withheld so that a suppressed cell cannot be recovered "
+                    "from the published tables")
+
+
+def _secondary(system, n: np.ndarray, totals, suppress_below: int) -> dict:
+    """Withheld defined cells (index -> reason): primary ones, then complements until protected.
+
+    Every withheld cell, complements included, must end with a count interval at least
+    ``suppress_below`` wide; every primary cell also intervals of its weighted count and
+    weighted total (``totals``) at least as wide relative to their value as ``suppress_below``
+    is to its count.
+    """
+    defined = system.n_defined
+    known = np.zeros(system.n_cells, dtype=bool)
+    known[:defined] = True
+    primary = np.flatnonzero(n[:defined] < suppress_below)
+    known[primary] = False
+    out = {int(i): PRIMARY_REASON.format(suppress_below=suppress_below) for i in primary}
+    if primary.size == 0:
+        return out
+    programs = [(LinkedLP(system, n, known), None)]
+    programs += [(LinkedLP(system, values, known), values) for values in totals]
+    queue = sorted(primary, key=lambda i: (n[i], i))
+    done: set = set()
+    primaries = {int(i) for i in primary}
+    while queue:
+        target = int(queue.pop(0))
+        if target in done:
+            continue
+        # every withheld count is protected; weighted counts and totals of the primary cells
+        for program, values in programs if target in primaries else programs[:1]:
+            need = (float(suppress_below) if values is None
+                    else abs(values[target]) * suppress_below / max(n[target], 1.0))
+            while True:
+                if program.proven_width(target) >= need * (1 - 1e-9):
+                    break  # shown by feasible points already seen: no solve needed
+                high, above = program.extreme(target, maximize=True)
+                if program.proven_width(target) >= need * (1 - 1e-9):
+                    break  # the upper bound alone, against the true value, is wide enough
+                low, below = program.extreme(target, maximize=False)
+                if high - low >= need * (1 - 1e-9):
+                    break
+                candidates = [c for c in sorted(above | below) if c < defined and program.known[c]]
+                if not candidates:
+                    raise PlanError(
+                        f"cannot protect a withheld cell (population {system.populations[target]})"
+                        ": no published cell left to withhold")
+                chosen = min(candidates, key=lambda c: (n[c], c))
+                for other, _ in programs:
+                    other.withhold(chosen)
+                out[int(chosen)] = SECONDARY_REASON
+                queue.append(int(chosen))  # a complement must not be recoverable either
+        done.add(target)
+    # Withholding more only relaxes the attacker's LP: an interval once wide enough stays so,
+    # and every withheld cell, complements included, has been checked.
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+
+
+def _frame_hash(frame: pd.DataFrame, indicators, thresholds, catalogue: Catalogue) -> str:
+    weight = (frame.attrs.get("design") or {}).get("weight")
+    columns = [c for c in (*PROFILE_DIMENSIONS, AREA, weight, *indicators) if c and c in frame.columns]
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(frame[columns], index=False).to_numpy().tobytes())
+    digest.update(json.dumps(columns).encode())
+    digest.update(json.dumps([thresholds.suppress_below, _PLAN_VERSION,
+                              sorted((d, sorted(u)) for d, u in catalogue.universes.items()),
+                              sorted((g, s[0], sorted(s[1]), sorted(s[2]))
+                                     for g, s in catalogue.groups.items())]).encode())
+    digest.update(_CODE_HASH.encode())
+    return digest.hexdigest()[:24]
+
+
+# The code the plans were computed with, as imported (not as it may be on disk later on).
+_CODE_HASH = hashlib.sha256(b"".join(
+    Path(__file__).with_name(name).read_bytes()
+    for name in ("disclosure_plan.py", "disclosure_model.py", "disclosure_attack.py"))).hexdigest()
+
+
+def plan_for(frame: pd.DataFrame, source: str, country: str, indicators: dict, thresholds,
+             catalogue: Catalogue | None = None) -> Plan:
+    """:func:`plan_suppression`, cached in memory and in ``$ANALYSIS_DISCLOSURE_CACHE``."""
+    catalogue = catalogue or Catalogue.from_catalogue()
+    key = _frame_hash(frame, indicators, thresholds, catalogue)
+    name = f"{source}.{country}.{key}.json"
+    if name in _MEMORY:
+        return _MEMORY[name]
+    folder = os.environ.get(CACHE_ENV)
+    path = Path(folder) / name if folder else None
+    if path is not None and path.exists():
+        try:
+            plan = Plan.from_json(json.loads(path.read_text()))
+            _MEMORY[name] = plan
+            return plan
+        except (ValueError, KeyError):
+            pass  # a damaged cache file is recomputed
+    plan = plan_suppression(frame, source, country, indicators, thresholds, catalogue)
+    _MEMORY[name] = plan
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(plan.to_json()))
+        tmp.replace(path)  # atomic: parallel runs of the same source × country agree
+    return plan
