@@ -288,6 +288,10 @@ def main(argv=None) -> int:
     parser.add_argument("--pandas-max-gb", type=float, default=6.0,
                         help="skip the in-memory estimator when its frame would need more")
     parser.add_argument("--duckdb-memory", default="4GB")
+    parser.add_argument("--engine-timeout", type=float, default=1200,
+                        help="seconds before an engine's run is stopped and reported as such")
+    parser.add_argument("--r-engines", default="duckdb,chunks,dask",
+                        help="our engines timed on R's size")
     parser.add_argument("--data", type=Path, default=None, help="folder for the Parquet data")
     parser.add_argument("--keep", action="store_true", help="keep the data for the next run")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -315,9 +319,15 @@ def main(argv=None) -> int:
                           f"{args.pandas_max_gb:g})", flush=True)
                     continue
                 out = root / f"result_{engine}_{rows}.json"
-                proc = subprocess.run([sys.executable, __file__, "--worker", engine, "--data",
-                                       str(data), "--out", str(out), "--duckdb-memory",
-                                       args.duckdb_memory], capture_output=True, text=True, check=False)
+                try:
+                    proc = subprocess.run([sys.executable, __file__, "--worker", engine, "--data",
+                                           str(data), "--out", str(out), "--duckdb-memory",
+                                           args.duckdb_memory], capture_output=True, text=True,
+                                          check=False, timeout=args.engine_timeout)
+                except subprocess.TimeoutExpired:
+                    print(f"  {engine:7s} did not finish in {args.engine_timeout:.0f} s "
+                          "(--engine-timeout)", flush=True)
+                    continue
                 if proc.returncode:
                     print(f"  {engine:7s} FAILED: {proc.stderr.strip().splitlines()[-1:]}",
                           flush=True)
@@ -343,7 +353,7 @@ def main(argv=None) -> int:
             report.append({"rows": rows, **{e: {k: v for k, v in i.items() if k != "table"}
                                             for e, i in results.items()}})
         # R on the largest size it finishes, against our engines on the same rows
-        r_sizes = sorted((int(s) for s in args.r_rows.split(",") if s), reverse=True)
+        r_sizes = sorted((int(n) for n in args.r_rows.split(",") if n), reverse=True)
         for rows in r_sizes:
             small = write_data(root / f"rows_{rows}", rows)
             print(f"\n== R survey svrepdesign + svyby on {rows:,} rows", flush=True)
@@ -352,7 +362,7 @@ def main(argv=None) -> int:
                 print(f"  r       skipped: {r['skipped']}", flush=True)
                 continue
             ours = {}
-            for engine in ("duckdb", "chunks", "dask"):
+            for engine in [e for e in args.r_engines.split(",") if e]:
                 out = root / f"result_{engine}_{rows}.json"
                 subprocess.run([sys.executable, __file__, "--worker", engine, "--data", str(small),
                                 "--out", str(out), "--duckdb-memory", args.duckdb_memory],
