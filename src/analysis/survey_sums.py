@@ -41,8 +41,9 @@ control is applied afterwards, as for every table.
 Counts: ``n_unweighted`` counts respondents with a non-missing value and a positive weight;
 ``n_missing`` counts rows of the cell whose value is missing. Degrees of freedom of a Taylor
 design are the PSUs minus the strata among the rows present in a cell (R's ``degf`` of the
-subset); of a replicate design the rank of the replicate weights minus one (R's ``degf``),
-from the Gram matrix ``W'W`` summed over small partitions plus, for large partitions, a count
+subset); of a replicate design the rank of the replicate weights minus one (R's ``degf``):
+R − 1 when the per-cell replicate totals (``A W``) already have rank R, else from the Gram
+matrix ``W'W`` summed over small partitions plus, for large partitions, a count
 sketch ``S W`` (a random sparse ``K × n`` projection, ``K ≥ 4R``, that keeps the rank with
 probability one), so that neither an ``n × R`` matrix nor ``n R²`` work is ever needed.
 """
@@ -931,10 +932,21 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
         ).fetchnumpy()
         reps = np.column_stack([np.asarray(v, dtype=float) for v in reps.values()])
         sketch, gram = np.zeros((plan.sketch_buckets, n_rep)), reps.T @ reps
+    elif _full_rank_from_totals(replicates, n_rep):  # rank known: no pass for the sketch
+        sketch, gram = np.zeros((plan.sketch_buckets, n_rep)), np.zeros((n_rep, n_rep))
     else:
         sketch = _duckdb_sketch(con, source, d, plan.sketch_buckets, n_rep)
         gram = np.zeros((n_rep, n_rep))
     return Sums(table, replicates, sketch, gram, (lo, hi))
+
+
+def _full_rank_from_totals(replicates: np.ndarray, n_rep: int) -> bool:
+    """True when the replicate totals already have rank R: they are A W for the n × R replicate
+    weights W, so rank(W) = R too and the design's df is R − 1 without a sketch."""
+    totals = replicates.reshape(-1, n_rep)
+    if totals.shape[0] < n_rep:
+        return False
+    return int(np.linalg.matrix_rank(totals.T @ totals, tol=None)) == n_rep
 
 
 def _duckdb_sketch(con, source, d, buckets, n_rep) -> np.ndarray:
@@ -1226,8 +1238,11 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
         n_rep = len(d.replicate_columns)
         scale, rscales, method = _replicate_parameters(d, n_rep)
         reps = sums.replicates.reshape(len(table), -1, n_rep)
-        gram = sums.gram + sums.sketch.T @ sums.sketch
-        df_design = max(int(np.linalg.matrix_rank(gram, tol=None)) - 1, 0)
+        if _full_rank_from_totals(sums.replicates, n_rep):
+            df_design = n_rep - 1
+        else:
+            gram = sums.gram + sums.sketch.T @ sums.sketch
+            df_design = max(int(np.linalg.matrix_rank(gram, tol=None)) - 1, 0)
         mode_info = SimpleNamespace(
             is_replicate=True, replicate_method=method, replicate_scale=scale,
             replicate_weights=np.empty((0, n_rep)), fay_rho=d.fay_rho, mse=d.mse, df=df_design,
