@@ -41,8 +41,9 @@ control is applied afterwards, as for every table.
 Counts: ``n_unweighted`` counts respondents with a non-missing value and a positive weight;
 ``n_missing`` counts rows of the cell whose value is missing. Degrees of freedom of a Taylor
 design are the PSUs minus the strata among the rows present in a cell (R's ``degf`` of the
-subset); of a replicate design the rank of the replicate weights minus one (R's ``degf``),
-from the Gram matrix ``W'W`` summed over small partitions plus, for large partitions, a count
+subset); of a replicate design the rank of the replicate weights minus one (R's ``degf``):
+R − 1 when the per-cell replicate totals (``A W``) already have rank R, else from the Gram
+matrix ``W'W`` summed over small partitions plus, for large partitions, a count
 sketch ``S W`` (a random sparse ``K × n`` projection, ``K ≥ 4R``, that keeps the rank with
 probability one), so that neither an ``n × R`` matrix nor ``n R²`` work is ever needed.
 """
@@ -408,6 +409,7 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int) -> Sums:
 
     derived = {"n_rows": np.ones(n), "n_domain": np.ones(n) if domain is None else domain * 1.0}
     y0s, ms, x0s = [], [], []
+    ones = None
     positive = w > 0
     for j, q in enumerate(plan.quantities):
         y = _quantity_values(chunk, q)
@@ -416,8 +418,13 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int) -> Sums:
             present &= ~np.isnan(x)
         if domain is not None:
             present &= domain
-        m = present.astype(float)
-        y0 = np.where(present, y, 0.0)
+        if present.all():  # nothing missing: share the row indicator across quantities
+            if ones is None:
+                ones = np.ones(n)
+            m, y0 = ones, y
+        else:
+            m = present.astype(float)
+            y0 = np.where(present, y, 0.0)
         wm = w * m
         derived[f"c{j}"] = m
         derived[f"p{j}"] = m * positive
@@ -440,64 +447,91 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int) -> Sums:
         y0s.append(y0)
         ms.append(m)
         x0s.append(x0)
-    frame = pd.DataFrame(derived)
-    keys = []
-    for i, column in enumerate(plan.unit_keys):
-        frame[f"{_KEY_PREFIX}{i}"] = _plain(chunk[column])
-        keys.append(f"{_KEY_PREFIX}{i}")
-    for column in plan.by:
-        frame[column] = _plain(chunk[column])
-        keys.append(column)
+    names = [f"{_KEY_PREFIX}{i}" for i in range(len(plan.unit_keys))] + list(plan.by)
+    columns = [chunk[c] for c in plan.unit_keys] + [chunk[c] for c in plan.by]
+    group, keys = _group_codes(columns, n)
+    n_groups = len(keys[0]) if keys else 1
+    sums = {name: np.bincount(group, weights=values, minlength=n_groups)
+            for name, values in derived.items()}
+    table = pd.DataFrame({**dict(zip(names, keys)), **sums})
     wrange = (float(w.min()), float(w.max())) if n else (math.inf, -math.inf)
-    if not keys:
-        table = frame.sum().to_frame().T
-        group = np.zeros(n, dtype=np.int64)
-    else:
-        grouped = frame.groupby(keys, sort=False, dropna=False, observed=True)
-        table = grouped.sum().reset_index()
-        group = grouped.ngroup().to_numpy()
     if not d.is_replicate:
         return Sums(table, weights_range=wrange)
 
-    reps = chunk[d.replicate_columns].to_numpy(dtype=float, na_value=np.nan)
-    bad = ~np.isfinite(reps) | (reps < 0)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
+    # replicate weights as R × n (each column copied once, contiguous)
+    reps = np.stack([_values(chunk, c) for c in d.replicate_columns])
+    if not (np.isfinite(reps).all() and (reps >= 0).all()):
+        bad = ~np.isfinite(reps) | (reps < 0)
+        col, row = np.argwhere(bad)[0]
         raise SurveyDesignError(
             f"{plan.source}: replicate weight column {d.replicate_columns[col]!r} has "
             f"{int(bad.sum())} missing, negative or infinite value(s) in partition {part} (first "
             f"at row {row} of the partition); replicate weights must be finite and non-negative"
         )
-    # Values whose replicate totals are needed, one column each (ry, rx per quantity).
-    values = []
+    # Values whose replicate totals are needed (ry, rx per quantity); a column shared by
+    # every quantity (the row indicator when nothing is missing) is multiplied once.
+    values, layout, shared = [], [], {}
     for j in range(len(plan.quantities)):
         values.append(y0s[j])
+        layout.append(len(values) - 1)
         if plan.statistic == "ratio":
             values.append(x0s[j])
+            layout.append(len(values) - 1)
         elif plan.statistic != "total":
-            values.append(ms[j])
+            if id(ms[j]) not in shared:
+                values.append(ms[j])
+                shared[id(ms[j])] = len(values) - 1
+            layout.append(shared[id(ms[j])])
     values = np.column_stack(values)
-    n_groups = len(table)
-    out = np.zeros((n_groups, values.shape[1], reps.shape[1]))
-    # Rows sorted by group, then one matrix product per group (BLAS): V_g' W_g.
+    n_rep = reps.shape[0]
+    out = np.zeros((n_groups, n_rep, values.shape[1]))
+    # Rows sorted by group, then one matrix product per group (BLAS): W_g V_g.
     order = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
+    reps_sorted = reps[:, order]
+    values_sorted = values[order]
     for g in range(n_groups):
-        rows = order[bounds[g]:bounds[g + 1]]
-        out[g] = values[rows].T @ reps[rows]
-    n_rep = reps.shape[1]
+        a, b = bounds[g], bounds[g + 1]
+        out[g] = reps_sorted[:, a:b] @ values_sorted[a:b]
+    out = out[:, :, layout].transpose(0, 2, 1)  # groups × (quantity value) × replicate
     if n <= EXACT_GRAM_ROWS:
-        sketch, gram = np.zeros((plan.sketch_buckets, n_rep)), reps.T @ reps
+        sketch, gram = np.zeros((plan.sketch_buckets, n_rep)), reps @ reps.T
     else:
         sketch, gram = _sketch(reps, plan.sketch_buckets, part), np.zeros((n_rep, n_rep))
     return Sums(table, out.reshape(n_groups, -1), sketch, gram, wrange)
 
 
-def _plain(column: pd.Series) -> np.ndarray:
-    """Key values as plain Python/numpy values (categoricals by their values)."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.astype(object).where(column.notna(), None).to_numpy()
-    return column.to_numpy()
+def _group_codes(columns: list[pd.Series], n: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Group index of each row by the combination of ``columns`` (NA is a value), and the key
+    values of each group (object arrays). Hash-based, no sort, categoricals by their codes."""
+    if not columns:
+        return np.zeros(n, dtype=np.int64), []
+    codes, uniques = [], []
+    for column in columns:
+        c, u = pd.factorize(column, use_na_sentinel=False)
+        codes.append(c.astype(np.int64))
+        uniques.append(np.asarray(u, dtype=object))
+    sizes = [max(len(u), 1) for u in uniques]
+    if float(np.prod(sizes, dtype=float)) < 2**62:
+        combined = np.zeros(n, dtype=np.int64)
+        for c, size in zip(codes, sizes):
+            combined = combined * size + c
+        group, first_keys = pd.factorize(combined)
+        keys, rest = [], np.asarray(first_keys, dtype=np.int64)
+        for size, u in zip(reversed(sizes), reversed(uniques)):
+            keys.append(u[rest % size])
+            rest = rest // size
+        keys.reverse()
+    else:  # too many combinations for one integer: unique rows of the code matrix
+        stacked = np.column_stack(codes)
+        rows, group = np.unique(stacked, axis=0, return_inverse=True)
+        keys = [u[rows[:, k]] for k, u in enumerate(uniques)]
+    keys = [np.array([None if _is_na(v) else v for v in k], dtype=object) for k in keys]
+    return np.asarray(group, dtype=np.int64).reshape(-1), keys
+
+
+def _is_na(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _quantity_values(chunk: pd.DataFrame, q: Quantity) -> np.ndarray:
@@ -516,11 +550,11 @@ def _sketch(reps: np.ndarray, buckets: int, part: int) -> np.ndarray:
     with a random coefficient in (-1, 1), so that, with K ≥ 4R buckets filled, rank(S W) =
     rank(W) with probability one (Clarkson and Woodruff 2013, with continuous coefficients)."""
     rng = np.random.default_rng([part, 20261201])
-    n = reps.shape[0]
+    n = reps.shape[1]  # reps: R × n
     bucket = rng.integers(0, buckets, size=n)
     sign = rng.uniform(-1.0, 1.0, size=n)
     projection = sparse.csr_matrix((sign, (bucket, np.arange(n))), shape=(buckets, n))
-    return np.asarray(projection @ reps)
+    return np.asarray(projection @ reps.T)
 
 
 # --------------------------------------------------------------------------------------------
@@ -773,16 +807,6 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
         checks[(d.weight, "missing, negative or infinite")] = (
             f"({_num(d.weight)} IS NULL OR NOT isfinite({_num(d.weight)}) OR {_num(d.weight)} < 0)"
         )
-    for column in d.replicate_columns:
-        checks[(column, "replicate")] = (
-            f"({_num(column)} IS NULL OR NOT isfinite({_num(column)}) OR {_num(column)} < 0)"
-        )
-    if checks:
-        select = ", ".join(f"count(*) FILTER (WHERE {cond})" for cond in checks.values())
-        counts = con.execute(f"SELECT {select} FROM {source}").fetchone()
-        for (column, what), count in zip(checks, counts):
-            if count:
-                _duckdb_fail(con, source, plan, column, what, checks[(column, what)], count)
     # 2. the sums
     w = _num(d.weight) if d.weight else "1.0"
     base = [f"{w} AS w__", "1.0 AS n_rows"]
@@ -806,10 +830,22 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
         if in_domain:
             cond.append(in_domain)
         present = " AND ".join(cond)
+        checks[(f"m{j}", "incomplete")] = f"NOT ({present})"
         base.append(f"CASE WHEN {present} THEN 1.0 ELSE 0.0 END AS m{j}")
         base.append(f"CASE WHEN {present} THEN {y} ELSE 0.0 END AS y{j}")
         if plan.ratio:
             base.append(f"CASE WHEN {present} THEN {_num(plan.denominator)} ELSE 0.0 END AS x{j}")
+    # one light pass: design columns, weights, and which quantities have rows left out (those
+    # without need no replicate sums of their row indicator: the shared sum of w_r serves)
+    select = ", ".join(f"count(*) FILTER (WHERE {cond})" for cond in checks.values())
+    counts = con.execute(f"SELECT {select} FROM {source}").fetchone()
+    incomplete = set()
+    for (column, what), count in zip(checks, counts):
+        if what == "incomplete":
+            if count:
+                incomplete.add(column)
+        elif count:
+            _duckdb_fail(con, source, plan, column, what, checks[(column, what)], count)
     keys = []
     for i, column in enumerate(plan.unit_keys):
         base.append(f"{_q(column)} AS {_KEY_PREFIX}{i}")
@@ -840,18 +876,32 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
                     f"sum(w__ * w__ * m{j} * x{j} * x{j}) AS wwxx{j}",
                 ]
     rep_columns = []
+    n_rep = len(d.replicate_columns)
     if d.is_replicate:
+        for r in range(n_rep):  # replicate weights checked in the same pass
+            aggregates += [f"min(r{r}__) AS rmin{r}__", f"max(r{r}__) AS rmax{r}__",
+                           f"count(r{r}__) AS rn{r}__"]
+        shared = False
         for j in range(len(plan.quantities)):
             pairs = [("y", f"y{j}")]
             if plan.statistic == "ratio":
                 pairs.append(("x", f"x{j}"))
             elif plan.statistic != "total":
-                pairs.append(("x", f"m{j}"))
+                if f"m{j}" in incomplete:
+                    pairs.append(("x", f"m{j}"))
+                else:
+                    pairs.append(("x", None))
+                    shared = True
             for kind, value in pairs:
-                for r in range(len(d.replicate_columns)):
+                for r in range(n_rep):
+                    if value is None:
+                        rep_columns.append(f"rw_{r}")
+                        continue
                     name = f"r{kind}{j}_{r}"
                     aggregates.append(f"sum(r{r}__ * {value}) AS {name}")
                     rep_columns.append(name)
+        if shared:
+            aggregates += [f"sum(r{r}__) AS rw_{r}" for r in range(n_rep)]
     wrange = "min(w__) AS w_min__, max(w__) AS w_max__"
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
     sql = (
@@ -863,10 +913,18 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
     table = table.drop(columns=["w_min__", "w_max__"])
     if not d.is_replicate:
         return Sums(table, weights_range=(lo, hi))
+    total_rows = float(table["n_rows"].sum())
+    for r, column in enumerate(d.replicate_columns):
+        low, high = table[f"rmin{r}__"].min(), table[f"rmax{r}__"].max()
+        if table[f"rn{r}__"].sum() < total_rows or not (low >= 0) or not np.isfinite(high):
+            condition = (f"({_num(column)} IS NULL OR NOT isfinite({_num(column)}) "
+                         f"OR {_num(column)} < 0)")
+            count = con.execute(f"SELECT count(*) FILTER (WHERE {condition}) FROM {source}").fetchone()
+            _duckdb_fail(con, source, plan, column, "replicate", condition, count[0])
     replicates = table[rep_columns].to_numpy(dtype=float)
-    table = table.drop(columns=rep_columns)
+    table = table.drop(columns=list(dict.fromkeys(rep_columns))
+                       + [f"{k}{r}__" for r in range(n_rep) for k in ("rmin", "rmax", "rn")])
     # replicate sums are laid out (quantity value, replicate), as the pandas map lays them out
-    n_rep = len(d.replicate_columns)
     n_total = int(table["n_rows"].sum())
     if n_total <= EXACT_GRAM_ROWS:
         reps = con.execute(
@@ -874,10 +932,21 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
         ).fetchnumpy()
         reps = np.column_stack([np.asarray(v, dtype=float) for v in reps.values()])
         sketch, gram = np.zeros((plan.sketch_buckets, n_rep)), reps.T @ reps
+    elif _full_rank_from_totals(replicates, n_rep):  # rank known: no pass for the sketch
+        sketch, gram = np.zeros((plan.sketch_buckets, n_rep)), np.zeros((n_rep, n_rep))
     else:
         sketch = _duckdb_sketch(con, source, d, plan.sketch_buckets, n_rep)
         gram = np.zeros((n_rep, n_rep))
     return Sums(table, replicates, sketch, gram, (lo, hi))
+
+
+def _full_rank_from_totals(replicates: np.ndarray, n_rep: int) -> bool:
+    """True when the replicate totals already have rank R: they are A W for the n × R replicate
+    weights W, so rank(W) = R too and the design's df is R − 1 without a sketch."""
+    totals = replicates.reshape(-1, n_rep)
+    if totals.shape[0] < n_rep:
+        return False
+    return int(np.linalg.matrix_rank(totals.T @ totals, tol=None)) == n_rep
 
 
 def _duckdb_sketch(con, source, d, buckets, n_rep) -> np.ndarray:
@@ -1169,8 +1238,11 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
         n_rep = len(d.replicate_columns)
         scale, rscales, method = _replicate_parameters(d, n_rep)
         reps = sums.replicates.reshape(len(table), -1, n_rep)
-        gram = sums.gram + sums.sketch.T @ sums.sketch
-        df_design = max(int(np.linalg.matrix_rank(gram, tol=None)) - 1, 0)
+        if _full_rank_from_totals(sums.replicates, n_rep):
+            df_design = n_rep - 1
+        else:
+            gram = sums.gram + sums.sketch.T @ sums.sketch
+            df_design = max(int(np.linalg.matrix_rank(gram, tol=None)) - 1, 0)
         mode_info = SimpleNamespace(
             is_replicate=True, replicate_method=method, replicate_scale=scale,
             replicate_weights=np.empty((0, n_rep)), fay_rho=d.fay_rho, mse=d.mse, df=df_design,
