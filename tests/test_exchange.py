@@ -401,7 +401,8 @@ def test_page_for_official_statistics_offices(exported):
 def test_index_links_the_page():
     from analysis.pipeline.render import TEMPLATES_DIR
 
-    assert 'href="official_statistics.html"' in (TEMPLATES_DIR / "index.html.j2").read_text()
+    # the front page (outputs/index.html) links the page for official statistics offices
+    assert 'href="official_statistics.html"' in (TEMPLATES_DIR / "front.html.j2").read_text()
 
 
 def test_export_command_without_a_built_report_is_a_usage_error(tmp_path, capsys):
