@@ -142,14 +142,18 @@ def _module_name(path: Path, src_dir: Path) -> str:
     return ".".join(parts)
 
 
-def _imported_modules(tree: ast.AST, current: str, is_package: bool, src_dir: Path) -> set[str]:
+def _imported_modules(tree: ast.AST, current: str, is_package: bool, src_dir: Path,
+                      with_packages: bool = False):
     """Project modules named by the import statements of one parsed file.
 
     ``from analysis import x`` names ``analysis.x`` when that is a module, else the package
     ``analysis`` itself (``x`` is then a name defined in its ``__init__``); relative imports are
-    resolved against ``current``.
+    resolved against ``current``. With ``with_packages``, also returns the packages that are only
+    passed through (``analysis.pipeline`` in ``from analysis.pipeline import render``): Python runs
+    their ``__init__``, but what the importing code uses is the submodule.
     """
     found: set[str] = set()
+    through: set[str] = set()
     package = current if is_package else current.rpartition(".")[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -162,20 +166,26 @@ def _imported_modules(tree: ast.AST, current: str, is_package: bool, src_dir: Pa
                 base = ".".join(base_parts + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
-            found.add(base)
-            for alias in node.names:
-                candidate = f"{base}.{alias.name}"
-                if module_file(candidate, src_dir) is not None:
-                    found.add(candidate)
-    project = set()
-    for name in found:
+            submodules = [f"{base}.{a.name}" for a in node.names if module_file(f"{base}.{a.name}", src_dir)]
+            found.update(submodules)
+            if len(submodules) < len(node.names):
+                found.add(base)  # a name defined in the module (or package) itself
+            else:
+                through.add(base)
+    project, passed = set(), set()
+    for name in found | through:
         # `import analysis.a.b` executes analysis, analysis.a and analysis.a.b
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             prefix = ".".join(parts[:i])
-            if module_file(prefix, src_dir) is not None:
+            if module_file(prefix, src_dir) is None:
+                continue
+            if i == len(parts) and name in found:
                 project.add(prefix)
-    return project
+            else:
+                passed.add(prefix)
+    passed -= project
+    return (project, passed) if with_packages else project
 
 
 def module_closure(modules: Iterable[str], src_dir: Path | None = None,
@@ -196,8 +206,11 @@ def module_closure(modules: Iterable[str], src_dir: Path | None = None,
     Returns
     -------
     set of Path
-        Every file that importing ``modules`` can execute, importing packages' ``__init__``
-        files included.
+        The files of the modules the code uses, transitively, and the ``__init__`` files of the
+        packages it passes through. A package passed through (``from analysis.pipeline import
+        render``) is counted but its own imports are not followed: Python runs them, but what
+        the code uses is the submodule (a package ``__init__`` that changes a submodule's
+        behaviour would be missed; the project has none).
     """
     src_dir = Path(src_dir or config.SRC_DIR)
     skip_follow = set(reexport_packages)
@@ -213,9 +226,13 @@ def module_closure(modules: Iterable[str], src_dir: Path | None = None,
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         is_package = path.name == "__init__.py"
-        for imported in _imported_modules(tree, _module_name(path, src_dir), is_package, src_dir):
-            if module_file(imported, src_dir) not in seen:
-                pending.append(imported)
+        imported, passed = _imported_modules(tree, _module_name(path, src_dir), is_package, src_dir,
+                                             with_packages=True)
+        for name_ in imported:
+            if module_file(name_, src_dir) not in seen:
+                pending.append(name_)
+        # packages only passed through: their __init__ is counted, its own imports are not followed
+        seen.update(module_file(p, src_dir) for p in passed)
     return seen
 
 

@@ -39,7 +39,7 @@ def test_a_run_writes_notebook_html_table_and_figure_in_place(tiny_project, reso
 
     html = (folder / "tiny.html").read_text()
     assert html.count("<h1") == 1 and "<h1>Tiny chapter — Women — Kenya</h1>" in html
-    assert '<html lang="en">' in html and "<main>" in html and "<footer" in html
+    assert '<html lang="en"' in html and "<main>" in html and "<footer" in html
     assert '<caption>Parameters of this run</caption>' in html
     assert '<th scope="row">control_dir</th>' in html
     # No code input anywhere: neither the source of a cell nor the injected parameters.

@@ -130,19 +130,20 @@ class KeyContext:
         """Digest of each catalogue section, over the entries the run reads.
 
         ``reads`` is what the run recorded last time it ran (``catalogue_reads.json``, kept in the
-        manifest). Without a record, a run whose notebook can load the catalogue (its code includes
-        :mod:`analysis.schema`) depends on all of it; one that cannot depends only on what its page
-        shows of it: its own group and that group's dimension (title and parameters table).
+        manifest; ``{}`` for a run that finished without reading the catalogue through
+        :class:`analysis.chapters.common.ChapterRun`). A run never run before depends on all of it;
+        every run also depends on what its page shows of it: its own group and that group's
+        dimension (title and parameters table).
         """
         entry = self._sections["groups"].get(run.group) or {}
         own = {"groups": {run.group} if run.group else set(),
                "dimensions": {entry["dimension"]} if entry.get("dimension") else set()}
-        can_read = any(name.endswith("analysis/schema.py") for name in self.code_files(run.notebook))
         out = {}
         for section, entries in self._sections.items():
-            recorded = (reads or {}).get(section)
-            if recorded is None:
-                recorded = None if can_read else {"ids": False, "entries": []}
+            if reads is None:
+                recorded = None  # never run: everything
+            else:
+                recorded = reads.get(section) or {"ids": False, "entries": []}
             if recorded is not None and recorded.get("entries") != "*":
                 recorded = {**recorded, "entries": sorted(set(recorded.get("entries", [])) | own.get(section, set()))}
             out[section] = hashing.catalogue_digest(entries, recorded)

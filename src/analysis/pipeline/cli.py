@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from analysis.pipeline.matrix import MatrixError
 
@@ -100,10 +101,15 @@ def main(args: argparse.Namespace) -> int:
 def _languages(args) -> tuple[list[str], list[str]]:
     """The languages to build now (``--lang``, else the report file's ``languages``) and the
     languages every page's switch links (the report file's, plus those built now)."""
+    from analysis import config
     from analysis.pipeline.languages import check_languages
-    from analysis.pipeline.matrix import load_report
 
-    configured = load_report(args.config).report.languages
+    # Only the `languages:` key here: the whole report file is validated by run_pipeline, against
+    # the project root it is given (a report outside this checkout has its notebooks elsewhere).
+    path = Path(args.config) if args.config else config.REPORT_FILE
+    configured = config.read_yaml_mapping(path, MatrixError, "report file").get("languages") or ["en"]
+    if not isinstance(configured, list):
+        raise MatrixError(f"{path}: key 'languages': a list of language codes, e.g. [en, fr]")
     check_languages(configured, f"{args.config or 'params/report.yml'}: key 'languages'")
     codes = check_languages(getattr(args, "languages", None) or configured, "--lang")
     return codes, check_languages([*configured, *codes], "--lang")

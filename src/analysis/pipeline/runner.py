@@ -401,6 +401,8 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
     def on_done(run: RunSpec, record: dict) -> None:
         components = plan.components[run.run_id]
         reads = _catalogue_reads(run) if record["status"] == "ok" else None
+        if record["status"] == "ok" and reads is None:
+            reads = {}  # finished without reading the catalogue through ChapterRun
         if reads is not None:  # the key covers what the run read this time
             components = plan.components[run.run_id] = keys.components(run, reads)
         entry = base_entry(run) | {
