@@ -72,8 +72,19 @@ def _relabel_catalogue(params: Path) -> tuple[list[str], list[str]]:
     def wordy(label):  # two words or more: a lone "yes" or "ok" is also page chrome
         return len(re.findall(r"[A-Za-z]{2,}", label)) >= 2
 
+    def templated(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from templated(v)
+        elif isinstance(node, str) and "{" in node:
+            yield node
+
+    # a plain text that is also the tail of a template ("{name} suppressed (too few respondents)")
+    # cannot be told apart on the page: the mark stands before the template's first word only
+    tails = list(templated(texts))
     return (sorted({n.strip() for n in names if wordy(n)}, key=len, reverse=True),
-            sorted({t.strip() for t in plain(texts) if wordy(t)}, key=len, reverse=True))
+            sorted({t.strip() for t in plain(texts) if wordy(t) and not any(t.strip() in x for x in tails)},
+                   key=len, reverse=True))
 
 
 #: Reader-facing words that are not (yet) in the catalogue, with the file that holds them; the
@@ -99,7 +110,7 @@ def _leaks(page: str, names: list[str], texts: list[str]) -> list[str]:
     rest = page
     for label in sorted({*names, *texts}, key=len, reverse=True):
         for form in {label, label[:1].lower() + label[1:]}:
-            rest = rest.replace(MARK + form, " ")
+            rest = rest.replace(MARK + form, " ").replace(MARK + " " + form, " ")  # " No interval…"
     rest = rest.replace(MARK, " ")
     leaked = []
     for name in names:

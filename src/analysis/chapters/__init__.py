@@ -25,7 +25,7 @@ from analysis.chapters.common import (  # noqa: F401
     run_folder,
     run_title,
     save_table,
-        show_figures,
+    show_figures,
     show_frame,
     show_table,
     show_text,
@@ -52,6 +52,7 @@ from analysis.chapters.geography import (  # noqa: F401
 from analysis.chapters.group_profile import (  # noqa: F401
     figure_gaps,
     figure_group_profile,
+    gap_differences,
     group_estimates,
     group_gaps,
     group_profile_figures,

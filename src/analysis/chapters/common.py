@@ -470,10 +470,21 @@ def protect(run: ChapterRun, table: pd.DataFrame, name: str = "table") -> pd.Dat
     """What every chapter's estimates go through: :func:`analysis.disclosure.protect` with the
     run's data and catalogues (the cells withheld for this source × country in every table,
     chapter and run of the report), then :func:`flag_degenerate_intervals`."""
+    from analysis.disclosure import apply_suppression
     from analysis.disclosure import protect as protect_table
 
-    protected = protect_table(table, frames=run.frames, indicators=run.indicators, groups=run.groups,
+    # A partitioned (census-scale) source is never in memory, so no plan is computed for it: its
+    # rows get primary and within-table secondary suppression (a known gap: docs/disclosure.md).
+    partitioned = {s for s, f in run.frames.items() if "partitioned" in f.attrs}
+    in_memory = {s: f for s, f in run.frames.items() if s not in partitioned}
+    protected = protect_table(table, frames=in_memory, indicators=run.indicators, groups=run.groups,
                               name=f"{run.chapter} {name}")
+    if partitioned and len(protected):
+        rows = protected["source"].astype(str).isin(partitioned).to_numpy(dtype=bool)
+        if rows.any():
+            part = apply_suppression(protected[rows].reset_index(drop=True))
+            part.index = protected.index[rows]
+            protected = pd.concat([protected[~rows], part]).loc[protected.index]
     return flag_degenerate_intervals(protected, run.percent_indicators)
 
 

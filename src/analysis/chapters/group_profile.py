@@ -150,3 +150,11 @@ def group_profile_figures(run: ChapterRun, estimates: pd.DataFrame, gaps_table: 
     return saved
 
 
+
+
+def gap_differences(gaps_table: pd.DataFrame) -> pd.DataFrame:
+    """The difference rows of :func:`group_gaps` (what the chapter's gaps table shows; the ratios
+    stay in the saved table): one row per source × indicator, never two that read alike."""
+    if gaps_table.empty:
+        return gaps_table
+    return gaps_table[gaps_table["method"].astype(str).str.startswith("difference")].reset_index(drop=True)
