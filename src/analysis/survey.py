@@ -277,25 +277,12 @@ class SurveyDesign:
             multiplier = parent_fraction[first_finest_of_group]
             certain = f < 1e-7  # self-representing: no variance at this stage
             coef = np.where(certain, 0.0, scale * multiplier)
-            centre = np.ones(len(n_units))
-            lonely = (n_units == 1) & ~certain
-            lonely_average = np.zeros(len(n_units), dtype=bool)
-            if lonely.any():
-                where = self.names.get("strata", "strata") if s == 0 else f"stage-{s} cluster"
-                label = _group_label(self, rep_rows, lonely, s)
-                if self.single_psu == "fail":
-                    raise SurveyDesignError(
-                        f"{int(lonely.sum())} {where} group(s) have a single PSU at stage {s + 1} "
-                        f"(e.g. {label}); set single_psu to 'adjust', 'average' or 'certainty' "
-                        "(R's survey.lonely.psu) or merge strata"
-                    )
-                if self.single_psu in ("certainty", "remove"):
-                    coef = np.where(lonely, 0.0, coef)
-                elif self.single_psu == "adjust":
-                    centre = np.where(lonely, 0.0, centre)
-                elif self.single_psu == "average":
-                    lonely_average = lonely
-                    coef = np.where(lonely, 0.0, coef)
+            where = self.names.get("strata", "strata") if s == 0 else f"stage-{s} cluster"
+            coef, centre, lonely_average = lonely_psu_rule(
+                self.single_psu, n_units, certain, coef,
+                lambda lonely, s=s, where=where, rep_rows=rep_rows: (
+                    f"{int(lonely.sum())} {where} group(s) have a single PSU at stage {s + 1} "
+                    f"(e.g. {_group_label(self, rep_rows, lonely, s)})"))
             if s == 0:
                 self._stage1_fractions = fraction
             self._stages.append(
@@ -1464,3 +1451,31 @@ def contrast(
         row["n_missing"] = pd.NA
         row["df"] = df
     return row.reset_index(drop=True)
+
+
+def lonely_psu_rule(single_psu: str, n_units: np.ndarray, certain: np.ndarray, coef: np.ndarray,
+                    describe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """R's ``survey.lonely.psu`` options for strata (or clusters) with a single sampled unit.
+
+    Returns the variance coefficients, the centring (0 where the unit's total is not centred on
+    the stratum mean: "adjust", which centres on the grand mean) and the strata whose variance is
+    replaced by the average of the others ("average"). "certainty" and "remove" give the lonely
+    stratum no variance; "fail" raises, ``describe(lonely)`` saying which strata.
+    """
+    centre = np.ones(len(n_units))
+    lonely = (n_units == 1) & ~certain
+    lonely_average = np.zeros(len(n_units), dtype=bool)
+    if lonely.any():
+        if single_psu == "fail":
+            raise SurveyDesignError(
+                f"{describe(lonely)}; set single_psu to 'adjust', 'average' or 'certainty' "
+                "(R's survey.lonely.psu) or merge strata"
+            )
+        if single_psu in ("certainty", "remove"):
+            coef = np.where(lonely, 0.0, coef)
+        elif single_psu == "adjust":
+            centre = np.where(lonely, 0.0, centre)
+        elif single_psu == "average":
+            lonely_average = lonely
+            coef = np.where(lonely, 0.0, coef)
+    return coef, centre, lonely_average

@@ -63,7 +63,7 @@ import pandas as pd
 from scipy import sparse
 
 from analysis import survey
-from analysis.survey import SurveyDesign, SurveyDesignError
+from analysis.survey import SurveyDesign, SurveyDesignError, lonely_psu_rule
 
 #: Engines of :func:`estimate_by_sums` (``pandas`` in :func:`analysis.survey.estimate_by` is the
 #: in-memory estimator itself).
@@ -1158,24 +1158,10 @@ def _element_strata(table: pd.DataFrame, plan: SumsPlan) -> _ElementStrata:
     scale = np.where(n_h > 1, f * n_h / np.maximum(n_h - 1, 1), f)
     certain = f < 1e-7
     coef = np.where(certain, 0.0, scale)
-    centre = np.ones(n_strata)
-    lonely = (n_h == 1) & ~certain
-    lonely_average = np.zeros(n_strata, dtype=bool)
-    if lonely.any():
-        if d.single_psu == "fail":
-            label = labels[int(np.flatnonzero(lonely)[0])]
-            raise SurveyDesignError(
-                f"{int(lonely.sum())} {d.strata or 'strata'} group(s) have a single PSU at stage 1 "
-                f"(e.g. stratum {label!r}); set single_psu to 'adjust', 'average' or 'certainty' "
-                "(R's survey.lonely.psu) or merge strata"
-            )
-        if d.single_psu in ("certainty", "remove"):
-            coef = np.where(lonely, 0.0, coef)
-        elif d.single_psu == "adjust":
-            centre = np.where(lonely, 0.0, centre)
-        elif d.single_psu == "average":
-            lonely_average = lonely
-            coef = np.where(lonely, 0.0, coef)
+    coef, centre, lonely_average = lonely_psu_rule(
+        d.single_psu, n_h, certain, coef,
+        lambda lonely: (f"{int(lonely.sum())} {d.strata or 'strata'} group(s) have a single PSU at stage 1 "
+                        f"(e.g. stratum {labels[int(np.flatnonzero(lonely)[0])]!r})"))
     return _ElementStrata(index, n_h, coef, centre, lonely_average, weight, bool(d.fpc))
 
 

@@ -59,6 +59,7 @@ from pydantic import (
 
 from analysis import config, hashing, schema
 from analysis.config import pydantic_message
+from analysis.sources.card import Period  # one collection-period model for every card kind
 
 SAMPLING = ("probability", "quota", "convenience", "respondent_driven", "administrative")
 MODES = ("phone", "face_to_face", "online", "sms_radio", "mixed")
@@ -184,17 +185,6 @@ class Appraisal(_Strict):
             return self.overall
         high = self.high_risk_items
         return "low" if high <= 3 else "moderate" if high <= 6 else "high"
-
-
-class Period(_Strict):
-    start: dt.date
-    end: dt.date
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.end < self.start:
-            raise ValueError("end is before start")
-        return self
 
 
 class StudyCard(_Strict):
