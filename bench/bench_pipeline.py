@@ -16,7 +16,11 @@ notebooks' papermill metadata. Results go to ``bench/results/pipeline.json``.
 
 Two matrices: ``--matrix demo`` (the report's chapter notebooks on the demo data; needs
 ``python -m analysis ingest`` first) and ``--matrix tiny`` (the pipeline tests' tiny notebook on
-synthetic data: fixed costs dominate). Default: both. ``--limit N`` runs per matrix (default 6).
+synthetic data: fixed costs dominate). Default: both. ``--limit N`` runs per matrix (default 6;
+``--limit 0``: every first-stage run of the matrix, i.e. all but the synthesis).
+
+Besides the totals, the median wall time of one run (fork, cells, gate, notebook and HTML, from
+the manifest) is reported for ours with one worker, next to the 1-minute load average.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,6 +115,8 @@ def pick_runs(config: Path, project_root: Path, limit: int, outputs: Path, proce
     by_chapter: dict[str, list] = {}
     for run in runs:
         by_chapter.setdefault(run.chapter, []).append(run)
+    if limit <= 0:  # the whole matrix
+        return [run for queue in by_chapter.values() for run in queue]
     picked = []
     while len(picked) < limit and any(by_chapter.values()):
         for queue in by_chapter.values():
@@ -159,12 +166,14 @@ def ours(runs, config: Path, outputs: Path, cwd: Path, workers: int | None, forc
     actions: dict[str, int] = {}
     for e in entries:
         actions[e.get("action", "?")] = actions.get(e.get("action", "?"), 0) + 1
-    durations = sum(float(e["duration"]) for e in entries if e.get("action") == "ran")
+    ran = sorted(float(e["duration"]) for e in entries if e.get("action") == "ran")
+    durations = sum(ran)
     return result, cells, {
         "statuses": sorted(statuses), "actions": actions,
         "reasons": sorted({e.get("reason", "") for e in entries if e.get("action") == "ran"}),
         # Per run, inside the forked child: wall of the run minus time inside its cells.
         "mean_in_child_overhead_s": round(sum(per_run) / len(per_run), 3) if per_run else None,
+        "median_run_s": round(statistics.median(ran), 3) if ran else None,
         # Once per invocation: process start, imports, planning, index (wall minus the runs' walls).
         "fixed_startup_s": round(result["wall_s"] - durations, 3) if "wall_s" in result else None,
     }
@@ -235,7 +244,8 @@ def bench_matrix(name: str, limit: int, workdir: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=6, help="runs per matrix (default 6)")
+    parser.add_argument("--limit", type=int, default=6,
+                        help="runs per matrix (default 6; 0: every first-stage run of the matrix)")
     parser.add_argument("--matrix", choices=["demo", "tiny", "both"], default="both")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "pipeline.json"))
     args, _unknown = parser.parse_known_args(argv)  # run_all passes every benchmark the same flags
@@ -264,6 +274,8 @@ def main(argv=None) -> int:
         s = m["ours_serial"]
         print(f"  ours, per run inside its child: {s.get('mean_in_child_overhead_s')} s overhead (run wall minus "
               f"cells); once per invocation: {s.get('fixed_startup_s')} s (start, imports, planning, index)")
+        print(f"  median run (ours, one worker): {s.get('median_run_s')} s; all cores: "
+              f"{m['ours_parallel'].get('median_run_s')} s")
         print(f"  no-op re-run actions: {m['ours_noop'].get('actions')} {m['ours_noop'].get('reasons') or ''}")
     print(f"\nresults: {out}")
     return 0

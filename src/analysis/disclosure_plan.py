@@ -26,6 +26,7 @@ thresholds and this code, so parallel runs of one source × country compute it o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -304,11 +305,41 @@ def plan_for(frame: pd.DataFrame, source: str, country: str, indicators: dict, t
             return plan
         except (ValueError, KeyError):
             pass  # a damaged cache file is recomputed
-    plan = plan_suppression(frame, source, country, indicators, thresholds, catalogue)
-    _MEMORY[name] = plan
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path is None:
+        plan = plan_suppression(frame, source, country, indicators, thresholds, catalogue)
+        _MEMORY[name] = plan
+        return plan
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One computation per source × country: parallel runs that need the same plan wait for the
+    # first one (an exclusive lock per plan file) and then read what it wrote.
+    with _plan_lock(path):
+        if path.exists():
+            try:
+                plan = Plan.from_json(json.loads(path.read_text()))
+                _MEMORY[name] = plan
+                return plan
+            except (ValueError, KeyError):
+                pass  # a damaged cache file is recomputed
+        plan = plan_suppression(frame, source, country, indicators, thresholds, catalogue)
+        _MEMORY[name] = plan
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(plan.to_json()))
-        tmp.replace(path)  # atomic: parallel runs of the same source × country agree
+        tmp.replace(path)  # atomic: a reader never sees half a plan
     return plan
+
+
+@contextlib.contextmanager
+def _plan_lock(path: Path):
+    """An exclusive advisory lock (``flock``) on ``<plan>.lock``, released when the process exits
+    too (a killed run never blocks the others); a no-op where ``fcntl`` is missing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: parallel runs may compute the same plan twice (still correct)
+        yield
+        return
+    with open(path.with_suffix(".lock"), "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

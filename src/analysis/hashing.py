@@ -224,16 +224,35 @@ def module_closure(modules: Iterable[str], src_dir: Path | None = None,
         seen.add(path)
         if name in skip_follow:
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        is_package = path.name == "__init__.py"
-        imported, passed = _imported_modules(tree, _module_name(path, src_dir), is_package, src_dir,
-                                             with_packages=True)
+        imported, passed = _file_imports(path, src_dir)
         for name_ in imported:
             if module_file(name_, src_dir) not in seen:
                 pending.append(name_)
         # packages only passed through: their __init__ is counted, its own imports are not followed
         seen.update(module_file(p, src_dir) for p in passed)
     return seen
+
+
+#: ``(path, src_dir) -> (source digest, (imported, passed))``: each file is parsed once per process
+#: while its source is unchanged (planning computes the closure of every notebook, and the test
+#: suite plans hundreds of times), not once per notebook that reaches it. Keyed by content, not
+#: modification time, so an edit within the file system's timestamp granularity is still seen.
+_IMPORTS_CACHE: dict[tuple[Path, Path], tuple[bytes, tuple[frozenset, frozenset]]] = {}
+
+
+def _file_imports(path: Path, src_dir: Path) -> tuple[frozenset, frozenset]:
+    """:func:`_imported_modules` of one file (``with_packages``), cached by its content."""
+    source = path.read_bytes()
+    digest = hashlib.blake2b(source, digest_size=16).digest()
+    cached = _IMPORTS_CACHE.get((path, src_dir))
+    if cached is not None and cached[0] == digest:
+        return cached[1]
+    tree = ast.parse(source.decode("utf-8"), filename=str(path))
+    imported, passed = _imported_modules(tree, _module_name(path, src_dir), path.name == "__init__.py",
+                                         src_dir, with_packages=True)
+    result = (frozenset(imported), frozenset(passed))
+    _IMPORTS_CACHE[(path, src_dir)] = (digest, result)
+    return result
 
 
 def _reexports(package: str, src_dir: Path) -> dict[str, str]:

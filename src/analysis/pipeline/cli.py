@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "[en]); English at outputs/, another at outputs/<lang>/")
     parser.add_argument("--print", action="store_true", dest="print_build",
                         help="print build: every figure also as a PNG at 300 dpi (for report writers)")
+    parser.add_argument("--profile", default=None, metavar="DIR",
+                        help="write a cProfile of every run (its cells, disclosure gate and HTML) to "
+                             "DIR/<run id>.pstats; the run keys do not change")
 
 
 def _terminate_as_interrupt(signum, frame):
@@ -67,6 +70,12 @@ def main(args: argparse.Namespace) -> int:
         from analysis.config import FIGURE_FORMATS_ENV
 
         os.environ[FIGURE_FORMATS_ENV] = "svg,png"  # inherited by every run; part of the run key
+    if getattr(args, "profile", None):
+        import os
+
+        from analysis.pipeline.execute import PROFILE_ENV
+
+        os.environ[PROFILE_ENV] = str(Path(args.profile).resolve())  # inherited by every run's child
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if in_main_thread else None
     try:
         exit_code = 0

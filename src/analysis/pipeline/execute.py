@@ -60,6 +60,9 @@ PROJECT_MODULES = (
 
 STAGING = ".staging"
 FAILED = "_failed"
+#: When set (``python -m analysis run --profile DIR``), every run's child writes a cProfile of its
+#: execution, gate and HTML to ``DIR/<run id with / as __>.pstats`` (read with ``pstats``).
+PROFILE_ENV = "ANALYSIS_PROFILE_DIR"
 #: Seconds a timed-out run gets to write its partial notebook before it is killed.
 TIMEOUT_GRACE = 10.0
 
@@ -455,6 +458,7 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
     print(f"run {run.run_id}: {notebook_path} with {json.dumps(logical, default=str)}", flush=True)
 
     print(f"timing: child ready {time.perf_counter() - _T0[0]:.3f}s after fork", flush=True)
+    profiler = _start_profile()
     start = time.perf_counter()
     if options.engine == "papermill":
         nb, error, cells_seconds = _execute_papermill(notebook_path, out_ipynb, executed_params, options)
@@ -501,12 +505,34 @@ def _child(run: RunSpec, options: ExecOptions, staging: Path, event_fd: int) -> 
             error = {"message": f"rendering HTML failed: {type(exc).__name__}: {exc}",
                      "cell_index": None, "cell_source": None, **_write_error_fields(exc)}
     print(f"timing: gate, notebook and HTML written {time.perf_counter() - start - total:.3f}s", flush=True)
+    _save_profile(profiler, run)
     _send(event_fd, {"event": "result", "status": "ok" if error is None else "failed",
                      "failure": failure, "error": error, "cells_seconds": round(cells_seconds, 3),
                      "disclosure_gate": gate})
     sys.stdout.flush()
     sys.stderr.flush()
     return 0
+
+
+def _start_profile():
+    """A running cProfile profiler when :data:`PROFILE_ENV` names a folder, else None."""
+    if not os.environ.get(PROFILE_ENV):
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
+
+
+def _save_profile(profiler, run: RunSpec) -> None:
+    if profiler is None:
+        return
+    profiler.disable()
+    folder = Path(os.environ[PROFILE_ENV])
+    folder.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(str(folder / f"{_slug(run.run_id)}.pstats"))
+    print(f"timing: profile written to {folder / (_slug(run.run_id) + '.pstats')}", flush=True)
 
 
 def _write_error_fields(exc: BaseException | None) -> dict:
