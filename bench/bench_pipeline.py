@@ -158,6 +158,8 @@ def ours(runs, config: Path, outputs: Path, cwd: Path, workers: int | None, forc
         result = measure([command], cwd, env)
     except RuntimeError as exc:  # a failed notebook: still measured, but say so
         result = {"error": str(exc)}
+    if not (outputs / "manifest.json").exists():  # failed before planning: nothing to read
+        return result, 0.0, {"statuses": ["failed"], "actions": {}, "reasons": []}
     manifest = json.loads((outputs / "manifest.json").read_text())
     entries = [manifest["runs"][r.run_id] for r in runs]
     cells = sum(float(e.get("cells_seconds") or 0) for e in entries if e.get("action") == "ran")
@@ -188,9 +190,8 @@ def tiny_matrix(folder: Path, runs_wanted: int) -> tuple[Path, Path, Path]:
     (folder / "processed").mkdir(parents=True)
     (folder / "notebooks").mkdir()
     (folder / "control").mkdir()
-    (folder / "params").mkdir()
-    for name in ("groups.yml", "indicators.yml"):
-        shutil.copy(ROOT / "params" / name, folder / "params" / name)
+    # The whole catalogue (groups, indicators, texts, languages): ANALYSIS_PROJECT_ROOT points here.
+    shutil.copytree(ROOT / "params", folder / "params")
     shutil.copy(ROOT / "tests/pipeline/notebooks/tiny.ipynb", folder / "notebooks")
     shutil.copy(ROOT / "tests/pipeline/notebooks/tiny_synthesis.ipynb", folder / "notebooks")
     make_source(folder / "processed" / "src_a.parquet", countries[:n], True, seed=1)
