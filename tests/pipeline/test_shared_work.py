@@ -79,3 +79,16 @@ def test_import_closure_parses_each_file_once_while_unchanged_and_sees_edits(tmp
     assert len(parsed) == count  # nothing parsed again
     (src / "b.py").write_text("from analysis import c\n")  # an edit adds an import: seen
     assert {p.name for p in hashing.module_closure(["analysis.a"], src)} == {"__init__.py", "a.py", "b.py", "c.py"}
+
+
+def test_a_command_imports_only_its_own_module_not_the_pipeline_and_matplotlib():
+    import subprocess
+
+    probe = ("import sys\nfrom analysis.__main__ import build_parser\n"
+             "parser = build_parser('ingest')\n"
+             "args = parser.parse_args(['ingest'])\n"
+             "assert args._module.__name__ == 'analysis.sources.ingest'\n"
+             "heavy = [m for m in ('analysis.pipeline.runner', 'matplotlib', 'seaborn') if m in sys.modules]\n"
+             "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-800:]
