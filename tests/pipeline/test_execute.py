@@ -181,3 +181,17 @@ def test_an_interrupted_run_kills_its_notebook_and_leaves_nothing(tiny_project, 
     assert left == []  # the notebook's process is gone
     assert not (tiny_project.outputs / "tiny" / "women" / "KEN").exists()
     assert not list((tiny_project.outputs / STAGING).iterdir())
+
+
+def test_profile_folder_gets_a_cprofile_of_each_run_and_the_outputs_are_unchanged(tiny_project, resolve, tmp_path,
+                                                                                  monkeypatch):
+    import pstats
+
+    from analysis.pipeline.execute import PROFILE_ENV
+
+    monkeypatch.setenv(PROFILE_ENV, str(tmp_path / "profiles"))
+    record = execute_run(resolve(tiny_project)["tiny/women/KEN"], options(tiny_project))
+    assert record["status"] == "ok", record["error"]
+    stats = pstats.Stats(str(tmp_path / "profiles" / "tiny__women__KEN.pstats"))
+    assert any(name == "_execute_in_shell" for (_file, _line, name) in stats.stats)
+    assert not list((tiny_project.outputs / "tiny" / "women" / "KEN").glob("*.pstats"))
