@@ -35,7 +35,7 @@ from analysis.disclosure_model import (
     membership,
     positive_weight_rows,
 )
-from analysis.disclosure_plan import AREA, PROFILE_DIMENSIONS, plan_suppression
+from analysis.disclosure_plan import AREA, plan_suppression, profile_dimensions
 from analysis.schema import load_indicators
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ class _percent:
 
 def cells_of(frame: pd.DataFrame, plan, catalogue: Catalogue) -> pd.DataFrame:
     """The planned cells as an attacker would read them: published counts, withheld flags."""
-    codes = frame_categories(frame, catalogue, (*PROFILE_DIMENSIONS, AREA))
+    codes = frame_categories(frame, catalogue, (*profile_dimensions(), AREA))
     positive = positive_weight_rows(frame, "weight")
     rows = []
     for indicator, populations in plan.cells.items():

@@ -100,7 +100,7 @@ AGE_BINS = [17, 24, 34, 44, 54, 64, 200]
 
 
 def age_group(age) -> pd.Series:
-    return pd.cut(pd.to_numeric(age), AGE_BINS, labels=list(demo.AGE_BANDS)).astype(str)
+    return pd.cut(pd.to_numeric(age), AGE_BINS, labels=list(demo.age_bands())).astype(str)
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,7 +351,7 @@ def test_older_persons_survey_recovers_the_older_age_gap(older_raw, truth):
 def test_margins_cover_every_cell_and_add_up_to_the_population(margins_raw, truth):
     cells = margins_raw.groupby("country").size()
     for country, units in demo.ADMIN1.items():
-        assert cells[country] == len(units) * 2 * len(demo.AGE_BANDS)
+        assert cells[country] == len(units) * 2 * len(demo.age_bands())
         total = margins_raw.loc[margins_raw["country"] == country, "population"].sum()
         assert total == pytest.approx(truth["populations"][country]["adults_represented"], rel=0.001)
 

@@ -73,10 +73,10 @@ def test_project_catalogue_loads_and_follows_the_contract():
     indicators = schema.load_indicators()
     assert indicators, "params/indicators.yml defines no indicators"
     for key, ind in indicators.items():
-        assert ind.id == key and ind.theme in schema.THEMES
+        assert ind.id == key and ind.theme in schema.load_themes()
     groups = schema.load_groups()
     for group in groups.values():
-        assert group.dimension in schema.SCHEMA_COLUMNS
+        assert group.dimension in schema.harmonised_columns()
     assert schema.load_age_bands() == tuple(schema.load_dimensions()["age_group"].categories)
 
 
@@ -162,7 +162,7 @@ def _valid_frame(n=4) -> pd.DataFrame:
 
 def test_valid_frame_passes():
     indicators = schema.load_indicators()
-    assert schema.validate_harmonised(_valid_frame(), indicators, age_bands=schema.DEFAULT_AGE_BANDS) is not None
+    assert schema.validate_harmonised(_valid_frame(), indicators, age_bands=schema.load_age_bands()) is not None
 
 
 @pytest.mark.parametrize(
@@ -179,17 +179,95 @@ def test_valid_frame_passes():
         (lambda f: f.assign(age_group="18-30"), "'age_group' has values outside .* in rows 0, 1, 2"),
         (lambda f: f.assign(food_insecurity=[0.0, 2.0, 1.0, 1.0]), "'food_insecurity' has values other than 0/1"),
         (lambda f: f.assign(sample_type="non_probability"), "non-probability rows must carry weight 1.0"),
-        (lambda f: f.assign(income_group="Lowest"), "upper-case categories"),
+        (lambda f: f.assign(ethnicity_or_minority="Minority"), "upper-case categories"),
+        (lambda f: f.assign(income_group="Lowest"), "column 'income_group' has 4 values outside"),
+        (lambda f: f.assign(displacement_status="idps"), "column 'displacement_status' has 4 values outside"),
     ],
 )
 def test_validation_names_the_column_and_rows(change, message):
     indicators = schema.load_indicators()
     with pytest.raises(SchemaError, match=message) as info:
-        schema.validate_harmonised(change(_valid_frame()), indicators, age_bands=schema.DEFAULT_AGE_BANDS)
+        schema.validate_harmonised(change(_valid_frame()), indicators, age_bands=schema.load_age_bands())
     assert "\n" not in str(info.value)
     # a value that may be personal data (a category typed by a respondent) is never quoted
     assert "Femme" not in str(info.value) and "18-30" not in str(info.value) and "Lowest" not in str(info.value)
+    assert "Minority" not in str(info.value) and "idps" not in str(info.value)
 
 
 def test_config_points_at_the_catalogue():
     assert config.INDICATORS_FILE.exists() and config.GROUPS_FILE.exists()
+
+
+# --- the catalogue is the one source of every list -------------------------------------------
+
+
+def _catalogue_lists() -> dict[str, frozenset]:
+    """Every list the catalogue holds: each dimension's categories, the dimension ids, the theme
+    ids, the groups' ids and each ``uses:`` list."""
+    dimensions = schema.load_dimensions()
+    lists = {f"dimensions.{d}.categories": frozenset(map(str, spec.categories))
+             for d, spec in dimensions.items() if len(spec.categories) >= 2}
+    lists["dimension ids"] = frozenset(dimensions)
+    lists["themes"] = frozenset(schema.load_themes())
+    uses = schema.load_dimension_uses()
+    for name in ("profile", "intersections", "weighting"):
+        lists[f"uses.{name}"] = frozenset(getattr(uses, name))
+    lists["child_age_bands"] = frozenset(schema.load_child_age_bands())
+    return {k: v for k, v in lists.items() if len(v) >= 2}
+
+
+def _string_sequences(tree):
+    """(line, values, at module level) of every tuple/list literal of string constants."""
+    import ast
+
+    module_level = {id(node.value) for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    and node.value is not None}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.List)) and len(node.elts) >= 2 and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+            yield node.lineno, frozenset(e.value for e in node.elts), id(node) in module_level
+
+
+def test_no_catalogue_list_is_written_again_in_the_library():
+    """Issue 12: the category tuples of schema.py, the age bands of schema.py and demo.py, the
+    themes, and the chapters' PROFILE_/INTERSECTION_DIMENSIONS and WEIGHTING_COLUMNS repeated
+    lists of params/groups.yml and indicators.yml in code. A constant holding one of those lists
+    (or any literal of three or more of its values) is a second copy that a catalogue edit misses."""
+    import ast
+
+    lists = _catalogue_lists()
+    found = []
+    for path in sorted((config.PROJECT_ROOT / "src" / "analysis").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for line, values, module_level in _string_sequences(tree):
+            for name, catalogue in lists.items():
+                if values == catalogue and (module_level or len(values) >= 3):
+                    found.append(f"{path.relative_to(config.PROJECT_ROOT)}:{line} repeats {name}")
+    assert not found, "; ".join(found)
+
+
+def test_dimension_uses_name_only_declared_dimensions(tmp_path):
+    data = config.GROUPS_FILE.read_text(encoding="utf-8")
+    path = _write(tmp_path, data.replace("weighting: [admin1_code, sex, age_group]",
+                                         "weighting: [admin1_code, sex, age_band]"), "groups.yml")
+    with pytest.raises(SchemaError, match=r"uses.weighting: \['age_band'\] are not dimensions"):
+        schema.load_dimension_uses(path)
+    path = _write(tmp_path, data.replace("uses:\n", "uses:\n  maps: [sex]\n"), "groups2.yml")
+    with pytest.raises(SchemaError, match=r"uses: unknown keys \['maps'\]"):
+        schema.load_dimension_uses(path)
+
+
+def test_a_closed_dimension_without_categories_or_with_stray_labels_is_refused(tmp_path):
+    data = config.GROUPS_FILE.read_text(encoding="utf-8")
+    path = _write(tmp_path, data.replace("category_labels: {urban: Urban, rural: Rural}",
+                                         "category_labels: {urban: Urban, rural: Rural, peri: Peri-urban}"),
+                  "groups.yml")
+    with pytest.raises(SchemaError, match=r"dimension 'urban_rural'.*\['peri'\] are not among the categories"):
+        schema.load_dimensions(path)
+
+
+def test_an_indicator_theme_must_be_declared_in_the_catalogue(tmp_path):
+    data = config.INDICATORS_FILE.read_text(encoding="utf-8")
+    path = _write(tmp_path, data.replace("theme: food_insecurity", "theme: food", 1), "indicators.yml")
+    with pytest.raises(SchemaError, match="key 'theme': 'food' is not a theme declared under 'themes:'"):
+        schema.load_indicators(path)

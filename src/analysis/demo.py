@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import config, demo_voices
+from analysis import config, demo_voices, schema
 
 #: The default seed: the month the flagship report came out (July 2021).
 DEFAULT_SEED = 20210701
@@ -73,7 +73,6 @@ FILES = {
     "readme": "README.md",
 }
 
-AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 WG_DOMAINS = ("wg_seeing", "wg_hearing", "wg_walking", "wg_cognition", "wg_selfcare", "wg_communication")
 
 # ------------------------------------------------------------------------------------------------
@@ -111,7 +110,7 @@ ADMIN1: dict[str, dict[str, tuple[float, float]]] = {
 POPULATION_UNITS = {"KEN": 60_000, "UGA": 50_000, "BGD": 60_000, "SEN": 40_000}
 ADULTS_REPRESENTED = {"KEN": 28_000_000, "UGA": 3_500_000, "BGD": 110_000_000, "SEN": 9_000_000}
 
-#: Age-group distribution of adults (shares of AGE_BANDS).
+#: Age-group distribution of adults (shares of the catalogue's age bands, :func:`age_bands`).
 AGE_DISTRIBUTION = {
     "KEN": (0.24, 0.27, 0.19, 0.13, 0.09, 0.08),
     "UGA": (0.26, 0.27, 0.19, 0.12, 0.09, 0.07),
@@ -121,7 +120,8 @@ AGE_DISTRIBUTION = {
 #: Refugees are younger: few are 65+ (so that refugees aged 65+ are a small, suppressed cell).
 REFUGEE_AGE_DISTRIBUTION = (0.33, 0.31, 0.18, 0.10, 0.07, 0.01)
 
-#: Displacement status by Ugandan study district (host, idp, refugee, returnee, migrant).
+#: Displacement status by Ugandan study district (shares of the catalogue's categories, in its
+#: order: host, idp, refugee, returnee, migrant; :func:`displacement_statuses`).
 #: The other countries' populations are all "host".
 DISPLACEMENT_BY_DISTRICT = {
     "Kampala": (0.90, 0.00, 0.04, 0.00, 0.06), "Wakiso": (0.96, 0.00, 0.00, 0.00, 0.04),
@@ -129,7 +129,6 @@ DISPLACEMENT_BY_DISTRICT = {
     "Adjumani": (0.55, 0.00, 0.42, 0.03, 0.00), "Yumbe": (0.55, 0.00, 0.42, 0.03, 0.00),
     "Isingiro": (0.60, 0.00, 0.37, 0.03, 0.00), "Kiryandongo": (0.60, 0.00, 0.37, 0.03, 0.00),
 }
-DISPLACEMENT_STATUSES = ("host", "idp", "refugee", "returnee", "migrant")
 
 #: WG-SS disability (at least one domain "a lot of difficulty" or worse) by age group; the same
 #: for women and men, so that sex × disability cells share one age composition.
@@ -138,9 +137,38 @@ DISABILITY_BY_AGE = (0.04, 0.05, 0.07, 0.11, 0.16, 0.30)
 SINGLE_QUESTION_SENSITIVITY = 0.75
 SINGLE_QUESTION_FALSE_POSITIVE = 0.03
 MINORITY_SHARE = 0.10
+#: The oldest age generated (the open-ended band's ages are drawn up to it).
+OLDEST_AGE = 94
+
+
+def _catalogue_categories(dimension: str, count: int) -> tuple[str, ...]:
+    """The catalogue's categories of ``dimension`` (``params/groups.yml``), in its order, checked
+    against the demo's planted truth (``count`` categories: one share per category)."""
+    if dimension == "age_group":
+        categories = schema.load_age_bands()
+    else:
+        categories = tuple(schema.load_dimensions()[dimension].categories)
+    if len(categories) != count:
+        raise ValueError(f"params/groups.yml: dimension '{dimension}' has {len(categories)} categories; "
+                         f"the demo plants shares for {count} (edit analysis/demo.py's truth with it)")
+    return categories
+
+
+def age_bands() -> tuple[str, ...]:
+    """The adult age bands of the catalogue, which the demo's age shares refer to."""
+    return _catalogue_categories("age_group", len(DISABILITY_BY_AGE))
+
+
+def displacement_statuses() -> tuple[str, ...]:
+    """The displacement categories of the catalogue, which the district shares refer to."""
+    return _catalogue_categories("displacement_status", len(next(iter(DISPLACEMENT_BY_DISTRICT.values()))))
+
+
+def income_groups() -> tuple[str, ...]:
+    """The income categories of the catalogue (fifths, lowest first): the demo draws fifths."""
+    return _catalogue_categories("income_group", 5)
 #: Adults per enumeration area (cluster) in the population.
 CLUSTER_SIZE = 150
-INCOME_GROUPS = ("lowest", "low", "middle", "high", "highest")
 
 # ------------------------------------------------------------------------------------------------
 # The outcome model (linear probability model: additive effects on the probability scale)
@@ -289,23 +317,25 @@ def make_population(country: str, lookup: pd.DataFrame, seed: int) -> Population
     if country == "UGA":
         for district, probs in DISPLACEMENT_BY_DISTRICT.items():
             rows = np.flatnonzero(frame["admin1"].to_numpy() == district)
-            status[rows] = rng.choice(DISPLACEMENT_STATUSES, size=len(rows), p=probs)
+            status[rows] = rng.choice(displacement_statuses(), size=len(rows), p=probs)
     frame["displacement_status"] = status
     in_camp = np.isin(status, ["refugee", "idp"])
     frame["location_type"] = np.where(in_camp, "camp", "host_community")
     frame.loc[in_camp, "urban_rural"] = "rural"  # settlements are rural
 
     # Age: group first (refugees younger), then whole years within the band.
-    band_index = rng.choice(len(AGE_BANDS), size=n, p=AGE_DISTRIBUTION[country])
+    bands = age_bands()
+    band_index = rng.choice(len(bands), size=n, p=AGE_DISTRIBUTION[country])
     refugees = np.flatnonzero(status == "refugee")
-    band_index[refugees] = rng.choice(len(AGE_BANDS), size=len(refugees), p=REFUGEE_AGE_DISTRIBUTION)
-    low = np.array([18, 25, 35, 45, 55, 65])[band_index]
-    high = np.array([24, 34, 44, 54, 64, 94])[band_index]
-    old = band_index == 5
+    band_index[refugees] = rng.choice(len(bands), size=len(refugees), p=REFUGEE_AGE_DISTRIBUTION)
+    limits = [schema.parse_age_band(b) for b in bands]
+    low = np.array([int(lo) for lo, _ in limits])[band_index]
+    high = np.array([int(hi) if np.isfinite(hi) else OLDEST_AGE for _, hi in limits])[band_index]
+    old = ~np.isfinite(np.array([hi for _, hi in limits]))[band_index]  # the open-ended band
     age = low + np.floor(rng.random(n) * (high - low + 1)).astype(int)
-    age[old] = np.minimum(65 + rng.geometric(0.12, size=int(old.sum())) - 1, 94)
+    age[old] = np.minimum(low[old] + rng.geometric(0.12, size=int(old.sum())) - 1, OLDEST_AGE)
     frame["age"] = age
-    frame["age_group"] = np.array(AGE_BANDS, dtype=object)[band_index]
+    frame["age_group"] = np.array(bands, dtype=object)[band_index]
 
     disabled = rng.random(n) < np.array(DISABILITY_BY_AGE)[band_index]
     frame["disability"] = np.where(disabled, "yes", "no")
@@ -318,7 +348,7 @@ def make_population(country: str, lookup: pd.DataFrame, seed: int) -> Population
     # Income fifths within the country, lower for rural, displaced and disabled people.
     score = rng.normal(size=n) + 0.6 * urban - 0.8 * in_camp - 0.5 * disabled
     fifth = np.searchsorted(np.quantile(score, [0.2, 0.4, 0.6, 0.8]), score, side="right")
-    frame["income_group"] = np.array(INCOME_GROUPS, dtype=object)[fifth]
+    frame["income_group"] = np.array(income_groups(), dtype=object)[fifth]
 
     # Enumeration areas (clusters): within admin1 × urban_rural × location_type, ~150 adults each.
     frame["cluster"] = -1
@@ -800,7 +830,7 @@ def make_disability_survey(pops: dict[str, Population], seed: int):
         dk = (rng.random(n) < 0.01) & (codes < 3)
         codes[dk] = 98
         data[f"ws{i}"] = codes
-    data["income_q"] = sample["income_group"].map({g: i for i, g in enumerate(INCOME_GROUPS, start=1)}).to_numpy()
+    data["income_q"] = sample["income_group"].map({g: i for i, g in enumerate(income_groups(), start=1)}).to_numpy()
     data["minority"] = np.where(sample["ethnicity_or_minority"] == "minority", 1, 2)
     question = {"missed_health_care": "q10", "food_insecurity": "q11", "income_loss": "q13", "job_loss": "q14",
                 "difficulty_paying_expenses": "q15", "experienced_violence": "q16", "discrimination": "q17",
@@ -1071,7 +1101,7 @@ def make_margins(pops: dict[str, Population]) -> pd.DataFrame:
         codes = pop.frame.drop_duplicates("admin1").set_index("admin1")["admin1_code"]
         for admin1 in ADMIN1[country]:
             for sex in ("Female", "Male"):
-                for band in AGE_BANDS:
+                for band in age_bands():
                     units = counts.get((admin1, codes[admin1], sex.lower(), band), 0)
                     rows.append({"country": country, "admin1": admin1, "admin1_code": codes[admin1], "sex": sex,
                                  "age_group": band, "population": int(round(units * pop.persons_per_unit, -1)),
@@ -1280,7 +1310,7 @@ def generate(out_dir: Path | str | None = None, seed: int = DEFAULT_SEED, lookup
             "long_covid": {"given_had_covid": LONG_COVID},
             "meals_skipped_days": {"distribution": "Binomial(7, mean/7)", "mean": MEALS_SKIPPED},
             "cluster_effect_sd": CLUSTER_EFFECT_SD,
-            "disability_by_age_group": dict(zip(AGE_BANDS, DISABILITY_BY_AGE)),
+            "disability_by_age_group": dict(zip(age_bands(), DISABILITY_BY_AGE)),
             "single_question_disability": {"sensitivity": SINGLE_QUESTION_SENSITIVITY,
                                            "false_positive_rate": SINGLE_QUESTION_FALSE_POSITIVE},
         },
@@ -1288,7 +1318,7 @@ def generate(out_dir: Path | str | None = None, seed: int = DEFAULT_SEED, lookup
             c: {"units": POPULATION_UNITS[c], "adults_represented": ADULTS_REPRESENTED[c],
                 "persons_per_unit": round(pops[c].persons_per_unit, 6), "admin1": {a: {"share": s, "urban_share": u}
                                                                                   for a, (s, u) in ADMIN1[c].items()},
-                "age_distribution": dict(zip(AGE_BANDS, AGE_DISTRIBUTION[c]))}
+                "age_distribution": dict(zip(age_bands(), AGE_DISTRIBUTION[c]))}
             for c in ADMIN1
         },
         "surveys": surveys,

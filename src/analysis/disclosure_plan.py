@@ -47,12 +47,22 @@ from analysis.disclosure_model import (
     positive_weight_rows,
 )
 
-#: Dimensions of the profile (one-way cells) and of the crossings with groups (chapters 1–5).
-PROFILE_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "displacement_status",
-                      "income_group", "ethnicity_or_minority")
-CROSSED_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "displacement_status",
-                      "income_group")
 AREA = "admin1_code"
+
+
+def profile_dimensions() -> tuple[str, ...]:
+    """Dimensions of the profile (one-way cells): ``uses.profile`` of ``params/groups.yml``,
+    areas apart (they are planned as :data:`AREA`)."""
+    from analysis.schema import load_dimension_uses
+
+    return tuple(d for d in load_dimension_uses().profile if d != AREA)
+
+
+def crossed_dimensions() -> tuple[str, ...]:
+    """Dimensions crossed with the groups (chapter 3): ``uses.intersections`` of the catalogue."""
+    from analysis.schema import load_dimension_uses
+
+    return load_dimension_uses().intersections
 
 #: Environment variable naming the folder of cached plans.
 CACHE_ENV = "ANALYSIS_DISCLOSURE_CACHE"
@@ -117,7 +127,7 @@ def report_populations(frame: pd.DataFrame, catalogue: Catalogue, percent: bool)
     chapters 3 and 4); otherwise only everyone, the one-way cells and group/reference.
     """
     universes = catalogue.universes
-    present = [d for d in PROFILE_DIMENSIONS if d in frame.columns and frame[d].notna().any()]
+    present = [d for d in profile_dimensions() if d in frame.columns and frame[d].notna().any()]
     observed = {d: sorted(set(frame[d].dropna().astype(str))) for d in present}
     pops = [()]
     for d in present:
@@ -131,7 +141,7 @@ def report_populations(frame: pd.DataFrame, catalogue: Catalogue, percent: bool)
         pops += [make_population({dim: s}, universes) for s in sides.values()]
         if not percent:
             continue
-        for other in CROSSED_DIMENSIONS:
+        for other in crossed_dimensions():
             if other == dim or other not in observed or len(observed[other]) < 2:
                 continue
             for s in sides.values():
@@ -171,7 +181,7 @@ def plan_suppression(frame: pd.DataFrame, source: str, country: str, indicators:
     positive = positive_weight_rows(frame, weight)
     weights = (pd.to_numeric(frame[weight], errors="coerce").fillna(0.0).to_numpy(float)
                if weight and weight in frame.columns else np.ones(len(frame)))
-    codes = frame_categories(frame, catalogue, (*PROFILE_DIMENSIONS, AREA))
+    codes = frame_categories(frame, catalogue, (*profile_dimensions(), AREA))
     plan = Plan(source=source, country=country, suppress_below=thresholds.suppress_below)
     wanted = [RESPONDENTS] + [i for i in indicators if i in frame.columns
                               and frame[i].notna().any()]
@@ -270,7 +280,7 @@ def _secondary(system, n: np.ndarray, totals, suppress_below: int) -> dict:
 
 def _frame_hash(frame: pd.DataFrame, indicators, thresholds, catalogue: Catalogue) -> str:
     weight = (frame.attrs.get("design") or {}).get("weight")
-    columns = [c for c in (*PROFILE_DIMENSIONS, AREA, weight, *indicators) if c and c in frame.columns]
+    columns = [c for c in (*profile_dimensions(), AREA, weight, *indicators) if c and c in frame.columns]
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(frame[columns], index=False).to_numpy().tobytes())
     digest.update(json.dumps(columns).encode())

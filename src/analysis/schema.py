@@ -13,7 +13,9 @@ validated here, so that every label lives in the catalogue and not in code.
 
 from __future__ import annotations
 
+import copy
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -28,10 +30,10 @@ from analysis import config
 # Categories of the common schema
 # --------------------------------------------------------------------------------------------
 
-SEX = ("female", "male")
-YES_NO = ("yes", "no")
-URBAN_RURAL = ("urban", "rural")
-DISPLACEMENT_STATUS = ("host", "idp", "refugee", "returnee", "migrant")
+# The categories of every disaggregation dimension (sex, age bands, disability, displacement,
+# income, ...) live in the catalogue (``params/groups.yml``, ``dimensions:``), never here: see
+# :func:`closed_categories`. The two sets below are not catalogue lists but codes the library
+# itself branches on (how disability was identified; whether the design is a probability one).
 DISABILITY_SOURCE = ("wg_ss", "single_question")
 SAMPLE_TYPES = ("probability", "non_probability")
 
@@ -48,11 +50,6 @@ WG_DOMAINS = (
 WG_CODES = (1, 2, 3, 4)
 #: The WG-SS disability identifier's cut-off: at least one domain coded 3 or 4.
 WG_CUTOFF = 3
-
-#: Default adult age bands (labels "lo-hi" inclusive, "lo+" open-ended).
-DEFAULT_AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
-#: Default child age bands, for sources that survey children.
-DEFAULT_CHILD_AGE_BANDS = ("0-4", "5-9", "10-14", "15-17")
 
 #: Identity and location columns.
 IDENTITY_COLUMNS = ["respondent_id", "source", "country", "admin1", "admin1_code", "urban_rural"]
@@ -78,26 +75,18 @@ SCHEMA_COLUMNS = IDENTITY_COLUMNS + DIMENSION_COLUMNS + DESIGN_COLUMNS
 #: Columns holding numbers; every other fixed column holds strings.
 NUMERIC_COLUMNS = ["age", *WG_DOMAINS, "weight", "fpc"]
 
-#: Closed category sets: a value outside them fails validation.
-ALLOWED_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "sex": SEX,
-    "disability": YES_NO,
+#: Closed sets of codes the library branches on (not catalogue categories; those are in
+#: ``params/groups.yml``, see :func:`closed_categories`): a value outside them fails validation.
+CODE_CATEGORIES: dict[str, tuple[str, ...]] = {
     "disability_source": DISABILITY_SOURCE,
-    "urban_rural": URBAN_RURAL,
-    "displacement_status": DISPLACEMENT_STATUS,
     "sample_type": SAMPLE_TYPES,
 }
 
 REPLICATE_PREFIX = "repwt_"
 
-THEMES = (
-    "access_to_health",
-    "income_and_livelihoods",
-    "food_insecurity",
-    "education",
-    "violence_abuse_discrimination",
-    "community_response",
-)
+#: Location columns a chapter may use beside the catalogue's dimensions (areas are labelled by
+#: their Natural Earth names, not by catalogue categories).
+AREA_COLUMNS = ("admin1_code",)
 
 
 class SchemaError(ValueError):
@@ -123,12 +112,14 @@ def parse_age_band(label: str) -> tuple[float, float]:
     return low, high
 
 
-def assign_age_band(age: pd.Series, bands=DEFAULT_AGE_BANDS) -> pd.Series:
+def assign_age_band(age: pd.Series, bands=None) -> pd.Series:
     """Assign each age (years, completed) to its band label; ages outside every band are NA.
 
     Bands are inclusive on both ends in completed years, so ``24.0`` is in ``"18-24"`` and
-    ``24.5`` too (ages are floored before banding).
+    ``24.5`` too (ages are floored before banding). ``bands`` default: the catalogue's
+    (:func:`load_age_bands`).
     """
+    bands = tuple(bands) if bands else load_age_bands()
     limits = [parse_age_band(b) for b in bands]
     years = np.floor(pd.to_numeric(age, errors="coerce").astype("float64"))
     out = pd.Series(pd.NA, index=age.index, dtype="string")
@@ -169,7 +160,7 @@ class Indicator(BaseModel):
 
     id: str
     label: str
-    theme: Literal[THEMES]  # type: ignore[valid-type]
+    theme: str
     definition: str
     unit: Literal["percent", "mean", "count"]
     direction: Literal["higher_is_worse", "higher_is_better"]
@@ -194,6 +185,18 @@ class Dimension(BaseModel):
     categories: list[str] = Field(default_factory=list)
     ordered: bool = False
     category_labels: dict[str, str] = Field(default_factory=dict)
+    #: True: a value outside ``categories`` fails validation of a harmonised table (a recode is
+    #: missing); False: other categories are kept and pooled into "other" before publication.
+    closed: bool = False
+
+    @model_validator(mode="after")
+    def _closed_has_categories(self):
+        if self.closed and not self.categories:
+            raise ValueError("a closed dimension must list its categories")
+        unknown = sorted(set(self.category_labels) - set(self.categories)) if self.categories else []
+        if unknown:
+            raise ValueError(f"category_labels {unknown} are not among the categories")
+        return self
 
 
 class Group(BaseModel):
@@ -248,8 +251,21 @@ class Group(BaseModel):
         return out
 
 
+_YAML_CACHE: dict = {}
+
+
 def _read_yaml(path: Path) -> dict:
-    return config.read_yaml_mapping(path, SchemaError, "file")
+    """The catalogue file as a mapping; parsed once per version of the file (the chapters and the
+    disclosure plan ask for the same lists many times in a run)."""
+    try:
+        stat = Path(path).stat()
+        name, stamp = str(Path(path).resolve()), (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return config.read_yaml_mapping(path, SchemaError, "file")  # its own one-line error
+    cached = _YAML_CACHE.get(name)
+    if cached is None or cached[0] != stamp:
+        cached = _YAML_CACHE[name] = (stamp, config.read_yaml_mapping(path, SchemaError, "file"))
+    return copy.deepcopy(cached[1])
 
 
 def _entries(data: dict, section: str, path: Path) -> dict:
@@ -263,6 +279,7 @@ def load_indicators(path: Path | str | None = None) -> dict[str, Indicator]:
     """Load and validate the indicator catalogue (``params/indicators.yml``), keyed by id."""
     path = Path(path) if path else config.INDICATORS_FILE
     data = _read_yaml(path)
+    themes = load_themes(path)
     out: dict[str, Indicator] = {}
     for key, spec in _entries(data, "indicators", path).items():
         if not isinstance(spec, dict):
@@ -271,6 +288,9 @@ def load_indicators(path: Path | str | None = None) -> dict[str, Indicator]:
             out[str(key)] = Indicator(id=str(key), **spec)
         except ValidationError as exc:
             raise SchemaError(config.pydantic_message(exc, f"{path}: indicator '{key}'")) from None
+        if out[str(key)].theme not in themes:
+            raise SchemaError(f"{path}: indicator '{key}': key 'theme': '{out[str(key)].theme}' is not a "
+                              f"theme declared under 'themes:'; themes are: {', '.join(themes) or '(none)'}")
     return out
 
 
@@ -329,17 +349,96 @@ def load_groups(path: Path | str | None = None) -> dict[str, Group]:
 
 
 def load_age_bands(path: Path | str | None = None) -> tuple[str, ...]:
-    """Age bands from ``params/groups.yml`` (``dimensions: age_group: categories``), else the default."""
+    """The adult age bands: the categories of ``dimensions: age_group`` in ``params/groups.yml``.
+
+    Raises
+    ------
+    SchemaError
+        The catalogue declares no ``age_group`` categories, or a band is not "18-24" / "65+".
+    """
     path = Path(path) if path else config.GROUPS_FILE
-    if not path.exists():
-        return DEFAULT_AGE_BANDS
     dimensions = load_dimensions(path)
-    if "age_group" in dimensions and dimensions["age_group"].categories:
-        bands = tuple(dimensions["age_group"].categories)
-        for band in bands:
-            parse_age_band(band)
-        return bands
-    return DEFAULT_AGE_BANDS
+    if "age_group" not in dimensions or not dimensions["age_group"].categories:
+        raise SchemaError(f"{path}: dimension 'age_group' must list its categories (the age bands, "
+                          "e.g. [18-24, 25-34, 65+])")
+    bands = tuple(dimensions["age_group"].categories)
+    for band in bands:
+        parse_age_band(band)
+    return bands
+
+
+def load_child_age_bands(path: Path | str | None = None) -> tuple[str, ...]:
+    """The child age bands (``child_age_bands:`` in ``params/groups.yml``), for sources that
+    survey children and derive ``age_band_child`` from age; empty when not declared."""
+    path = Path(path) if path else config.GROUPS_FILE
+    bands = _read_yaml(path).get("child_age_bands") or []
+    if not isinstance(bands, list):
+        raise SchemaError(f"{path}: key 'child_age_bands' must be a list of bands such as '0-4'")
+    for band in bands:
+        parse_age_band(band)
+    return tuple(str(b) for b in bands)
+
+
+@dataclass(frozen=True)
+class DimensionUses:
+    """Which dimensions each chapter uses (``uses:`` in ``params/groups.yml``).
+
+    ``profile``: what the data profile describes, and what disclosure control crosses with
+    every group; ``intersections``: what the intersections chapter crosses a group with;
+    ``weighting``: the columns a CSO sample is compared with (and weighted to) official margins.
+    Each entry is a dimension declared under ``dimensions:`` or an area column (:data:`AREA_COLUMNS`).
+    """
+
+    profile: tuple[str, ...]
+    intersections: tuple[str, ...]
+    weighting: tuple[str, ...]
+
+
+def load_dimension_uses(path: Path | str | None = None) -> DimensionUses:
+    """Load and validate ``uses:`` of ``params/groups.yml`` (see :class:`DimensionUses`)."""
+    path = Path(path) if path else config.GROUPS_FILE
+    data = _read_yaml(path)
+    uses = data.get("uses")
+    if not isinstance(uses, dict):
+        raise SchemaError(f"{path}: key 'uses' must be a mapping of profile/intersections/weighting "
+                          "-> list of dimensions")
+    fields = ("profile", "intersections", "weighting")
+    unknown = sorted(set(map(str, uses)) - set(fields))
+    if unknown:
+        raise SchemaError(f"{path}: uses: unknown keys {unknown}; use {list(fields)}")
+    known = set(load_dimensions(path)) | set(AREA_COLUMNS)
+    out = {}
+    for name in fields:
+        values = uses.get(name) or []
+        if not isinstance(values, list):
+            raise SchemaError(f"{path}: uses.{name} must be a list of dimensions")
+        bad = [str(v) for v in values if str(v) not in known]
+        if bad:
+            raise SchemaError(f"{path}: uses.{name}: {bad} are not dimensions declared under 'dimensions:' "
+                              f"(or {', '.join(AREA_COLUMNS)})")
+        out[name] = tuple(dict.fromkeys(str(v) for v in values))
+    return DimensionUses(**out)
+
+
+def closed_categories(path: Path | str | None = None, dimensions: dict | None = None) -> dict[str, tuple[str, ...]]:
+    """Column -> allowed values of every closed set: the catalogue's closed dimensions
+    (``closed: true`` in ``params/groups.yml``) and the library's own codes
+    (:data:`CODE_CATEGORIES`). ``dimensions`` (from :func:`load_dimensions`) saves a read."""
+    if dimensions is None:
+        path = Path(path) if path else config.GROUPS_FILE
+        dimensions = load_dimensions(path) if path.exists() else {}
+    out = {d: tuple(spec.categories) for d, spec in dimensions.items() if spec.closed}
+    return out | dict(CODE_CATEGORIES)
+
+
+def harmonised_columns(path: Path | str | None = None, dimensions: dict | None = None) -> list[str]:
+    """Every fixed column of a harmonised table: :data:`SCHEMA_COLUMNS`, then each catalogue
+    dimension that is not a schema column (a dimension added in ``params/groups.yml`` and mapped
+    or recoded by a source card), in catalogue order."""
+    if dimensions is None:
+        path = Path(path) if path else config.GROUPS_FILE
+        dimensions = load_dimensions(path) if path.exists() else {}
+    return SCHEMA_COLUMNS + [d for d in dimensions if d not in SCHEMA_COLUMNS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,6 +476,7 @@ def validate_harmonised(
     where: str = "harmonised table",
     age_bands=None,
     wg_domains=None,
+    dimensions: dict | None = None,
 ) -> pd.DataFrame:
     """Check a harmonised table against the common schema; return it unchanged.
 
@@ -387,6 +487,9 @@ def validate_harmonised(
     ``weight`` (and replicate weights) finite and > 0; ``respondent_id`` present and unique;
     binary indicators 0/1/NA; non-probability rows carry weight 1. ``wg_domains`` are the WG-SS
     domains the disability identifier was derived from (default: the domains with any answer).
+    ``dimensions`` is the catalogue (:func:`load_dimensions`, read from ``params/groups.yml``
+    when None): its closed dimensions are the closed category sets, and a catalogue dimension
+    that is not a schema column is checked like one when the table has it.
     Messages give the column and rows, never a value that may be personal data (only values of
     closed sets, which are shown when they are short codes).
 
@@ -413,19 +516,25 @@ def validate_harmonised(
         if not (pd.api.types.is_numeric_dtype(frame[col]) or frame[col].isna().all()):
             raise SchemaError(f"{where}: column '{col}' must be numeric, found dtype {frame[col].dtype}")
 
-    for col in [c for c in SCHEMA_COLUMNS if c not in NUMERIC_COLUMNS]:
+    if dimensions is None:
+        dimensions = load_dimensions() if config.GROUPS_FILE.exists() else {}
+    allowed = closed_categories(dimensions=dimensions)
+    if age_bands:
+        allowed.pop("age_group", None)  # the bands given are checked below, with their own message
+    columns = [c for c in harmonised_columns(dimensions=dimensions) if c in frame.columns]
+    for col in [c for c in columns if c not in NUMERIC_COLUMNS]:
         values = frame[col].dropna()
         if values.empty:
             continue
         # text columns are compared as they are (no copy into Python strings)
         is_text = pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_object_dtype(values.dtype)
         text = values if is_text else values.astype(str)
-        if col in ALLOWED_CATEGORIES:
-            bad = ~text.isin(ALLOWED_CATEGORIES[col])
+        if col in allowed:
+            bad = ~text.isin(allowed[col])
             if bad.any():
                 raise SchemaError(
                     f"{where}: column '{col}' has {int(bad.sum())} values outside "
-                    f"{list(ALLOWED_CATEGORIES[col])} in rows {_first_rows(bad.reindex(frame.index, fill_value=False))} "
+                    f"{list(allowed[col])} in rows {_first_rows(bad.reindex(frame.index, fill_value=False))} "
                     "(add a recode in the source card)"
                 )
         elif col not in ("respondent_id", "source", "country", "admin1", "admin1_code", "strata", "psu"):

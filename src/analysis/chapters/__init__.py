@@ -9,8 +9,6 @@ enough in a notebook.
 from analysis.chapters.common import (  # noqa: F401
     COMPARISON,
     DEGENERATE_MARK,
-    PROFILE_DIMENSIONS,
-    WEIGHTING_COLUMNS,
     WG_DOMAINS,
     ChapterError,
     ChapterRun,
@@ -60,7 +58,6 @@ from analysis.chapters.group_profile import (  # noqa: F401
     with_comparison,
 )
 from analysis.chapters.intersections import (  # noqa: F401
-    INTERSECTION_DIMENSIONS,
     MAIHDA_INDICATORS,
     excess_disparity_table,
     intersection_estimates,

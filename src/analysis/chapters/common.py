@@ -34,14 +34,17 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import config, figures, hashing, tables
-from analysis.schema import load_dimensions, load_groups, load_indicators
+from analysis.schema import (
+    DimensionUses,
+    load_dimension_uses,
+    load_dimensions,
+    load_groups,
+    load_indicators,
+)
 from analysis.text import lower_first, text
 
 #: Name of the column that marks a run's group ("group") and its reference ("reference").
 COMPARISON = "comparison"
-#: Columns of the processed frame that the data profile describes as disaggregation dimensions.
-PROFILE_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "displacement_status",
-                      "income_group", "ethnicity_or_minority", "admin1_code")
 
 
 class ChapterError(ValueError):
@@ -66,6 +69,8 @@ class ChapterRun:
     indicators: dict = field(default_factory=dict)
     groups: dict = field(default_factory=dict)
     dimensions: dict = field(default_factory=dict)
+    #: Which dimensions each chapter uses (``uses:`` of ``params/groups.yml``).
+    uses: DimensionUses = field(default_factory=load_dimension_uses)
 
     def __post_init__(self):
         # What the run reads of the catalogue is recorded (catalogue_reads.json in its output
@@ -80,6 +85,21 @@ class ChapterRun:
                  if isinstance(getattr(self, name, None), hashing.TrackedCatalogue)}
         if self.output_dir.is_dir():
             (self.output_dir / hashing.CATALOGUE_READS_FILE).write_text(json.dumps(reads, sort_keys=True))
+
+    @property
+    def profile_dimensions(self) -> tuple[str, ...]:
+        """Dimensions (and area) the data profile describes (``uses.profile`` of the catalogue)."""
+        return self.uses.profile
+
+    @property
+    def intersection_dimensions(self) -> tuple[str, ...]:
+        """Dimensions a group is crossed with in chapter 3 (``uses.intersections``)."""
+        return self.uses.intersections
+
+    @property
+    def weighting_columns(self) -> tuple[str, ...]:
+        """Columns a CSO sample is compared with official margins by (``uses.weighting``)."""
+        return self.uses.weighting
 
     @property
     def group(self):
@@ -359,6 +379,7 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
         raise ChapterError(f"chapter {chapter}: no source given; set the parameter 'source' or 'sources'")
     groups = load_groups()
     dimensions = load_dimensions()
+    uses = load_dimension_uses()
     if group and group not in groups:
         raise ChapterError(f"chapter {chapter}: unknown group '{group}'; groups are: {', '.join(groups)}")
     frames: dict[str, pd.DataFrame] = {}
@@ -381,7 +402,7 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
                 raise ChapterError(f"source '{name}' has no rows for country '{country}'; "
                                    f"its countries are: {', '.join(present)}")
         # Only catalogue categories become labels: free-coded ones are pooled before any estimate.
-        frames[name] = pool_free_categories(frame, dimensions, PROFILE_DIMENSIONS)
+        frames[name] = pool_free_categories(frame, dimensions, uses.profile)
     if not frames:
         raise ChapterError(f"chapter {chapter}: none of {names} is respondent-level (microdata)")
     figures.use_house_style()
@@ -390,7 +411,7 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
     return ChapterRun(chapter=chapter, group_id=group, country=country, sources=list(frames),
                       output_dir=output_dir, processed_dir=Path(processed_dir) if processed_dir else None,
                       frames=frames, indicators=load_indicators(), groups=groups,
-                      dimensions=dimensions)
+                      dimensions=dimensions, uses=uses)
 
 
 # --------------------------------------------------------------------------------------------
@@ -605,8 +626,5 @@ def population_margins(processed_dir=None, country: str | None = None) -> pd.Dat
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else None
 
-
-#: Columns a CSO sample is weighted by when official margins have them (area, sex, age).
-WEIGHTING_COLUMNS = ("admin1_code", "sex", "age_group")
 
 

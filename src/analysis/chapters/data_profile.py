@@ -9,13 +9,12 @@ import pandas as pd
 
 from analysis import config, figures, tables
 from analysis.chapters.common import (
-    PROFILE_DIMENSIONS,
-    WEIGHTING_COLUMNS,
     ChapterRun,
     category_labels,
     population_margins,
     protect,
 )
+from analysis.schema import AREA_COLUMNS
 from analysis.text import text
 
 
@@ -51,7 +50,7 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
         dimension_labels = {d: run.dimensions[d].label for d in run.dimensions}
         dimension_labels["admin1_code"] = text("common.area_admin1")
         for kind, ids, labels in (
-            ("dimension", PROFILE_DIMENSIONS, dimension_labels),
+            ("dimension", run.profile_dimensions, dimension_labels),
             ("indicator", list(run.indicators), run.indicator_labels),
         ):
             for column in ids:
@@ -127,8 +126,8 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
     from analysis.survey import design_for, estimate_by
 
     frame = run.frames[source]
-    dimensions = [d for d in PROFILE_DIMENSIONS
-                  if d != "admin1_code" and d in frame and frame[d].notna().any()]
+    dimensions = [d for d in run.profile_dimensions
+                  if d not in AREA_COLUMNS and d in frame and frame[d].notna().any()]
     parts = []
     if dimensions:
         work = frame
@@ -149,14 +148,14 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
 
 def in_catalogue_order(run: ChapterRun, table: pd.DataFrame) -> pd.DataFrame:
     """Rows of ``breakdown`` = dimension, ``cell`` = category in the catalogue's order of the
-    dimensions (:data:`PROFILE_DIMENSIONS`) and of each dimension's categories
+    dimensions (``uses.profile`` of the catalogue) and of each dimension's categories
     (``params/groups.yml``: income Lowest … Highest, not alphabetical); unknown ones last."""
     rank: dict[tuple[str, str], int] = {}
-    for dimension in PROFILE_DIMENSIONS:
+    for dimension in run.profile_dimensions:
         spec = run.dimensions.get(dimension)
         for category in (spec.categories if spec else []):
             rank[(dimension, str(category))] = len(rank)
-    dims = {d: i for i, d in enumerate(PROFILE_DIMENSIONS)}
+    dims = {d: i for i, d in enumerate(run.profile_dimensions)}
     keys = [(dims.get(b, len(dims)), rank.get((b, c), len(rank)))
             for b, c in zip(table["breakdown"].astype(str), table["cell"].astype(str))]
     order = sorted(range(len(table)), key=lambda i: keys[i])
@@ -177,7 +176,7 @@ def composition_vs_margins(run: ChapterRun) -> pd.DataFrame:
     margins = population_margins(run.processed_dir, run.country)
     rows = []
     for source, frame in run.frames.items():
-        by = [c for c in WEIGHTING_COLUMNS if margins is not None and c in margins and c in frame
+        by = [c for c in run.weighting_columns if margins is not None and c in margins and c in frame
               and frame[c].notna().any()]
         if not by:
             continue

@@ -16,9 +16,6 @@ from analysis.chapters.common import (
 from analysis.chapters.group_profile import with_comparison
 from analysis.text import text
 
-#: Dimensions the group is crossed with in the intersections chapter (when the source has them).
-INTERSECTION_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "displacement_status", "income_group")
-
 
 def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
     """Every percent indicator for the group and its reference within each category of every other
@@ -30,7 +27,7 @@ def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
         indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
         frame = with_comparison(run, source)
         design = design_for(frame)
-        for dimension in INTERSECTION_DIMENSIONS:
+        for dimension in run.intersection_dimensions:
             if dimension == run.group.dimension or dimension not in frame or frame[dimension].nunique() < 2:
                 continue
             if not indicators:
@@ -56,7 +53,7 @@ def intersection_heatmaps(run: ChapterRun, estimates: pd.DataFrame) -> list:
                    for d, c in zip(work["dimension"], work["category"])]
     # rows in catalogue order of dimensions and categories, whatever the data's order
     rank = {}
-    for d in INTERSECTION_DIMENSIONS:
+    for d in run.intersection_dimensions:
         for c in (run.dimensions[d].categories if d in run.dimensions else []):
             rank[(d, c)] = len(rank)
     work["_rank"] = [rank.get((d, c), len(rank)) for d, c in zip(work["dimension"], work["category"])]
@@ -140,7 +137,7 @@ def maihda_summary(run: ChapterRun) -> pd.DataFrame:
     rows = []
     for source in run.sources:
         frame = run.frames[source]
-        dims = [d for d in (run.group.dimension, *INTERSECTION_DIMENSIONS)
+        dims = [d for d in (run.group.dimension, *run.intersection_dimensions)
                 if d in frame and frame[d].nunique() >= 2][:3]
         dims = list(dict.fromkeys(dims))
         # the first MAIHDA_INDICATORS percent indicators of the catalogue: mixed models are slow

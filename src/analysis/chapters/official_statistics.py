@@ -9,7 +9,6 @@ import pandas as pd
 
 from analysis import config, figures, tables
 from analysis.chapters.common import (
-    WEIGHTING_COLUMNS,
     ChapterError,
     ChapterRun,
     category_labels,
@@ -217,7 +216,7 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not indicators or not weight:
             continue
         own = design_for(frame)
-        by = [c for c in WEIGHTING_COLUMNS if margins is not None and c in margins and c in frame
+        by = [c for c in run.weighting_columns if margins is not None and c in margins and c in frame
               and frame[c].notna().all()]
         note = ""
         if by:

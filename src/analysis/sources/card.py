@@ -59,7 +59,7 @@ from pydantic import (
 
 from analysis import config
 from analysis.config import pydantic_message
-from analysis.schema import SCHEMA_COLUMNS, WG_DOMAINS, SchemaError, is_iso3
+from analysis.schema import WG_DOMAINS, SchemaError, harmonised_columns, is_iso3
 from analysis.sources.row_filter import FilterError, parse_filter
 
 READERS = ("csv", "excel", "spss", "stata", "kobo", "hxl", "parquet")
@@ -361,7 +361,8 @@ class SourceCard(_Strict):
                 raise ValueError("give 'country' (ISO3) or 'country_column'")
             if self.design is None:
                 raise ValueError("a microdata card needs 'design' (type: probability|non_probability)")
-            allowed = set(SCHEMA_COLUMNS) | set(HELPER_COLUMNS)
+            # the schema's columns and any dimension the catalogue adds (params/groups.yml)
+            allowed = set(harmonised_columns()) | set(HELPER_COLUMNS)
             allowed -= {"respondent_id", "source", "country", "weight", "strata", "psu", "fpc", "sample_type"}
         elif self.kind == "aggregates":
             allowed = set(AGGREGATE_COLUMNS)

@@ -652,7 +652,7 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
 #: Written text columns that are never scanned for personal data: fixed by the card or the code
 #: (source, country: ISO3-validated), hashes, or closed sets validated after recoding.
 _NOT_SCANNED = {"respondent_id", "source", "country", "sample_type", "disability_source", "age_group",
-                "age_band_child", "admin1_code", *schema.ALLOWED_CATEGORIES}
+                "age_band_child", "admin1_code", *schema.CODE_CATEGORIES}
 
 
 def _category_words(card: SourceCard, *extra) -> set[str]:
@@ -663,7 +663,7 @@ def _category_words(card: SourceCard, *extra) -> set[str]:
         for k, v in mapping.items():
             words.update(str(k).lower().split())
             words.update(str(v).lower().split())
-    for values in schema.ALLOWED_CATEGORIES.values():
+    for values in schema.closed_categories().values():
         words.update(values)
     for values in extra:
         words.update(str(v).lower() for v in values or ())
@@ -758,8 +758,10 @@ def _written_text_columns(card: SourceCard, out: pd.DataFrame, keep: pd.Series) 
     if card.design:
         raw_of.update({k: getattr(card.design, k) for k in ("strata", "psu") if getattr(card.design, k)})
     columns = {}
+    closed = schema.closed_categories()  # closed sets are validated after recoding: not free text
     for name in out.columns:
-        if name in _NOT_SCANNED or name in schema.NUMERIC_COLUMNS or name.startswith(schema.REPLICATE_PREFIX):
+        if (name in _NOT_SCANNED or name in closed or name in schema.NUMERIC_COLUMNS
+                or name.startswith(schema.REPLICATE_PREFIX)):
             continue
         if name == "admin1" and card.derive_method("admin1_code")[0] == "natural_earth":
             continue  # replaced by the Natural Earth name
@@ -771,14 +773,19 @@ def _written_text_columns(card: SourceCard, out: pd.DataFrame, keep: pd.Series) 
 
 
 def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None = None,
-                        age_bands=schema.DEFAULT_AGE_BANDS, salt: str | None = None,
+                        age_bands=None, salt: str | None = None,
                         income_groups: tuple | None = None) -> Harmonised:
     """Turn a raw microdata table into the common schema (see the module docstring for the rules).
 
-    ``age_bands`` and ``income_groups`` are the categories declared in ``params/groups.yml``;
-    a value outside them (after recoding) is an unknown code. ``income_groups=None`` accepts
-    any income category.
+    ``age_bands`` (default: the catalogue's, :func:`analysis.schema.load_age_bands`) and
+    ``income_groups`` are the categories declared in ``params/groups.yml``; a value outside them
+    (after recoding) is an unknown code, as for every closed dimension of the catalogue.
+    A catalogue dimension that is not a schema column is a column like the others: mapped and
+    recoded by the card, written after the schema columns.
     """
+    age_bands = tuple(age_bands) if age_bands else schema.load_age_bands()
+    closed = schema.closed_categories()
+    columns = schema.harmonised_columns()
     acc = Accounting(rows_read=len(raw.frame))
     if len(raw.frame) == 0:
         raise HarmoniseError(f"{_where(card, raw)}: has a header but no data rows")
@@ -804,12 +811,12 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     out["source"] = pd.Series(card.id, index=frame.index, dtype="string")
     out["country"] = _country(card, raw, acc)
 
-    for column in schema.SCHEMA_COLUMNS:
+    for column in columns:
         if column not in card.columns:
             continue
         series, labels = _raw_values(raw, card.columns[column], card, column, acc)
         numeric = column in schema.NUMERIC_COLUMNS
-        allowed = schema.ALLOWED_CATEGORIES.get(column)
+        allowed = closed.get(column)
         if column in schema.WG_DOMAINS:
             allowed = None
         if column == "age_group":
@@ -844,7 +851,7 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     if card.derive_method("age_group")[0] == "from_age":
         out["age_group"] = schema.assign_age_band(out.get("age", pd.Series(np.nan, index=frame.index)), age_bands)
     if card.derive_method("age_band_child")[0] == "from_age":
-        bands = card.derive_method("age_band_child")[1].get("bands", schema.DEFAULT_CHILD_AGE_BANDS)
+        bands = card.derive_method("age_band_child")[1].get("bands") or schema.load_child_age_bands()
         out["age_band_child"] = schema.assign_age_band(out.get("age", pd.Series(np.nan, index=frame.index)), bands)
     disability = _derive_disability(card, out, frame.index)
     _derive_admin1(card, out, raw, acc)
@@ -880,11 +887,11 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         ids = pd.Series([f"row{i}" for i in range(len(frame))], index=frame.index)
     out["respondent_id"] = hash_ids(ids, card.id, salt if salt is not None else project_salt())
 
-    for column in schema.SCHEMA_COLUMNS:
+    for column in columns:
         if column not in out.columns:
             out[column] = np.nan if column in schema.NUMERIC_COLUMNS else pd.Series(pd.NA, index=frame.index, dtype="string")
     replicates = schema.replicate_columns(out)
-    ordered = schema.SCHEMA_COLUMNS + list(card.indicators) + replicates
+    ordered = columns + list(card.indicators) + replicates
     result = out.loc[keep.to_numpy(), ordered].reset_index(drop=True)
     for column in schema.NUMERIC_COLUMNS:
         result[column] = result[column].astype("float64")
@@ -918,7 +925,7 @@ def _mapped_frame(card: SourceCard, raw: RawTable, acc: Accounting, numeric: set
     out = pd.DataFrame(index=raw.frame.index)
     for column, spec in card.columns.items():
         series, labels = _raw_values(raw, spec, card, column, acc)
-        allowed = schema.ALLOWED_CATEGORIES.get(column)
+        allowed = schema.closed_categories().get(column)
         out[column] = _recode(series, column, card, labels, acc, allowed, numeric=column in numeric, row_label=raw.row_label)
     if "country" not in card.columns:
         out["country"] = _country(card, raw, acc) if (card.country or card.country_column) else pd.NA
@@ -987,8 +994,9 @@ def harmonise_aggregates(card: SourceCard, raw: RawTable, indicators: dict | Non
     return Harmonised(result, None, acc)
 
 
-def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=schema.DEFAULT_AGE_BANDS) -> Harmonised:
+def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=None) -> Harmonised:
     """Official population counts -> ``country, admin1, admin1_code, sex, age_group, population``."""
+    age_bands = tuple(age_bands) if age_bands else schema.load_age_bands()
     acc = Accounting(rows_read=len(raw.frame))
     out, raw = _mapped_frame(card, raw, acc, {"population"})
     if "population" not in out.columns:
@@ -1034,7 +1042,7 @@ def harmonise_margins(card: SourceCard, raw: RawTable, age_bands=schema.DEFAULT_
 
 
 def harmonise(card: SourceCard, raw: RawTable, indicators: dict | None = None,
-              age_bands=schema.DEFAULT_AGE_BANDS, salt: str | None = None,
+              age_bands=None, salt: str | None = None,
               income_groups: tuple | None = None) -> Harmonised:
     """Harmonise a raw table according to the card's ``kind``."""
     if card.kind == "microdata":

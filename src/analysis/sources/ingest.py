@@ -149,7 +149,7 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
         if spec.sha256 and fingerprint["inputs"][f"raw:{spec.path}"] != spec.sha256:
             raise ReadError(f"{raw_root / spec.path}: sha256 differs from files.sha256 in {card_path}; is it the right file?")
     raw = read_source(card, raw_root)
-    result = harmonise(card, raw, indicators=indicators, age_bands=age_bands or schema.DEFAULT_AGE_BANDS,
+    result = harmonise(card, raw, indicators=indicators, age_bands=age_bands,
                        income_groups=income_groups)
     log = {
         "source": card.id,

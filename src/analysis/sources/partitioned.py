@@ -48,9 +48,6 @@ DEFAULT_BATCH_ROWS = 500_000
 #: The sidecar of a partitioned processed dataset.
 SIDECAR = "_survey.json"
 
-#: Dimensions whose categories per country are recorded for the run matrix.
-COVERAGE_DIMENSIONS = ("sex", "age_group", "disability", "urban_rural", "displacement_status",
-                       "income_group", "ethnicity_or_minority", "admin1_code")
 
 
 def is_partitioned_card(card: SourceCard, raw_root: Path) -> bool:
@@ -163,7 +160,8 @@ class _Coverage:
     rows: dict = field(default_factory=dict)  # country -> rows
 
     def add(self, frame: pd.DataFrame, indicators) -> None:
-        dims = [d for d in COVERAGE_DIMENSIONS if d in frame.columns]
+        # the dimensions the data profile describes (params/groups.yml, uses.profile)
+        dims = [d for d in schema.load_dimension_uses().profile if d in frame.columns]
         for code, part in frame.groupby("country", observed=True, dropna=True):
             slot = self.countries.setdefault(str(code), {})
             self.rows[str(code)] = self.rows.get(str(code), 0) + len(part)
@@ -226,7 +224,7 @@ def ingest_partitioned(card_path: Path, card: SourceCard, raw_root: Path, proces
                 if len(raw.frame) == 0:
                     continue
                 result = harmonise_microdata(card, raw, indicators=indicators,
-                                             age_bands=age_bands or schema.DEFAULT_AGE_BANDS,
+                                             age_bands=age_bands,
                                              salt=salt, income_groups=income_groups)
                 _merge_accounting(total, result.accounting)
                 if design is None:
