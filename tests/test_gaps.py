@@ -242,6 +242,26 @@ def test_gap_difference_and_log_scale_ratio_by_hand():
     assert gaps.gap(0.21, 0.20, 0.05, 0.05).wording == "no clear higher"
 
 
+
+def test_gap_and_the_survey_contrast_give_one_ratio_interval():
+    """Issue 12: gaps.gap (log-scale ratio CI) and survey.contrast (a Wald CI on the ratio scale,
+    which can go below zero) computed the same contrast two ways. One implementation now: the
+    same estimate, SE and log-scale (Katz) interval from both, given the same quantile."""
+    table = pd.DataFrame({"cell": ["group", "reference"], "estimate": [0.06, 0.04], "df": [np.inf, np.inf],
+                          "n_unweighted": [40, 60], "n_weighted": [40.0, 60.0],
+                          "method": ["mean; Taylor; 95% CI: Wald, t with design df"] * 2})
+    covariance = np.array([[0.03**2, 0.0001], [0.0001, 0.01**2]])
+    by_gap = gaps.gap(0.06, 0.04, 0.03, 0.01, covariance=0.0001)
+    by_contrast = contrast(table, covariance, "group", "reference", kind="ratio", ci="normal").iloc[0]
+    close(by_contrast["estimate"], by_gap.ratio)
+    close(by_contrast["se"], by_gap.ratio * by_gap.log_ratio_se)  # svycontrast's delta-method SE
+    close([by_contrast["ci_low"], by_contrast["ci_high"]], by_gap.ratio_ci)
+    assert by_contrast["ci_low"] > 0  # the Wald interval 1.5 ± 1.96 × 0.83 would start below zero
+    difference = contrast(table, covariance, "group", "reference", ci="normal").iloc[0]
+    close([difference["estimate"], difference["se"]], [by_gap.difference, by_gap.difference_se])
+    close([difference["ci_low"], difference["ci_high"]], by_gap.difference_ci)
+
+
 def test_gaps_from_estimates_uses_the_catalogue_direction_and_suppression():
     table = pd.DataFrame({
         "indicator": ["missed_health_care"] * 2 + ["vaccinated"] * 2,

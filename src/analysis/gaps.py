@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
+from analysis.survey import contrast_moments, ratio_interval
 from analysis.tables import CELL_SEPARATOR, NUMERIC_COLUMNS, conform, join_cell
 
 #: Direction values of the indicator catalogue.
@@ -252,22 +253,21 @@ def gap(
 
     Notes
     -----
+    One implementation with :func:`analysis.survey.contrast` (:func:`analysis.survey.contrast_moments`
+    and :func:`analysis.survey.ratio_interval`), with the normal quantile here.
     Difference: ``d = g - r``, ``Var(d) = Var(g) + Var(r) - 2 Cov(g, r)``, CI ``d ± z SE``.
     Ratio: CI on the log scale, ``Var(log g/r) = Var(g)/g² + Var(r)/r² - 2 Cov(g, r)/(g r)``
-    (delta method), back-transformed, so it is asymmetric and never negative. The ratio is not
-    defined (NaN) when either estimate is not positive.
+    (delta method), back-transformed (Katz et al. 1978), so it is asymmetric and never negative.
+    The ratio is not defined (NaN) when either estimate is not positive.
     """
     z = _z(level)
-    g, r = float(group_estimate), float(reference_estimate)
-    vg, vr, c = float(group_se) ** 2, float(reference_se) ** 2, float(covariance)
-    d = g - r
-    d_se = float(np.sqrt(max(vg + vr - 2 * c, 0.0)))
+    moments = contrast_moments(group_estimate, reference_estimate, float(group_se) ** 2,
+                               float(reference_se) ** 2, covariance)
+    d, d_se = moments.difference, moments.difference_se
     d_ci = (d - z * d_se, d + z * d_se)
-    if g > 0 and r > 0:
-        ratio = g / r
-        lr_se = float(np.sqrt(max(vg / g**2 + vr / r**2 - 2 * c / (g * r), 0.0)))
-        r_ci = (float(np.exp(np.log(ratio) - z * lr_se)), float(np.exp(np.log(ratio) + z * lr_se)))
-    else:
+    if np.isfinite(moments.log_ratio_se):
+        ratio, lr_se, r_ci = moments.ratio, moments.log_ratio_se, ratio_interval(moments, z)
+    else:  # a ratio of estimates that are not both positive is not reported
         ratio, lr_se, r_ci = np.nan, np.nan, (np.nan, np.nan)
     return Gap(d, d_se, d_ci, ratio, lr_se, r_ci, gap_wording(d, d_ci, direction))
 
@@ -829,18 +829,33 @@ def _grouped_rank_fit(s: Subgroups, model: str) -> tuple[np.ndarray, np.ndarray]
     return beta, cov
 
 
+def _rank_contrasts(beta: np.ndarray, logistic: bool) -> tuple[float, np.ndarray, float, np.ndarray]:
+    """SII and RII of a regression on the ridit rank, with their gradients in the coefficients.
+
+    ``beta = (intercept, slope)`` of a logistic (``logistic=True``: predictions
+    ``expit(b0 + b1 X)``) or linear model. SII = prediction at rank 1 minus at rank 0, with the
+    gradient of that difference; RII = their ratio, with the gradient of ``log RII`` (its CI is
+    on the log scale); RII is NaN (gradient NaN) when a linear prediction is not positive.
+    Used for grouped data (:func:`sii_measure`, :func:`rii_measure`) and respondent data
+    (:func:`_design_based_rank_measures`) alike; SEs by the delta method ``sqrt(g' V g)``.
+    """
+    if logistic:
+        p1, p0 = expit(beta.sum()), expit(beta[0])
+        return (p1 - p0, np.array([p1 * (1 - p1) - p0 * (1 - p0), p1 * (1 - p1)]),
+                p1 / p0, np.array([(1 - p1) - (1 - p0), 1 - p1]))
+    v1, v0 = beta.sum(), beta[0]
+    if v1 > 0 and v0 > 0:
+        return v1 - v0, np.array([0.0, 1.0]), v1 / v0, np.array([1 / v1 - 1 / v0, 1 / v1])
+    return v1 - v0, np.array([0.0, 1.0]), np.nan, np.full(2, np.nan)
+
+
 def sii_measure(s: Subgroups, z: float, model: str = "logistic") -> Measure:
     """Slope index of inequality: predicted value at rank 1 minus at rank 0, on the indicator's
     scale (see :func:`_grouped_rank_fit` for the model). SE by the delta method from the HC1
     sandwich covariance of the coefficients."""
     _require_complex(s, "SII")
     beta, cov = _grouped_rank_fit(s, model)
-    if model == "logistic":
-        p1, p0 = expit(beta.sum()), expit(beta[0])
-        grad = np.array([p1 * (1 - p1) - p0 * (1 - p0), p1 * (1 - p1)])
-        value = p1 - p0
-    else:
-        grad, value = np.array([0.0, 1.0]), beta[1]
+    value, grad, _, _ = _rank_contrasts(beta, model == "logistic")
     se = float(np.sqrt(grad @ cov @ grad))
     return _normal("SII", value * s.scale, se * s.scale, z, f"{model} regression on rank, HC1 sandwich")
 
@@ -850,16 +865,9 @@ def rii_measure(s: Subgroups, z: float, model: str = "logistic") -> Measure:
     scale with the delta-method SE of ``log RII`` from the HC1 sandwich covariance."""
     _require_complex(s, "RII")
     beta, cov = _grouped_rank_fit(s, model)
-    if model == "logistic":
-        p1, p0 = expit(beta.sum()), expit(beta[0])
-        grad = np.array([(1 - p1) - (1 - p0), 1 - p1])  # d log(p1/p0) / d beta
-        value = p1 / p0
-    else:
-        v1, v0 = beta.sum(), beta[0]
-        if v1 <= 0 or v0 <= 0:
-            return Measure("RII", np.nan, note="linear predictions at rank 0 or 1 are not positive")
-        grad = np.array([1 / v1 - 1 / v0, 1 / v1])
-        value = v1 / v0
+    _, _, value, grad = _rank_contrasts(beta, model == "logistic")
+    if not np.isfinite(value):
+        return Measure("RII", np.nan, note="linear predictions at rank 0 or 1 are not positive")
     se = float(np.sqrt(grad @ cov @ grad))
     return _normal("RII", value, se, z, f"{model} regression on rank, HC1 sandwich; se of log RII",
                    log_scale=True)  # fmt: skip
@@ -1335,15 +1343,7 @@ def _design_based_rank_measures(frame, design, indicator, dimension, table, mode
     beta, cov = fit.params.to_numpy(), fit.cov.to_numpy()
     z = _z(level)
     how = f"design-based: survey {model} regression of respondents on their ridit rank"
-    if family == "binomial":
-        p1, p0 = expit(beta.sum()), expit(beta[0])
-        g_sii = np.array([p1 * (1 - p1) - p0 * (1 - p0), p1 * (1 - p1)])
-        g_rii = np.array([(1 - p1) - (1 - p0), 1 - p1])
-        sii, rii = p1 - p0, p1 / p0
-    else:
-        v1, v0 = beta.sum(), beta[0]
-        g_sii, sii = np.array([0.0, 1.0]), v1 - v0
-        g_rii, rii = np.array([1 / v1 - 1 / v0, 1 / v1]), (v1 / v0 if v0 > 0 and v1 > 0 else np.nan)
+    sii, g_sii, rii, g_rii = _rank_contrasts(beta, family == "binomial")
     out = {"SII": _normal("SII", sii, float(np.sqrt(g_sii @ cov @ g_sii)), z, how)}
     if np.isfinite(rii):
         out["RII"] = _normal("RII", rii, float(np.sqrt(g_rii @ cov @ g_rii)), z, how + "; se of log RII",

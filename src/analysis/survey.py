@@ -1389,6 +1389,69 @@ def cell_means_with_covariance(
     return table, covariance
 
 
+@dataclass(frozen=True)
+class ContrastMoments:
+    """Difference and ratio of two estimates with their delta-method standard errors."""
+
+    difference: float
+    difference_se: float
+    ratio: float
+    #: SE of the ratio on its own scale (``svycontrast``'s delta method).
+    ratio_se: float
+    #: SE of the log ratio (delta method); NaN unless both estimates are positive.
+    log_ratio_se: float
+
+
+def contrast_moments(first: float, second: float, var_first: float, var_second: float,
+                     covariance: float = 0.0) -> ContrastMoments:
+    """Difference ``a - b`` and ratio ``a / b`` of two estimates, with delta-method SEs.
+
+    ``Var(a - b) = V11 + V22 - 2 V12``; ``Var(log a/b) = V11/a² + V22/b² - 2 V12/(a b)`` and
+    ``SE(a/b) = (a/b) SE(log a/b)`` (first-order Taylor expansion, as R's ``svycontrast``;
+    Lumley 2010, sec. 2.8). ``covariance`` is zero for independent samples and comes from the
+    design (:func:`cell_means_with_covariance`) for two domains of one sample. A ratio is not
+    defined (NaN) when ``b`` is zero; its log-scale SE only when both estimates are positive.
+    Negative variances from rounding are truncated at zero.
+    """
+    a, b = float(first), float(second)
+    v11, v22, v12 = float(var_first), float(var_second), float(covariance)
+    difference = a - b
+    d_var = v11 + v22 - 2 * v12
+    d_se = math.sqrt(max(d_var, 0.0)) if np.isfinite(d_var) else np.nan
+    ratio = a / b if b != 0 else np.nan
+    rel_var = v11 / a**2 + v22 / b**2 - 2 * v12 / (a * b) if a != 0 and b != 0 else np.nan
+    rel_se = math.sqrt(max(rel_var, 0.0)) if np.isfinite(rel_var) else np.nan
+    ratio_se = abs(ratio) * rel_se if np.isfinite(rel_se) else np.nan
+    log_se = rel_se if a > 0 and b > 0 else np.nan
+    return ContrastMoments(difference, d_se, ratio, ratio_se, log_se)
+
+
+def ratio_interval(moments: ContrastMoments, quantile: float) -> tuple[float, float]:
+    """Interval of a ratio: ``exp(log r ± q SE(log r))`` when both estimates are positive — the
+    log-scale (Katz) interval of a risk ratio (Katz et al. 1978, Biometrics 34:469; Rothman,
+    Greenland & Lash, *Modern Epidemiology*, 3rd ed., ch. 14), asymmetric and never negative —
+    else the Wald interval ``r ± q SE(r)`` on the ratio's own scale (means of either sign)."""
+    r = moments.ratio
+    if np.isfinite(moments.log_ratio_se) and r > 0:
+        half = quantile * moments.log_ratio_se
+        return float(np.exp(np.log(r) - half)), float(np.exp(np.log(r) + half))
+    if np.isfinite(moments.ratio_se):
+        return r - quantile * moments.ratio_se, r + quantile * moments.ratio_se
+    return np.nan, np.nan
+
+
+def _quantile(ci: str, df: float, level: float) -> float:
+    """The two-sided quantile of a Wald interval: normal, or t with ``df`` (NaN when df <= 0)."""
+    if ci == "normal":
+        return float(stats.norm.ppf(1 - (1 - level) / 2))
+    return float(stats.t.ppf(1 - (1 - level) / 2, df)) if np.isfinite(df) and df > 0 else np.nan
+
+
+def _ratio_ci_description(ci, level):
+    quantile = "normal quantile" if ci == "normal" else "t with design df"
+    return f"{level * 100:g}% CI: log-scale Wald (Katz), {quantile}"
+
+
 def contrast(
     table: pd.DataFrame,
     covariance: np.ndarray,
@@ -1403,8 +1466,10 @@ def contrast(
 
     As R's ``svycontrast``: ``difference`` is ``theta_1 - theta_2`` with variance
     ``V11 + V22 - 2 V12``; ``ratio`` is ``theta_1 / theta_2`` with the delta-method variance
-    ``r² (V11/theta_1² + V22/theta_2² - 2 V12/(theta_1 theta_2))`` and, by default, a t
-    interval (df = the smaller of the two cells' df). ``first``/``second`` are ``cell``
+    ``r² (V11/theta_1² + V22/theta_2² - 2 V12/(theta_1 theta_2))`` (:func:`contrast_moments`),
+    df = the smaller of the two cells' df. The difference gets the Wald interval of ``ci``; the
+    ratio the log-scale interval of :func:`ratio_interval` with the same quantile (t by
+    default), so a ratio's interval is never negative. ``first``/``second`` are ``cell``
     labels of ``table`` (from :func:`cell_means_with_covariance`).
 
     Returns
@@ -1417,22 +1482,21 @@ def contrast(
     for label in (first, second):
         if label not in cells:
             raise SurveyDesignError(f"cell {label!r} not in the table; cells are {cells[:20]}")
-    i, j = cells.index(first), cells.index(second)
-    a, b = float(table["estimate"].iloc[i]), float(table["estimate"].iloc[j])
-    v11, v22, v12 = covariance[i, i], covariance[j, j], covariance[i, j]
-    if kind == "difference":
-        estimate = a - b
-        variance = v11 + v22 - 2 * v12
-        label = f"{first} − {second}"
-    elif kind == "ratio":
-        estimate = a / b if b != 0 else np.nan
-        variance = estimate**2 * (v11 / a**2 + v22 / b**2 - 2 * v12 / (a * b)) if a and b else np.nan
-        label = f"{first} ÷ {second}"
-    else:
+    if kind not in ("difference", "ratio"):
         raise SurveyDesignError(f"kind={kind!r}; use 'difference' or 'ratio'")
-    se = math.sqrt(max(variance, 0.0)) if np.isfinite(variance) else np.nan
+    i, j = cells.index(first), cells.index(second)
+    moments = contrast_moments(float(table["estimate"].iloc[i]), float(table["estimate"].iloc[j]),
+                               covariance[i, i], covariance[j, j], covariance[i, j])
     df = float(np.nanmin(table["df"].iloc[[i, j]])) if "df" in table else np.nan
-    low, high = _confidence_interval(np.array([estimate]), np.array([se]), np.array([df]), ci, level)
+    if kind == "difference":
+        estimate, se = moments.difference, moments.difference_se
+        label = f"{first} − {second}"
+        low, high = _confidence_interval(np.array([estimate]), np.array([se]), np.array([df]), ci, level)
+    else:
+        estimate, se = moments.ratio, moments.ratio_se
+        label = f"{first} ÷ {second}"
+        low, high = ratio_interval(moments, _quantile(ci, df, level))
+        low, high = np.array([low]), np.array([high])
     row = table.iloc[[i]].copy()
     row["cell"] = label
     row["estimate"] = estimate
@@ -1442,8 +1506,9 @@ def contrast(
     row["n_unweighted"] = int(np.nanmin(table["n_unweighted"].iloc[[i, j]].astype(float)))
     row["n_weighted"] = np.nan
     method = str(table["method"].iloc[i]).split("; ")
+    interval = _ci_description(ci, level) if kind == "difference" else _ratio_ci_description(ci, level)
     row["method"] = f"{kind} of two domain estimates with their covariance (svycontrast); " + "; ".join(
-        method[1:-1] + [_ci_description(ci, level)]
+        method[1:-1] + [interval]
     )
     if "deff" in row:
         row["deff"] = np.nan
