@@ -150,7 +150,8 @@ def test_measurement_note_says_how_the_group_was_identified(tmp_path):
     run = _run(frame, tmp_path)
     note = run.measurement_note()
     assert "Washington Group Short Set, 4 of 6 domains" in note and "Planted survey" in note
-    frame.attrs["source"] = dict(frame.attrs["source"], wg_domains=6)
+    # the source's metadata travels with its Survey (built once per run, not read from frame.attrs)
+    run.survey(run.sources[0]).metadata["wg_domains"] = 6
     assert "6 of 6 domains" in run.measurement_note()
 
 

@@ -742,17 +742,17 @@ def _replicate_mean(thetas, rscales):
     return thetas[:, use].mean(axis=1)
 
 
-def design_for(frame: pd.DataFrame) -> SurveyDesign:
-    """Build the :class:`SurveyDesign` that travels with a processed frame.
+def design_for(frame: pd.DataFrame, spec: dict | None = None) -> SurveyDesign:
+    """Build the :class:`SurveyDesign` of a processed frame from its design specification.
 
-    Reads ``frame.attrs["design"]`` (see :func:`analysis.sources.load_processed`):
+    ``spec`` (default ``frame.attrs["design"]``, see :func:`analysis.sources.load_processed`):
     ``sample_type``, ``weight``, ``strata``, ``psu``, ``fpc`` (column names or None),
     ``replicate_columns``, ``replicate_method``, ``replicate_scale``, ``replicate_rscales``,
     ``fay_rho``, ``single_psu`` and optionally ``replicate_mse`` and ``nest``.
     A non-probability sample gets weight 1 per row (or its calibrated weight column) and no
     clustering: SEs then assume simple random sampling, and every result says so.
     """
-    spec = frame.attrs.get("design")
+    spec = spec if spec is not None else frame.attrs.get("design")
     if not spec:
         raise SurveyDesignError(
             "frame has no design in frame.attrs['design']; load it with "
@@ -783,6 +783,74 @@ def design_for(frame: pd.DataFrame) -> SurveyDesign:
         mse=bool(spec.get("replicate_mse", False)),
         sample_type=sample_type,
     )
+
+
+@dataclass
+class Survey:
+    """One processed source as the chapters use it: respondents, design and metadata.
+
+    Built once by :func:`analysis.sources.load_survey`; the :class:`SurveyDesign` is built on
+    first use and kept (every estimate of a run shares it, instead of rebuilding it from
+    ``frame.attrs`` each time). A partitioned (census-scale) source is never loaded: ``frame``
+    is empty with the dataset's columns and ``partitioned`` says where its files are
+    (:class:`analysis.sources.partitioned.PartitionedSource`).
+
+    Attributes
+    ----------
+    frame : DataFrame
+        One row per respondent (harmonised columns), for the run's country when it has one.
+    design_spec : dict or None
+        The design's columns and options (see :func:`design_for`); None for tables that are not
+        respondent-level (aggregates, margins).
+    metadata : dict
+        The source card's metadata (``id``, ``title``, ``kind``, ``synthetic``, ``collection_period``, ...).
+    partitioned : object or None
+        The partitioned dataset, for sources estimated from partition sums.
+    engine : dict
+        ``{"engine": ..., "scheduler": ...}`` for partitioned sources.
+    """
+
+    frame: pd.DataFrame
+    design_spec: dict | None
+    metadata: dict = field(default_factory=dict)
+    partitioned: object | None = None
+    engine: dict = field(default_factory=dict)
+    _design: SurveyDesign | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> Survey:
+        """A Survey from a frame carrying its design and metadata in ``attrs`` (the processed
+        tables' on-disk form, :func:`analysis.sources.load_processed`)."""
+        return cls(frame, frame.attrs.get("design"), dict(frame.attrs.get("source") or {}),
+                   frame.attrs.get("partitioned"), dict(frame.attrs.get("engine") or {}))
+
+    @property
+    def id(self) -> str:
+        return str(self.metadata.get("id") or "")
+
+    @property
+    def respondent_level(self) -> bool:
+        """True for microdata (a design), False for aggregates and margins."""
+        return self.design_spec is not None
+
+    @property
+    def design(self) -> SurveyDesign:
+        """The survey design of :attr:`frame`, built once (:func:`design_for`)."""
+        if self._design is None:
+            if self.partitioned is not None:
+                raise SurveyDesignError(f"source {self.id!r} is partitioned: estimate it from partition "
+                                        "sums (analysis.survey_sums), not in memory")
+            self._design = design_for(self.frame, self.design_spec)
+        return self._design
+
+    def with_frame(self, frame: pd.DataFrame, same_rows: bool = False) -> Survey:
+        """The same source with another frame (a subset, or extra columns). ``same_rows``: the
+        frame has exactly this survey's rows in the same order (columns added or recoded), so
+        the design already built is kept; otherwise it is built anew for the new rows."""
+        out = Survey(frame, self.design_spec, self.metadata, self.partitioned, self.engine,
+                     self._design if same_rows else None)
+        out.frame.attrs.update(self.frame.attrs)
+        return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from analysis.schema import (
     load_groups,
     load_indicators,
 )
+from analysis.survey import Survey
 from analysis.text import lower_first, text
 
 #: Name of the column that marks a run's group ("group") and its reference ("reference").
@@ -71,6 +72,9 @@ class ChapterRun:
     dimensions: dict = field(default_factory=dict)
     #: Which dimensions each chapter uses (``uses:`` of ``params/groups.yml``).
     uses: DimensionUses = field(default_factory=load_dimension_uses)
+    #: Each source as one :class:`analysis.survey.Survey` (frame, design built once, metadata);
+    #: ``frames`` holds their frames (a frame given without its Survey gets one from its attrs).
+    surveys: dict[str, Survey] = field(default_factory=dict)
 
     def __post_init__(self):
         # What the run reads of the catalogue is recorded (catalogue_reads.json in its output
@@ -85,6 +89,19 @@ class ChapterRun:
                  if isinstance(getattr(self, name, None), hashing.TrackedCatalogue)}
         if self.output_dir.is_dir():
             (self.output_dir / hashing.CATALOGUE_READS_FILE).write_text(json.dumps(reads, sort_keys=True))
+
+    def survey(self, source: str) -> Survey:
+        """The :class:`analysis.survey.Survey` of ``source`` (its frame is ``frames[source]``)."""
+        survey = self.surveys.get(source)
+        frame = self.frames[source]
+        if survey is None or survey.frame is not frame:
+            survey = self.surveys[source] = Survey.from_frame(frame)
+        return survey
+
+    def design(self, source: str):
+        """The survey design of ``source`` in this run, built once for every estimate of the run
+        (the frame's rows: a column added, e.g. :func:`with_comparison`, keeps it valid)."""
+        return self.survey(source).design
 
     @property
     def profile_dimensions(self) -> tuple[str, ...]:
@@ -117,15 +134,14 @@ class ChapterRun:
     @property
     def synthetic(self) -> bool:
         """True when any source of the run is synthetic (figures then say so)."""
-        return any(bool((f.attrs.get("source") or {}).get("synthetic")) for f in self.frames.values())
+        return any(bool(self.survey(s).metadata.get("synthetic")) for s in self.frames)
 
     def source_title(self, source: str) -> str:
-        meta = self.frames[source].attrs.get("source") or {}
-        return str(meta.get("title") or source)
+        return str(self.survey(source).metadata.get("title") or source)
 
     def source_period(self, source: str) -> str:
         """"collected 2021-03-01 to 2021-05-31" from the source's collection period, or ""."""
-        period = (self.frames[source].attrs.get("source") or {}).get("collection_period") or {}
+        period = self.survey(source).metadata.get("collection_period") or {}
         if not period.get("start") or not period.get("end"):
             return ""
         return text("common.period", start=period["start"], end=period["end"])
@@ -155,7 +171,7 @@ class ChapterRun:
         """
         frame = self.frames[source]
         answered = [c for c in WG_DOMAINS if c in frame and frame[c].notna().any()]
-        return describe_measurement(source, dimension, frame.attrs.get("source") or {}, answered)
+        return describe_measurement(source, dimension, self.survey(source).metadata, answered)
 
     def measurement_note(self) -> str:
         """"How the group was measured: disability: Washington Group Short Set, 4 of 6 domains
@@ -236,11 +252,11 @@ class ChapterRun:
 
     def indicators_in(self, source: str) -> list[str]:
         """Catalogue indicators that ``source`` measures in this country (a column with data)."""
-        frame = self.frames[source]
-        if "partitioned" in frame.attrs:  # a partitioned source: counts from its ingest
-            from analysis.chapters import at_scale
-
-            return at_scale.indicators_in(self, source)
+        survey = self.survey(source)
+        if survey.partitioned is not None:  # a partitioned source: counts recorded at its ingest
+            counts = survey.partitioned.indicator_counts
+            return [i for i in self.indicators if counts.get(i, 0) > 0]
+        frame = survey.frame
         return [i for i in self.indicators if i in frame.columns and frame[i].notna().any()]
 
 
@@ -372,7 +388,7 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
         ``output_dir`` that is another run's folder.
     """
     from analysis.disclosure import pool_free_categories
-    from analysis.sources import load_processed
+    from analysis.sources import SourceNotInScope, load_survey
 
     names = [source] if source else list(sources or [])
     if not names:
@@ -382,27 +398,22 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
     uses = load_dimension_uses()
     if group and group not in groups:
         raise ChapterError(f"chapter {chapter}: unknown group '{group}'; groups are: {', '.join(groups)}")
-    frames: dict[str, pd.DataFrame] = {}
+    surveys: dict[str, Survey] = {}
     for name in names:
-        from analysis.chapters import at_scale
-
-        frame = at_scale.partitioned_frame(name, processed_dir, country, engine, scheduler)
-        if frame is not None:
-            frames[name] = frame
+        try:
+            survey = load_survey(name, processed_dir, country, engine, scheduler)
+        except SourceNotInScope as exc:
+            raise ChapterError(str(exc)) from None
+        if survey.partitioned is not None:
+            surveys[name] = survey
             continue
-        frame = load_processed(name, processed_dir)
-        if frame.attrs.get("design") is None:
+        if not survey.respondent_level:
             continue  # aggregates / margins: not respondent-level data
-        if country and country != "all":
-            attrs = dict(frame.attrs)
-            present = sorted(frame["country"].dropna().astype(str).unique())
-            frame = frame[frame["country"].astype("string") == country].reset_index(drop=True)
-            frame.attrs.update(attrs)
-            if frame.empty:
-                raise ChapterError(f"source '{name}' has no rows for country '{country}'; "
-                                   f"its countries are: {', '.join(present)}")
-        # Only catalogue categories become labels: free-coded ones are pooled before any estimate.
-        frames[name] = pool_free_categories(frame, dimensions, uses.profile)
+        # Only catalogue categories become labels: free-coded ones are pooled before any estimate
+        # (the same respondents, so the design is the survey's).
+        pooled = pool_free_categories(survey.frame, dimensions, uses.profile)
+        surveys[name] = survey.with_frame(pooled, same_rows=True) if pooled is not survey.frame else survey
+    frames = {name: survey.frame for name, survey in surveys.items()}
     if not frames:
         raise ChapterError(f"chapter {chapter}: none of {names} is respondent-level (microdata)")
     figures.use_house_style()
@@ -411,7 +422,7 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
     return ChapterRun(chapter=chapter, group_id=group, country=country, sources=list(frames),
                       output_dir=output_dir, processed_dir=Path(processed_dir) if processed_dir else None,
                       frames=frames, indicators=load_indicators(), groups=groups,
-                      dimensions=dimensions, uses=uses)
+                      dimensions=dimensions, uses=uses, surveys=surveys)
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,7 +507,7 @@ def protect(run: ChapterRun, table: pd.DataFrame, name: str = "table") -> pd.Dat
 
     # A partitioned (census-scale) source is never in memory, so no plan is computed for it: its
     # rows get primary and within-table secondary suppression (a known gap: docs/disclosure.md).
-    partitioned = {s for s, f in run.frames.items() if "partitioned" in f.attrs}
+    partitioned = {s for s in run.frames if run.survey(s).partitioned is not None}
     in_memory = {s: f for s, f in run.frames.items() if s not in partitioned}
     protected = protect_table(table, frames=in_memory, indicators=run.indicators, groups=run.groups,
                               name=f"{run.chapter} {name}")

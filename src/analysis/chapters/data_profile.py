@@ -31,7 +31,7 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
     coverage, availability, missing = [], [], []
     yes, no, withheld = text("common.yes"), text("common.no"), text("data_profile.withheld")
     for source, frame in run.frames.items():
-        design = frame.attrs.get("design") or {}
+        design = run.survey(source).design_spec or {}
         weight = design.get("weight")
         flag = slice_flag(frame)
         small = flag == "suppressed"  # a slice below the threshold: no numbers at all
@@ -44,7 +44,7 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
             "sample_type": str(design.get("sample_type") or ""),
             "weighted_total": (withheld if small else
                                f"{frame[weight].sum():,.0f}" if weight and weight in frame else ""),
-            "synthetic": yes if (frame.attrs.get("source") or {}).get("synthetic") else no,
+            "synthetic": yes if run.survey(source).metadata.get("synthetic") else no,
             "note": slice_note(flag),
         })
         dimension_labels = {d: run.dimensions[d].label for d in run.dimensions}
@@ -123,7 +123,7 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
     missing the dimension are excluded from its denominator. Suppressed per disclosure rules.
     """
     from analysis.disclosure_model import positive_weight_rows
-    from analysis.survey import design_for, estimate_by
+    from analysis.survey import estimate_by
 
     frame = run.frames[source]
     dimensions = [d for d in run.profile_dimensions
@@ -131,13 +131,13 @@ def composition(run: ChapterRun, source: str) -> pd.DataFrame:
     parts = []
     if dimensions:
         work = frame
-        estimates = estimate_by(work, design_for(work), dimensions, by=[], margins=True,
+        estimates = estimate_by(work, run.design(source), dimensions, by=[], margins=True,
                                 statistic="proportion", source=source, country=run.country)
         names = estimates["indicator"].astype(str).str.split("=", n=1)
         estimates = estimates.assign(breakdown=names.str[0], cell=names.str[1], indicator="composition")
         # Disclosure counts the people IN the category (the numerator), not the denominator,
         # and only respondents with a positive weight (a zero-weight row is nobody's estimate).
-        counted = positive_weight_rows(work, (work.attrs.get("design") or {}).get("weight"))
+        counted = positive_weight_rows(work, (run.survey(source).design_spec or {}).get("weight"))
         estimates["n_unweighted"] = [int(((work[d] == c).fillna(False).to_numpy(bool) & counted).sum())
                                      for d, c in zip(estimates["breakdown"], estimates["cell"])]
         parts.append(in_catalogue_order(run, estimates))
@@ -171,7 +171,6 @@ def composition_vs_margins(run: ChapterRun) -> pd.DataFrame:
     covers (a youth survey is compared with the young population). Empty without margins.
     """
     from analysis import weighting
-    from analysis.survey import design_for
 
     margins = population_margins(run.processed_dir, run.country)
     rows = []
@@ -185,7 +184,7 @@ def composition_vs_margins(run: ChapterRun) -> pd.DataFrame:
             present = set(frame[column].dropna().astype(str))
             counts = margins.groupby(margins[column].astype(str))["population"].sum()
             one_way[column] = counts[counts.index.isin(present)]
-        design = design_for(frame)
+        design = run.design(source)
         table = weighting.weighting_diagnostics(frame, one_way, design, design)
         labels = category_labels(run)
         if "admin1" in frame:  # area codes are shown by their Natural Earth names

@@ -33,15 +33,13 @@ def load_boundaries(level: str = "admin1", country: str | None = None):
 
 def admin1_estimates(run: ChapterRun) -> pd.DataFrame:
     """Group and reference estimates of every percent indicator in every admin1 area, suppressed."""
-    from analysis.survey import design_for
-
     parts = []
     for source in run.sources:
         indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
         frame = with_comparison(run, source)
         if not indicators or frame["admin1_code"].notna().sum() == 0:
             continue
-        parts.append(estimate_indicators(run, frame, design_for(frame), indicators, by=["admin1_code", COMPARISON],
+        parts.append(estimate_indicators(run, frame, run.design(source), indicators, by=["admin1_code", COMPARISON],
                                  margins=False, source=source, country=run.country, group=run.group_id))
     return protect(run, tables.stack(parts), "area estimates")
 
@@ -57,7 +55,7 @@ def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
     """
     from analysis import gaps
     from analysis.disclosure import suppress_derived
-    from analysis.survey import cell_means_with_covariance, design_for
+    from analysis.survey import cell_means_with_covariance
 
     if estimates.empty:
         return tables.empty_result()
@@ -66,7 +64,7 @@ def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
         if not (estimates["source"] == source).any():
             continue
         frame = with_comparison(run, source)
-        design = design_for(frame)
+        design = run.design(source)
         for indicator in sorted(set(estimates.loc[estimates["source"] == source, "indicator"].astype(str)),
                                 key=list(run.indicators).index):
             cells, covariance = cell_means_with_covariance(frame, design, indicator, ["admin1_code", COMPARISON],

@@ -25,6 +25,25 @@ def with_comparison(run: ChapterRun, source: str) -> pd.DataFrame:
     return out
 
 
+def per_source(run: ChapterRun, in_memory, partitioned) -> list[pd.DataFrame]:
+    """One table per source of the run that measures any indicator: ``partitioned(run, source)``
+    for a partitioned source (partition sums on DuckDB or Dask, :mod:`analysis.chapters.at_scale`),
+    ``in_memory(source, indicators)`` for the others (the loop the group profile's estimates and
+    gaps share)."""
+    from analysis.chapters import at_scale
+
+    parts = []
+    for source in run.sources:
+        indicators = run.indicators_in(source)
+        if not indicators:
+            continue
+        if at_scale.is_partitioned(run, source):
+            parts.append(partitioned(run, source))
+        else:
+            parts.append(in_memory(source, indicators))
+    return parts
+
+
 def group_estimates(run: ChapterRun) -> pd.DataFrame:
     """Every indicator for the group and its reference, per source, suppressed (result schema).
 
@@ -33,21 +52,14 @@ def group_estimates(run: ChapterRun) -> pd.DataFrame:
     :data:`COMPARISON` with cells "group" and "reference".
     """
     from analysis.chapters import at_scale
-    from analysis.survey import design_for
 
-    parts = []
-    for source in run.sources:
-        indicators = run.indicators_in(source)
-        if not indicators:
-            continue
-        if at_scale.is_partitioned(run, source):  # partition sums on Dask or DuckDB
-            parts.append(at_scale.group_estimates(run, source))
-            continue
-        frame = with_comparison(run, source)
-        estimates = estimate_indicators(run, frame, design_for(frame), indicators, by=[COMPARISON], margins=False,
-                                statistic="mean", source=source, country=run.country, group=run.group_id)
-        parts.append(estimates[estimates["cell"].isin(["group", "reference"])])
-    return protect(run, tables.stack(parts), "group estimates")
+    def in_memory(source, indicators):
+        estimates = estimate_indicators(run, with_comparison(run, source), run.design(source), indicators,
+                                        by=[COMPARISON], margins=False, statistic="mean",
+                                        source=source, country=run.country, group=run.group_id)
+        return estimates[estimates["cell"].isin(["group", "reference"])]
+
+    return protect(run, tables.stack(per_source(run, in_memory, at_scale.group_estimates)), "group estimates")
 
 
 def group_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
@@ -60,19 +72,12 @@ def group_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
     from analysis import gaps
     from analysis.chapters import at_scale
     from analysis.disclosure import suppress_derived
-    from analysis.survey import design_for
 
-    parts = []
-    for source in run.sources:
-        indicators = run.indicators_in(source)
-        if not indicators:
-            continue
-        if at_scale.is_partitioned(run, source):  # partition sums on Dask or DuckDB
-            parts.append(at_scale.group_gaps(run, source))
-            continue
-        frame = run.frames[source]
-        parts.append(gaps.group_gaps(frame, design_for(frame), run.group, indicators,
-                                     source=source, country=run.country))
+    def in_memory(source, indicators):
+        return gaps.group_gaps(run.frames[source], run.design(source), run.group, indicators,
+                               source=source, country=run.country)
+
+    parts = per_source(run, in_memory, at_scale.group_gaps)
     if not parts:
         return tables.empty_result()
     measures = pd.concat(parts, ignore_index=True)

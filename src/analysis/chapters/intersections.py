@@ -20,13 +20,12 @@ from analysis.text import text
 def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
     """Every percent indicator for the group and its reference within each category of every other
     dimension (``comparison × <dimension>``), design-based, suppressed."""
-    from analysis.survey import design_for
 
     parts = []
     for source in run.sources:
         indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
         frame = with_comparison(run, source)
-        design = design_for(frame)
+        design = run.design(source)
         for dimension in run.intersection_dimensions:
             if dimension == run.group.dimension or dimension not in frame or frame[dimension].nunique() < 2:
                 continue
@@ -84,7 +83,6 @@ def intersection_measures(run: ChapterRun) -> pd.DataFrame:
     suppress the measures.
     """
     from analysis import gaps
-    from analysis.survey import design_for
 
     parts = []
     for source in run.sources:
@@ -98,7 +96,7 @@ def intersection_measures(run: ChapterRun) -> pd.DataFrame:
                 continue
             work = frame.assign(**{other.id: marks})
             work.attrs.update(frame.attrs)
-            design = design_for(work)
+            design = run.design(source)  # the same respondents: the run's design
             for indicator in indicators:
                 table = gaps.intersectional_disparities(
                     work, design, indicator, [COMPARISON, other.id], ["group", "group"], ["reference", "reference"],

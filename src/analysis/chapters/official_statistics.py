@@ -138,7 +138,6 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
     as the official row; both are kept in the result schema with ``method`` saying which is which.
     Each official row appears once, however many CSO sources the country has.
     """
-    from analysis.survey import design_for
 
     parts = []
     for table in official.values():
@@ -152,7 +151,7 @@ def official_comparison(run: ChapterRun, official: dict[str, pd.DataFrame]) -> p
                 wanted = sorted(set(table.loc[table["breakdown"] == breakdown, "indicator"]) & set(run.indicators_in(source)))
                 if not wanted:
                     continue
-                cso = estimate_indicators(run, frame, design_for(frame), wanted, by=dims, margins=False,
+                cso = estimate_indicators(run, frame, run.design(source), wanted, by=dims, margins=False,
                                   source=source, country=run.country)
                 if not dims:
                     cso = cso.assign(breakdown="all", cell="all")
@@ -212,10 +211,10 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     parts, diagnostics = [], []
     for source, frame in run.frames.items():
         indicators = [i for i in run.indicators_in(source) if i in run.percent_indicators]
-        weight = (frame.attrs.get("design") or {}).get("weight")
+        weight = (run.survey(source).design_spec or {}).get("weight")
         if not indicators or not weight:
             continue
-        own = design_for(frame)
+        own = run.design(source)
         by = [c for c in run.weighting_columns if margins is not None and c in margins and c in frame
               and frame[c].notna().all()]
         note = ""

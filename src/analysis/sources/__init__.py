@@ -55,4 +55,59 @@ def load_processed(source: str, processed_dir: Path | str | None = None) -> pd.D
     return drop_withdrawn(frame, source, path.parent)
 
 
-__all__ = ["METADATA_KEY", "ProcessedNotFound", "load_processed", "processed_path"]
+class SourceNotInScope(ValueError):
+    """A source has no rows for the country a run asks for (one-line message)."""
+
+
+#: Engine used for partitioned sources when a run does not name one.
+DEFAULT_ENGINE = "duckdb"
+
+
+def load_survey(source: str, processed_dir: Path | str | None = None, country: str | None = None,
+                engine: str | None = None, scheduler: str | None = None):
+    """The processed source ``source`` as one :class:`analysis.survey.Survey` (frame, design,
+    metadata), for ``country`` (ISO3) unless it is None or "all".
+
+    A source ingested as a partitioned dataset (:mod:`analysis.sources.partitioned`) is not
+    loaded: its Survey has an empty frame with the dataset's columns and the dataset itself
+    (estimated from partition sums on ``engine``: "duckdb", default, or "dask" on
+    ``scheduler``). A country's respondents are kept as they are: countries are sampled
+    independently (strata of the design), so the subset's design is the country's own.
+
+    Raises
+    ------
+    ProcessedNotFound
+        No processed table for the source.
+    SourceNotInScope
+        The source has no rows for ``country`` (the message lists its countries).
+    """
+    from analysis.sources import partitioned
+    from analysis.survey import Survey
+
+    in_country = country and country != "all"
+    if partitioned.is_partitioned(source, processed_dir):
+        data = partitioned.load_partitioned(source, processed_dir)
+        if in_country and country not in data.countries:
+            raise SourceNotInScope(f"source '{source}' has no rows for country '{country}'; its countries "
+                                   f"are: {', '.join(data.countries)}")
+        if not data.files:
+            raise ProcessedNotFound(f"source '{source}': {data.path} holds no Parquet partitions; "
+                                    f"run `python -m analysis ingest {source} --force`")
+        frame = pq.read_schema(data.files[0]).empty_table().to_pandas()
+        engine_spec = {"engine": engine or DEFAULT_ENGINE, "scheduler": scheduler}
+        frame.attrs.update(design=data.design, source=data.source, partitioned=data, engine=engine_spec)
+        return Survey(frame, data.design, dict(data.source or {}), data, engine_spec)
+    frame = load_processed(source, processed_dir)
+    if in_country and frame.attrs.get("design") is not None:
+        attrs = dict(frame.attrs)
+        present = sorted(frame["country"].dropna().astype(str).unique())
+        frame = frame[frame["country"].astype("string") == country].reset_index(drop=True)
+        frame.attrs.update(attrs)
+        if frame.empty:
+            raise SourceNotInScope(f"source '{source}' has no rows for country '{country}'; "
+                                   f"its countries are: {', '.join(present)}")
+    return Survey.from_frame(frame)
+
+
+__all__ = ["DEFAULT_ENGINE", "METADATA_KEY", "ProcessedNotFound", "SourceNotInScope", "load_processed",
+           "load_survey", "processed_path"]
