@@ -103,10 +103,9 @@ def test_catalogue_digest_moves_only_with_the_entries_read():
     assert hashing.catalogue_digest(before, reads_older) != hashing.catalogue_digest(grown, reads_older)
 
 
-def test_the_project_has_no_import_cycles():
-    """No two project modules import each other at module level, directly or through others
-    (such a cycle makes import order matter). Imports inside functions are late binding by
-    choice (a card kind dispatching to its reader) and are not counted."""
+def _import_graph(module_level_only: bool) -> dict[str, set[str]]:
+    """Project module -> the project modules it imports (at module level only, or anywhere,
+    imports inside functions included)."""
     import ast
 
     src = config.SRC_DIR
@@ -114,11 +113,46 @@ def test_the_project_has_no_import_cycles():
     for path in src.rglob("*.py"):
         name = hashing._module_name(path, src)
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        top_level = ast.Module(body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))],
-                               type_ignores=[])
-        imported = hashing._imported_modules(top_level, name, path.name == "__init__.py", src)
+        if module_level_only:
+            tree = ast.Module(body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))],
+                              type_ignores=[])
+        imported = hashing._imported_modules(tree, name, path.name == "__init__.py", src)
         # a module importing its own package's __init__ (or a parent package) is not a cycle
         graph[name] = {m for m in imported if m != name and not name.startswith(m + ".")}
+    return graph
+
+
+#: Function-level import cycles the issue did not name, owned by other work (the card kinds
+#: dispatching to their readers; ingest and its partitioned path; the in-memory and partition-sum
+#: estimators). Each is a pair of modules that import each other inside functions.
+KNOWN_FUNCTION_LEVEL_CYCLES = {
+    frozenset({"analysis.survey", "analysis.survey_sums"}),
+    frozenset({"analysis.sources.ingest", "analysis.sources.partitioned"}),
+    frozenset({"analysis.sources.readers", "analysis.sources.row_filter"}),
+    frozenset({"analysis.sources.card", "analysis.sources.studies"}),
+    frozenset({"analysis.sources.card", "analysis.sources.coding"}),
+}
+
+
+def test_no_two_modules_import_each_other_even_inside_functions():
+    """Issue 12: demo <-> demo_evidence and chapters.common <-> chapters.at_scale imported each
+    other inside functions (late binding hiding a dependency loop). No pair of project modules
+    imports each other anywhere, apart from the listed cycles of other modules (which this test
+    also keeps from growing)."""
+    graph = _import_graph(module_level_only=False)
+    pairs = {frozenset({a, b}) for a in graph for b in graph[a] if a in graph.get(b, ())}
+    new = sorted(" <-> ".join(sorted(p)) for p in pairs - KNOWN_FUNCTION_LEVEL_CYCLES)
+    assert not new, "modules importing each other: " + "; ".join(new)
+    for pair in ({"analysis.demo", "analysis.demo_evidence"},
+                 {"analysis.chapters.common", "analysis.chapters.at_scale"}):
+        assert frozenset(pair) not in pairs
+
+
+def test_the_project_has_no_import_cycles():
+    """No two project modules import each other at module level, directly or through others
+    (such a cycle makes import order matter). Imports inside functions: see
+    :func:`test_no_two_modules_import_each_other_even_inside_functions`."""
+    graph = _import_graph(module_level_only=True)
     cycles, state = [], {}
 
     def visit(node, stack):
