@@ -128,3 +128,19 @@ def test_excel_writes_strings_as_strings_never_formulas(tmp_path):
     estimate = sheet.cell(row=2, column=header.index("estimate") + 1)
     assert estimate.value == -3.2 and estimate.data_type == "n"
     assert workbook["About"]["C2"].value == "=cmd|' /C calc'!A0" and workbook["About"]["C2"].data_type == "s"
+
+
+def test_label_stamps_identity_once_and_keeps_what_it_is_not_given():
+    """Issue 12: estimators no longer carry the report's identity columns; tables.label stamps them."""
+    from analysis.survey import SurveyDesign, estimate_by
+
+    frame = pd.DataFrame({"y": [0.0, 1.0, 1.0, 0.0], "w": [1.0, 2.0, 1.0, 2.0]})
+    estimates = estimate_by(frame, SurveyDesign.from_frame(frame, weight="w"), "y")
+    assert estimates[["source", "country", "group"]].isna().all().all()
+    labelled = tables.label(estimates, source="demo", country="KEN")
+    assert (labelled["source"] == "demo").all() and (labelled["country"] == "KEN").all()
+    assert labelled["group"].isna().all() and labelled["estimate"].equals(estimates["estimate"])
+    again = tables.label(labelled, group="women")
+    assert (again["source"] == "demo").all() and (again["group"] == "women").all()
+    assert str(again["group"].dtype) == "string"
+    assert set(tables.IDENTITY_COLUMNS) == {"source", "country", "group"}

@@ -34,6 +34,7 @@ from scipy.special import expit
 
 from analysis.survey import contrast_moments, ratio_interval
 from analysis.tables import CELL_SEPARATOR, NUMERIC_COLUMNS, conform, join_cell
+from analysis.tables import label as label_identity
 
 #: Direction values of the indicator catalogue.
 DIRECTIONS = ("higher_is_worse", "higher_is_better")
@@ -420,13 +421,10 @@ def group_gaps(
         table["indicator"] = indicator
         out = gaps_from_estimates(table, "group", "reference", covariance,
                                   direction=direction, level=level, disclosure=disclosure)  # fmt: skip
-        out["group"] = group.id
         out["breakdown"] = group.dimension
         out["cell"] = f"{'+'.join(group.members)} vs {_reference_label(group)}"
-        out["source"] = source if source is not None else out["source"]
-        out["country"] = country if country is not None else out["country"]
         out["n_outside"] = n_outside
-        pieces.append(out)
+        pieces.append(label_identity(out, source=source, country=country, group=group.id))
     return pd.concat(pieces, ignore_index=True)
 
 

@@ -55,7 +55,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special, stats
 
-from analysis.tables import RESULT_COLUMNS, join_cell
+from analysis.tables import IDENTITY_COLUMNS, RESULT_COLUMNS, join_cell
+from analysis.tables import label as label_identity
 
 #: R's ``survey.lonely.psu`` options we offer ("remove" behaves as "certainty" in R).
 SINGLE_PSU_OPTIONS: tuple[str, ...] = ("fail", "adjust", "average", "certainty", "remove")
@@ -1390,17 +1391,17 @@ def _assemble(parts: list[dict], method, source, country, group) -> pd.DataFrame
     n = len(columns["estimate"])
     out = {}
     for name in RESULT_COLUMNS + DIAGNOSTIC_COLUMNS:
-        if name in ("source", "country", "group", "flag", "method"):
-            value = {"source": source, "country": country, "group": group, "flag": "ok",
-                     "method": method}[name]
-            out[name] = pd.array([value] * n, dtype="string")
+        if name in IDENTITY_COLUMNS:
+            out[name] = pd.array([pd.NA] * n, dtype="string")  # stamped once, by tables.label
+        elif name in ("flag", "method"):
+            out[name] = pd.array([{"flag": "ok", "method": method}[name]] * n, dtype="string")
         elif name in ("indicator", "breakdown", "cell"):
             out[name] = pd.array(columns[name], dtype="string")
         elif name == "n_unweighted":
             out[name] = pd.array(columns[name], dtype="Int64")
         else:
             out[name] = columns[name]
-    return pd.DataFrame(out)
+    return label_identity(pd.DataFrame(out), source=source, country=country, group=group)
 
 
 def _result_frame(cells, label, result, ci_type, level, method, source, country, group):

@@ -71,6 +71,25 @@ def empty_result() -> pd.DataFrame:
     return conform(pd.DataFrame(columns=RESULT_COLUMNS))
 
 
+#: The columns that say which report row an estimate belongs to. Estimators leave them empty;
+#: :func:`label` stamps them once, where a chapter places its estimates in the report.
+IDENTITY_COLUMNS: tuple[str, ...] = ("source", "country", "group")
+
+
+def label(table: pd.DataFrame, *, source=None, country=None, group=None) -> pd.DataFrame:
+    """``table`` with its identity columns (:data:`IDENTITY_COLUMNS`) set: ``source``,
+    ``country`` and ``group`` given (not None) fill the whole column; the others are kept as
+    they are (NA when the column is absent). Returns a copy; the rows are unchanged.
+    """
+    out = table.copy()
+    for column, value in (("source", source), ("country", country), ("group", group)):
+        if value is not None:
+            out[column] = pd.array([str(value)] * len(out), dtype="string")
+        elif column not in out.columns:
+            out[column] = pd.array([pd.NA] * len(out), dtype="string")
+    return out
+
+
 def join_cell(values) -> str:
     """Join the categories (or dimension names) of one cell into a single label.
 

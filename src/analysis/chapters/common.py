@@ -433,13 +433,15 @@ def start_run(chapter: str, group: str | None = None, country: str | None = None
 DEGENERATE_MARK = tables.DEGENERATE_MARK
 
 
-def estimate_indicators(run: ChapterRun, frame: pd.DataFrame, design, indicators, **kwargs) -> pd.DataFrame:
+def estimate_indicators(run: ChapterRun, frame: pd.DataFrame, design, indicators, *, source=None,
+                        country=None, group=None, **kwargs) -> pd.DataFrame:
     """:func:`analysis.survey.estimate_by` with the interval each indicator's scale needs.
 
     Percent indicators (0/1) get logit-scale intervals, back-transformed (as R's
     ``svyciprop(method = "logit")``), so no interval leaves [0, 1]; means and counts keep the
     t interval with design degrees of freedom. The estimates themselves are the same weighted
-    (Hájek) means either way.
+    (Hájek) means either way. ``source``, ``country`` and ``group`` are the rows' identity in the
+    report, stamped once on the result (:func:`analysis.tables.label`), not carried by the estimator.
     """
     from analysis.survey import estimate_by
 
@@ -456,7 +458,8 @@ def estimate_indicators(run: ChapterRun, frame: pd.DataFrame, design, indicators
     # back in the order asked for (indicator by indicator), as one estimate_by call would give
     order = {name: i for i, name in enumerate(indicators)}
     rank = out["indicator"].astype(str).str.split("=", n=1).str[0].map(order)
-    return out.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
+    out = out.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
+    return tables.label(out, source=source, country=country, group=group)
 
 
 def flag_degenerate_intervals(table: pd.DataFrame, percent_indicators=()) -> pd.DataFrame:
