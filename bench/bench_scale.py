@@ -193,14 +193,25 @@ def run_engine(engine: str, data: Path, out: Path, duckdb_memory: str) -> None:
         else:
             loaded = 0.0
             result = estimate_by_sums(files, spec, INDICATORS, by=DIMENSIONS, engine="chunks",
-                                      chunk_rows=FILE_ROWS)
+                                      chunk_rows=FILE_ROWS, threads=2)
         seconds = time.perf_counter() - start
         if engine == "dask":  # a cluster is started once and reused: its start-up is apart
             seconds -= loaded
     result[["indicator", "breakdown", "cell", "estimate", "se", "n_unweighted"]].to_csv(
         out.with_suffix(".csv"), index=False)
     out.write_text(json.dumps({"engine": engine, "seconds": seconds, "setup_seconds": loaded,
-                               "peak_gb": memory.peak / 1e9, "rows_out": len(result)}))
+                               "cpu_seconds": cpu_seconds(), "peak_gb": memory.peak / 1e9,
+                               "rows_out": len(result)}))
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children: on a shared machine
+    wall time depends on the load, CPU time much less."""
+    import resource
+
+    own, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                     resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 R_SCRIPT = r"""
@@ -228,8 +239,26 @@ cat(sprintf('{"read_seconds": %f, "seconds": %f}\n', t_read, t_est), file = args
 """
 
 
+def first_rows(root: Path, rows: int, sizes: list[int]) -> Path:
+    """A folder linking the files of the first ``rows`` rows of the smallest benchmarked data
+    set that has them (R and our engines then read the same respondents); a data set of its
+    own when ``rows`` is not a multiple of the file size or exceeds every size."""
+    larger = [n for n in sizes if n >= rows]
+    if rows % FILE_ROWS or not larger:
+        return write_data(root / f"rows_{rows}", rows)
+    source = write_data(root / f"rows_{min(larger)}", min(larger))
+    folder = root / f"first_{rows}_of_{min(larger)}"
+    folder.mkdir(exist_ok=True)
+    for k in range(rows // FILE_ROWS):
+        link = folder / f"part-{k:05d}.parquet"
+        if not link.exists():
+            link.symlink_to(source / link.name)
+    return folder
+
+
 def run_r(data: Path, rows: int, folder: Path, timeout: float) -> dict:
-    """R's svrepdesign + svyby on the first ``rows`` rows (exported to CSV); None if skipped."""
+    """R's svrepdesign + svyby on the first ``rows`` rows of ``data`` (exported to CSV): its
+    times, CPU time and peak resident memory, and its table; ``skipped`` says why not."""
     if not shutil.which("Rscript"):
         return {"skipped": "Rscript not found (apt-get install r-cran-survey)"}
     check = subprocess.run(["Rscript", "-e", "library(survey)"], capture_output=True, text=True,
@@ -244,17 +273,32 @@ def run_r(data: Path, rows: int, folder: Path, timeout: float) -> dict:
     script = folder / "bench_scale.R"
     script.write_text(R_SCRIPT)
     out_csv, out_json = folder / f"r_{rows}_result.csv", folder / f"r_{rows}.json"
+    del table
+    import psutil
+
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(["Rscript", str(script), str(csv), str(out_csv), str(out_json)],
-                              capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"skipped": f"did not finish in {timeout:.0f} s at {rows:,} rows", "rows": rows}
+    proc = psutil.Popen(["Rscript", str(script), str(csv), str(out_csv), str(out_json)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak, cpu = 0, 0.0
+    while proc.poll() is None:
+        if time.perf_counter() - start > timeout:
+            proc.kill()
+            proc.wait()
+            return {"skipped": f"did not finish in {timeout:.0f} s at {rows:,} rows", "rows": rows}
+        try:
+            peak = max(peak, proc.memory_info().rss)
+            times = proc.cpu_times()
+            cpu = times.user + times.system
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
     if proc.returncode:
-        return {"skipped": f"R failed: {proc.stderr.strip().splitlines()[-1:]}", "rows": rows}
+        return {"skipped": f"R failed: {proc.stderr.read().strip().splitlines()[-1:]}",
+                "rows": rows}
     timing = json.loads(out_json.read_text())
     return {"rows": rows, "seconds": timing["seconds"], "read_seconds": timing["read_seconds"],
-            "wall": time.perf_counter() - start, "result": pd.read_csv(out_csv)}
+            "wall": time.perf_counter() - start, "peak_gb": peak / 1e9, "cpu_seconds": cpu,
+            "result": pd.read_csv(out_csv)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,8 +381,8 @@ def main(argv=None) -> int:
                 results[engine] = info
                 setup = (f"   (+{info['setup_seconds']:.0f} s cluster start-up)"
                          if engine == "dask" else "")
-                print(f"  {engine:7s} {info['seconds']:8.1f} s   peak {info['peak_gb']:5.2f} GB{setup}",
-                      flush=True)
+                print(f"  {engine:7s} {info['seconds']:8.1f} s   cpu {info['cpu_seconds']:7.1f} s   "
+                      f"peak {info['peak_gb']:5.2f} GB{setup}", flush=True)
             reference_name = "pandas" if "pandas" in results else "duckdb"
             reference = results.get(reference_name, {}).get("table")
             for engine, info in results.items():
@@ -355,7 +399,7 @@ def main(argv=None) -> int:
         # R on the largest size it finishes, against our engines on the same rows
         r_sizes = sorted((int(n) for n in args.r_rows.split(",") if n), reverse=True)
         for rows in r_sizes:
-            small = write_data(root / f"rows_{rows}", rows)
+            small = first_rows(root, rows, sizes)
             print(f"\n== R survey svrepdesign + svyby on {rows:,} rows", flush=True)
             r = run_r(small, rows, root, args.r_timeout)
             if "skipped" in r:
@@ -372,13 +416,18 @@ def main(argv=None) -> int:
             best = min(ours, key=lambda e: ours[e]["seconds"])
             r_table = r["result"]
             diff = agreement(ours[best]["table"], r_table, cells_only=True)
-            print(f"  r       {r['seconds']:8.1f} s estimation (+{r['read_seconds']:.0f} s reading CSV)")
+            print(f"  r       {r['seconds']:8.1f} s estimation (+{r['read_seconds']:.0f} s reading CSV)"
+                  f"   cpu {r['cpu_seconds']:.0f} s with reading   peak {r['peak_gb']:.2f} GB")
             for engine, info in ours.items():
-                print(f"  {engine:7s} {info['seconds']:8.1f} s (with margins: 252 cells)  "
+                print(f"  {engine:7s} {info['seconds']:8.1f} s   cpu {info['cpu_seconds']:6.1f} s   "
+                      f"peak {info['peak_gb']:.2f} GB (with margins: 252 cells)   "
                       f"R / {engine} = {r['seconds'] / info['seconds']:.1f}x")
             print(f"  agreement with R on the 576 full-crossing estimates and SEs: {diff:.1e}")
             report.append({"r_rows": rows, "r_seconds": r["seconds"],
-                           **{e: i["seconds"] for e, i in ours.items()}, "agreement_r": diff})
+                           "r_read_seconds": r["read_seconds"], "r_peak_gb": r["peak_gb"],
+                           "r_cpu_seconds_with_reading": r["cpu_seconds"],
+                           **{e: {k: v for k, v in i.items() if k != "table"}
+                              for e, i in ours.items()}, "agreement_r": diff})
             break
         results_dir = Path(__file__).resolve().parent / "results"
         results_dir.mkdir(exist_ok=True)
