@@ -66,47 +66,53 @@ def sdr_factors() -> np.ndarray:
     return 1.0 + 2.0 ** -1.5 * (h - np.roll(h, -1, axis=0))
 
 
-def write_data(folder: Path, rows: int, seed: int = 20261201) -> Path:
-    """Write ``rows`` respondents as Parquet files of FILE_ROWS rows (reused when present)."""
+def write_part(folder: Path, rows: int, k: int, seed: int = 20261201) -> None:
+    """File ``k`` of the ``rows``-row data set (files are independent: seeded by ``k``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    factors = sdr_factors()
+    n_psu = max(20, rows * N_PSU_PER_MILLION // 1_000_000)
+    psu_effects = np.random.default_rng(seed).normal(0, 0.4, n_psu)
+    start = k * FILE_ROWS
+    n = min(FILE_ROWS, rows - start)
+    rng = np.random.default_rng([seed, k])
+    psu = np.sort(rng.integers(0, n_psu, n))
+    weight = np.round(rng.uniform(50, 500, n_psu)[psu] * rng.uniform(0.8, 1.25, n))
+    sex = rng.choice(["female", "male"], n)
+    age = rng.choice(AGE_GROUPS, n, p=[0.15, 0.2, 0.2, 0.18, 0.15, 0.12])
+    disability = rng.choice(["no", "yes"], n, p=[0.85, 0.15])
+    displacement = rng.choice(["host", "idp", "refugee"], n, p=[0.8, 0.12, 0.08])
+    columns = {
+        "stratum": (psu // 20).astype(np.int32), "psu": psu.astype(np.int32),
+        "weight": weight.astype(np.int32),
+        "sex": pa.array(sex).dictionary_encode(), "age_group": pa.array(age).dictionary_encode(),
+        "disability": pa.array(disability).dictionary_encode(),
+        "displacement": pa.array(displacement).dictionary_encode(),
+    }
+    age_index = np.searchsorted(np.array(AGE_GROUPS), age)
+    for i, name in enumerate(INDICATORS):
+        latent = (-0.8 + 0.1 * i / 8 + 0.3 * (sex == "female") + 0.1 * age_index
+                  + 0.6 * (disability == "yes") + 0.4 * (displacement != "host") + psu_effects[psu])
+        columns[name] = (rng.random(n) < 1 / (1 + np.exp(-latent))).astype(np.float64)
+    m = (start + np.arange(n)) % 128
+    reps = np.round(weight[:, None] * factors[m]).astype(np.int32)
+    for r in range(N_REP):
+        columns[f"rep{r + 1}"] = reps[:, r]
+    pq.write_table(pa.table(columns), folder / f"part-{k:05d}.parquet", compression="zstd",
+                   row_group_size=FILE_ROWS)
+
+
+def write_data(folder: Path, rows: int, seed: int = 20261201) -> Path:
+    """Write ``rows`` respondents as Parquet files of FILE_ROWS rows (reused when present)."""
     done = folder / "_done.json"
     if done.exists() and json.loads(done.read_text()).get("rows") == rows:
         return folder
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    factors = sdr_factors()
-    n_psu = max(20, rows * N_PSU_PER_MILLION // 1_000_000)
-    psu_effects = np.random.default_rng(seed).normal(0, 0.4, n_psu)
-    for k, start in enumerate(range(0, rows, FILE_ROWS)):
-        n = min(FILE_ROWS, rows - start)
-        rng = np.random.default_rng([seed, k])
-        psu = np.sort(rng.integers(0, n_psu, n))
-        weight = np.round(rng.uniform(50, 500, n_psu)[psu] * rng.uniform(0.8, 1.25, n))
-        sex = rng.choice(["female", "male"], n)
-        age = rng.choice(AGE_GROUPS, n, p=[0.15, 0.2, 0.2, 0.18, 0.15, 0.12])
-        disability = rng.choice(["no", "yes"], n, p=[0.85, 0.15])
-        displacement = rng.choice(["host", "idp", "refugee"], n, p=[0.8, 0.12, 0.08])
-        columns = {
-            "stratum": (psu // 20).astype(np.int32), "psu": psu.astype(np.int32),
-            "weight": weight.astype(np.int32),
-            "sex": pa.array(sex).dictionary_encode(), "age_group": pa.array(age).dictionary_encode(),
-            "disability": pa.array(disability).dictionary_encode(),
-            "displacement": pa.array(displacement).dictionary_encode(),
-        }
-        age_index = np.searchsorted(np.array(AGE_GROUPS), age)
-        for i, name in enumerate(INDICATORS):
-            latent = (-0.8 + 0.1 * i / 8 + 0.3 * (sex == "female") + 0.1 * age_index
-                      + 0.6 * (disability == "yes") + 0.4 * (displacement != "host") + psu_effects[psu])
-            columns[name] = (rng.random(n) < 1 / (1 + np.exp(-latent))).astype(np.float64)
-        m = (start + np.arange(n)) % 128
-        reps = np.round(weight[:, None] * factors[m]).astype(np.int32)
-        for r in range(N_REP):
-            columns[f"rep{r + 1}"] = reps[:, r]
-        pq.write_table(pa.table(columns), folder / f"part-{k:05d}.parquet", compression="zstd",
-                       row_group_size=FILE_ROWS)
+    for k in range(-(-rows // FILE_ROWS)):
+        write_part(folder, rows, k, seed)
     done.write_text(json.dumps({"rows": rows}))
     return folder
 

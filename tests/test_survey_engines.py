@@ -185,8 +185,8 @@ GOLDEN_ESTIMATE_BY = [
 NOT_ESTIMATE_BY = {  # golden entries of other functions, and why they are not here
     "strat_glm_api00": "svyglm (analysis.models)",
     "clus1_logit_schwide": "svyglm (analysis.models)",
-    "clus1_poststratify_stype_mean_api00": "calibrated design: in memory only (refused below)",
-    "clus1_rake_stype_schwide_mean_api00": "calibrated design: in memory only (refused below)",
+    "clus1_poststratify_stype_mean_api00": "calibrated: test_calibrated_designs_through_...",
+    "clus1_rake_stype_schwide_mean_api00": "calibrated: test_calibrated_designs_through_...",
     "clus1_rake_weights_summary": "weights of a raked design (analysis.weighting)",
     "nhanes_by_sex_diff_hichol": "svycontrast of cell covariances: test_cell_covariances_and_...",
     "meta": "provenance",
@@ -442,14 +442,17 @@ def test_missing_psu_and_missing_column_are_named(engine, tmp_path):
         estimate_by(path, DesignColumns(weight="w"), "nope", engine=engine)
 
 
-def test_calibrated_design_and_unknown_engine_are_refused(api):
+def test_calibrated_element_design_and_unknown_engine_are_refused(api):
+    """A calibrated design without clusters is refused, saying why (its variance needs every
+    row's squared calibration residual); an unknown engine is named."""
     from analysis import weighting
 
-    frame = api["apiclus1"]
-    post = weighting.poststratify(frame, clus1(frame), "stype",
-                                  pd.Series({"E": 4421, "H": 755, "M": 1018}))
-    with pytest.raises(SurveyDesignError, match="calibrated designs"):
+    frame = api["apistrat"]
+    post = weighting.poststratify(frame, strat(frame), "awards",
+                                  pd.Series({"No": 2400, "Yes": 3794}))
+    with pytest.raises(SurveyDesignError, match="calibrated designs without clusters.*squared"):
         estimate_by(frame, post, "api00", engine="duckdb")
+    frame = api["apiclus1"]
     with pytest.raises(SurveyDesignError, match="engine='spark'"):
         estimate_by(frame, clus1(frame), "api00", engine="spark")
 
@@ -630,3 +633,38 @@ def test_r_database_backed_designs_equal_in_memory_and_the_engines(engine, api, 
         r_close(out["se"], case["se_db"])
         np.testing.assert_allclose(case["estimate_db"], case["estimate_memory"], rtol=1e-12)
         np.testing.assert_allclose(case["se_db"], case["se_memory"], rtol=1e-12)
+
+
+# -- calibrated designs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_calibrated_designs_through_each_engine(engine, api, golden, dask_client):
+    """Post-stratified and raked apiclus1 (R's postStratify / rake): the partition sums carry
+    each projection's reading-weighted sums, basis by PSU and cross tables, so the variance uses
+    the calibration residuals as in memory (1e-10) and as R (1e-6)."""
+    from analysis import weighting
+
+    frame = api["apiclus1"]
+    design = clus1(frame)
+    stype = pd.Series({"E": 4421, "H": 755, "M": 1018})
+    post = weighting.poststratify(frame, design, "stype", stype)
+    raked = weighting.rake(frame, design,
+                           {"stype": stype, "sch.wide": pd.Series({"No": 1072, "Yes": 5122})},
+                           max_iter=10, tol=1 / design.weights.sum())
+    entries = golden("r_survey")
+    for calibrated, name in ((post, "clus1_poststratify_stype_mean_api00"),
+                             (raked, "clus1_rake_stype_schwide_mean_api00")):
+        opts = options(engine, dask_client)
+        overall = estimate_by(frame, calibrated, "api00", ci="normal", engine=engine, **opts)
+        assert_same(overall, estimate_by(frame, calibrated, "api00", ci="normal"))
+        r_close(overall["estimate"].iloc[0], entries[name]["estimate"])
+        r_close(overall["se"].iloc[0], entries[name]["se"])
+        assert "calibrated:" in overall["method"].iloc[0]
+        # cells crossing the post-strata, margins, a ratio and a total
+        for kwargs in ({"by": ["sch.wide", "stype"]}, {"by": "awards", "statistic": "total"},
+                       {"by": "sch.wide", "statistic": "ratio", "denominator": "api99"}):
+            expected = estimate_by(frame, calibrated, ["api00", "enroll"], **kwargs)
+            actual = estimate_by(frame, calibrated, ["api00", "enroll"], engine=engine,
+                                 chunk_rows=70, **opts, **kwargs)
+            assert_same(actual, expected)

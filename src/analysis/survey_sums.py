@@ -125,6 +125,11 @@ class DesignColumns:
     fay_rho: float | None = None
     mse: bool = False
     sample_type: str = "probability"
+    #: a calibrated (post-stratified or raked) Taylor design: ``{"projections": [{"codes":
+    #: column, "basis": column, "reading": column, "denominator": [per cell]}, ...],
+    #: "schedule": [...], "description": str}`` (see :class:`analysis.weighting.Projection`;
+    #: :func:`design_columns_from` writes these columns for an in-memory calibrated design)
+    calibration: dict | None = None
 
     def __post_init__(self):
         if self.single_psu not in survey.SINGLE_PSU_OPTIONS:
@@ -157,6 +162,7 @@ class DesignColumns:
             replicate_rscales=spec.get("replicate_rscales"),
             fay_rho=spec.get("fay_rho"), mse=bool(spec.get("replicate_mse", False)),
             sample_type=spec.get("sample_type") or "probability",
+            calibration=spec.get("calibration"),
         )
 
     @property
@@ -167,21 +173,25 @@ class DesignColumns:
     def clustered(self) -> bool:
         return bool(self.psu)
 
+    @property
+    def projections(self) -> list[dict]:
+        """The calibration projections the variance needs (none for replicate designs: their
+        replicates were calibrated alike)."""
+        if not self.calibration or self.is_replicate:
+            return []
+        return list(self.calibration.get("projections") or [])
+
     def columns(self) -> list[str]:
         """Every data column the design reads."""
         out = [self.weight, self.strata, *self.psu, *self.fpc, *self.replicate_columns]
+        for projection in self.projections:
+            out += [projection["codes"], projection["basis"], projection["reading"]]
         return [c for c in out if c]
 
 
 def design_columns_from(frame: pd.DataFrame, design: SurveyDesign) -> tuple[pd.DataFrame, DesignColumns]:
     """A copy of ``frame`` carrying the arrays of an in-memory ``design`` as columns, and the
     :class:`DesignColumns` naming them (so that any engine can run an in-memory design)."""
-    if getattr(design, "calibration", None) is not None and design.calibration.projections:
-        raise SurveyDesignError(
-            "calibrated designs (post-stratified or raked) are estimated in memory only; use "
-            "engine='pandas', or put the calibrated weights in replicate weights (calibrate each "
-            "replicate) for the partition engines"
-        )
     if len(frame) != design.n:
         raise SurveyDesignError(f"frame has {len(frame)} rows but the design has {design.n}")
     extra = {".w": design.weights}
@@ -207,8 +217,33 @@ def design_columns_from(frame: pd.DataFrame, design: SurveyDesign) -> tuple[pd.D
         spec.replicate_scale = design.replicate_scale
         spec.replicate_rscales = list(design.replicate_rscales)
         spec.fay_rho = design.fay_rho
+    calibration = getattr(design, "calibration", None)
+    if calibration is not None:
+        spec.calibration = {"projections": [], "schedule": list(calibration.schedule),
+                            "description": calibration.description}
+        for p, projection in enumerate(calibration.projections if not design.is_replicate else ()):
+            extra[f".cal{p}"] = projection.codes
+            extra[f".calb{p}"] = projection.basis
+            extra[f".calr{p}"] = projection.reading
+            spec.calibration["projections"].append({
+                "codes": f".cal{p}", "basis": f".calb{p}", "reading": f".calr{p}",
+                "denominator": [float(v) for v in projection.denominator],
+            })
+        _check_calibration(spec)
     out = pd.concat([frame.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
     return out, spec
+
+
+def _check_calibration(spec: DesignColumns) -> None:
+    """Calibrated Taylor designs need clusters in the partition engines (refused otherwise)."""
+    if spec.projections and not spec.clustered:
+        raise SurveyDesignError(
+            "calibrated designs without clusters (every row its own PSU) are estimated in memory "
+            "only: their variance needs the squared calibration residual of every row, i.e. "
+            "per-row products of the scores with each projection's basis, which per-cell sums do "
+            "not carry; use engine='pandas', give the design its PSUs, or calibrate replicate "
+            "weights (replicate designs are supported)"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,9 +335,27 @@ class SumsPlan:
                         else self.domain)
         return list(dict.fromkeys(cols))
 
+    @property
+    def calibration_keys(self) -> list[str]:
+        """Key columns of the sums table holding each calibration projection's cell."""
+        return [f"cal_{p}" for p in range(len(self.design.projections))]
+
+    def calibration_sum_columns(self) -> list[str]:
+        """Per projection p: ``b{p}`` (its basis), ``rb{p}_{q}`` (reading_p × basis_q) and, per
+        quantity j, the reading-weighted sums ``cy{p}_{j}``, ``cw{p}_{j}`` (``cx`` for ratios)
+        that :meth:`analysis.weighting.Calibration.residual_unit_table` needs."""
+        n = len(self.design.projections)
+        cols = []
+        for p in range(n):
+            cols.append(f"b{p}")
+            cols += [f"rb{p}_{q}" for q in range(n)]
+            for j in range(len(self.quantities)):
+                cols += [f"cy{p}_{j}", f"cw{p}_{j}"] + ([f"cx{p}_{j}"] if self.ratio else [])
+        return cols
+
     def sum_columns(self) -> list[str]:
         """Names of the summed columns, in order (``j`` = quantity index)."""
-        cols = ["n_rows", "n_domain"]
+        cols = ["n_rows", "n_domain"] + self.calibration_sum_columns()
         for j in range(len(self.quantities)):
             cols += [f"c{j}", f"p{j}", f"w{j}", f"y{j}", f"yy{j}"]
             if self.ratio:
@@ -459,8 +512,25 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
         y0s.append(y0)
         ms.append(m)
         x0s.append(x0)
-    names = [f"{_KEY_PREFIX}{i}" for i in range(len(plan.unit_keys))] + list(plan.by)
-    columns = [chunk[c] for c in plan.unit_keys] + [chunk[c] for c in plan.by]
+    projections = d.projections
+    for p, projection in enumerate(projections):
+        reading = _values(chunk, projection["reading"])
+        derived[f"b{p}"] = _values(chunk, projection["basis"])
+        for j in range(len(plan.quantities)):
+            derived[f"cy{p}_{j}"] = reading * derived[f"y{j}"]
+            derived[f"cw{p}_{j}"] = reading * derived[f"w{j}"]
+            if plan.ratio:
+                derived[f"cx{p}_{j}"] = reading * derived[f"x{j}"]
+        derived[f"_reading{p}"] = reading
+    for p in range(len(projections)):
+        for q in range(len(projections)):
+            derived[f"rb{p}_{q}"] = derived[f"_reading{p}"] * derived[f"b{q}"]
+    for p in range(len(projections)):
+        del derived[f"_reading{p}"]
+    names = ([f"{_KEY_PREFIX}{i}" for i in range(len(plan.unit_keys))] + plan.calibration_keys
+             + list(plan.by))
+    columns = ([chunk[c] for c in plan.unit_keys] + [chunk[pr["codes"]] for pr in projections]
+               + [chunk[c] for c in plan.by])
     group, keys = _group_codes(columns, n)
     n_groups = len(keys[0]) if keys else 1
     sums = {name: np.bincount(group, weights=values, minlength=n_groups)
@@ -607,7 +677,8 @@ def combine(parts: list[Sums], plan: SumsPlan) -> Sums:
     parts = [p for p in parts if p is not None]
     if len(parts) == 1:
         return parts[0]
-    keys = [f"{_KEY_PREFIX}{i}" for i in range(len(plan.unit_keys))] + list(plan.by)
+    keys = ([f"{_KEY_PREFIX}{i}" for i in range(len(plan.unit_keys))] + plan.calibration_keys
+            + list(plan.by))
     stacked = pd.concat([p.table for p in parts], ignore_index=True)
     lo = min(p.weights_range[0] for p in parts)
     hi = max(p.weights_range[1] for p in parts)
@@ -949,12 +1020,25 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
     for i, column in enumerate(plan.unit_keys):
         base.append(f"{_q(column)} AS {_KEY_PREFIX}{i}")
         keys.append(f"{_KEY_PREFIX}{i}")
+    projections = d.projections
+    for p, projection in enumerate(projections):
+        base += [f"{_q(projection['codes'])} AS cal_{p}", f"{_num(projection['basis'])} AS cb{p}__",
+                 f"{_num(projection['reading'])} AS cr{p}__"]
+        keys.append(f"cal_{p}")
     for column in plan.by:
         expression = plan.recodes[column].sql() if column in plan.recodes else _q(column)
         base.append(f"{expression} AS {_q(column)}")
         keys.append(_q(column))
     reps = [f"{_num(c)} AS r{r}__" for r, c in enumerate(d.replicate_columns)]
     aggregates = ["sum(n_rows) AS n_rows", "sum(n_domain) AS n_domain"]
+    for p in range(len(projections)):  # calibration sums (SumsPlan.calibration_sum_columns)
+        aggregates.append(f"sum(cb{p}__) AS b{p}")
+        aggregates += [f"sum(cr{p}__ * cb{q}__) AS rb{p}_{q}" for q in range(len(projections))]
+        for j in range(len(plan.quantities)):
+            aggregates += [f"sum(cr{p}__ * w__ * m{j} * y{j}) AS cy{p}_{j}",
+                           f"sum(cr{p}__ * w__ * m{j}) AS cw{p}_{j}"]
+            if plan.ratio:
+                aggregates.append(f"sum(cr{p}__ * w__ * m{j} * x{j}) AS cx{p}_{j}")
     for j in range(len(plan.quantities)):
         aggregates += [
             f"sum(m{j}) AS c{j}", f"sum(CASE WHEN w__ > 0 THEN m{j} ELSE 0.0 END) AS p{j}",
@@ -1344,6 +1428,16 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
             t = np.bincount(key, weights=values, minlength=cells.n_fine * n_units)
             return aggregate @ t.reshape(cells.n_fine, n_units)
 
+        calibrated = _CalibrationTables(table, plan, fine, cells.n_fine, unit, n_units) \
+            if d.projections else None
+
+        def score_table(name, j):
+            """Cell × unit totals of the weighted scores ``name`` (y, w or x) of quantity j,
+            replaced by their calibration residuals for a calibrated design."""
+            if calibrated is None:
+                return unit_table(col[f"{name}{j}"])
+            return aggregate @ calibrated.residual_table(col[f"{name}{j}"], col, name, j)
+
     if unit_weight is not None:  # weights derived from the fpc: the map summed with w = 1
         for name, values in col.items():
             if name.startswith(("ww",)):
@@ -1354,6 +1448,11 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
             mode_info.weights = np.array([unit_weight.min(), unit_weight.max()])
     if isinstance(mode_info, SimpleNamespace):
         mode_info.describe_variance = lambda: SurveyDesign.describe_variance(mode_info)
+    if d.calibration and d.calibration.get("description"):  # as CalibratedDesign says it
+        plain = mode_info.describe_variance
+        how = "replicates calibrated alike" if d.is_replicate else "SE from calibration residuals"
+        text = f"; calibrated: {d.calibration['description']} ({how})"
+        mode_info = SimpleNamespace(describe_variance=lambda: plain() + text)
 
     method = survey._method_string(mode_info, statistic, ci_type, level, plan.denominator)
     n_domain = cell_sum(col["n_domain"])
@@ -1397,12 +1496,12 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
                 strata, fine, cells, col, j, statistic, safe, denom, covariance)
         else:
             cov = None
-            unit_y = unit_table(col[f"y{j}"])
+            unit_y = score_table("y", j)
             counts = unit_table(col[f"c{j}"])
             if statistic == "total":
                 scores = unit_y
             else:
-                unit_x = unit_table(col[f"w{j}"] if statistic != "ratio" else col[f"x{j}"])
+                unit_x = score_table("w" if statistic != "ratio" else "x", j)
                 scores = (unit_y - safe[:, None] * unit_x) / denom[:, None]
             variance = skeleton._variance_of_unit_totals(scores, counts)
             df = survey._Engine._domain_df(SimpleNamespace(design=skeleton), counts)
@@ -1423,6 +1522,64 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
             covariances.append(cov)
     table = survey._assemble(pieces, method, source, country, group)
     return (table, covariances) if covariance else table
+
+
+class _CalibrationTables:
+    """The cell-free parts of a calibrated design's residuals, from the reduced sums: each
+    projection's cell of every table row, its basis by sampling unit and the cross tables
+    ``Σ reading_p basis_q`` by (cell_p, cell_q) — what
+    :meth:`analysis.weighting.Calibration.residual_unit_table` computes from the rows."""
+
+    def __init__(self, table, plan, fine, n_fine, unit, n_units):
+        from analysis import weighting
+
+        d = plan.design
+        self.fine, self.n_fine, self.unit, self.n_units = fine, n_fine, unit, n_units
+        self.codes, projections = [], []
+        for p, projection in enumerate(d.projections):
+            denominator = np.asarray(projection["denominator"], dtype=float)
+            codes = table[f"cal_{p}"].to_numpy()
+            if pd.isna(codes).any() or not np.all(np.isin(codes, np.arange(len(denominator)))):
+                raise SurveyDesignError(
+                    f"{plan.source}: calibration column {projection['codes']!r} needs cell codes "
+                    f"0..{len(denominator) - 1} in every row"
+                )
+            self.codes.append(codes.astype(np.int64))
+            projections.append(weighting.Projection(None, len(denominator), None, None,
+                                                    denominator))
+        self.calibration = weighting.Calibration(tuple(projections),
+                                                 tuple(d.calibration["schedule"]))
+        n = len(projections)
+        self.basis_by_unit = [
+            np.bincount(self.codes[p] * n_units + unit, weights=table[f"b{p}"].to_numpy(float),
+                        minlength=projections[p].n_cells * n_units
+                        ).reshape(projections[p].n_cells, n_units)
+            for p in range(n)
+        ]
+        self.cross = {
+            (p, q): np.bincount(
+                self.codes[p] * projections[q].n_cells + self.codes[q],
+                weights=table[f"rb{p}_{q}"].to_numpy(float),
+                minlength=projections[p].n_cells * projections[q].n_cells,
+            ).reshape(projections[p].n_cells, projections[q].n_cells)
+            for p in range(n) for q in range(n)
+        }
+
+    def residual_table(self, values, col, name, j) -> np.ndarray:
+        """Fine cell × unit totals of the calibration residuals of ``values`` (a sum column of
+        quantity j: ``name`` y, w or x), as ``Calibration.residual_unit_table``."""
+        n_fine, n_units = self.n_fine, self.n_units
+        out = np.bincount(self.fine * n_units + self.unit, weights=values,
+                          minlength=n_fine * n_units).reshape(n_fine, n_units)
+        sums = [
+            np.bincount(codes * n_fine + self.fine, weights=col[f"c{name}{p}_{j}"],
+                        minlength=proj.n_cells * n_fine).reshape(proj.n_cells, n_fine)
+            for p, (codes, proj) in enumerate(zip(self.codes, self.calibration.projections))
+        ]
+        coefficients = self.calibration._coefficients(sums, cross=self.cross)
+        for a, basis in zip(coefficients, self.basis_by_unit):
+            out -= a.T @ basis
+        return out
 
 
 def _fine_rows(fine, n_fine, values) -> np.ndarray:
@@ -1676,6 +1833,7 @@ def estimate_by_sums(
     )
     if spec.is_replicate:
         _replicate_parameters(spec, n_rep)  # fail early on an incomplete replicate design
+    _check_calibration(spec)
     cats = _by_categories(data, [b for b in by if b not in plan.recodes], categories)
     if engine == "chunks":
         sums = _sums_chunks(data, plan, chunk_rows, threads)
