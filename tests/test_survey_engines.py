@@ -668,3 +668,29 @@ def test_calibrated_designs_through_each_engine(engine, api, golden, dask_client
             actual = estimate_by(frame, calibrated, ["api00", "enroll"], engine=engine,
                                  chunk_rows=70, **opts, **kwargs)
             assert_same(actual, expected)
+
+
+@pytest.mark.parametrize("engine", ["chunks", "duckdb"])
+def test_bad_replicate_weight_from_arrow_names_column_and_place(engine, tmp_path):
+    """Replicate weights read from Arrow without pandas (int32 with a null, a negative value)
+    are checked as before: the column and where, never the value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 40
+    folder = tmp_path / "reps"
+    folder.mkdir()
+    base = {"w": pa.array(np.full(n, 10, dtype=np.int32)), "y": pa.array(np.arange(n) % 2 * 1.0)}
+    for case, bad in (("null", None), ("negative", -3)):
+        reps = {f"r{k}": pa.array(np.full(n, 10 + k, dtype=np.int32)) for k in range(4)}
+        values = [10] * n
+        values[17] = bad
+        reps["r2"] = pa.array(values, type=pa.int32())
+        pq.write_table(pa.table({**base, **reps}), folder / f"{case}.parquet")
+        spec = DesignColumns(weight="w", replicate_columns=list(reps),
+                             replicate_method="bootstrap")
+        with pytest.raises(SurveyDesignError) as info:
+            estimate_by(str(folder / f"{case}.parquet"), spec, "y", engine=engine, threads=2)
+        message = str(info.value)
+        assert "'r2'" in message and "1 missing, negative or infinite" in message
+        assert "-3" not in message and "\n" not in message
