@@ -1702,15 +1702,15 @@ def _pilot_shifts(data, quantities: list[Quantity]) -> list[Quantity]:
     if not numeric:
         return quantities
     if isinstance(data, pd.DataFrame):
-        head = {c: data[c].iloc[:100 * PILOT_VALUES] for c in numeric}
+        head = {c: data[c].iloc[:10 * PILOT_VALUES] for c in numeric}
     elif _is_dask(data):
-        first = data[numeric].head(100 * PILOT_VALUES, npartitions=1)
+        first = data[numeric].head(10 * PILOT_VALUES, npartitions=1)
         head = {c: first[c] for c in numeric}
     else:
         import pyarrow.dataset as ds
 
         dataset = ds.dataset(_parquet_files(data), format="parquet", partitioning="hive")
-        first = dataset.head(100 * PILOT_VALUES, columns=numeric).to_pandas()
+        first = dataset.head(10 * PILOT_VALUES, columns=numeric).to_pandas()
         head = {c: first[c] for c in numeric}
     pilots = {}
     for column, values in head.items():
