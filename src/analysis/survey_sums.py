@@ -11,7 +11,11 @@ steps:
    indicator is present; for replicate designs, per-fine-cell sums of ``w_r·y`` and ``w_r``
    under each replicate weight ``r``; for designs without clusters (every row its own PSU),
    per-(stratum × cell) sums of the squared terms ``w²``, ``w²y``, ``w²y²`` instead of one row
-   per PSU;
+   per PSU; for calibrated (post-stratified or raked) designs with clusters, also per
+   calibration cell the reading-weighted sums, the basis and the cross tables that the
+   calibration residuals need (:class:`_CalibrationTables`). Means are summed as deviations
+   ``y − c`` from a pilot value ``c`` when their mean is large against their SD (shifted sums,
+   :func:`_pilot_shifts`), so the raw moments keep their precision;
 2. **reduce**: the partial tables are added (grouped by their keys);
 3. **variance**: from the reduced table alone. Every PSU of the design is kept, also those
    where a cell has no members (their score total is zero and they still count in ``n_h`` and
@@ -31,12 +35,16 @@ The design skeleton (strata, PSUs, later stages, fpc) is rebuilt from the distin
 units of the reduced table, so lonely-PSU options, multistage fpc and the design degrees of
 freedom are exactly those of the in-memory :class:`~analysis.survey.SurveyDesign`.
 
-Engines (:data:`ENGINES`): ``chunks`` (pandas, in this process: a frame split into chunks or
-Parquet read batch by batch), ``dask`` (``dask.dataframe`` partitions on the threaded scheduler,
+Engines (:data:`ENGINES`): ``chunks`` (in this process, ``threads`` partitions at a time: a
+frame split into chunks, or Parquet streamed as Arrow record batches of the needed columns only,
+replicate weights straight to numpy — the fastest engine on one machine), ``dask`` (``dask.dataframe`` partitions on the threaded scheduler,
 a local cluster or a given scheduler address) and ``duckdb`` (SQL ``GROUP BY`` over Parquet on
 disk, for one machine with little memory). All return the result schema of
 :mod:`analysis.tables` plus the diagnostics of :func:`analysis.survey.estimate_by`; disclosure
-control is applied afterwards, as for every table.
+control is applied afterwards, as for every table. Importing this module registers the engines
+in :data:`analysis.survey.PARTITION_ENGINES` (``survey.estimate_by(..., engine=...)``); the
+design-structure rules (sampling fractions, stage coefficients, lonely PSUs) are
+:mod:`analysis.survey`'s own functions.
 
 Counts: ``n_unweighted`` counts respondents with a non-missing value and a positive weight;
 ``n_missing`` counts rows of the cell whose value is missing. Degrees of freedom of a Taylor
