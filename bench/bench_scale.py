@@ -11,13 +11,18 @@ sampled every 0.1 s, so Dask's worker processes count):
 
 - ``pandas``: today's in-memory estimator (the frame read whole; only where it fits: skipped
   with the memory it would need above ``--pandas-max-gb``);
-- ``chunks``: partition sums over Parquet batches in one process;
+- ``chunks``: partition sums over Arrow batches streamed from the Parquet files, 2 at a time on
+  threads, in one process;
 - ``duckdb``: SQL ``GROUP BY`` over the Parquet files (``--duckdb-memory``, 2 threads);
 - ``dask``: ``dask.dataframe`` partitions on a local cluster of 2 worker processes;
 - ``r``: R's ``survey`` (``svrepdesign(type="successive-difference", mse=TRUE)`` then ``svyby``
   of the 72 full-crossing cells) on the largest size in ``--r-rows`` that it finishes within
   ``--r-timeout`` (R reads a CSV export; skipped with the reason when Rscript or survey is
-  missing). Ratios to R are at R's size.
+  missing). R reads the first rows of the smallest benchmarked data set that has them, and our
+  engines are timed again on exactly those files. Ratios to R are at R's size.
+
+Each line gives the wall time, the CPU time (user + system of the process and its children: on a
+shared machine the wall time mostly measures the load) and the peak memory.
 
 Agreement: the largest relative difference of estimates and SEs of every engine against the
 in-memory estimator (where it ran) or against DuckDB, and against R on its cells. Targets: the
