@@ -11,13 +11,18 @@ sampled every 0.1 s, so Dask's worker processes count):
 
 - ``pandas``: today's in-memory estimator (the frame read whole; only where it fits: skipped
   with the memory it would need above ``--pandas-max-gb``);
-- ``chunks``: partition sums over Parquet batches in one process;
+- ``chunks``: partition sums over Arrow batches streamed from the Parquet files, 2 at a time on
+  threads, in one process;
 - ``duckdb``: SQL ``GROUP BY`` over the Parquet files (``--duckdb-memory``, 2 threads);
 - ``dask``: ``dask.dataframe`` partitions on a local cluster of 2 worker processes;
 - ``r``: R's ``survey`` (``svrepdesign(type="successive-difference", mse=TRUE)`` then ``svyby``
   of the 72 full-crossing cells) on the largest size in ``--r-rows`` that it finishes within
   ``--r-timeout`` (R reads a CSV export; skipped with the reason when Rscript or survey is
-  missing). Ratios to R are at R's size.
+  missing). R reads the first rows of the smallest benchmarked data set that has them, and our
+  engines are timed again on exactly those files. Ratios to R are at R's size.
+
+Each line gives the wall time, the CPU time (user + system of the process and its children: on a
+shared machine the wall time mostly measures the load) and the peak memory.
 
 Agreement: the largest relative difference of estimates and SEs of every engine against the
 in-memory estimator (where it ran) or against DuckDB, and against R on its cells. Targets: the
@@ -66,47 +71,53 @@ def sdr_factors() -> np.ndarray:
     return 1.0 + 2.0 ** -1.5 * (h - np.roll(h, -1, axis=0))
 
 
-def write_data(folder: Path, rows: int, seed: int = 20261201) -> Path:
-    """Write ``rows`` respondents as Parquet files of FILE_ROWS rows (reused when present)."""
+def write_part(folder: Path, rows: int, k: int, seed: int = 20261201) -> None:
+    """File ``k`` of the ``rows``-row data set (files are independent: seeded by ``k``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    factors = sdr_factors()
+    n_psu = max(20, rows * N_PSU_PER_MILLION // 1_000_000)
+    psu_effects = np.random.default_rng(seed).normal(0, 0.4, n_psu)
+    start = k * FILE_ROWS
+    n = min(FILE_ROWS, rows - start)
+    rng = np.random.default_rng([seed, k])
+    psu = np.sort(rng.integers(0, n_psu, n))
+    weight = np.round(rng.uniform(50, 500, n_psu)[psu] * rng.uniform(0.8, 1.25, n))
+    sex = rng.choice(["female", "male"], n)
+    age = rng.choice(AGE_GROUPS, n, p=[0.15, 0.2, 0.2, 0.18, 0.15, 0.12])
+    disability = rng.choice(["no", "yes"], n, p=[0.85, 0.15])
+    displacement = rng.choice(["host", "idp", "refugee"], n, p=[0.8, 0.12, 0.08])
+    columns = {
+        "stratum": (psu // 20).astype(np.int32), "psu": psu.astype(np.int32),
+        "weight": weight.astype(np.int32),
+        "sex": pa.array(sex).dictionary_encode(), "age_group": pa.array(age).dictionary_encode(),
+        "disability": pa.array(disability).dictionary_encode(),
+        "displacement": pa.array(displacement).dictionary_encode(),
+    }
+    age_index = np.searchsorted(np.array(AGE_GROUPS), age)
+    for i, name in enumerate(INDICATORS):
+        latent = (-0.8 + 0.1 * i / 8 + 0.3 * (sex == "female") + 0.1 * age_index
+                  + 0.6 * (disability == "yes") + 0.4 * (displacement != "host") + psu_effects[psu])
+        columns[name] = (rng.random(n) < 1 / (1 + np.exp(-latent))).astype(np.float64)
+    m = (start + np.arange(n)) % 128
+    reps = np.round(weight[:, None] * factors[m]).astype(np.int32)
+    for r in range(N_REP):
+        columns[f"rep{r + 1}"] = reps[:, r]
+    pq.write_table(pa.table(columns), folder / f"part-{k:05d}.parquet", compression="zstd",
+                   row_group_size=FILE_ROWS)
+
+
+def write_data(folder: Path, rows: int, seed: int = 20261201) -> Path:
+    """Write ``rows`` respondents as Parquet files of FILE_ROWS rows (reused when present)."""
     done = folder / "_done.json"
     if done.exists() and json.loads(done.read_text()).get("rows") == rows:
         return folder
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    factors = sdr_factors()
-    n_psu = max(20, rows * N_PSU_PER_MILLION // 1_000_000)
-    psu_effects = np.random.default_rng(seed).normal(0, 0.4, n_psu)
-    for k, start in enumerate(range(0, rows, FILE_ROWS)):
-        n = min(FILE_ROWS, rows - start)
-        rng = np.random.default_rng([seed, k])
-        psu = np.sort(rng.integers(0, n_psu, n))
-        weight = np.round(rng.uniform(50, 500, n_psu)[psu] * rng.uniform(0.8, 1.25, n))
-        sex = rng.choice(["female", "male"], n)
-        age = rng.choice(AGE_GROUPS, n, p=[0.15, 0.2, 0.2, 0.18, 0.15, 0.12])
-        disability = rng.choice(["no", "yes"], n, p=[0.85, 0.15])
-        displacement = rng.choice(["host", "idp", "refugee"], n, p=[0.8, 0.12, 0.08])
-        columns = {
-            "stratum": (psu // 20).astype(np.int32), "psu": psu.astype(np.int32),
-            "weight": weight.astype(np.int32),
-            "sex": pa.array(sex).dictionary_encode(), "age_group": pa.array(age).dictionary_encode(),
-            "disability": pa.array(disability).dictionary_encode(),
-            "displacement": pa.array(displacement).dictionary_encode(),
-        }
-        age_index = np.searchsorted(np.array(AGE_GROUPS), age)
-        for i, name in enumerate(INDICATORS):
-            latent = (-0.8 + 0.1 * i / 8 + 0.3 * (sex == "female") + 0.1 * age_index
-                      + 0.6 * (disability == "yes") + 0.4 * (displacement != "host") + psu_effects[psu])
-            columns[name] = (rng.random(n) < 1 / (1 + np.exp(-latent))).astype(np.float64)
-        m = (start + np.arange(n)) % 128
-        reps = np.round(weight[:, None] * factors[m]).astype(np.int32)
-        for r in range(N_REP):
-            columns[f"rep{r + 1}"] = reps[:, r]
-        pq.write_table(pa.table(columns), folder / f"part-{k:05d}.parquet", compression="zstd",
-                       row_group_size=FILE_ROWS)
+    for k in range(-(-rows // FILE_ROWS)):
+        write_part(folder, rows, k, seed)
     done.write_text(json.dumps({"rows": rows}))
     return folder
 
@@ -193,14 +204,25 @@ def run_engine(engine: str, data: Path, out: Path, duckdb_memory: str) -> None:
         else:
             loaded = 0.0
             result = estimate_by_sums(files, spec, INDICATORS, by=DIMENSIONS, engine="chunks",
-                                      chunk_rows=FILE_ROWS)
+                                      chunk_rows=FILE_ROWS, threads=2)
         seconds = time.perf_counter() - start
         if engine == "dask":  # a cluster is started once and reused: its start-up is apart
             seconds -= loaded
     result[["indicator", "breakdown", "cell", "estimate", "se", "n_unweighted"]].to_csv(
         out.with_suffix(".csv"), index=False)
     out.write_text(json.dumps({"engine": engine, "seconds": seconds, "setup_seconds": loaded,
-                               "peak_gb": memory.peak / 1e9, "rows_out": len(result)}))
+                               "cpu_seconds": cpu_seconds(), "peak_gb": memory.peak / 1e9,
+                               "rows_out": len(result)}))
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children: on a shared machine
+    wall time depends on the load, CPU time much less."""
+    import resource
+
+    own, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                     resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 R_SCRIPT = r"""
@@ -228,8 +250,26 @@ cat(sprintf('{"read_seconds": %f, "seconds": %f}\n', t_read, t_est), file = args
 """
 
 
+def first_rows(root: Path, rows: int, sizes: list[int]) -> Path:
+    """A folder linking the files of the first ``rows`` rows of the smallest benchmarked data
+    set that has them (R and our engines then read the same respondents); a data set of its
+    own when ``rows`` is not a multiple of the file size or exceeds every size."""
+    larger = [n for n in sizes if n >= rows]
+    if rows % FILE_ROWS or not larger:
+        return write_data(root / f"rows_{rows}", rows)
+    source = write_data(root / f"rows_{min(larger)}", min(larger))
+    folder = root / f"first_{rows}_of_{min(larger)}"
+    folder.mkdir(exist_ok=True)
+    for k in range(rows // FILE_ROWS):
+        link = folder / f"part-{k:05d}.parquet"
+        if not link.exists():
+            link.symlink_to(source / link.name)
+    return folder
+
+
 def run_r(data: Path, rows: int, folder: Path, timeout: float) -> dict:
-    """R's svrepdesign + svyby on the first ``rows`` rows (exported to CSV); None if skipped."""
+    """R's svrepdesign + svyby on the first ``rows`` rows of ``data`` (exported to CSV): its
+    times, CPU time and peak resident memory, and its table; ``skipped`` says why not."""
     if not shutil.which("Rscript"):
         return {"skipped": "Rscript not found (apt-get install r-cran-survey)"}
     check = subprocess.run(["Rscript", "-e", "library(survey)"], capture_output=True, text=True,
@@ -244,17 +284,32 @@ def run_r(data: Path, rows: int, folder: Path, timeout: float) -> dict:
     script = folder / "bench_scale.R"
     script.write_text(R_SCRIPT)
     out_csv, out_json = folder / f"r_{rows}_result.csv", folder / f"r_{rows}.json"
+    del table
+    import psutil
+
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(["Rscript", str(script), str(csv), str(out_csv), str(out_json)],
-                              capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"skipped": f"did not finish in {timeout:.0f} s at {rows:,} rows", "rows": rows}
+    proc = psutil.Popen(["Rscript", str(script), str(csv), str(out_csv), str(out_json)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak, cpu = 0, 0.0
+    while proc.poll() is None:
+        if time.perf_counter() - start > timeout:
+            proc.kill()
+            proc.wait()
+            return {"skipped": f"did not finish in {timeout:.0f} s at {rows:,} rows", "rows": rows}
+        try:
+            peak = max(peak, proc.memory_info().rss)
+            times = proc.cpu_times()
+            cpu = times.user + times.system
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
     if proc.returncode:
-        return {"skipped": f"R failed: {proc.stderr.strip().splitlines()[-1:]}", "rows": rows}
+        return {"skipped": f"R failed: {proc.stderr.read().strip().splitlines()[-1:]}",
+                "rows": rows}
     timing = json.loads(out_json.read_text())
     return {"rows": rows, "seconds": timing["seconds"], "read_seconds": timing["read_seconds"],
-            "wall": time.perf_counter() - start, "result": pd.read_csv(out_csv)}
+            "wall": time.perf_counter() - start, "peak_gb": peak / 1e9, "cpu_seconds": cpu,
+            "result": pd.read_csv(out_csv)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,8 +392,8 @@ def main(argv=None) -> int:
                 results[engine] = info
                 setup = (f"   (+{info['setup_seconds']:.0f} s cluster start-up)"
                          if engine == "dask" else "")
-                print(f"  {engine:7s} {info['seconds']:8.1f} s   peak {info['peak_gb']:5.2f} GB{setup}",
-                      flush=True)
+                print(f"  {engine:7s} {info['seconds']:8.1f} s   cpu {info['cpu_seconds']:7.1f} s   "
+                      f"peak {info['peak_gb']:5.2f} GB{setup}", flush=True)
             reference_name = "pandas" if "pandas" in results else "duckdb"
             reference = results.get(reference_name, {}).get("table")
             for engine, info in results.items():
@@ -355,7 +410,7 @@ def main(argv=None) -> int:
         # R on the largest size it finishes, against our engines on the same rows
         r_sizes = sorted((int(n) for n in args.r_rows.split(",") if n), reverse=True)
         for rows in r_sizes:
-            small = write_data(root / f"rows_{rows}", rows)
+            small = first_rows(root, rows, sizes)
             print(f"\n== R survey svrepdesign + svyby on {rows:,} rows", flush=True)
             r = run_r(small, rows, root, args.r_timeout)
             if "skipped" in r:
@@ -372,13 +427,18 @@ def main(argv=None) -> int:
             best = min(ours, key=lambda e: ours[e]["seconds"])
             r_table = r["result"]
             diff = agreement(ours[best]["table"], r_table, cells_only=True)
-            print(f"  r       {r['seconds']:8.1f} s estimation (+{r['read_seconds']:.0f} s reading CSV)")
+            print(f"  r       {r['seconds']:8.1f} s estimation (+{r['read_seconds']:.0f} s reading CSV)"
+                  f"   cpu {r['cpu_seconds']:.0f} s with reading   peak {r['peak_gb']:.2f} GB")
             for engine, info in ours.items():
-                print(f"  {engine:7s} {info['seconds']:8.1f} s (with margins: 252 cells)  "
+                print(f"  {engine:7s} {info['seconds']:8.1f} s   cpu {info['cpu_seconds']:6.1f} s   "
+                      f"peak {info['peak_gb']:.2f} GB (with margins: 252 cells)   "
                       f"R / {engine} = {r['seconds'] / info['seconds']:.1f}x")
             print(f"  agreement with R on the 576 full-crossing estimates and SEs: {diff:.1e}")
             report.append({"r_rows": rows, "r_seconds": r["seconds"],
-                           **{e: i["seconds"] for e, i in ours.items()}, "agreement_r": diff})
+                           "r_read_seconds": r["read_seconds"], "r_peak_gb": r["peak_gb"],
+                           "r_cpu_seconds_with_reading": r["cpu_seconds"],
+                           **{e: {k: v for k, v in i.items() if k != "table"}
+                              for e, i in ours.items()}, "agreement_r": diff})
             break
         results_dir = Path(__file__).resolve().parent / "results"
         results_dir.mkdir(exist_ok=True)

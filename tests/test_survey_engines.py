@@ -20,6 +20,8 @@ clear message (tested below).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -183,8 +185,8 @@ GOLDEN_ESTIMATE_BY = [
 NOT_ESTIMATE_BY = {  # golden entries of other functions, and why they are not here
     "strat_glm_api00": "svyglm (analysis.models)",
     "clus1_logit_schwide": "svyglm (analysis.models)",
-    "clus1_poststratify_stype_mean_api00": "calibrated design: in memory only (refused below)",
-    "clus1_rake_stype_schwide_mean_api00": "calibrated design: in memory only (refused below)",
+    "clus1_poststratify_stype_mean_api00": "calibrated: test_calibrated_designs_through_...",
+    "clus1_rake_stype_schwide_mean_api00": "calibrated: test_calibrated_designs_through_...",
     "clus1_rake_weights_summary": "weights of a raked design (analysis.weighting)",
     "nhanes_by_sex_diff_hichol": "svycontrast of cell covariances: test_cell_covariances_and_...",
     "meta": "provenance",
@@ -440,14 +442,17 @@ def test_missing_psu_and_missing_column_are_named(engine, tmp_path):
         estimate_by(path, DesignColumns(weight="w"), "nope", engine=engine)
 
 
-def test_calibrated_design_and_unknown_engine_are_refused(api):
+def test_calibrated_element_design_and_unknown_engine_are_refused(api):
+    """A calibrated design without clusters is refused, saying why (its variance needs every
+    row's squared calibration residual); an unknown engine is named."""
     from analysis import weighting
 
-    frame = api["apiclus1"]
-    post = weighting.poststratify(frame, clus1(frame), "stype",
-                                  pd.Series({"E": 4421, "H": 755, "M": 1018}))
-    with pytest.raises(SurveyDesignError, match="calibrated designs"):
+    frame = api["apistrat"]
+    post = weighting.poststratify(frame, strat(frame), "awards",
+                                  pd.Series({"No": 2400, "Yes": 3794}))
+    with pytest.raises(SurveyDesignError, match="calibrated designs without clusters.*squared"):
         estimate_by(frame, post, "api00", engine="duckdb")
+    frame = api["apiclus1"]
     with pytest.raises(SurveyDesignError, match="engine='spark'"):
         estimate_by(frame, clus1(frame), "api00", engine="spark")
 
@@ -511,3 +516,181 @@ def test_cell_covariances_and_contrast_match_r(engine, nhanes, golden, dask_clie
     diff = contrast(ours, covariances[0], "female", "male")
     entry = golden("r_survey")["nhanes_by_sex_diff_hichol"]
     r_close([diff["estimate"].iloc[0], diff["se"].iloc[0]], [entry["estimate"], entry["se"]])
+
+
+# -- precision: shifted sums ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_shifted_sums_keep_precision_when_the_mean_dwarfs_the_sd(engine, tmp_path, dask_client):
+    """Mean 1e9, SD 1: raw moments Σw²y² lose every digit of the variance (eps × 1e18 ≫ 1);
+    sums of y − pilot keep the SEs of element and clustered designs to 1e-8. Reference: the
+    in-memory estimator on y − 1e9 (SEs do not change with a shift; that data has no large
+    mean to cancel, whereas the in-memory estimator on y itself loses ~1e-7 of a clustered SE)."""
+    rng = np.random.default_rng(17)
+    n = 4000
+    frame = pd.DataFrame({
+        "w": rng.uniform(1, 5, n), "h": rng.integers(0, 4, n), "psu": rng.integers(0, 40, n),
+        "g": rng.choice(["a", "b", "c"], n), "y": 1e9 + rng.normal(0, 1, n),
+    })
+    frame.loc[rng.choice(n, 50, replace=False), "y"] = np.nan
+    path = write_parts(frame, tmp_path / "big")
+    centred = frame.assign(y=frame["y"] - 1e9)
+    for design, spec in (
+        (SurveyDesign.from_frame(centred, weight="w", strata="h"),
+         DesignColumns(weight="w", strata="h")),
+        (SurveyDesign.from_frame(centred, weight="w", strata="h", psu="psu", nest=True),
+         DesignColumns(weight="w", strata="h", psu="psu", nest=True)),
+    ):
+        expected = estimate_by(centred, design, "y", by="g")
+        expected["estimate"] += 1e9
+        actual = estimate_by(path, spec, "y", by="g", engine=engine, **options(engine, dask_client))
+        assert (expected["se"] > 0.01).all() and (expected["se"] < 1).all()
+        np.testing.assert_allclose(actual["estimate"], expected["estimate"], rtol=1e-15)
+        np.testing.assert_allclose(actual["se"], expected["se"], rtol=1e-8)
+        # deff against R's definition computed from centred values (the in-memory estimator's
+        # deff also uses raw moments, so it is not the reference here)
+        cells = actual.set_index("cell")
+        for cell in cells.index:
+            rows = frame if cell == "all" else frame[frame["g"] == cell]
+            rows = rows[rows["y"].notna()]
+            w, y = rows["w"].to_numpy(), rows["y"].to_numpy()
+            psum, n, mean = w.sum(), len(w), np.average(y, weights=w)
+            s2 = (w * (y - mean) ** 2).sum() / psum * n / (n - 1)
+            srs = s2 * (psum - n) / (psum * n) if psum > n else s2 / n
+            assert cells.loc[cell, "deff"] == pytest.approx(cells.loc[cell, "se"] ** 2 / srs,
+                                                            rel=1e-8)
+
+
+# -- module structure ------------------------------------------------------------------------------
+
+
+def test_survey_does_not_import_survey_sums_and_says_how_to_get_the_engines():
+    """No import cycle survey <-> survey_sums: survey_sums registers its engines in
+    survey.PARTITION_ENGINES; without it, asking for one says what to import."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import analysis.survey as survey_module
+
+    tree = ast.parse(Path(survey_module.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.update(f"{node.module}.{a.name}" for a in node.names)
+            imported.add(str(node.module))
+    assert not any("survey_sums" in name for name in imported)
+    assert set(survey_module.PARTITION_ENGINES) == set(survey_sums.ENGINES)
+    code = ("import pandas as pd\nfrom analysis.survey import estimate_by, SurveyDesignError\n"
+            "try:\n    estimate_by(pd.DataFrame({'y': [1.0]}), None, 'y', engine='duckdb')\n"
+            "except SurveyDesignError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "import analysis.survey_sums" in out.stdout
+
+
+# -- R's database-backed designs ---------------------------------------------------------------
+
+DBTYPE_RESULTS = Path(__file__).parent / "results" / "r_dbtype" / "r_survey_dbtype.json"
+
+
+def _dbtype_designs(api, replicate_frame):
+    reps = [c for c in replicate_frame.columns if c.startswith("repwt")]
+    return {
+        "clus1": (api["apiclus1"], DesignColumns(weight="pw", psu="dnum", fpc="fpc")),
+        "strat": (api["apistrat"], DesignColumns(weight="pw", strata="stype", fpc="fpc")),
+        "sdr": (replicate_frame, DesignColumns(weight="weight", replicate_columns=reps,
+                                               replicate_method="successive-difference",
+                                               mse=True)),
+    }
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_r_database_backed_designs_equal_in_memory_and_the_engines(engine, api, replicate_frame,
+                                                                   tmp_path, dask_client):
+    """R's own check: ``svydesign(..., dbtype="SQLite")`` (and ``svrepdesign``) equal the
+    in-memory design. Its values are stored with the script that made them
+    (tests/results/r_dbtype/); every engine reproduces the database-backed values."""
+    import json
+
+    stored = json.loads(DBTYPE_RESULTS.read_text())
+    assert stored["max_relative_difference"] < 1e-12  # R: database-backed == in memory
+    designs = _dbtype_designs(api, replicate_frame)
+    paths = {name: write_parts(frame, tmp_path / name) for name, (frame, _) in designs.items()}
+    for case in stored["cases"]:
+        spec = designs[case["design"]][1]
+        by = [case["by"]] if case["by"] else []
+        out = estimate_by(paths[case["design"]], spec, case["indicator"], by=by, margins=False,
+                          statistic=case["statistic"], engine=engine,
+                          **options(engine, dask_client))
+        if by:
+            out = out[out["cell"] != "all"]
+        assert list(out["cell"].astype(str)) == case["cell"], case
+        r_close(out["estimate"], case["estimate_db"])
+        r_close(out["se"], case["se_db"])
+        np.testing.assert_allclose(case["estimate_db"], case["estimate_memory"], rtol=1e-12)
+        np.testing.assert_allclose(case["se_db"], case["se_memory"], rtol=1e-12)
+
+
+# -- calibrated designs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_calibrated_designs_through_each_engine(engine, api, golden, dask_client):
+    """Post-stratified and raked apiclus1 (R's postStratify / rake): the partition sums carry
+    each projection's reading-weighted sums, basis by PSU and cross tables, so the variance uses
+    the calibration residuals as in memory (1e-10) and as R (1e-6)."""
+    from analysis import weighting
+
+    frame = api["apiclus1"]
+    design = clus1(frame)
+    stype = pd.Series({"E": 4421, "H": 755, "M": 1018})
+    post = weighting.poststratify(frame, design, "stype", stype)
+    raked = weighting.rake(frame, design,
+                           {"stype": stype, "sch.wide": pd.Series({"No": 1072, "Yes": 5122})},
+                           max_iter=10, tol=1 / design.weights.sum())
+    entries = golden("r_survey")
+    for calibrated, name in ((post, "clus1_poststratify_stype_mean_api00"),
+                             (raked, "clus1_rake_stype_schwide_mean_api00")):
+        opts = options(engine, dask_client)
+        overall = estimate_by(frame, calibrated, "api00", ci="normal", engine=engine, **opts)
+        assert_same(overall, estimate_by(frame, calibrated, "api00", ci="normal"))
+        r_close(overall["estimate"].iloc[0], entries[name]["estimate"])
+        r_close(overall["se"].iloc[0], entries[name]["se"])
+        assert "calibrated:" in overall["method"].iloc[0]
+        # cells crossing the post-strata, margins, a ratio and a total
+        for kwargs in ({"by": ["sch.wide", "stype"]}, {"by": "awards", "statistic": "total"},
+                       {"by": "sch.wide", "statistic": "ratio", "denominator": "api99"}):
+            expected = estimate_by(frame, calibrated, ["api00", "enroll"], **kwargs)
+            actual = estimate_by(frame, calibrated, ["api00", "enroll"], engine=engine,
+                                 chunk_rows=70, **opts, **kwargs)
+            assert_same(actual, expected)
+
+
+@pytest.mark.parametrize("engine", ["chunks", "duckdb"])
+def test_bad_replicate_weight_from_arrow_names_column_and_place(engine, tmp_path):
+    """Replicate weights read from Arrow without pandas (int32 with a null, a negative value)
+    are checked as before: the column and where, never the value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 40
+    folder = tmp_path / "reps"
+    folder.mkdir()
+    base = {"w": pa.array(np.full(n, 10, dtype=np.int32)), "y": pa.array(np.arange(n) % 2 * 1.0)}
+    for case, bad in (("null", None), ("negative", -3)):
+        reps = {f"r{k}": pa.array(np.full(n, 10 + k, dtype=np.int32)) for k in range(4)}
+        values = [10] * n
+        values[17] = bad
+        reps["r2"] = pa.array(values, type=pa.int32())
+        pq.write_table(pa.table({**base, **reps}), folder / f"{case}.parquet")
+        spec = DesignColumns(weight="w", replicate_columns=list(reps),
+                             replicate_method="bootstrap")
+        with pytest.raises(SurveyDesignError) as info:
+            estimate_by(str(folder / f"{case}.parquet"), spec, "y", engine=engine, threads=2)
+        message = str(info.value)
+        assert "'r2'" in message and "1 missing, negative or infinite" in message
+        assert "-3" not in message and "\n" not in message

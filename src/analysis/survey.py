@@ -263,24 +263,13 @@ class SurveyDesign:
             first_finest_of_group = unit_starts[group_starts]
             rep_rows = first_row[first_finest_of_group]
             if s < len(popsizes):
-                popsize = popsizes[s][rep_rows]
-                if np.any(popsize < n_units - 1e-9):
-                    bad = int(np.argmax(popsize < n_units - 1e-9))
-                    raise SurveyDesignError(
-                        f"fpc at stage {s + 1} implies more than 100% sampling: population "
-                        f"{popsize[bad]:g} < {n_units[bad]} sampled units (row {rep_rows[bad]})"
-                    )
-                fraction = np.where(np.isinf(popsize), 0.0, n_units / popsize)
+                fraction = sampling_fractions(popsizes[s][rep_rows], n_units, s + 1,
+                                              lambda bad, rep_rows=rep_rows: f" (row {rep_rows[bad]})")
             else:
                 fraction = np.zeros(len(n_units))
-            f = 1.0 - fraction
-            scale = np.where(n_units > 1, f * n_units / np.maximum(n_units - 1, 1), f)
-            multiplier = parent_fraction[first_finest_of_group]
-            certain = f < 1e-7  # self-representing: no variance at this stage
-            coef = np.where(certain, 0.0, scale * multiplier)
             where = self.names.get("strata", "strata") if s == 0 else f"stage-{s} cluster"
-            coef, centre, lonely_average = lonely_psu_rule(
-                self.single_psu, n_units, certain, coef,
+            coef, centre, lonely_average = stage_variance_terms(
+                self.single_psu, n_units, fraction, parent_fraction[first_finest_of_group],
                 lambda lonely, s=s, where=where, rep_rows=rep_rows: (
                     f"{int(lonely.sum())} {where} group(s) have a single PSU at stage {s + 1} "
                     f"(e.g. {_group_label(self, rep_rows, lonely, s)})"))
@@ -1246,6 +1235,12 @@ def _ci_description(ci, level):
     }[ci]
 
 
+#: Estimators for data outside memory, by engine name (``chunks``, ``dask``, ``duckdb``), that
+#: :func:`estimate_by` hands its arguments to. :mod:`analysis.survey_sums` registers them when
+#: it is imported: it builds on this module, so this module never imports it (no import cycle).
+PARTITION_ENGINES: dict = {}
+
+
 def estimate_by(
     frame: pd.DataFrame,
     design: SurveyDesign,
@@ -1314,13 +1309,18 @@ def estimate_by(
     """
     if engine != "pandas" or engine_options:
         # -- partition-sum engines (issue 17): data outside memory; same numbers, same schema
-        from analysis import survey_sums
-
         if engine == "pandas":
             raise SurveyDesignError(
                 f"options {sorted(engine_options)} are for engine='chunks', 'dask' or 'duckdb'"
             )
-        return survey_sums.estimate_by_sums(
+        if engine not in PARTITION_ENGINES:
+            raise SurveyDesignError(
+                f"engine={engine!r} is not available; use 'pandas'"
+                + ("" if PARTITION_ENGINES else
+                   ", or 'import analysis.survey_sums' for 'chunks', 'dask' and 'duckdb'")
+                + "".join(f", '{e}'" for e in PARTITION_ENGINES)
+            )
+        return PARTITION_ENGINES[engine](
             frame, design, indicators, by, margins, statistic, engine=engine,
             denominator=denominator, ci=ci, level=level, domain=domain, source=source,
             country=country, group=group, **engine_options,
@@ -1585,6 +1585,34 @@ def contrast(
         row["n_missing"] = pd.NA
         row["df"] = df
     return row.reset_index(drop=True)
+
+
+def sampling_fractions(popsize: np.ndarray, n_units: np.ndarray, stage: int, place) -> np.ndarray:
+    """Sampling fraction ``n / N`` of each group of one stage from its population size (0 for an
+    infinite population), refusing more than 100% sampling; ``place(i)`` says where group ``i``
+    is (e.g. " (row 12)"). Shared by :class:`SurveyDesign` and the partition-sum estimator."""
+    if np.any(popsize < n_units - 1e-9):
+        bad = int(np.argmax(popsize < n_units - 1e-9))
+        raise SurveyDesignError(
+            f"fpc at stage {stage} implies more than 100% sampling: population "
+            f"{popsize[bad]:g} < {int(n_units[bad])} sampled units{place(bad)}"
+        )
+    return np.where(np.isinf(popsize), 0.0, n_units / popsize)
+
+
+def stage_variance_terms(single_psu: str, n_units: np.ndarray, fraction: np.ndarray,
+                         multiplier, describe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coefficients of one stage's between-unit variance (R's ``svyrecvar``/``onestage``):
+    ``(1 − f) n / (n − 1)`` per group (``1 − f`` for a lonely unit), times ``multiplier`` (the
+    sampling fractions of the stages above), none for self-representing groups (``f = 1``),
+    then the lonely-unit rule (:func:`lonely_psu_rule`). Returns coefficients, centring and the
+    groups whose variance is the average of the others. Shared by :class:`SurveyDesign` and the
+    partition-sum estimator (:mod:`analysis.survey_sums`)."""
+    f = 1.0 - fraction
+    scale = np.where(n_units > 1, f * n_units / np.maximum(n_units - 1, 1), f)
+    certain = f < 1e-7  # self-representing: no variance at this stage
+    coef = np.where(certain, 0.0, scale * multiplier)
+    return lonely_psu_rule(single_psu, n_units, certain, coef, describe)
 
 
 def lonely_psu_rule(single_psu: str, n_units: np.ndarray, certain: np.ndarray, coef: np.ndarray,

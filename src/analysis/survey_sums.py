@@ -11,7 +11,11 @@ steps:
    indicator is present; for replicate designs, per-fine-cell sums of ``w_r·y`` and ``w_r``
    under each replicate weight ``r``; for designs without clusters (every row its own PSU),
    per-(stratum × cell) sums of the squared terms ``w²``, ``w²y``, ``w²y²`` instead of one row
-   per PSU;
+   per PSU; for calibrated (post-stratified or raked) designs with clusters, also per
+   calibration cell the reading-weighted sums, the basis and the cross tables that the
+   calibration residuals need (:class:`_CalibrationTables`). Means are summed as deviations
+   ``y − c`` from a pilot value ``c`` when their mean is large against their SD (shifted sums,
+   :func:`_pilot_shifts`), so the raw moments keep their precision;
 2. **reduce**: the partial tables are added (grouped by their keys);
 3. **variance**: from the reduced table alone. Every PSU of the design is kept, also those
    where a cell has no members (their score total is zero and they still count in ``n_h`` and
@@ -31,12 +35,16 @@ The design skeleton (strata, PSUs, later stages, fpc) is rebuilt from the distin
 units of the reduced table, so lonely-PSU options, multistage fpc and the design degrees of
 freedom are exactly those of the in-memory :class:`~analysis.survey.SurveyDesign`.
 
-Engines (:data:`ENGINES`): ``chunks`` (pandas, in this process: a frame split into chunks or
-Parquet read batch by batch), ``dask`` (``dask.dataframe`` partitions on the threaded scheduler,
+Engines (:data:`ENGINES`): ``chunks`` (in this process, ``threads`` partitions at a time: a
+frame split into chunks, or Parquet streamed as Arrow record batches of the needed columns only,
+replicate weights straight to numpy — the fastest engine on one machine), ``dask`` (``dask.dataframe`` partitions on the threaded scheduler,
 a local cluster or a given scheduler address) and ``duckdb`` (SQL ``GROUP BY`` over Parquet on
 disk, for one machine with little memory). All return the result schema of
 :mod:`analysis.tables` plus the diagnostics of :func:`analysis.survey.estimate_by`; disclosure
-control is applied afterwards, as for every table.
+control is applied afterwards, as for every table. Importing this module registers the engines
+in :data:`analysis.survey.PARTITION_ENGINES` (``survey.estimate_by(..., engine=...)``); the
+design-structure rules (sampling fractions, stage coefficients, lonely PSUs) are
+:mod:`analysis.survey`'s own functions.
 
 Counts: ``n_unweighted`` counts respondents with a non-missing value and a positive weight;
 ``n_missing`` counts rows of the cell whose value is missing. Degrees of freedom of a Taylor
@@ -63,7 +71,12 @@ import pandas as pd
 from scipy import sparse
 
 from analysis import survey
-from analysis.survey import SurveyDesign, SurveyDesignError, lonely_psu_rule
+from analysis.survey import (
+    SurveyDesign,
+    SurveyDesignError,
+    sampling_fractions,
+    stage_variance_terms,
+)
 
 #: Engines of :func:`estimate_by_sums` (``pandas`` in :func:`analysis.survey.estimate_by` is the
 #: in-memory estimator itself).
@@ -120,6 +133,11 @@ class DesignColumns:
     fay_rho: float | None = None
     mse: bool = False
     sample_type: str = "probability"
+    #: a calibrated (post-stratified or raked) Taylor design: ``{"projections": [{"codes":
+    #: column, "basis": column, "reading": column, "denominator": [per cell]}, ...],
+    #: "schedule": [...], "description": str}`` (see :class:`analysis.weighting.Projection`;
+    #: :func:`design_columns_from` writes these columns for an in-memory calibrated design)
+    calibration: dict | None = None
 
     def __post_init__(self):
         if self.single_psu not in survey.SINGLE_PSU_OPTIONS:
@@ -152,6 +170,7 @@ class DesignColumns:
             replicate_rscales=spec.get("replicate_rscales"),
             fay_rho=spec.get("fay_rho"), mse=bool(spec.get("replicate_mse", False)),
             sample_type=spec.get("sample_type") or "probability",
+            calibration=spec.get("calibration"),
         )
 
     @property
@@ -162,21 +181,25 @@ class DesignColumns:
     def clustered(self) -> bool:
         return bool(self.psu)
 
+    @property
+    def projections(self) -> list[dict]:
+        """The calibration projections the variance needs (none for replicate designs: their
+        replicates were calibrated alike)."""
+        if not self.calibration or self.is_replicate:
+            return []
+        return list(self.calibration.get("projections") or [])
+
     def columns(self) -> list[str]:
         """Every data column the design reads."""
         out = [self.weight, self.strata, *self.psu, *self.fpc, *self.replicate_columns]
+        for projection in self.projections:
+            out += [projection["codes"], projection["basis"], projection["reading"]]
         return [c for c in out if c]
 
 
 def design_columns_from(frame: pd.DataFrame, design: SurveyDesign) -> tuple[pd.DataFrame, DesignColumns]:
     """A copy of ``frame`` carrying the arrays of an in-memory ``design`` as columns, and the
     :class:`DesignColumns` naming them (so that any engine can run an in-memory design)."""
-    if getattr(design, "calibration", None) is not None and design.calibration.projections:
-        raise SurveyDesignError(
-            "calibrated designs (post-stratified or raked) are estimated in memory only; use "
-            "engine='pandas', or put the calibrated weights in replicate weights (calibrate each "
-            "replicate) for the partition engines"
-        )
     if len(frame) != design.n:
         raise SurveyDesignError(f"frame has {len(frame)} rows but the design has {design.n}")
     extra = {".w": design.weights}
@@ -202,8 +225,33 @@ def design_columns_from(frame: pd.DataFrame, design: SurveyDesign) -> tuple[pd.D
         spec.replicate_scale = design.replicate_scale
         spec.replicate_rscales = list(design.replicate_rscales)
         spec.fay_rho = design.fay_rho
+    calibration = getattr(design, "calibration", None)
+    if calibration is not None:
+        spec.calibration = {"projections": [], "schedule": list(calibration.schedule),
+                            "description": calibration.description}
+        for p, projection in enumerate(calibration.projections if not design.is_replicate else ()):
+            extra[f".cal{p}"] = projection.codes
+            extra[f".calb{p}"] = projection.basis
+            extra[f".calr{p}"] = projection.reading
+            spec.calibration["projections"].append({
+                "codes": f".cal{p}", "basis": f".calb{p}", "reading": f".calr{p}",
+                "denominator": [float(v) for v in projection.denominator],
+            })
+        _check_calibration(spec)
     out = pd.concat([frame.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
     return out, spec
+
+
+def _check_calibration(spec: DesignColumns) -> None:
+    """Calibrated Taylor designs need clusters in the partition engines (refused otherwise)."""
+    if spec.projections and not spec.clustered:
+        raise SurveyDesignError(
+            "calibrated designs without clusters (every row its own PSU) are estimated in memory "
+            "only: their variance needs the squared calibration residual of every row, i.e. "
+            "per-row products of the scores with each projection's basis, which per-cell sums do "
+            "not carry; use engine='pandas', give the design its PSUs, or calibrate replicate "
+            "weights (replicate designs are supported)"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,6 +299,7 @@ class Quantity:
     label: str
     column: str
     category: object = None  # for a categorical indicator: the category whose share is estimated
+    shift: float = 0.0  # pilot value subtracted before summing (means: see _pilot_shifts)
 
 
 @dataclass
@@ -294,9 +343,27 @@ class SumsPlan:
                         else self.domain)
         return list(dict.fromkeys(cols))
 
+    @property
+    def calibration_keys(self) -> list[str]:
+        """Key columns of the sums table holding each calibration projection's cell."""
+        return [f"cal_{p}" for p in range(len(self.design.projections))]
+
+    def calibration_sum_columns(self) -> list[str]:
+        """Per projection p: ``b{p}`` (its basis), ``rb{p}_{q}`` (reading_p × basis_q) and, per
+        quantity j, the reading-weighted sums ``cy{p}_{j}``, ``cw{p}_{j}`` (``cx`` for ratios)
+        that :meth:`analysis.weighting.Calibration.residual_unit_table` needs."""
+        n = len(self.design.projections)
+        cols = []
+        for p in range(n):
+            cols.append(f"b{p}")
+            cols += [f"rb{p}_{q}" for q in range(n)]
+            for j in range(len(self.quantities)):
+                cols += [f"cy{p}_{j}", f"cw{p}_{j}"] + ([f"cx{p}_{j}"] if self.ratio else [])
+        return cols
+
     def sum_columns(self) -> list[str]:
         """Names of the summed columns, in order (``j`` = quantity index)."""
-        cols = ["n_rows", "n_domain"]
+        cols = ["n_rows", "n_domain"] + self.calibration_sum_columns()
         for j in range(len(self.quantities)):
             cols += [f"c{j}", f"p{j}", f"w{j}", f"y{j}", f"yy{j}"]
             if self.ratio:
@@ -333,6 +400,7 @@ class Sums:
     sketch: np.ndarray | None = None
     gram: np.ndarray | None = None
     weights_range: tuple[float, float] = (math.inf, -math.inf)
+    full_rank: bool = False  # the replicate weights are known to have rank R
     extra: dict = field(default_factory=dict)
 
 
@@ -359,7 +427,8 @@ _FIX = {
 }
 
 
-def map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int = 0) -> Sums:
+def map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int = 0,
+                  replicate_arrays=None) -> Sums:
     """Partial sums of one partition (pandas frame with at least ``plan.read_columns()``).
 
     Rows are never dropped: a row with a missing indicator (or outside the domain) adds to the
@@ -370,13 +439,15 @@ def map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int = 0) -> Sums:
     # Partitions run in parallel (Dask workers, chunks in turn): one BLAS thread each, since
     # BLAS threads competing for the same cores are many times slower.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _map_partition(chunk, plan, part)
+        return _map_partition(chunk, plan, part, replicate_arrays)
 
 
-def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int) -> Sums:
+def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arrays) -> Sums:
     d = plan.design
     n = len(chunk)
     missing_cols = [c for c in plan.read_columns() if c not in chunk.columns]
+    if replicate_arrays is not None:
+        missing_cols = [c for c in missing_cols if c not in plan.design.replicate_columns]
     if missing_cols:
         raise SurveyDesignError(
             f"{plan.source}: column(s) {missing_cols[:5]} not found; columns are "
@@ -413,6 +484,8 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int) -> Sums:
     positive = w > 0
     for j, q in enumerate(plan.quantities):
         y = _quantity_values(chunk, q)
+        if q.shift:
+            y = y - q.shift
         present = ~np.isnan(y)
         if x is not None:
             present &= ~np.isnan(x)
@@ -447,8 +520,25 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int) -> Sums:
         y0s.append(y0)
         ms.append(m)
         x0s.append(x0)
-    names = [f"{_KEY_PREFIX}{i}" for i in range(len(plan.unit_keys))] + list(plan.by)
-    columns = [chunk[c] for c in plan.unit_keys] + [chunk[c] for c in plan.by]
+    projections = d.projections
+    for p, projection in enumerate(projections):
+        reading = _values(chunk, projection["reading"])
+        derived[f"b{p}"] = _values(chunk, projection["basis"])
+        for j in range(len(plan.quantities)):
+            derived[f"cy{p}_{j}"] = reading * derived[f"y{j}"]
+            derived[f"cw{p}_{j}"] = reading * derived[f"w{j}"]
+            if plan.ratio:
+                derived[f"cx{p}_{j}"] = reading * derived[f"x{j}"]
+        derived[f"_reading{p}"] = reading
+    for p in range(len(projections)):
+        for q in range(len(projections)):
+            derived[f"rb{p}_{q}"] = derived[f"_reading{p}"] * derived[f"b{q}"]
+    for p in range(len(projections)):
+        del derived[f"_reading{p}"]
+    names = ([f"{_KEY_PREFIX}{i}" for i in range(len(plan.unit_keys))] + plan.calibration_keys
+             + list(plan.by))
+    columns = ([chunk[c] for c in plan.unit_keys] + [chunk[pr["codes"]] for pr in projections]
+               + [chunk[c] for c in plan.by])
     group, keys = _group_codes(columns, n)
     n_groups = len(keys[0]) if keys else 1
     sums = {name: np.bincount(group, weights=values, minlength=n_groups)
@@ -458,16 +548,6 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int) -> Sums:
     if not d.is_replicate:
         return Sums(table, weights_range=wrange)
 
-    # replicate weights as R × n (each column copied once, contiguous)
-    reps = np.stack([_values(chunk, c) for c in d.replicate_columns])
-    if not (np.isfinite(reps).all() and (reps >= 0).all()):
-        bad = ~np.isfinite(reps) | (reps < 0)
-        col, row = np.argwhere(bad)[0]
-        raise SurveyDesignError(
-            f"{plan.source}: replicate weight column {d.replicate_columns[col]!r} has "
-            f"{int(bad.sum())} missing, negative or infinite value(s) in partition {part} (first "
-            f"at row {row} of the partition); replicate weights must be finite and non-negative"
-        )
     # Values whose replicate totals are needed (ry, rx per quantity); a column shared by
     # every quantity (the row indicator when nothing is missing) is multiplied once.
     values, layout, shared = [], [], {}
@@ -482,23 +562,61 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int) -> Sums:
                 values.append(ms[j])
                 shared[id(ms[j])] = len(values) - 1
             layout.append(shared[id(ms[j])])
-    values = np.column_stack(values)
-    n_rep = reps.shape[0]
-    out = np.zeros((n_groups, n_rep, values.shape[1]))
-    # Rows sorted by group, then one matrix product per group (BLAS): W_g V_g.
+    # Rows sorted by group (a radix sort of small integers), then one matrix product per group
+    # (BLAS): W_g V_g. The replicate weights are gathered in that order column by column while
+    # they are converted to float64 (one pass over each column, no n × R copy in row order).
     order = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
-    reps_sorted = reps[:, order]
-    values_sorted = values[order]
+    reps = _replicate_matrix(chunk, plan, part, order, replicate_arrays)
+    values_sorted = np.column_stack(values)[order]
+    n_rep = reps.shape[0]
+    out = np.zeros((n_groups, n_rep, values_sorted.shape[1]))
     for g in range(n_groups):
         a, b = bounds[g], bounds[g + 1]
-        out[g] = reps_sorted[:, a:b] @ values_sorted[a:b]
-    out = out[:, :, layout].transpose(0, 2, 1)  # groups × (quantity value) × replicate
+        if b > a:
+            out[g] = reps[:, a:b] @ values_sorted[a:b]
+    out = out[:, :, layout].transpose(0, 2, 1).reshape(n_groups, -1)  # groups × (value, rep)
+    zeros_sketch, zeros_gram = np.zeros((plan.sketch_buckets, n_rep)), np.zeros((n_rep, n_rep))
     if n <= EXACT_GRAM_ROWS:
-        sketch, gram = np.zeros((plan.sketch_buckets, n_rep)), reps @ reps.T
-    else:
-        sketch, gram = _sketch(reps, plan.sketch_buckets, part), np.zeros((n_rep, n_rep))
-    return Sums(table, out.reshape(n_groups, -1), sketch, gram, wrange)
+        return Sums(table, out, zeros_sketch, reps @ reps.T, wrange)
+    if _full_rank_from_totals(out, n_rep):
+        # rank(W) >= rank(W_p) >= rank(A_p W_p) = R: the design's df is R - 1, no sketch needed
+        return Sums(table, out, zeros_sketch, zeros_gram, wrange, full_rank=True)
+    return Sums(table, out, _sketch(reps, plan.sketch_buckets, part), zeros_gram, wrange)
+
+
+def _replicate_matrix(chunk, plan, part, order, replicate_arrays=None) -> np.ndarray:
+    """The replicate weights of a partition as an R × n float64 matrix, rows in ``order``,
+    checked (finite, non-negative). ``replicate_arrays``: the columns as numpy arrays (read
+    from Arrow without pandas), else taken from ``chunk``."""
+    d = plan.design
+    n = len(order)
+    reps = np.empty((len(d.replicate_columns), n))
+    for r, column in enumerate(d.replicate_columns):
+        raw = (replicate_arrays[r] if replicate_arrays is not None
+               else _values(chunk, column))
+        raw = np.asarray(raw)
+        if raw.dtype.kind not in "iufb":
+            raw = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float,
+                                                                          na_value=np.nan)
+        if raw.dtype.kind == "f":
+            bad = ~np.isfinite(raw) | (raw < 0)
+        elif raw.dtype.kind == "i" and n and raw.min() < 0:
+            bad = raw < 0
+        else:
+            bad = None
+        if bad is not None and bad.any():
+            raise SurveyDesignError(
+                f"{plan.source}: replicate weight column {column!r} has {int(bad.sum())} missing, "
+                f"negative or infinite value(s) in partition {part} (first at row "
+                f"{int(np.flatnonzero(bad)[0])} of the partition); replicate weights must be "
+                "finite and non-negative"
+            )
+        if raw.dtype == np.float64:
+            np.take(raw, order, out=reps[r])
+        else:  # e.g. int32 weights: gather at the narrow width, widen on assignment
+            reps[r] = raw[order]
+    return reps
 
 
 def _group_codes(columns: list[pd.Series], n: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -567,7 +685,8 @@ def combine(parts: list[Sums], plan: SumsPlan) -> Sums:
     parts = [p for p in parts if p is not None]
     if len(parts) == 1:
         return parts[0]
-    keys = [f"{_KEY_PREFIX}{i}" for i in range(len(plan.unit_keys))] + list(plan.by)
+    keys = ([f"{_KEY_PREFIX}{i}" for i in range(len(plan.unit_keys))] + plan.calibration_keys
+            + list(plan.by))
     stacked = pd.concat([p.table for p in parts], ignore_index=True)
     lo = min(p.weights_range[0] for p in parts)
     hi = max(p.weights_range[1] for p in parts)
@@ -585,7 +704,8 @@ def combine(parts: list[Sums], plan: SumsPlan) -> Sums:
     np.add.at(reduced, group, reps)
     sketch = sum(p.sketch for p in parts)
     gram = sum(p.gram for p in parts)
-    return Sums(table, reduced, sketch, gram, (lo, hi))
+    return Sums(table, reduced, sketch, gram, (lo, hi),
+                full_rank=any(p.full_rank for p in parts))
 
 
 # --------------------------------------------------------------------------------------------
@@ -617,8 +737,14 @@ def _is_dask(data) -> bool:
     return type(data).__module__.startswith("dask")
 
 
-def _sums_chunks(data, plan: SumsPlan, chunk_rows: int) -> Sums:
-    """``chunks`` engine: pandas partitions in this process, reduced as they come."""
+def _sums_chunks(data, plan: SumsPlan, chunk_rows: int, threads: int | None = None) -> Sums:
+    """``chunks`` engine: partitions mapped in this process (``threads`` at a time), reduced as
+    they come. Parquet is streamed as Arrow record batches of only the columns the plan reads;
+    the replicate weights go from Arrow to numpy without pandas."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
     partial: list[Sums] = []
 
     def add(s):
@@ -627,20 +753,72 @@ def _sums_chunks(data, plan: SumsPlan, chunk_rows: int) -> Sums:
             partial[:] = [combine(partial, plan)]
 
     if isinstance(data, pd.DataFrame):
-        for part, start in enumerate(range(0, max(len(data), 1), chunk_rows)):
-            add(map_partition(data.iloc[start:start + chunk_rows], plan, part))
+        batches = (data.iloc[start:start + chunk_rows]
+                   for start in range(0, max(len(data), 1), chunk_rows))
+        mapper = _map_partition_unlimited
     else:
         import pyarrow.dataset as ds
 
-        files = _parquet_files(data)
-        dataset = ds.dataset(files, format="parquet", partitioning="hive")
-        part = 0
-        for batch in dataset.to_batches(columns=plan.read_columns(), batch_size=chunk_rows):
-            add(map_partition(batch.to_pandas(), plan, part))
+        dataset = ds.dataset(_parquet_files(data), format="parquet", partitioning="hive")
+        _check_parquet_columns(dataset.schema.names, plan)
+        batches = dataset.to_batches(columns=plan.read_columns(), batch_size=chunk_rows,
+                                     batch_readahead=1, fragment_readahead=1)
+        mapper = map_arrow_batch
+    workers = max(int(threads or 1), 1)
+    part = 0
+    # one BLAS thread per partition, set once for the whole engine (threadpoolctl's limits
+    # are process-wide, so they are not entered and left by the worker threads)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        pending = []
+        for batch in batches:
+            pending.append(pool.submit(mapper, batch, plan, part))
             part += 1
-        if part == 0:
-            raise SurveyDesignError(f"{plan.source}: the Parquet data have no rows")
+            while len(pending) > workers:  # at most workers + 1 batches in memory
+                add(pending.pop(0).result())
+        for future in pending:
+            add(future.result())
+    if part == 0:
+        raise SurveyDesignError(f"{plan.source}: the Parquet data have no rows")
     return combine(partial, plan)
+
+
+def _map_partition_unlimited(chunk, plan, part, replicate_arrays=None):
+    return _map_partition(chunk, plan, part, replicate_arrays)
+
+
+def _check_parquet_columns(available, plan: SumsPlan):
+    missing_cols = [c for c in plan.read_columns() if c not in available]
+    if missing_cols:
+        raise SurveyDesignError(
+            f"{plan.source}: column(s) {missing_cols[:5]} not found; columns are "
+            f"{list(available)[:30]}"
+        )
+
+
+def map_arrow_batch(batch, plan: SumsPlan, part: int = 0) -> Sums:
+    """:func:`map_partition` of an Arrow record batch: the replicate weight columns are taken
+    as numpy arrays straight from Arrow (no pandas frame of R columns); the other columns go
+    through pandas (categorical ``by`` columns stay dictionary-coded)."""
+    replicate = plan.design.replicate_columns
+    arrays = None
+    if replicate:
+        skip = set(replicate)
+        arrays = [_arrow_to_numpy(batch.column(c)) for c in replicate]
+        batch = batch.select([c for c in batch.schema.names if c not in skip])
+    return _map_partition(batch.to_pandas(split_blocks=True), plan, part, arrays)
+
+
+def _arrow_to_numpy(column) -> np.ndarray:
+    """A numeric Arrow array as numpy (nulls as NaN); other types through pandas' coercion."""
+    import pyarrow as pa
+
+    t = column.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        if column.null_count:
+            return column.to_numpy(zero_copy_only=False).astype(float)
+        return column.to_numpy(zero_copy_only=False)
+    return pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(dtype=float,
+                                                                       na_value=np.nan)
 
 
 def _sums_dask(data, plan: SumsPlan, scheduler=None, chunk_rows=DEFAULT_CHUNK_ROWS) -> Sums:
@@ -820,7 +998,7 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
                 else f"CASE WHEN {in_domain} THEN 1.0 ELSE 0.0 END AS n_domain")
     for j, q in enumerate(plan.quantities):
         if q.category is None:
-            y = _num(q.column)
+            y = _num(q.column) if not q.shift else f"({_num(q.column)} - {_lit(q.shift)})"
         else:
             col = _q(q.column)
             y = f"CASE WHEN {col} IS NULL THEN NULL WHEN {col} = {_lit(q.category)} THEN 1.0 ELSE 0.0 END"
@@ -850,12 +1028,25 @@ def _duckdb_run(con, source: str, plan: SumsPlan) -> Sums:
     for i, column in enumerate(plan.unit_keys):
         base.append(f"{_q(column)} AS {_KEY_PREFIX}{i}")
         keys.append(f"{_KEY_PREFIX}{i}")
+    projections = d.projections
+    for p, projection in enumerate(projections):
+        base += [f"{_q(projection['codes'])} AS cal_{p}", f"{_num(projection['basis'])} AS cb{p}__",
+                 f"{_num(projection['reading'])} AS cr{p}__"]
+        keys.append(f"cal_{p}")
     for column in plan.by:
         expression = plan.recodes[column].sql() if column in plan.recodes else _q(column)
         base.append(f"{expression} AS {_q(column)}")
         keys.append(_q(column))
     reps = [f"{_num(c)} AS r{r}__" for r, c in enumerate(d.replicate_columns)]
     aggregates = ["sum(n_rows) AS n_rows", "sum(n_domain) AS n_domain"]
+    for p in range(len(projections)):  # calibration sums (SumsPlan.calibration_sum_columns)
+        aggregates.append(f"sum(cb{p}__) AS b{p}")
+        aggregates += [f"sum(cr{p}__ * cb{q}__) AS rb{p}_{q}" for q in range(len(projections))]
+        for j in range(len(plan.quantities)):
+            aggregates += [f"sum(cr{p}__ * w__ * m{j} * y{j}) AS cy{p}_{j}",
+                           f"sum(cr{p}__ * w__ * m{j}) AS cw{p}_{j}"]
+            if plan.ratio:
+                aggregates.append(f"sum(cr{p}__ * w__ * m{j} * x{j}) AS cx{p}_{j}")
     for j in range(len(plan.quantities)):
         aggregates += [
             f"sum(m{j}) AS c{j}", f"sum(CASE WHEN w__ > 0 THEN m{j} ELSE 0.0 END) AS p{j}",
@@ -1145,21 +1336,11 @@ def _element_strata(table: pd.DataFrame, plan: SumsPlan) -> _ElementStrata:
         if is_popsize and not np.all(values >= 1):
             raise SurveyDesignError("fpc mixes population sizes (>1) and fractions (<1); use one kind")
         popsize = per_stratum if is_popsize else n_h / per_stratum
-        if np.any(popsize < n_h - 1e-9):
-            bad = int(np.argmax(popsize < n_h - 1e-9))
-            raise SurveyDesignError(
-                f"fpc at stage 1 implies more than 100% sampling: population {popsize[bad]:g} < "
-                f"{int(n_h[bad])} sampled units"
-            )
-        fraction = np.where(np.isinf(popsize), 0.0, n_h / popsize)
+        fraction = sampling_fractions(popsize, n_h, 1, lambda bad: f" (stratum {labels[bad]!r})")
         if not d.weight:
             weight = popsize / n_h
-    f = 1.0 - fraction
-    scale = np.where(n_h > 1, f * n_h / np.maximum(n_h - 1, 1), f)
-    certain = f < 1e-7
-    coef = np.where(certain, 0.0, scale)
-    coef, centre, lonely_average = lonely_psu_rule(
-        d.single_psu, n_h, certain, coef,
+    coef, centre, lonely_average = stage_variance_terms(
+        d.single_psu, n_h, fraction, 1.0,
         lambda lonely: (f"{int(lonely.sum())} {d.strata or 'strata'} group(s) have a single PSU at stage 1 "
                         f"(e.g. stratum {labels[int(np.flatnonzero(lonely)[0])]!r})"))
     return _ElementStrata(index, n_h, coef, centre, lonely_average, weight, bool(d.fpc))
@@ -1224,7 +1405,7 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
         n_rep = len(d.replicate_columns)
         scale, rscales, method = _replicate_parameters(d, n_rep)
         reps = sums.replicates.reshape(len(table), -1, n_rep)
-        if _full_rank_from_totals(sums.replicates, n_rep):
+        if sums.full_rank or _full_rank_from_totals(sums.replicates, n_rep):
             df_design = n_rep - 1
         else:
             gram = sums.gram + sums.sketch.T @ sums.sketch
@@ -1255,6 +1436,16 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
             t = np.bincount(key, weights=values, minlength=cells.n_fine * n_units)
             return aggregate @ t.reshape(cells.n_fine, n_units)
 
+        calibrated = _CalibrationTables(table, plan, fine, cells.n_fine, unit, n_units) \
+            if d.projections else None
+
+        def score_table(name, j):
+            """Cell × unit totals of the weighted scores ``name`` (y, w or x) of quantity j,
+            replaced by their calibration residuals for a calibrated design."""
+            if calibrated is None:
+                return unit_table(col[f"{name}{j}"])
+            return aggregate @ calibrated.residual_table(col[f"{name}{j}"], col, name, j)
+
     if unit_weight is not None:  # weights derived from the fpc: the map summed with w = 1
         for name, values in col.items():
             if name.startswith(("ww",)):
@@ -1265,6 +1456,11 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
             mode_info.weights = np.array([unit_weight.min(), unit_weight.max()])
     if isinstance(mode_info, SimpleNamespace):
         mode_info.describe_variance = lambda: SurveyDesign.describe_variance(mode_info)
+    if d.calibration and d.calibration.get("description"):  # as CalibratedDesign says it
+        plain = mode_info.describe_variance
+        how = "replicates calibrated alike" if d.is_replicate else "SE from calibration residuals"
+        text = f"; calibrated: {d.calibration['description']} ({how})"
+        mode_info = SimpleNamespace(describe_variance=lambda: plain() + text)
 
     method = survey._method_string(mode_info, statistic, ci_type, level, plan.denominator)
     n_domain = cell_sum(col["n_domain"])
@@ -1308,12 +1504,12 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
                 strata, fine, cells, col, j, statistic, safe, denom, covariance)
         else:
             cov = None
-            unit_y = unit_table(col[f"y{j}"])
+            unit_y = score_table("y", j)
             counts = unit_table(col[f"c{j}"])
             if statistic == "total":
                 scores = unit_y
             else:
-                unit_x = unit_table(col[f"w{j}"] if statistic != "ratio" else col[f"x{j}"])
+                unit_x = score_table("w" if statistic != "ratio" else "x", j)
                 scores = (unit_y - safe[:, None] * unit_x) / denom[:, None]
             variance = skeleton._variance_of_unit_totals(scores, counts)
             df = survey._Engine._domain_df(SimpleNamespace(design=skeleton), counts)
@@ -1322,7 +1518,7 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
         variance = np.where(np.isfinite(estimate), variance, np.nan)
         deff = _deff(statistic, estimate, variance, n_positive, n_weighted, total_y, sum_wyy)
         result = survey._Estimates(
-            estimate=estimate, variance=variance, n_unweighted=n_positive,
+            estimate=estimate + q.shift, variance=variance, n_unweighted=n_positive,
             n_weighted=n_weighted, n_missing=n_domain - n_present, deff=deff, df=df,
         )
         pieces.append(survey._result_columns(cells, q.label, result, ci_type, level))
@@ -1334,6 +1530,64 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
             covariances.append(cov)
     table = survey._assemble(pieces, method, source, country, group)
     return (table, covariances) if covariance else table
+
+
+class _CalibrationTables:
+    """The cell-free parts of a calibrated design's residuals, from the reduced sums: each
+    projection's cell of every table row, its basis by sampling unit and the cross tables
+    ``Σ reading_p basis_q`` by (cell_p, cell_q) — what
+    :meth:`analysis.weighting.Calibration.residual_unit_table` computes from the rows."""
+
+    def __init__(self, table, plan, fine, n_fine, unit, n_units):
+        from analysis import weighting
+
+        d = plan.design
+        self.fine, self.n_fine, self.unit, self.n_units = fine, n_fine, unit, n_units
+        self.codes, projections = [], []
+        for p, projection in enumerate(d.projections):
+            denominator = np.asarray(projection["denominator"], dtype=float)
+            codes = table[f"cal_{p}"].to_numpy()
+            if pd.isna(codes).any() or not np.all(np.isin(codes, np.arange(len(denominator)))):
+                raise SurveyDesignError(
+                    f"{plan.source}: calibration column {projection['codes']!r} needs cell codes "
+                    f"0..{len(denominator) - 1} in every row"
+                )
+            self.codes.append(codes.astype(np.int64))
+            projections.append(weighting.Projection(None, len(denominator), None, None,
+                                                    denominator))
+        self.calibration = weighting.Calibration(tuple(projections),
+                                                 tuple(d.calibration["schedule"]))
+        n = len(projections)
+        self.basis_by_unit = [
+            np.bincount(self.codes[p] * n_units + unit, weights=table[f"b{p}"].to_numpy(float),
+                        minlength=projections[p].n_cells * n_units
+                        ).reshape(projections[p].n_cells, n_units)
+            for p in range(n)
+        ]
+        self.cross = {
+            (p, q): np.bincount(
+                self.codes[p] * projections[q].n_cells + self.codes[q],
+                weights=table[f"rb{p}_{q}"].to_numpy(float),
+                minlength=projections[p].n_cells * projections[q].n_cells,
+            ).reshape(projections[p].n_cells, projections[q].n_cells)
+            for p in range(n) for q in range(n)
+        }
+
+    def residual_table(self, values, col, name, j) -> np.ndarray:
+        """Fine cell × unit totals of the calibration residuals of ``values`` (a sum column of
+        quantity j: ``name`` y, w or x), as ``Calibration.residual_unit_table``."""
+        n_fine, n_units = self.n_fine, self.n_units
+        out = np.bincount(self.fine * n_units + self.unit, weights=values,
+                          minlength=n_fine * n_units).reshape(n_fine, n_units)
+        sums = [
+            np.bincount(codes * n_fine + self.fine, weights=col[f"c{name}{p}_{j}"],
+                        minlength=proj.n_cells * n_fine).reshape(proj.n_cells, n_fine)
+            for p, (codes, proj) in enumerate(zip(self.codes, self.calibration.projections))
+        ]
+        coefficients = self.calibration._coefficients(sums, cross=self.cross)
+        for a, basis in zip(coefficients, self.basis_by_unit):
+            out -= a.T @ basis
+        return out
 
 
 def _fine_rows(fine, n_fine, values) -> np.ndarray:
@@ -1430,6 +1684,56 @@ def _quantities(data, indicators, statistic, engine) -> list[Quantity]:
     return out
 
 
+#: Values read (first non-missing ones) for the pilot value of each mean's shifted sums.
+PILOT_VALUES = 1000
+
+#: Shift a mean's sums when its pilot mean is this many pilot SDs from zero (rounding lost to
+#: raw moments ~ eps × (mean/SD)²: 16 SDs lose under 1e-13 of a variance).
+SHIFT_WHEN_MEAN_OVER_SD = 16.0
+
+
+def _pilot_shifts(data, quantities: list[Quantity]) -> list[Quantity]:
+    """Each numeric mean's quantity with a pilot value: the mean of its first (up to
+    :data:`PILOT_VALUES`) non-missing values.
+
+    Why: without clusters the variance comes from raw moments (``Σ w²y²`` against
+    ``(Σ w y)²``), which cancel catastrophically when the mean is large against the SD (mean
+    1e9, SD 1: eps × 1e18 ≫ 1). The map sums ``y − c`` instead (the shifted-data algorithm;
+    Chan, Golub and LeVeque 1983); the mean's scores ``y − μ`` do not change with the shift,
+    so every variance is the same in exact arithmetic and the estimate is ``c + Σ w (y − c) /
+    Σ w``. The rounding lost to raw moments is about eps × (mean / SD)², so a variable is
+    shifted only when its pilot values' mean exceeds :data:`SHIFT_WHEN_MEAN_OVER_SD` times
+    their SD (and they are not all 0/1: indicators keep exact zero variances in constant cells,
+    as in memory). Totals and ratios are not shift-invariant and keep their raw sums.
+    """
+    numeric = list(dict.fromkeys(q.column for q in quantities if q.category is None))
+    if not numeric:
+        return quantities
+    if isinstance(data, pd.DataFrame):
+        head = {c: data[c].iloc[:10 * PILOT_VALUES] for c in numeric}
+    elif _is_dask(data):
+        first = data[numeric].head(10 * PILOT_VALUES, npartitions=1)
+        head = {c: first[c] for c in numeric}
+    else:
+        import pyarrow.dataset as ds
+
+        dataset = ds.dataset(_parquet_files(data), format="parquet", partitioning="hive")
+        first = dataset.head(10 * PILOT_VALUES, columns=numeric).to_pandas()
+        head = {c: first[c] for c in numeric}
+    pilots = {}
+    for column, values in head.items():
+        values = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        values = values[np.isfinite(values)][:PILOT_VALUES]
+        binary = bool(np.isin(values, (0.0, 1.0)).all())
+        if len(values) and not binary and (
+                abs(values.mean()) > SHIFT_WHEN_MEAN_OVER_SD * values.std()):
+            pilots[column] = float(values.mean())
+        else:
+            pilots[column] = 0.0
+    return [dataclasses.replace(q, shift=pilots[q.column]) if q.category is None else q
+            for q in quantities]
+
+
 def _design_spec(data, design):
     if isinstance(design, SurveyDesign):
         if not isinstance(data, pd.DataFrame):
@@ -1491,7 +1795,8 @@ def estimate_by_sums(
     chunk_rows : int
         Rows per partition when a pandas frame is split (chunks, dask) or Parquet is batched.
     memory_limit, threads
-        DuckDB settings (e.g. ``"4GB"``), for one machine with little memory.
+        DuckDB settings (e.g. ``"4GB"``), for one machine with little memory; ``threads`` is
+        also the number of partitions the ``chunks`` engine maps at a time (default 1).
     recodes : dict of name -> :class:`Recode`, optional
         Derived columns usable in ``by`` and as ``domain`` (rows where it is not NA).
     covariance : bool
@@ -1525,6 +1830,8 @@ def estimate_by_sums(
     quantities = _quantities(data, indicators, statistic, engine)
     if statistic == "proportion":
         _check_binary(data, quantities, engine)
+    if statistic == "mean":
+        quantities = _pilot_shifts(data, quantities)
     n_rep = len(spec.replicate_columns)
     plan = SumsPlan(
         design=spec, by=by, quantities=quantities, statistic=statistic,
@@ -1534,9 +1841,10 @@ def estimate_by_sums(
     )
     if spec.is_replicate:
         _replicate_parameters(spec, n_rep)  # fail early on an incomplete replicate design
+    _check_calibration(spec)
     cats = _by_categories(data, [b for b in by if b not in plan.recodes], categories)
     if engine == "chunks":
-        sums = _sums_chunks(data, plan, chunk_rows)
+        sums = _sums_chunks(data, plan, chunk_rows, threads)
     elif engine == "dask":
         sums = _sums_dask(data, plan, scheduler, chunk_rows)
     else:
@@ -1544,6 +1852,9 @@ def estimate_by_sums(
     return estimates_from_sums(sums, plan, ci=ci, level=level, margins=margins, categories=cats,
                                source=source, country=country, group=group,
                                covariance=covariance)
+
+
+survey.PARTITION_ENGINES.update(dict.fromkeys(ENGINES, estimate_by_sums))
 
 
 def _check_binary(data, quantities, engine):

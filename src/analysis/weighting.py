@@ -325,11 +325,13 @@ class Calibration:
             text,
         )
 
-    def _coefficients(self, initial_sums: list[np.ndarray]) -> list[np.ndarray]:
-        """Run the schedule on cell sums: ``initial_sums[p] = S_p(x0)``; returns ``A_p``."""
+    def _coefficients(self, initial_sums: list[np.ndarray], cross=None) -> list[np.ndarray]:
+        """Run the schedule on cell sums: ``initial_sums[p] = S_p(x0)``; returns ``A_p``.
+        ``cross``: the tables ``Σ reading_p basis_q`` by (cell_p, cell_q) when they come from
+        elsewhere (the partition sums of :mod:`analysis.survey_sums`), else from the rows."""
         k = initial_sums[0].shape[1] if initial_sums else 0
         accumulated = [np.zeros((p.n_cells, k)) for p in self.projections]
-        cross: dict[tuple[int, int], np.ndarray] = {}
+        cross: dict[tuple[int, int], np.ndarray] = dict(cross or {})
         touched: list[int] = []
         for p in self.schedule:
             proj = self.projections[p]
