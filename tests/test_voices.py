@@ -408,3 +408,119 @@ def test_a_translated_copy_of_the_labels_relabels_the_chapter(demo_processed, tm
                              processed_dir=demo_processed, output_dir=tmp_path / "out")
     voices = chapter.start_voices(run, config_file=copy)
     assert chapter.voices_summary(voices, chapter.voices_theme_shares(voices)).startswith("RELABELLED Women Kenya")
+
+
+# --------------------------------------------------------------------------------------------
+# The front page's Voices sections (findings.json of each Voices run, shown in its report theme)
+
+FRONT_RUNS = (("women", "KEN"), ("persons_with_disabilities", "UGA"), ("young_people", "SEN"))
+
+
+@pytest.fixture(scope="module")
+def voices_front_page(demo_processed, tmp_path_factory):
+    """Voices runs of the demo written as the pipeline writes them (tables, findings.json, a page),
+    collected into ``all_estimates.csv``, and the front page built from them."""
+    from analysis import chapters
+    from analysis.chapters import voices as chapter
+    from analysis.pipeline.front_page import write_front_page
+    from analysis.pipeline.manifest import build_all_estimates
+    from analysis.pipeline.matrix import load_report
+
+    outputs = tmp_path_factory.mktemp("outputs")
+    runs = {}
+    for group, country in FRONT_RUNS:
+        rel = Path("voices") / group / country
+        run = chapters.start_run("voices", group=group, country=country, sources=["demo_youth"],
+                                 processed_dir=demo_processed, output_dir=outputs / rel)
+        voices = chapter.start_voices(run)
+        shares = chapter.voices_theme_shares(voices)
+        agreement = chapter.voices_agreement(voices)
+        tables = [chapters.save_table(run, shares, "theme_shares"), chapters.save_table(run, agreement, "coder_agreement")]
+        quotes = chapter.voices_quotes(voices, shares)
+        chapter.write_findings(voices, chapter.voices_findings(voices, shares, agreement, quotes))
+        (outputs / rel / "voices.html").write_text("<html></html>", encoding="utf-8")
+        runs[f"voices/{group}/{country}"] = {
+            "chapter": "voices", "group": group, "country": country, "status": "ok",
+            "outputs": {"html": [str(rel / "voices.html")], "tables": [str(t.relative_to(outputs)) for t in tables]}}
+    manifest = {"runs": runs, "sources": {"demo_youth": {"title": "Demo youth survey", "synthetic": True},
+                                          "demo_voices": {"title": "Demo coded answers", "synthetic": True}}}
+    build_all_estimates(manifest, outputs, set())
+    ctx = load_report(config.REPORT_FILE, processed_dir=demo_processed, outputs_dir=outputs)
+    page = write_front_page(manifest, ctx)
+    return outputs, page.read_text(encoding="utf-8")
+
+
+def _voices_sections(page: str) -> dict[str, str]:
+    """Theme id -> the HTML of the theme's Voices section on the front page."""
+    themes = re.findall(r'<section class="theme"[^>]*data-theme="([^"]+)"(.*?)</section>\s*(?=<section class="theme"|</section>)',
+                        page, flags=re.DOTALL)
+    out = {}
+    for theme, body in themes:
+        found = re.search(r'<section class="voices"(.*?)</section>', body + "</section>", flags=re.DOTALL)
+        if found:
+            out[theme] = found.group(1)
+    return out
+
+
+def test_front_page_has_a_voices_section_for_every_theme_with_coded_data(voices_front_page):
+    from analysis.voices.codebook import load_codebook
+
+    _, page = voices_front_page
+    sections = _voices_sections(page)
+    assert set(load_codebook("demo_voices").themes) <= set(sections), sorted(sections)
+    # the rules are stated on the page, with the threshold of the runs and the disclosure limit
+    assert "0.667" in page and 'id="voices-rules"' in page
+    shown = [s for s in sections.values() if 'class="voice"' in s]
+    assert shown, "no theme share met the rules on the demo"
+    assert any("<blockquote" in s for s in shown), "no consented quote on the front page"
+
+
+def test_front_page_voices_numbers_equal_the_cited_rows(voices_front_page):
+    outputs, page = voices_front_page
+    estimates = pd.read_csv(outputs / "tables" / "all_estimates.csv")
+    items = re.findall(r'<li class="voice"([^>]*)>', page)
+    assert items
+    threshold = 0.667
+    for attributes in items:
+        data = dict(re.findall(r'data-([\w-]+)="([^"]*)"', attributes))
+        share = estimates[(estimates["source"] == data["source"]) & (estimates["country"] == data["country"])
+                          & (estimates["group"] == data["group"]) & (estimates["indicator"] == data["indicator"])
+                          & (estimates["breakdown"] == "comparison") & (estimates["cell"] == "group")]
+        assert len(share) == 1, data
+        row = share.iloc[0]
+        assert row["flag"] == "ok"  # rule: only ok estimates
+        assert float(data["estimate"]) == row["estimate"] and float(data["ci-low"]) == row["ci_low"]
+        assert float(data["ci-high"]) == row["ci_high"] and int(data["n"]) == row["n_unweighted"]
+        theme = data["indicator"].removeprefix("mentions_")
+        alpha = estimates[(estimates["source"] == data["source"]) & (estimates["country"] == data["country"])
+                          & (estimates["group"] == data["group"]) & (estimates["indicator"] == "coder_agreement_alpha")
+                          & (estimates["breakdown"] == "theme") & (estimates["cell"] == theme)]
+        assert len(alpha) == 1, data
+        assert float(data["alpha"]) == alpha.iloc[0]["estimate"] >= threshold  # rule: agreement passes
+        # the sentence shows the same numbers, rounded as the report writes them
+        sentence = re.search(re.escape(attributes) + r">(.*?)</li>", page, flags=re.DOTALL).group(1)
+        assert f"{row['estimate'] * 100:.0f}%" in sentence and f"{alpha.iloc[0]['estimate']:.2f}" in sentence
+
+
+def test_front_page_voices_carry_no_personal_data(voices_front_page, demo_processed, truth):
+    from analysis.disclosure import resolve_thresholds
+
+    outputs, page = voices_front_page
+    for pattern in _needles(truth):
+        assert not pattern.search(page), f"planted personal data on the front page: {pattern.pattern}"
+    for path in outputs.rglob("findings.json"):
+        blob = path.read_text(encoding="utf-8")
+        for pattern in _needles(truth):
+            assert not pattern.search(blob), f"planted personal data in {path}: {pattern.pattern}"
+        for item in json.loads(blob):
+            assert "response_id" not in item and "respondent_id" not in item
+            for quote in item["quotes"]:
+                # only group and country attached, and only from a cell of at least suppress_below
+                assert set(quote) == {"quote", "group", "country", "language"}
+                assert quote["group"] and quote["country"]
+                assert item["group_country_respondents"] >= resolve_thresholds(None).suppress_below
+    # no ids on the page or in the findings (the processed, salted ids)
+    coded = pd.read_parquet(demo_processed / "demo_voices.parquet")
+    blobs = [page, *(p.read_text(encoding="utf-8") for p in outputs.rglob("findings.json"))]
+    ids = set(coded["response_id"].astype(str))
+    assert not any(rid in blob for blob in blobs for rid in ids)

@@ -16,7 +16,14 @@ What the chapter publishes, and how it is protected:
   alpha is below the threshold are marked tentative;
 - two or three quotes per leading theme from consenting members of the group, scrubbed, with at
   most the group and the country attached (:func:`analysis.voices.quotes.select_quotes`);
-- counts of redactions by kind, never the text removed.
+- counts of redactions by kind, never the text removed;
+- the findings the front page shows in each theme's "Voices" section (``findings.json`` beside
+  the page, :func:`voices_findings`): every theme's share for the group with its interval, n and
+  agreement, whether it meets the front page's rules (ok estimate, agreement at or above the
+  threshold) and one or two of the page's quotes whose group × country cell has at least
+  ``suppress_below`` coded respondents. The items carry numbers, not sentences: the front page
+  writes them in its own language (``front.voices.*`` in ``params/text.yml``), and they have no
+  ``text`` key, so the front page's list of chapter findings does not repeat them.
 """
 
 from __future__ import annotations
@@ -450,6 +457,92 @@ def voices_redactions(voices: VoicesRun):
     if frame.empty:
         frame = pd.DataFrame({voices.label("kind"): [], voices.label("count"): []})
     return frame, voices.label("redactions_caption")
+
+
+# --------------------------------------------------------------------------------------------
+# Findings for the front page
+
+#: ``kind`` of the items in a Voices run's ``findings.json``.
+FINDING_KIND = "voices"
+
+
+def _as_published(value) -> float | None:
+    # the number as the saved table holds it (tables.write_csv writes 10 significant digits), so
+    # that a finding equals the row it cites in all_estimates.csv
+    return None if value is None or pd.isna(value) else float(f"{float(value):.10g}")
+
+
+def voices_findings(voices: VoicesRun, shares: pd.DataFrame, agreement: pd.DataFrame,
+                    quotes: pd.DataFrame) -> list[dict]:
+    """One item per theme of the codebook for the front page's Voices sections.
+
+    Each item holds the group's share of coded respondents mentioning the theme (estimate,
+    95% CI, n, flag: the ``comparison``/``group`` row of ``shares``), the theme's Krippendorff's
+    alpha between the independent coders (the ``theme`` row of ``agreement``), the threshold, and
+    ``shown``/``reason`` — the front page's rules, applied here where the numbers are made:
+
+    1. only shares flagged ``ok`` (``reason: "flag"`` otherwise: caution or suppressed);
+    2. only themes whose alpha is published and at least ``alpha_threshold`` (``"agreement"``;
+       Krippendorff (2004) p. 241: 0.667 is the lowest for tentative conclusions);
+    3. quotes (at most ``front_page_quotes`` of the chapter's own, in their order) only when the
+       group × country cell has at least ``suppress_below`` coded respondents, each with only
+       the group's label and the country attached.
+
+    Nothing else about a respondent is written: no id, no case variable.
+    """
+    from analysis.disclosure import resolve_thresholds
+    from analysis.voices.themes import theme_indicator
+
+    run = voices.run
+    threshold = float(voices.settings.get("alpha_threshold", 0.667))
+    per_theme = int(voices.settings.get("front_page_quotes", 2))
+    limit = resolve_thresholds(None).suppress_below
+    members = voices.coded.loc[voices.coded[COMPARISON] == "group", "response_id"].nunique()
+    attributable = members >= limit
+    group_rows = shares[(shares["breakdown"] == COMPARISON) & (shares["cell"] == "group")]
+    alphas = agreement[(agreement["indicator"] == AGREEMENT_INDICATORS["alpha"])
+                       & (agreement["breakdown"] == "theme")] if len(agreement) else agreement
+    items = []
+    for theme in voices.codebook.themes:
+        indicator = theme_indicator(theme)
+        share = group_rows[group_rows["indicator"] == indicator]
+        alpha = alphas[alphas["cell"] == theme] if len(alphas) else alphas
+        row = share.iloc[0] if len(share) else None
+        a = alpha.iloc[0] if len(alpha) else None
+        flag = str(row["flag"]) if row is not None else "suppressed"
+        alpha_value = None if a is None or a["flag"] == "suppressed" else _as_published(a["estimate"])
+        reason = ("flag" if flag != "ok" or row is None or pd.isna(row["estimate"]) else
+                  "agreement" if alpha_value is None or alpha_value < threshold else "ok")
+        chosen = []
+        if reason == "ok" and attributable and len(quotes):
+            part = quotes[(quotes["theme"] == theme) & quotes["attribution_group"].notna()]
+            chosen = [{"quote": q.quote, "group": q.attribution_group, "country": q.attribution_country,
+                       "language": q.language} for q in part.head(per_theme).itertuples(index=False)]
+        items.append({
+            "kind": FINDING_KIND, "theme": theme, "indicator": indicator, "source": voices.source,
+            "survey": voices.survey, "group": run.group_id, "country": run.country,
+            "breakdown": COMPARISON, "cell": "group", "flag": flag,
+            "estimate": _as_published(row["estimate"]) if row is not None else None,
+            "ci_low": _as_published(row["ci_low"]) if row is not None else None,
+            "ci_high": _as_published(row["ci_high"]) if row is not None else None,
+            "n_unweighted": None if row is None or pd.isna(row["n_unweighted"]) else int(row["n_unweighted"]),
+            "alpha": alpha_value,
+            "alpha_ci_low": None if alpha_value is None else _as_published(a["ci_low"]),
+            "alpha_ci_high": None if alpha_value is None else _as_published(a["ci_high"]),
+            "alpha_threshold": threshold, "shown": reason == "ok", "reason": reason,
+            # the cell size that allows a quote its attribution (only stated when it does)
+            "group_country_respondents": int(members) if attributable else None,
+            "quotes": chosen,
+        })
+    return items
+
+
+def write_findings(voices: VoicesRun, items: list[dict]) -> Path:
+    """``<output_dir>/findings.json``: the run's Voices findings for the front page."""
+    from analysis.atomic import write_atomic
+
+    path = voices.run.output_dir / "findings.json"
+    return write_atomic(path, json.dumps(items, indent=1, ensure_ascii=False) + "\n")
 
 
 def save_quotes(voices: VoicesRun, quotes: pd.DataFrame) -> Path:

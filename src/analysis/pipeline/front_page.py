@@ -13,6 +13,11 @@ tables) and the manifest:
   group × country × source, on the same ±50-point axis;
 - findings that chapters publish themselves (``findings.json`` beside a run's page, e.g. pooled
   evidence from partner studies with its quality rating), linked to their chapter;
+- a "Voices" section in each theme that coded free text covers: what the Voices chapter's runs
+  published for it (``findings.json`` items of ``kind: voices``, see
+  :func:`analysis.chapters.voices.voices_findings`) — the share of each group's coded
+  respondents mentioning the theme, with interval, n and the coders' agreement, and one or two
+  consented, scrubbed quotes — chosen by rules the page states (:func:`_voices`);
 - links into the chapters (each finding links the group-profile page it comes from), the
   synthesis, the workbook and the run status grid (``runs.html``, :mod:`analysis.pipeline.index`).
 
@@ -37,6 +42,8 @@ from analysis.text import text, text_count
 
 #: Key findings shown per theme.
 FINDINGS_PER_THEME = 3
+#: Theme shares of coded answers shown in a theme's Voices section (at most one per group).
+VOICES_PER_THEME = 3
 
 
 def _source_info(manifest: dict, ctx) -> dict[str, dict]:
@@ -132,9 +139,88 @@ def _theme_figure(theme: str, table: pd.DataFrame, percent: list[str], indicator
     return {"svg": saved.svg, "alt": saved.alt, "caption": saved.caption}
 
 
+def _voices_items(manifest: dict, outputs_dir: Path) -> list[dict]:
+    """Every ``kind: voices`` item of the ``findings.json`` beside each successful run's page,
+    with ``href``, the page (relative to ``outputs/``)."""
+    import json
+
+    from analysis.chapters.voices import FINDING_KIND
+
+    out = []
+    runs = manifest.get("runs") or {}
+    for run_id in sorted(runs):
+        entry = runs[run_id]
+        html = (entry.get("outputs") or {}).get("html") or []
+        if entry.get("status") != "ok" or not html:
+            continue
+        path = (outputs_dir / html[0]).parent / "findings.json"
+        if not path.exists():
+            continue
+        try:
+            items = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:  # a run's file, written by the chapter: name it, do not guess
+            raise ValueError(f"{path}: not a findings file ({exc.__class__.__name__}); run the chapter again") from None
+        out += [{**item, "href": html[0]} for item in items
+                if isinstance(item, dict) and item.get("kind") == FINDING_KIND]
+    return out
+
+
+def _alpha_text(item: dict) -> str:
+    alpha = f"{item['alpha']:.2f}"
+    if item.get("alpha_ci_low") is None or item.get("alpha_ci_high") is None:
+        return alpha
+    return text("front.voices.alpha_interval", alpha=alpha, low=f"{item['alpha_ci_low']:.2f}",
+                high=f"{item['alpha_ci_high']:.2f}")
+
+
+def _voices(theme: str, theme_label: str, items: list[dict], ctx, source_titles: dict) -> dict | None:
+    """The Voices section of one theme, or None when no coded free text covers the theme.
+
+    Rules (stated on the page, ``front.voices.rules``): only theme shares flagged ok and only
+    themes whose agreement between coders reaches the run's threshold (both decided by the
+    chapter, ``shown``); the largest shares first, at most one per group and
+    :data:`VOICES_PER_THEME` in all; quotes only as the chapter attached them (consented,
+    scrubbed, from group × country cells of at least ``suppress_below`` coded respondents).
+    """
+    from analysis.text import lower_first
+
+    mine = [i for i in items if i.get("theme") == theme]
+    if not mine:
+        return None
+    shown = sorted((i for i in mine if i.get("shown")), key=lambda i: -float(i["estimate"]))
+    picked, groups = [], set()
+    for item in shown:
+        if item["group"] in groups or len(picked) >= VOICES_PER_THEME:
+            continue
+        groups.add(item["group"])
+        group_label = ctx.group_labels.get(item["group"], item["group"])
+        country = ctx.country_names.get(item["country"], item["country"])
+        picked.append({
+            "sentence": text("front.voices.sentence", group=group_label, country=country,
+                             share=findings.format_percent(item["estimate"], item["ci_low"], item["ci_high"]),
+                             n=f"{int(item['n_unweighted']):,}", theme=lower_first(theme_label),
+                             alpha=_alpha_text(item),
+                             source=source_titles.get(item.get("survey"), item.get("survey") or item["source"])),
+            "href": item["href"],
+            "link_text": text("front.voices.link", group=group_label, country=country),
+            "data": {"source": item["source"], "country": item["country"], "group": item["group"],
+                     "indicator": item["indicator"], "estimate": repr(float(item["estimate"])),
+                     "ci-low": repr(float(item["ci_low"])), "ci-high": repr(float(item["ci_high"])),
+                     "n": str(int(item["n_unweighted"])), "alpha": repr(float(item["alpha"]))},
+            "quotes": [{"text": q["quote"], "lang": q.get("language") or "",
+                        "who": text("front.voices.attribution", group=group_label, country=country)}
+                       for q in item.get("quotes") or [] if q.get("group") and q.get("country")],
+        })
+    why = ""
+    if not picked:
+        flagged = sum(1 for i in mine if i.get("reason") == "flag")
+        why = text("front.voices.none", total=len(mine), flagged=flagged, tentative=len(mine) - flagged)
+    return {"shares": picked, "why": why}
+
+
 def _sections(themes, compared, chosen, groups, indicators, percent, ctx, source_titles, links, figure_dir,
-              path, synthetic) -> list[dict]:
-    """One section per theme: its findings (or why there is none) and its figure."""
+              path, synthetic, voices_items=()) -> list[dict]:
+    """One section per theme: its findings (or why there is none), its figure and its Voices."""
     from analysis.schema import load_dimensions
 
     dimensions = load_dimensions(ctx.groups_file)
@@ -186,7 +272,8 @@ def _sections(themes, compared, chosen, groups, indicators, percent, ctx, source
                                    figure_dir, synthetic)
             if figure:
                 figure["src"] = os.path.relpath(figure.pop("svg"), path.parent)
-        sections.append({"id": theme, "title": theme_label, "findings": items, "why": why, "figure": figure})
+        sections.append({"id": theme, "title": theme_label, "findings": items, "why": why, "figure": figure,
+                         "voices": _voices(theme, theme_label, list(voices_items), ctx, source_titles)})
 
     return sections
 
@@ -212,6 +299,7 @@ def write_front_page(manifest: dict, ctx, path: Path | None = None) -> Path:
     source_titles = {k: v["title"] for k, v in sources.items()}
     links = _group_profile_links(manifest, outputs_dir)
     figure_dir = outputs_dir / "front"
+    voices_items = _voices_items(manifest, outputs_dir)
     # the house style only inside this function: the pipeline's process (whose forked workers run
     # the next notebooks) keeps its own matplotlib settings
     import matplotlib
@@ -219,7 +307,7 @@ def write_front_page(manifest: dict, ctx, path: Path | None = None) -> Path:
     with matplotlib.rc_context():
         figures.use_house_style()
         sections = _sections(themes, compared, chosen, groups, indicators, percent, ctx, source_titles, links,
-                             figure_dir, path, any(s["synthetic"] for s in sources.values()))
+                             figure_dir, path, any(s["synthetic"] for s in sources.values()), voices_items)
 
     scope_sources = []
     for sid, info in sources.items():
@@ -255,6 +343,10 @@ def write_front_page(manifest: dict, ctx, path: Path | None = None) -> Path:
         shown=sum(len(s["findings"]) for s in sections),
         per_theme=FINDINGS_PER_THEME,
         workbook=(outputs_dir / "synthesis" / "tables" / "synthesis.xlsx").exists(),
+        voices_rules=text("front.voices.rules", per_theme=VOICES_PER_THEME, suppress_below=d.suppress_below,
+                          threshold=text("common.list_separator").join(
+                              sorted({f"{float(i['alpha_threshold']):g}" for i in voices_items})))
+        if voices_items else "",
         suppression_rule=text("front.suppression_rule", suppress_below=d.suppress_below,
                               caution_below=d.caution_below),
         updated_at=manifest.get("updated_at", ""),
