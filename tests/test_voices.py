@@ -524,3 +524,42 @@ def test_front_page_voices_carry_no_personal_data(voices_front_page, demo_proces
     blobs = [page, *(p.read_text(encoding="utf-8") for p in outputs.rglob("findings.json"))]
     ids = set(coded["response_id"].astype(str))
     assert not any(rid in blob for blob in blobs for rid in ids)
+
+
+# --------------------------------------------------------------------------------------------
+# The synthesis labels the theme shares (mentions_<theme>) as every indicator
+
+
+def test_synthesis_labels_theme_share_rows_with_their_catalogue_labels(voices_front_page, demo_processed,
+                                                                       tmp_path, monkeypatch):
+    from openpyxl import load_workbook
+
+    from analysis.chapters import synthesis
+    from analysis.schema import load_themes
+    from analysis.text import text
+
+    outputs, _ = voices_front_page
+    run, estimates = synthesis.start_synthesis("synthesis", all_estimates=outputs / "tables" / "all_estimates.csv",
+                                               output_dir=tmp_path / "synthesis", processed_dir=demo_processed)
+    table = synthesis.synthesis_table(run, estimates)
+    assert table["indicator"].str.startswith("mentions_").any()
+    display = synthesis.synthesis_display(run, synthesis.synthesis_comparisons(run, table))
+    assert not display.apply(lambda c: c.astype(str).str.contains("mentions_")).any().any()
+    themes = load_themes()
+    column = text("synthesis.columns.indicator")
+    expected = {text("voices.mentions_label", theme=label) for label in themes.values()}
+    assert set(display[column]) <= expected and len(set(display[column])) >= 5
+    # a share of respondents, shown as every percent indicator: "23% (19–27)", in its theme
+    assert display[text("synthesis.columns.estimate")].str.match(r"^\d+% \(\d+–\d+\)$|^$").all()
+    assert set(display[text("synthesis.columns.theme")]) <= set(themes.values())
+    workbook = load_workbook(synthesis.write_synthesis_workbook(run, table), read_only=True)
+    cells = [str(v) for sheet in workbook.worksheets for row in sheet.iter_rows(values_only=True) for v in row]
+    assert not any("mentions_" in c for c in cells)
+    # translated like every label: the French page says it in French
+    monkeypatch.setenv("ANALYSIS_LANG", "fr")
+    run, _ = synthesis.start_synthesis("synthesis", all_estimates=outputs / "tables" / "all_estimates.csv",
+                                       output_dir=tmp_path / "fr", processed_dir=demo_processed)
+    french = synthesis.synthesis_display(run, synthesis.synthesis_comparisons(run, table))
+    assert text("voices.mentions_label", theme="X") != "Mentioned in coded open answers: X"
+    assert set(french[text("synthesis.columns.indicator")]) <= {
+        text("voices.mentions_label", theme=label) for label in themes.values()}

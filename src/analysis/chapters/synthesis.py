@@ -17,6 +17,7 @@ from analysis.chapters.common import (
 )
 from analysis.schema import load_dimensions, load_groups, load_indicators
 from analysis.text import text
+from analysis.voices.themes import theme_share_indicators
 
 
 def start_synthesis(chapter: str, all_estimates=None, output_dir=None,
@@ -38,7 +39,8 @@ def start_synthesis(chapter: str, all_estimates=None, output_dir=None,
     run = ChapterRun(chapter=chapter, group_id=None, country=None,
                      sources=sorted(set(estimates["source"].dropna().astype(str))), output_dir=output_dir,
                      processed_dir=Path(processed_dir) if processed_dir else None,
-                     indicators=load_indicators(), groups=load_groups(), dimensions=load_dimensions())
+                     indicators={**load_indicators(), **theme_share_indicators()}, groups=load_groups(),
+                     dimensions=load_dimensions())
     # Synthetic flag and titles from the processed tables' metadata, when they are at hand.
     import json
 

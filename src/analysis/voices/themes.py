@@ -164,3 +164,23 @@ def theme_shares(survey: pd.DataFrame, themes: pd.DataFrame, by=(), *, margins: 
 
 def theme_of_indicator(indicator: str) -> str:
     return str(indicator).removeprefix(INDICATOR_PREFIX)
+
+
+def theme_share_indicators(themes: dict[str, str] | None = None) -> dict:
+    """The theme shares as catalogue indicators (``mentions_<theme>`` -> :class:`analysis.schema.Indicator`).
+
+    Chapters that list every estimate of the report (the synthesis) label, order and format the
+    theme shares as any percent indicator of the theme: the label and definition come from the
+    text catalogue (``voices.mentions_label``/``mentions_definition``, translated) around the
+    theme's catalogue label (``themes:`` of ``params/indicators.yml``, translated with the
+    catalogue). Direction: mentioning a hardship is worse; mentioning community response is not.
+    """
+    from analysis.schema import Indicator, load_themes
+    from analysis.text import text
+
+    themes = load_themes() if themes is None else themes
+    return {theme_indicator(theme): Indicator(
+        id=theme_indicator(theme), theme=theme, label=text("voices.mentions_label", theme=label),
+        definition=text("voices.mentions_definition", theme=label), unit="percent", type="binary",
+        direction="higher_is_better" if theme == "community_response" else "higher_is_worse")
+        for theme, label in themes.items()}
