@@ -346,3 +346,22 @@ def test_the_survey_must_be_processed_first(project, capsys):
     project.write_card(coding_card("spreadsheet", files, **EXTRA["spreadsheet"]))
     assert project.run("mini_voices") == 1
     assert "no processed table for 'mini'" in _failure(project, capsys)
+
+
+def test_chapter_1_row_accounting_counts_the_stop_withdrawals_with_their_reason(coded_project):
+    from analysis import chapters
+    from analysis.chapters.data_profile import row_accounting
+    from analysis.text import text
+
+    assert ingest_format(coded_project, "spreadsheet", [*CODINGS, ("r4", "ana", "stop")]) == 0
+    run = chapters.start_run("data_profile", source="mini", processed_dir=coded_project.processed,
+                             output_dir=coded_project.root / "out" / "data_profile")
+    table = row_accounting(run)
+    step, rows, detail = (text(f"data_profile.rows.columns.{c}") for c in ("step", "rows", "detail"))
+    withdrawn = table[table[step] == text("data_profile.rows.withdrawn")]
+    assert list(withdrawn[rows]) == ["1"]
+    assert withdrawn[detail].iloc[0] == text("data_profile.rows.withdrawn_detail", source="mini_voices")
+    # the accounting adds up: rows kept at ingest, less the withdrawals, are the rows analysed
+    kept = int(table.loc[table[step] == text("data_profile.rows.rows_kept"), rows].iloc[0].replace(",", ""))
+    analysed = table.loc[table[step] == text("data_profile.rows.rows_analysed"), rows]
+    assert list(analysed) == [f"{kept - 1:,}"] and len(run.frames["mini"]) == kept - 1

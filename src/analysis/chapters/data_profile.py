@@ -82,6 +82,7 @@ def row_accounting(run: ChapterRun) -> pd.DataFrame:
     """Rows in, rows out and every exclusion reason of each source (``<source>.log.json``), and
     the free-coded categories pooled into "other" in this run's data (how many, never which)."""
     from analysis.disclosure import resolve_thresholds
+    from analysis.sources.coding import withdrawals
 
     folder = run.processed_dir or config.PROCESSED_DIR
     rows = []
@@ -101,9 +102,18 @@ def row_accounting(run: ChapterRun) -> pd.DataFrame:
             for reason, count in excluded.items():
                 rows.append({"source": title, "step": text("data_profile.rows.excluded"),
                              "rows": f"{int(count):,}", "detail": str(reason)})
-        if not excluded and path.exists():
+        # a STOP in coded free text removes the respondent after ingest (load_processed)
+        withdrawn = withdrawals(source, folder)
+        for coding_source, ids in withdrawn.items():
+            rows.append({"source": title, "step": text("data_profile.rows.withdrawn"), "rows": f"{len(ids):,}",
+                         "detail": text("data_profile.rows.withdrawn_detail", source=coding_source)})
+        if not excluded and not withdrawn and path.exists():
             rows.append({"source": title, "step": text("data_profile.rows.excluded"), "rows": "0",
                          "detail": text("data_profile.rows.no_row_excluded")})
+        if withdrawn and "rows_kept" in log:
+            analysed = int(log["rows_kept"]) - sum(len(ids) for ids in withdrawn.values())
+            rows.append({"source": title, "step": text("data_profile.rows.rows_analysed"),
+                         "rows": f"{analysed:,}", "detail": ""})
         pooled = (run.frames[source].attrs.get("pooled_categories") or {}) if source in run.frames else {}
         limit = resolve_thresholds().suppress_below
         for column, counts in pooled.items():

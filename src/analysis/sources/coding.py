@@ -663,6 +663,21 @@ def ingest_coding(card_path: Path, raw_root: Path, processed_dir: Path, force: b
     return "ingested", log
 
 
+def withdrawals(survey: str, processed_dir: Path) -> dict[str, list[str]]:
+    """The respondents of ``survey`` who withdrew (STOP), by coding source: ``{source: [ids]}``
+    (hashed ids, from each coding source's ``<source>.withdrawn.json``; unreadable files are
+    skipped, as a missing one is: the coding source is then ingested again)."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(Path(processed_dir).glob("*.withdrawn.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError):
+            continue
+        if data.get("survey") == survey and data.get("respondent_ids"):
+            out[path.name.removesuffix(".withdrawn.json")] = list(data["respondent_ids"])
+    return out
+
+
 def drop_withdrawn(frame: pd.DataFrame, source: str, processed_dir: Path) -> pd.DataFrame:
     """Remove from a processed survey the respondents who withdrew in any coding source of it.
 
@@ -671,14 +686,7 @@ def drop_withdrawn(frame: pd.DataFrame, source: str, processed_dir: Path) -> pd.
     """
     if "respondent_id" not in frame.columns:
         return frame
-    gone: set[str] = set()
-    for path in Path(processed_dir).glob("*.withdrawn.json"):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, OSError):
-            continue
-        if data.get("survey") == source:
-            gone.update(data.get("respondent_ids") or [])
+    gone = {rid for ids in withdrawals(source, processed_dir).values() for rid in ids}
     if not gone:
         return frame
     attrs = dict(frame.attrs)
@@ -701,4 +709,4 @@ def summary(log: dict) -> str:
 
 
 __all__ = ["CodingCard", "CodingError", "build_coded_table", "drop_withdrawn", "ingest_coding", "is_coding_card",
-           "load_coding_card", "read_codings", "summary"]
+           "load_coding_card", "read_codings", "summary", "withdrawals"]
