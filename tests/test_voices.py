@@ -563,3 +563,35 @@ def test_synthesis_labels_theme_share_rows_with_their_catalogue_labels(voices_fr
     assert text("voices.mentions_label", theme="X") != "Mentioned in coded open answers: X"
     assert set(french[text("synthesis.columns.indicator")]) <= {
         text("voices.mentions_label", theme=label) for label in themes.values()}
+
+
+# --------------------------------------------------------------------------------------------
+# Scrubbing cue words live in the catalogue (params/scrubbing.yml), per language
+
+
+def test_scrubbing_cue_words_come_from_the_catalogue_per_language(tmp_path):
+    import yaml
+
+    from analysis.voices import scrub
+
+    code = Path(scrub.__file__).read_text(encoding="utf-8")
+    for word in ("my name is", "jina langu", "kijiji cha", "Mzee", "miaka", "janvier", "près de"):
+        assert word not in code, f"cue word {word!r} is still in scrub.py"
+    assert {"en", "fr", "sw"} <= set(scrub.load_cues().languages)
+    # a language added to the catalogue is scrubbed without a code change
+    custom = tmp_path / "scrubbing.yml"
+    custom.write_text(yaml.safe_dump({"languages": {"pt": {
+        "introductions": ["o meu nome é"], "titles": ["Sr"], "places": ["na aldeia de"], "ages_after": ["anos"]}}},
+        allow_unicode=True), encoding="utf-8")
+    scrubber = Scrubber(cues=scrub.load_cues(custom))
+    out = scrubber("O meu nome é Joana Silva. Sr Tavares vive na aldeia de Mafalala, tenho 34 anos.")
+    assert not re.search(r"Joana|Silva|Tavares|Mafalala|34", out), out
+    assert scrubber.log() == {"age": 1, "name": 2, "place": 1}
+    # months and weekdays of every language of the file (CLDR, through Babel) are not places
+    assert Scrubber()("Shule zilifungwa katika Januari.") == "Shule zilifungwa katika Januari."
+    assert Scrubber()("Tunaishi kijiji cha Kawangware.") == "Tunaishi kijiji cha [place]."
+    # a mistake in the file is one line naming the file and the key
+    custom.write_text(yaml.safe_dump({"languages": {"en": {"introduction": ["my name is"]}}}), encoding="utf-8")
+    with pytest.raises(scrub.ScrubError, match=r"scrubbing\.yml: key 'languages\.en\.introduction'") as error:
+        scrub.load_cues(custom)
+    assert "\n" not in str(error.value)

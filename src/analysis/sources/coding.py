@@ -564,6 +564,10 @@ def _fingerprint(card_path: Path, card: CodingCard, raw_root: Path, processed_di
     book = codebook_file(card)
     if book.exists():
         files[f"params:{book.name}"] = _sha256(book)
+    from analysis.voices.scrub import cues_path
+
+    if cues_path().exists():  # the scrubber's cue words (catalogue): a change re-scrubs the answers
+        files[f"params:{cues_path().name}"] = _sha256(cues_path())
     survey = processed_dir / f"{card.survey}.parquet"
     if survey.exists():
         files[f"processed:{survey.name}"] = _sha256(survey)
