@@ -595,3 +595,19 @@ def test_scrubbing_cue_words_come_from_the_catalogue_per_language(tmp_path):
     with pytest.raises(scrub.ScrubError, match=r"scrubbing\.yml: key 'languages\.en\.introduction'") as error:
         scrub.load_cues(custom)
     assert "\n" not in str(error.value)
+
+
+def test_demo_sentence_bank_is_written_once_with_the_same_codes_in_every_language():
+    from analysis import demo_voices
+    from analysis.voices.codebook import load_codebook
+
+    bank = json.loads(demo_voices.ANSWERS_FILE.read_text(encoding="utf-8"))
+    book = load_codebook("demo_voices")
+    codes = {k for k, c in book.codes.items() if c.theme or c.special == "no_theme"}
+    assert set(bank["sentences"]) == set(demo_voices.AGE_PHRASE) == {"en", "fr", "sw"}
+    for language, sentences in bank["sentences"].items():
+        assert set(sentences) == codes | set(demo_voices.PLANT_RATES), language
+        assert all(len(sentences[code]) == 2 for code in codes), language
+        for kind in demo_voices.PLANT_RATES:  # the planted datum has its placeholder
+            assert "{" + kind + "}" in sentences[kind], (language, kind)
+    assert demo_voices.SENTENCES == bank["sentences"] and demo_voices.NOT_CODABLE == bank["not_codable"]

@@ -66,57 +66,13 @@ THEME_CODES = {
 }
 THEME_CODE_LIST = tuple(c for codes in THEME_CODES.values() for c in codes)
 
-SENTENCES = {
-    "en": {
-        "clinic_unreachable": ["The clinic was closed and we could not see a nurse.",
-                               "The health centre was too far and there was no transport."],
-        "medicine_shortage": ["There were no medicines at the dispensary for weeks.",
-                              "My mother could not get her medicine during the lockdown."],
-        "lost_work": ["I lost my job when the shops closed.", "There was no casual work for months."],
-        "market_closed": ["The market closed so I could not sell anything.",
-                          "Our small business stopped because nobody was buying."],
-        "not_enough_food": ["We ate once a day.", "Sometimes there was no food in the house."],
-        "school_closed": ["School closed and I could not study at home.", "My college stopped classes."],
-        "violence_at_home": ["There was more fighting at home during the curfew.",
-                             "I did not feel safe at home."],
-        "discrimination": ["People treated us badly because of who we are.",
-                           "At the clinic they sent us away because of our disability."],
-        "community_help": ["Our youth group shared food with neighbours.",
-                           "The church collected money for families in need."],
-        "no_theme": ["Life went on more or less the same.", "Not much changed for me."],
-        "name": "My name is {name}.", "other": "Mama {other} helped us.",
-        "phone": "Call me on {phone}.", "place": "We live in {place}.", "age": "I am {age} years old.",
-    },
-    "sw": {
-        "clinic_unreachable": ["Kliniki ilifungwa na hatukuona muuguzi.", "Hospitali ilikuwa mbali sana."],
-        "medicine_shortage": ["Hakukuwa na dawa kwa wiki nyingi.", "Mama hakupata dawa zake."],
-        "lost_work": ["Nilipoteza kazi yangu.", "Hakukuwa na vibarua kwa miezi."],
-        "market_closed": ["Soko lilifungwa.", "Biashara yetu ndogo ilisimama."],
-        "not_enough_food": ["Tulikula mara moja kwa siku.", "Wakati mwingine hakukuwa na chakula."],
-        "school_closed": ["Shule zilifungwa.", "Chuo kilisimamisha masomo."],
-        "violence_at_home": ["Kulikuwa na vurugu nyumbani.", "Sikujisikia salama nyumbani."],
-        "discrimination": ["Watu walitubagua.", "Tulinyimwa huduma kwa sababu ya ulemavu."],
-        "community_help": ["Kikundi chetu cha vijana kiligawa chakula.", "Kanisa lilisaidia familia."],
-        "no_theme": ["Maisha yaliendelea kama kawaida.", "Hakuna kilichobadilika sana."],
-        "name": "Jina langu ni {name}.", "other": "Mama {other} alitusaidia.",
-        "phone": "Nipigie {phone}.", "place": "Tunaishi kijiji cha {place}.", "age": "Nina miaka {age}.",
-    },
-    "fr": {
-        "clinic_unreachable": ["Le poste de santé était fermé.", "Le centre de santé était trop loin."],
-        "medicine_shortage": ["Il n'y avait plus de médicaments.", "Ma mère n'a pas eu ses médicaments."],
-        "lost_work": ["J'ai perdu mon travail.", "Il n'y avait plus de petits boulots."],
-        "market_closed": ["Le marché a fermé.", "Notre petit commerce s'est arrêté."],
-        "not_enough_food": ["Nous mangions une fois par jour.", "Parfois il n'y avait rien à manger."],
-        "school_closed": ["L'école a fermé.", "L'université a suspendu les cours."],
-        "violence_at_home": ["Il y avait plus de disputes à la maison.", "Je ne me sentais pas en sécurité."],
-        "discrimination": ["On nous a traités différemment.", "On nous a refusé des soins à cause du handicap."],
-        "community_help": ["Notre association a partagé des vivres.", "Les voisins se sont entraidés."],
-        "no_theme": ["La vie a continué à peu près pareil.", "Pas grand-chose n'a changé."],
-        "name": "Je m'appelle {name}.", "other": "Mme {other} nous a aidés.",
-        "phone": "Appelez-moi au {phone}.", "place": "Nous habitons à {place}.", "age": "J'ai {age} ans.",
-    },
-}
-NOT_CODABLE = ["...", "ok", "???", "hello"]
+#: The sentence bank (``demo_voices_answers.json`` beside this module, written once for every
+#: language): ``SENTENCES[language][code]`` two template sentences per code, plus the sentences
+#: that carry planted personal data (``name``, ``other``, ``phone``, ``place``, ``age``).
+ANSWERS_FILE = Path(__file__).with_name("demo_voices_answers.json")
+_BANK = json.loads(ANSWERS_FILE.read_text(encoding="utf-8"))
+SENTENCES: dict[str, dict] = _BANK["sentences"]
+NOT_CODABLE: list[str] = _BANK["not_codable"]
 #: Synthetic names and places below admin-1 planted in answers (all must be scrubbed).
 FIRST_NAMES = ("Achieng", "Wanjiku", "Baraka", "Zawadi", "Okello", "Nakato", "Aminata", "Moussa", "Fatou",
                "Ibrahima", "Grace", "Brian")
