@@ -611,3 +611,13 @@ def test_demo_sentence_bank_is_written_once_with_the_same_codes_in_every_languag
         for kind in demo_voices.PLANT_RATES:  # the planted datum has its placeholder
             assert "{" + kind + "}" in sentences[kind], (language, kind)
     assert demo_voices.SENTENCES == bank["sentences"] and demo_voices.NOT_CODABLE == bank["not_codable"]
+
+
+def test_front_page_names_the_coded_answers_as_such_not_as_official_statistics(voices_front_page):
+    from analysis.text import text
+
+    _, page = voices_front_page
+    official = re.search(rf"<p>{re.escape(text('front.official_heading'))}:.*?</p>", page, flags=re.DOTALL)
+    assert official is None or "Demo coded answers" not in official.group(0)
+    coded = re.search(rf"<p>{re.escape(text('front.other_sources.coding'))}:(.*?)</p>", page, flags=re.DOTALL)
+    assert coded and "Demo coded answers" in coded.group(1)

@@ -42,6 +42,9 @@ from analysis.text import text, text_count
 
 #: Key findings shown per theme.
 FINDINGS_PER_THEME = 3
+#: Source kinds named as official statistics on the page, and the other kinds named by kind.
+OFFICIAL_KINDS = ("aggregates", "margins")
+OTHER_KINDS = ("study", "coding")
 #: Theme shares of coded answers shown in a theme's Voices section (at most one per group).
 VOICES_PER_THEME = 3
 
@@ -318,7 +321,13 @@ def write_front_page(manifest: dict, ctx, path: Path | None = None) -> Path:
             "title": info["title"], "period": info["period"],
             "countries": text("common.list_separator").join(ctx.country_names.get(c, c) for c in info["countries"]),
             "disability": measured, "synthetic": info["synthetic"]})
-    official = [info for info in sources.values() if info["kind"] not in (None, "microdata")]
+    # official tables (aggregates, margins) are compared with; partner studies and coded free
+    # text are sources of their own chapters, named as such
+    official = [info for info in sources.values() if info["kind"] in OFFICIAL_KINDS]
+    other_sources = [{"heading": text(f"front.other_sources.{kind}"),
+                      "titles": [{"title": i["title"], "period": i["period"]} for i in sources.values()
+                                 if i["kind"] == kind]}
+                     for kind in OTHER_KINDS if any(i["kind"] == kind for i in sources.values())]
 
     d = report.disclosure
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
@@ -336,6 +345,7 @@ def write_front_page(manifest: dict, ctx, path: Path | None = None) -> Path:
         groups=text("common.list_separator").join(ctx.group_labels.get(g, g) for g in report.groups),
         sources=scope_sources,
         official=[{"title": o["title"], "period": o["period"]} for o in official],
+        other_sources=other_sources,
         sections=sections,
         chapters=_chapter_links(manifest, ctx, outputs_dir),
         chapter_findings=_findings(manifest.get("runs") or {}, outputs_dir),
