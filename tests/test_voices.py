@@ -445,6 +445,7 @@ def voices_front_page(demo_processed, tmp_path_factory):
     manifest = {"runs": runs, "sources": {"demo_youth": {"title": "Demo youth survey", "synthetic": True},
                                           "demo_voices": {"title": "Demo coded answers", "synthetic": True}}}
     build_all_estimates(manifest, outputs, set())
+    (outputs / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     ctx = load_report(config.REPORT_FILE, processed_dir=demo_processed, outputs_dir=outputs)
     page = write_front_page(manifest, ctx)
     return outputs, page.read_text(encoding="utf-8")
@@ -621,3 +622,26 @@ def test_front_page_names_the_coded_answers_as_such_not_as_official_statistics(v
     assert official is None or "Demo coded answers" not in official.group(0)
     coded = re.search(rf"<p>{re.escape(text('front.other_sources.coding'))}:(.*?)</p>", page, flags=re.DOTALL)
     assert coded and "Demo coded answers" in coded.group(1)
+
+
+def test_front_page_voices_are_written_in_the_page_language(voices_front_page, demo_processed, monkeypatch):
+    from analysis import i18n
+    from analysis.pipeline.front_page import write_front_page
+    from analysis.pipeline.matrix import load_report
+    from analysis.text import text
+
+    outputs, english = voices_front_page
+    manifest = json.loads((outputs / "manifest.json").read_text(encoding="utf-8"))
+    monkeypatch.setenv("ANALYSIS_LANG", "fr")
+    ctx = load_report(config.REPORT_FILE, processed_dir=demo_processed, outputs_dir=outputs)
+    page = write_front_page(manifest, ctx, path=outputs / "index.fr.html").read_text(encoding="utf-8")
+    french = i18n.load_language("fr").strings
+    assert f">{french['text.front.voices.heading']['text']}</h4>" in page
+    assert 'id="voices-rules"' in page and text("front.voices.rules", per_theme=3, suppress_below=25,
+                                                  threshold="0.667").split(":")[0] in page
+    # the same numbers as the English page, in the same places
+    attributes = re.compile(r'<li class="voice"([^>]*)>')
+    assert attributes.findall(page) == attributes.findall(english)
+    monkeypatch.setenv("ANALYSIS_LANG", "en")
+    for fragment in ("respondents with a coded open answer", "agreement between coders"):
+        assert fragment in english and fragment not in page
