@@ -504,23 +504,33 @@ def test_front_page_voices_numbers_equal_the_cited_rows(voices_front_page):
         assert f"{row['estimate'] * 100:.0f}%" in sentence and f"{alpha.iloc[0]['estimate']:.2f}" in sentence
 
 
-def test_front_page_voices_carry_no_personal_data(voices_front_page, demo_processed, truth):
+def test_front_page_voices_carry_no_personal_data(voices_front_page, demo_processed, truth, tmp_path):
+    from analysis import chapters
+    from analysis.chapters import voices as chapter
+    from analysis.chapters.common import COMPARISON
     from analysis.disclosure import resolve_thresholds
 
     outputs, page = voices_front_page
     for pattern in _needles(truth):
         assert not pattern.search(page), f"planted personal data on the front page: {pattern.pattern}"
-    for path in outputs.rglob("findings.json"):
+    limit = resolve_thresholds(None).suppress_below
+    for path in sorted(outputs.rglob("findings.json")):
         blob = path.read_text(encoding="utf-8")
         for pattern in _needles(truth):
             assert not pattern.search(blob), f"planted personal data in {path}: {pattern.pattern}"
-        for item in json.loads(blob):
+        items = json.loads(blob)
+        group, country = items[0]["group"], items[0]["country"]
+        run = chapters.start_run("voices", group=group, country=country, sources=["demo_youth"],
+                                 processed_dir=demo_processed, output_dir=tmp_path / group / country)
+        coded = chapter.start_voices(run).coded
+        cell = coded.loc[coded[COMPARISON] == "group", "response_id"].nunique()
+        for item in items:
             assert "response_id" not in item and "respondent_id" not in item
+            assert item["quotes_attributable"] == (cell >= limit)
             for quote in item["quotes"]:
                 # only group and country attached, and only from a cell of at least suppress_below
                 assert set(quote) == {"quote", "group", "country", "language"}
-                assert quote["group"] and quote["country"]
-                assert item["group_country_respondents"] >= resolve_thresholds(None).suppress_below
+                assert quote["group"] and quote["country"] == country and cell >= limit
     # no ids on the page or in the findings (the processed, salted ids)
     coded = pd.read_parquet(demo_processed / "demo_voices.parquet")
     blobs = [page, *(p.read_text(encoding="utf-8") for p in outputs.rglob("findings.json"))]

@@ -530,8 +530,9 @@ def voices_findings(voices: VoicesRun, shares: pd.DataFrame, agreement: pd.DataF
             "alpha_ci_low": None if alpha_value is None else _as_published(a["ci_low"]),
             "alpha_ci_high": None if alpha_value is None else _as_published(a["ci_high"]),
             "alpha_threshold": threshold, "shown": reason == "ok", "reason": reason,
-            # the cell size that allows a quote its attribution (only stated when it does)
-            "group_country_respondents": int(members) if attributable else None,
+            # whether the group x country cell allows quotes their attribution (a yes or no: the
+            # cell's count beside the share's n would give the not-codable answers by difference)
+            "quotes_attributable": bool(attributable),
             "quotes": chosen,
         })
     return items
