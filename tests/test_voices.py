@@ -656,3 +656,18 @@ def test_front_page_voices_are_written_in_the_page_language(voices_front_page, d
     monkeypatch.setenv("ANALYSIS_LANG", "en")
     for fragment in ("respondents with a coded open answer", "agreement between coders"):
         assert fragment in english and fragment not in page
+
+
+def test_front_page_voices_leave_out_stale_runs(voices_front_page, demo_processed):
+    from analysis.pipeline.front_page import write_front_page
+    from analysis.pipeline.matrix import load_report
+
+    outputs, english = voices_front_page
+    manifest = json.loads((outputs / "manifest.json").read_text(encoding="utf-8"))
+    run_id = "voices/women/KEN"
+    assert 'data-country="KEN" data-group="women"' in english
+    # built from older inputs: kept out of all_estimates.csv, so out of the front page too
+    manifest["runs"][run_id]["stale"] = "demo_youth changed since this run"
+    ctx = load_report(config.REPORT_FILE, processed_dir=demo_processed, outputs_dir=outputs)
+    page = write_front_page(manifest, ctx, path=outputs / "index.stale.html").read_text(encoding="utf-8")
+    assert 'data-country="KEN" data-group="women"' not in page and 'class="voice"' in page

@@ -144,7 +144,9 @@ def _theme_figure(theme: str, table: pd.DataFrame, percent: list[str], indicator
 
 def _voices_items(manifest: dict, outputs_dir: Path) -> list[dict]:
     """Every ``kind: voices`` item of the ``findings.json`` beside each successful run's page,
-    with ``href``, the page (relative to ``outputs/``)."""
+    with ``href``, the page (relative to ``outputs/``). Stale runs (built from inputs that have
+    changed since) are left out, as they are of ``all_estimates.csv``: every number shown is a
+    row of that table."""
     import json
 
     from analysis.chapters.voices import FINDING_KIND
@@ -154,7 +156,7 @@ def _voices_items(manifest: dict, outputs_dir: Path) -> list[dict]:
     for run_id in sorted(runs):
         entry = runs[run_id]
         html = (entry.get("outputs") or {}).get("html") or []
-        if entry.get("status") != "ok" or not html:
+        if entry.get("status") != "ok" or entry.get("stale") or not html:
             continue
         path = (outputs_dir / html[0]).parent / "findings.json"
         if not path.exists():
