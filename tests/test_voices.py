@@ -478,11 +478,15 @@ def test_front_page_has_a_voices_section_for_every_theme_with_coded_data(voices_
 
 
 def test_front_page_voices_numbers_equal_the_cited_rows(voices_front_page):
-    outputs, page = voices_front_page
+    assert_voices_cite_their_rows(*voices_front_page)
+
+
+def assert_voices_cite_their_rows(outputs: Path, page: str, threshold: float = 0.667) -> None:
+    """Every theme share of the page's Voices sections is its row of all_estimates.csv (flag ok),
+    with the theme's agreement row at or above the threshold, and its sentence says the same."""
     estimates = pd.read_csv(outputs / "tables" / "all_estimates.csv")
     items = re.findall(r'<li class="voice"([^>]*)>', page)
     assert items
-    threshold = 0.667
     for attributes in items:
         data = dict(re.findall(r'data-([\w-]+)="([^"]*)"', attributes))
         share = estimates[(estimates["source"] == data["source"]) & (estimates["country"] == data["country"])
@@ -671,3 +675,26 @@ def test_front_page_voices_leave_out_stale_runs(voices_front_page, demo_processe
     ctx = load_report(config.REPORT_FILE, processed_dir=demo_processed, outputs_dir=outputs)
     page = write_front_page(manifest, ctx, path=outputs / "index.stale.html").read_text(encoding="utf-8")
     assert 'data-country="KEN" data-group="women"' not in page and 'class="voice"' in page
+
+
+@pytest.mark.slow
+def test_the_voices_notebook_publishes_the_front_page_voices(demo_processed, tmp_path):
+    """The pipeline runs the Voices notebook (one country) and the front page it builds shows its
+    findings: a Voices section for every coded theme, numbers equal to the cited rows."""
+    import os
+
+    from analysis.pipeline import cli as pipeline_cli
+    from analysis.voices.codebook import load_codebook
+
+    parser = argparse.ArgumentParser()
+    pipeline_cli.add_arguments(parser)
+    outputs = tmp_path / "outputs"
+    code = pipeline_cli.main(parser.parse_args([
+        "--config", str(config.REPORT_FILE), "--processed", str(demo_processed), "--outputs", str(outputs),
+        "--chapter", "voices", "--country", "KEN", "--no-progress",
+        "--workers", os.environ.get("TEST_REPORT_WORKERS", "2")]))
+    assert code == 0
+    page = (outputs / "index.html").read_text(encoding="utf-8")
+    assert set(load_codebook("demo_voices").themes) <= set(_voices_sections(page))
+    assert_voices_cite_their_rows(outputs, page)
+    assert len(list(outputs.glob("voices/*/KEN/findings.json"))) == 3
