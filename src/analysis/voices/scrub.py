@@ -210,6 +210,7 @@ class Scrubber:
 
     def __init__(self, names=(), places=(), cues: Cues | None = None):
         self.cues = cues or load_cues()
+        self._keep = allowed_places() | self.cues.calendar  # once: the union is large
         words = set()
         for value in names:
             value = str(value).strip()
@@ -249,7 +250,7 @@ class Scrubber:
             text, n = self.places.subn(PLACEHOLDERS["place"], text)
             self.counts["place"] += n
         if self.cues.places is not None:
-            keep = allowed_places() | self.cues.calendar
+            keep = self._keep
             spans = [m.span(1) for m in self.cues.places.finditer(text) if m.group(1).casefold() not in keep
                      and m.group(1).split()[0].casefold() not in keep]
             text, n = _replace_spans(text, spans, PLACEHOLDERS["place"])
