@@ -475,6 +475,10 @@ def test_front_page_has_a_voices_section_for_every_theme_with_coded_data(voices_
     shown = [s for s in sections.values() if 'class="voice"' in s]
     assert shown, "no theme share met the rules on the demo"
     assert any("<blockquote" in s for s in shown), "no consented quote on the front page"
+    # a quote carries its own language and direction; its attribution is in the page's language
+    quotes = re.findall(r"<blockquote>(.*?)</blockquote>", page, flags=re.DOTALL)
+    assert quotes and all(re.match(r'<p dir="auto" lang="(en|fr|sw)">[^<]+</p><footer>— [^<]+</footer>$', q)
+                          for q in quotes), quotes[:2]
 
 
 def test_front_page_voices_numbers_equal_the_cited_rows(voices_front_page):

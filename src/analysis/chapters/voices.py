@@ -441,7 +441,8 @@ def show_quotes(voices: VoicesRun, quotes: pd.DataFrame):
                 who = voices.label("attribution_withheld", threshold=threshold)
             lang = str(row.language) if row.language else ""
             note = f" {voices.label('quote_language', language=languages.get(lang, lang))}" if lang else ""
-            parts.append(f'<blockquote lang="{html.escape(lang)}"><p>{html.escape(row.quote)}</p>'
+            # the quote in its own language and direction; the attribution in the page's
+            parts.append(f'<blockquote><p lang="{html.escape(lang)}" dir="auto">{html.escape(row.quote)}</p>'
                          f"<footer>{html.escape(who + note)}</footer></blockquote>")
     return HTML("\n".join(parts))
 
