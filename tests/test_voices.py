@@ -702,3 +702,21 @@ def test_the_voices_notebook_publishes_the_front_page_voices(demo_processed, tmp
     assert set(load_codebook("demo_voices").themes) <= set(_voices_sections(page))
     assert_voices_cite_their_rows(outputs, page)
     assert len(list(outputs.glob("voices/*/KEN/findings.json"))) == 3
+
+
+def test_a_theme_whose_shares_fail_the_rules_says_why_and_a_theme_without_coded_data_has_no_voices():
+    from types import SimpleNamespace
+
+    from analysis.pipeline.front_page import _voices
+    from analysis.text import text
+
+    ctx = SimpleNamespace(group_labels={"women": "Women"}, country_names={"KEN": "Kenya"})
+    base = {"kind": "voices", "theme": "education", "group": "women", "country": "KEN", "source": "coded",
+            "survey": "survey", "href": "voices/women/KEN/voices.html", "quotes": []}
+    items = [{**base, "shown": False, "reason": "flag", "estimate": None},
+             {**base, "country": "UGA", "shown": False, "reason": "agreement", "estimate": 0.4, "ci_low": 0.3,
+              "ci_high": 0.5, "n_unweighted": 300, "alpha": 0.5}]
+    section = _voices("education", "Education", items, ctx, {})
+    assert section["shares"] == []
+    assert section["why"] == text("front.voices.none", total=2, flagged=1, tentative=1)
+    assert _voices("food_insecurity", "Food insecurity", items, ctx, {}) is None
