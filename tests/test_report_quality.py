@@ -13,6 +13,7 @@ import pytest
 from analysis import chapters, config, findings, tables
 from analysis.chapters.common import ChapterRun
 from analysis.schema import load_dimensions, load_groups, load_indicators
+from analysis.text import text
 
 
 def _run(frame: pd.DataFrame, tmp_path, group="persons_with_disabilities", source="planted",
@@ -172,3 +173,125 @@ def test_output_dir_follows_the_parameters(tmp_path):
                                     group="women", country="SEN")
     # a folder of the user's own, outside outputs/, is theirs
     assert chapters.resolve_output_dir("intersections", tmp_path, group="women", country="SEN") == tmp_path.resolve()
+
+
+# --------------------------------------------------------------------------- maps (issue 13, part 2)
+
+def _kenya_values(n_areas=6):
+    """Percent values for the first ``n_areas`` Kenyan counties: one ok, one caution, one with a wide
+    interval, one suppressed, the rest ok."""
+    import geopandas as gpd
+
+    areas = gpd.read_file(config.BOUNDARIES_DIR / "admin1.gpkg", layer="admin1")
+    areas = areas[areas["adm0_a3"] == "KEN"]
+    codes = areas["iso_3166_2"].tolist()[:n_areas]
+    values = pd.DataFrame({"admin1_code": codes, "estimate": [20.0, 30.0, 40.0, None] + [25.0] * (n_areas - 4),
+                           "ci_low": [15.0, 20.0, 12.0, None] + [20.0] * (n_areas - 4),
+                           "ci_high": [25.0, 41.0, 70.0, None] + [30.0] * (n_areas - 4),
+                           "n_unweighted": [300, 40, 120, None] + [200] * (n_areas - 4),
+                           "flag": ["ok", "caution", "ok", "suppressed"] + ["ok"] * (n_areas - 4)})
+    names = dict(zip(areas["iso_3166_2"], areas["name"]))
+    return areas, values, names
+
+
+def test_map_names_its_regions_and_keeps_its_legend_off_the_map(tmp_path):
+    """Defects: maps have no region names; the Senegal legend covers the south of the country."""
+    from analysis import figures
+
+    areas, values, names = _kenya_values()
+    fig, _ = figures.plot_choropleth(areas, values, area_key="iso_3166_2", value_key="admin1_code", title="t")
+    ax = fig.axes[0]
+    drawn = {t.get_text() for t in ax.texts}
+    assert {names[c] for c in values["admin1_code"]} <= drawn
+    assert ax.get_legend() is None, "the legend is drawn inside the map's axes"
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    map_box = ax.get_window_extent(renderer)
+    for legend in fig.legends:
+        assert not legend.get_window_extent(renderer).overlaps(map_box)
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def test_map_shows_uncertainty_and_says_what_the_mark_means(tmp_path):
+    """Defect: maps show no uncertainty. Caution areas and areas with a wide interval are marked,
+    and the legend says what the mark means."""
+    from analysis import figures
+
+    areas, values, _ = _kenya_values()
+    fig, _ = figures.plot_choropleth(areas, values, area_key="iso_3166_2", value_key="admin1_code", title="t")
+    hatches = [c.get_hatch() for c in fig.axes[0].collections] + [p.get_hatch() for p in fig.axes[0].patches]
+    assert figures.UNCERTAIN_HATCH in hatches
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert any(label == text("figures.uncertain_legend", width=figures.WIDE_INTERVAL_POINTS) for label in labels)
+    uncertain = figures.uncertain_areas(values)
+    assert list(uncertain) == [False, True, True, False, False, False]
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def test_map_svg_has_a_hover_title_and_a_table_of_every_area(tmp_path):
+    """Defect: no value or interval per region: each area's value and interval are in an
+    accessible table beside the map and in a <title> of the area in the SVG."""
+    from analysis import figures
+
+    areas, values, names = _kenya_values()
+    fig, alt = figures.plot_choropleth(areas, values, area_key="iso_3166_2", value_key="admin1_code", title="t")
+    saved = figures.save_figure(fig, tmp_path, "map", alt, caption="c",
+                                table=figures.area_table(areas, values, area_key="iso_3166_2",
+                                                         value_key="admin1_code"),
+                                table_caption="Values by area")
+    svg = saved.svg.read_text()
+    first = names[values["admin1_code"].iloc[0]]
+    assert f"<title>{first}: 20% (15–25)</title>" in svg
+    suppressed = names[values["admin1_code"].iloc[3]]
+    assert f"<title>{suppressed}: {text('figures.suppressed')}</title>" in svg
+    html = figures.figure_html(saved)
+    assert "<caption>Values by area</caption>" in html
+    for code in values["admin1_code"]:
+        assert f">{names[code]}</th>" in html
+    assert ">15–25<" in html and ">300<" in html
+    assert html.index("<figure") < html.index("<table")
+
+
+def _older_frame(seed=3):
+    """A survey of people aged 55 and over in three Kenyan counties."""
+    import geopandas as gpd
+
+    areas = gpd.read_file(config.BOUNDARIES_DIR / "admin1.gpkg", layer="admin1")
+    codes = areas.loc[areas["adm0_a3"] == "KEN", "iso_3166_2"].tolist()[:3]
+    rng = np.random.default_rng(seed)
+    n = 900
+    age = rng.integers(55, 90, n)
+    frame = pd.DataFrame({"sex": rng.choice(["female", "male"], n), "age": age.astype(float),
+                          "age_group": np.where(age >= 65, "65+", "55-64"),
+                          "admin1_code": rng.choice(codes, n), "food_insecurity": (rng.random(n) < 0.3) * 1.0,
+                          "weight": 1.0, "country": "KEN"})
+    frame.attrs["design"] = {"sample_type": "probability", "weight": "weight"}
+    frame.attrs["source"] = {"id": "older", "title": "Older persons survey",
+                             "collection_period": {"start": "2021-05-03", "end": "2021-06-25"}}
+    return frame
+
+
+def test_maps_of_a_group_from_a_survey_of_another_population_say_so(tmp_path, monkeypatch):
+    """Defect: "Women, Senegal" maps come from an older-people survey without saying so."""
+    from analysis import figures
+
+    run = ChapterRun(chapter="geography", group_id="women", country="KEN", sources=["older"],
+                     output_dir=tmp_path, processed_dir=None, frames={"older": _older_frame()},
+                     indicators=load_indicators(), groups=load_groups(), dimensions=load_dimensions())
+    note = run.population_note("older")
+    assert note == text("common.population.aged_from", source="Older persons survey", low=55,
+                        group_lc="women")
+    drawn = []
+    original = figures.plot_choropleth
+
+    def spy(*args, **kwargs):
+        drawn.append(kwargs["source_note"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(figures, "plot_choropleth", spy)
+    _, _, maps = chapters.estimates_and_maps(run)
+    assert maps and drawn
+    assert all("Older persons survey" in n and note in n for n in drawn)
+    assert all(m.table_html for m in maps)

@@ -100,7 +100,10 @@ def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
 
 
 def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> list:
-    """For every percent indicator: a choropleth of the group's estimate and one of its gap."""
+    """For every headline percent indicator: a choropleth of the group's estimate and one of its
+    gap, each with the table of every area's value, interval, respondents and quality beside it
+    (:func:`analysis.figures.area_table`). The source note names the source and, when the source
+    covers only part of the adult population, whom it surveyed (:meth:`ChapterRun.population_note`)."""
     if estimates.empty:
         return []
     areas = load_boundaries("admin1", run.country)
@@ -112,11 +115,15 @@ def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFra
         if indicator not in run.headline_indicators(source):
             continue
         label = run.indicator_labels.get(indicator, indicator)
+        note = run.source_note_with_population(source)
         title = run.figure_title("geography.map.title", source, indicator=label)
         fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code", title=title,
-                                           source_note=run.source_note_of(source), synthetic=run.synthetic)
-        saved.append(figures.save_figure(fig, run.figures_dir, f"map_{source}_{indicator}", alt,
-                                         caption=run.text("geography.map.caption", title=title)))
+                                           source_note=note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(
+            fig, run.figures_dir, f"map_{source}_{indicator}", alt,
+            caption=run.text("geography.map.caption", title=title),
+            table=figures.area_table(areas, table, area_key="iso_3166_2", value_key="admin1_code"),
+            table_caption=run.text("geography.map.table", title=title)))
         gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)]
         if len(gap):
             gap = percent_view(gap, run.percent_indicators).assign(admin1_code=gap["cell"].astype(str).to_numpy())
@@ -124,9 +131,13 @@ def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFra
             fig, alt = figures.plot_choropleth(areas, gap, area_key="iso_3166_2", value_key="admin1_code",
                                                title=title, diverging=True,
                                                legend_label=text("geography.gap_map.legend"),
-                                               source_note=run.source_note_of(source), synthetic=run.synthetic)
-            saved.append(figures.save_figure(fig, run.figures_dir, f"map_gap_{source}_{indicator}", alt,
-                                             caption=run.text("geography.gap_map.caption", title=title)))
+                                               source_note=note, synthetic=run.synthetic)
+            saved.append(figures.save_figure(
+                fig, run.figures_dir, f"map_gap_{source}_{indicator}", alt,
+                caption=run.text("geography.gap_map.caption", title=title),
+                table=figures.area_table(areas, gap, area_key="iso_3166_2", value_key="admin1_code",
+                                         diverging=True),
+                table_caption=run.text("geography.gap_map.table", title=title)))
     return saved
 
 
@@ -162,10 +173,16 @@ def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:
         table = table.sort_values("n_unweighted", ascending=False, na_position="last").drop_duplicates("country")
         label = run.indicator_labels.get(indicator, indicator)
         title = run.text("geography.world_map.title", indicator=label)
+        used = list(dict.fromkeys(table["source"].astype(str)))
+        note = " ".join(p for p in [text("common.source_note", sources=text("common.source_separator").join(
+            run.source_with_period(s) for s in used)), *(run.population_note(s) for s in used)] if p)
         fig, alt = figures.plot_choropleth(world, table, area_key="iso_a3", value_key="country", title=title,
-                                           source_note=run.source_note, synthetic=run.synthetic)
-        saved.append(figures.save_figure(fig, run.figures_dir, f"world_{indicator}", alt,
-                                         caption=run.text("geography.world_map.caption", title=title)))
+                                           source_note=note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(
+            fig, run.figures_dir, f"world_{indicator}", alt,
+            caption=run.text("geography.world_map.caption", title=title),
+            table=figures.area_table(world, table, area_key="iso_a3", value_key="country"),
+            table_caption=run.text("geography.world_map.table", title=title)))
     return saved
 
 
