@@ -6,6 +6,8 @@ Small planted frames (no ../shared): each test reproduces one defect the issue r
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -295,3 +297,62 @@ def test_maps_of_a_group_from_a_survey_of_another_population_say_so(tmp_path, mo
     assert maps and drawn
     assert all("Older persons survey" in n and note in n for n in drawn)
     assert all(m.table_html for m in maps)
+
+
+# --------------------------------------------------------------------------- explanations (issue 13, part 2)
+
+def test_excess_disparity_respondents_are_the_smallest_of_its_four_cells(tmp_path, monkeypatch):
+    """Defect: "Respondents" on an excess-disparity row was the whole sample (all four cells
+    together), not the small cell that made the row a caution."""
+    frame = _frame(n_group=70, p_group=0.2, n_ref=400, seed=4)
+    run = _run(frame, tmp_path)
+    measures = chapters.intersection_measures(run)
+    excess = chapters.excess_disparity_table(run, measures)
+    # the report's plan withholds this planted source's smallest cell (disability × male) for
+    # food insecurity: its count is never shown, not even here
+    assert chapters.smallest_cell_counts(run, excess.reset_index(drop=True), measures) == [None]
+    monkeypatch.setenv("ANALYSIS_DISCLOSURE_CROSS_TABLE", "off")  # primary rule only: count shown
+    excess = chapters.excess_disparity_table(run, measures)
+    row = excess[excess["cell"].astype(str).str.contains("Women")].iloc[0]
+    shown = chapters.show_excess_disparity(run, excess, measures).data
+    in_cells = frame["food_insecurity"].notna()
+    smallest = min(((frame["disability"] == d) & (frame["sex"] == s) & in_cells).sum()
+                   for d in ("yes", "no") for s in ("female", "male"))
+    assert 25 <= smallest < 50 and row["flag"] == "caution"
+    assert row["n_unweighted"] > 400  # the saved table keeps the four cells' count (planned as such)
+    assert f'<td style="text-align:right">{smallest}</td>' in shown
+    assert f">{int(row['n_unweighted']):,}<" not in shown
+    assert text("intersections.excess.columns.smallest") in shown
+    assert html.escape(text("intersections.explain.excess"), quote=False) in shown
+
+
+def test_maihda_columns_are_explained_where_they_appear(tmp_path):
+    """Defect: MAIHDA columns (VPC, PCV) are not explained."""
+    frame = _frame(n_group=150, n_ref=400, seed=5)
+    run = _run(frame, tmp_path)
+    shown = chapters.show_maihda(run).data
+    assert text("intersections.maihda.columns.vpc") in shown and text("intersections.maihda.columns.pcv") in shown
+    for key in ("vpc", "pcv"):
+        assert html.escape(text(f"intersections.explain.{key}"), quote=False) in shown
+    assert shown.index("<table") < shown.index(html.escape(text("intersections.explain.vpc"), quote=False))
+
+
+def test_footnote_mentions_whiskers_only_where_there_are_some():
+    """Defect: a footnote mentions whiskers where there are none."""
+    import matplotlib.pyplot as plt
+
+    from analysis import figures
+
+    table = pd.DataFrame({"indicator": ["a", "b"], "cell": ["group", "group"], "estimate": [20.0, 30.0],
+                          "ci_low": [np.nan, np.nan], "ci_high": [np.nan, np.nan], "flag": ["ok", "ok"]})
+    fig, _ = figures.plot_estimates(table, item_column="indicator", series_column="cell", title="t")
+    notes = " ".join(t.get_text() for t in fig.texts)
+    assert "whiskers" not in notes and text("figures.bars_only_note") in notes
+    with_ci = table.assign(ci_low=[15.0, 25.0], ci_high=[25.0, 35.0])
+    fig, _ = figures.plot_estimates(with_ci, item_column="indicator", series_column="cell", title="t")
+    assert text("figures.bars_note") in " ".join(t.get_text() for t in fig.texts)
+    gaps = pd.DataFrame({"indicator": ["a"], "estimate": [5.0], "ci_low": [np.nan], "ci_high": [np.nan],
+                         "flag": ["ok"]})
+    fig, _ = figures.plot_gaps(gaps, title="t")
+    assert "whiskers" not in " ".join(t.get_text() for t in fig.texts)
+    plt.close("all")

@@ -398,7 +398,7 @@ def plot_estimates(
     height = 2.2 + 0.32 * n_items * max(n_series, 1) + 0.25 * n_items
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, height))
     lookup = {(str(r[item_column]), str(r[series_column])): r for _, r in table.iterrows()}
-    any_caution = any_suppressed = False
+    any_caution = any_suppressed = any_interval = False
     for i, item in enumerate(items):
         for j, key in enumerate(series):
             y = i + (j - (n_series - 1) / 2) * bar_height
@@ -417,6 +417,7 @@ def plot_estimates(
             ax.barh(y, est - low, left=low, height=bar_height * 0.9, color=colours.get(key, REFERENCE_COLOUR))
             lo, hi = row.get("ci_low"), row.get("ci_high")
             if pd.notna(lo) and pd.notna(hi):
+                any_interval = True
                 ax.errorbar(est, y, xerr=[[est - float(lo)], [float(hi) - est]], fmt="none",
                             ecolor="#222222", elinewidth=1.1, capsize=3)
             caution = row["flag"] == "caution"
@@ -433,7 +434,8 @@ def plot_estimates(
     if any_suppressed:
         handles.append(Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
                              label=text("figures.suppressed_legend")))
-    note = _note(source_note, any_caution, "figures.bars_note")
+    # the note names whiskers only when some bar has them
+    note = _note(source_note, any_caution, "figures.bars_note" if any_interval else "figures.bars_only_note")
     _finish_layout(fig, title, note.strip(), synthetic, handles=handles)
     alt = describe_estimates(table, item_column=item_column, series_column=series_column, title=title,
                              item_labels=item_labels, series_labels=series_labels, series_order=series,
@@ -519,7 +521,7 @@ def plot_gaps(
     height = 2.2 + 0.45 * len(items)
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, height))
     ax.axvline(0, color="#222222", linewidth=1)
-    any_caution = False
+    any_caution = any_interval = False
     for i, (_, row) in enumerate(table.iterrows()):
         if row["flag"] == "suppressed" or pd.isna(row["estimate"]):
             ax.barh(i, 2 * half, left=-half, height=0.6, color=SUPPRESSED_COLOUR, edgecolor="#444444",
@@ -529,6 +531,7 @@ def plot_gaps(
             continue
         est = float(row["estimate"])
         if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
+            any_interval = True
             ax.errorbar(est, i, xerr=[[est - float(row["ci_low"])], [float(row["ci_high"]) - est]],
                         fmt="o", color=colour, ecolor=colour, elinewidth=1.6, capsize=3, markersize=6)
         else:
@@ -541,7 +544,7 @@ def plot_gaps(
     ax.set_ylim(len(items) - 0.5, -0.7)
     ax.set_xlim(-half, half)
     ax.set_xlabel(value_label)
-    note = _note(source_note, any_caution, "figures.dots_note")
+    note = _note(source_note, any_caution, "figures.dots_note" if any_interval else "figures.dots_only_note")
     _finish_layout(fig, title, note.strip(), synthetic)
     return fig, describe_gaps(table, title=title, item_labels=item_labels)
 

@@ -14,6 +14,7 @@ from analysis.chapters.common import (  # noqa: F401
     ChapterRun,
     category_labels,
     country_name,
+    display_table,
     estimate_indicators,
     flag_degenerate_intervals,
     percent_view,
@@ -64,6 +65,9 @@ from analysis.chapters.intersections import (  # noqa: F401
     intersection_heatmaps,
     intersection_measures,
     maihda_summary,
+    show_excess_disparity,
+    show_maihda,
+    smallest_cell_counts,
 )
 from analysis.chapters.official_statistics import (  # noqa: F401
     cdc_deaths_table,

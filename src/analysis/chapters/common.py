@@ -569,17 +569,23 @@ def show_table(run: ChapterRun, table: pd.DataFrame, caption: str, cell_labels: 
     indicators shown as percentages (e.g. ``"composition"``, shares of respondents)."""
     from IPython.display import HTML
 
+    return HTML(tables.html_table(display_table(run, table, cell_labels, percent), caption))
+
+
+def display_table(run: ChapterRun, table: pd.DataFrame, cell_labels: dict | None = None,
+                  percent=()) -> pd.DataFrame:
+    """The formatted strings :func:`show_table` shows (labels from the catalogue, a source column
+    on a page of several sources), one row per row of ``table`` in its order."""
     labels = {"group": run.group_label, "reference": run.reference_label,
               "all": text("common.all_respondents")}
     labels.update(category_labels(run))
     labels.update(cell_labels or {})
-    display = tables.format_results(tables.conform(table), indicator_labels=run.indicator_labels,
-                                    cell_labels=labels,
-                                    percent_indicators=[*run.percent_indicators, *percent],
-                                    source_labels={s: run.source_title(s) for s in run.frames},
-                                    # a page of several sources names the source in every table
-                                    show_source=len(run.frames) > 1 or None)
-    return HTML(tables.html_table(display, caption))
+    return tables.format_results(tables.conform(table), indicator_labels=run.indicator_labels,
+                                 cell_labels=labels,
+                                 percent_indicators=[*run.percent_indicators, *percent],
+                                 source_labels={s: run.source_title(s) for s in run.frames},
+                                 # a page of several sources names the source in every table
+                                 show_source=len(run.frames) > 1 or None)
 
 
 def show_frame(frame: pd.DataFrame, caption: str, row_headers: int = 1):
