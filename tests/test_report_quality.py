@@ -356,3 +356,62 @@ def test_footnote_mentions_whiskers_only_where_there_are_some():
     fig, _ = figures.plot_gaps(gaps, title="t")
     assert "whiskers" not in " ".join(t.get_text() for t in fig.texts)
     plt.close("all")
+
+
+# --------------------------------------------------------------------------- skip patterns (issue 13, part 3)
+
+def _skip_card():
+    from analysis.sources.card import SourceCard
+
+    return SourceCard(id="skips", title="Skip survey", kind="microdata", synthetic=True, files=[{"path": "skips.csv"}], reader="csv", country="KEN", licence="CC0 (test)", id_column="rid", missing_codes={-99: "refused", -88: "missing or not asked"}, design={"type": "probability", "weight": "wt"}, columns={"sex": "q_sex"}, recodes={"sex": {"1": "female", "2": "male"}}, indicators={"eviction_risk": {"column": "rentcur", "true_values": [2], "false_values": [1],
+                                         "asked_when": {"tenure": [3]}, "asked_of": "renters"},
+                       "food_insecurity": {"column": "fi", "true_values": [1], "false_values": [0]}})
+
+
+def _skip_frame():
+    # 10 respondents: 4 renters (tenure 3), of whom one refused; 6 owners, never asked (-88)
+    return pd.DataFrame({"rid": [f"r{i}" for i in range(10)], "q_sex": ["1", "2"] * 5, "wt": ["1"] * 10,
+                         "tenure": ["3", "3", "3", "3", "1", "1", "2", "2", "1", "2"],
+                         "rentcur": ["1", "2", "1", "-99", "-88", "-88", "-88", "-88", "-88", "-88"],
+                         "fi": ["1", "0"] * 5})
+
+
+def test_ingest_counts_questions_not_asked_apart_from_no_answer():
+    """Defect: skip-pattern gaps show as "no answer" (eviction risk 82% missing): the card says
+    which respondents a question was routed to; those it was not asked of are counted apart."""
+    from pathlib import Path
+
+    from analysis.sources.harmonise import harmonise
+    from analysis.sources.readers import RawTable
+
+    out = harmonise(_skip_card(), RawTable(_skip_frame(), Path("raw/skips.csv"), value_labels={}),
+                    salt="5f0c2a9e7b3d4186a1e9c0d2b7f4a3e6c8d1b2a0f9e8d7c6b5a4f3e2d1c0b9a8")
+    assert out.frame["eviction_risk"].notna().sum() == 3
+    assert out.metadata["not_asked"] == {"eviction_risk": {"rows": 6, "asked_of": "renters",
+                                                           "by_country": {"KEN": 6}}}
+    assert out.accounting.not_asked == {"eviction_risk": 6}
+
+
+def test_data_profile_shows_not_asked_apart_from_no_answer(tmp_path):
+    frame = _frame()
+    n = len(frame)
+    frame["eviction_risk"] = np.where(np.arange(n) % 5 == 0, 1.0, np.nan)
+    frame.loc[1, "eviction_risk"] = 0.0
+    answered = int(frame["eviction_risk"].notna().sum())  # 53 of 54 renters answered
+    not_asked = n - (answered + 1)
+    frame.attrs["source"] = dict(frame.attrs["source"],
+                                 not_asked={"eviction_risk": {"rows": 999, "asked_of": "renters",
+                                                              "by_country": {"KEN": not_asked, "UGA": 7}}})
+    run = _run(frame, tmp_path, group=None)
+    tables_ = chapters.profile_tables(run)
+    availability = tables_["availability"]
+    label = run.indicator_labels["eviction_risk"]
+    row = availability[availability[text("data_profile.availability.columns.column")] == label].iloc[0]
+    assert row[text("data_profile.availability.columns.not_asked")] == text(
+        "data_profile.availability.not_asked", share=f"{100 * not_asked / n:.1f}%", asked_of="renters")
+    assert row[text("data_profile.availability.columns.missing")] == f"{100 * 1 / n:.1f}%"
+    missing = tables_["missingness"]
+    assert missing.loc[missing["indicator"] == "eviction_risk", "estimate"].iloc[0] == pytest.approx(100 / n)
+    other = availability[availability[text("data_profile.availability.columns.column")]
+                         == run.indicator_labels["food_insecurity"]].iloc[0]
+    assert other[text("data_profile.availability.columns.not_asked")] == ""
