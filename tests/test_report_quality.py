@@ -415,3 +415,74 @@ def test_data_profile_shows_not_asked_apart_from_no_answer(tmp_path):
     other = availability[availability[text("data_profile.availability.columns.column")]
                          == run.indicator_labels["food_insecurity"]].iloc[0]
     assert other[text("data_profile.availability.columns.not_asked")] == ""
+
+
+# --------------------------------------------------------------------------- narrative (issue 13, part 4)
+
+def _area_gap_frame(seed=6):
+    """Three Kenyan counties, 300 respondents each; in the first, women are far more often food
+    insecure than men (80% vs 10%); elsewhere both 30%."""
+    import geopandas as gpd
+
+    areas = gpd.read_file(config.BOUNDARIES_DIR / "admin1.gpkg", layer="admin1")
+    kenya = areas[areas["adm0_a3"] == "KEN"]
+    codes = kenya["iso_3166_2"].tolist()[:3]
+    rng = np.random.default_rng(seed)
+    area = np.repeat(codes, 300)
+    sex = np.tile(["female", "male"], 450)
+    p = np.where(area == codes[0], np.where(sex == "female", 0.8, 0.1), 0.3)
+    frame = pd.DataFrame({"sex": sex, "admin1_code": area, "food_insecurity": (rng.random(900) < p) * 1.0,
+                          "weight": 1.0, "country": "KEN"})
+    frame.attrs["design"] = {"sample_type": "probability", "weight": "weight"}
+    frame.attrs["source"] = {"id": "areas", "title": "Area survey"}
+    return frame, dict(zip(kenya["iso_3166_2"], kenya["name"])), codes
+
+
+def test_geography_narrative_names_the_largest_area_gap_with_its_interval(tmp_path):
+    """Defect: geography has only boilerplate text."""
+    from analysis import findings
+
+    frame, names, codes = _area_gap_frame()
+    run = ChapterRun(chapter="geography", group_id="women", country="KEN", sources=["areas"],
+                     output_dir=tmp_path, processed_dir=None, frames={"areas": frame},
+                     indicators=load_indicators(), groups=load_groups(), dimensions=load_dimensions())
+    estimates = chapters.admin1_estimates(run)
+    gaps = chapters.admin1_gaps(run, estimates)
+    summary = chapters.geography_summary(run, estimates, gaps)
+    top = gaps[gaps["cell"] == codes[0]].iloc[0]
+    assert top["flag"] == "ok" and top["ci_low"] > 0
+    assert f"{names[codes[0]]}, food insecurity: {findings.signed_points(top['estimate'])} points (95% CI " \
+           f"{findings.signed_points(top['ci_low'])} to {findings.signed_points(top['ci_high'])}; Area survey" in summary
+    assert "areas: 3;" in summary
+    n_supp = int((estimates["flag"] == "suppressed").sum())
+    assert f"Area estimates suppressed: {n_supp} of {len(estimates)} (" in summary
+
+
+def test_synthesis_narrative_names_only_ok_gaps_clear_of_zero(tmp_path):
+    """Defect: the synthesis has only boilerplate text."""
+    from analysis import findings
+
+    rows = _comparison_rows("big", 790, -0.12, "ok") + _comparison_rows("small", 31, -0.30, "caution")
+    wide = findings.comparisons(tables.conform(pd.DataFrame(rows)), load_indicators())
+    run = _run(_frame(title="Big survey"), tmp_path, source="big", group=None,
+               extra={"small": _frame(title="Small survey")})
+    summary = chapters.synthesis_summary(run, wide)
+    big = wide[wide["source"] == "big"].iloc[0]
+    sentence = findings.finding_text(big, group_label="Persons with disabilities",
+                                     reference_label=run.reference_label_of("persons_with_disabilities"),
+                                     indicator_label=run.indicator_labels["vaccinated"], country_label="Kenya",
+                                     source_title="Big survey")
+    assert sentence in summary and "Small survey" not in summary
+    assert "comparisons: 2;" in summary and "flagged caution: 1 (" in summary
+
+
+def test_intersections_narrative_counts_what_is_suppressed(tmp_path):
+    """Defect: the intersections page has only boilerplate text."""
+    frame = _frame(n_group=70, p_group=0.2, n_ref=400, seed=4)
+    run = _run(frame, tmp_path)
+    cells = chapters.intersection_estimates(run)
+    excess = chapters.excess_disparity_table(run, chapters.intersection_measures(run))
+    summary = chapters.intersections_summary(run, cells, excess)
+    both = pd.concat([cells, excess])
+    assert f"Cells and measures suppressed: {int((both['flag'] == 'suppressed').sum())} of {len(both)} (" in summary
+    assert "sex" in summary and "income" in summary.lower()

@@ -46,6 +46,7 @@ from analysis.chapters.geography import (  # noqa: F401
     country_estimates,
     country_maps,
     estimates_and_maps,
+    geography_summary,
     load_boundaries,
 )
 from analysis.chapters.group_profile import (  # noqa: F401
@@ -64,6 +65,7 @@ from analysis.chapters.intersections import (  # noqa: F401
     intersection_estimates,
     intersection_heatmaps,
     intersection_measures,
+    intersections_summary,
     maihda_summary,
     show_excess_disparity,
     show_maihda,
@@ -87,6 +89,7 @@ from analysis.chapters.synthesis import (  # noqa: F401
     synthesis_comparisons,
     synthesis_display,
     synthesis_figures,
+    synthesis_summary,
     synthesis_table,
     write_synthesis_workbook,
 )

@@ -9,12 +9,13 @@ from analysis.chapters.common import (
     COMPARISON,
     ChapterError,
     ChapterRun,
+    country_name,
     estimate_indicators,
     percent_view,
     protect,
 )
 from analysis.chapters.group_profile import with_comparison
-from analysis.text import text
+from analysis.text import lower_first, text
 
 
 def load_boundaries(level: str = "admin1", country: str | None = None):
@@ -184,6 +185,73 @@ def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:
             table=figures.area_table(world, table, area_key="iso_a3", value_key="country"),
             table_caption=run.text("geography.world_map.table", title=title)))
     return saved
+
+
+#: How many area gaps the narrative names.
+SUMMARY_AREAS = 3
+
+
+def _suppression_sentence(run: ChapterRun, table: pd.DataFrame, key: str) -> str:
+    """How many rows of ``table`` are suppressed and flagged caution, with the rule (thresholds of
+    the run's disclosure settings)."""
+    from analysis.disclosure import resolve_thresholds
+
+    limits = resolve_thresholds(None)
+    return run.text(key, suppressed=int((table["flag"] == "suppressed").sum()), total=len(table),
+                    caution=int((table["flag"] == "caution").sum()), suppress_below=limits.suppress_below,
+                    caution_last=limits.caution_below - 1)
+
+
+def geography_summary(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> str:
+    """Narrative of the geography page from the data (templates ``geography.summary.*``): what the
+    maps show, the largest area gaps that are flagged ok and whose 95% interval excludes zero (with
+    the interval and respondents), and how many area estimates are suppressed or caution, and why.
+    Across countries (no area gaps): the highest and lowest country of each mapped indicator."""
+    from analysis import findings
+
+    if estimates.empty:
+        return run.text("geography.summary.none")
+    percent = estimates[estimates["indicator"].isin(run.percent_indicators)]
+    if run.country and run.country != "all":
+        boundaries = load_boundaries("admin1", run.country)
+        areas = dict(zip(boundaries["iso_3166_2"].astype(str), boundaries["name"].astype(str)))
+        cells = percent["cell"].astype(str).str.split(tables.CELL_SEPARATOR).str[0]
+        shows = run.text("geography.summary.shows", areas=cells.nunique(),
+                         indicators=percent["indicator"].nunique())
+        parts = [shows]
+        diff = gaps_table[gaps_table["indicator"].isin(run.percent_indicators)] if len(gaps_table) else gaps_table
+        if len(diff):
+            clear = diff[(diff["flag"] == "ok") & ((diff["ci_low"] > 0) | (diff["ci_high"] < 0))]
+            if clear.empty:
+                parts.append(run.text("geography.summary.no_clear", total=int(diff["estimate"].notna().sum())))
+            else:
+                top = clear.assign(_size=clear["estimate"].abs()).sort_values("_size", ascending=False)
+                named = [run.text("geography.summary.gap_item", area=areas.get(str(r["cell"]), str(r["cell"])),
+                                  indicator_lc=lower_first(run.indicator_labels.get(r["indicator"], r["indicator"])),
+                                  gap=findings.signed_points(r["estimate"]), low=findings.signed_points(r["ci_low"]),
+                                  high=findings.signed_points(r["ci_high"]), n=f"{int(r['n_unweighted']):,}",
+                                  source=run.source_title(r["source"]))
+                         for _, r in top.head(SUMMARY_AREAS).iterrows()]
+                parts.append(run.text("geography.summary.largest", count=len(clear), total=len(diff),
+                                      gaps=text("common.source_separator").join(named)))
+        parts.append(_suppression_sentence(run, percent, "geography.summary.suppressed"))
+        return " ".join(parts)
+    group_rows = percent[(percent["cell"] == "group") & (percent["flag"] != "suppressed")
+                         & percent["estimate"].notna()]
+    parts = [run.text("geography.summary.shows_countries", countries=group_rows["country"].nunique(),
+                      indicators=group_rows["indicator"].nunique())]
+    for indicator, rows in group_rows.groupby("indicator", sort=False):
+        if rows["country"].nunique() < 2:
+            continue
+        hi, lo = rows.loc[rows["estimate"].idxmax()], rows.loc[rows["estimate"].idxmin()]
+        parts.append(run.text(
+            "geography.summary.range", indicator=run.indicator_labels.get(indicator, indicator),
+            highest=country_name(str(hi["country"])), highest_value=findings.format_percent(
+                hi["estimate"], hi["ci_low"], hi["ci_high"]),
+            lowest=country_name(str(lo["country"])),
+            lowest_value=findings.format_percent(lo["estimate"], lo["ci_low"], lo["ci_high"])))
+    parts.append(_suppression_sentence(run, percent, "geography.summary.suppressed"))
+    return " ".join(parts)
 
 
 def estimates_and_maps(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame, list]:

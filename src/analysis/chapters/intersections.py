@@ -15,7 +15,7 @@ from analysis.chapters.common import (
     protect,
 )
 from analysis.chapters.group_profile import with_comparison
-from analysis.text import text
+from analysis.text import lower_first, text
 
 
 def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
@@ -206,6 +206,47 @@ def show_maihda(run: ChapterRun):
     notes = "".join(f"<p>{html.escape(text(f'intersections.explain.{k}'), quote=False)}</p>"
                     for k in ("maihda", "vpc", "pcv", "respondents"))
     return HTML(tables.html_table(maihda_summary(run), run.text("intersections.maihda.caption")) + notes)
+
+
+def intersections_summary(run: ChapterRun, cells: pd.DataFrame, excess: pd.DataFrame) -> str:
+    """Narrative of the intersections page from the data (templates ``intersections.summary.*``):
+    what the heatmaps show, the largest excess disparities flagged ok whose 95% interval excludes
+    zero (with interval and respondents), and how many cells and measures are suppressed or
+    caution, and why."""
+    from analysis import findings
+    from analysis.disclosure import resolve_thresholds
+
+    if cells.empty:
+        return run.text("intersections.summary.none")
+    limits = resolve_thresholds(None)
+    dims = [d for d in dict.fromkeys(cells["breakdown"].astype(str).str.split(tables.CELL_SEPARATOR).str[1])
+            if isinstance(d, str)]
+    names = text("common.list_separator").join(
+        lower_first(run.dimensions[d].label) if d in run.dimensions else d for d in dims)
+    shown = sum(1 for s in run.sources for i in run.headline_indicators(s) if ((cells["source"] == s)
+                                                                             & (cells["indicator"] == i)).any())
+    parts = [run.text("intersections.summary.shows", indicators=shown, dimensions=names)]
+    if len(excess):
+        published = excess[(excess["flag"] != "suppressed") & excess["estimate"].notna()]
+        clear = published[(published["flag"] == "ok")
+                          & ((published["ci_low"] > 0) | (published["ci_high"] < 0))]
+        if clear.empty:
+            parts.append(run.text("intersections.summary.no_clear", total=len(published)))
+        else:
+            top = clear.assign(_size=clear["estimate"].abs()).sort_values("_size", ascending=False).head(3)
+            named = [run.text("intersections.summary.excess_item", cell=str(r["cell"]),
+                              indicator_lc=lower_first(run.indicator_labels.get(r["indicator"], r["indicator"])),
+                              gap=findings.signed_points(r["estimate"]), low=findings.signed_points(r["ci_low"]),
+                              high=findings.signed_points(r["ci_high"]), source=run.source_title(r["source"]))
+                     for _, r in top.iterrows()]
+            parts.append(run.text("intersections.summary.largest", count=len(clear), total=len(published),
+                                  items=text("common.source_separator").join(named)))
+    everything = tables.stack([cells, excess]) if len(excess) else cells
+    parts.append(run.text("intersections.summary.suppressed",
+                          suppressed=int((everything["flag"] == "suppressed").sum()), total=len(everything),
+                          caution=int((everything["flag"] == "caution").sum()),
+                          suppress_below=limits.suppress_below, caution_last=limits.caution_below - 1))
+    return " ".join(parts)
 
 
 #: How many indicators (catalogue order) get a MAIHDA summary in each intersections run.
