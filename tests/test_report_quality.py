@@ -486,3 +486,10 @@ def test_intersections_narrative_counts_what_is_suppressed(tmp_path):
     both = pd.concat([cells, excess])
     assert f"Cells and measures suppressed: {int((both['flag'] == 'suppressed').sum())} of {len(both)} (" in summary
     assert "sex" in summary and "income" in summary.lower()
+
+
+def test_uncertainty_without_interval_columns_comes_from_the_flag():
+    from analysis import figures
+
+    values = pd.DataFrame({"estimate": [10.0, 20.0, None], "flag": ["ok", "caution", "suppressed"]})
+    assert list(figures.uncertain_areas(values)) == [False, True, False]

@@ -683,9 +683,11 @@ def uncertain_areas(values: pd.DataFrame, wide: float = WIDE_INTERVAL_POINTS) ->
     ``wide`` (display units); suppressed rows and rows without an estimate are never "uncertain"."""
     flag = values["flag"].astype("string").fillna("")
     has_value = values["estimate"].notna() & flag.ne("suppressed")
-    width = pd.to_numeric(values.get("ci_high"), errors="coerce") - pd.to_numeric(values.get("ci_low"),
-                                                                                 errors="coerce")
-    wide_interval = width.gt(wide).fillna(False) if width is not None else False
+    if "ci_low" in values and "ci_high" in values:
+        width = pd.to_numeric(values["ci_high"], errors="coerce") - pd.to_numeric(values["ci_low"], errors="coerce")
+        wide_interval = width.gt(wide).fillna(False)
+    else:  # no intervals at all: only the flag can say
+        wide_interval = False
     return (has_value & (flag.eq("caution") | wide_interval)).astype(bool).reset_index(drop=True)
 
 
