@@ -245,9 +245,12 @@ def figure_html(figure: SavedFigure, relative_to=None) -> str:
     if not figure.table_html:
         return shown
     # the figure and its table side by side (wrapping below on a narrow screen or at 200% zoom)
+    # the table keeps its natural width (cells do not wrap: the page's style), the map takes the
+    # rest; on a narrow screen or at 200% zoom the table moves below the map (never a scroll box)
     return ('<div class="analysis-figure-with-table" style="display:flex;flex-wrap:wrap;gap:1rem;'
-            'align-items:flex-start"><div style="flex:3 1 28rem">' + shown + '</div>'
-            '<div style="flex:1 1 16rem;overflow-x:auto">' + figure.table_html + "</div></div>")
+            'align-items:flex-start"><div style="flex:1 1 28rem;min-width:0">' + shown + '</div>'
+            '<div class="analysis-figure-table" style="flex:0 0 auto;max-width:100%">' + figure.table_html
+            + "</div></div>")
 
 
 def _relative_path(path: Path, start: Path) -> str:
@@ -713,12 +716,11 @@ def area_value_text(row, diverging: bool = False) -> str:
 
 def area_table(areas, values: pd.DataFrame, *, area_key: str, value_key: str, diverging: bool = False,
                area_label_column: str = "name") -> pd.DataFrame:
-    """The accessible table shown beside a map: one row per area with data (catalogue order of
-    the boundaries), its value and 95% interval, respondents and quality, as display strings."""
+    """The accessible table shown beside a map: one row per area with data (by name), its value and 95% interval, respondents and quality, as display strings."""
     names = dict(zip(areas[area_key].astype(str), areas[area_label_column].astype(str)))
-    order = {code: i for i, code in enumerate(areas[area_key].astype(str))}
     rows = values.assign(_key=values[value_key].astype(str))
-    rows = rows.assign(_order=rows["_key"].map(order).fillna(len(order))).sort_values(["_order", "_key"])
+    # alphabetical by the area's name: how a reader looks an area up
+    rows = rows.assign(_name=rows["_key"].map(lambda k: names.get(k, k))).sort_values(["_name", "_key"])
     uncertain = uncertain_areas(rows.reset_index(drop=True))
     out = []
     for (_, row), marked in zip(rows.iterrows(), uncertain):
