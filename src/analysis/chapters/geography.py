@@ -181,7 +181,8 @@ def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:
                                            source_note=note, synthetic=run.synthetic)
         saved.append(figures.save_figure(
             fig, run.figures_dir, f"world_{indicator}", alt,
-            caption=run.text("geography.world_map.caption", title=title),
+            caption=run.text("geography.world_map.caption", title=title,
+                             sources=text("common.source_separator").join(run.source_title(s) for s in used)),
             table=figures.area_table(world, table, area_key="iso_a3", value_key="country"),
             table_caption=run.text("geography.world_map.table", title=title)))
     return saved
