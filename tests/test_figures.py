@@ -126,7 +126,8 @@ def test_choropleth_credits_natural_earth_and_hatches_suppressed():
                                        title="food insecurity")
     assert any(t.get_text() == figures.natural_earth_credit() for t in fig.texts)
     assert "1 area suppressed" in alt and "Made with Natural Earth" in alt
-    assert any(c.get_hatch() for c in fig.axes[0].collections)
+    # areas with data are drawn one by one (each an SVG group with a hover title)
+    assert any(p.get_hatch() == figures.SUPPRESSED_HATCH for p in fig.axes[0].patches)
     matplotlib.pyplot.close("all")
 
 
@@ -163,7 +164,7 @@ def test_choropleth_areas_without_a_row_are_no_data_not_an_error():
                            "ci_high": None, "flag": pd.array(["ok", "ok", "suppressed"], dtype="string")})
     fig, alt = figures.plot_choropleth(areas, values, area_key="iso_3166_2", value_key="admin1_code",
                                        title="food insecurity")
-    drawn = sum(len(c.get_paths()) for c in fig.axes[0].collections)
+    drawn = sum(len(c.get_paths()) for c in fig.axes[0].collections) + len(fig.axes[0].patches)
     assert drawn == len(areas[areas.geometry.notna()])  # every area drawn once, whatever its state
     assert "2 areas with an estimate" in alt and "1 area suppressed" in alt
     matplotlib.pyplot.close("all")

@@ -171,10 +171,17 @@ class SavedFigure:
     png: Path | None
     alt: str
     caption: str
+    #: An accessible HTML table shown beside the figure (e.g. every area of a map), or "".
+    table_html: str = ""
 
 
-def save_figure(fig, figures_dir, name: str, alt: str, caption: str) -> SavedFigure:
+def save_figure(fig, figures_dir, name: str, alt: str, caption: str, table: pd.DataFrame | None = None,
+                table_caption: str = "") -> SavedFigure:
     """Write ``fig`` as ``<figures_dir>/<name>.svg`` (and ``.png`` in a print build) and close it.
+
+    ``table`` (display strings, e.g. :func:`area_table`) is kept as an accessible HTML table with
+    ``table_caption``, shown beside the figure by :func:`figure_html`. Areas a map drew with a
+    hover title (``fig.analysis_svg_titles``: SVG id -> text) get a ``<title>`` in the SVG.
 
     Drawing is the expensive part of a figure, so each figure is drawn once per format and only
     in the formats asked for (:func:`figure_formats`). The files are byte-identical when the same
@@ -190,10 +197,34 @@ def save_figure(fig, figures_dir, name: str, alt: str, caption: str) -> SavedFig
     png = figures_dir / f"{name}.png" if "png" in formats else None
     with matplotlib.rc_context({"svg.hashsalt": SVG_HASH_SALT}):
         fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+        titles = getattr(fig, "analysis_svg_titles", None)
+        if titles:
+            _add_svg_titles(svg, titles)
         if png is not None:
             fig.savefig(png, format="png", dpi=PRINT_DPI, metadata={"Software": None})
     plt.close(fig)
-    return SavedFigure(name=name, svg=svg, png=png, alt=alt.strip(), caption=caption.strip())
+    table_html = ""
+    if table is not None and len(table):
+        from analysis.tables import html_table
+
+        table_html = html_table(table, table_caption or caption)
+    return SavedFigure(name=name, svg=svg, png=png, alt=alt.strip(), caption=caption.strip(),
+                       table_html=table_html)
+
+
+def _add_svg_titles(svg: Path, titles: dict[str, str]) -> None:
+    """Put ``<title>text</title>`` first in each ``<g id="...">`` of ``titles`` (SVG 1.1 §5.4: a
+    title child is the element's tooltip in browsers and its accessible name)."""
+    import re
+
+    content = svg.read_text(encoding="utf-8")
+
+    def add(match):
+        title = titles.get(match.group(1))
+        return match.group(0) if title is None else f"{match.group(0)}\n   <title>{html.escape(title)}</title>"
+
+    content = re.sub(r'<g id="([^"]+)">', add, content)
+    svg.write_text(content, encoding="utf-8")
 
 
 def figure_html(figure: SavedFigure, relative_to=None) -> str:
@@ -205,12 +236,21 @@ def figure_html(figure: SavedFigure, relative_to=None) -> str:
     src = figure.svg
     if relative_to is not None:
         src = Path(_relative_path(figure.svg, Path(relative_to)))
-    return (
+    shown = (
         '<figure class="analysis-figure">'
         f'<img src="{html.escape(src.as_posix())}" alt="{html.escape(figure.alt)}" '
         'style="max-width:100%;height:auto">'
         f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
     )
+    if not figure.table_html:
+        return shown
+    # the figure and its table side by side (wrapping below on a narrow screen or at 200% zoom)
+    # the table keeps its natural width (cells do not wrap: the page's style), the map takes the
+    # rest; on a narrow screen or at 200% zoom the table moves below the map (never a scroll box)
+    return ('<div class="analysis-figure-with-table" style="display:flex;flex-wrap:wrap;gap:1rem;'
+            'align-items:flex-start"><div style="flex:1 1 28rem;min-width:0">' + shown + '</div>'
+            '<div class="analysis-figure-table" style="flex:0 0 auto;max-width:100%">' + figure.table_html
+            + "</div></div>")
 
 
 def _relative_path(path: Path, start: Path) -> str:
@@ -275,9 +315,15 @@ def _finish_layout(fig, title: str, source_note: str, synthetic: bool, credit: s
         fig.text(0.99, (notes_inches + 0.02) / height, credit, ha="right", va="bottom", fontsize=7.5,
                  color="#333333")
     if handles:
-        bottom_inches += LEGEND_INCHES
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3),
-                   bbox_to_anchor=(0.5, (bottom_inches - LEGEND_INCHES) / height), frameon=False)
+        # entries side by side while they fit the figure's width (about 95 characters at 9 pt),
+        # else one row per entry
+        widths = sum(len(h.get_label()) + 6 for h in handles)
+        ncol = min(len(handles), 3) if widths <= 95 else 1
+        rows = math.ceil(len(handles) / ncol)
+        legend_inches = LEGEND_INCHES + 0.2 * (rows - 1)
+        bottom_inches += legend_inches
+        fig.legend(handles=handles, loc="lower center", ncol=ncol,
+                   bbox_to_anchor=(0.5, (bottom_inches - legend_inches) / height), frameon=False)
     fig.text(0.01, 1 - (0.12 + (0.15 if synthetic else 0.0)) / height, "\n".join(lines), ha="left", va="top",
              fontsize=12, fontweight="bold")
     _add_notes(fig, _wrap(source_note, 140), synthetic)
@@ -355,7 +401,7 @@ def plot_estimates(
     height = 2.2 + 0.32 * n_items * max(n_series, 1) + 0.25 * n_items
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, height))
     lookup = {(str(r[item_column]), str(r[series_column])): r for _, r in table.iterrows()}
-    any_caution = any_suppressed = False
+    any_caution = any_suppressed = any_interval = False
     for i, item in enumerate(items):
         for j, key in enumerate(series):
             y = i + (j - (n_series - 1) / 2) * bar_height
@@ -374,6 +420,7 @@ def plot_estimates(
             ax.barh(y, est - low, left=low, height=bar_height * 0.9, color=colours.get(key, REFERENCE_COLOUR))
             lo, hi = row.get("ci_low"), row.get("ci_high")
             if pd.notna(lo) and pd.notna(hi):
+                any_interval = True
                 ax.errorbar(est, y, xerr=[[est - float(lo)], [float(hi) - est]], fmt="none",
                             ecolor="#222222", elinewidth=1.1, capsize=3)
             caution = row["flag"] == "caution"
@@ -390,7 +437,8 @@ def plot_estimates(
     if any_suppressed:
         handles.append(Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
                              label=text("figures.suppressed_legend")))
-    note = _note(source_note, any_caution, "figures.bars_note")
+    # the note names whiskers only when some bar has them
+    note = _note(source_note, any_caution, "figures.bars_note" if any_interval else "figures.bars_only_note")
     _finish_layout(fig, title, note.strip(), synthetic, handles=handles)
     alt = describe_estimates(table, item_column=item_column, series_column=series_column, title=title,
                              item_labels=item_labels, series_labels=series_labels, series_order=series,
@@ -476,7 +524,7 @@ def plot_gaps(
     height = 2.2 + 0.45 * len(items)
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, height))
     ax.axvline(0, color="#222222", linewidth=1)
-    any_caution = False
+    any_caution = any_interval = False
     for i, (_, row) in enumerate(table.iterrows()):
         if row["flag"] == "suppressed" or pd.isna(row["estimate"]):
             ax.barh(i, 2 * half, left=-half, height=0.6, color=SUPPRESSED_COLOUR, edgecolor="#444444",
@@ -486,6 +534,7 @@ def plot_gaps(
             continue
         est = float(row["estimate"])
         if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
+            any_interval = True
             ax.errorbar(est, i, xerr=[[est - float(row["ci_low"])], [float(row["ci_high"]) - est]],
                         fmt="o", color=colour, ecolor=colour, elinewidth=1.6, capsize=3, markersize=6)
         else:
@@ -498,7 +547,7 @@ def plot_gaps(
     ax.set_ylim(len(items) - 0.5, -0.7)
     ax.set_xlim(-half, half)
     ax.set_xlabel(value_label)
-    note = _note(source_note, any_caution, "figures.dots_note")
+    note = _note(source_note, any_caution, "figures.dots_note" if any_interval else "figures.dots_only_note")
     _finish_layout(fig, title, note.strip(), synthetic)
     return fig, describe_gaps(table, title=title, item_labels=item_labels)
 
@@ -623,6 +672,82 @@ def describe_heatmap(table, *, row_column, column_column, title, row_labels=None
 # --------------------------------------------------------------------------- maps
 
 
+#: An area whose 95% interval is wider than this (percent, or points for a gap) is marked as
+#: uncertain on a map, as caution areas are: its colour alone would overstate what is known.
+WIDE_INTERVAL_POINTS = 20.0
+#: Overlay of uncertain areas (caution flag or wide interval), drawn over their colour.
+UNCERTAIN_HATCH = "..."
+#: Maps with more areas than this label only the areas that have an estimate or are suppressed.
+MAX_LABELLED_AREAS = 60
+
+
+def uncertain_areas(values: pd.DataFrame, wide: float = WIDE_INTERVAL_POINTS) -> pd.Series:
+    """True for rows with an estimate that is flagged caution or whose 95% interval is wider than
+    ``wide`` (display units); suppressed rows and rows without an estimate are never "uncertain"."""
+    flag = values["flag"].astype("string").fillna("")
+    has_value = values["estimate"].notna() & flag.ne("suppressed")
+    if "ci_low" in values and "ci_high" in values:
+        width = pd.to_numeric(values["ci_high"], errors="coerce") - pd.to_numeric(values["ci_low"], errors="coerce")
+        wide_interval = width.gt(wide).fillna(False)
+    else:  # no intervals at all: only the flag can say
+        wide_interval = False
+    return (has_value & (flag.eq("caution") | wide_interval)).astype(bool).reset_index(drop=True)
+
+
+def area_value_text(row, diverging: bool = False) -> str:
+    """"39% (35–43)", "+4 points (−2 to 10)", "suppressed" or "no data" for one area's row."""
+    flag = "" if pd.isna(row.get("flag")) else str(row.get("flag"))
+    if flag == "suppressed":
+        return text("figures.suppressed")
+    estimate = row.get("estimate")
+    if estimate is None or pd.isna(estimate):
+        return text("figures.no_data")
+    low, high = row.get("ci_low"), row.get("ci_high")
+    has_ci = low is not None and high is not None and pd.notna(low) and pd.notna(high)
+    if diverging:
+        value = text("figures.area.gap", gap=_signed(estimate))
+        interval = text("figures.area.gap_interval", low=_signed(low), high=_signed(high)) if has_ci else ""
+    else:
+        value = _fmt(float(estimate))
+        interval = text("figures.area.interval", low=f"{float(low):.0f}", high=f"{float(high):.0f}") if has_ci else ""
+    caution = text("figures.area.caution") if flag == "caution" else ""
+    return value + interval + caution
+
+
+def area_table(areas, values: pd.DataFrame, *, area_key: str, value_key: str, diverging: bool = False,
+               area_label_column: str = "name") -> pd.DataFrame:
+    """The accessible table shown beside a map: one row per area with data (by name), its value and 95% interval, respondents and quality, as display strings."""
+    names = dict(zip(areas[area_key].astype(str), areas[area_label_column].astype(str)))
+    rows = values.assign(_key=values[value_key].astype(str))
+    # alphabetical by the area's name: how a reader looks an area up
+    rows = rows.assign(_name=rows["_key"].map(lambda k: names.get(k, k))).sort_values(["_name", "_key"])
+    uncertain = uncertain_areas(rows.reset_index(drop=True))
+    out = []
+    for (_, row), marked in zip(rows.iterrows(), uncertain):
+        flag = "" if pd.isna(row.get("flag")) else str(row.get("flag"))
+        estimate = row.get("estimate")
+        shown = flag != "suppressed" and estimate is not None and pd.notna(estimate)
+        low, high = row.get("ci_low"), row.get("ci_high")
+        has_ci = shown and pd.notna(low) and pd.notna(high)
+        if diverging:
+            value = text("figures.area.gap", gap=_signed(estimate)) if shown else ""
+            interval = text("figures.area.gap_range", low=_signed(low), high=_signed(high)) if has_ci else ""
+        else:
+            value = _fmt(float(estimate)) if shown else ""
+            interval = f"{float(low):.0f}–{float(high):.0f}" if has_ci else ""
+        n = row.get("n_unweighted")
+        quality = (text("figures.suppressed") if flag == "suppressed" else
+                   text("figures.area.uncertain") if marked else
+                   text("figures.area.quality_ok") if shown else text("figures.no_data"))
+        out.append({"area": names.get(row["_key"], row["_key"]), "value": value, "interval": interval,
+                    "n": "" if n is None or pd.isna(n) else f"{int(n):,}", "quality": quality})
+    columns = ["area", "value", "interval", "n", "quality"]
+    headings = {c: text(f"figures.area.columns.{c}") for c in columns}
+    if diverging:
+        headings["value"] = text("figures.area.columns.gap")
+    return pd.DataFrame(out, columns=columns).rename(columns=headings)
+
+
 def plot_choropleth(
     areas,
     values: pd.DataFrame,
@@ -646,18 +771,29 @@ def plot_choropleth(
     values : DataFrame
         One row per area: ``value_key`` (matching ``area_key``), ``estimate``, ``ci_low``,
         ``ci_high``, ``flag``. Suppressed areas are drawn white and hatched; areas without an
-        estimate are grey "no data". Never a zero.
+        estimate are grey "no data". Never a zero. Areas flagged caution or whose interval is
+        wider than :data:`WIDE_INTERVAL_POINTS` are overlaid with dots (:func:`uncertain_areas`),
+        and the legend says so.
     diverging : gaps (points, symmetric fixed scale ±50 or ±100) instead of percentages (0–100).
     project : draw in a Lambert azimuthal equal-area projection centred on the areas (so areas
         keep their relative size, and countries that cross the antimeridian, such as the USA with
         the Aleutians, are not stretched over the whole globe).
+
+    Every area with data is named on the map (at a point inside it) and drawn as its own SVG
+    group carrying a ``<title>`` (name, value, interval: hover text, written by
+    :func:`save_figure`); the legend sits below the map, outside its axes, so it never covers an
+    area. :func:`area_table` gives the same values as an accessible table for beside the map.
     """
+    from matplotlib import patheffects
+    from matplotlib.patches import PathPatch
+
     use_house_style()
     legend_label = legend_label if legend_label is not None else text("figures.percent")
     merged = areas.merge(values, how="left", left_on=area_key, right_on=value_key)
     merged = _around_data(merged)
     if project:
         merged = _local_projection(merged)
+    merged = merged.reset_index(drop=True)
     if diverging:
         limit = float(merged["estimate"].abs().max()) if merged["estimate"].notna().any() else 0.0
         half = GAP_HALF_RANGE if limit <= GAP_HALF_RANGE else 100.0
@@ -669,12 +805,38 @@ def plot_choropleth(
     # areas without a row have no flag (NA): they are "no data", never suppressed
     suppressed = merged["flag"].astype("string").eq("suppressed").fillna(False).to_numpy(dtype=bool)
     shown = merged["estimate"].notna().to_numpy(dtype=bool) & ~suppressed
+    uncertain = uncertain_areas(merged).to_numpy(dtype=bool)
     norm = matplotlib.colors.Normalize(vmin, vmax)
     no_data = ~shown & ~suppressed
     _draw_areas(ax, merged.geometry[no_data], NO_DATA_COLOUR, edgecolor="white")
-    _draw_areas(ax, merged.geometry[suppressed], SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH)
-    colours = matplotlib.colormaps[cmap](norm(merged.loc[shown, "estimate"].astype(float).to_numpy()))
-    _draw_areas(ax, merged.geometry[shown], colours, edgecolor="white")
+    # areas with data one by one: each is an SVG group of its own with a hover title
+    colours = matplotlib.colormaps[cmap](norm(merged["estimate"].astype(float).fillna(0.0).to_numpy()))
+    svg_titles = {}
+    for i in np.flatnonzero(shown | suppressed):
+        path = _area_path(merged.geometry.iloc[i])
+        if path is None:
+            continue
+        gid = f"analysis-area-{i}"
+        if suppressed[i]:
+            patch = PathPatch(path, facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
+                              linewidth=0.4)
+        else:
+            patch = PathPatch(path, facecolor=colours[i], edgecolor="#222222" if uncertain[i] else "white",
+                              hatch=UNCERTAIN_HATCH if uncertain[i] else None, linewidth=0.4)
+        patch.set_gid(gid)
+        ax.add_patch(patch)
+        name = str(merged.loc[i, area_label_column])
+        svg_titles[gid] = text("figures.area.title", area=name,
+                               value=area_value_text(merged.loc[i], diverging=diverging))
+    # names of the areas: those with data (all areas on small maps), at a point inside each
+    labelled = np.flatnonzero(shown | suppressed) if len(merged) > MAX_LABELLED_AREAS else range(len(merged))
+    points = merged.geometry.representative_point()
+    outline = [patheffects.withStroke(linewidth=2, foreground="white")]
+    for i in labelled:
+        if merged.geometry.iloc[i] is None or merged.geometry.iloc[i].is_empty:
+            continue
+        ax.text(points.iloc[i].x, points.iloc[i].y, str(merged.loc[i, area_label_column]), fontsize=5.5,
+                ha="center", va="center", color="#111111", path_effects=outline, clip_on=True)
     ax.set_aspect("equal")
     ax.autoscale_view()
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
@@ -683,7 +845,9 @@ def plot_choropleth(
     if suppressed.any():
         handles.insert(0, Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
                                 label=text("figures.suppressed_legend")))
-    ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=True)
+    if uncertain.any():
+        handles.insert(0, Patch(facecolor="#BBBBBB", edgecolor="#222222", hatch=UNCERTAIN_HATCH,
+                                label=text("figures.uncertain_legend", width=WIDE_INTERVAL_POINTS)))
     data_bounds = merged[shown | suppressed]
     if len(data_bounds):
         x0, y0, x1, y1 = data_bounds.total_bounds
@@ -691,7 +855,9 @@ def plot_choropleth(
         ax.set_xlim(x0 - pad_x, x1 + pad_x)
         ax.set_ylim(y0 - pad_y, y1 + pad_y)
     ax.set_axis_off()
-    _finish_layout(fig, title, source_note, synthetic, credit=natural_earth_credit())
+    # the legend below the map (figure level), never inside the axes over the south of a country
+    _finish_layout(fig, title, source_note, synthetic, credit=natural_earth_credit(), handles=handles)
+    fig.analysis_svg_titles = svg_titles  # read by save_figure
     labels = dict(zip(merged[area_key].astype(str), merged[area_label_column].astype(str)))
     alt = describe_map(values, key=value_key, title=title, area_labels=labels, diverging=diverging)
     return fig, alt

@@ -61,3 +61,36 @@ def session_outputs(tmp_path_factory) -> Path:
 
 
 PROJECT_ROOT = config.PROJECT_ROOT
+
+
+#: The run matrix of the Household Pulse report (real data from ../shared).
+HOUSEHOLD_PULSE_REPORT = config.PROJECT_ROOT / "params" / "report_household_pulse.yml"
+
+
+def build_household_pulse_report(base: Path, shared_dir: Path) -> Path:
+    """Ingest the Household Pulse week-50 file from ``shared_dir/data`` and run its report matrix
+    (``params/report_household_pulse.yml``) into ``base/outputs``, as its header says to by hand.
+
+    ``TEST_HOUSEHOLD_PULSE_BUILD=<folder>`` reuses (or builds into) that folder.
+    """
+    from analysis.pipeline import cli as pipeline_cli
+    from analysis.sources import ingest
+
+    outputs, processed = base / "outputs", base / "processed"
+    marker = base / "built.ok"
+    if marker.exists():
+        return outputs
+    processed.mkdir(parents=True, exist_ok=True)
+    parser = argparse.ArgumentParser()
+    ingest.add_arguments(parser)
+    code = ingest.main(parser.parse_args(["household_pulse", "--raw-root", str(shared_dir / "data"),
+                                          "--processed", str(processed)]))
+    assert code == 0, "ingest of household_pulse failed"
+    parser = argparse.ArgumentParser()
+    pipeline_cli.add_arguments(parser)
+    code = pipeline_cli.main(parser.parse_args(["--config", str(HOUSEHOLD_PULSE_REPORT), "--processed", str(processed),
+                                                "--outputs", str(outputs), "--no-progress",
+                                                "--workers", os.environ.get("TEST_REPORT_WORKERS", "2")]))
+    assert code == 0, f"python -m analysis run failed on the Household Pulse matrix (see {outputs}/index.html)"
+    marker.write_text("ok")
+    return outputs

@@ -14,6 +14,7 @@ from analysis.chapters.common import (  # noqa: F401
     ChapterRun,
     category_labels,
     country_name,
+    display_table,
     estimate_indicators,
     flag_degenerate_intervals,
     percent_view,
@@ -45,6 +46,7 @@ from analysis.chapters.geography import (  # noqa: F401
     country_estimates,
     country_maps,
     estimates_and_maps,
+    geography_summary,
     load_boundaries,
 )
 from analysis.chapters.group_profile import (  # noqa: F401
@@ -63,7 +65,11 @@ from analysis.chapters.intersections import (  # noqa: F401
     intersection_estimates,
     intersection_heatmaps,
     intersection_measures,
+    intersections_summary,
     maihda_summary,
+    show_excess_disparity,
+    show_maihda,
+    smallest_cell_counts,
 )
 from analysis.chapters.official_statistics import (  # noqa: F401
     cdc_deaths_table,
@@ -83,6 +89,7 @@ from analysis.chapters.synthesis import (  # noqa: F401
     synthesis_comparisons,
     synthesis_display,
     synthesis_figures,
+    synthesis_summary,
     synthesis_table,
     write_synthesis_workbook,
 )

@@ -160,6 +160,34 @@ class ChapterRun:
         """"Source: <title of one source> (collected …)." (figures of one source)."""
         return text("common.source_note", sources=self.source_with_period(source))
 
+    def population_note(self, source: str) -> str:
+        """"<source> surveyed only people aged 55 and over: …" when the source covers only part
+        of the report's age bands (``age_group`` categories of the catalogue), else "".
+
+        Read from the data (the ages and age bands that have respondents), so that a map or table
+        of women drawn from an older-people survey says whom it describes.
+        """
+        frame = self.frames[source]
+        if "age_group" not in frame or "age_group" not in self.dimensions:
+            return ""
+        bands = list(self.dimensions["age_group"].categories)
+        seen = set(frame["age_group"].dropna().astype(str))
+        if not seen or not seen < set(bands):
+            return ""
+        values = {"source": self.source_title(source), "group_lc": lower_first(self.group_label)}
+        ages = pd.to_numeric(frame["age"], errors="coerce").dropna() if "age" in frame else pd.Series(dtype=float)
+        labels = self.dimensions["age_group"].category_labels or {}
+        if ages.empty:
+            kept = [labels.get(b, b) for b in bands if b in seen]
+            return text("common.population.bands", bands=text("common.list_separator").join(kept), **values)
+        if bands[-1] in seen:  # the open-ended top band: "and over"
+            return text("common.population.aged_from", low=int(ages.min()), **values)
+        return text("common.population.aged_between", low=int(ages.min()), high=int(ages.max()), **values)
+
+    def source_note_with_population(self, source: str) -> str:
+        """:meth:`source_note_of` followed by :meth:`population_note` (when it has one)."""
+        return " ".join(p for p in (self.source_note_of(source), self.population_note(source)) if p)
+
     def measurement(self, source: str, dimension: str) -> str:
         """How ``dimension`` (e.g. disability) was measured in ``source``, in words.
 
@@ -541,17 +569,23 @@ def show_table(run: ChapterRun, table: pd.DataFrame, caption: str, cell_labels: 
     indicators shown as percentages (e.g. ``"composition"``, shares of respondents)."""
     from IPython.display import HTML
 
+    return HTML(tables.html_table(display_table(run, table, cell_labels, percent), caption))
+
+
+def display_table(run: ChapterRun, table: pd.DataFrame, cell_labels: dict | None = None,
+                  percent=()) -> pd.DataFrame:
+    """The formatted strings :func:`show_table` shows (labels from the catalogue, a source column
+    on a page of several sources), one row per row of ``table`` in its order."""
     labels = {"group": run.group_label, "reference": run.reference_label,
               "all": text("common.all_respondents")}
     labels.update(category_labels(run))
     labels.update(cell_labels or {})
-    display = tables.format_results(tables.conform(table), indicator_labels=run.indicator_labels,
-                                    cell_labels=labels,
-                                    percent_indicators=[*run.percent_indicators, *percent],
-                                    source_labels={s: run.source_title(s) for s in run.frames},
-                                    # a page of several sources names the source in every table
-                                    show_source=len(run.frames) > 1 or None)
-    return HTML(tables.html_table(display, caption))
+    return tables.format_results(tables.conform(table), indicator_labels=run.indicator_labels,
+                                 cell_labels=labels,
+                                 percent_indicators=[*run.percent_indicators, *percent],
+                                 source_labels={s: run.source_title(s) for s in run.frames},
+                                 # a page of several sources names the source in every table
+                                 show_source=len(run.frames) > 1 or None)
 
 
 def show_frame(frame: pd.DataFrame, caption: str, row_headers: int = 1):

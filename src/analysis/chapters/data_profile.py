@@ -55,22 +55,49 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
         ):
             for column in ids:
                 answered = int(frame[column].notna().sum()) if column in frame else 0
+                skipped, asked_of = (_not_asked(frame, column, run.country, answered) if kind == "indicator"
+                                     else (0, None))
+                no_answer = len(frame) - answered - skipped
                 availability.append({"source": run.source_title(source),
                                      "kind": text(f"data_profile.availability.kind_{kind}"),
                                      "column": labels.get(column, column),
                                      "available": yes if answered else no,
                                      "answered": withheld if small else f"{answered:,}",
                                      "missing": (withheld if small else
-                                                 f"{100 * (1 - answered / len(frame)):.1f}%" if len(frame) else "")})
+                                                 f"{100 * no_answer / len(frame):.1f}%" if len(frame) else ""),
+                                     "not_asked": (withheld if small and skipped else
+                                                   _not_asked_text(100 * skipped / len(frame), asked_of)
+                                                   if skipped and len(frame) else "")})
                 if answered and not small:
                     missing.append({"source": source, "country": run.country, "indicator": column,
                                     "breakdown": "missing", "cell": "all",
-                                    "estimate": 100.0 * (1 - answered / len(frame)),
+                                    # a question routed away from a respondent is not a missing answer
+                                    "estimate": 100.0 * no_answer / len(frame),
                                     "n_unweighted": len(frame), "flag": "ok",
                                     "method": "share of rows missing (unweighted)", "label": labels.get(column, column)})
     return {"coverage": _headed(pd.DataFrame(coverage), "data_profile.coverage.columns"),
             "availability": _headed(pd.DataFrame(availability), "data_profile.availability.columns"),
             "missingness": pd.DataFrame(missing)}
+
+
+def _not_asked(frame: pd.DataFrame, column: str, country: str | None, answered: int) -> tuple[int, str | None]:
+    """(rows of ``frame`` not asked ``column`` by the source's routing, who was asked) from the
+    ingest's count (``attrs["source"]["not_asked"]``, per country; see the card's ``asked_when``).
+
+    The count was taken at ingest; a run may hold fewer rows (respondents withdrawn later), so it
+    is capped at the rows without an answer.
+    """
+    entry = ((frame.attrs.get("source") or {}).get("not_asked") or {}).get(column)
+    if not entry:
+        return 0, None
+    by_country = entry.get("by_country") or {}
+    rows = int(by_country.get(str(country), 0)) if by_country else int(entry.get("rows") or 0)
+    return max(0, min(rows, len(frame) - answered)), entry.get("asked_of")
+
+
+def _not_asked_text(share: float, asked_of: str | None) -> str:
+    key = "data_profile.availability.not_asked" if asked_of else "data_profile.availability.not_asked_unnamed"
+    return text(key, share=f"{share:.1f}%", asked_of=asked_of or "")
 
 
 def _headed(frame: pd.DataFrame, section: str) -> pd.DataFrame:

@@ -9,12 +9,13 @@ from analysis.chapters.common import (
     COMPARISON,
     ChapterError,
     ChapterRun,
+    country_name,
     estimate_indicators,
     percent_view,
     protect,
 )
 from analysis.chapters.group_profile import with_comparison
-from analysis.text import text
+from analysis.text import lower_first, text
 
 
 def load_boundaries(level: str = "admin1", country: str | None = None):
@@ -100,7 +101,10 @@ def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
 
 
 def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> list:
-    """For every percent indicator: a choropleth of the group's estimate and one of its gap."""
+    """For every headline percent indicator: a choropleth of the group's estimate and one of its
+    gap, each with the table of every area's value, interval, respondents and quality beside it
+    (:func:`analysis.figures.area_table`). The source note names the source and, when the source
+    covers only part of the adult population, whom it surveyed (:meth:`ChapterRun.population_note`)."""
     if estimates.empty:
         return []
     areas = load_boundaries("admin1", run.country)
@@ -112,11 +116,15 @@ def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFra
         if indicator not in run.headline_indicators(source):
             continue
         label = run.indicator_labels.get(indicator, indicator)
+        note = run.source_note_with_population(source)
         title = run.figure_title("geography.map.title", source, indicator=label)
         fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code", title=title,
-                                           source_note=run.source_note_of(source), synthetic=run.synthetic)
-        saved.append(figures.save_figure(fig, run.figures_dir, f"map_{source}_{indicator}", alt,
-                                         caption=run.text("geography.map.caption", title=title)))
+                                           source_note=note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(
+            fig, run.figures_dir, f"map_{source}_{indicator}", alt,
+            caption=run.text("geography.map.caption", title=title),
+            table=figures.area_table(areas, table, area_key="iso_3166_2", value_key="admin1_code"),
+            table_caption=run.text("geography.map.table", title=title)))
         gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)]
         if len(gap):
             gap = percent_view(gap, run.percent_indicators).assign(admin1_code=gap["cell"].astype(str).to_numpy())
@@ -124,9 +132,13 @@ def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFra
             fig, alt = figures.plot_choropleth(areas, gap, area_key="iso_3166_2", value_key="admin1_code",
                                                title=title, diverging=True,
                                                legend_label=text("geography.gap_map.legend"),
-                                               source_note=run.source_note_of(source), synthetic=run.synthetic)
-            saved.append(figures.save_figure(fig, run.figures_dir, f"map_gap_{source}_{indicator}", alt,
-                                             caption=run.text("geography.gap_map.caption", title=title)))
+                                               source_note=note, synthetic=run.synthetic)
+            saved.append(figures.save_figure(
+                fig, run.figures_dir, f"map_gap_{source}_{indicator}", alt,
+                caption=run.text("geography.gap_map.caption", title=title),
+                table=figures.area_table(areas, gap, area_key="iso_3166_2", value_key="admin1_code",
+                                         diverging=True),
+                table_caption=run.text("geography.gap_map.table", title=title)))
     return saved
 
 
@@ -162,11 +174,85 @@ def country_maps(run: ChapterRun, estimates: pd.DataFrame) -> list:
         table = table.sort_values("n_unweighted", ascending=False, na_position="last").drop_duplicates("country")
         label = run.indicator_labels.get(indicator, indicator)
         title = run.text("geography.world_map.title", indicator=label)
+        used = list(dict.fromkeys(table["source"].astype(str)))
+        note = " ".join(p for p in [text("common.source_note", sources=text("common.source_separator").join(
+            run.source_with_period(s) for s in used)), *(run.population_note(s) for s in used)] if p)
         fig, alt = figures.plot_choropleth(world, table, area_key="iso_a3", value_key="country", title=title,
-                                           source_note=run.source_note, synthetic=run.synthetic)
-        saved.append(figures.save_figure(fig, run.figures_dir, f"world_{indicator}", alt,
-                                         caption=run.text("geography.world_map.caption", title=title)))
+                                           source_note=note, synthetic=run.synthetic)
+        saved.append(figures.save_figure(
+            fig, run.figures_dir, f"world_{indicator}", alt,
+            caption=run.text("geography.world_map.caption", title=title,
+                             sources=text("common.source_separator").join(run.source_title(s) for s in used)),
+            table=figures.area_table(world, table, area_key="iso_a3", value_key="country"),
+            table_caption=run.text("geography.world_map.table", title=title)))
     return saved
+
+
+#: How many area gaps the narrative names.
+SUMMARY_AREAS = 3
+
+
+def _suppression_sentence(run: ChapterRun, table: pd.DataFrame, key: str) -> str:
+    """How many rows of ``table`` are suppressed and flagged caution, with the rule (thresholds of
+    the run's disclosure settings)."""
+    from analysis.disclosure import resolve_thresholds
+
+    limits = resolve_thresholds(None)
+    return run.text(key, suppressed=int((table["flag"] == "suppressed").sum()), total=len(table),
+                    caution=int((table["flag"] == "caution").sum()), suppress_below=limits.suppress_below,
+                    caution_last=limits.caution_below - 1)
+
+
+def geography_summary(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> str:
+    """Narrative of the geography page from the data (templates ``geography.summary.*``): what the
+    maps show, the largest area gaps that are flagged ok and whose 95% interval excludes zero (with
+    the interval and respondents), and how many area estimates are suppressed or caution, and why.
+    Across countries (no area gaps): the highest and lowest country of each mapped indicator."""
+    from analysis import findings
+
+    if estimates.empty:
+        return run.text("geography.summary.none")
+    percent = estimates[estimates["indicator"].isin(run.percent_indicators)]
+    if run.country and run.country != "all":
+        boundaries = load_boundaries("admin1", run.country)
+        areas = dict(zip(boundaries["iso_3166_2"].astype(str), boundaries["name"].astype(str)))
+        cells = percent["cell"].astype(str).str.split(tables.CELL_SEPARATOR).str[0]
+        shows = run.text("geography.summary.shows", areas=cells.nunique(),
+                         indicators=percent["indicator"].nunique())
+        parts = [shows]
+        diff = gaps_table[gaps_table["indicator"].isin(run.percent_indicators)] if len(gaps_table) else gaps_table
+        if len(diff):
+            clear = diff[(diff["flag"] == "ok") & ((diff["ci_low"] > 0) | (diff["ci_high"] < 0))]
+            if clear.empty:
+                parts.append(run.text("geography.summary.no_clear", total=int(diff["estimate"].notna().sum())))
+            else:
+                top = clear.assign(_size=clear["estimate"].abs()).sort_values("_size", ascending=False)
+                named = [run.text("geography.summary.gap_item", area=areas.get(str(r["cell"]), str(r["cell"])),
+                                  indicator_lc=lower_first(run.indicator_labels.get(r["indicator"], r["indicator"])),
+                                  gap=findings.signed_points(r["estimate"]), low=findings.signed_points(r["ci_low"]),
+                                  high=findings.signed_points(r["ci_high"]), n=f"{int(r['n_unweighted']):,}",
+                                  source=run.source_title(r["source"]))
+                         for _, r in top.head(SUMMARY_AREAS).iterrows()]
+                parts.append(run.text("geography.summary.largest", count=len(clear), total=len(diff),
+                                      gaps=text("common.source_separator").join(named)))
+        parts.append(_suppression_sentence(run, percent, "geography.summary.suppressed"))
+        return " ".join(parts)
+    group_rows = percent[(percent["cell"] == "group") & (percent["flag"] != "suppressed")
+                         & percent["estimate"].notna()]
+    parts = [run.text("geography.summary.shows_countries", countries=group_rows["country"].nunique(),
+                      indicators=group_rows["indicator"].nunique())]
+    for indicator, rows in group_rows.groupby("indicator", sort=False):
+        if rows["country"].nunique() < 2:
+            continue
+        hi, lo = rows.loc[rows["estimate"].idxmax()], rows.loc[rows["estimate"].idxmin()]
+        parts.append(run.text(
+            "geography.summary.range", indicator=run.indicator_labels.get(indicator, indicator),
+            highest=country_name(str(hi["country"])), highest_value=findings.format_percent(
+                hi["estimate"], hi["ci_low"], hi["ci_high"]),
+            lowest=country_name(str(lo["country"])),
+            lowest_value=findings.format_percent(lo["estimate"], lo["ci_low"], lo["ci_high"])))
+    parts.append(_suppression_sentence(run, percent, "geography.summary.suppressed"))
+    return " ".join(parts)
 
 
 def estimates_and_maps(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame, list]:

@@ -9,12 +9,13 @@ from analysis.chapters.common import (
     COMPARISON,
     ChapterRun,
     category_labels,
+    display_table,
     estimate_indicators,
     percent_view,
     protect,
 )
 from analysis.chapters.group_profile import with_comparison
-from analysis.text import text
+from analysis.text import lower_first, text
 
 
 def intersection_estimates(run: ChapterRun) -> pd.DataFrame:
@@ -116,6 +117,136 @@ def excess_disparity_table(run: ChapterRun, measures: pd.DataFrame) -> pd.DataFr
     rows["method"] = text("intersections.excess.method")
     # Its count is that of the four cells together (a population of its own): planned as such.
     return protect(run, rows, "excess intersectional disparity")
+
+
+def smallest_cell_counts(run: ChapterRun, excess: pd.DataFrame, measures: pd.DataFrame) -> list:
+    """For each row of ``excess``: respondents in the smallest of its four cells (group/reference of
+    the run's group × group/reference of the other group), or None where that count is not
+    published.
+
+    The smallest cell decides an excess disparity's quality (a caution row is one whose smallest
+    cell has fewer than ``caution_below`` respondents), so it is the count a reader needs. It is
+    shown only when the cell is publishable: at least ``suppress_below`` respondents and not
+    withheld by the report's disclosure plan for that indicator (the same cells are withheld in
+    every table, so the count cannot undo another table's suppression).
+    """
+    import os
+
+    from analysis import disclosure
+    from analysis.disclosure_model import Catalogue, make_population
+
+    if excess.empty or measures.empty:
+        return []
+    limits = disclosure.resolve_thresholds(None)
+    planned = os.environ.get(disclosure.CROSS_TABLE_ENV, "").lower() != "off"
+    catalogue = Catalogue.from_catalogue(groups=run.groups)
+    cells = measures[measures["method"] == "cell_mean"]
+    plans: dict = {}
+    out = []
+    for _, row in excess.iterrows():
+        if row["flag"] == "suppressed":
+            out.append(None)
+            continue
+        mine = cells[(cells["source"] == row["source"]) & (cells["indicator"] == row["indicator"])
+                     & (cells["other_group"] == row["other_group"])]
+        counts = pd.to_numeric(mine["n_unweighted"], errors="coerce")
+        if counts.isna().all():
+            out.append(None)
+            continue
+        smallest = mine.loc[counts.idxmin()]
+        n = int(counts.min())
+        if n < limits.suppress_below:
+            out.append(None)
+            continue
+        frame = run.frames.get(str(row["source"]))
+        if planned and frame is not None and frame.attrs.get("design") is not None:
+            sides = tables.split_cell(str(smallest["cell"]))  # e.g. ["group", "reference"]
+            constraints = {}
+            for gid, side in zip((run.group_id, str(row["other_group"])), sides):
+                dim, members, reference = catalogue.groups[gid]
+                constraints[dim] = members if side == "group" else reference
+            population = make_population(constraints, catalogue.universes)
+            key = (str(row["source"]), str(row["country"]))
+            if key not in plans:
+                plans[key] = disclosure._plan_of(frame, key[0], key[1], run.indicators, limits, run.groups)
+            plan = plans[key]
+            indicator = str(row["indicator"])
+            if not plan.covers(indicator, population) or plan.reason(indicator, population) is not None:
+                out.append(None)
+                continue
+        out.append(n)
+    return out
+
+
+def show_excess_disparity(run: ChapterRun, excess: pd.DataFrame, measures: pd.DataFrame):
+    """The excess-disparity table as readers see it: "Respondents" is the smallest of the four
+    cells (:func:`smallest_cell_counts`), followed by one plain sentence on what the measure and
+    that column mean."""
+    import html
+
+    from IPython.display import HTML
+
+    display = display_table(run, excess)
+    heading = tables.display_headings()["n_unweighted"]
+    counts = smallest_cell_counts(run, excess.reset_index(drop=True), measures)
+    if len(display):
+        display[heading] = ["" if n is None else f"{n:,}" for n in counts]
+    display = display.rename(columns={heading: text("intersections.excess.columns.smallest")})
+    notes = "".join(f"<p>{html.escape(text(f'intersections.explain.{k}'), quote=False)}</p>" for k in ("excess", "smallest"))
+    return HTML(tables.html_table(display, run.text("intersections.excess.caption")) + notes)
+
+
+def show_maihda(run: ChapterRun):
+    """The MAIHDA summary (:func:`maihda_summary`) with one plain sentence per column that is a
+    measure (VPC, PCV, respondents used)."""
+    import html
+
+    from IPython.display import HTML
+
+    notes = "".join(f"<p>{html.escape(text(f'intersections.explain.{k}'), quote=False)}</p>"
+                    for k in ("maihda", "vpc", "pcv", "respondents"))
+    return HTML(tables.html_table(maihda_summary(run), run.text("intersections.maihda.caption")) + notes)
+
+
+def intersections_summary(run: ChapterRun, cells: pd.DataFrame, excess: pd.DataFrame) -> str:
+    """Narrative of the intersections page from the data (templates ``intersections.summary.*``):
+    what the heatmaps show, the largest excess disparities flagged ok whose 95% interval excludes
+    zero (with interval and respondents), and how many cells and measures are suppressed or
+    caution, and why."""
+    from analysis import findings
+    from analysis.disclosure import resolve_thresholds
+
+    if cells.empty:
+        return run.text("intersections.summary.none")
+    limits = resolve_thresholds(None)
+    dims = [d for d in dict.fromkeys(cells["breakdown"].astype(str).str.split(tables.CELL_SEPARATOR).str[1])
+            if isinstance(d, str)]
+    names = text("common.list_separator").join(
+        lower_first(run.dimensions[d].label) if d in run.dimensions else d for d in dims)
+    shown = sum(1 for s in run.sources for i in run.headline_indicators(s) if ((cells["source"] == s)
+                                                                             & (cells["indicator"] == i)).any())
+    parts = [run.text("intersections.summary.shows", indicators=shown, dimensions=names)]
+    if len(excess):
+        published = excess[(excess["flag"] != "suppressed") & excess["estimate"].notna()]
+        clear = published[(published["flag"] == "ok")
+                          & ((published["ci_low"] > 0) | (published["ci_high"] < 0))]
+        if clear.empty:
+            parts.append(run.text("intersections.summary.no_clear", total=len(published)))
+        else:
+            top = clear.assign(_size=clear["estimate"].abs()).sort_values("_size", ascending=False).head(3)
+            named = [run.text("intersections.summary.excess_item", cell=str(r["cell"]),
+                              indicator_lc=lower_first(run.indicator_labels.get(r["indicator"], r["indicator"])),
+                              gap=findings.signed_points(r["estimate"]), low=findings.signed_points(r["ci_low"]),
+                              high=findings.signed_points(r["ci_high"]), source=run.source_title(r["source"]))
+                     for _, r in top.iterrows()]
+            parts.append(run.text("intersections.summary.largest", count=len(clear), total=len(published),
+                                  items=text("common.source_separator").join(named)))
+    everything = tables.stack([cells, excess]) if len(excess) else cells
+    parts.append(run.text("intersections.summary.suppressed",
+                          suppressed=int((everything["flag"] == "suppressed").sum()), total=len(everything),
+                          caution=int((everything["flag"] == "caution").sum()),
+                          suppress_below=limits.suppress_below, caution_last=limits.caution_below - 1))
+    return " ".join(parts)
 
 
 #: How many indicators (catalogue order) get a MAIHDA summary in each intersections run.

@@ -141,6 +141,45 @@ def show_synthesis(run: ChapterRun, wide: pd.DataFrame):
     return HTML(tables.html_table(synthesis_display(run, wide), text("synthesis.table.caption"), row_headers=2))
 
 
+def synthesis_summary(run: ChapterRun, wide: pd.DataFrame) -> str:
+    """Narrative of the synthesis page from the data (templates ``synthesis.summary.*``): what the
+    figures and table hold, the largest gaps chosen by the front page's rules (flagged ok, 95%
+    interval of the gap excluding zero; :func:`analysis.findings.key_findings`), one sentence each
+    with interval, source and respondents, and how many comparisons are suppressed or caution."""
+    from analysis import findings
+    from analysis.disclosure import resolve_thresholds
+
+    if wide.empty:
+        return run.text("synthesis.summary.none")
+    limits = resolve_thresholds(None)
+    parts = [run.text("synthesis.summary.shows", rows=len(wide), groups=wide["group"].nunique(),
+                      countries=wide["country"].nunique(), sources=wide["source"].nunique(),
+                      indicators=wide["indicator"].nunique())]
+    top = findings.key_findings(wide, run.percent_indicators, per_theme=1)
+    if top.empty:
+        parts.append(run.text("synthesis.summary.no_clear"))
+    else:
+        top = top.assign(_size=top["gap"].abs()).sort_values("_size", ascending=False).head(SUMMARY_FINDINGS)
+        sentences = [findings.finding_text(
+            r, group_label=run.groups[r["group"]].label if r["group"] in run.groups else str(r["group"]),
+            reference_label=run.reference_label_of(r["group"]) if r["group"] in run.groups else "",
+            indicator_label=run.indicator_labels.get(r["indicator"], r["indicator"]),
+            country_label=country_name(str(r["country"])),
+            source_title=run.source_title(r["source"]) if r["source"] in run.frames else str(r["source"]))
+            for _, r in top.iterrows()]
+        parts.append(run.text("synthesis.summary.largest", count=len(sentences),
+                              findings=text("common.source_separator").join(sentences)))
+    gap_flags = wide["gap_flag"].astype("string").fillna("suppressed")
+    parts.append(run.text("synthesis.summary.suppressed", suppressed=int((gap_flags == "suppressed").sum()),
+                          caution=int((gap_flags == "caution").sum()), total=len(wide),
+                          suppress_below=limits.suppress_below, caution_last=limits.caution_below - 1))
+    return " ".join(parts)
+
+
+#: How many of the largest gaps the synthesis narrative names.
+SUMMARY_FINDINGS = 3
+
+
 def show_workbook_link(run: ChapterRun):
     """What the workbook holds, and a link to it (``tables/synthesis.xlsx``), as HTML: the words
     come from the text catalogue and are escaped; the link stands in its own paragraph."""

@@ -217,6 +217,11 @@ class IndicatorMap(_Strict):
 
     ``false_when: {RAWCOL: [codes]}`` sets rows that are still missing to 0 when ``RAWCOL`` takes
     one of the codes (a skip pattern: long COVID is "no" for people who never had COVID).
+
+    ``asked_when: {RAWCOL: [codes]}`` says the question was routed (a skip pattern): asked only
+    of respondents whose ``RAWCOL`` takes one of the codes (every listed column must match);
+    ``asked_of`` names them for readers ("renters"). The others are "not asked", counted apart
+    from "no answer" in the accounting and on the data-profile page, never as missing answers.
     """
 
     column: str | None = None
@@ -225,6 +230,8 @@ class IndicatorMap(_Strict):
     false_values: list[Any] | None = None
     score: dict[str, float] | None = None
     false_when: dict[str, list[Any]] | None = None  # rows still missing that count as 0, e.g. never had COVID
+    asked_when: dict[str, list[Any]] | None = None  # routing: asked only when RAWCOL is one of the codes
+    asked_of: str | None = None  # who was asked, in words ("renters"), for the data profile
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -387,6 +394,7 @@ class SourceCard(_Strict):
         for ind, spec in self.indicators.items():
             pairs += [(f"indicators.{ind}", one) for one in spec.raw_columns()]
             pairs += [(f"indicators.{ind}.false_when", one) for one in spec.false_when or {}]
+            pairs += [(f"indicators.{ind}.asked_when", one) for one in spec.asked_when or {}]
         if self.design:
             for key in ("weight", "strata", "psu", "fpc"):
                 if getattr(self.design, key):

@@ -89,6 +89,8 @@ class Accounting:
     # where the user finds the first unknown code of each column ("line 17"), and how many
     # answered values the column had (the denominator of the unknown-code share)
     unknown_code_rows: dict[str, str] = field(default_factory=dict)
+    # rows of each routed indicator (card ``asked_when``) whose question was not asked of them
+    not_asked: dict[str, int] = field(default_factory=dict)
     answered_values: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -555,6 +557,15 @@ def _indicator(card: SourceCard, ind: str, raw: RawTable, acc: Accounting) -> pd
     return result
 
 
+def _not_asked(card: SourceCard, ind: str, raw: RawTable, values: pd.Series) -> np.ndarray:
+    """Rows of ``ind`` that are missing because the question was not asked of them (the card's
+    ``asked_when`` routing does not match): a skip pattern, not a missing answer."""
+    asked = pd.Series(True, index=raw.frame.index)
+    for col, codes in card.indicators[ind].asked_when.items():
+        asked &= codes_as_text(raw.frame[col]).isin({code_text(v) for v in codes}).fillna(False)
+    return (~asked.to_numpy(dtype=bool)) & values.isna().to_numpy()
+
+
 def _resolve_replicates(card: SourceCard, raw: RawTable) -> list[str]:
     spec = card.design.replicate
     if spec is None:
@@ -863,6 +874,8 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
                 f"use one of: {', '.join(sorted(indicators))}"
             )
         out[ind] = _indicator(card, ind, raw, acc)
+    routed = {ind: _not_asked(card, ind, raw, out[ind]) for ind, spec in card.indicators.items()
+              if spec.asked_when}
 
     keep, design = _design_columns(card, raw, out, acc)
     scan_written_text(_written_text_columns(card, out, keep), personal, where=where, row_label=raw.row_label)
@@ -899,7 +912,17 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     acc.check_balance()
     schema.validate_harmonised(result, indicators, where=f"{card.id} (harmonised)", age_bands=age_bands,
                                wg_domains=disability["domains"] if disability and disability["method"] == "wg_ss" else None)
-    return Harmonised(result, design, acc, {"disability": disability} if disability else {})
+    metadata = {"disability": disability} if disability else {}
+    if routed:
+        kept = keep.to_numpy(dtype=bool)
+        metadata["not_asked"] = {}
+        countries = out["country"].astype("string").fillna("").to_numpy()[kept]
+        for ind, mask in routed.items():
+            acc.not_asked[ind] = int(mask[kept].sum())
+            by_country = pd.Series(mask[kept]).groupby(countries).sum()
+            metadata["not_asked"][ind] = {"rows": acc.not_asked[ind], "asked_of": card.indicators[ind].asked_of,
+                                          "by_country": {str(k): int(v) for k, v in by_country.items() if v}}
+    return Harmonised(result, design, acc, metadata)
 
 
 # --------------------------------------------------------------------------------------------
