@@ -172,6 +172,7 @@ def test_arabic_alt_texts_are_arabic(built):
 def test_translated_catalogue_is_published_with_the_pages(built):
     for code in LANGUAGES:
         folder = built / code / "params"
-        assert sorted(p.name for p in folder.iterdir()) == ["groups.yml", "indicators.yml", "report.yml",
-                                                            "text.yml"]
+        assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.yml")) == [
+            "codebooks/demo_voices.yml", "evidence.yml", "groups.yml", "indicators.yml", "report.yml", "text.yml",
+            "voices.yml"]
         assert "not reviewed" in _read(folder / "text.yml").splitlines()[0]

@@ -74,26 +74,44 @@ def _match_parts(parts: list[str], wanted: list[str]) -> bool:
     return bool(parts) and wanted[0] in ("*", parts[0]) and _match_parts(parts[1:], wanted[1:])
 
 
-def catalogue_strings(params_dir: Path | str | None = None, i18n_dir: Path | str | None = None) -> dict[str, str]:
-    """Every reader-facing string of the catalogue, by dotted key, in English.
+def _catalogue_entries(folder: Path, params: Path) -> list[dict]:
+    """The ``catalogue:`` entries of ``languages.yml``, one per params file.
 
-    Which keys of which params files are translatable is listed in ``languages.yml``
-    (``catalogue:``; today the labels of ``indicators.yml`` and ``groups.yml`` and the titles of
-    ``report.yml``). Categories whose YAML key is not a string (``"yes"``) keep their text form.
+    A ``file`` may be a glob (``codebooks/*.yml``: every codebook); its ``prefix`` may name the
+    file's stem (``codebooks.{stem}``), so that each file's keys stay apart.
     """
-    params = Path(params_dir) if params_dir else config.PARAMS_DIR
-    folder = Path(i18n_dir) if i18n_dir else I18N_DIR
     spec = config.read_yaml_mapping(folder / "languages.yml", TranslationError, "languages file")
     entries = spec.get("catalogue")
     if not isinstance(entries, list) or not entries:
         raise TranslationError(f"{folder / 'languages.yml'}: key 'catalogue' must list {{file, keys}}")
-    out: dict[str, str] = {}
+    out = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or not entry.get("file") or not isinstance(entry.get("keys"), list):
             raise TranslationError(f"{folder / 'languages.yml'}: key 'catalogue[{i}]' needs file and keys")
+        names = ([p.relative_to(params).as_posix() for p in sorted(params.glob(entry["file"]))]
+                 if any(ch in entry["file"] for ch in "*?[") else [entry["file"]])
+        for name in names:
+            prefix = str(entry.get("prefix") or "").replace("{stem}", Path(name).stem)
+            out.append({"file": name, "keys": entry["keys"], "prefix": prefix})
+    return out
+
+
+def catalogue_strings(params_dir: Path | str | None = None, i18n_dir: Path | str | None = None) -> dict[str, str]:
+    """Every reader-facing string of the catalogue, by dotted key, in English.
+
+    Which keys of which params files are translatable is listed in ``languages.yml``
+    (``catalogue:``: the labels of ``indicators.yml`` and ``groups.yml``, the titles of
+    ``report.yml``, every text of ``text.yml``, the labels of the evidence and Voices chapters
+    and of every codebook). Categories whose YAML key is not a string (``"yes"``) keep their
+    text form.
+    """
+    params = Path(params_dir) if params_dir else config.PARAMS_DIR
+    folder = Path(i18n_dir) if i18n_dir else I18N_DIR
+    out: dict[str, str] = {}
+    for entry in _catalogue_entries(folder, params):
         found: dict[str, str] = {}
         _walk(config.read_yaml_mapping(params / entry["file"], TranslationError, "catalogue file"), "", found)
-        prefix = f"{entry['prefix']}." if entry.get("prefix") else ""
+        prefix = f"{entry['prefix']}." if entry["prefix"] else ""
         for key, text in found.items():
             if any(_matches(key, pattern) for pattern in entry["keys"]):
                 out[prefix + key] = text
@@ -275,14 +293,14 @@ def translated_params(code: str, dest: Path | str, params_dir: Path | str | None
     params = Path(params_dir) if params_dir else config.PARAMS_DIR
     folder = Path(i18n_dir) if i18n_dir else I18N_DIR
     lang = load_language(code, folder)
-    spec = config.read_yaml_mapping(folder / "languages.yml", TranslationError, "languages file")
+    entries = _catalogue_entries(folder, params)
     catalogue = catalogue_strings(params, folder)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in dict.fromkeys(entry["file"] for entry in spec["catalogue"]):
+    for name in dict.fromkeys(entry["file"] for entry in entries):
         data = config.read_yaml_mapping(params / name, TranslationError, "catalogue file")
-        prefixes = [f"{e['prefix']}." if e.get("prefix") else "" for e in spec["catalogue"] if e["file"] == name]
+        prefixes = [f"{e['prefix']}." if e["prefix"] else "" for e in entries if e["file"] == name]
         for key in catalogue:
             for prefix in prefixes:
                 if prefix and not key.startswith(prefix):
@@ -294,6 +312,7 @@ def translated_params(code: str, dest: Path | str, params_dir: Path | str | None
                 if isinstance(node, dict) and isinstance(node.get(path[-1]), str):
                     node[path[-1]] = _keep_spacing(node[path[-1]], translate(key, lang, catalogue))
         target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f"# {lang.name} ({code}) copy of params/{name}, written by analysis.i18n.translated_params"
                           + (" (machine-quality placeholder translations, not reviewed)" if not lang.reviewed else "")
                           + "\n" + yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100),
