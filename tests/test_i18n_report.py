@@ -173,6 +173,7 @@ def test_translated_catalogue_is_published_with_the_pages(built):
     for code in LANGUAGES:
         folder = built / code / "params"
         assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.yml")) == [
-            "codebooks/demo_voices.yml", "evidence.yml", "groups.yml", "indicators.yml", "report.yml", "text.yml",
+            "codebooks/demo_voices.yml", "evidence.yml", "exchange.yml", "groups.yml", "indicators.yml", "report.yml",
+            "text.yml",
             "voices.yml"]
         assert "not reviewed" in _read(folder / "text.yml").splitlines()[0]

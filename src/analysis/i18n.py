@@ -57,6 +57,9 @@ def _walk(data, prefix: str, keys: dict) -> None:
     if isinstance(data, dict):
         for k, v in data.items():
             _walk(v, f"{prefix}.{k}" if prefix else str(k), keys)
+    elif isinstance(data, list):  # a list of sentences: one key per item (``....sentences.0``)
+        for i, v in enumerate(data):
+            _walk(v, f"{prefix}.{i}" if prefix else str(i), keys)
     elif isinstance(data, str):
         keys[prefix] = data.strip()
 
@@ -252,6 +255,22 @@ def format_number(value: float, lang: Language | str, digits: int | None = None)
     return format_decimal(number, locale=code, decimal_quantization=False)
 
 
+def format_fixed(value: float, lang: Language | str, decimals: int = 1, *, grouping: bool = False) -> str:
+    """A number with exactly ``decimals`` decimals and the locale's decimal sign (``42,4`` in
+    French, ``42.4`` in English), for displayed tables. ``grouping`` adds the locale's digit
+    grouping (``1 234`` in French, ``1,234`` in English: counts of respondents).
+
+    Rounded half to even on the float, as ``f"{value:.1f}"`` does, so that every language shows
+    the same digits and only the signs differ.
+    """
+    from babel.numbers import format_decimal
+
+    code = lang if isinstance(lang, str) else lang.code
+    pattern = ("#,##0" if grouping else "0") + ("." + "0" * decimals if decimals > 0 else "")
+    rounded = float(f"{float(value):.{max(decimals, 0)}f}")
+    return format_decimal(rounded, format=pattern, locale=code)
+
+
 def format_date(date: dt.date, lang: Language | str) -> str:
     """A date in the locale's long format (``1 décembre 2026``)."""
     from babel.dates import format_date as babel_date
@@ -281,6 +300,42 @@ def _keep_spacing(original: str, translated: str) -> str:
     return lead + translated.strip() + trail
 
 
+def _child(node, part: str):
+    """``node[part]`` of a mapping, or of a list by index; None where there is none."""
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        return node[int(part)]
+    return None
+
+
+def translated_mapping(code: str, name: str, params_dir: Path | str | None = None,
+                       i18n_dir: Path | str | None = None) -> dict:
+    """The params file ``name`` (``exchange.yml``...) with every translatable string replaced by
+    its current translation in ``code`` (English where one is missing or stale); the rest as is."""
+    params = Path(params_dir) if params_dir else config.PARAMS_DIR
+    folder = Path(i18n_dir) if i18n_dir else I18N_DIR
+    return _translated(load_language(code, folder), name, params, _catalogue_entries(folder, params),
+                       catalogue_strings(params, folder))
+
+
+def _translated(lang: Language, name: str, params: Path, entries: list[dict], catalogue: dict) -> dict:
+    data = config.read_yaml_mapping(params / name, TranslationError, "catalogue file")
+    prefixes = [f"{e['prefix']}." if e["prefix"] else "" for e in entries if e["file"] == name]
+    for key in catalogue:
+        for prefix in prefixes:
+            if prefix and not key.startswith(prefix):
+                continue
+            path = key[len(prefix):].split(".")
+            node = data
+            for part in path[:-1]:
+                node = _child(node, part)
+            last = int(path[-1]) if isinstance(node, list) and path[-1].isdigit() else path[-1]
+            if isinstance(_child(node, path[-1]), str):
+                node[last] = _keep_spacing(node[last], translate(key, lang, catalogue))
+    return data
+
+
 def translated_params(code: str, dest: Path | str, params_dir: Path | str | None = None,
                       i18n_dir: Path | str | None = None) -> list[Path]:
     """Write translated copies of the catalogue's params files into ``dest``.
@@ -288,7 +343,8 @@ def translated_params(code: str, dest: Path | str, params_dir: Path | str | None
     Every translatable string (see ``languages.yml``) is replaced by its current translation
     (the English stays where a translation is missing or stale); everything else is copied as
     is. As the catalogue's files say, a translated copy relabels the whole report: the chapter
-    layer reads its labels from these files (``analysis.schema.load_indicators(path)`` ...).
+    layer reads its labels from these files (``analysis.schema.load_indicators(path)`` ...,
+    :func:`analysis.config.catalogue_file`).
     """
     params = Path(params_dir) if params_dir else config.PARAMS_DIR
     folder = Path(i18n_dir) if i18n_dir else I18N_DIR
@@ -299,18 +355,7 @@ def translated_params(code: str, dest: Path | str, params_dir: Path | str | None
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for name in dict.fromkeys(entry["file"] for entry in entries):
-        data = config.read_yaml_mapping(params / name, TranslationError, "catalogue file")
-        prefixes = [f"{e['prefix']}." if e["prefix"] else "" for e in entries if e["file"] == name]
-        for key in catalogue:
-            for prefix in prefixes:
-                if prefix and not key.startswith(prefix):
-                    continue
-                path = key[len(prefix):].split(".")
-                node = data
-                for part in path[:-1]:
-                    node = node.get(part) if isinstance(node, dict) else None
-                if isinstance(node, dict) and isinstance(node.get(path[-1]), str):
-                    node[path[-1]] = _keep_spacing(node[path[-1]], translate(key, lang, catalogue))
+        data = _translated(lang, name, params, entries, catalogue)
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f"# {lang.name} ({code}) copy of params/{name}, written by analysis.i18n.translated_params"

@@ -485,11 +485,15 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
 
         from analysis.pipeline.languages import language_environment
 
-        def pages():  # in the report's language (its texts, its translated catalogue)
+        def index_page():  # in the report's language (its texts, its translated catalogue)
+            with language_environment(ctx):
+                write_index(manifest, ctx)
+
+        def pages():
             with language_environment(ctx):
                 write_front_page(manifest, ctx)
 
-        for step in (rebuild_all_estimates, mark_stale, save, lambda: write_index(manifest, ctx), pages):
+        for step in (rebuild_all_estimates, mark_stale, save, index_page, pages):
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - keep the first; later steps still try
