@@ -259,3 +259,63 @@ def test_the_evidence_and_voices_labels_and_codebooks_follow_the_translated_cata
     assert ev.load_labels()["risk_of_bias"]["low"] == "Low risk of bias"
     assert load_codebook(chapter.translated(codebook_path("demo_voices"))).codes["not_enough_food"].label == \
         "Not enough food"
+
+
+def test_source_cards_show_translated_titles_or_their_original_marked(tmp_path, monkeypatch):
+    """A source card's title and licence (the partners' own words) in the page language: the
+    language file's ``sources:`` translation, else the card as written, marked as the original."""
+    card = config_card("demo_youth")
+    assert i18n.source_card_text("demo_youth", "title", card["title"], "fr") == \
+        "Enquête jeunesse COVID-19, Kenya, Ouganda et Sénégal (démo SYNTHÉTIQUE)"
+    assert i18n.source_card_text("demo_youth", "licence", card["licence"], "zh") == "CC-BY-4.0（合成演示数据）"
+    assert i18n.source_card_text("demo_youth", "title", card["title"], "en") == card["title"]
+    real = config_card("household_pulse")["title"]       # no translation: the original, said so
+    assert i18n.source_card_text("household_pulse", "title", real, "fr") == f"{real} (libellé original)"
+    assert i18n.source_card_text("household_pulse", "title", real, "ar") == f"{real} (بالصياغة الأصلية)"
+    # a card whose title changed shows its new words (marked) until the translation is redone
+    assert i18n.source_card_text("demo_youth", "title", "A renamed survey", "es") == \
+        "A renamed survey (redacción original)"
+    monkeypatch.setenv("ANALYSIS_LANG", "ru")
+    assert i18n.source_card_text("demo_youth", "title", card["title"]).startswith("Молодёжный опрос")
+    folder = tmp_path / "i18n"
+    shutil.copytree(i18n.I18N_DIR, folder)
+    text = (folder / "pt.yml").read_text(encoding="utf-8")
+    (folder / "pt.yml").write_text(text.replace("\nsources:\n", "\nsources:\n  demo_x: {summary: oops}\n"),
+                                   encoding="utf-8")
+    with pytest.raises(i18n.TranslationError, match=r"pt\.yml: key 'sources\.demo_x\.summary' must be one of title"):
+        i18n.load_language("pt", folder)
+
+
+def config_card(source: str) -> dict:
+    from analysis import config
+
+    return config.read_yaml_mapping(config.SOURCES_DIR / f"{source}.yml")
+
+
+def test_notebook_markdown_is_in_the_catalogue_and_rendered_per_language():
+    """The chapter notebooks' Markdown cells are catalogue strings (notebooks.<stem>.<cell id>),
+    checked like the others; the reviewer page shows each in the page's language."""
+    import copy
+
+    import nbformat
+
+    from analysis import config
+
+    catalogue = i18n.catalogue_strings()
+    keys = [k for k in catalogue if k.startswith("notebooks.")]
+    stems = {p.stem for p in config.NOTEBOOKS_DIR.glob("*.ipynb")}
+    assert {k.split(".")[1] for k in keys} == stems and len(keys) >= len(stems) * 2
+    nb = nbformat.read(config.NOTEBOOKS_DIR / "02_group_profile.ipynb", as_version=4)
+    before = [c.source for c in nb.cells if c.cell_type == "code"]
+    for code in SEVEN[1:]:
+        shown = i18n.translate_notebook(copy.deepcopy(nb), "notebooks/02_group_profile.ipynb", code)
+        first = next(c for c in shown.cells if c.cell_type == "markdown")
+        assert first.source == i18n.translate("notebooks.02_group_profile.02-00", code)
+        assert first.source.startswith("# ") and "Chapter 2" not in first.source, code
+        assert [c.source for c in shown.cells if c.cell_type == "code"] == before
+    english = i18n.translate_notebook(copy.deepcopy(nb), "02_group_profile", "en")
+    assert [c.source for c in english.cells] == [c.source for c in nb.cells]
+    edited = copy.deepcopy(nb)
+    cell = next(c for c in edited.cells if c.cell_type == "markdown")
+    cell.source = "# Chapter 2 · Group profile, rewritten"     # stale: the English shows
+    assert i18n.translate_notebook(edited, "02_group_profile", "fr").cells[0].source.endswith("rewritten")

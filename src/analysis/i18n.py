@@ -43,6 +43,8 @@ from analysis import config
 I18N_DIR: Path = config.PARAMS_DIR / "i18n"
 LANGUAGES_FILE: Path = I18N_DIR / "languages.yml"
 SOURCE_LANGUAGE = "en"
+#: Fields of a source card a language file may translate (``sources:``): the partners' own words.
+SOURCE_CARD_FIELDS = ("title", "licence")
 
 
 class TranslationError(ValueError):
@@ -99,6 +101,51 @@ def _catalogue_entries(folder: Path, params: Path) -> list[dict]:
     return out
 
 
+def _notebook_strings(folder: Path, params: Path) -> dict[str, str]:
+    """The Markdown cells of the chapter notebooks (``notebooks:`` of ``languages.yml``, a glob
+    relative to the project root), keyed ``notebooks.<notebook stem>.<cell id>``."""
+    import json
+
+    spec = config.read_yaml_mapping(folder / "languages.yml", TranslationError, "languages file")
+    pattern = spec.get("notebooks")
+    if not pattern:
+        return {}
+    out = {}
+    for path in sorted(params.parent.glob(str(pattern))):
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            raise TranslationError(f"{path}: not a readable notebook") from None
+        for i, cell in enumerate(cells):
+            if cell.get("cell_type") == "markdown":
+                source = "".join(cell.get("source") or []) if isinstance(cell.get("source"), list) else cell.get("source")
+                if str(source).strip():
+                    out[f"notebooks.{path.stem}.{cell.get('id') or i}"] = str(source).strip()
+    return out
+
+
+def translate_notebook(nb, notebook: str, lang: Language | str | None) -> object:
+    """The notebook's Markdown cells in ``lang`` (in place; ``nb`` an nbformat notebook).
+
+    A cell is replaced by its current translation (``notebooks.<stem>.<cell id>``) when its text
+    is still the English the translation was made from; other cells stay as they are (the check
+    lists them as missing or stale).
+    """
+    code = lang.code if isinstance(lang, Language) else lang
+    if not code or code == SOURCE_LANGUAGE:
+        return nb
+    language = lang if isinstance(lang, Language) else load_language(code)
+    stem = Path(notebook).stem
+    for i, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "markdown":
+            continue
+        entry = language.strings.get(f"notebooks.{stem}.{cell.get('id') or i}")
+        source = "".join(cell.source) if isinstance(cell.source, list) else str(cell.source)
+        if entry and entry["source"] == source.strip() and entry["text"].strip():
+            cell.source = entry["text"]
+    return nb
+
+
 def catalogue_strings(params_dir: Path | str | None = None, i18n_dir: Path | str | None = None) -> dict[str, str]:
     """Every reader-facing string of the catalogue, by dotted key, in English.
 
@@ -118,6 +165,7 @@ def catalogue_strings(params_dir: Path | str | None = None, i18n_dir: Path | str
         for key, text in found.items():
             if any(_matches(key, pattern) for pattern in entry["keys"]):
                 out[prefix + key] = text
+    out.update(_notebook_strings(folder, params))
     return dict(sorted(out.items()))
 
 
@@ -136,6 +184,9 @@ class Language:
     strings: dict[str, dict] = field(default_factory=dict)
     plurals: dict[str, dict] = field(default_factory=dict)
     countries: dict[str, str] = field(default_factory=dict)
+    #: translated titles and licences of source cards: ``{source id: {"title": {text, source}}}``
+    #: (the partners' own words: optional; a missing one shows the original, marked as such)
+    sources: dict[str, dict] = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -172,7 +223,7 @@ def load_language(code: str, i18n_dir: Path | str | None = None) -> Language:
     if code == SOURCE_LANGUAGE and not path.exists():
         return lang
     data = config.read_yaml_mapping(path, TranslationError, "translation file")
-    unknown = sorted(set(data) - {"language", "reviewed", "strings", "plurals", "countries"})
+    unknown = sorted(set(data) - {"language", "reviewed", "strings", "plurals", "countries", "sources"})
     if unknown:
         raise TranslationError(f"{path}: key '{unknown[0]}': unknown key (remove it or check its spelling)")
     if data.get("language") != code:
@@ -187,6 +238,13 @@ def load_language(code: str, i18n_dir: Path | str | None = None) -> Language:
     lang.strings = strings
     lang.plurals = data.get("plurals") or {}
     lang.countries = data.get("countries") or {}
+    lang.sources = data.get("sources") or {}
+    for sid, fields in lang.sources.items():
+        for name, value in (fields or {}).items():
+            if name not in SOURCE_CARD_FIELDS or not (isinstance(value, dict) and isinstance(value.get("text"), str)
+                                                      and isinstance(value.get("source"), str)):
+                raise TranslationError(f"{path}: key 'sources.{sid}.{name}' must be one of "
+                                       f"{', '.join(SOURCE_CARD_FIELDS)} with text and source (the card's words)")
     lang.path = path
     return lang
 
@@ -197,6 +255,8 @@ def save_language(lang: Language) -> Path:
     data = {"language": lang.code, "reviewed": lang.reviewed,
             "strings": {k: lang.strings[k] for k in sorted(lang.strings)},
             "plurals": lang.plurals, "countries": lang.countries}
+    if lang.sources:
+        data["sources"] = {k: lang.sources[k] for k in sorted(lang.sources)}
     header = (f"# {lang.name} ({lang.code}): translations of the catalogue's labels, keyed as in "
               "analysis.i18n.catalogue_strings.\n# reviewed: false means machine-quality placeholders "
               "that a translator has not signed off.\n")
@@ -290,6 +350,27 @@ def country_name(iso3: str, lang: Language | str) -> str:
     if entry is None:
         raise TranslationError(f"'{iso3}' is not an ISO 3166-1 alpha-3 code")
     return lang.locale.territories.get(entry.alpha_2) or entry.name
+
+
+def source_card_text(source: str, field_name: str, original: str, lang: Language | str | None = None) -> str:
+    """A source card's ``title`` or ``licence`` in the page language (default: ``ANALYSIS_LANG``).
+
+    The language file's ``sources.<id>.<field>`` when it translates this very original (a card
+    whose words changed shows the new original until it is re-translated); otherwise the original,
+    marked as such in the page language (``text.common.original_text``: "… (original wording)"),
+    so that a reader knows the words were not translated. English pages show the card as written.
+    """
+    from analysis import text as texts
+
+    code = (lang.code if isinstance(lang, Language) else lang) or texts.language()
+    if code == SOURCE_LANGUAGE or not str(original).strip():
+        return original
+    language = lang if isinstance(lang, Language) else load_language(code)
+    entry = (language.sources.get(source) or {}).get(field_name)
+    if entry and entry["source"].strip() == str(original).strip() and entry["text"].strip():
+        return entry["text"]
+    template = translate("text.common.original_text", language)
+    return template.format(text=original)
 
 
 def _keep_spacing(original: str, translated: str) -> str:

@@ -140,6 +140,10 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
         Where the run wrote its figures (relative image links resolve from here).
     """
     nb = copy.deepcopy(nb)
+    # the notebook's own Markdown in the page language (params/i18n/<lang>.yml, notebooks.*)
+    from analysis.i18n import translate_notebook
+
+    translate_notebook(nb, run.notebook, (context.get("language") or {}).get("code"))
     nb.cells = [c for c in nb.cells if not _HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))]
     title = run_title(run, context)
     nb.metadata["title"] = title
