@@ -4,8 +4,7 @@ one country.
 Ingests only the two demo sources that the group-profile chapter reads for Women in Kenya and runs
 ``python -m analysis run --run group_profile/women/KEN --lang fr --lang es ...`` into a test folder
 through the demo report's own build (``tests/browser/report_build.py``'s ``build_report``, with a
-run and languages), then writes the page for official statistics offices in each language (built
-once per test session, reused by the page tests and the browser tests).
+run and languages; built once per test session, reused by the page tests and the browser tests).
 """
 
 from __future__ import annotations
@@ -28,7 +27,9 @@ def build_languages(base: Path) -> Path:
     English is not built (the switch still links it, as the report file lists it): the tests
     never build the whole demo report.
     """
-    return build_report(base, sources=list(SOURCES), runs=[RUN_ID], languages=LANGUAGES)
+    # the page for official statistics offices needs the English build's estimates: its languages
+    # are tested on their own (tests/test_i18n_exchange.py)
+    return build_report(base, sources=list(SOURCES), runs=[RUN_ID], languages=LANGUAGES, export=False)
 
 
 def session_build(tmp_path_factory) -> Path:

@@ -22,6 +22,9 @@ import pytest
 from analysis import config, i18n
 from i18n_build import LANGUAGES, RUN_ID, page_path, session_build
 
+#: one page built in six languages: minutes on a loaded machine
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
@@ -36,7 +39,7 @@ class _ChapterText(HTMLParser):
     """The text of a page: the frame (header, parameters, footer), the notebook's Markdown cells,
     every output of the code cells and the alt texts of the figures."""
 
-    SKIP = ()
+    SKIP = ("language-switch",)  # the switch names each language in its own words ("English")
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -95,8 +98,7 @@ def _fragments(template: str) -> list[str]:
                                              ("ru", "ltr"), ("zh", "ltr")])
 def test_pages_carry_language_and_direction(built, code, direction):
     assert sorted(LANGUAGES) == sorted(c for c in i18n.languages() if c != "en")  # all six
-    for path in (page_path(built, code), built / code / "index.html", built / code / "runs.html",
-                 built / code / "official_statistics.html"):
+    for path in (page_path(built, code), built / code / "index.html", built / code / "runs.html"):
         markup = _read(path)
         assert re.search(rf'<html lang="{code}" dir="{direction}">', markup), path
         assert markup.count("<html") == 1

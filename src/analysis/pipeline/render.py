@@ -155,7 +155,9 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
                  "suppressed; from fewer than {caution_below} they are flagged 'caution'. No individual records "
                  "are shown.", **thresholds)
     version = context.get("code_version", {})
-    code = f"commit {version.get('commit') or 'unknown'}" + (" with uncommitted changes" if version.get("dirty") else "")
+    commit = version.get("commit") or _word("runs.code_unknown", "unknown")
+    code = (_word("runs.code_dirty", "commit {commit} with uncommitted changes", commit=commit) if version.get("dirty")
+            else _word("runs.code_version", "commit {commit}", commit=commit))
     ran = ran_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     status_text = (_word("reviewer.completed", "completed") if status == "ok"
                    else _word("reviewer.failed", "failed"))
