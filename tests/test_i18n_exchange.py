@@ -91,3 +91,14 @@ def test_the_english_page_links_its_translations_and_stays_english(exported):
     assert sorted(re.findall(r'hreflang="(\w+)"', nav)) == sorted(LANGUAGES)
     assert Path(exported.folder).name == "exchange"
     assert not (exported.page.parent / "fr" / "exchange").exists()   # the files exist once
+
+
+def test_export_command_takes_the_page_languages(exported, capsys):
+    from analysis.__main__ import main
+
+    outputs = exported.page.parent
+    assert main(["export", "--outputs", str(outputs), "--lang", "xx"]) == 2
+    assert "unknown language 'xx'; languages in params/i18n/languages.yml: en, fr" in capsys.readouterr().err
+    assert main(["export", "--outputs", str(outputs), "--lang", "pt"]) == 0
+    page = (outputs / "pt" / "official_statistics.html").read_text(encoding="utf-8")
+    assert '<html lang="pt" dir="ltr">' in page and i18n.translate("exchange.page.title", "pt") in page

@@ -301,6 +301,11 @@ def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | 
     from analysis import i18n
 
     codes = [c for c in (languages if languages is not None else ctx.report.languages) if c != i18n.SOURCE_LANGUAGE]
+    known = i18n.languages()
+    unknown = [c for c in codes if c not in known]
+    if unknown:
+        raise ExchangeError(f"unknown language '{unknown[0]}'; languages in params/i18n/languages.yml: "
+                            + ", ".join(known))
     common = {
         "table": table, "coded": coded, "structure": structure, "catalogue": catalogue, "ctx": ctx,
         "produced": produced, "version": version, "languages": codes,

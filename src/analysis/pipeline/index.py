@@ -147,12 +147,12 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
     from analysis.pipeline.languages import page_language, switch_links
 
     language = page_language(ctx) if getattr(ctx, "language", None) else None
-    base = Path(getattr(ctx, "base_outputs_dir", None) or outputs_dir)
     page = env.get_template("index.html.j2").render(
         language=language,
         switch=switch_links(language, path, outputs_dir) if language else [],
-        # the exchange files (python -m analysis export) exist once, with the English report
-        official_href=Path(os.path.relpath(base / "official_statistics.html", path.parent)).as_posix(),
+        # the page of python -m analysis export in this page's language (outputs/<lang>/, as the
+        # front page links it; the exchange files themselves exist once, with the English report)
+        official_href=Path(os.path.relpath(outputs_dir / "official_statistics.html", path.parent)).as_posix(),
         title=report.title,
         synthetic=any(s.get("synthetic") for s in manifest.get("sources", {}).values()),
         summary=manifest.get("summary", {}),
