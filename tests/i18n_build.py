@@ -1,47 +1,35 @@
-"""A small report in French and Arabic for the language tests: one chapter, one group, one country.
+"""A small report in every language but English for the language tests: one chapter, one group,
+one country.
 
 Ingests only the two demo sources that the group-profile chapter reads for Women in Kenya and runs
-``python -m analysis run --run group_profile/women/KEN --lang fr --lang ar`` into a test folder
-(built once per test session, reused by the page tests and the browser tests).
+``python -m analysis run --run group_profile/women/KEN --lang fr --lang es ...`` into a test folder
+through the demo report's own build (``tests/browser/report_build.py``'s ``build_report``, with a
+run and languages; built once per test session, reused by the page tests and the browser tests).
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent / "browser"))  # the demo report's build (report_build)
+
+from report_build import build_report
+
 RUN_ID = "group_profile/women/KEN"
-LANGUAGES = ("fr", "ar")
+LANGUAGES = ("fr", "es", "ar", "pt", "ru", "zh")
 SOURCES = ("demo_disability", "demo_youth")
 
 
 def build_languages(base: Path) -> Path:
-    """Build the one-run report in French and Arabic under ``base/outputs``; return that folder.
+    """Build the one-run report in every language but English under ``base/outputs``; return it.
 
     English is not built (the switch still links it, as the report file lists it): the tests
     never build the whole demo report.
     """
-    from analysis.pipeline import cli as pipeline_cli
-    from analysis.sources import ingest
-
-    outputs, processed = base / "outputs", base / "processed"
-    marker = base / "built.ok"
-    if marker.exists():
-        return outputs
-    processed.mkdir(parents=True, exist_ok=True)
-    parser = argparse.ArgumentParser()
-    ingest.add_arguments(parser)
-    assert ingest.main(parser.parse_args([*SOURCES, "--processed", str(processed)])) == 0
-    parser = argparse.ArgumentParser()
-    pipeline_cli.add_arguments(parser)
-    args = ["--run", RUN_ID, "--processed", str(processed), "--outputs", str(outputs), "--no-progress",
-            "--workers", "1"]
-    for code in LANGUAGES:
-        args += ["--lang", code]
-    code = pipeline_cli.main(parser.parse_args(args))
-    assert code == 0, f"python -m analysis run {' '.join(args)} failed (see {outputs})"
-    marker.write_text("ok")
-    return outputs
+    # the page for official statistics offices needs the English build's estimates: its languages
+    # are tested on their own (tests/test_i18n_exchange.py)
+    return build_report(base, sources=list(SOURCES), runs=[RUN_ID], languages=LANGUAGES, export=False)
 
 
 def session_build(tmp_path_factory) -> Path:

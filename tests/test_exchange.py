@@ -389,7 +389,7 @@ def test_quality_statement_has_every_nqaf_dimension_and_the_facts(exported, publ
 
 def test_page_for_official_statistics_offices(exported):
     html = exported.page.read_text(encoding="utf-8")
-    assert '<html lang="en">' in html and "<h1>For official statistics offices</h1>" in html
+    assert '<html lang="en" dir="ltr">' in html and "<h1>For official statistics offices</h1>" in html
     for name in ("structure.xml", "estimates.sdmx.csv", "datapackage.json", "code_lists.csv", "quality.json"):
         assert f'href="exchange/{name}"' in html
         assert (exported.page.parent / "exchange" / name).exists()

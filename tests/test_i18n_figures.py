@@ -89,6 +89,13 @@ def test_figure_glyphs_are_all_in_the_languages_font(code, script, monkeypatch, 
     drawn = {ch for t in texts for ch in t if not ch.isspace()}
     native = {ch for ch in drawn if script in unicodedata.name(ch, "")}
     assert len(native) >= 5, f"the figure should show {script} text; drew {texts}"
+    # the figure's own words (notes, banner: params/text.yml) are in the language too, so their
+    # glyphs are checked as well
+    lang = i18n.load_language(code)
+    english = i18n.catalogue_strings()
+    for key in ("text.figures.synthetic_banner", "text.figures.bars_note"):
+        shown = i18n.translate(key, lang)
+        assert shown != english[key] and any(shown in t for t in texts), (key, texts)
     # every native character is in the language's own font, every other one in the chain
     primary = _cmap(fonts[figures.font_family(code)[0]])
     assert sorted(ch for ch in native if ord(ch) not in primary) == []

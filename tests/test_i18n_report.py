@@ -1,11 +1,12 @@
-"""The report in French and Arabic (issue 16): ``python -m analysis run --lang fr --lang ar``.
+"""The report in every language (issue 16): ``python -m analysis run --lang fr --lang es ...``.
 
-One chapter × one group × one country per language (tests/i18n_build.py). Each page carries its
+One chapter × one group × one country per language (tests/i18n_build.py), in French, Spanish,
+Arabic, Portuguese, Russian and Chinese. Each page carries its
 language (``lang``, ``dir``: Arabic right to left), a language switch linking the same page in
 the other languages, and no English left of the catalogue: no label of params/indicators.yml,
-groups.yml, report.yml, and no text of params/text.yml whose translation differs, appears in the
-page (its frame, every cell output, the figures' alt texts). The notebooks' own Markdown cells are
-outside the catalogue and not checked here.
+groups.yml, report.yml, no text of params/text.yml and no Markdown cell of the notebook whose
+translation differs, appears in the page (its frame, every cell, the figures' alt texts); source
+titles are the translated ones, or the card's words marked as the original.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import pytest
 from analysis import config, i18n
 from i18n_build import LANGUAGES, RUN_ID, page_path, session_build
 
+#: one page built in six languages: minutes on a loaded machine
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
@@ -32,11 +36,10 @@ def _read(path: Path) -> str:
 
 
 class _ChapterText(HTMLParser):
-    """The text of a page but the notebook's own Markdown cells (whose words are not in the
-    catalogue yet): the frame (header, parameters, footer), every output of the code cells and
-    the alt texts of the figures."""
+    """The text of a page: the frame (header, parameters, footer), the notebook's Markdown cells,
+    every output of the code cells and the alt texts of the figures."""
 
-    SKIP = ("jp-MarkdownCell",)
+    SKIP = ("language-switch",)  # the switch names each language in its own words ("English")
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -91,9 +94,11 @@ def _fragments(template: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("code, direction", [("fr", "ltr"), ("ar", "rtl")])
+@pytest.mark.parametrize("code, direction", [("fr", "ltr"), ("es", "ltr"), ("ar", "rtl"), ("pt", "ltr"),
+                                             ("ru", "ltr"), ("zh", "ltr")])
 def test_pages_carry_language_and_direction(built, code, direction):
-    for path in (page_path(built, code), built / code / "index.html"):
+    assert sorted(LANGUAGES) == sorted(c for c in i18n.languages() if c != "en")  # all six
+    for path in (page_path(built, code), built / code / "index.html", built / code / "runs.html"):
         markup = _read(path)
         assert re.search(rf'<html lang="{code}" dir="{direction}">', markup), path
         assert markup.count("<html") == 1
@@ -142,7 +147,7 @@ def test_no_english_of_the_catalogue_is_left(built, code):
         translated = entry["text"] if entry and entry["source"] == english else ""
         if translated.strip() == english:
             continue  # the same word in both languages ("Source", "Population")
-        if key.startswith("text."):
+        if key.startswith(("text.", "notebooks.")):
             for fragment in _fragments(english):
                 if fragment not in translated and fragment in page:
                     left.append(f"{key}: {fragment!r}")
@@ -156,6 +161,14 @@ def test_no_english_of_the_catalogue_is_left(built, code):
     assert i18n.country_name("KEN", lang) in page
     if code == "ar":  # the country in the chapter's own sentences and titles, too
         assert "Kenya" not in page
+    # the notebook's own Markdown, translated (its first heading names the chapter)
+    assert i18n.translate("notebooks.02_group_profile.02-03", lang, catalogue).lstrip("# ") in page
+    # partners' source titles: translated where the language file has them (the demo cards)
+    from i18n_build import SOURCES
+
+    for source in SOURCES:
+        card = config.read_yaml_mapping(config.SOURCES_DIR / f"{source}.yml")
+        assert i18n.source_card_text(source, "title", card["title"], lang) in page, source
     # a machine-quality placeholder translation says so on the page
     assert i18n.translate("text.languages.unreviewed", lang, catalogue) in _read(page_path(built, code))
 
@@ -172,6 +185,23 @@ def test_arabic_alt_texts_are_arabic(built):
 def test_translated_catalogue_is_published_with_the_pages(built):
     for code in LANGUAGES:
         folder = built / code / "params"
-        assert sorted(p.name for p in folder.iterdir()) == ["groups.yml", "indicators.yml", "report.yml",
-                                                            "text.yml"]
+        assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.yml")) == [
+            "codebooks/demo_voices.yml", "evidence.yml", "exchange.yml", "groups.yml", "indicators.yml", "report.yml",
+            "text.yml",
+            "voices.yml"]
         assert "not reviewed" in _read(folder / "text.yml").splitlines()[0]
+
+
+@pytest.mark.parametrize("code", LANGUAGES)
+def test_the_run_status_page_is_in_the_language(built, code):
+    """runs.html (issue 16): every word of it from the text catalogue, in the page's language."""
+    markup = _read(built / code / "runs.html")
+    page = _visible_text(markup)
+    lang = i18n.load_language(code)
+    catalogue = i18n.catalogue_strings()
+    for key in ("text.runs.summary_heading", "text.runs.summary.runs", "text.runs.official_link",
+                "text.runs.status.completed", "chapters.group_profile.title"):
+        assert i18n.translate(key, lang, catalogue) in page, key
+    for english in ("Summary of the last pipeline run", "Runs in the matrix", "Skipped as unchanged",
+                    "Report front page", "one page per", "For official statistics offices", "Disclosure control"):
+        assert english not in page, english

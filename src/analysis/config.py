@@ -71,6 +71,16 @@ def use_catalogue(folder: Path | str | None = None) -> None:
 if os.environ.get(CATALOGUE_DIR_ENV):
     use_catalogue()
 
+
+def catalogue_file(name: str) -> Path:
+    """A label file of the catalogue (``evidence.yml``, ``voices.yml``, ``codebooks/<id>.yml``)
+    in the run's language: its translated copy in :data:`CATALOGUE_DIR_ENV`'s folder (written by
+    :func:`analysis.i18n.translated_params`) when there is one, else ``params/<name>``."""
+    chosen = os.environ.get(CATALOGUE_DIR_ENV)
+    if chosen and (Path(chosen) / name).is_file():
+        return Path(chosen) / name
+    return PARAMS_DIR / name
+
 #: Name of the Jupyter kernel that ``make`` registers for the project's environment.
 KERNEL_NAME = "analysis"
 

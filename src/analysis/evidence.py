@@ -667,14 +667,16 @@ def load_labels(path=None) -> dict:
     """The evidence label catalogue, checked for every section.
 
     ``params/evidence.yml`` (English), or ``params/evidence.<lang>.yml`` when the report language
-    (``ANALYSIS_LANG``, :func:`analysis.text.language`) is another and that translation exists.
+    (``ANALYSIS_LANG``, :func:`analysis.text.language`) is another and that translation exists,
+    else the translated copy of the run's catalogue folder (:func:`analysis.config.catalogue_file`:
+    ``params/i18n/<lang>.yml``'s ``evidence.*`` strings).
     """
     from analysis import config
     from analysis.text import language
 
     if path is None:
         translated = config.PARAMS_DIR / f"evidence.{language()}.yml"
-        path = translated if language() != "en" and translated.exists() else config.PARAMS_DIR / "evidence.yml"
+        path = translated if language() != "en" and translated.exists() else config.catalogue_file("evidence.yml")
     data = config.read_yaml_mapping(path, EvidenceError, "evidence label catalogue")
     missing = [s for s in LABEL_SECTIONS if not isinstance(data.get(s), dict)]
     if missing:

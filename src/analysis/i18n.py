@@ -43,6 +43,8 @@ from analysis import config
 I18N_DIR: Path = config.PARAMS_DIR / "i18n"
 LANGUAGES_FILE: Path = I18N_DIR / "languages.yml"
 SOURCE_LANGUAGE = "en"
+#: Fields of a source card a language file may translate (``sources:``): the partners' own words.
+SOURCE_CARD_FIELDS = ("title", "licence")
 
 
 class TranslationError(ValueError):
@@ -57,6 +59,9 @@ def _walk(data, prefix: str, keys: dict) -> None:
     if isinstance(data, dict):
         for k, v in data.items():
             _walk(v, f"{prefix}.{k}" if prefix else str(k), keys)
+    elif isinstance(data, list):  # a list of sentences: one key per item (``....sentences.0``)
+        for i, v in enumerate(data):
+            _walk(v, f"{prefix}.{i}" if prefix else str(i), keys)
     elif isinstance(data, str):
         keys[prefix] = data.strip()
 
@@ -74,29 +79,93 @@ def _match_parts(parts: list[str], wanted: list[str]) -> bool:
     return bool(parts) and wanted[0] in ("*", parts[0]) and _match_parts(parts[1:], wanted[1:])
 
 
-def catalogue_strings(params_dir: Path | str | None = None, i18n_dir: Path | str | None = None) -> dict[str, str]:
-    """Every reader-facing string of the catalogue, by dotted key, in English.
+def _catalogue_entries(folder: Path, params: Path) -> list[dict]:
+    """The ``catalogue:`` entries of ``languages.yml``, one per params file.
 
-    Which keys of which params files are translatable is listed in ``languages.yml``
-    (``catalogue:``; today the labels of ``indicators.yml`` and ``groups.yml`` and the titles of
-    ``report.yml``). Categories whose YAML key is not a string (``"yes"``) keep their text form.
+    A ``file`` may be a glob (``codebooks/*.yml``: every codebook); its ``prefix`` may name the
+    file's stem (``codebooks.{stem}``), so that each file's keys stay apart.
     """
-    params = Path(params_dir) if params_dir else config.PARAMS_DIR
-    folder = Path(i18n_dir) if i18n_dir else I18N_DIR
     spec = config.read_yaml_mapping(folder / "languages.yml", TranslationError, "languages file")
     entries = spec.get("catalogue")
     if not isinstance(entries, list) or not entries:
         raise TranslationError(f"{folder / 'languages.yml'}: key 'catalogue' must list {{file, keys}}")
-    out: dict[str, str] = {}
+    out = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or not entry.get("file") or not isinstance(entry.get("keys"), list):
             raise TranslationError(f"{folder / 'languages.yml'}: key 'catalogue[{i}]' needs file and keys")
+        names = ([p.relative_to(params).as_posix() for p in sorted(params.glob(entry["file"]))]
+                 if any(ch in entry["file"] for ch in "*?[") else [entry["file"]])
+        for name in names:
+            prefix = str(entry.get("prefix") or "").replace("{stem}", Path(name).stem)
+            out.append({"file": name, "keys": entry["keys"], "prefix": prefix})
+    return out
+
+
+def _notebook_strings(folder: Path, params: Path) -> dict[str, str]:
+    """The Markdown cells of the chapter notebooks (``notebooks:`` of ``languages.yml``, a glob
+    relative to the project root), keyed ``notebooks.<notebook stem>.<cell id>``."""
+    import json
+
+    spec = config.read_yaml_mapping(folder / "languages.yml", TranslationError, "languages file")
+    pattern = spec.get("notebooks")
+    if not pattern:
+        return {}
+    out = {}
+    for path in sorted(params.parent.glob(str(pattern))):
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            raise TranslationError(f"{path}: not a readable notebook") from None
+        for i, cell in enumerate(cells):
+            if cell.get("cell_type") == "markdown":
+                source = "".join(cell.get("source") or []) if isinstance(cell.get("source"), list) else cell.get("source")
+                if str(source).strip():
+                    out[f"notebooks.{path.stem}.{cell.get('id') or i}"] = str(source).strip()
+    return out
+
+
+def translate_notebook(nb, notebook: str, lang: Language | str | None) -> object:
+    """The notebook's Markdown cells in ``lang`` (in place; ``nb`` an nbformat notebook).
+
+    A cell is replaced by its current translation (``notebooks.<stem>.<cell id>``) when its text
+    is still the English the translation was made from; other cells stay as they are (the check
+    lists them as missing or stale).
+    """
+    code = lang.code if isinstance(lang, Language) else lang
+    if not code or code == SOURCE_LANGUAGE:
+        return nb
+    language = lang if isinstance(lang, Language) else load_language(code)
+    stem = Path(notebook).stem
+    for i, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "markdown":
+            continue
+        entry = language.strings.get(f"notebooks.{stem}.{cell.get('id') or i}")
+        source = "".join(cell.source) if isinstance(cell.source, list) else str(cell.source)
+        if entry and entry["source"] == source.strip() and entry["text"].strip():
+            cell.source = entry["text"]
+    return nb
+
+
+def catalogue_strings(params_dir: Path | str | None = None, i18n_dir: Path | str | None = None) -> dict[str, str]:
+    """Every reader-facing string of the catalogue, by dotted key, in English.
+
+    Which keys of which params files are translatable is listed in ``languages.yml``
+    (``catalogue:``: the labels of ``indicators.yml`` and ``groups.yml``, the titles of
+    ``report.yml``, every text of ``text.yml``, the labels of the evidence and Voices chapters
+    and of every codebook). Categories whose YAML key is not a string (``"yes"``) keep their
+    text form.
+    """
+    params = Path(params_dir) if params_dir else config.PARAMS_DIR
+    folder = Path(i18n_dir) if i18n_dir else I18N_DIR
+    out: dict[str, str] = {}
+    for entry in _catalogue_entries(folder, params):
         found: dict[str, str] = {}
         _walk(config.read_yaml_mapping(params / entry["file"], TranslationError, "catalogue file"), "", found)
-        prefix = f"{entry['prefix']}." if entry.get("prefix") else ""
+        prefix = f"{entry['prefix']}." if entry["prefix"] else ""
         for key, text in found.items():
             if any(_matches(key, pattern) for pattern in entry["keys"]):
                 out[prefix + key] = text
+    out.update(_notebook_strings(folder, params))
     return dict(sorted(out.items()))
 
 
@@ -115,6 +184,9 @@ class Language:
     strings: dict[str, dict] = field(default_factory=dict)
     plurals: dict[str, dict] = field(default_factory=dict)
     countries: dict[str, str] = field(default_factory=dict)
+    #: translated titles and licences of source cards: ``{source id: {"title": {text, source}}}``
+    #: (the partners' own words: optional; a missing one shows the original, marked as such)
+    sources: dict[str, dict] = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -151,7 +223,7 @@ def load_language(code: str, i18n_dir: Path | str | None = None) -> Language:
     if code == SOURCE_LANGUAGE and not path.exists():
         return lang
     data = config.read_yaml_mapping(path, TranslationError, "translation file")
-    unknown = sorted(set(data) - {"language", "reviewed", "strings", "plurals", "countries"})
+    unknown = sorted(set(data) - {"language", "reviewed", "strings", "plurals", "countries", "sources"})
     if unknown:
         raise TranslationError(f"{path}: key '{unknown[0]}': unknown key (remove it or check its spelling)")
     if data.get("language") != code:
@@ -166,6 +238,13 @@ def load_language(code: str, i18n_dir: Path | str | None = None) -> Language:
     lang.strings = strings
     lang.plurals = data.get("plurals") or {}
     lang.countries = data.get("countries") or {}
+    lang.sources = data.get("sources") or {}
+    for sid, fields in lang.sources.items():
+        for name, value in (fields or {}).items():
+            if name not in SOURCE_CARD_FIELDS or not (isinstance(value, dict) and isinstance(value.get("text"), str)
+                                                      and isinstance(value.get("source"), str)):
+                raise TranslationError(f"{path}: key 'sources.{sid}.{name}' must be one of "
+                                       f"{', '.join(SOURCE_CARD_FIELDS)} with text and source (the card's words)")
     lang.path = path
     return lang
 
@@ -176,6 +255,8 @@ def save_language(lang: Language) -> Path:
     data = {"language": lang.code, "reviewed": lang.reviewed,
             "strings": {k: lang.strings[k] for k in sorted(lang.strings)},
             "plurals": lang.plurals, "countries": lang.countries}
+    if lang.sources:
+        data["sources"] = {k: lang.sources[k] for k in sorted(lang.sources)}
     header = (f"# {lang.name} ({lang.code}): translations of the catalogue's labels, keyed as in "
               "analysis.i18n.catalogue_strings.\n# reviewed: false means machine-quality placeholders "
               "that a translator has not signed off.\n")
@@ -234,6 +315,22 @@ def format_number(value: float, lang: Language | str, digits: int | None = None)
     return format_decimal(number, locale=code, decimal_quantization=False)
 
 
+def format_fixed(value: float, lang: Language | str, decimals: int = 1, *, grouping: bool = False) -> str:
+    """A number with exactly ``decimals`` decimals and the locale's decimal sign (``42,4`` in
+    French, ``42.4`` in English), for displayed tables. ``grouping`` adds the locale's digit
+    grouping (``1 234`` in French, ``1,234`` in English: counts of respondents).
+
+    Rounded half to even on the float, as ``f"{value:.1f}"`` does, so that every language shows
+    the same digits and only the signs differ.
+    """
+    from babel.numbers import format_decimal
+
+    code = lang if isinstance(lang, str) else lang.code
+    pattern = ("#,##0" if grouping else "0") + ("." + "0" * decimals if decimals > 0 else "")
+    rounded = float(f"{float(value):.{max(decimals, 0)}f}")
+    return format_decimal(rounded, format=pattern, locale=code)
+
+
 def format_date(date: dt.date, lang: Language | str) -> str:
     """A date in the locale's long format (``1 décembre 2026``)."""
     from babel.dates import format_date as babel_date
@@ -255,12 +352,69 @@ def country_name(iso3: str, lang: Language | str) -> str:
     return lang.locale.territories.get(entry.alpha_2) or entry.name
 
 
+def source_card_text(source: str, field_name: str, original: str, lang: Language | str | None = None) -> str:
+    """A source card's ``title`` or ``licence`` in the page language (default: ``ANALYSIS_LANG``).
+
+    The language file's ``sources.<id>.<field>`` when it translates this very original (a card
+    whose words changed shows the new original until it is re-translated); otherwise the original,
+    marked as such in the page language (``text.common.original_text``: "… (original wording)"),
+    so that a reader knows the words were not translated. English pages show the card as written.
+    """
+    from analysis import text as texts
+
+    code = (lang.code if isinstance(lang, Language) else lang) or texts.language()
+    if code == SOURCE_LANGUAGE or not str(original).strip():
+        return original
+    language = lang if isinstance(lang, Language) else load_language(code)
+    entry = (language.sources.get(source) or {}).get(field_name)
+    if entry and entry["source"].strip() == str(original).strip() and entry["text"].strip():
+        return entry["text"]
+    template = translate("text.common.original_text", language)
+    return template.format(text=original)
+
+
 def _keep_spacing(original: str, translated: str) -> str:
     """The translation with the original's leading and trailing spaces: translators see texts
     stripped, but a template such as ``" And {count} more."`` is appended to another one."""
     lead = original[: len(original) - len(original.lstrip())]
     trail = original[len(original.rstrip()):]
     return lead + translated.strip() + trail
+
+
+def _child(node, part: str):
+    """``node[part]`` of a mapping, or of a list by index; None where there is none."""
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        return node[int(part)]
+    return None
+
+
+def translated_mapping(code: str, name: str, params_dir: Path | str | None = None,
+                       i18n_dir: Path | str | None = None) -> dict:
+    """The params file ``name`` (``exchange.yml``...) with every translatable string replaced by
+    its current translation in ``code`` (English where one is missing or stale); the rest as is."""
+    params = Path(params_dir) if params_dir else config.PARAMS_DIR
+    folder = Path(i18n_dir) if i18n_dir else I18N_DIR
+    return _translated(load_language(code, folder), name, params, _catalogue_entries(folder, params),
+                       catalogue_strings(params, folder))
+
+
+def _translated(lang: Language, name: str, params: Path, entries: list[dict], catalogue: dict) -> dict:
+    data = config.read_yaml_mapping(params / name, TranslationError, "catalogue file")
+    prefixes = [f"{e['prefix']}." if e["prefix"] else "" for e in entries if e["file"] == name]
+    for key in catalogue:
+        for prefix in prefixes:
+            if prefix and not key.startswith(prefix):
+                continue
+            path = key[len(prefix):].split(".")
+            node = data
+            for part in path[:-1]:
+                node = _child(node, part)
+            last = int(path[-1]) if isinstance(node, list) and path[-1].isdigit() else path[-1]
+            if isinstance(_child(node, path[-1]), str):
+                node[last] = _keep_spacing(node[last], translate(key, lang, catalogue))
+    return data
 
 
 def translated_params(code: str, dest: Path | str, params_dir: Path | str | None = None,
@@ -270,30 +424,21 @@ def translated_params(code: str, dest: Path | str, params_dir: Path | str | None
     Every translatable string (see ``languages.yml``) is replaced by its current translation
     (the English stays where a translation is missing or stale); everything else is copied as
     is. As the catalogue's files say, a translated copy relabels the whole report: the chapter
-    layer reads its labels from these files (``analysis.schema.load_indicators(path)`` ...).
+    layer reads its labels from these files (``analysis.schema.load_indicators(path)`` ...,
+    :func:`analysis.config.catalogue_file`).
     """
     params = Path(params_dir) if params_dir else config.PARAMS_DIR
     folder = Path(i18n_dir) if i18n_dir else I18N_DIR
     lang = load_language(code, folder)
-    spec = config.read_yaml_mapping(folder / "languages.yml", TranslationError, "languages file")
+    entries = _catalogue_entries(folder, params)
     catalogue = catalogue_strings(params, folder)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in dict.fromkeys(entry["file"] for entry in spec["catalogue"]):
-        data = config.read_yaml_mapping(params / name, TranslationError, "catalogue file")
-        prefixes = [f"{e['prefix']}." if e.get("prefix") else "" for e in spec["catalogue"] if e["file"] == name]
-        for key in catalogue:
-            for prefix in prefixes:
-                if prefix and not key.startswith(prefix):
-                    continue
-                path = key[len(prefix):].split(".")
-                node = data
-                for part in path[:-1]:
-                    node = node.get(part) if isinstance(node, dict) else None
-                if isinstance(node, dict) and isinstance(node.get(path[-1]), str):
-                    node[path[-1]] = _keep_spacing(node[path[-1]], translate(key, lang, catalogue))
+    for name in dict.fromkeys(entry["file"] for entry in entries):
+        data = _translated(lang, name, params, entries, catalogue)
         target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f"# {lang.name} ({code}) copy of params/{name}, written by analysis.i18n.translated_params"
                           + (" (machine-quality placeholder translations, not reviewed)" if not lang.reviewed else "")
                           + "\n" + yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100),

@@ -284,9 +284,39 @@ def flag_text(flag: str, method=None) -> str:
 
 
 def _format_number(value, scale: float, decimals: int) -> str:
+    """A displayed number in the page language (``ANALYSIS_LANG``): its decimal sign ("42,4" in
+    French) through Babel; the CSV files keep dot decimals (:func:`write_csv`)."""
+    from analysis.i18n import format_fixed
+    from analysis.text import language
+
     if is_blank(value) or pd.isna(value):
         return ""
-    return f"{float(value) * scale:.{decimals}f}"
+    return format_fixed(float(value) * scale, language(), decimals)
+
+
+def format_decimal(value, decimals: int = 1) -> str:
+    """A displayed number with ``decimals`` decimals in the page language ("0,42" in French)."""
+    return _format_number(value, 1.0, decimals)
+
+
+def format_percent_value(percent, decimals: int = 1) -> str:
+    """A displayed percent (already ×100) in the page language: "12.3%", "12,3 %" in French
+    (``tables.percent`` of the text catalogue)."""
+    from analysis.text import text
+
+    shown = _format_number(percent, 1.0, decimals)
+    return text("tables.percent", value=shown) if shown else ""
+
+
+def format_count(value) -> str:
+    """A displayed count (respondents, rows) with the page language's digit grouping: "1,234"
+    in English, "1 234" in French; "" for a blank."""
+    from analysis.i18n import format_fixed
+    from analysis.text import language
+
+    if is_blank(value) or pd.isna(value):
+        return ""
+    return format_fixed(int(value), language(), 0, grouping=True)
 
 
 def _cell_label(cell: str, labels: dict) -> str:
@@ -340,7 +370,7 @@ def format_results(
                 "cell": _cell_label(str(row["cell"]), cell_labels),
                 "estimate": estimate,
                 "ci": text("tables.interval", low=low, high=high) if low and high else "",
-                "n_unweighted": "" if pd.isna(row["n_unweighted"]) else f"{int(row['n_unweighted']):,}",
+                "n_unweighted": format_count(row["n_unweighted"]),
                 "flag": flag_text(str(row["flag"]), row["method"]),
                 "source": (source_labels or {}).get(str(row["source"]), str(row["source"]))
                 if not pd.isna(row["source"]) else "",

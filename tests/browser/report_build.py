@@ -19,8 +19,15 @@ def demo_sources(report_file: Path = config.REPORT_FILE) -> list[str]:
     return list(config.read_yaml_mapping(report_file, AssertionError, "report file")["sources"])
 
 
-def build_report(base: Path) -> Path:
-    """Ingest the demo sources and run the demo matrix into ``base/outputs``; return that folder."""
+def build_report(base: Path, *, sources: list[str] | None = None, runs: list[str] | None = None,
+                 languages: list[str] | tuple[str, ...] = (), export: bool = True) -> Path:
+    """Ingest the demo sources and run the demo matrix into ``base/outputs``; return that folder.
+
+    ``sources`` (default: the report's), ``runs`` (``--run`` ids; default: the whole matrix) and
+    ``languages`` (``--lang`` codes; default: the report file's) narrow the build, e.g. one page in
+    every language for the language tests (tests/i18n_build.py); ``export`` also writes the
+    exchange files and the page for official statistics offices, as ``make report`` does.
+    """
     from analysis.pipeline import cli as pipeline_cli
     from analysis.sources import ingest
 
@@ -31,19 +38,25 @@ def build_report(base: Path) -> Path:
     processed.mkdir(parents=True, exist_ok=True)
     parser = argparse.ArgumentParser()
     ingest.add_arguments(parser)
-    code = ingest.main(parser.parse_args([*demo_sources(), "--processed", str(processed)]))
+    code = ingest.main(parser.parse_args([*(sources or demo_sources()), "--processed", str(processed)]))
     assert code == 0, "ingest of the demo sources failed"
     parser = argparse.ArgumentParser()
     pipeline_cli.add_arguments(parser)
-    code = pipeline_cli.main(parser.parse_args(["--config", str(config.REPORT_FILE), "--processed", str(processed),
-                                                "--outputs", str(outputs), "--no-progress",
-                                                "--workers", os.environ.get("TEST_REPORT_WORKERS", "2")]))
-    assert code == 0, f"python -m analysis run failed on the demo matrix (see {outputs}/index.html)"
-    from analysis.exchange import (
-        export_report,  # what `make report` runs next: the page the index links
-    )
+    args = ["--config", str(config.REPORT_FILE), "--processed", str(processed), "--outputs", str(outputs),
+            "--no-progress", "--workers", os.environ.get("TEST_REPORT_WORKERS", "2")]
+    for run in runs or ():
+        args += ["--run", run]
+    for lang in languages:
+        args += ["--lang", lang]
+    code = pipeline_cli.main(parser.parse_args(args))
+    assert code == 0, f"python -m analysis run {' '.join(args)} failed (see {outputs}/index.html)"
+    if export:
+        from analysis.exchange import (
+            export_report,  # what `make report` runs next: the page the index links
+        )
 
-    export_report(outputs, report_file=config.REPORT_FILE, processed_dir=processed)
+        export_report(outputs, report_file=config.REPORT_FILE, processed_dir=processed,
+                      languages=list(languages) or None)
     marker.write_text("ok")
     return outputs
 

@@ -137,7 +137,12 @@ class ChapterRun:
         return any(bool(self.survey(s).metadata.get("synthetic")) for s in self.frames)
 
     def source_title(self, source: str) -> str:
-        return str(self.survey(source).metadata.get("title") or source)
+        """The source card's title in the page language (the partners' own words where no
+        translation exists, marked as such: :func:`analysis.i18n.source_card_text`)."""
+        from analysis.i18n import source_card_text
+
+        title = self.survey(source).metadata.get("title")
+        return source_card_text(source, "title", str(title)) if title else source
 
     def source_period(self, source: str) -> str:
         """"collected 2021-03-01 to 2021-05-31" from the source's collection period, or ""."""

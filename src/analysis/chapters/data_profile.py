@@ -38,12 +38,12 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
         coverage.append({
             "source": run.source_title(source),
             "country": run.country_label,
-            "respondents": withheld if small else f"{len(frame):,}",
+            "respondents": withheld if small else tables.format_count(len(frame)),
             "areas": (withheld if small else
                       int(frame["admin1_code"].nunique()) if "admin1_code" in frame else 0),
             "sample_type": str(design.get("sample_type") or ""),
             "weighted_total": (withheld if small else
-                               f"{frame[weight].sum():,.0f}" if weight and weight in frame else ""),
+                               tables.format_count(round(frame[weight].sum())) if weight and weight in frame else ""),
             "synthetic": yes if run.survey(source).metadata.get("synthetic") else no,
             "note": slice_note(flag),
         })
@@ -62,9 +62,9 @@ def profile_tables(run: ChapterRun) -> dict[str, pd.DataFrame]:
                                      "kind": text(f"data_profile.availability.kind_{kind}"),
                                      "column": labels.get(column, column),
                                      "available": yes if answered else no,
-                                     "answered": withheld if small else f"{answered:,}",
+                                     "answered": withheld if small else tables.format_count(answered),
                                      "missing": (withheld if small else
-                                                 f"{100 * no_answer / len(frame):.1f}%" if len(frame) else ""),
+                                                 tables.format_percent_value(100 * no_answer / len(frame)) if len(frame) else ""),
                                      "not_asked": (withheld if small and skipped else
                                                    _not_asked_text(100 * skipped / len(frame), asked_of)
                                                    if skipped and len(frame) else "")})
@@ -97,7 +97,7 @@ def _not_asked(frame: pd.DataFrame, column: str, country: str | None, answered: 
 
 def _not_asked_text(share: float, asked_of: str | None) -> str:
     key = "data_profile.availability.not_asked" if asked_of else "data_profile.availability.not_asked_unnamed"
-    return text(key, share=f"{share:.1f}%", asked_of=asked_of or "")
+    return text(key, share=tables.format_percent_value(share), asked_of=asked_of or "")
 
 
 def _headed(frame: pd.DataFrame, section: str) -> pd.DataFrame:
@@ -123,16 +123,16 @@ def row_accounting(run: ChapterRun) -> pd.DataFrame:
         for key in ("rows_read", "rows_kept"):
             if key in log:
                 rows.append({"source": title, "step": text(f"data_profile.rows.{key}"),
-                             "rows": f"{int(log[key]):,}", "detail": ""})
+                             "rows": tables.format_count(int(log[key])), "detail": ""})
         excluded = log.get("rows_excluded") or {}
         if isinstance(excluded, dict):
             for reason, count in excluded.items():
                 rows.append({"source": title, "step": text("data_profile.rows.excluded"),
-                             "rows": f"{int(count):,}", "detail": str(reason)})
+                             "rows": tables.format_count(int(count)), "detail": str(reason)})
         # a STOP in coded free text removes the respondent after ingest (load_processed)
         withdrawn = withdrawals(source, folder)
         for coding_source, ids in withdrawn.items():
-            rows.append({"source": title, "step": text("data_profile.rows.withdrawn"), "rows": f"{len(ids):,}",
+            rows.append({"source": title, "step": text("data_profile.rows.withdrawn"), "rows": tables.format_count(len(ids)),
                          "detail": text("data_profile.rows.withdrawn_detail", source=coding_source)})
         if not excluded and not withdrawn and path.exists():
             rows.append({"source": title, "step": text("data_profile.rows.excluded"), "rows": "0",
@@ -140,11 +140,11 @@ def row_accounting(run: ChapterRun) -> pd.DataFrame:
         if withdrawn and "rows_kept" in log:
             analysed = int(log["rows_kept"]) - sum(len(ids) for ids in withdrawn.values())
             rows.append({"source": title, "step": text("data_profile.rows.rows_analysed"),
-                         "rows": f"{analysed:,}", "detail": ""})
+                         "rows": tables.format_count(analysed), "detail": ""})
         pooled = (run.frames[source].attrs.get("pooled_categories") or {}) if source in run.frames else {}
         limit = resolve_thresholds().suppress_below
         for column, counts in pooled.items():
-            shown = (f"{counts['rows']:,}" if counts["rows"] >= limit
+            shown = (tables.format_count(counts["rows"]) if counts["rows"] >= limit
                      else text("data_profile.rows.fewer_than", limit=limit))
             rows.append({"source": title, "step": text("data_profile.rows.pooled"), "rows": shown,
                          "detail": text("data_profile.rows.pooled_detail", categories=counts["categories"],
@@ -234,10 +234,10 @@ def composition_vs_margins(run: ChapterRun) -> pd.DataFrame:
                 "source": run.source_title(source),
                 "dimension": dimension_labels.get(str(row["margin"]), str(row["margin"])),
                 "category": labels.get(str(row["category"]), str(row["category"])),
-                "respondents": text("data_profile.margins.withheld") if withheld else f"{int(row['n_unweighted']):,}",
-                "sample_unweighted": "" if withheld or pd.isna(row["pct_unweighted"]) else f"{row['pct_unweighted']:.1f}%",
-                "sample_weighted": "" if withheld or pd.isna(row["pct_weighted_before"]) else f"{row['pct_weighted_before']:.1f}%",
-                "population": "" if pd.isna(row["pct_population"]) else f"{row['pct_population']:.1f}%",
+                "respondents": text("data_profile.margins.withheld") if withheld else tables.format_count(int(row["n_unweighted"])),
+                "sample_unweighted": "" if withheld or pd.isna(row["pct_unweighted"]) else tables.format_percent_value(row["pct_unweighted"]),
+                "sample_weighted": "" if withheld or pd.isna(row["pct_weighted_before"]) else tables.format_percent_value(row["pct_weighted_before"]),
+                "population": "" if pd.isna(row["pct_population"]) else tables.format_percent_value(row["pct_population"]),
             })
     return _headed(pd.DataFrame(rows, columns=["source", "dimension", "category", "respondents", "sample_unweighted",
                                                "sample_weighted", "population"]), "data_profile.margins.columns")

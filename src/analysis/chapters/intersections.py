@@ -275,9 +275,9 @@ def maihda_summary(run: ChapterRun) -> pd.DataFrame:
             strata = text("intersections.maihda.strata_separator").join(
                 run.dimensions[d].label if d in run.dimensions else d for d in dims)
             rows.append({"indicator": run.indicator_labels[indicator], "strata": strata,
-                         "respondents": f"{fitted.n_used:,}",
-                         "vpc": f"{fitted.null.vpc:.3f}",
-                         "pcv": f"{fitted.pcv:.3f}"})
+                         "respondents": tables.format_count(fitted.n_used),
+                         "vpc": tables.format_decimal(fitted.null.vpc, 3),
+                         "pcv": tables.format_decimal(fitted.pcv, 3)})
     columns = ["indicator", "strata", "respondents", "vpc", "pcv"]
     return pd.DataFrame(rows, columns=columns).rename(
         columns={c: text(f"intersections.maihda.columns.{c}") for c in columns})

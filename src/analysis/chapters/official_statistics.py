@@ -72,10 +72,10 @@ def cdc_deaths_table(deaths: pd.DataFrame) -> pd.DataFrame:
         text(f"{columns}.sex"): adults["sex"].map({"female": text("official_statistics.cdc.women"),
                                                    "male": text("official_statistics.cdc.men")}),
         text(f"{columns}.age_group"): adults["age_group"],
-        text(f"{columns}.covid_deaths"): adults["covid_deaths"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
-        text(f"{columns}.all_deaths"): adults["total_deaths"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}"),
+        text(f"{columns}.covid_deaths"): adults["covid_deaths"].map(tables.format_count),
+        text(f"{columns}.all_deaths"): adults["total_deaths"].map(tables.format_count),
         text(f"{columns}.share"): (adults["covid_deaths"] / adults["total_deaths"]).map(
-            lambda v: "" if pd.isna(v) else f"{100 * v:.1f}%"),
+            lambda v: "" if pd.isna(v) else tables.format_percent_value(100 * v)),
     })
 
 
@@ -246,10 +246,10 @@ def weighting_effect(run: ChapterRun) -> tuple[pd.DataFrame, pd.DataFrame]:
                                 "weighting": method, "deff_before": withheld, "deff_after": withheld,
                                 "ess_after": withheld, "notes": slice_note(flag)})
             continue
-        diagnostics.append({"source": run.source_title(source), "respondents": f"{len(frame):,}",
+        diagnostics.append({"source": run.source_title(source), "respondents": tables.format_count(len(frame)),
                             "weighting": method,
-                            "deff_before": f"{deff_before:.2f}", "deff_after": f"{deff_after:.2f}",
-                            "ess_after": f"{len(frame) / deff_after:,.0f}",
+                            "deff_before": tables.format_decimal(deff_before, 2), "deff_after": tables.format_decimal(deff_after, 2),
+                            "ess_after": tables.format_count(round(len(frame) / deff_after)),
                             "notes": "; ".join(t for t in (note, slice_note(flag)) if t)})
     table = protect(run, tables.stack(parts), "weighting effect") if parts else tables.empty_result()
     columns = ["source", "respondents", "weighting", "deff_before", "deff_after", "ess_after", "notes"]

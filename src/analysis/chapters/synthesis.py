@@ -121,7 +121,7 @@ def synthesis_display(run: ChapterRun, wide: pd.DataFrame) -> pd.DataFrame:
             "country": country_name(row["country"]),
             "source": run.source_title(row["source"]) if row["source"] in run.frames else str(row["source"]),
             "estimate": value(""),
-            "n": "" if pd.isna(row["n_unweighted"]) else f"{int(row['n_unweighted']):,}",
+            "n": tables.format_count(row["n_unweighted"]),
             "flag": tables.flag_text(str(row["flag"]), row["method"]) or text("findings.quality.ok"),
             "reference": run.reference_label_of(row["group"]),
             "reference_estimate": value("reference_"),

@@ -47,12 +47,20 @@ AGREEMENT_INDICATORS = {"alpha": "coder_agreement_alpha", "kappa": "coder_agreem
 
 def translated(path: Path) -> Path:
     """``name.<lang>.yml`` beside ``name.yml`` when the report language (``ANALYSIS_LANG``, see
-    :mod:`analysis.text`) is not English and that translated copy exists; else ``path``."""
+    :mod:`analysis.text`) is not English and that translated copy exists; else, for a file of
+    ``params/``, its copy in the run's translated catalogue (:func:`analysis.config.catalogue_file`);
+    else ``path``."""
     from analysis.text import DEFAULT_LANGUAGE, language
 
     lang = language()
     candidate = path.with_name(f"{path.stem}.{lang}{path.suffix}")
-    return candidate if lang != DEFAULT_LANGUAGE and candidate.exists() else path
+    if lang != DEFAULT_LANGUAGE and candidate.exists():
+        return candidate
+    try:
+        name = Path(path).resolve().relative_to(config.PARAMS_DIR.resolve()).as_posix()
+    except ValueError:
+        return path
+    return config.catalogue_file(name) if lang != DEFAULT_LANGUAGE else path
 
 
 def load_voices_config(path: Path | str | None = None) -> dict:

@@ -24,13 +24,20 @@ import datetime as dt
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from analysis.exchange import datapackage, quality, sdmx_csv
-from analysis.exchange.settings import ExchangeError, Settings, load_settings
+from analysis.exchange.settings import (
+    EXCHANGE_FILE,
+    ExchangeError,
+    Settings,
+    load_settings,
+    settings_from,
+)
 
 __all__ = ["ExchangeError", "ExportResult", "export_report", "load_settings", "shipped_structure_path",
            "write_shipped_structure"]
@@ -119,9 +126,102 @@ def _render_page(path: Path, context: dict) -> Path:
     return path
 
 
+@contextmanager
+def _language(code: str):
+    """The report language ``code`` for the texts of the page (``ANALYSIS_LANG``), restored after."""
+    from analysis.text import LANGUAGE_VARIABLE, TEXT_FILE_VARIABLE
+
+    saved = {k: os.environ.get(k) for k in (LANGUAGE_VARIABLE, TEXT_FILE_VARIABLE)}
+    os.environ[LANGUAGE_VARIABLE] = code
+    os.environ.pop(TEXT_FILE_VARIABLE, None)  # the English catalogue with params/i18n/<code>.yml
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _write_page(path: Path, settings: Settings, items: list[dict], common: dict, *, code: str = "en",
+                country_names: dict | None = None) -> Path:
+    """Render the page "For official statistics offices" in the current report language.
+
+    ``path`` is ``outputs/official_statistics.html`` (English) or ``outputs/<code>/...``; its
+    links to the shared exchange files go up one folder for another language.
+    """
+    from analysis import i18n
+    from analysis.text import text
+
+    ctx, table, coded, structure = common["ctx"], common["table"], common["coded"], common["structure"]
+    names = country_names or ctx.country_names
+    up = "" if code == i18n.SOURCE_LANGUAGE else "../"
+    version = common["version"]
+    code_version = text("runs.code_dirty" if version.get("dirty") else "runs.code_version",
+                        commit=version.get("commit") or text("runs.code_unknown"))
+    formats = {"structure": "SDMX-ML 2.1", "sdmx_estimates": "SDMX-CSV 2.0", "estimates": "CSV",
+               "code_lists": "CSV", "datapackage": "Frictionless Data Package", "quality": "JSON"}
+    codelists = [{"id": cl.id, "agency": cl.maintainer.id, "version": cl.version, "name": str(cl.name),
+                  "codes": [{"id": c.id, "name": str(c.name)} for c in cl]}
+                 for cl in structure.codelists.values()]
+    for cl in codelists:
+        cl["summary"] = text("exchange.codelist_summary", codelist=f"{cl['agency']}:{cl['id']}({cl['version']})",
+                             name=cl["name"], count=len(cl["codes"]))
+        cl["caption"] = text("exchange.codes_caption", codelist=cl["id"])
+    components = _components(structure, settings)
+    for c in components:
+        c["role_text"] = text(f"exchange.roles.{c['role']}")
+    rel = os.path.relpath(ctx.report_path, ctx.project_root) if ctx.report_path.is_relative_to(ctx.project_root) \
+        else ctx.report_path
+    countries = [names.get(c, c) for c in sorted(set(table["country"].astype(str)))]
+    sources = sorted(set(coded["DATA_SOURCE"]))
+    spec = i18n.languages()
+    words = {k: text(f"exchange.{k}") for k in ("back", "synthetic", "offer_heading", "files_heading",
+                                                "files_caption", "structure_heading", "components_caption",
+                                                "quality_heading", "quality", "rerun_heading")}
+    words["columns"] = {k: text(f"exchange.columns.{k}") for k in ("file", "format", "holds", "column", "role",
+                                                                  "concept", "codelist", "codes", "code", "name")}
+    words["banner"] = text("figures.synthetic_banner")
+    words["notice"] = (None if i18n.load_language(code).reviewed
+                       else i18n.translate("text.languages.unreviewed", code))
+    switch = [{"code": c, "name": spec[c]["name"], "current": c == code,
+               "href": os.path.relpath(ctx.outputs_dir / ("" if c == i18n.SOURCE_LANGUAGE else c) / PAGE,
+                                       path.parent)}
+              for c in dict.fromkeys([i18n.SOURCE_LANGUAGE, *common["languages"]])]
+    return _render_page(path, {
+        "page": settings.page, "report_title": ctx.report.title, "words": words,
+        "lang": code, "dir": spec[code].get("dir", "ltr"), "switch": switch if len(switch) > 1 else [],
+        "synthetic": any(item["synthetic"] for item in items),
+        "offer": text("exchange.offer", observations=_count(len(coded)), sources=len(sources),
+                      countries=", ".join(countries)),
+        "files": [{"href": f"{up}exchange/{FILES[k]}", "name": FILES[k], "format": fmt,
+                   "description": text(f"exchange.files.{k}")} for k, fmt in formats.items()],
+        "structure_text": text("exchange.structure", dataflow="{dataflow}", reference="{reference}"),
+        "dataflow_urn": f"{settings.agency.id}:{settings.dataflow.id}({settings.dataflow.version})",
+        "reference_name": common["reference_name"],
+        "components": components, "codelists": codelists,
+        "statements": items, "code_version": text("exchange.code_version", code=code_version),
+        "generated": text("exchange.generated", produced=common["produced"]),
+        "manifest_href": "manifest.json",
+        "commands": ["make setup",
+                     ".venv/bin/python -m analysis ingest",
+                     f".venv/bin/python -m analysis run --config {rel}",
+                     f".venv/bin/python -m analysis export --config {rel}"],
+    })
+
+
+def _count(n: int) -> str:
+    """A count in the page language's digit grouping ("15,040", "15 040")."""
+    from analysis import tables
+
+    return tables.format_count(n)
+
+
 def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | str | None = None,
                   processed_dir: Path | str | None = None, settings: Settings | None = None,
-                  catalogue: sdmx_csv.Catalogue | None = None, validate: bool = False) -> ExportResult:
+                  catalogue: sdmx_csv.Catalogue | None = None, validate: bool = False,
+                  languages: list[str] | None = None) -> ExportResult:
     """Write the exchange files and the page "For official statistics offices" for a built report.
 
     Parameters
@@ -134,6 +234,10 @@ def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | 
         Where the ingest logs are (default: the report file's ``defaults.processed_dir``).
     validate
         Also validate the data package with ``frictionless`` (its errors in ``problems``).
+    languages
+        The languages of the page besides English (default: the report file's ``languages``):
+        ``outputs/<lang>/official_statistics.html`` each, with the translated words and quality
+        statements (``params/i18n/<lang>.yml``); the exchange files are written once.
 
     Raises
     ------
@@ -194,37 +298,30 @@ def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | 
         (folder / "quality" / f"{item['source']}.md").write_text(quality.as_markdown(item), encoding="utf-8")
 
     version = manifest.get("code_version", {})
-    code_version = f"commit {version.get('commit') or 'unknown'}" + (
-        " with uncommitted changes" if version.get("dirty") else "")
-    described = [
-        ("structure", "SDMX-ML 2.1", "Data structure definition, dataflow, concepts and code lists"),
-        ("sdmx_estimates", "SDMX-CSV 2.0", "Every published estimate, coded with the structure"),
-        ("estimates", "CSV", "Every published estimate in the report's result schema"),
-        ("code_lists", "CSV", "Every code of every code list"),
-        ("datapackage", "Frictionless Data Package", "Table schemas, code lists as enum constraints, licences, sources"),
-        ("quality", "JSON", "Quality statements by source (UN NQAF dimensions)"),
-    ]
-    ref_header = sdmx_csv.reference_structures(settings).header
-    codelists = [{"id": cl.id, "agency": cl.maintainer.id, "version": cl.version, "name": str(cl.name),
-                  "codes": [{"id": c.id, "name": str(c.name)} for c in cl]}
-                 for cl in structure.codelists.values()]
-    rel = os.path.relpath(ctx.report_path, ctx.project_root) if ctx.report_path.is_relative_to(ctx.project_root) else ctx.report_path
-    page = _render_page(outputs / PAGE, {
-        "page": settings.page, "report_title": ctx.report.title,
-        "synthetic": any(item["synthetic"] for item in items),
-        "observations": len(coded), "sources": sorted(set(coded["DATA_SOURCE"])),
-        "countries": [ctx.country_names.get(c, c) for c in sorted(set(table["country"].astype(str)))],
-        "files": [{"href": f"exchange/{FILES[k]}", "name": FILES[k], "format": fmt, "description": text}
-                  for k, fmt, text in described],
-        "dataflow_urn": f"{settings.agency.id}:{settings.dataflow.id}({settings.dataflow.version})",
-        "reference_name": f"IAEG-SDGs:SDG(1.4), from the extract {settings.reference} ({ref_header.id})",
-        "components": _components(structure, settings), "codelists": codelists,
-        "statements": items, "code_version": code_version, "produced": produced,
-        "commands": ["make setup",
-                     ".venv/bin/python -m analysis ingest",
-                     f".venv/bin/python -m analysis run --config {rel}",
-                     f".venv/bin/python -m analysis export --config {rel}"],
-    })
+    from analysis import i18n
+
+    codes = [c for c in (languages if languages is not None else ctx.report.languages) if c != i18n.SOURCE_LANGUAGE]
+    known = i18n.languages()
+    unknown = [c for c in codes if c not in known]
+    if unknown:
+        raise ExchangeError(f"unknown language '{unknown[0]}'; languages in params/i18n/languages.yml: "
+                            + ", ".join(known))
+    common = {
+        "table": table, "coded": coded, "structure": structure, "catalogue": catalogue, "ctx": ctx,
+        "produced": produced, "version": version, "languages": codes,
+        "reference_name": f"IAEG-SDGs:SDG(1.4), from the extract {settings.reference} "
+                          f"({sdmx_csv.reference_structures(settings).header.id})"}
+    page = _write_page(outputs / PAGE, settings, items, common)
+    # The same page in every other language of the report (outputs/<lang>/, beside its index),
+    # its words and quality statements from the translated catalogue; the files are shared.
+    for code in codes:
+        translated = settings_from(i18n.translated_mapping(code, "exchange.yml"), EXCHANGE_FILE)
+        (outputs / code).mkdir(parents=True, exist_ok=True)
+        with _language(code):
+            names = {c: i18n.country_name(c, code) for c in ctx.country_names}
+            lang_items = quality.statements(table, coded, translated, catalogue, processed_dir=ctx.processed_dir,
+                                            produced=produced[:10], country_names=names)
+            _write_page(outputs / code / PAGE, translated, lang_items, common, code=code, country_names=names)
     result = ExportResult(folder=folder, page=page, observations=len(coded),
                           suppressed=int((coded["CONF_STATUS"] != "F").sum()), files=files,
                           duplicates=duplicates)

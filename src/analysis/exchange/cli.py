@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the report file's processed_dir)")
     parser.add_argument("--validate", action="store_true",
                         help="also validate the data package with frictionless")
+    parser.add_argument("--lang", action="append", default=None, metavar="CODE",
+                        help="also write the page in this language, outputs/<lang>/official_statistics.html "
+                        "(repeatable; default: the report file's languages)")
     parser.add_argument("--write-structure", action="store_true",
                         help="only (re)write the project's SDMX structure shipped in data/reference/sdmx/ "
                         "(after a change to params/exchange.yml, the catalogue or the source cards)")
@@ -37,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     try:
         result = export_report(args.outputs, report_file=args.config, processed_dir=args.processed,
-                               validate=args.validate)
+                               validate=args.validate, languages=args.lang)
     except ExchangeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

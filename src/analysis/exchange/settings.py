@@ -102,7 +102,12 @@ def load_settings(path: Path | str | None = None) -> Settings:
         One line naming the file and the offending key.
     """
     path = Path(path) if path else EXCHANGE_FILE
-    data = config.read_yaml_mapping(path, ExchangeError, "exchange settings")
+    return settings_from(config.read_yaml_mapping(path, ExchangeError, "exchange settings"), path)
+
+
+def settings_from(data: dict, path: Path | str) -> Settings:
+    """:func:`load_settings` of an already read mapping (e.g. a translated copy of the file:
+    :func:`analysis.i18n.translated_mapping`); ``path`` names it in messages."""
     try:
         settings = Settings(**data)
     except ValidationError as exc:

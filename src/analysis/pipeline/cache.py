@@ -114,7 +114,15 @@ class KeyContext:
             "groups.yml": {k: v for k, v in groups_yaml.items() if k not in ("groups", "dimensions")},
             "indicators.yml": {k: v for k, v in indicators_yaml.items() if k != "indicators"}})
         # every language's text catalogue: a page shows its words (analysis.text)
-        self.text = sha256_json({p.name: hasher(p) for p in sorted(indicators_file.parent.glob("text*.yml"))})
+        texts = {p.name: hasher(p) for p in sorted(indicators_file.parent.glob("text*.yml"))}
+        code = getattr(ctx, "language", "en") or "en"
+        if code != "en":  # the language file holds the chapter labels and notebook Markdown too
+            from analysis import i18n
+
+            language_file = i18n.I18N_DIR / f"{code}.yml"
+            if language_file.exists():
+                texts[f"i18n/{code}.yml"] = hasher(language_file)
+        self.text = sha256_json(texts)
         self.disclosure = sha256_json(ctx.report.disclosure.model_dump())
         self._notebooks: dict[str, str] = {}
         self.figure_formats = ",".join(config.figure_formats())

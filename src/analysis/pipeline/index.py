@@ -19,37 +19,39 @@ from analysis.pipeline.render import TEMPLATES_DIR
 
 
 def _cell(entry: dict, outputs_dir: Path, labels: dict, names: dict) -> dict:
+    from analysis.text import text
+
     status = entry.get("status", "failed")
     outputs = entry.get("outputs", {})
     html_files = outputs.get("html", [])
     href = html_files[0] if html_files and (outputs_dir / html_files[0]).exists() else None
     label = ", ".join(str(p) for p in (labels.get(entry.get("group")), entry.get("source"),
-                                       names.get(entry.get("country"))) if p)
-    link_text = f"{entry.get('chapter_title', entry.get('chapter'))}: {label or 'all countries'}"
+                                       names.get(entry.get("country"))) if p) or text("common.all_countries")
+    link_text = text("runs.link", chapter=entry.get("chapter_title", entry.get("chapter")), label=label)
     detail = ""
     log_href = None
     if status == "ok":
-        text = "completed" if entry.get("action") == "ran" else (
-            "completed earlier, unchanged (skipped)" if entry.get("action") == "skipped" else "completed earlier")
+        shown = text("runs.status.completed") if entry.get("action") == "ran" else (
+            text("runs.status.skipped") if entry.get("action") == "skipped" else text("runs.status.earlier"))
     elif status == "failed":
         error = entry.get("error") or {}
-        text = f"failed ({entry.get('failure') or 'error'})"
+        shown = text("runs.status.failed", failure=entry.get("failure") or text("runs.status.failure_default"))
         cell = error.get("cell_index")
-        detail = (error.get("message") or "") + (f" — in cell {cell}" if cell is not None else "")
+        detail = (error.get("message") or "") + (text("runs.in_cell", cell=cell) if cell is not None else "")
         logs = outputs.get("log", [])
         log_href = logs[0] if logs and (outputs_dir / logs[0]).exists() else None
-        link_text = f"failed notebook: {label or 'all countries'}"
+        link_text = text("runs.failed_notebook", label=label)
     elif status == "blocked":
-        text = "blocked"
+        shown = text("runs.status.blocked")
         detail = entry.get("reason", "")
     else:
-        text = "not applicable"
+        shown = text("runs.status.not_applicable")
         detail = entry.get("reason", "")
     # Issue 11: a completed run whose inputs changed since it was built must not pass for current.
     if status == "ok" and entry.get("stale"):
-        status, text, detail = "stale", "stale: built from older inputs (not in all_estimates.csv)", entry["stale"]
-    return {"status": status, "status_text": text, "href": href, "link_text": link_text,
-            "detail": detail, "log_href": log_href}
+        status, shown, detail = "stale", text("runs.status.stale"), entry["stale"]
+    return {"status": status, "status_text": shown, "href": href, "link_text": link_text,
+            "log_text": text("runs.log_of", page=link_text), "detail": detail, "log_href": log_href}
 
 
 def _findings(runs: dict, outputs_dir: Path) -> list[dict]:
@@ -73,8 +75,27 @@ def _findings(runs: dict, outputs_dir: Path) -> list[dict]:
     return out
 
 
+def _words() -> dict:
+    """The page's own words in the report language (``runs.*``, ``front.*`` of the text catalogue)."""
+    from analysis.text import text
+
+    keys = ["front_link", "synthetic", "summary_heading", "provenance", "all_estimates", "official",
+            "official_link", "findings_heading", "not_in_matrix"]
+    words = {k: text(f"runs.{k}") for k in keys}
+    words["summary"] = {k: text(f"runs.summary.{k}") for k in ("runs", "ok", "failed", "blocked", "stale",
+                                                              "not_applicable", "ran", "skipped",
+                                                              "code_version", "updated")}
+    words["banner"] = text("figures.synthetic_banner")
+    words["read_chapter"] = text("front.read_chapter")
+    words["disclosure"] = text("reviewer.disclosure", rule="{rule}")
+    words["generated"] = text("front.generated")
+    return words
+
+
 def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
     """Render the run status page (``runs.html``) from the manifest and the matrix context; returns its path."""
+    from analysis.text import lower_first, text
+
     outputs_dir = Path(ctx.outputs_dir)
     path = Path(path or outputs_dir / "runs.html")
     report = ctx.report
@@ -83,17 +104,17 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
     for cid, chapter in report.chapters.items():
         entries = [e for e in runs.values() if e.get("chapter") == cid]
         if chapter.scope in ("per_group_country", "per_group"):
-            row_name = "Group"
+            row_name = text("runs.rows.group")
             row_keys = [g for g in (chapter.groups or report.groups)]
             row_of = lambda e: e.get("group")
             row_label = lambda k: ctx.group_labels.get(k, k)
         elif chapter.scope == "per_source_country":
-            row_name = "Source"
+            row_name = text("runs.rows.source")
             row_keys = sorted({e.get("source") for e in entries if e.get("source")}) or ["—"]
             row_of = lambda e: e.get("source") or "—"
             row_label = lambda k: k
         else:
-            row_name = "Chapter"
+            row_name = text("runs.rows.chapter")
             row_keys = ["all"]
             row_of = lambda e: "all"
             row_label = lambda k, title=chapter.title: title
@@ -102,7 +123,7 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
             columns = [{"key": c, "label": f"{ctx.country_names.get(c, c)} ({c})"} for c in col_keys]
             col_of = lambda e: e.get("country")
         else:
-            columns = [{"key": "all", "label": "All countries"}]
+            columns = [{"key": "all", "label": text("runs.all_countries_column")}]
             col_of = lambda e: "all"
         grid = {(row_of(e), col_of(e)): e for e in entries}
         rows = []
@@ -112,22 +133,26 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
                 entry = grid.get((key, column["key"]))
                 cells.append(_cell(entry, outputs_dir, ctx.group_labels, ctx.country_names) if entry else None)
             rows.append({"label": row_label(key), "cells": cells})
-        chapters.append({"id": cid, "title": chapter.title, "row_name": row_name, "columns": columns, "rows": rows})
+        caption = text("runs.caption.per_country" if len(columns) > 1 else "runs.caption.single",
+                       title=chapter.title, row_lc=lower_first(row_name))
+        chapters.append({"id": cid, "title": chapter.title, "row_name": row_name, "columns": columns, "rows": rows,
+                         "caption": caption})
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     version = manifest.get("code_version", {})
-    code = f"commit {version.get('commit') or 'unknown'}" + (" with uncommitted changes" if version.get("dirty") else "")
+    code = text("runs.code_dirty" if version.get("dirty") else "runs.code_version",
+                commit=version.get("commit") or text("runs.code_unknown"))
     d = report.disclosure
     from analysis.pipeline.languages import page_language, switch_links
 
     language = page_language(ctx) if getattr(ctx, "language", None) else None
-    base = Path(getattr(ctx, "base_outputs_dir", None) or outputs_dir)
     page = env.get_template("index.html.j2").render(
         language=language,
         switch=switch_links(language, path, outputs_dir) if language else [],
-        # the exchange files (python -m analysis export) exist once, with the English report
-        official_href=Path(os.path.relpath(base / "official_statistics.html", path.parent)).as_posix(),
+        # the page of python -m analysis export in this page's language (outputs/<lang>/, as the
+        # front page links it; the exchange files themselves exist once, with the English report)
+        official_href=Path(os.path.relpath(outputs_dir / "official_statistics.html", path.parent)).as_posix(),
         title=report.title,
         synthetic=any(s.get("synthetic") for s in manifest.get("sources", {}).values()),
         summary=manifest.get("summary", {}),
@@ -135,8 +160,9 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
         updated_at=manifest.get("updated_at", ""),
         chapters=chapters,
         findings=_findings(runs, outputs_dir),
-        suppression_rule=(f"estimates from fewer than {d.suppress_below} respondents are suppressed; from fewer "
-                          f"than {d.caution_below} they are flagged 'caution'. No individual records are published."),
+        suppression_rule=text("runs.suppression_rule", suppress_below=d.suppress_below,
+                              caution_below=d.caution_below),
+        words=_words(),
     )
     from analysis.atomic import write_atomic
 

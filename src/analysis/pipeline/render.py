@@ -140,6 +140,10 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
         Where the run wrote its figures (relative image links resolve from here).
     """
     nb = copy.deepcopy(nb)
+    # the notebook's own Markdown in the page language (params/i18n/<lang>.yml, notebooks.*)
+    from analysis.i18n import translate_notebook
+
+    translate_notebook(nb, run.notebook, (context.get("language") or {}).get("code"))
     nb.cells = [c for c in nb.cells if not _HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))]
     title = run_title(run, context)
     nb.metadata["title"] = title
@@ -151,7 +155,9 @@ def render_run_html(nb, run, context: dict, run_folder: Path, out_path: Path, *,
                  "suppressed; from fewer than {caution_below} they are flagged 'caution'. No individual records "
                  "are shown.", **thresholds)
     version = context.get("code_version", {})
-    code = f"commit {version.get('commit') or 'unknown'}" + (" with uncommitted changes" if version.get("dirty") else "")
+    commit = version.get("commit") or _word("runs.code_unknown", "unknown")
+    code = (_word("runs.code_dirty", "commit {commit} with uncommitted changes", commit=commit) if version.get("dirty")
+            else _word("runs.code_version", "commit {commit}", commit=commit))
     ran = ran_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     status_text = (_word("reviewer.completed", "completed") if status == "ok"
                    else _word("reviewer.failed", "failed"))

@@ -153,6 +153,8 @@ def _outputs_exist(entry: dict, outputs_dir: Path) -> bool:
 
 def _source_cards(ctx: MatrixContext) -> dict:
     """Title, synthetic flag and licence of each source (from params/sources/<id>.yml)."""
+    from analysis.i18n import source_card_text
+
     out = {}
     cards = ctx.project_root / "params" / "sources"
     for path in sorted(cards.glob("*.yml")) if cards.is_dir() else []:
@@ -161,8 +163,11 @@ def _source_cards(ctx: MatrixContext) -> dict:
         except yaml.YAMLError:
             continue
         sid = str(card.get("id", path.stem))
-        out[sid] = {"title": str(card.get("title", sid)), "synthetic": bool(card.get("synthetic", False)),
-                    "licence": card.get("licence")}
+        # in the page language: a translation from params/i18n/<lang>.yml, or the card's words marked
+        code = getattr(ctx, "language", None) or "en"
+        title = source_card_text(sid, "title", str(card["title"]), code) if card.get("title") else sid
+        licence = source_card_text(sid, "licence", str(card["licence"]), code) if card.get("licence") else None
+        out[sid] = {"title": title, "synthetic": bool(card.get("synthetic", False)), "licence": licence}
     return out
 
 
@@ -485,11 +490,15 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
 
         from analysis.pipeline.languages import language_environment
 
-        def pages():  # in the report's language (its texts, its translated catalogue)
+        def index_page():  # in the report's language (its texts, its translated catalogue)
+            with language_environment(ctx):
+                write_index(manifest, ctx)
+
+        def pages():
             with language_environment(ctx):
                 write_front_page(manifest, ctx)
 
-        for step in (rebuild_all_estimates, mark_stale, save, lambda: write_index(manifest, ctx), pages):
+        for step in (rebuild_all_estimates, mark_stale, save, index_page, pages):
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - keep the first; later steps still try
