@@ -152,3 +152,36 @@ def test_protect_without_data_is_primary_suppression():
     table = pd.DataFrame([_row("sex", "female", n=10), _row("sex", "male", n=40)])
     out = disclosure.protect(table, None, LIMITS)
     assert out["flag"].tolist() == ["suppressed", "caution"]
+
+
+def _with_group_of(frame, size, seed=60):
+    """``frame`` with exactly ``size`` persons with disabilities (positive weight), at random."""
+    out = frame.copy()
+    out.attrs.update(frame.attrs)
+    rng = np.random.default_rng(seed)
+    out["disability"] = "no"
+    positive = np.flatnonzero(pd.to_numeric(out["weight"]) > 0)
+    out.loc[rng.choice(positive, size, replace=False), "disability"] = "yes"
+    return out
+
+
+def test_a_60_person_group_keeps_its_headline_comparison_published(kenya):
+    """Its crossings with sex, age, areas ... are small (primary); the complements that protect
+    them are other crossings, never the group's or its reference's own numbers (seen withheld
+    by the first greedy repair on a small source)."""
+    from analysis.disclosure_model import make_population
+    from analysis.disclosure_plan import plan_suppression
+
+    frame = _with_group_of(kenya, 60)
+    catalogue = Catalogue.from_catalogue()
+    plan = plan_suppression(frame, SOURCE, "KEN", load_indicators(), LIMITS, catalogue)
+    dim, members, reference = catalogue.groups["persons_with_disabilities"]
+    group = make_population({dim: members}, catalogue.universes)
+    rest = make_population({dim: reference}, catalogue.universes)
+    crossings = [p for p in plan.withheld["food_insecurity"] if dict(p).get(dim) == tuple(members)
+                 and len(p) == 2]
+    assert crossings  # the group's small crossings are withheld and need complements
+    for indicator in plan.cells:
+        for population in (group, rest, ()):
+            assert plan.covers(indicator, population)
+            assert plan.reason(indicator, population) is None, (indicator, population)
