@@ -825,15 +825,22 @@ def slice_flag(frame: pd.DataFrame, thresholds=None) -> str:
 
 
 def slice_note(flag: str, thresholds=None) -> str:
-    """What a page says about a small slice (empty for an ordinary one)."""
+    """What a page says about a small slice (empty for an ordinary one; ``params/text.yml``)."""
+    from analysis.text import text
+
     limits = resolve_thresholds(thresholds)
     if flag == "suppressed":
-        return (f"Fewer than {limits.suppress_below} respondents: no numbers of this slice are "
-                "published (disclosure control).")
+        return text("common.slice_suppressed", suppress_below=limits.suppress_below)
     if flag == "caution":
-        return (f"Fewer than {limits.caution_below} respondents: read every number of this "
-                "slice with caution.")
+        return text("common.slice_caution", caution_below=limits.caution_below)
     return ""
+
+
+def pooled_category_label() -> str:
+    """The catalogue label of :data:`POOLED_CATEGORY` (``common.pooled_category``, translated)."""
+    from analysis.text import text
+
+    return text("common.pooled_category")
 
 
 def _union_population(catalogue, breakdown, group):

@@ -562,8 +562,11 @@ def show_frame(frame: pd.DataFrame, caption: str, row_headers: int = 1):
 
 
 def category_labels(run: ChapterRun) -> dict[str, str]:
-    """Every category label of every dimension (catalogue), for table cells."""
-    out: dict[str, str] = {}
+    """Every category label of every dimension (catalogue), for table cells; the category that
+    free-coded values are pooled into has its own catalogue label."""
+    from analysis.disclosure import POOLED_CATEGORY, pooled_category_label
+
+    out: dict[str, str] = {POOLED_CATEGORY: pooled_category_label()}
     for dimension in run.dimensions.values():
         out.update(dimension.category_labels)
     return out
