@@ -186,6 +186,11 @@ def main() -> int:
                         help="skip the demo report (build, its attack and the share)")
     parser.add_argument("--processed", type=Path, default=None,
                         help="processed demo data to plan (default: the build's)")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "disclosure.json",
+                        help="where to write the results (JSON)")
+    parser.add_argument("--no-demo", action="store_true",
+                        help="the synthetic source only (no demo build, plans or attack)")
+    parser.add_argument("--no-synthetic", action="store_true", help="the demo report only")
     parser.add_argument("--countries", type=int, default=20)
     parser.add_argument("--groups", type=int, default=12)
     parser.add_argument("--indicators", type=int, default=30)
@@ -194,7 +199,9 @@ def main() -> int:
     results: dict = {}
     started = time.perf_counter()
 
-    if not args.no_build:
+    if args.no_demo:
+        pass
+    elif not args.no_build:
         base = args.base or Path(tempfile.mkdtemp(prefix="bench_disclosure_"))
         base.mkdir(parents=True, exist_ok=True)
         results["demo_build"] = build_demo_report(base)
@@ -202,7 +209,7 @@ def main() -> int:
         processed = args.processed or base / "processed"
     else:
         processed = args.processed or config.PROCESSED_DIR
-    seconds, plans = demo_plans(processed, limits)
+    seconds, plans = demo_plans(processed, limits) if not args.no_demo else (0.0, [])
     secondary = sum(p.secondary for p in plans)
     published = sum(p.published for p in plans)
     results["demo"] = {"plans": len(plans), "suppression_cpu_seconds": round(seconds, 2),
@@ -226,8 +233,13 @@ def main() -> int:
             narrowest_interval=round(narrowest.width, 3) if narrowest else None,
             narrowest_source=narrowest.source if narrowest else None,
             attack_to_suppression=round((time.process_time() - start) / max(seconds, 1e-9), 3))
-    print(json.dumps(results["demo"], indent=2), flush=True)
+    if args.no_demo:
+        del results["demo"]
+    else:
+        print(json.dumps(results["demo"], indent=2), flush=True)
 
+    if args.no_synthetic:
+        return _write(results, args.results, started)
     frame, catalogue, indicators = synthetic_source(args.countries, args.groups, args.indicators)
     plan_seconds = attack_seconds = 0.0
     narrowest, withheld, complete, narrow = np.inf, 0, 0, 0
@@ -264,8 +276,11 @@ def main() -> int:
                             "complementary_cells": secondary, "published_cells": published,
                             "complementary_share_of_published": round(secondary / max(published, 1), 4),
                             "headline_complements": headline}
+    return _write(results, args.results, started)
+
+
+def _write(results: dict, out: Path, started: float) -> int:
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
-    out = ROOT / "bench" / "results" / "disclosure.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(json.dumps(results, indent=2, default=float))

@@ -523,6 +523,31 @@ def protect(run: ChapterRun, table: pd.DataFrame, name: str = "table") -> pd.Dat
     return flag_degenerate_intervals(protected, run.percent_indicators)
 
 
+def protect_coded(run: ChapterRun, table: pd.DataFrame, frame: pd.DataFrame, source: str,
+                  indicators, name: str = "table") -> pd.DataFrame:
+    """:func:`protect` for shares of a coded source (Voices): planned over its own cells.
+
+    ``frame`` is the survey of the coded source with one 0/1 column per indicator (NaN outside
+    the denominator: respondents whose answers were not coded), ``attrs["design"]`` the
+    survey's; the plan of ``source`` × country covers the respondents and those indicators as
+    percent indicators (group, reference, their crossings), as for a survey's own indicators.
+    """
+    from types import SimpleNamespace
+
+    from analysis.disclosure import apply_suppression
+    from analysis.disclosure import protect as protect_table
+
+    percent = {i: SimpleNamespace(unit="percent") for i in indicators}
+    protected = protect_table(table, frames={source: frame}, indicators=percent,
+                              groups=run.groups, name=f"{run.chapter} {name}")
+    # The table stacks a group's share with its crossings: the gate also checks that no withheld
+    # cell is its margin minus its siblings (as if nobody missed the crossed dimension), so the
+    # within-table rule runs on top of the plan (it only withholds more).
+    if len(protected):
+        protected = apply_suppression(protected.reset_index(drop=True)).set_axis(protected.index)
+    return flag_degenerate_intervals(protected, list(percent))
+
+
 def save_table(run: ChapterRun, table: pd.DataFrame, name: str) -> Path:
     """Write a result table to ``{output_dir}/tables/<name>.csv`` after the disclosure gate."""
     from analysis.disclosure import assert_publishable
