@@ -263,8 +263,10 @@ def main() -> int:
         complete += sum(f.complete for f in found)
         narrow += sum(f.width < limits.suppress_below - 1e-6 for f in found)
         narrowest = min([narrowest, *[f.width for f in found]])
-        print(f"  {country}: plan {plan_seconds:.1f} s, attack {attack_seconds:.1f} s so far",
-              flush=True)
+        print(f"  {country}: so far plan {plan_seconds:.1f} s, attack {attack_seconds:.1f} s "
+              f"(CPU); complements {secondary} of {published} published ({headline} headline), "
+              f"{withheld} withheld counts attacked, {narrow} narrower than the threshold, "
+              f"narrowest >= {narrowest:.1f}", flush=True)
     results["synthetic"] = {"countries": args.countries, "groups": args.groups,
                             "indicators": args.indicators, "respondents": len(frame),
                             "suppression_cpu_seconds": round(plan_seconds, 2),

@@ -142,6 +142,16 @@ class LinkedLP:
             h.clearSolver()
             h.run()
             status = h.getModelStatus()
+        if status == hs.HighsModelStatus.kTimeLimit:
+            # (the limit is wall-clock: a busy machine, or the dual simplex cycling) the primal
+            # simplex from scratch, with time to spare, then back to the usual options
+            h.clearSolver()
+            h.setOptionValue("simplex_strategy", 4)
+            h.setOptionValue("time_limit", 10 * _SOLVE_SECONDS)
+            h.run()
+            status = h.getModelStatus()
+            h.setOptionValue("simplex_strategy", 1)
+            h.setOptionValue("time_limit", _SOLVE_SECONDS)
         if status == hs.HighsModelStatus.kUnbounded:
             return (np.inf if maximize else -np.inf), set()
         if status != hs.HighsModelStatus.kOptimal:

@@ -181,14 +181,19 @@ def plan_suppression(frame: pd.DataFrame, source: str, country: str, indicators:
     catalogue = catalogue or Catalogue.from_catalogue()
     if AREA in frame.columns:
         catalogue.observe(AREA, frame[AREA].dropna().astype(str).unique())
+    atoms = frame.attrs.get(ATOMS)
     weight = (frame.attrs.get("design") or {}).get("weight")
     positive = positive_weight_rows(frame, weight)
     weights = (pd.to_numeric(frame[weight], errors="coerce").fillna(0.0).to_numpy(float)
                if weight and weight in frame.columns else np.ones(len(frame)))
     codes = frame_categories(frame, catalogue, (*profile_dimensions(), AREA))
     plan = Plan(source=source, country=country, suppress_below=thresholds.suppress_below)
-    wanted = [RESPONDENTS] + [i for i in indicators if i in frame.columns
-                              and frame[i].notna().any()]
+    if atoms is not None:
+        wanted = [RESPONDENTS] + [i for i in indicators if f"n:{i}" in frame.columns
+                                  and frame[f"n:{i}"].sum() > 0]
+    else:
+        wanted = [RESPONDENTS] + [i for i in indicators if i in frame.columns
+                                  and frame[i].notna().any()]
     systems: dict = {}
     for indicator in wanted:
         spec = indicators.get(indicator)
@@ -200,13 +205,19 @@ def plan_suppression(frame: pd.DataFrame, source: str, country: str, indicators:
             inside = membership(codes, system.populations, catalogue.universes)
             systems[percent] = (system, inside, {})
         system, inside, library = systems[percent]
-        y = _indicator_values(frame, indicator)
-        counted = positive & ~np.isnan(y)
-        n = inside[counted].sum(axis=0).astype(float)
-        w = weights[counted] @ inside[counted]
-        totals = [w]
-        if indicator != RESPONDENTS and np.nanmin(y, initial=0.0) >= 0:
-            totals.append((weights * np.nan_to_num(y))[counted] @ inside[counted])
+        if atoms is not None:  # sums per combination of categories (a partitioned source)
+            n, w = (frame[f"{k}:{indicator}"].to_numpy(float) @ inside for k in ("n", "w"))
+            totals = [w]
+            if indicator != RESPONDENTS and atoms.get(indicator, False):
+                totals.append(frame[f"t:{indicator}"].to_numpy(float) @ inside)
+        else:
+            y = _indicator_values(frame, indicator)
+            counted = positive & ~np.isnan(y)
+            n = inside[counted].sum(axis=0).astype(float)
+            w = weights[counted] @ inside[counted]
+            totals = [w]
+            if indicator != RESPONDENTS and np.nanmin(y, initial=0.0) >= 0:
+                totals.append((weights * np.nan_to_num(y))[counted] @ inside[counted])
         withheld = _secondary(system, n, totals, thresholds.suppress_below, library)
         defined = system.populations[: system.n_defined]
         plan.withheld[indicator] = {defined[i]: r for i, r in withheld.items()}
@@ -215,6 +226,63 @@ def plan_suppression(frame: pd.DataFrame, source: str, country: str, indicators:
         plan.secondary += sum(r.startswith("secondary") for r in withheld.values())
         plan.published += system.n_defined - len(withheld)
     return plan
+
+
+#: ``frame.attrs`` key marking a frame of *cell atoms* instead of respondents: one row per
+#: combination of the planned dimensions' categories with, per indicator, the sums
+#: ``n:<indicator>`` (respondents with a positive weight and a value), ``w:<indicator>`` (their
+#: weights) and ``t:<indicator>`` (weights × values); the value is {indicator: values are
+#: non-negative}. Every cell of the plan is a sum of atoms, so this is all a plan needs.
+ATOMS = "disclosure_atoms"
+
+
+def partitioned_atoms(source, country: str, indicators) -> pd.DataFrame:
+    """The cell atoms of one country of a partitioned source, summed by DuckDB over its files.
+
+    ``source``: :class:`analysis.sources.partitioned.PartitionedSource`. One pass over the
+    Parquet partitions (only the planned dimensions, the weight and ``indicators`` are read);
+    the result has one row per combination of categories present, so a census-scale source
+    gets the same cross-table plan as one in memory (:func:`plan_suppression`).
+    """
+    import duckdb
+    import pyarrow.parquet as pq
+
+    files = source.files
+    columns = set(pq.read_schema(files[0]).names) if files else set()
+    dims = [d for d in (*profile_dimensions(), AREA) if d in columns]
+    weight = (source.design or {}).get("weight")
+
+    def q(name: str) -> str:
+        return '"' + str(name).replace('"', '""') + '"'
+
+    w = f"CAST({q(weight)} AS DOUBLE)" if weight and weight in columns else "1.0"
+    positive = f"COALESCE({w}, 0) > 0"
+    wanted = [RESPONDENTS] + [i for i in indicators if i in columns]
+    select = [f"CAST({q(d)} AS VARCHAR) AS {q(d)}" for d in dims]
+    for i in wanted:
+        y = "1.0" if i == RESPONDENTS else f"CAST({q(i)} AS DOUBLE)"
+        counted = f"{positive} AND {y} IS NOT NULL AND NOT isnan({y})"
+        select += [f"SUM(CASE WHEN {counted} THEN 1 ELSE 0 END)::DOUBLE AS {q('n:' + i)}",
+                   f"SUM(CASE WHEN {counted} THEN {w} ELSE 0 END)::DOUBLE AS {q('w:' + i)}",
+                   f"SUM(CASE WHEN {counted} THEN {w} * {y} ELSE 0 END)::DOUBLE AS {q('t:' + i)}",
+                   f"MIN(CASE WHEN {counted} THEN {y} END) AS {q('min:' + i)}"]
+    group = f" GROUP BY {', '.join(q(d) for d in dims)}" if dims else ""
+    con = duckdb.connect()
+    try:
+        atoms = con.execute(f"SELECT {', '.join(select)} FROM read_parquet(?) "
+                            f"WHERE CAST(country AS VARCHAR) = ?{group}",
+                            [list(files), str(country)]).df()
+    finally:
+        con.close()
+    for d in dims:
+        atoms[d] = atoms[d].astype("string")
+    nonnegative = {i: bool(pd.isna(atoms[f"min:{i}"]).all() or atoms[f"min:{i}"].min() >= 0)
+                   for i in wanted}
+    atoms = atoms.drop(columns=[f"min:{i}" for i in wanted])
+    atoms = atoms.sort_values(dims, kind="stable").reset_index(drop=True) if dims else atoms
+    atoms.attrs[ATOMS] = nonnegative
+    atoms.attrs["design"] = {"weight": None}
+    return atoms
 
 
 #: Reasons (the rule, never the count: a count in a reason narrows the attacker's interval).
@@ -344,6 +412,8 @@ def _secondary(system, n: np.ndarray, totals, suppress_below: int,
 def _frame_hash(frame: pd.DataFrame, indicators, thresholds, catalogue: Catalogue) -> str:
     weight = (frame.attrs.get("design") or {}).get("weight")
     columns = [c for c in (*profile_dimensions(), AREA, weight, *indicators) if c and c in frame.columns]
+    if ATOMS in frame.attrs:  # cell atoms: every column is what the plan reads
+        columns = list(frame.columns)
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(frame[columns], index=False).to_numpy().tobytes())
     digest.update(json.dumps(columns).encode())

@@ -508,10 +508,22 @@ def protect(run: ChapterRun, table: pd.DataFrame, name: str = "table") -> pd.Dat
     from analysis.disclosure import apply_suppression
     from analysis.disclosure import protect as protect_table
 
-    # A partitioned (census-scale) source is never in memory, so no plan is computed for it: its
-    # rows get primary and within-table secondary suppression (a known gap: docs/disclosure.md).
-    partitioned = {s for s in run.frames if run.survey(s).partitioned is not None}
-    in_memory = {s: f for s, f in run.frames.items() if s not in partitioned}
+    # A partitioned (census-scale) source is never in memory: its plan is computed from sums per
+    # combination of categories over its partitions (disclosure_plan.partitioned_atoms). Rows of
+    # several countries of one in a table (none today) fall back to within-table suppression.
+    from analysis.disclosure_plan import partitioned_atoms
+
+    sources = {s: run.survey(s).partitioned for s in run.frames}
+    in_memory = {s: f for s, f in run.frames.items() if sources[s] is None}
+    partitioned = set()
+    for s, data in sources.items():
+        if data is None or not len(table) or "source" not in table.columns:
+            continue
+        countries = set(table.loc[table["source"].astype(str) == s, "country"].astype(str))
+        if len(countries) == 1:
+            in_memory[s] = partitioned_atoms(data, countries.pop(), list(run.indicators))
+        elif countries:
+            partitioned.add(s)
     protected = protect_table(table, frames=in_memory, indicators=run.indicators, groups=run.groups,
                               name=f"{run.chapter} {name}")
     if partitioned and len(protected):
