@@ -191,6 +191,8 @@ def main() -> int:
     parser.add_argument("--no-demo", action="store_true",
                         help="the synthetic source only (no demo build, plans or attack)")
     parser.add_argument("--no-synthetic", action="store_true", help="the demo report only")
+    parser.add_argument("--outputs", type=Path, default=None,
+                        help="with --no-build: a built report to attack")
     parser.add_argument("--countries", type=int, default=20)
     parser.add_argument("--groups", type=int, default=12)
     parser.add_argument("--indicators", type=int, default=30)
@@ -218,6 +220,8 @@ def main() -> int:
                        "complementary_share_of_published": round(secondary / max(published, 1), 4),
                        "headline_complements": headline_complements(plans)}
     build = results.get("demo_build", {})
+    if not build and args.outputs is not None:
+        build = {"outputs": str(args.outputs)}
     if build.get("build_cpu_seconds"):
         results["demo"]["suppression_share_of_build_cpu"] = round(
             seconds / build["build_cpu_seconds"], 4)
