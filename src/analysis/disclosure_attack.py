@@ -75,7 +75,7 @@ class LinkedLP:
     """
 
     def __init__(self, system: CellSystem, values: np.ndarray, known: np.ndarray,
-                 nonnegative: bool = True):
+                 nonnegative: bool = True, values_known: bool = True):
         import highspy
 
         self.system = system
@@ -114,8 +114,11 @@ class LinkedLP:
         # Feasible points seen so far (the true values, and every LP optimum): each stays feasible
         # when more cells are withheld (that only relaxes the program), so their spread in a
         # cell is a proven lower bound on the width of its interval, with no solve at all.
-        self._points: list = [self.values[:n_cells].copy()]
-        self._pool: np.ndarray | None = None
+        # (an attacker does not know the values of withheld cells: ``values_known`` False starts
+        # with no point)
+        self._points: list = [self.values[:n_cells].copy()] if values_known else []
+        self._high = self.values[:n_cells].copy() if values_known else np.full(n_cells, -np.inf)
+        self._low = self.values[:n_cells].copy() if values_known else np.full(n_cells, np.inf)
 
     def withhold(self, cell: int) -> None:
         """Make a published cell unknown to the attacker (complementary suppression)."""
@@ -139,17 +142,59 @@ class LinkedLP:
             h.clearSolver()
             h.run()
             status = h.getModelStatus()
+        if status == hs.HighsModelStatus.kTimeLimit:
+            # (the limit is wall-clock: a busy machine, or the dual simplex cycling) the primal
+            # simplex from scratch, with time to spare, then back to the usual options
+            h.clearSolver()
+            h.setOptionValue("simplex_strategy", 4)
+            h.setOptionValue("time_limit", 10 * _SOLVE_SECONDS)
+            h.run()
+            status = h.getModelStatus()
+            h.setOptionValue("simplex_strategy", 1)
+            h.setOptionValue("time_limit", _SOLVE_SECONDS)
         if status == hs.HighsModelStatus.kUnbounded:
             return (np.inf if maximize else -np.inf), set()
         if status != hs.HighsModelStatus.kOptimal:
             raise ValueError("disclosure attack: the published numbers contradict the "
                              f"relations between cells (HiGHS: {h.modelStatusToString(status)})")
         solution = h.getSolution()
-        self._points.append(np.asarray(solution.col_value)[: len(self.known)])
-        self._pool = None
+        self._remember(np.asarray(solution.col_value)[: len(self.known)])
         duals = np.asarray(solution.col_dual)[: len(self.known)]
         support = set(np.flatnonzero(self.known & (np.abs(duals) > _TOLERANCE)).tolist())
         return h.getInfo().objective_function_value * self.scale, support
+
+    def add_deviation(self, deviation: np.ndarray, least: float = 0.5) -> bool:
+        """Remember the true values plus ``λ · deviation`` as a feasible point, if one is.
+
+        ``deviation`` (unscaled) must satisfy the relations (``R y = 0``: e.g. the difference
+        of two feasible points of another indicator's program over the same cells; that is
+        the caller's to keep) and be zero on every published cell; ``λ ≤ 1`` is the largest
+        step that keeps every cell non-negative, and the point is kept only when ``λ ≥ least``.
+        The values must be the true ones (a feasible point). Returns whether it was kept.
+        """
+        y = np.asarray(deviation, dtype=float)[: len(self.known)] / self.scale
+        tol = 1e-9 * (1.0 + np.abs(self.values))
+        if np.any(np.abs(y)[self.known] > tol[self.known]):
+            return False
+        step = 1.0
+        if self.free_lower == 0.0:
+            down = y < -tol
+            if down.any():
+                step = min(1.0, float(np.min(self.values[down] / -y[down])))
+        if step < least:
+            return False
+        point = self.values + step * y
+        self._remember(point)
+        return True
+
+    def _remember(self, point: np.ndarray) -> None:
+        self._points.append(point)
+        np.maximum(self._high, point, out=self._high)
+        np.minimum(self._low, point, out=self._low)
+
+    def deviations(self, limit: int = 1000) -> list:
+        """The feasible points seen, as deviations from the (true) values (unscaled; newest last)."""
+        return [(p - self.values) * self.scale for p in self._points[1:][-limit:]]
 
     def bounds(self, target: int) -> Bounds:
         """LP bounds on cell ``target``; ``support`` = published cells the bounds depend on."""
@@ -158,12 +203,15 @@ class LinkedLP:
         return Bounds(low=float(low), high=float(high), support=tuple(sorted(below | above)))
 
 
+    def spread(self, target: int) -> tuple[float, float] | None:
+        """Least and greatest value of cell ``target`` over the feasible points seen (unscaled)."""
+        if not self._points:
+            return None
+        return float(self._low[target]) * self.scale, float(self._high[target]) * self.scale
+
     def proven_width(self, target: int) -> float:
         """A lower bound on the width of ``target``'s interval from the feasible points seen."""
-        if self._pool is None:
-            self._pool = np.vstack(self._points)
-        column = self._pool[:, target]
-        return float(column.max() - column.min()) * self.scale
+        return float(self._high[target] - self._low[target]) * self.scale
 
 
 def cell_bounds(system: CellSystem, values: np.ndarray, known: np.ndarray, target: int,
@@ -206,6 +254,9 @@ class Finding:
     high: float
     quantity: str = "n_unweighted"
     true_width_needed: float = 0.0
+    #: False when the attack stopped once the interval was shown to be at least ``enough``
+    #: wide (``low``/``high`` then span feasible values inside the attacker's interval).
+    complete: bool = True
 
     @property
     def width(self) -> float:
@@ -275,12 +326,18 @@ def _composition_population(catalogue: Catalogue, row):
 
 
 def attack_cells(cells: pd.DataFrame, catalogue: Catalogue, suppress_below: int,
-                 weighted: bool = True) -> list[Finding]:
+                 weighted: bool = True, enough: float | None = None) -> list[Finding]:
     """Bounds of every withheld cell of every source × country × indicator in ``cells``.
 
     Counts of the same population published by several tables must agree; the first is used.
     Returns one :class:`Finding` per withheld cell and quantity (count always; weighted count
     and total when ``weighted``).
+
+    ``enough``: an audit that only needs to know whether each count interval is at least this
+    wide stops attacking a cell once the feasible points found (LP optima for other cells are
+    feasible points too) already spread that far in it; such findings have ``complete``
+    False and ``low``/``high`` inside the true interval. Narrower intervals are always solved
+    exactly. Applies to counts only.
     """
     findings = []
     for (source, country, indicator), part in cells.groupby(["source", "country", "indicator"],
@@ -303,9 +360,16 @@ def attack_cells(cells: pd.DataFrame, catalogue: Catalogue, suppress_below: int,
             values[: len(published)] = np.nan_to_num(published_values, nan=0.0)
             mask = known.copy()
             mask[: len(published)] &= np.isfinite(published_values)
-            program = LinkedLP(system, values, mask, nonnegative=True)
+            program = LinkedLP(system, values, mask, nonnegative=True, values_known=False)
             for k, pop in enumerate(withheld["population"]):
-                bounds = program.bounds(len(published) + k)
+                target = len(published) + k
+                if enough is not None and name == "n_unweighted":
+                    spread = program.spread(target)
+                    if spread is not None and spread[1] - spread[0] >= enough:
+                        findings.append(Finding(source, country, indicator, pop, *spread,
+                                                quantity=name, complete=False))
+                        continue
+                bounds = program.bounds(target)
                 findings.append(Finding(source, country, indicator, pop, bounds.low, bounds.high,
                                         quantity=name))
     return findings
@@ -329,7 +393,7 @@ def read_published_tables(files) -> pd.DataFrame:
 
 
 def attack_published(outputs, suppress_below: int, catalogue: Catalogue | None = None,
-                     weighted: bool = False) -> list[Finding]:
+                     weighted: bool = False, enough: float | None = None) -> list[Finding]:
     """The attack on a built report: every withheld cell bounded from every published file.
 
     Parameters
@@ -341,6 +405,9 @@ def attack_published(outputs, suppress_below: int, catalogue: Catalogue | None =
         Not used to bound: the findings carry the intervals; compare their width with it.
     weighted : bool
         Also bound weighted counts and weighted totals.
+    enough : float, optional
+        Stop attacking a count once it is shown to be at least this wide (see
+        :func:`attack_cells`).
     """
     catalogue = catalogue or Catalogue.from_catalogue()
     files = (published_files(Path(outputs)) if isinstance(outputs, (str, Path))
@@ -358,4 +425,4 @@ def attack_published(outputs, suppress_below: int, catalogue: Catalogue | None =
                         and (d not in catalogue.universes or d == "admin1_code")):
                     catalogue.observe(d, [c])
     cells = published_cells(frame, catalogue)
-    return attack_cells(cells, catalogue, suppress_below, weighted=weighted)
+    return attack_cells(cells, catalogue, suppress_below, weighted=weighted, enough=enough)

@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def crossed_dimensions() -> tuple[str, ...]:
 
 #: Environment variable naming the folder of cached plans.
 CACHE_ENV = "ANALYSIS_DISCLOSURE_CACHE"
-_PLAN_VERSION = "2"
+_PLAN_VERSION = "3"
 _MEMORY: dict = {}
 
 
@@ -90,6 +91,8 @@ class Plan:
     primary: int = 0
     secondary: int = 0
     published: int = 0
+    #: CPU seconds the plan took to compute (for the benchmark: what suppression adds to a build)
+    seconds: float = 0.0
 
     def reason(self, indicator: str, population) -> str | None:
         return self.withheld.get(indicator, {}).get(tuple(population))
@@ -101,6 +104,7 @@ class Plan:
         return {"source": self.source, "country": self.country,
                 "suppress_below": self.suppress_below,
                 "primary": self.primary, "secondary": self.secondary, "published": self.published,
+                "seconds": round(self.seconds, 3),
                 "withheld": {i: [[list(map(list, p)), r] for p, r in cells.items()]
                              for i, cells in self.withheld.items()},
                 "cells": {i: [list(map(list, p)) for p in sorted(cells)]
@@ -117,7 +121,7 @@ class Plan:
                              for i, cells in data["withheld"].items()},
                    cells={i: {pop(p) for p in cells} for i, cells in data["cells"].items()},
                    primary=data.get("primary", 0), secondary=data.get("secondary", 0),
-                   published=data.get("published", 0))
+                   published=data.get("published", 0), seconds=data.get("seconds", 0.0))
 
 
 def report_populations(frame: pd.DataFrame, catalogue: Catalogue, percent: bool) -> list:
@@ -177,14 +181,19 @@ def plan_suppression(frame: pd.DataFrame, source: str, country: str, indicators:
     catalogue = catalogue or Catalogue.from_catalogue()
     if AREA in frame.columns:
         catalogue.observe(AREA, frame[AREA].dropna().astype(str).unique())
+    atoms = frame.attrs.get(ATOMS)
     weight = (frame.attrs.get("design") or {}).get("weight")
     positive = positive_weight_rows(frame, weight)
     weights = (pd.to_numeric(frame[weight], errors="coerce").fillna(0.0).to_numpy(float)
                if weight and weight in frame.columns else np.ones(len(frame)))
     codes = frame_categories(frame, catalogue, (*profile_dimensions(), AREA))
     plan = Plan(source=source, country=country, suppress_below=thresholds.suppress_below)
-    wanted = [RESPONDENTS] + [i for i in indicators if i in frame.columns
-                              and frame[i].notna().any()]
+    if atoms is not None:
+        wanted = [RESPONDENTS] + [i for i in indicators if f"n:{i}" in frame.columns
+                                  and frame[f"n:{i}"].sum() > 0]
+    else:
+        wanted = [RESPONDENTS] + [i for i in indicators if i in frame.columns
+                                  and frame[i].notna().any()]
     systems: dict = {}
     for indicator in wanted:
         spec = indicators.get(indicator)
@@ -192,19 +201,24 @@ def plan_suppression(frame: pd.DataFrame, source: str, country: str, indicators:
         if percent not in systems:
             pops = report_populations(frame, catalogue, percent)
             system = derive_relations(pops, catalogue.universes)
-            inside = membership(codes, system.populations[: system.n_defined], catalogue.universes)
-            systems[percent] = (system, inside)
-        system, inside = systems[percent]
-        y = _indicator_values(frame, indicator)
-        counted = positive & ~np.isnan(y)
-        n, w, t = (np.zeros(system.n_cells) for _ in range(3))
-        n[: system.n_defined] = inside[counted].sum(axis=0)
-        w[: system.n_defined] = weights[counted] @ inside[counted]
-        totals = [w]
-        if indicator != RESPONDENTS and np.nanmin(y, initial=0.0) >= 0:
-            t[: system.n_defined] = (weights * np.nan_to_num(y))[counted] @ inside[counted]
-            totals.append(t)
-        withheld = _secondary(system, n, totals, thresholds.suppress_below)
+            # every cell, hidden regions too: a deviation must keep them non-negative
+            inside = membership(codes, system.populations, catalogue.universes)
+            systems[percent] = (system, inside, {})
+        system, inside, library = systems[percent]
+        if atoms is not None:  # sums per combination of categories (a partitioned source)
+            n, w = (frame[f"{k}:{indicator}"].to_numpy(float) @ inside for k in ("n", "w"))
+            totals = [w]
+            if indicator != RESPONDENTS and atoms.get(indicator, False):
+                totals.append(frame[f"t:{indicator}"].to_numpy(float) @ inside)
+        else:
+            y = _indicator_values(frame, indicator)
+            counted = positive & ~np.isnan(y)
+            n = inside[counted].sum(axis=0).astype(float)
+            w = weights[counted] @ inside[counted]
+            totals = [w]
+            if indicator != RESPONDENTS and np.nanmin(y, initial=0.0) >= 0:
+                totals.append((weights * np.nan_to_num(y))[counted] @ inside[counted])
+        withheld = _secondary(system, n, totals, thresholds.suppress_below, library)
         defined = system.populations[: system.n_defined]
         plan.withheld[indicator] = {defined[i]: r for i, r in withheld.items()}
         plan.cells[indicator] = set(defined)
@@ -214,63 +228,180 @@ def plan_suppression(frame: pd.DataFrame, source: str, country: str, indicators:
     return plan
 
 
+#: ``frame.attrs`` key marking a frame of *cell atoms* instead of respondents: one row per
+#: combination of the planned dimensions' categories with, per indicator, the sums
+#: ``n:<indicator>`` (respondents with a positive weight and a value), ``w:<indicator>`` (their
+#: weights) and ``t:<indicator>`` (weights × values); the value is {indicator: values are
+#: non-negative}. Every cell of the plan is a sum of atoms, so this is all a plan needs.
+ATOMS = "disclosure_atoms"
+
+
+def partitioned_atoms(source, country: str, indicators) -> pd.DataFrame:
+    """The cell atoms of one country of a partitioned source, summed by DuckDB over its files.
+
+    ``source``: :class:`analysis.sources.partitioned.PartitionedSource`. One pass over the
+    Parquet partitions (only the planned dimensions, the weight and ``indicators`` are read);
+    the result has one row per combination of categories present, so a census-scale source
+    gets the same cross-table plan as one in memory (:func:`plan_suppression`).
+    """
+    import duckdb
+    import pyarrow.parquet as pq
+
+    files = source.files
+    columns = set(pq.read_schema(files[0]).names) if files else set()
+    dims = [d for d in (*profile_dimensions(), AREA) if d in columns]
+    weight = (source.design or {}).get("weight")
+
+    def q(name: str) -> str:
+        return '"' + str(name).replace('"', '""') + '"'
+
+    w = f"CAST({q(weight)} AS DOUBLE)" if weight and weight in columns else "1.0"
+    positive = f"COALESCE({w}, 0) > 0"
+    wanted = [RESPONDENTS] + [i for i in indicators if i in columns]
+    select = [f"CAST({q(d)} AS VARCHAR) AS {q(d)}" for d in dims]
+    for i in wanted:
+        y = "1.0" if i == RESPONDENTS else f"CAST({q(i)} AS DOUBLE)"
+        counted = f"{positive} AND {y} IS NOT NULL AND NOT isnan({y})"
+        select += [f"SUM(CASE WHEN {counted} THEN 1 ELSE 0 END)::DOUBLE AS {q('n:' + i)}",
+                   f"SUM(CASE WHEN {counted} THEN {w} ELSE 0 END)::DOUBLE AS {q('w:' + i)}",
+                   f"SUM(CASE WHEN {counted} THEN {w} * {y} ELSE 0 END)::DOUBLE AS {q('t:' + i)}",
+                   f"MIN(CASE WHEN {counted} THEN {y} END) AS {q('min:' + i)}"]
+    group = f" GROUP BY {', '.join(q(d) for d in dims)}" if dims else ""
+    con = duckdb.connect()
+    try:
+        atoms = con.execute(f"SELECT {', '.join(select)} FROM read_parquet(?) "
+                            f"WHERE CAST(country AS VARCHAR) = ?{group}",
+                            [list(files), str(country)]).df()
+    finally:
+        con.close()
+    for d in dims:
+        atoms[d] = atoms[d].astype("string")
+    nonnegative = {i: bool(pd.isna(atoms[f"min:{i}"]).all() or atoms[f"min:{i}"].min() >= 0)
+                   for i in wanted}
+    atoms = atoms.drop(columns=[f"min:{i}" for i in wanted])
+    atoms = atoms.sort_values(dims, kind="stable").reset_index(drop=True) if dims else atoms
+    atoms.attrs[ATOMS] = nonnegative
+    atoms.attrs["design"] = {"weight": None}
+    return atoms
+
+
 #: Reasons (the rule, never the count: a count in a reason narrows the attacker's interval).
 PRIMARY_REASON = "primary: fewer than {suppress_below} respondents"
 SECONDARY_REASON = ("secondary: withheld so that a suppressed cell cannot be recovered "
                     "from the published tables")
 
 
-def _secondary(system, n: np.ndarray, totals, suppress_below: int) -> dict:
+# ---------------------------------------------------------------------------------------------
+# Secondary suppression: audit and repair, headline cells last
+
+
+#: Indicators whose primary cells overlap at least this much (Jaccard) share a pattern: the
+#: later one starts from the earlier one's withheld cells and reuses its proofs.
+_ALIKE = 0.9
+#: Patterns remembered per cell system.
+_PATTERNS = 8
+
+
+def cell_depth(system) -> np.ndarray:
+    """How deep each defined cell is: 0 everyone, 1 a one-way cell (a group, its reference, a
+    category), 2 a crossing or an area (the last, as a tier, also for deeper cells)."""
+    return np.array([min(len(p), 2) for p in system.populations[: system.n_defined]])
+
+
+class _Quantity:
+    """One protected quantity of one indicator: the count, weighted count or weighted total."""
+
+    def __init__(self, program, values, counts, suppress_below, relative: bool):
+        self.program = program
+        self.values = values
+        self.counts = counts
+        self.suppress_below = suppress_below
+        self.relative = relative
+
+    def need(self, cell: int) -> float:
+        """Width the interval of ``cell`` must reach (relative to its value for weighted ones)."""
+        if not self.relative:
+            return float(self.suppress_below)
+        return abs(self.values[cell]) * self.suppress_below / max(self.counts[cell], 1.0)
+
+
+def _secondary(system, n: np.ndarray, totals, suppress_below: int,
+               library: dict | None = None) -> dict:
     """Withheld defined cells (index -> reason): primary ones, then complements until protected.
 
-    Every withheld cell, complements included, must end with a count interval at least
-    ``suppress_below`` wide; every primary cell also intervals of its weighted count and
-    weighted total (``totals``) at least as wide relative to their value as ``suppress_below``
-    is to its count.
+    Every withheld cell, complements included, ends with a count interval at least
+    ``suppress_below`` wide and intervals of its weighted count and weighted total
+    (``totals``: value vectors over every cell of the system, hidden regions included) at
+    least as wide relative to their value as ``suppress_below`` is relative to its count.
+
+    Audit and repair: each withheld cell, smallest first, is attacked
+    (:class:`~analysis.disclosure_attack.LinkedLP`); while an interval is too narrow, one of the
+    published cells its optimal bound depends on (nonzero dual) is withheld too — the deepest
+    first (crossings and areas before one-way cells, those before everyone: the headline
+    numbers of a group and its reference are what readers come for), then the smallest — and
+    it is attacked again. ``library`` carries what one indicator of a cell system teaches the
+    next (updated in place): the LP optima found, as deviations from the true values, prove
+    widths for the next indicator without a solve whenever they stay feasible for its values
+    and move only cells it withholds.
     """
     defined = system.n_defined
-    known = np.zeros(system.n_cells, dtype=bool)
-    known[:defined] = True
+    known = np.ones(system.n_cells, dtype=bool)
+    known[defined:] = False
     primary = np.flatnonzero(n[:defined] < suppress_below)
-    known[primary] = False
     out = {int(i): PRIMARY_REASON.format(suppress_below=suppress_below) for i in primary}
+    library = {} if library is None else library
     if primary.size == 0:
         return out
-    programs = [(LinkedLP(system, n, known), None)]
-    programs += [(LinkedLP(system, values, known), values) for values in totals]
-    queue = sorted(primary, key=lambda i: (n[i], i))
-    done: set = set()
-    primaries = {int(i) for i in primary}
-    while queue:
-        target = int(queue.pop(0))
-        if target in done:
-            continue
-        # every withheld count is protected; weighted counts and totals of the primary cells
-        for program, values in programs if target in primaries else programs[:1]:
-            need = (float(suppress_below) if values is None
-                    else abs(values[target]) * suppress_below / max(n[target], 1.0))
+    # the most alike indicator planned before (by its primary cells), if alike enough
+    mine = frozenset(out)
+    alike = max(library.get("patterns", ()), default=None,
+                key=lambda p: len(p[0] & mine) / len(p[0] | mine))
+    if alike is not None and len(alike[0] & mine) / len(alike[0] | mine) < _ALIKE:
+        alike = None
+    if alike is not None:
+        for c in alike[1]:
+            out.setdefault(int(c), SECONDARY_REASON)
+    known[list(out)] = False
+    depth = cell_depth(system)
+    quantities = [_Quantity(LinkedLP(system, n, known), n, n, suppress_below, False)]
+    quantities += [_Quantity(LinkedLP(system, v, known), v, n, suppress_below, True)
+                   for v in totals]
+    for q, deviations in zip(quantities, alike[2] if alike is not None else ()):
+        for y in deviations:
+            q.program.add_deviation(y)
+    queue = sorted(out, key=lambda i: (n[i], i))
+    position = 0
+    while position < len(queue):
+        target = queue[position]
+        position += 1
+        for q in quantities:
+            program, need = q.program, q.need(target) * (1 - 1e-9)
             while True:
-                if program.proven_width(target) >= need * (1 - 1e-9):
+                if program.proven_width(target) >= need:
                     break  # shown by feasible points already seen: no solve needed
                 high, above = program.extreme(target, maximize=True)
-                if program.proven_width(target) >= need * (1 - 1e-9):
+                if program.proven_width(target) >= need:
                     break  # the upper bound alone, against the true value, is wide enough
                 low, below = program.extreme(target, maximize=False)
-                if high - low >= need * (1 - 1e-9):
+                if high - low >= need:
                     break
                 candidates = [c for c in sorted(above | below) if c < defined and program.known[c]]
                 if not candidates:
                     raise PlanError(
                         f"cannot protect a withheld cell (population {system.populations[target]})"
                         ": no published cell left to withhold")
-                chosen = min(candidates, key=lambda c: (n[c], c))
-                for other, _ in programs:
-                    other.withhold(chosen)
+                chosen = min(candidates, key=lambda c: (-depth[c], n[c], c))
+                for other in quantities:
+                    other.program.withhold(chosen)
                 out[int(chosen)] = SECONDARY_REASON
                 queue.append(int(chosen))  # a complement must not be recoverable either
-        done.add(target)
     # Withholding more only relaxes the attacker's LP: an interval once wide enough stays so,
     # and every withheld cell, complements included, has been checked.
+    if alike is None:  # a new seed (an indicator planned from its seed does not seed others:
+        # its pattern holds the seed's cells and more, and chains of those only grow)
+        patterns = library.setdefault("patterns", [])
+        patterns.append((mine, sorted(out), [q.program.deviations() for q in quantities]))
+        del patterns[:-_PATTERNS]
     return out
 
 
@@ -281,6 +412,8 @@ def _secondary(system, n: np.ndarray, totals, suppress_below: int) -> dict:
 def _frame_hash(frame: pd.DataFrame, indicators, thresholds, catalogue: Catalogue) -> str:
     weight = (frame.attrs.get("design") or {}).get("weight")
     columns = [c for c in (*profile_dimensions(), AREA, weight, *indicators) if c and c in frame.columns]
+    if ATOMS in frame.attrs:  # cell atoms: every column is what the plan reads
+        columns = list(frame.columns)
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(frame[columns], index=False).to_numpy().tobytes())
     digest.update(json.dumps(columns).encode())
@@ -316,7 +449,7 @@ def plan_for(frame: pd.DataFrame, source: str, country: str, indicators: dict, t
         except (ValueError, KeyError):
             pass  # a damaged cache file is recomputed
     if path is None:
-        plan = plan_suppression(frame, source, country, indicators, thresholds, catalogue)
+        plan = _timed_plan(frame, source, country, indicators, thresholds, catalogue)
         _MEMORY[name] = plan
         return plan
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,11 +463,19 @@ def plan_for(frame: pd.DataFrame, source: str, country: str, indicators: dict, t
                 return plan
             except (ValueError, KeyError):
                 pass  # a damaged cache file is recomputed
-        plan = plan_suppression(frame, source, country, indicators, thresholds, catalogue)
+        plan = _timed_plan(frame, source, country, indicators, thresholds, catalogue)
         _MEMORY[name] = plan
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(plan.to_json()))
         tmp.replace(path)  # atomic: a reader never sees half a plan
+    return plan
+
+
+def _timed_plan(frame, source, country, indicators, thresholds, catalogue) -> Plan:
+    """:func:`plan_suppression` with the CPU seconds it took (``Plan.seconds``)."""
+    start = time.process_time()
+    plan = plan_suppression(frame, source, country, indicators, thresholds, catalogue)
+    plan.seconds = time.process_time() - start
     return plan
 
 

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow  # builds the probe report with the chapter code (
 
 
 def _true_values(findings, indicator_of=lambda f: f.indicator):
-    """True count and weighted count of each withheld population, from the probe microdata."""
+    """True count, weighted count and weighted total of each withheld population, from the
+    probe microdata."""
     frame = probe_frame()
     catalogue = Catalogue.from_catalogue()
     catalogue.observe("admin1_code", frame["admin1_code"].dropna().unique())
@@ -45,8 +46,9 @@ def _true_values(findings, indicator_of=lambda f: f.indicator):
             y = (np.ones(len(part)) if f.indicator == "respondents"
                  else part[f.indicator].to_numpy(float))
             counted = positive & ~np.isnan(y) & inside[:, k]
-            out[(country, f.indicator, f.population)] = (counted.sum(),
-                                                         part["weight"].to_numpy()[counted].sum())
+            weights = part["weight"].to_numpy()[counted]
+            out[(country, f.indicator, f.population)] = (counted.sum(), weights.sum(),
+                                                         (weights * y[counted]).sum())
     return out
 
 
@@ -68,8 +70,23 @@ def test_weighted_counts_keep_the_same_relative_width(findings):
     truth = _true_values(weighted)
     assert len(weighted) > 100
     for f in weighted:
-        n, w = truth[(f.country, f.indicator, f.population)]
+        n, w, _ = truth[(f.country, f.indicator, f.population)]
         assert f.width >= w * LIMIT / max(n, 1) * (1 - 1e-6), (f.country, f.indicator, f.population)
+
+
+def test_weighted_totals_keep_the_same_relative_width_for_every_withheld_cell(findings):
+    """The numerator of the weighted estimate: its interval must be as wide, relative to its
+    value, as the count's relative to the count — for complements too, not only primary cells
+    (the first plan checked complements' counts only)."""
+    totals = [f for f in findings if f.quantity == "weighted_total"]
+    truth = _true_values(totals)
+    assert len(totals) > 100
+    narrow = []
+    for f in totals:
+        n, _, t = truth[(f.country, f.indicator, f.population)]
+        if f.width < abs(t) * LIMIT / max(n, 1) * (1 - 1e-6):
+            narrow.append((f.country, f.indicator, f.population, f.low, f.high, t))
+    assert not narrow, narrow[:5]
 
 
 def test_planted_small_groups_are_withheld_and_the_threshold_groups_flagged(probe_report):

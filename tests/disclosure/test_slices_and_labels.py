@@ -77,3 +77,20 @@ def test_the_complement_of_a_withheld_share_is_withheld(processed, tmp_path):
     composition = chapters.composition_all(run).set_index(["breakdown", "cell"])
     assert composition.loc[("disability", "yes"), "flag"] == "suppressed"
     assert composition.loc[("disability", "no"), "flag"] == "suppressed"
+
+
+@pytest.mark.parametrize("lang, pooled", [("en", "Other"), ("fr", "Autre"), ("ar", "أخرى")])
+def test_the_pooled_category_and_the_slice_notes_are_catalogue_text(processed, tmp_path,
+                                                                    monkeypatch, lang, pooled):
+    """"other" is shown with its catalogue label, in the report's language; so are the notes
+    of small slices (they were English strings in disclosure.py)."""
+    from analysis.disclosure import POOLED_CATEGORY, slice_note
+
+    monkeypatch.setenv("ANALYSIS_LANG", lang)
+    run = chapters.start_run("data_profile", country="KEN", source=SOURCE, processed_dir=processed,
+                             output_dir=tmp_path)
+    assert chapters.category_labels(run)[POOLED_CATEGORY] == pooled
+    assert slice_note("suppressed") == text("common.slice_suppressed", suppress_below=25)
+    assert slice_note("caution") == text("common.slice_caution", caution_below=50)
+    if lang != "en":
+        assert slice_note("suppressed") != "Fewer than 25 respondents: no numbers of this slice are published (disclosure control)."

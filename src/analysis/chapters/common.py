@@ -541,10 +541,22 @@ def protect(run: ChapterRun, table: pd.DataFrame, name: str = "table") -> pd.Dat
     from analysis.disclosure import apply_suppression
     from analysis.disclosure import protect as protect_table
 
-    # A partitioned (census-scale) source is never in memory, so no plan is computed for it: its
-    # rows get primary and within-table secondary suppression (a known gap: docs/disclosure.md).
-    partitioned = {s for s in run.frames if run.survey(s).partitioned is not None}
-    in_memory = {s: f for s, f in run.frames.items() if s not in partitioned}
+    # A partitioned (census-scale) source is never in memory: its plan is computed from sums per
+    # combination of categories over its partitions (disclosure_plan.partitioned_atoms). Rows of
+    # several countries of one in a table (none today) fall back to within-table suppression.
+    from analysis.disclosure_plan import partitioned_atoms
+
+    sources = {s: run.survey(s).partitioned for s in run.frames}
+    in_memory = {s: f for s, f in run.frames.items() if sources[s] is None}
+    partitioned = set()
+    for s, data in sources.items():
+        if data is None or not len(table) or "source" not in table.columns:
+            continue
+        countries = set(table.loc[table["source"].astype(str) == s, "country"].astype(str))
+        if len(countries) == 1:
+            in_memory[s] = partitioned_atoms(data, countries.pop(), list(run.indicators))
+        elif countries:
+            partitioned.add(s)
     protected = protect_table(table, frames=in_memory, indicators=run.indicators, groups=run.groups,
                               name=f"{run.chapter} {name}")
     if partitioned and len(protected):
@@ -554,6 +566,31 @@ def protect(run: ChapterRun, table: pd.DataFrame, name: str = "table") -> pd.Dat
             part.index = protected.index[rows]
             protected = pd.concat([protected[~rows], part]).loc[protected.index]
     return flag_degenerate_intervals(protected, run.percent_indicators)
+
+
+def protect_coded(run: ChapterRun, table: pd.DataFrame, frame: pd.DataFrame, source: str,
+                  indicators, name: str = "table") -> pd.DataFrame:
+    """:func:`protect` for shares of a coded source (Voices): planned over its own cells.
+
+    ``frame`` is the survey of the coded source with one 0/1 column per indicator (NaN outside
+    the denominator: respondents whose answers were not coded), ``attrs["design"]`` the
+    survey's; the plan of ``source`` × country covers the respondents and those indicators as
+    percent indicators (group, reference, their crossings), as for a survey's own indicators.
+    """
+    from types import SimpleNamespace
+
+    from analysis.disclosure import apply_suppression
+    from analysis.disclosure import protect as protect_table
+
+    percent = {i: SimpleNamespace(unit="percent") for i in indicators}
+    protected = protect_table(table, frames={source: frame}, indicators=percent,
+                              groups=run.groups, name=f"{run.chapter} {name}")
+    # The table stacks a group's share with its crossings: the gate also checks that no withheld
+    # cell is its margin minus its siblings (as if nobody missed the crossed dimension), so the
+    # within-table rule runs on top of the plan (it only withholds more).
+    if len(protected):
+        protected = apply_suppression(protected.reset_index(drop=True)).set_axis(protected.index)
+    return flag_degenerate_intervals(protected, list(percent))
 
 
 def save_table(run: ChapterRun, table: pd.DataFrame, name: str) -> Path:
@@ -601,8 +638,11 @@ def show_frame(frame: pd.DataFrame, caption: str, row_headers: int = 1):
 
 
 def category_labels(run: ChapterRun) -> dict[str, str]:
-    """Every category label of every dimension (catalogue), for table cells."""
-    out: dict[str, str] = {}
+    """Every category label of every dimension (catalogue), for table cells; the category that
+    free-coded values are pooled into has its own catalogue label."""
+    from analysis.disclosure import POOLED_CATEGORY, pooled_category_label
+
+    out: dict[str, str] = {POOLED_CATEGORY: pooled_category_label()}
     for dimension in run.dimensions.values():
         out.update(dimension.category_labels)
     return out

@@ -181,8 +181,13 @@ def voices_theme_shares(voices: VoicesRun) -> pd.DataFrame:
     # the group and its reference, and crossed with the intersection (no overall margin: with it,
     # a suppressed reference would force the group's share to be withheld too)
     published = [COMPARISON] + ([tables.join_cell(by)] if voices.intersect else [])
-    return theme_shares(voices.frame, themes, by=by, source=voices.source, country=voices.run.country,
-                        group=voices.run.group_id, consensus_rule=consensus_rule(voices), breakdowns=published)
+    shares = theme_shares(voices.frame, themes, by=by, source=voices.source, country=voices.run.country,
+                          group=voices.run.group_id, consensus_rule=consensus_rule(voices), breakdowns=published)
+    from analysis.chapters.common import protect_coded  # the cross-table plan (docs/disclosure.md)
+    from analysis.voices.themes import INDICATOR_PREFIX, with_themes
+
+    return protect_coded(voices.run, shares, with_themes(voices.frame, themes), voices.source,
+                         [c for c in themes.columns if c.startswith(INDICATOR_PREFIX)], "theme_shares")
 
 
 def _published_group_shares(shares: pd.DataFrame) -> pd.DataFrame:
