@@ -772,9 +772,25 @@ def _written_text_columns(card: SourceCard, out: pd.DataFrame, keep: pd.Series) 
     return columns
 
 
+def respondent_id_text(ids: pd.Series) -> pd.Series:
+    """The respondent ids of ``id_column`` as compared and hashed: stripped code text, NA for empty."""
+    if pd.api.types.is_string_dtype(ids.dtype) and not pd.api.types.is_object_dtype(ids.dtype):
+        return ids.str.strip()
+    return codes_as_text(ids)
+
+
+def duplicate_ids_error(card: SourceCard, raw: RawTable, first: str, second: str, rows: int) -> HarmoniseError:
+    """The error for respondent ids that repeat: where the first two are and how many rows repeat one."""
+    return HarmoniseError(
+        f"{_where(card, raw)}: column '{card.id_column}' (id_column) has duplicate respondent ids "
+        f"in {first} and {second} ({rows} rows); de-duplicate the raw data"
+    )
+
+
 def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None = None,
                         age_bands=None, salt: str | None = None,
-                        income_groups: tuple | None = None) -> Harmonised:
+                        income_groups: tuple | None = None, personal: PersonalValues | None = None,
+                        batch: bool = False) -> Harmonised:
     """Turn a raw microdata table into the common schema (see the module docstring for the rules).
 
     ``age_bands`` (default: the catalogue's, :func:`analysis.schema.load_age_bands`) and
@@ -782,6 +798,11 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     (after recoding) is an unknown code, as for every closed dimension of the catalogue.
     A catalogue dimension that is not a schema column is a column like the others: mapped and
     recoded by the card, written after the schema columns.
+
+    ``batch=True`` harmonises one batch of a file streamed by :mod:`analysis.sources.streaming`:
+    the checks that need the whole file (kept-row share, unknown-code share, duplicate
+    respondent ids) are left to the caller, which runs them on the summed accounting, and
+    ``personal`` holds the personal values of the whole file.
     """
     age_bands = tuple(age_bands) if age_bands else schema.load_age_bands()
     closed = schema.closed_categories()
@@ -796,9 +817,10 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         acc.exclude(f"filter not met: {card.filter}", int((~passed).sum()))
         raw = raw.subset(passed)
     ignore = _category_words(card, age_bands, income_groups)
-    personal = PersonalValues(raw.frame, card.personal_columns, ignore)
+    if personal is None:
+        personal = PersonalValues(raw.frame, card.personal_columns, ignore)
     scan_free_text(raw.frame, card.free_text_columns, card.personal_columns, where=where, row_label=raw.row_label,
-                   ignore=ignore)
+                   ignore=ignore, personal=personal)
     acc.personal_columns_dropped = [c for c in card.personal_columns if c in raw.frame.columns]
     frame = raw.frame.drop(columns=acc.personal_columns_dropped)
     raw = RawTable(frame, raw.path, raw.value_labels, raw.notes, raw.description, raw.first_row, raw.row_unit,
@@ -866,23 +888,19 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
 
     keep, design = _design_columns(card, raw, out, acc)
     scan_written_text(_written_text_columns(card, out, keep), personal, where=where, row_label=raw.row_label)
-    _check_kept_rows(card, raw, acc, int(keep.sum()))
-    _check_unknown_share(card, raw, acc)
+    if not batch:
+        _check_kept_rows(card, raw, acc, int(keep.sum()))
+        _check_unknown_share(card, raw, acc)
 
     if card.id_column:
-        ids = frame[card.id_column]
-        ids = ids.str.strip() if pd.api.types.is_string_dtype(ids.dtype) and not pd.api.types.is_object_dtype(ids.dtype) \
-            else codes_as_text(ids)
+        ids = respondent_id_text(frame[card.id_column])
         if ids.isna().any():
             row = int(np.flatnonzero(ids.isna().to_numpy())[0])
             raise HarmoniseError(f"{_where(card, raw)}: column '{card.id_column}' (id_column) is empty in {raw.row_label(row)}; every respondent needs an id")
-        dup = ids.duplicated(keep=False)
+        dup = ids.duplicated(keep=False) if not batch else pd.Series(False, index=ids.index)
         if dup.any():
             rows = list(np.flatnonzero(dup.to_numpy())[:2])
-            raise HarmoniseError(
-                f"{_where(card, raw)}: column '{card.id_column}' (id_column) has duplicate respondent ids "
-                f"in {raw.row_label(rows[0])} and {raw.row_label(rows[1])} ({int(dup.sum())} rows); de-duplicate the raw data"
-            )
+            raise duplicate_ids_error(card, raw, raw.row_label(rows[0]), raw.row_label(rows[1]), int(dup.sum()))
     else:
         ids = pd.Series([f"row{i}" for i in range(len(frame))], index=frame.index)
     out["respondent_id"] = hash_ids(ids, card.id, salt if salt is not None else project_salt())

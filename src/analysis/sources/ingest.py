@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import config, hashing, schema
-from analysis.sources import METADATA_KEY, coding, partitioned, studies
+from analysis.sources import METADATA_KEY, coding, partitioned, streaming, studies
 from analysis.sources.card import CardError, SourceCard, card_paths, load_card
 from analysis.sources.harmonise import Harmonised, HarmoniseError, harmonise
 from analysis.sources.privacy import PrivacyError
@@ -148,6 +148,9 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
     for spec in card.files:
         if spec.sha256 and fingerprint["inputs"][f"raw:{spec.path}"] != spec.sha256:
             raise ReadError(f"{raw_root / spec.path}: sha256 differs from files.sha256 in {card_path}; is it the right file?")
+    if streaming.is_streamed(card, raw_root):  # a large CSV: batch by batch, constant memory
+        return streaming.ingest_streamed(card_path, card, raw_root, processed_dir, fingerprint,
+                                         indicators, age_bands, income_groups)
     raw = read_source(card, raw_root)
     result = harmonise(card, raw, indicators=indicators, age_bands=age_bands,
                        income_groups=income_groups)
