@@ -106,12 +106,9 @@ def _components(structure, settings: Settings) -> list[dict]:
 
 
 def _render_page(path: Path, context: dict) -> Path:
-    import jinja2
+    from analysis.pipeline.render import report_environment
 
-    from analysis.pipeline.render import TEMPLATES_DIR
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = report_environment()  # autoescaped; the pages' Content-Security-Policy as csp
     page = env.get_template("official_statistics.html.j2").render(**context)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")

@@ -13,9 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import jinja2
-
-from analysis.pipeline.render import TEMPLATES_DIR
+from analysis.pipeline.render import report_environment
 
 
 def _cell(entry: dict, outputs_dir: Path, labels: dict, names: dict) -> dict:
@@ -114,8 +112,7 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
             rows.append({"label": row_label(key), "cells": cells})
         chapters.append({"id": cid, "title": chapter.title, "row_name": row_name, "columns": columns, "rows": rows})
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = report_environment()  # autoescaped; the pages' Content-Security-Policy as csp
     version = manifest.get("code_version", {})
     code = f"commit {version.get('commit') or 'unknown'}" + (" with uncommitted changes" if version.get("dirty") else "")
     d = report.disclosure
