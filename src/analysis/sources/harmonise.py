@@ -145,6 +145,8 @@ class Harmonised:
     # how derived columns were made, for the log and the Parquet metadata, e.g.
     # {"disability": {"method": "wg_ss", "domains": [...], "label": "WG-SS, 4 of 6 domains"}}
     metadata: dict = field(default_factory=dict)
+    # batch=True: the raw positions of the kept rows (for the whole-file checks of a streamed ingest)
+    kept_positions: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,7 +576,18 @@ def _resolve_replicates(card: SourceCard, raw: RawTable) -> list[str]:
     return sorted(cols, key=lambda c: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", c)])
 
 
-def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Accounting) -> tuple[pd.Series, dict]:
+def single_psu_error(card: SourceCard, raw: RawTable, stratum, row: str, strata: int) -> HarmoniseError:
+    """The error for strata with a single PSU under ``design.single_psu: fail``."""
+    code = quotable_code(stratum)
+    which = f"stratum {code}" if code else "the stratum"
+    return HarmoniseError(
+        f"{_where(card, raw)}: {which} of column '{card.design.strata}' has a single PSU ({row}; "
+        f"{strata} such strata); set design.single_psu to adjust, average or certainty, or merge strata"
+    )
+
+
+def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Accounting,
+                    batch: bool = False) -> tuple[pd.Series, dict]:
     """Fill weight/strata/psu/fpc/replicates; return the keep mask and the design dict."""
     design = card.design
     frame = raw.frame
@@ -610,18 +623,13 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
             raise HarmoniseError(f"{_where(card, raw)}: column '{design.fpc}' (design.fpc) is missing or not a number in {raw.row_label(row)}; give the number of PSUs in the stratum or the sampling fraction")
     else:
         out["fpc"] = np.nan
-    if design.strata and design.psu and design.single_psu == "fail":
+    if design.strata and design.psu and design.single_psu == "fail" and not batch:
         kept = out.loc[keep, ["strata", "psu"]]
         counts = kept.groupby("strata", observed=True)["psu"].nunique()
         lonely = counts[counts < 2]
         if len(lonely):
             position = int(np.flatnonzero((out["strata"] == lonely.index[0]).fillna(False).to_numpy(bool) & keep.to_numpy())[0])
-            code = quotable_code(lonely.index[0])
-            which = f"stratum {code}" if code else "the stratum"
-            raise HarmoniseError(
-                f"{_where(card, raw)}: {which} of column '{design.strata}' has a single PSU ({raw.row_label(position)}; "
-                f"{len(lonely)} such strata); set design.single_psu to adjust, average or certainty, or merge strata"
-            )
+            raise single_psu_error(card, raw, lonely.index[0], raw.row_label(position), len(lonely))
     replicate_columns = []
     for i, col in enumerate(_resolve_replicates(card, raw), start=1):
         name = f"{schema.REPLICATE_PREFIX}{i}"
@@ -886,7 +894,7 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
             )
         out[ind] = _indicator(card, ind, raw, acc)
 
-    keep, design = _design_columns(card, raw, out, acc)
+    keep, design = _design_columns(card, raw, out, acc, batch)
     scan_written_text(_written_text_columns(card, out, keep), personal, where=where, row_label=raw.row_label)
     if not batch:
         _check_kept_rows(card, raw, acc, int(keep.sum()))
@@ -910,6 +918,7 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
             out[column] = np.nan if column in schema.NUMERIC_COLUMNS else pd.Series(pd.NA, index=frame.index, dtype="string")
     replicates = schema.replicate_columns(out)
     ordered = columns + list(card.indicators) + replicates
+    kept_positions = np.flatnonzero(keep.to_numpy())
     result = out.loc[keep.to_numpy(), ordered].reset_index(drop=True)
     for column in schema.NUMERIC_COLUMNS:
         result[column] = result[column].astype("float64")
@@ -917,7 +926,8 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     acc.check_balance()
     schema.validate_harmonised(result, indicators, where=f"{card.id} (harmonised)", age_bands=age_bands,
                                wg_domains=disability["domains"] if disability and disability["method"] == "wg_ss" else None)
-    return Harmonised(result, design, acc, {"disability": disability} if disability else {})
+    return Harmonised(result, design, acc, {"disability": disability} if disability else {},
+                      kept_positions if batch else None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -455,13 +455,16 @@ def text_row_numbers(path: Path, plan: _TextPlan, records: int) -> np.ndarray | 
     return None
 
 
-def iter_text_batches(path: Path, opts, batch_rows: int, wanted=None, reader: str = "csv"):
+def iter_text_batches(path: Path, opts, batch_rows: int, wanted=None, reader: str = "csv",
+                      check_widths: bool = True):
     """Parse a delimited text file in batches of ``batch_rows`` records with exactly the checks
     and cell rules of :func:`read_text_table`: yields ``(frame, plan)``, the first batch's frame
-    carrying the full header in ``attrs["header"]``. Frames are indexed from 0 in each batch."""
+    carrying the full header in ``attrs["header"]``. Frames are indexed from 0 in each batch.
+    ``check_widths=False`` skips the row-width pass (when an earlier pass over the same file
+    made it)."""
     plan = _plan_text(path, opts, reader, wanted)
     try:
-        if plan.wanted is not None:
+        if plan.wanted is not None and check_widths:
             _check_widths(path, plan.encoding, plan.delimiter, plan.header_row)
         chunks = pd.read_csv(path, chunksize=batch_rows, **plan.read_options())
         first = True

@@ -16,12 +16,11 @@ the log and every check are those of the in-memory ingest
    design, accounting, personal-data scans with the whole file's personal values, salted ids)
    and written as one part; the accounting is summed.
 3. The checks over the whole file run on the summed accounting (kept-row share, unknown-code
-   share), then the parts are written into ``<source>.parquet`` by one ``ParquetWriter`` (their
+   share, strata with a single PSU), then the parts are written into ``<source>.parquet`` by one ``ParquetWriter`` (their
    schemas unified: a column empty in one batch is typed by the others) and renamed into place.
 
-Cards whose checks cannot be made batch by batch keep the in-memory ingest:
-``design.single_psu: fail`` (PSUs per stratum over the whole file), stacked or joined files,
-other readers and UTF-16 files.
+``design.single_psu: fail`` counts the PSUs of each stratum over the whole file too. Stacked or
+joined files, other readers and UTF-16 files keep the in-memory ingest.
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ from analysis.sources.harmonise import (
     duplicate_ids_error,
     harmonise_microdata,
     respondent_id_text,
+    single_psu_error,
     to_numbers,
 )
 from analysis.sources.privacy import PersonalValues, project_salt
@@ -100,9 +100,6 @@ def is_streamed(card: SourceCard, raw_root: Path) -> bool:
         return False
     spec = card.files[0]
     if spec.join_on or (spec.reader or "csv") != "csv":
-        return False
-    design = card.design
-    if design and design.strata and design.psu and design.single_psu == "fail":
         return False
     if card.reader_options.encoding.lower().replace("_", "-").startswith("utf-16"):
         return False
@@ -155,6 +152,8 @@ def _survey_pass(card: SourceCard, path: Path, batch_rows: int, ignore: set[str]
     records = 0
     plan = None
     header = None
+    # the width check of every row (a row with more fields than the header) is made here, for
+    # both passes: this one reads every row too, with even fewer columns
     for frame, plan in iter_text_batches(path, opts, batch_rows, wanted=lambda c: c in needed):
         if records == 0:
             header = frame.attrs.get("header")
@@ -207,6 +206,33 @@ def _check_duplicate_ids(card: SourceCard, path: Path, header, keys: np.ndarray,
                      row_numbers=row_numbers, description=f"header_row: {card.reader_options.header_row}")
     raise duplicate_ids_error(card, label, label.row_label(int(rows[0])), label.row_label(int(rows[1])),
                               int(repeated.sum()))
+
+
+class _Strata:
+    """The PSUs of each stratum over the whole file (kept rows), for ``single_psu: fail``."""
+
+    MANY = object()
+
+    def __init__(self):
+        self.psu: dict = {}    # stratum -> its one PSU so far, or MANY
+        self.first: dict = {}  # stratum -> where its first kept row is ("line 17")
+
+    def add(self, result, raw: RawTable) -> None:
+        frame = result.frame[["strata", "psu"]]
+        firsts = frame.drop_duplicates(["strata", "psu"])
+        for position, stratum, psu in zip(firsts.index, firsts["strata"], firsts["psu"]):
+            if pd.isna(stratum):
+                continue
+            if stratum not in self.first:
+                self.first[stratum] = raw.row_label(int(result.kept_positions[position]))
+                self.psu[stratum] = psu
+            elif self.psu[stratum] is not self.MANY and self.psu[stratum] != psu:
+                self.psu[stratum] = self.MANY
+
+    def check(self, card: SourceCard, raw: RawTable) -> None:
+        lonely = sorted(s for s, psu in self.psu.items() if psu is not self.MANY)
+        if lonely:
+            raise single_psu_error(card, raw, lonely[0], self.first[lonely[0]], len(lonely))
 
 
 def _merge(total: Accounting, part: Accounting) -> None:
@@ -287,11 +313,14 @@ def ingest_streamed(card_path: Path, card: SourceCard, raw_root: Path, processed
     design = metadata = columns = None
     weight_sample = None  # the first batch's raw weights: the decimal-comma hint of the kept-row check
     encoding = None
+    lonely = _Strata() if (card.design and card.design.strata and card.design.psu
+                           and card.design.single_psu == "fail") else None
     try:
         parts: list[Path] = []
         offset = 0
         header = None
-        for frame, plan in iter_text_batches(path, card.reader_options, rows_per_batch, wanted=_used_columns(card)):
+        for frame, plan in iter_text_batches(path, card.reader_options, rows_per_batch, wanted=_used_columns(card),
+                                             check_widths=False):
             encoding = plan.encoding
             if offset == 0:
                 header = frame.attrs.pop("header", None)
@@ -303,8 +332,10 @@ def ingest_streamed(card_path: Path, card: SourceCard, raw_root: Path, processed
                 weight_sample = RawTable(frame[kept_columns].copy(), path, description=raw.description)
             result = harmonise_microdata(card, raw, indicators=indicators, age_bands=age_bands, salt=salt,
                                          income_groups=income_groups, personal=survey.personal, batch=True)
-            del raw, frame
             _merge(total, result.accounting)
+            if lonely is not None:
+                lonely.add(result, raw)
+            del raw, frame
             if design is None:
                 design, metadata, columns = result.design, result.metadata, list(result.frame.columns)
             part = staging / f"part-{len(parts):05d}.parquet"
@@ -315,6 +346,8 @@ def ingest_streamed(card_path: Path, card: SourceCard, raw_root: Path, processed
             raise HarmoniseError(f"{path}: the file changed while it was read; ingest it again")
         _check_kept_rows(card, weight_sample, total, total.rows_kept)
         _check_unknown_share(card, weight_sample, total)
+        if lonely is not None:
+            lonely.check(card, weight_sample)
         total.check_balance()
         source_meta = {**(metadata or {}), **_source_metadata(card)}
         _combine(parts, processed_dir / f"{card.id}.parquet",
