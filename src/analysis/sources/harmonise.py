@@ -125,6 +125,38 @@ class Accounting:
             key = f"{code} ({reason})"
             slot[key] = slot.get(key, 0) + int(count)
 
+    def add(self, part: Accounting) -> None:
+        """Add the accounting of another batch or partition of the same source (unknown codes
+        keep their first row and the 20-named-codes rule; warnings are listed once)."""
+        self.rows_read += part.rows_read
+        self.rows_kept += part.rows_kept
+        for reason, n in part.rows_excluded.items():
+            self.exclude(reason, n)
+        for column, n in part.values_recoded.items():
+            self.recoded(column, n)
+        for column, codes in part.missing_codes.items():
+            slot = self.missing_codes.setdefault(column, {})
+            for code, n in codes.items():
+                slot[code] = slot.get(code, 0) + n
+        for column, n in part.answered_values.items():
+            self.answered_values[column] = self.answered_values.get(column, 0) + n
+        for column, codes in part.unknown_codes.items():
+            slot = self.unknown_codes.setdefault(column, {})
+            for key, n in codes.items():
+                named = [k for k in slot if k not in (OTHER_CODES, NOT_SHOWN)]
+                if key not in (OTHER_CODES, NOT_SHOWN) and key not in slot and len(named) >= MAX_NAMED_CODES:
+                    key = OTHER_CODES
+                slot[key] = slot.get(key, 0) + n
+        for column, row in part.unknown_code_rows.items():
+            self.unknown_code_rows.setdefault(column, row)
+        for column in part.personal_columns_dropped:
+            if column not in self.personal_columns_dropped:
+                self.personal_columns_dropped.append(column)
+        self.unmapped_columns_left_behind = max(self.unmapped_columns_left_behind, part.unmapped_columns_left_behind)
+        for warning in part.warnings:
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+
     def check_balance(self) -> None:
         """``rows_read == rows_kept + sum(rows_excluded)``, or a bug in this module."""
         excluded = sum(self.rows_excluded.values())

@@ -25,7 +25,6 @@ joined files, other readers and UTF-16 files keep the in-memory ingest.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -63,6 +62,7 @@ from analysis.sources.readers import (
     raw_file,
     text_row_numbers,
 )
+from analysis.sources.records import ingest_log, source_metadata
 from analysis.sources.row_filter import evaluate_filter, filter_columns, parse_filter
 
 STREAM_MIN_BYTES_ENV = "ANALYSIS_STREAM_MIN_BYTES"
@@ -235,41 +235,6 @@ class _Strata:
             raise single_psu_error(card, raw, lonely[0], self.first[lonely[0]], len(lonely))
 
 
-def _merge(total: Accounting, part: Accounting) -> None:
-    """Add one batch's accounting to the total (unknown codes keep their first row and the
-    20-named-codes rule; warnings are listed once)."""
-    total.rows_read += part.rows_read
-    total.rows_kept += part.rows_kept
-    for reason, n in part.rows_excluded.items():
-        total.exclude(reason, n)
-    for column, n in part.values_recoded.items():
-        total.recoded(column, n)
-    for column, codes in part.missing_codes.items():
-        slot = total.missing_codes.setdefault(column, {})
-        for code, n in codes.items():
-            slot[code] = slot.get(code, 0) + n
-    for column, n in part.answered_values.items():
-        total.answered_values[column] = total.answered_values.get(column, 0) + n
-    from analysis.sources.harmonise import MAX_NAMED_CODES, NOT_SHOWN, OTHER_CODES
-
-    for column, codes in part.unknown_codes.items():
-        slot = total.unknown_codes.setdefault(column, {})
-        for key, n in codes.items():
-            named = [k for k in slot if k not in (OTHER_CODES, NOT_SHOWN)]
-            if key not in (OTHER_CODES, NOT_SHOWN) and key not in slot and len(named) >= MAX_NAMED_CODES:
-                key = OTHER_CODES
-            slot[key] = slot.get(key, 0) + n
-    for column, row in part.unknown_code_rows.items():
-        total.unknown_code_rows.setdefault(column, row)
-    for column in part.personal_columns_dropped:
-        if column not in total.personal_columns_dropped:
-            total.personal_columns_dropped.append(column)
-    total.unmapped_columns_left_behind = max(total.unmapped_columns_left_behind, part.unmapped_columns_left_behind)
-    for warning in part.warnings:
-        if warning not in total.warnings:
-            total.warnings.append(warning)
-
-
 def _combine(parts: list[Path], target: Path, metadata: bytes) -> None:
     """Write the parts into one Parquet file (schemas unified, the first part's pandas metadata
     and the design/source metadata in the schema), renamed into place."""
@@ -296,8 +261,6 @@ def ingest_streamed(card_path: Path, card: SourceCard, raw_root: Path, processed
                     income_groups: tuple | None = None) -> tuple[str, dict]:
     """Ingest a large CSV batch by batch (see the module docstring); returns ``("ingested", log)``
     with the log of :func:`analysis.sources.ingest.ingest_source`; raises its user errors."""
-    from analysis.sources.ingest import _source_metadata
-
     age_bands = tuple(age_bands) if age_bands else schema.load_age_bands()  # as harmonise_microdata
     path = raw_file(raw_root, card.files[0].path, str(card_path))
     rows_per_batch = _batch_rows(path)
@@ -332,7 +295,7 @@ def ingest_streamed(card_path: Path, card: SourceCard, raw_root: Path, processed
                 weight_sample = RawTable(frame[kept_columns].copy(), path, description=raw.description)
             result = harmonise_microdata(card, raw, indicators=indicators, age_bands=age_bands, salt=salt,
                                          income_groups=income_groups, personal=survey.personal, batch=True)
-            _merge(total, result.accounting)
+            total.add(result.accounting)
             if lonely is not None:
                 lonely.add(result, raw)
             del raw, frame
@@ -349,26 +312,13 @@ def ingest_streamed(card_path: Path, card: SourceCard, raw_root: Path, processed
         if lonely is not None:
             lonely.check(card, weight_sample)
         total.check_balance()
-        source_meta = {**(metadata or {}), **_source_metadata(card)}
+        source_meta = source_metadata(card, metadata)
         _combine(parts, processed_dir / f"{card.id}.parquet",
                  json.dumps({"design": design, "source": source_meta}).encode())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log = {
-        "source": card.id,
-        "status": "ingested",
-        "kind": card.kind,
-        "synthetic": card.synthetic,
-        "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "files": [str(spec.path) for spec in card.files],
-        "reader": card.reader,
-        "reader_notes": {"encoding": encoding},
-        **total.as_dict(),
-        **(metadata or {}),
-        "columns": columns,
-        "fingerprint": fingerprint,
-        "streamed": {"batches": len(parts), "rows_per_batch": rows_per_batch},
-    }
+    log = ingest_log(card, total, metadata or {}, columns, fingerprint, {"encoding": encoding},
+                     streamed={"batches": len(parts), "rows_per_batch": rows_per_batch})
     log_path = processed_dir / f"{card.id}.log.json"
     tmp_log = log_path.with_suffix(".json.tmp")
     tmp_log.write_text(json.dumps(log, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
