@@ -7,6 +7,11 @@ write ``<processed>/<source>.parquet`` (the design dict and the card's metadata 
 schema metadata, restored by :func:`analysis.sources.load_processed`) and
 ``<processed>/<source>.log.json`` (row accounting and the input fingerprint).
 
+A microdata CSV of 64 MiB or more is read and harmonised in record batches
+(:mod:`analysis.sources.streaming`: same table, log and checks, memory independent of the file
+size); a card naming a folder or glob is ingested partition by partition
+(:mod:`analysis.sources.partitioned`).
+
 A source whose inputs are unchanged — same sha256 of its raw files, its card, the catalogue and
 the code of :mod:`analysis.sources` and :mod:`analysis.schema` — is skipped unless ``--force``.
 One line per source is printed: ``ingested``, ``unchanged``, ``failed (reason)`` or, for a
