@@ -116,7 +116,7 @@ def test_streamed_table_and_accounting_equal_the_in_memory_ones(project, monkeyp
 
 @pytest.mark.parametrize("case", ["duplicate_id", "name_in_a_later_comment", "weights_with_decimal_commas",
                                   "unknown_codes_over_the_whole_file", "late_malformed_row", "late_phone_in_psu",
-                                  "lonely_psu_over_the_whole_file"])
+                                  "lonely_psu_over_the_whole_file", "passport_like_strata", "empty_file"])
 def test_whole_file_checks_fail_as_in_memory_with_the_same_message(project, monkeypatch, case):
     rows = _rows(400)
     card = base_card()
@@ -135,10 +135,17 @@ def test_whole_file_checks_fail_as_in_memory_with_the_same_message(project, monk
         rows[380] = rows[380] + ["extra"]
     elif case == "late_phone_in_psu":
         rows[399][7] = "+254 711 222 333"
+    elif case == "passport_like_strata":
+        # 2 of the file's 6 strata look like passport numbers: the odd ones out, so a hit; the
+        # batches of lines 300-400 hold only those two (all "look like" ids there)
+        for i in range(300, 400):
+            rows[i][6] = ["AB1234567", "CD7654321"][i % 2]
+    elif case == "empty_file":
+        rows = []
     elif case == "lonely_psu_over_the_whole_file":
         for i in (397, 398, 399):  # stratum s9 appears only at the end, with one PSU
             rows[i][6], rows[i][7] = "s9", "c99"
-    project.write_raw("mini.csv", _csv(rows))
+    project.write_raw("mini.csv", _csv(rows) if rows else "")
     project.write_card(card)
     results = _both(project, monkeypatch)
     assert results[False][0] == 1, results[False][1]

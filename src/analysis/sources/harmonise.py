@@ -927,7 +927,10 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         out[ind] = _indicator(card, ind, raw, acc)
 
     keep, design = _design_columns(card, raw, out, acc, batch)
-    scan_written_text(_written_text_columns(card, out, keep), personal, where=where, row_label=raw.row_label)
+    written = _written_text_columns(card, out, keep)
+    if batch:  # columns of codes are judged against every code of the file (streaming.py)
+        written = {name: spec for name, spec in written.items() if not spec[2]}
+    scan_written_text(written, personal, where=where, row_label=raw.row_label)
     if not batch:
         _check_kept_rows(card, raw, acc, int(keep.sum()))
         _check_unknown_share(card, raw, acc)

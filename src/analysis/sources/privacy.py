@@ -438,8 +438,11 @@ def scan_written_text(columns: dict[str, tuple[pd.Series, str | None, bool]], pe
         hit = first_personal_value(values, personal, codes)
         if hit:
             position, kind = hit
-            source = f" (raw column '{raw}')" if raw and raw != name else ""
-            raise PrivacyError(
-                f"{where}column '{name}'{source} contains {kind} ({row_label(position)}); "
-                "redact it in the raw data or recode the column"
-            )
+            raise written_text_error(where, name, raw, kind, row_label(position))
+
+
+def written_text_error(where: str, name: str, raw: str | None, kind: str, row: str) -> PrivacyError:
+    """The error of :func:`scan_written_text`: column, raw column, kind of hit and row, never the value."""
+    source = f" (raw column '{raw}')" if raw and raw != name else ""
+    return PrivacyError(f"{where}column '{name}'{source} contains {kind} ({row}); "
+                        "redact it in the raw data or recode the column")

@@ -45,6 +45,7 @@ from analysis.sources.harmonise import (
     _category_words,
     _check_kept_rows,
     _check_unknown_share,
+    _where,
     check_columns,
     codes_as_text,
     duplicate_ids_error,
@@ -53,10 +54,16 @@ from analysis.sources.harmonise import (
     single_psu_error,
     to_numbers,
 )
-from analysis.sources.privacy import PersonalValues, project_salt
+from analysis.sources.privacy import (
+    PersonalValues,
+    first_personal_value,
+    project_salt,
+    written_text_error,
+)
 from analysis.sources.readers import (
     SAMPLE_BYTES,
     RawTable,
+    _check_file,
     _used_columns,
     iter_text_batches,
     raw_file,
@@ -157,9 +164,7 @@ def _survey_pass(card: SourceCard, path: Path, batch_rows: int, ignore: set[str]
     for frame, plan in iter_text_batches(path, opts, batch_rows, wanted=lambda c: c in needed):
         if records == 0:
             header = frame.attrs.get("header")
-            # the in-memory ingest checks the mapped columns first: the same message here
-            check_columns(card, RawTable(frame.iloc[:0], path, notes={"header": header} if header else {},
-                                         description=f"header_row: {opts.header_row}"))
+            _check_columns(card, path, plan, header)
         index = np.arange(records, records + len(frame))
         records += len(frame)
         if parsed is not None:
@@ -190,6 +195,15 @@ def _survey_pass(card: SourceCard, path: Path, batch_rows: int, ignore: set[str]
     return _Survey(records, personal, row_numbers)
 
 
+def _check_columns(card: SourceCard, path: Path, plan, header) -> None:
+    """The in-memory ingest's first check, with its message: every mapped column exists (the
+    hint about a later header row reads the first rows, as there)."""
+    head = pd.read_csv(path, nrows=15, **{**plan.read_options(), "usecols": _used_columns(card)})
+    check_columns(card, RawTable(head, path, notes={"header": header} if header else {},
+                                 description=f"header_row: {card.reader_options.header_row}",
+                                 first_row=card.reader_options.header_row + 2, row_unit="line"))
+
+
 def _check_duplicate_ids(card: SourceCard, path: Path, header, keys: np.ndarray, positions: np.ndarray,
                          row_numbers: np.ndarray | None) -> None:
     """The in-memory duplicate-id check over the whole file, on 64-bit hashes of the id text."""
@@ -206,6 +220,32 @@ def _check_duplicate_ids(card: SourceCard, path: Path, header, keys: np.ndarray,
                      row_numbers=row_numbers, description=f"header_row: {card.reader_options.header_row}")
     raise duplicate_ids_error(card, label, label.row_label(int(rows[0])), label.row_label(int(rows[1])),
                               int(repeated.sum()))
+
+
+class _CodeColumns:
+    """The distinct kept values of the design's code columns (strata, PSUs) over the whole file,
+    each with the row it first appears on: the personal-data scan of a column of codes judges a
+    long number or letter+digit code by whether it is the odd one out among all the codes."""
+
+    def __init__(self, card: SourceCard):
+        design = card.design
+        self.raw = {k: getattr(design, k) for k in ("strata", "psu") if design and getattr(design, k)}
+        self.first: dict[str, dict] = {name: {} for name in self.raw}
+
+    def add(self, result, raw: RawTable) -> None:
+        for name, seen in self.first.items():
+            values = result.frame[name]
+            firsts = values[~values.duplicated() & values.notna()]
+            for position, value in zip(firsts.index, firsts):
+                if value not in seen:
+                    seen[value] = raw.row_label(int(result.kept_positions[position]))
+
+    def check(self, personal: PersonalValues, where: str) -> None:
+        for name, seen in self.first.items():
+            hit = first_personal_value(pd.Series(list(seen), dtype=object), personal, codes=True)
+            if hit:
+                position, kind = hit
+                raise written_text_error(where, name, self.raw[name], kind, list(seen.values())[position])
 
 
 class _Strata:
@@ -263,6 +303,7 @@ def ingest_streamed(card_path: Path, card: SourceCard, raw_root: Path, processed
     with the log of :func:`analysis.sources.ingest.ingest_source`; raises its user errors."""
     age_bands = tuple(age_bands) if age_bands else schema.load_age_bands()  # as harmonise_microdata
     path = raw_file(raw_root, card.files[0].path, str(card_path))
+    _check_file(path)  # an empty file: the CSV reader's message
     rows_per_batch = _batch_rows(path)
     ignore = _category_words(card, age_bands, income_groups)
     survey = _survey_pass(card, path, rows_per_batch, ignore)
@@ -276,6 +317,7 @@ def ingest_streamed(card_path: Path, card: SourceCard, raw_root: Path, processed
     design = metadata = columns = None
     weight_sample = None  # the first batch's raw weights: the decimal-comma hint of the kept-row check
     encoding = None
+    codes = _CodeColumns(card)
     lonely = _Strata() if (card.design and card.design.strata and card.design.psu
                            and card.design.single_psu == "fail") else None
     try:
@@ -298,6 +340,7 @@ def ingest_streamed(card_path: Path, card: SourceCard, raw_root: Path, processed
             total.add(result.accounting)
             if lonely is not None:
                 lonely.add(result, raw)
+            codes.add(result, raw)
             del raw, frame
             if design is None:
                 design, metadata, columns = result.design, result.metadata, list(result.frame.columns)
@@ -307,6 +350,7 @@ def ingest_streamed(card_path: Path, card: SourceCard, raw_root: Path, processed
             del result
         if offset != survey.records:  # pragma: no cover - the file changed between the passes
             raise HarmoniseError(f"{path}: the file changed while it was read; ingest it again")
+        codes.check(survey.personal, f"{_where(card, weight_sample)}: ")
         _check_kept_rows(card, weight_sample, total, total.rows_kept)
         _check_unknown_share(card, weight_sample, total)
         if lonely is not None:
