@@ -8,8 +8,10 @@ folder; the slow test exports the demo report that the output tests build once p
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -257,6 +259,16 @@ def test_export_writes_every_file(exported):
         assert path.exists(), name
     assert exported.page.name == "official_statistics.html"
     assert exported.problems == [], exported.problems
+
+
+def test_the_page_carries_the_content_security_policy(exported):
+    """As every page of the report (tests/pipeline/test_page_csp.py; issue 11)."""
+    from analysis.pipeline.render import CONTENT_SECURITY_POLICY
+
+    page = exported.page.read_text(encoding="utf-8")
+    meta = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert [html.unescape(m) for m in meta] == [CONTENT_SECURITY_POLICY]
+    assert page.index("Content-Security-Policy") < page.index("<style")
 
 
 def test_sdmx_csv_is_sdmx_csv_2(exported):

@@ -129,8 +129,6 @@ KNOWN_FUNCTION_LEVEL_CYCLES = {
     frozenset({"analysis.survey", "analysis.survey_sums"}),
     frozenset({"analysis.sources.ingest", "analysis.sources.partitioned"}),
     frozenset({"analysis.sources.readers", "analysis.sources.row_filter"}),
-    frozenset({"analysis.sources.card", "analysis.sources.studies"}),
-    frozenset({"analysis.sources.card", "analysis.sources.coding"}),
 }
 
 
@@ -144,7 +142,10 @@ def test_no_two_modules_import_each_other_even_inside_functions():
     new = sorted(" <-> ".join(sorted(p)) for p in pairs - KNOWN_FUNCTION_LEVEL_CYCLES)
     assert not new, "modules importing each other: " + "; ".join(new)
     for pair in ({"analysis.demo", "analysis.demo_evidence"},
-                 {"analysis.chapters.common", "analysis.chapters.at_scale"}):
+                 {"analysis.chapters.common", "analysis.chapters.at_scale"},
+                 # issue 11: the study and coding cards register their loaders with card.py
+                 {"analysis.sources.card", "analysis.sources.studies"},
+                 {"analysis.sources.card", "analysis.sources.coding"}):
         assert frozenset(pair) not in pairs
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import tables
+
 VOICES_DIR = "voices"
 FILES = {"messages": "voices/youth_open_answers_coda.json", "responses": "voices/youth_open_answers_consent.csv",
          "places": "voices/places_below_admin1.txt"}
@@ -239,7 +241,7 @@ def generate(out: Path, seed: int, youth: pd.DataFrame) -> dict:
         "quote_consent": np.where(frame["consent"], "yes", "no"), "respondent_name": frame["name"],
         "note": "SYNTHETIC demo data (analysis.demo_voices): no real person",
     })
-    responses.to_csv(Path(out) / FILES["responses"], index=False, lineterminator="\n")
+    tables.write_text_csv(responses, Path(out) / FILES["responses"])
     places = sorted({p for values in PLACES.values() for p in values})
     (Path(out) / FILES["places"]).write_text("# SYNTHETIC demo gazetteer: places below admin-1 to scrub\n"
                                              + "\n".join(places) + "\n", encoding="utf-8")

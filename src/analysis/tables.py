@@ -208,16 +208,33 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     come from partner-written catalogues); :func:`read_csv` restores them. The file is written
     atomically: a full disk leaves neither a truncated table nor a temporary file.
     """
-    from analysis.atomic import write_atomic
-
     validate(frame)
+    return write_text_csv(frame, path, float_format="%.10g")
+
+
+def csv_text(frame: pd.DataFrame, **options) -> str:
+    """``frame`` as CSV text with every text cell neutralised (:func:`neutralise_text`), ``\n``
+    line ends and no index; ``options`` go to :meth:`pandas.DataFrame.to_csv` (e.g. ``float_format``).
+
+    The one way the project writes a CSV that someone may open in a spreadsheet (OWASP's
+    CSV-injection rule); ``tests/test_csv_injection.py`` finds any other ``to_csv`` in ``src``.
+    """
     safe = neutralise_frame(frame)
     # Python's csv module quotes a field holding "\r" only when "\r" ends lines; such a field
     # (hostile or broken labels) would split its row, so then every field is quoted.
     has_cr = any(isinstance(v, str) and "\r" in v for c in _text_columns(safe) for v in safe[c])
-    text = safe.to_csv(index=False, float_format="%.10g", lineterminator="\n",
-                       quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
-    return write_atomic(path, text)
+    return safe.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL,
+                       **options)
+
+
+def write_text_csv(frame: pd.DataFrame, path: str | Path, **options) -> Path:
+    """Write any table as CSV through :func:`csv_text` (text cells neutralised), atomically.
+
+    For result tables use :func:`write_csv`, which also validates the result schema.
+    """
+    from analysis.atomic import write_atomic
+
+    return write_atomic(path, csv_text(frame, **options))
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:

@@ -565,5 +565,5 @@ def save_quotes(voices: VoicesRun, quotes: pd.DataFrame) -> Path:
     folder = voices.run.output_dir / "quotes"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"quotes_{voices.source}.csv"
-    quotes.to_csv(path, index=False, lineterminator="\n")
+    tables.write_text_csv(quotes, path)  # quotes are partners' free text: formula cells neutralised
     return path

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis import tables
 from analysis.exchange import datapackage, quality, sdmx_csv
 from analysis.exchange.settings import (
     EXCHANGE_FILE,
@@ -113,12 +114,9 @@ def _components(structure, settings: Settings) -> list[dict]:
 
 
 def _render_page(path: Path, context: dict) -> Path:
-    import jinja2
+    from analysis.pipeline.render import report_environment
 
-    from analysis.pipeline.render import TEMPLATES_DIR
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = report_environment()  # autoescaped; the pages' Content-Security-Policy as csp
     page = env.get_template("official_statistics.html.j2").render(**context)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")
@@ -270,6 +268,7 @@ def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | 
     coded = sdmx_csv.code_rows(table, settings, catalogue)
     structure = sdmx_csv.build_structure(settings, catalogue, coded)
     sdmx_csv.check_codes(coded, structure)
+    coded = sdmx_csv.neutralise_text_cells(coded)  # written and read back as neutralised text
 
     folder = outputs / "exchange"
     folder.mkdir(parents=True, exist_ok=True)
@@ -283,7 +282,7 @@ def export_report(outputs_dir: Path | str | None = None, *, report_file: Path | 
         raise ExchangeError(f"{files['sdmx_estimates']}: does not read back to the published values: "
                             + "; ".join(problems))
     shutil.copyfile(outputs / "tables" / "all_estimates.csv", files["estimates"])
-    datapackage.code_list_table(structure).to_csv(files["code_lists"], index=False)
+    tables.write_text_csv(datapackage.code_list_table(structure), files["code_lists"])
     descriptor = datapackage.build_descriptor(
         table, structure, settings, catalogue, paths={k: FILES[k] for k in
                                                       ("estimates", "sdmx_estimates", "code_lists", "structure")},

@@ -45,7 +45,13 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.exchange.settings import ExchangeError, Settings
-from analysis.tables import CELL_SEPARATOR, split_cell
+from analysis.tables import (
+    _PLAIN_NUMBER,
+    CELL_SEPARATOR,
+    FORMULA_TRIGGERS,
+    neutralise_text,
+    split_cell,
+)
 
 #: Dimensions of the project's DSD, in order (TIME_PERIOD, the time dimension, comes last).
 DIMENSIONS = ["DATA_SOURCE", "REF_AREA", "SUBNATIONAL", "POP_GROUP", "GROUP_ROLE", "INDICATOR",
@@ -436,6 +442,31 @@ def write_structure(structure: Structure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(sdmx.to_xml(structure.message(), pretty_print=True))
     return path
+
+
+def neutralise_text_cells(coded: pd.DataFrame) -> pd.DataFrame:
+    """The coded observations with every cell a spreadsheet would run as a formula made safe
+    (OWASP's CSV-injection rule, as :func:`analysis.tables.write_csv`): the SDMX-CSV is opened
+    in spreadsheets too.
+
+    Free-text dimensions and attributes (:data:`UNCODED`: source titles from partners' cards,
+    admin-1 names, methods) go through :func:`analysis.tables.neutralise_text`. Numbers are
+    written as numbers. Codes are SDMX ids (``[A-Za-z0-9_@$-]+``), so they cannot start with
+    ``=``, ``+``, tab or CR; a code starting with ``-`` or ``@`` is refused (a one-line error
+    naming it) rather than changed, since a changed code would no longer be in its code list.
+    """
+    out = coded.copy()
+    for cid in [*DIMENSIONS, TIME_DIMENSION, *ATTRIBUTES]:
+        if cid in NUMERIC_ATTRIBUTES or cid not in out.columns:
+            continue
+        if cid in UNCODED:
+            out[cid] = out[cid].map(lambda v: neutralise_text(v) if isinstance(v, str) else v)
+            continue
+        for value in out[cid].dropna().astype(str).unique():
+            if value[:1] in FORMULA_TRIGGERS and not _PLAIN_NUMBER.match(value):
+                raise ExchangeError(f"column {cid}: code {value!r} starts with {value[0]!r}, which a spreadsheet "
+                                    "runs as a formula; give it an id starting with a letter or digit")
+    return out
 
 
 def write_sdmx_csv(coded: pd.DataFrame, structure: Structure, path: Path) -> Path:

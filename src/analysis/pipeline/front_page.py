@@ -30,13 +30,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import jinja2
 import pandas as pd
 
 from analysis import figures, findings, tables
 from analysis.atomic import write_atomic
 from analysis.pipeline.index import _findings
-from analysis.pipeline.render import TEMPLATES_DIR
+from analysis.pipeline.render import report_environment
 from analysis.schema import load_groups, load_indicators, load_themes
 from analysis.text import text, text_count
 
@@ -332,8 +331,7 @@ def write_front_page(manifest: dict, ctx, path: Path | None = None) -> Path:
                      for kind in OTHER_KINDS if any(i["kind"] == kind for i in sources.values())]
 
     d = report.disclosure
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = report_environment()  # autoescaped; the pages' Content-Security-Policy as csp
     from analysis.pipeline.languages import page_language, switch_links
 
     language = page_language(ctx) if getattr(ctx, "language", None) else None

@@ -13,9 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import jinja2
-
-from analysis.pipeline.render import TEMPLATES_DIR
+from analysis.pipeline.render import report_environment
 
 
 def _cell(entry: dict, outputs_dir: Path, labels: dict, names: dict) -> dict:
@@ -138,8 +136,7 @@ def write_index(manifest: dict, ctx, path: Path | None = None) -> Path:
         chapters.append({"id": cid, "title": chapter.title, "row_name": row_name, "columns": columns, "rows": rows,
                          "caption": caption})
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = report_environment()  # autoescaped; the pages' Content-Security-Policy as csp
     version = manifest.get("code_version", {})
     code = text("runs.code_dirty" if version.get("dirty") else "runs.code_version",
                 commit=version.get("commit") or text("runs.code_unknown"))

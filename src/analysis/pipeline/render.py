@@ -26,6 +26,19 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data: 'self'; "
                            "font-src data:; object-src 'none'; base-uri 'none'; form-action 'none'")
 _HIDDEN_TAGS = {"parameters", "injected-parameters"}
+
+
+def report_environment():
+    """The Jinja environment of the report's own pages (front page, ``runs.html``, the page for
+    official statistics offices): autoescaped, with :data:`CONTENT_SECURITY_POLICY` as ``csp``
+    for the ``<meta http-equiv="Content-Security-Policy">`` every page template puts first in
+    its head (the chapter pages carry the same policy)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env.globals["csp"] = CONTENT_SECURITY_POLICY
+    return env
 _EXPORTER = None
 
 

@@ -109,5 +109,9 @@ def load_survey(source: str, processed_dir: Path | str | None = None, country: s
     return Survey.from_frame(frame)
 
 
+# the card kinds with their own model register their loaders with analysis.sources.card
+from analysis.sources import coding as _coding  # noqa: F401
+from analysis.sources import studies as _studies  # noqa: F401
+
 __all__ = ["DEFAULT_ENGINE", "METADATA_KEY", "ProcessedNotFound", "SourceNotInScope", "load_processed",
            "load_survey", "processed_path"]

@@ -44,6 +44,7 @@ the files are opened (:func:`analysis.sources.readers.raw_file`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
@@ -431,8 +432,54 @@ class SourceCard(_Strict):
         return spec.get("method"), options
 
 
+#: Loaders of the card kinds with their own model, by ``kind``: ``loader(path, data)`` gets the
+#: card's path and its YAML mapping. Registered by the modules that define them
+#: (:mod:`analysis.sources.studies`, :mod:`analysis.sources.coding`), which ``analysis.sources``
+#: imports, so that this module imports none of them (no import cycle).
+KIND_LOADERS: dict[str, Callable[[Path, dict], Any]] = {}
+
+
+def register_kind(kind: str, loader: Callable[[Path, dict], Any]) -> None:
+    """Let :func:`load_card` read cards of ``kind`` with ``loader(path, data)``."""
+    KIND_LOADERS[kind] = loader
+
+
+def card_kind(path: Path | str) -> str | None:
+    """The ``kind`` a card declares (read without validating the rest), or None if it is unreadable."""
+    try:
+        data = config.read_yaml_mapping(Path(path), CardError, "source card")
+    except CardError:
+        return None
+    return data.get("kind")
+
+
+def load_kind_card(path: Path | str, model: type[BaseModel], error: type[Exception] = CardError,
+                   data: dict | None = None):
+    """Read and validate a card of any kind with its pydantic ``model``.
+
+    The one loading rule of every card kind: the YAML read safely (size and alias limits of
+    :func:`analysis.config.read_yaml_mapping`) unless ``data`` is given, validation errors as
+    one line naming the file and key, the card's path kept (when the model has ``_path``) and
+    ``id`` equal to the file name stem. Errors are raised as ``error``.
+    """
+    path = Path(path)
+    if data is None:
+        data = config.read_yaml_mapping(path, error, "source card")
+    try:
+        card = model(**data)
+    except ValidationError as exc:
+        raise error(pydantic_message(exc, str(path))) from None
+    except SchemaError as exc:
+        raise error(f"{path}: {exc}") from None
+    if "_path" in getattr(model, "__private_attributes__", {}):
+        card._path = path
+    if card.id != path.stem:
+        raise error(f"{path}: key 'id' is {card.id!r} but must equal the file name stem {path.stem!r}")
+    return card
+
+
 def load_card(path: Path | str) -> SourceCard:
-    """Read and validate one source card.
+    """Read and validate one source card (a card of another kind through :data:`KIND_LOADERS`).
 
     Raises
     ------
@@ -442,29 +489,10 @@ def load_card(path: Path | str) -> SourceCard:
     """
     path = Path(path)
     data = config.read_yaml_mapping(path, CardError, "source card")
-    # --- kind: study (issue 14): study cards have their own model in analysis.sources.studies ---
-    if data.get("kind") == "study":
-        from analysis.sources import studies
-
-        try:
-            return studies.load_study_source_card(path)
-        except studies.StudyError as exc:
-            raise CardError(str(exc)) from None
-    # --- end of the study hook ---
-    if data.get("kind") == "coding":  # coded free text: its own card model
-        from analysis.sources.coding import load_coding_card
-
-        return load_coding_card(path)
-    try:
-        card = SourceCard(**data)
-    except ValidationError as exc:
-        raise CardError(pydantic_message(exc, str(path))) from None
-    except SchemaError as exc:
-        raise CardError(f"{path}: {exc}") from None
-    card._path = path
-    if card.id != path.stem:
-        raise CardError(f"{path}: key 'id' is {card.id!r} but must equal the file name stem {path.stem!r}")
-    return card
+    loader = KIND_LOADERS.get(data.get("kind"))
+    if loader is not None:  # kind: study, kind: coding
+        return loader(path, data)
+    return load_kind_card(path, SourceCard, CardError, data)
 
 
 def card_paths(sources_dir: Path | str | None = None) -> dict[str, Path]:

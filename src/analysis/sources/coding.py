@@ -58,10 +58,9 @@ from typing import Literal
 from xml.etree import ElementTree
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from analysis import config
-from analysis.sources.card import CardError
+from analysis.sources.card import CardError, card_kind, load_kind_card, register_kind
 from analysis.sources.privacy import hash_ids, project_salt
 from analysis.sources.readers import codes_as_text
 
@@ -137,24 +136,14 @@ class CodingCard(_Strict):
 
 def is_coding_card(path: Path | str) -> bool:
     """True when a source card says ``kind: coding`` (read without validating the rest)."""
-    try:
-        data = config.read_yaml_mapping(Path(path), CodingError, "source card")
-    except CodingError:
-        return False
-    return data.get("kind") == "coding"
+    return card_kind(path) == "coding"
 
 
-def load_coding_card(path: Path | str) -> CodingCard:
-    """Read and validate a coding card; :class:`CodingError` names the file and key."""
+def load_coding_card(path: Path | str, data: dict | None = None) -> CodingCard:
+    """Read and validate a coding card (:func:`card.load_kind_card`); :class:`CodingError` names
+    the file and key."""
     path = Path(path)
-    data = config.read_yaml_mapping(path, CodingError, "source card")
-    try:
-        card = CodingCard(**data)
-    except ValidationError as exc:
-        raise CodingError(config.pydantic_message(exc, str(path))) from None
-    card._path = path
-    if card.id != path.stem:
-        raise CodingError(f"{path}: key 'id' is {card.id!r} but must equal the file name stem {path.stem!r}")
+    card = load_kind_card(path, CodingCard, CodingError, data)
     if card.response_id_pattern is not None:
         try:
             if re.compile(card.response_id_pattern).groups != 1:
@@ -167,6 +156,9 @@ def load_coding_card(path: Path | str) -> CodingCard:
             raise CodingError(f"{path}: key 'columns': {unknown} are not coding columns; "
                               "map response_id, coder, code and optionally span")
     return card
+
+
+register_kind("coding", load_coding_card)
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ Rules
 
 from __future__ import annotations
 
+import json
 import fnmatch
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -127,6 +128,40 @@ class Accounting:
             key = f"{code} ({reason})"
             slot[key] = slot.get(key, 0) + int(count)
 
+    def add(self, part: Accounting) -> None:
+        """Add the accounting of another batch or partition of the same source (unknown codes
+        keep their first row and the 20-named-codes rule; warnings are listed once)."""
+        self.rows_read += part.rows_read
+        self.rows_kept += part.rows_kept
+        for reason, n in part.rows_excluded.items():
+            self.exclude(reason, n)
+        for column, n in part.values_recoded.items():
+            self.recoded(column, n)
+        for column, codes in part.missing_codes.items():
+            slot = self.missing_codes.setdefault(column, {})
+            for code, n in codes.items():
+                slot[code] = slot.get(code, 0) + n
+        for column, n in part.answered_values.items():
+            self.answered_values[column] = self.answered_values.get(column, 0) + n
+        for column, n in part.not_asked.items():
+            self.not_asked[column] = self.not_asked.get(column, 0) + n
+        for column, codes in part.unknown_codes.items():
+            slot = self.unknown_codes.setdefault(column, {})
+            for key, n in codes.items():
+                named = [k for k in slot if k not in (OTHER_CODES, NOT_SHOWN)]
+                if key not in (OTHER_CODES, NOT_SHOWN) and key not in slot and len(named) >= MAX_NAMED_CODES:
+                    key = OTHER_CODES
+                slot[key] = slot.get(key, 0) + n
+        for column, row in part.unknown_code_rows.items():
+            self.unknown_code_rows.setdefault(column, row)
+        for column in part.personal_columns_dropped:
+            if column not in self.personal_columns_dropped:
+                self.personal_columns_dropped.append(column)
+        self.unmapped_columns_left_behind = max(self.unmapped_columns_left_behind, part.unmapped_columns_left_behind)
+        for warning in part.warnings:
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+
     def check_balance(self) -> None:
         """``rows_read == rows_kept + sum(rows_excluded)``, or a bug in this module."""
         excluded = sum(self.rows_excluded.values())
@@ -147,6 +182,22 @@ class Harmonised:
     # how derived columns were made, for the log and the Parquet metadata, e.g.
     # {"disability": {"method": "wg_ss", "domains": [...], "label": "WG-SS, 4 of 6 domains"}}
     metadata: dict = field(default_factory=dict)
+    # batch=True: the raw positions of the kept rows (for the whole-file checks of a streamed ingest)
+    kept_positions: np.ndarray | None = None
+
+
+def add_batch_metadata(total: dict | None, part: dict) -> dict:
+    """The metadata of a source ingested in batches or partitions: the first part's, with the
+    rows not asked of each routed indicator (card ``asked_when``) summed over every part."""
+    if total is None:
+        return json.loads(json.dumps(part))  # a copy the later parts add to
+    for ind, routed in (part.get("not_asked") or {}).items():
+        slot = total.setdefault("not_asked", {}).setdefault(
+            ind, {"rows": 0, "asked_of": routed.get("asked_of"), "by_country": {}})
+        slot["rows"] += routed["rows"]
+        for country, n in routed["by_country"].items():
+            slot["by_country"][country] = slot["by_country"].get(country, 0) + n
+    return total
 
 
 # --------------------------------------------------------------------------------------------
@@ -585,7 +636,18 @@ def _resolve_replicates(card: SourceCard, raw: RawTable) -> list[str]:
     return sorted(cols, key=lambda c: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", c)])
 
 
-def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Accounting) -> tuple[pd.Series, dict]:
+def single_psu_error(card: SourceCard, raw: RawTable, stratum, row: str, strata: int) -> HarmoniseError:
+    """The error for strata with a single PSU under ``design.single_psu: fail``."""
+    code = quotable_code(stratum)
+    which = f"stratum {code}" if code else "the stratum"
+    return HarmoniseError(
+        f"{_where(card, raw)}: {which} of column '{card.design.strata}' has a single PSU ({row}; "
+        f"{strata} such strata); set design.single_psu to adjust, average or certainty, or merge strata"
+    )
+
+
+def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Accounting,
+                    batch: bool = False) -> tuple[pd.Series, dict]:
     """Fill weight/strata/psu/fpc/replicates; return the keep mask and the design dict."""
     design = card.design
     frame = raw.frame
@@ -621,18 +683,13 @@ def _design_columns(card: SourceCard, raw: RawTable, out: pd.DataFrame, acc: Acc
             raise HarmoniseError(f"{_where(card, raw)}: column '{design.fpc}' (design.fpc) is missing or not a number in {raw.row_label(row)}; give the number of PSUs in the stratum or the sampling fraction")
     else:
         out["fpc"] = np.nan
-    if design.strata and design.psu and design.single_psu == "fail":
+    if design.strata and design.psu and design.single_psu == "fail" and not batch:
         kept = out.loc[keep, ["strata", "psu"]]
         counts = kept.groupby("strata", observed=True)["psu"].nunique()
         lonely = counts[counts < 2]
         if len(lonely):
             position = int(np.flatnonzero((out["strata"] == lonely.index[0]).fillna(False).to_numpy(bool) & keep.to_numpy())[0])
-            code = quotable_code(lonely.index[0])
-            which = f"stratum {code}" if code else "the stratum"
-            raise HarmoniseError(
-                f"{_where(card, raw)}: {which} of column '{design.strata}' has a single PSU ({raw.row_label(position)}; "
-                f"{len(lonely)} such strata); set design.single_psu to adjust, average or certainty, or merge strata"
-            )
+            raise single_psu_error(card, raw, lonely.index[0], raw.row_label(position), len(lonely))
     replicate_columns = []
     for i, col in enumerate(_resolve_replicates(card, raw), start=1):
         name = f"{schema.REPLICATE_PREFIX}{i}"
@@ -783,9 +840,25 @@ def _written_text_columns(card: SourceCard, out: pd.DataFrame, keep: pd.Series) 
     return columns
 
 
+def respondent_id_text(ids: pd.Series) -> pd.Series:
+    """The respondent ids of ``id_column`` as compared and hashed: stripped code text, NA for empty."""
+    if pd.api.types.is_string_dtype(ids.dtype) and not pd.api.types.is_object_dtype(ids.dtype):
+        return ids.str.strip()
+    return codes_as_text(ids)
+
+
+def duplicate_ids_error(card: SourceCard, raw: RawTable, first: str, second: str, rows: int) -> HarmoniseError:
+    """The error for respondent ids that repeat: where the first two are and how many rows repeat one."""
+    return HarmoniseError(
+        f"{_where(card, raw)}: column '{card.id_column}' (id_column) has duplicate respondent ids "
+        f"in {first} and {second} ({rows} rows); de-duplicate the raw data"
+    )
+
+
 def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None = None,
                         age_bands=None, salt: str | None = None,
-                        income_groups: tuple | None = None) -> Harmonised:
+                        income_groups: tuple | None = None, personal: PersonalValues | None = None,
+                        batch: bool = False) -> Harmonised:
     """Turn a raw microdata table into the common schema (see the module docstring for the rules).
 
     ``age_bands`` (default: the catalogue's, :func:`analysis.schema.load_age_bands`) and
@@ -793,6 +866,11 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     (after recoding) is an unknown code, as for every closed dimension of the catalogue.
     A catalogue dimension that is not a schema column is a column like the others: mapped and
     recoded by the card, written after the schema columns.
+
+    ``batch=True`` harmonises one batch of a file streamed by :mod:`analysis.sources.streaming`:
+    the checks that need the whole file (kept-row share, unknown-code share, duplicate
+    respondent ids) are left to the caller, which runs them on the summed accounting, and
+    ``personal`` holds the personal values of the whole file.
     """
     age_bands = tuple(age_bands) if age_bands else schema.load_age_bands()
     closed = schema.closed_categories()
@@ -807,9 +885,10 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
         acc.exclude(f"filter not met: {card.filter}", int((~passed).sum()))
         raw = raw.subset(passed)
     ignore = _category_words(card, age_bands, income_groups)
-    personal = PersonalValues(raw.frame, card.personal_columns, ignore)
+    if personal is None:
+        personal = PersonalValues(raw.frame, card.personal_columns, ignore)
     scan_free_text(raw.frame, card.free_text_columns, card.personal_columns, where=where, row_label=raw.row_label,
-                   ignore=ignore)
+                   ignore=ignore, personal=personal)
     acc.personal_columns_dropped = [c for c in card.personal_columns if c in raw.frame.columns]
     frame = raw.frame.drop(columns=acc.personal_columns_dropped)
     raw = RawTable(frame, raw.path, raw.value_labels, raw.notes, raw.description, raw.first_row, raw.row_unit,
@@ -877,25 +956,24 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
     routed = {ind: _not_asked(card, ind, raw, out[ind]) for ind, spec in card.indicators.items()
               if spec.asked_when}
 
-    keep, design = _design_columns(card, raw, out, acc)
-    scan_written_text(_written_text_columns(card, out, keep), personal, where=where, row_label=raw.row_label)
-    _check_kept_rows(card, raw, acc, int(keep.sum()))
-    _check_unknown_share(card, raw, acc)
+    keep, design = _design_columns(card, raw, out, acc, batch)
+    written = _written_text_columns(card, out, keep)
+    if batch:  # columns of codes are judged against every code of the file (streaming.py)
+        written = {name: spec for name, spec in written.items() if not spec[2]}
+    scan_written_text(written, personal, where=where, row_label=raw.row_label)
+    if not batch:
+        _check_kept_rows(card, raw, acc, int(keep.sum()))
+        _check_unknown_share(card, raw, acc)
 
     if card.id_column:
-        ids = frame[card.id_column]
-        ids = ids.str.strip() if pd.api.types.is_string_dtype(ids.dtype) and not pd.api.types.is_object_dtype(ids.dtype) \
-            else codes_as_text(ids)
+        ids = respondent_id_text(frame[card.id_column])
         if ids.isna().any():
             row = int(np.flatnonzero(ids.isna().to_numpy())[0])
             raise HarmoniseError(f"{_where(card, raw)}: column '{card.id_column}' (id_column) is empty in {raw.row_label(row)}; every respondent needs an id")
-        dup = ids.duplicated(keep=False)
+        dup = ids.duplicated(keep=False) if not batch else pd.Series(False, index=ids.index)
         if dup.any():
             rows = list(np.flatnonzero(dup.to_numpy())[:2])
-            raise HarmoniseError(
-                f"{_where(card, raw)}: column '{card.id_column}' (id_column) has duplicate respondent ids "
-                f"in {raw.row_label(rows[0])} and {raw.row_label(rows[1])} ({int(dup.sum())} rows); de-duplicate the raw data"
-            )
+            raise duplicate_ids_error(card, raw, raw.row_label(rows[0]), raw.row_label(rows[1]), int(dup.sum()))
     else:
         ids = pd.Series([f"row{i}" for i in range(len(frame))], index=frame.index)
     out["respondent_id"] = hash_ids(ids, card.id, salt if salt is not None else project_salt())
@@ -905,6 +983,7 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
             out[column] = np.nan if column in schema.NUMERIC_COLUMNS else pd.Series(pd.NA, index=frame.index, dtype="string")
     replicates = schema.replicate_columns(out)
     ordered = columns + list(card.indicators) + replicates
+    kept_positions = np.flatnonzero(keep.to_numpy())
     result = out.loc[keep.to_numpy(), ordered].reset_index(drop=True)
     for column in schema.NUMERIC_COLUMNS:
         result[column] = result[column].astype("float64")
@@ -922,7 +1001,7 @@ def harmonise_microdata(card: SourceCard, raw: RawTable, indicators: dict | None
             by_country = pd.Series(mask[kept]).groupby(countries).sum()
             metadata["not_asked"][ind] = {"rows": acc.not_asked[ind], "asked_of": card.indicators[ind].asked_of,
                                           "by_country": {str(k): int(v) for k, v in by_country.items() if v}}
-    return Harmonised(result, design, acc, metadata)
+    return Harmonised(result, design, acc, metadata, kept_positions if batch else None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,11 @@ write ``<processed>/<source>.parquet`` (the design dict and the card's metadata 
 schema metadata, restored by :func:`analysis.sources.load_processed`) and
 ``<processed>/<source>.log.json`` (row accounting and the input fingerprint).
 
+A microdata CSV of 64 MiB or more is read and harmonised in record batches
+(:mod:`analysis.sources.streaming`: same table, log and checks, memory independent of the file
+size); a card naming a folder or glob is ingested partition by partition
+(:mod:`analysis.sources.partitioned`).
+
 A source whose inputs are unchanged — same sha256 of its raw files, its card, the catalogue and
 the code of :mod:`analysis.sources` and :mod:`analysis.schema` — is skipped unless ``--force``.
 One line per source is printed: ``ingested``, ``unchanged``, ``failed (reason)`` or, for a
@@ -29,11 +34,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import config, hashing, schema
-from analysis.sources import METADATA_KEY, coding, partitioned, studies
+from analysis.sources import METADATA_KEY, coding, partitioned, streaming, studies
 from analysis.sources.card import CardError, SourceCard, card_paths, load_card
 from analysis.sources.harmonise import Harmonised, HarmoniseError, harmonise
 from analysis.sources.privacy import PrivacyError
 from analysis.sources.readers import ReadError, raw_file, read_source
+from analysis.sources.records import ingest_log, source_metadata
 
 
 def code_files() -> list[Path]:
@@ -67,26 +73,6 @@ def input_fingerprint(card_path: Path, card: SourceCard, raw_root: Path) -> dict
     return {"sha256": combined, "inputs": files}
 
 
-def _source_metadata(card: SourceCard, result: Harmonised | None = None) -> dict:
-    return {
-        **(result.metadata if result is not None else {}),
-        "id": card.id,
-        "title": card.title,
-        "kind": card.kind,
-        "synthetic": card.synthetic,
-        "licence": card.licence,
-        "consent": card.consent,
-        "citation": card.citation,
-        "country": card.country,
-        "collection_period": (
-            {"start": card.collection_period.start.isoformat(), "end": card.collection_period.end.isoformat()}
-            if card.collection_period
-            else None
-        ),
-        "indicators": list(card.indicators),
-    }
-
-
 def write_processed(result: Harmonised, card: SourceCard, processed_dir: Path, log: dict) -> Path:
     """Write ``<source>.parquet`` (design + source metadata in the schema metadata) and ``<source>.log.json``.
 
@@ -96,7 +82,7 @@ def write_processed(result: Harmonised, card: SourceCard, processed_dir: Path, l
     processed_dir.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(result.frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
-    meta[METADATA_KEY] = json.dumps({"design": result.design, "source": _source_metadata(card, result)}).encode()
+    meta[METADATA_KEY] = json.dumps({"design": result.design, "source": source_metadata(card, result.metadata)}).encode()
     table = table.replace_schema_metadata(meta)
     target = processed_dir / f"{card.id}.parquet"
     tmp = target.with_suffix(".parquet.tmp")
@@ -148,23 +134,14 @@ def ingest_source(card_path: Path, raw_root: Path, processed_dir: Path, force: b
     for spec in card.files:
         if spec.sha256 and fingerprint["inputs"][f"raw:{spec.path}"] != spec.sha256:
             raise ReadError(f"{raw_root / spec.path}: sha256 differs from files.sha256 in {card_path}; is it the right file?")
+    if streaming.is_streamed(card, raw_root):  # a large CSV: batch by batch, constant memory
+        return streaming.ingest_streamed(card_path, card, raw_root, processed_dir, fingerprint,
+                                         indicators, age_bands, income_groups)
     raw = read_source(card, raw_root)
     result = harmonise(card, raw, indicators=indicators, age_bands=age_bands,
                        income_groups=income_groups)
-    log = {
-        "source": card.id,
-        "status": "ingested",
-        "kind": card.kind,
-        "synthetic": card.synthetic,
-        "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "files": [str(spec.path) for spec in card.files],
-        "reader": card.reader,
-        "reader_notes": {k: v for k, v in raw.notes.items() if k in ("encoding", "sheet")},
-        **result.accounting.as_dict(),
-        **result.metadata,
-        "columns": list(result.frame.columns),
-        "fingerprint": fingerprint,
-    }
+    log = ingest_log(card, result.accounting, result.metadata, list(result.frame.columns), fingerprint,
+                     {k: v for k, v in raw.notes.items() if k in ("encoding", "sheet")})
     write_processed(result, card, processed_dir, log)
     return "ingested", log
 

@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import os
 import shutil
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from analysis.sources.card import SourceCard
 from analysis.sources.harmonise import Accounting, HarmoniseError, harmonise_microdata
 from analysis.sources.privacy import project_salt
 from analysis.sources.readers import RawTable, ReadError, raw_file
+from analysis.sources.records import source_metadata
 
 #: Rows read (and harmonised) at a time.
 DEFAULT_BATCH_ROWS = 500_000
@@ -133,26 +133,6 @@ def _fingerprint(card_path: Path, files: list[Path]) -> dict:
     return {"sha256": hashing.sha256_json(inputs), "inputs": inputs}
 
 
-def _merge_accounting(total: Accounting, part: Accounting) -> None:
-    total.rows_read += part.rows_read
-    total.rows_kept += part.rows_kept
-    for reason, n in part.rows_excluded.items():
-        total.exclude(reason, n)
-    for column, n in part.values_recoded.items():
-        total.recoded(column, n)
-    for column, codes in part.missing_codes.items():
-        slot = total.missing_codes.setdefault(column, {})
-        for code, n in codes.items():
-            slot[code] = slot.get(code, 0) + n
-    for column, codes in part.unknown_codes.items():
-        total.unknown(column, Counter(codes))
-    for column in part.personal_columns_dropped:
-        if column not in total.personal_columns_dropped:
-            total.personal_columns_dropped.append(column)
-    total.unmapped_columns_left_behind = max(total.unmapped_columns_left_behind,
-                                             part.unmapped_columns_left_behind)
-
-
 @dataclass
 class _Coverage:
     countries: dict = field(default_factory=dict)  # country -> dimension -> set of categories
@@ -189,8 +169,6 @@ def ingest_partitioned(card_path: Path, card: SourceCard, raw_root: Path, proces
     Returns ``("ingested" | "unchanged", log)`` as :func:`analysis.sources.ingest.ingest_source`;
     raises its user errors (one line naming the file, the row and what to fix).
     """
-    from analysis.sources.ingest import _source_metadata
-
     if card.kind != "microdata":
         raise HarmoniseError(f"{card.path_label}: partitioned ingest is for microdata, not "
                              f"kind '{card.kind}'")
@@ -217,7 +195,7 @@ def ingest_partitioned(card_path: Path, card: SourceCard, raw_root: Path, proces
     design = None
     id_prefixes = []
     n_parts = 0
-    meta = {"source": _source_metadata(card)}
+    meta = {"source": source_metadata(card)}
     try:
         for path in files:
             for raw in read_batches(card, path, batch_rows):
@@ -226,7 +204,7 @@ def ingest_partitioned(card_path: Path, card: SourceCard, raw_root: Path, proces
                 result = harmonise_microdata(card, raw, indicators=indicators,
                                              age_bands=age_bands,
                                              salt=salt, income_groups=income_groups)
-                _merge_accounting(total, result.accounting)
+                total.add(result.accounting)
                 if design is None:
                     design = result.design
                 elif result.design != design:

@@ -399,17 +399,20 @@ def first_personal_value(series: pd.Series, personal: PersonalValues | None = No
 
 
 def scan_free_text(frame: pd.DataFrame, columns, personal_columns=(), where: str = "", row_label=None,
-                   ignore: Iterable[str] = ()) -> None:
+                   ignore: Iterable[str] = (), personal: PersonalValues | None = None) -> None:
     """Fail when a free-text column holds an e-mail, phone number, national-id-like number, GPS
     coordinates or personal values.
 
     ``personal_columns`` values (e.g. names in a ``name`` column) of 4+ characters that reappear
     inside a free-text answer are hits too. The error names the column, the row and the kind of
     hit, never the value itself. ``row_label(position)`` says how the user finds a row
-    (e.g. ``"line 7"``); by default the 0-based position is shown as ``"row N"``.
+    (e.g. ``"line 7"``); by default the 0-based position is shown as ``"row N"``. ``personal``,
+    when given, is used instead of the values of ``personal_columns`` in ``frame`` (a streamed
+    ingest collects them over the whole file first).
     """
     row_label = row_label or (lambda position: f"row {position}")
-    personal = PersonalValues(frame, personal_columns, ignore)
+    if personal is None:
+        personal = PersonalValues(frame, personal_columns, ignore)
     for col in columns:
         if col not in frame.columns:
             continue
@@ -435,8 +438,11 @@ def scan_written_text(columns: dict[str, tuple[pd.Series, str | None, bool]], pe
         hit = first_personal_value(values, personal, codes)
         if hit:
             position, kind = hit
-            source = f" (raw column '{raw}')" if raw and raw != name else ""
-            raise PrivacyError(
-                f"{where}column '{name}'{source} contains {kind} ({row_label(position)}); "
-                "redact it in the raw data or recode the column"
-            )
+            raise written_text_error(where, name, raw, kind, row_label(position))
+
+
+def written_text_error(where: str, name: str, raw: str | None, kind: str, row: str) -> PrivacyError:
+    """The error of :func:`scan_written_text`: column, raw column, kind of hit and row, never the value."""
+    source = f" (raw column '{raw}')" if raw and raw != name else ""
+    return PrivacyError(f"{where}column '{name}'{source} contains {kind} ({row}); "
+                        "redact it in the raw data or recode the column")

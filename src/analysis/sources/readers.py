@@ -349,6 +349,75 @@ def _count_lines(path: Path) -> int:
     return lines + (1 if last not in (b"", b"\n") else 0)
 
 
+@dataclass
+class _TextPlan:
+    """What :func:`_plan_text` learnt about a delimited text file before parsing it."""
+
+    encoding: str
+    delimiter: str
+    head_text: str
+    header_row: int
+    wanted: object
+
+    def read_options(self) -> dict:
+        """The pandas options every parse of the file uses (in one piece or in batches)."""
+        return {"sep": self.delimiter, "encoding": self.encoding, "dtype": str, "keep_default_na": False,
+                "na_values": [""], "skiprows": self.header_row, "skip_blank_lines": True, "usecols": self.wanted}
+
+
+def _plan_text(path: Path, opts, reader: str, wanted) -> _TextPlan:
+    """Check that ``path`` is text (not Parquet, zip, SPSS..., not UTF-16 without a BOM), validate
+    its encoding in chunks and sniff its delimiter from the first lines."""
+    sample = _sample(path)
+    _check_is_text(path, sample, opts.encoding, reader)
+    encoding = _detect_encoding(path, sample, opts.encoding)
+    head_text = sample.decode(encoding, errors="ignore") if encoding != "utf-16" else sample.decode("utf-16", errors="ignore")
+    if not head_text.strip() and path.stat().st_size <= SAMPLE_BYTES:
+        raise ReadError(f"{path}: file has no data (only blank lines)")
+    delimiter = _sniff_delimiter(head_text, opts.delimiter)
+    return _TextPlan(encoding, delimiter, head_text, opts.header_row, None if encoding == "utf-16" else wanted)
+
+
+def _parser_error(path: Path, plan: _TextPlan, exc: Exception) -> ReadError:
+    """A malformed-CSV error naming the first line with more fields than the header."""
+    where = ""
+    try:
+        starts, widths = _record_lines(path, plan.encoding, plan.delimiter, plan.header_row)
+        header_width = len(next(csv.reader(io.StringIO(plan.head_text.splitlines()[plan.header_row]),
+                                           delimiter=plan.delimiter)))
+        bad = [i for i, w in enumerate(widths) if w > header_width]
+        if bad:
+            where = f" at line {int(starts[bad[0]])} ({widths[bad[0]]} fields, the header has {header_width})"
+    except (csv.Error, IndexError, StopIteration, UnicodeDecodeError):
+        pass
+    if not where:
+        line = re.search(r"line (\d+)", str(exc))
+        where = f" at line {int(line.group(1)) + plan.header_row}" if line else ""
+    return ReadError(f"{path}: malformed CSV{where} (wrong number of fields); fix the quoting or delimiter")
+
+
+def _empty_error(path: Path, plan: _TextPlan) -> ReadError:
+    if not plan.head_text.strip():
+        return ReadError(f"{path}: file has no data (only blank lines)")
+    return ReadError(f"{path}: file has no header row at row {plan.header_row}")
+
+
+def _check_text_header(path: Path, plan: _TextPlan, frame: pd.DataFrame) -> None:
+    """Refuse duplicated or empty headers; keep the full header in ``frame.attrs["header"]``
+    when only some columns were parsed."""
+    lines = plan.head_text.splitlines()
+    header_line = next(csv.reader(io.StringIO(lines[plan.header_row] if len(lines) > plan.header_row else ""),
+                                  delimiter=plan.delimiter), [])
+    seen = [h.strip() for h in header_line if h.strip()]
+    dup = sorted({h for h in seen if seen.count(h) > 1})
+    if dup:
+        raise ReadError(f"{path}: duplicated column names {dup[:5]} in the header; give every column a unique name")
+    if plan.wanted is not None:
+        frame.attrs["header"] = header_line
+    if plan.wanted is None or frame.shape[1]:
+        _check_header(path, frame)
+
+
 def read_text_table(path: Path, opts, reader: str = "csv", wanted=None) -> tuple[pd.DataFrame, str, np.ndarray | None]:
     """Parse a delimited text file as text cells: ``(frame, encoding, row line numbers or None)``.
 
@@ -357,70 +426,61 @@ def read_text_table(path: Path, opts, reader: str = "csv", wanted=None) -> tuple
     by pandas straight from the file (no copy of the whole text in memory). ``wanted(name)``,
     when given, says which columns to keep: the others are skipped by the parser (a survey
     export has hundreds of columns a card does not use), and the full header is kept in
-    ``frame.attrs["header"]``.
+    ``frame.attrs["header"]``. :func:`iter_text_batches` reads the same file in batches.
     """
-    sample = _sample(path)
-    _check_is_text(path, sample, opts.encoding, reader)
-    encoding = _detect_encoding(path, sample, opts.encoding)
-    head_text = sample.decode(encoding, errors="ignore") if encoding != "utf-16" else sample.decode("utf-16", errors="ignore")
-    if not head_text.strip() and path.stat().st_size <= SAMPLE_BYTES:
-        raise ReadError(f"{path}: file has no data (only blank lines)")
-    delimiter = _sniff_delimiter(head_text, opts.delimiter)
-    header_row = opts.header_row
-    if encoding == "utf-16":
-        wanted = None
+    plan = _plan_text(path, opts, reader, wanted)
     try:
-        if wanted is not None:
+        if plan.wanted is not None:
             # pandas ignores extra fields of columns it skips: check every row's width first
-            _check_widths(path, encoding, delimiter, header_row)
-        frame = pd.read_csv(
-            path,
-            sep=delimiter,
-            encoding=encoding,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            skiprows=header_row,
-            skip_blank_lines=True,
-            usecols=wanted,
-        )
+            _check_widths(path, plan.encoding, plan.delimiter, plan.header_row)
+        frame = pd.read_csv(path, **plan.read_options())
     except pd.errors.ParserError as exc:
-        where = ""
-        try:
-            starts, widths = _record_lines(path, encoding, delimiter, header_row)
-            header_width = len(next(csv.reader(io.StringIO(head_text.splitlines()[header_row]), delimiter=delimiter)))
-            bad = [i for i, w in enumerate(widths) if w > header_width]
-            if bad:
-                where = f" at line {int(starts[bad[0]])} ({widths[bad[0]]} fields, the header has {header_width})"
-        except (csv.Error, IndexError, StopIteration, UnicodeDecodeError):
-            pass
-        if not where:
-            line = re.search(r"line (\d+)", str(exc))
-            where = f" at line {int(line.group(1)) + header_row}" if line else ""
-        raise ReadError(f"{path}: malformed CSV{where} (wrong number of fields); fix the quoting or delimiter") from None
+        raise _parser_error(path, plan, exc) from None
     except pd.errors.EmptyDataError:
-        if not head_text.strip():
-            raise ReadError(f"{path}: file has no data (only blank lines)") from None
-        raise ReadError(f"{path}: file has no header row at row {header_row}") from None
+        raise _empty_error(path, plan) from None
     except UnicodeDecodeError:  # pragma: no cover - the encoding was validated
-        raise ReadError(f"{path}: not valid {encoding}; set reader_options.encoding") from None
-    lines = head_text.splitlines()
-    header_line = next(csv.reader(io.StringIO(lines[header_row] if len(lines) > header_row else ""), delimiter=delimiter), [])
-    seen = [h.strip() for h in header_line if h.strip()]
-    dup = sorted({h for h in seen if seen.count(h) > 1})
-    if dup:
-        raise ReadError(f"{path}: duplicated column names {dup[:5]} in the header; give every column a unique name")
-    if wanted is not None:
-        frame.attrs["header"] = header_line
-    if wanted is None or frame.shape[1]:
-        _check_header(path, frame)
-    row_numbers = None
-    if encoding != "utf-16" and _count_lines(path) != header_row + 1 + len(frame):
+        raise ReadError(f"{path}: not valid {plan.encoding}; set reader_options.encoding") from None
+    _check_text_header(path, plan, frame)
+    return frame, plan.encoding, text_row_numbers(path, plan, len(frame))
+
+
+def text_row_numbers(path: Path, plan: _TextPlan, records: int) -> np.ndarray | None:
+    """The first line of every data record when records are not one line each (multi-line
+    quoted fields or blank lines), else None."""
+    if plan.encoding != "utf-16" and _count_lines(path) != plan.header_row + 1 + records:
         # multi-line quoted fields or blank lines: number every record by its first line
-        starts, _ = _record_lines(path, encoding, delimiter, header_row)
-        if len(starts) == len(frame):
-            row_numbers = starts
-    return frame, encoding, row_numbers
+        starts, _ = _record_lines(path, plan.encoding, plan.delimiter, plan.header_row)
+        if len(starts) == records:
+            return starts
+    return None
+
+
+def iter_text_batches(path: Path, opts, batch_rows: int, wanted=None, reader: str = "csv",
+                      check_widths: bool = True):
+    """Parse a delimited text file in batches of ``batch_rows`` records with exactly the checks
+    and cell rules of :func:`read_text_table`: yields ``(frame, plan)``, the first batch's frame
+    carrying the full header in ``attrs["header"]``. Frames are indexed from 0 in each batch.
+    ``check_widths=False`` skips the row-width pass (when an earlier pass over the same file
+    made it)."""
+    plan = _plan_text(path, opts, reader, wanted)
+    try:
+        if plan.wanted is not None and check_widths:
+            _check_widths(path, plan.encoding, plan.delimiter, plan.header_row)
+        chunks = pd.read_csv(path, chunksize=batch_rows, **plan.read_options())
+        first = True
+        with chunks:
+            for frame in chunks:
+                frame = frame.reset_index(drop=True)
+                if first:
+                    _check_text_header(path, plan, frame)
+                    first = False
+                yield frame, plan
+    except pd.errors.ParserError as exc:
+        raise _parser_error(path, plan, exc) from None
+    except pd.errors.EmptyDataError:
+        raise _empty_error(path, plan) from None
+    except UnicodeDecodeError:  # pragma: no cover - the encoding was validated
+        raise ReadError(f"{path}: not valid {plan.encoding}; set reader_options.encoding") from None
 
 
 def _check_header(path: Path, frame: pd.DataFrame, where: str = "") -> None:

@@ -59,7 +59,13 @@ from pydantic import (
 
 from analysis import config, hashing, schema
 from analysis.config import pydantic_message
-from analysis.sources.card import Period  # one collection-period model for every card kind
+from analysis.sources.card import (  # one collection-period model for every card kind
+    CardError,
+    Period,
+    card_kind,
+    load_kind_card,
+    register_kind,
+)
 
 SAMPLING = ("probability", "quota", "convenience", "respondent_driven", "administrative")
 MODES = ("phone", "face_to_face", "online", "sms_radio", "mixed")
@@ -411,26 +417,25 @@ def read_study_card(path: Path | str) -> StudyCard:
         raise StudyError(pydantic_message(exc, str(path))) from None
 
 
-def load_study_source_card(path: Path | str) -> StudySourceCard:
-    """Read a ``kind: study`` source card (``params/sources/<id>.yml``)."""
-    path = Path(path)
-    data = config.read_yaml_mapping(path, StudyError, "source card")
+def load_study_source_card(path: Path | str, data: dict | None = None) -> StudySourceCard:
+    """Read a ``kind: study`` source card (``params/sources/<id>.yml``; :func:`card.load_kind_card`)."""
+    return load_kind_card(path, StudySourceCard, StudyError, data)
+
+
+def _load_for_card(path: Path, data: dict) -> StudySourceCard:
+    """:func:`analysis.sources.card.load_card` of a study card: its errors as ``CardError``."""
     try:
-        card = StudySourceCard(**data)
-    except ValidationError as exc:
-        raise StudyError(pydantic_message(exc, str(path))) from None
-    if card.id != path.stem:
-        raise StudyError(f"{path}: key 'id' is {card.id!r} but must equal the file name stem {path.stem!r}")
-    return card
+        return load_study_source_card(path, data)
+    except StudyError as exc:
+        raise CardError(str(exc)) from None
+
+
+register_kind("study", _load_for_card)
 
 
 def is_study_card(path: Path | str) -> bool:
     """True when the source card at ``path`` declares ``kind: study`` (read by this module)."""
-    try:
-        data = config.read_yaml_mapping(Path(path), StudyError, "source card")
-    except StudyError:
-        return False
-    return data.get("kind") == "study"
+    return card_kind(path) == "study"
 
 
 # --------------------------------------------------------------------------------------------
