@@ -319,3 +319,30 @@ def test_notebook_markdown_is_in_the_catalogue_and_rendered_per_language():
     cell = next(c for c in edited.cells if c.cell_type == "markdown")
     cell.source = "# Chapter 2 · Group profile, rewritten"     # stale: the English shows
     assert i18n.translate_notebook(edited, "02_group_profile", "fr").cells[0].source.endswith("rewritten")
+
+
+def test_an_unedited_stale_translation_stays_stale_through_a_po_round_trip(tmp_path):
+    """Defect: exporting a PO file and importing it back unedited rewrote a stale entry's source
+    to the new English while keeping the old translation, so ``--check`` called it current."""
+    folder = tmp_path / "i18n"
+    shutil.copytree(i18n.I18N_DIR, folder)
+    catalogue = dict(i18n.catalogue_strings())
+    catalogue["groups.women.label"] = "Women and girls"  # the English changed after translation
+    assert "groups.women.label" in i18n.check(["fr"], i18n_dir=folder, catalogue=catalogue)["fr"].stale
+
+    path = i18n.export_po("fr", tmp_path / "fr.po", i18n_dir=folder, catalogue=catalogue)
+    i18n.import_po("fr", path, i18n_dir=folder, catalogue=catalogue)
+    status = i18n.check(["fr"], i18n_dir=folder, catalogue=catalogue)["fr"]
+    assert "groups.women.label" in status.stale
+    assert i18n.load_language("fr", folder).strings["groups.women.label"] == {"text": "Femmes", "source": "Women"}
+
+    # a translator who retranslates it makes it current
+    from babel.messages.pofile import read_po, write_po
+
+    with path.open("rb") as f:
+        po = read_po(f, locale="fr")
+    next(m for m in po if m.context == "groups.women.label").string = "Femmes et filles"
+    with path.open("wb") as f:
+        write_po(f, po)
+    i18n.import_po("fr", path, i18n_dir=folder, catalogue=catalogue)
+    assert "groups.women.label" not in i18n.check(["fr"], i18n_dir=folder, catalogue=catalogue)["fr"].stale

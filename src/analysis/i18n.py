@@ -543,7 +543,9 @@ def import_po(code: str, path: Path | str, *, reviewed: bool | None = None,
     """Read a translator's PO file back into ``params/i18n/<code>.yml``.
 
     Every message with a ``msgctxt`` that is a catalogue key and a non-empty ``msgstr`` replaces
-    the translation (its ``source`` becomes the ``msgid`` it translated). ``reviewed=True``
+    the translation (its ``source`` becomes the ``msgid`` it translated), except a ``fuzzy``
+    message whose text is still the stale translation of an older English: it stays stale, so
+    that ``--check`` keeps listing it until a translator retranslates it. ``reviewed=True``
     records the translator's sign-off for the language.
 
     Returns
@@ -569,6 +571,11 @@ def import_po(code: str, path: Path | str, *, reviewed: bool | None = None,
             ignored.append(message.context)
             continue
         if isinstance(message.string, str) and message.string.strip():
+            before = lang.strings.get(message.context)
+            if (message.fuzzy and before and before["text"].strip() == message.string.strip()
+                    and before["source"] != str(message.id)):
+                # an unedited stale translation: it still translates the old English
+                continue
             lang.strings[message.context] = {"text": message.string.strip(), "source": str(message.id)}
             written += 1
     if reviewed is not None:
