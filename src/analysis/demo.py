@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import config, demo_voices, schema, tables
+from analysis import config, demo_voices, schema
 
 #: The default seed: the month the flagship report came out (July 2021).
 DEFAULT_SEED = 20210701
@@ -1206,7 +1206,9 @@ def _fix_sav_timestamp(path: Path) -> None:
 
 def _write_csv(path: Path, frame: pd.DataFrame, header_lines: list[str] | None = None) -> None:
     """Write CSV with ``\\n`` line ends and fixed float formatting (byte-for-byte deterministic)."""
-    text = tables.csv_text(frame)  # formula-like text cells neutralised, as every CSV we write
+    # a partner's export as its tool writes it (no formula neutralising: this is raw input for
+    # ingest, never a published table, and its planted canaries must stay verbatim)
+    text = frame.to_csv(index=False, lineterminator="\n")
     if header_lines:
         head, _, body = text.partition("\n")
         text = head + "\n" + ",".join(header_lines) + "\n" + body
