@@ -249,7 +249,22 @@ class IndicatorMap(_Strict):
         return [self.column] if self.column else list(self.columns or [])
 
 
-class SourceCard(_Strict):
+class CardFromFile(_Strict):
+    """A card model that remembers the file it was read from, to name it in error messages.
+
+    :func:`load_kind_card` sets ``_path``; a card built in memory (tests, generated cards) is
+    named by where its file belongs, ``params/sources/<id>.yml``. Subclasses define ``id``.
+    """
+
+    _path: Path | None = PrivateAttr(default=None)  # where the card was read from, for messages
+
+    @property
+    def path_label(self) -> str:
+        """The card's file, for error messages (``params/sources/<id>.yml`` when built in memory)."""
+        return str(self._path) if self._path else f"params/sources/{self.id}.yml"
+
+
+class SourceCard(CardFromFile):
     """A validated source card (see the module docstring for an example)."""
 
     id: str
@@ -295,13 +310,6 @@ class SourceCard(_Strict):
     # values fail the ingest unless unknown_codes: allow (they are always counted in the log)
     unknown_codes: Literal["error", "allow"] = "error"
     max_unknown_share: float = Field(0.01, ge=0.0, le=1.0)
-    _path: Path | None = PrivateAttr(default=None)  # where the card was read from, for messages
-
-    @property
-    def path_label(self) -> str:
-        """The card's file, for error messages (``params/sources/<id>.yml`` when built in memory)."""
-        return str(self._path) if self._path else f"params/sources/{self.id}.yml"
-
     @field_validator("missing_codes", mode="before")
     @classmethod
     def _missing_codes_as_mapping(cls, value):

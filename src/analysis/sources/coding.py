@@ -58,9 +58,9 @@ from typing import Literal
 from xml.etree import ElementTree
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
-from analysis.sources.card import CardError, card_kind, load_kind_card, register_kind
+from analysis.sources.card import CardError, CardFromFile, card_kind, load_kind_card, register_kind
 from analysis.sources.privacy import hash_ids, project_salt
 from analysis.sources.readers import codes_as_text
 
@@ -104,7 +104,7 @@ class Responses(_Strict):
     personal_columns: list[str] = Field(default_factory=list)  # names to scrub from the text, never written
 
 
-class CodingCard(_Strict):
+class CodingCard(CardFromFile):
     """A validated ``kind: coding`` source card (see the module docstring)."""
 
     id: str
@@ -127,11 +127,6 @@ class CodingCard(_Strict):
     consent: str | None = None
     citation: str | None = None
     url: str | None = None
-    _path: Path | None = PrivateAttr(default=None)
-
-    @property
-    def path_label(self) -> str:
-        return str(self._path) if self._path else f"params/sources/{self.id}.yml"
 
 
 def is_coding_card(path: Path | str) -> bool:
