@@ -249,13 +249,21 @@ class IndicatorMap(_Strict):
         return [self.column] if self.column else list(self.columns or [])
 
 
-class CardFromFile(_Strict):
-    """A card model that remembers the file it was read from, to name it in error messages.
+class KindCard(_Strict):
+    """What the model of every card kind has: the header keys and the file it was read from.
 
-    :func:`load_kind_card` sets ``_path``; a card built in memory (tests, generated cards) is
-    named by where its file belongs, ``params/sources/<id>.yml``. Subclasses define ``id``.
+    The header keys are ``id`` (the file name stem), ``title``, ``kind`` (each kind's model
+    narrows it to its own values), ``synthetic`` and ``description``, in that order (the order
+    validation errors are listed in). :func:`load_kind_card` sets ``_path``; a card built in
+    memory (tests, generated cards) is named by where its file belongs,
+    ``params/sources/<id>.yml``.
     """
 
+    id: str
+    title: str
+    kind: str
+    synthetic: bool = False
+    description: str | None = None
     _path: Path | None = PrivateAttr(default=None)  # where the card was read from, for messages
 
     @property
@@ -264,14 +272,10 @@ class CardFromFile(_Strict):
         return str(self._path) if self._path else f"params/sources/{self.id}.yml"
 
 
-class SourceCard(CardFromFile):
+class SourceCard(KindCard):
     """A validated source card (see the module docstring for an example)."""
 
-    id: str
-    title: str
     kind: Literal[KINDS] = "microdata"  # type: ignore[valid-type]
-    synthetic: bool = False
-    description: str | None = None
     files: list[FileSpec] = Field(min_length=1)
 
     @field_validator("files")

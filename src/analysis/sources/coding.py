@@ -60,7 +60,7 @@ from xml.etree import ElementTree
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from analysis.sources.card import CardError, CardFromFile, card_kind, load_kind_card, register_kind
+from analysis.sources.card import CardError, KindCard, card_kind, load_kind_card, register_kind
 from analysis.sources.privacy import hash_ids, project_salt
 from analysis.sources.readers import codes_as_text
 
@@ -104,14 +104,10 @@ class Responses(_Strict):
     personal_columns: list[str] = Field(default_factory=list)  # names to scrub from the text, never written
 
 
-class CodingCard(CardFromFile):
+class CodingCard(KindCard):
     """A validated ``kind: coding`` source card (see the module docstring)."""
 
-    id: str
-    title: str
     kind: Literal["coding"]
-    synthetic: bool = False
-    description: str | None = None
     format: Literal[FORMATS]  # type: ignore[valid-type]
     files: list[CodingFile] = Field(min_length=1)
     codebook: str
