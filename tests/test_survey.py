@@ -18,6 +18,7 @@ from analysis.survey import (
     SurveyDesignError,
     cell_means_with_covariance,
     contrast,
+    design_effect,
     design_for,
     estimate_by,
 )
@@ -385,3 +386,19 @@ def test_estimate_by_on_raked_design_uses_calibration_residuals(api, r_golden):
     counts = estimate_by(frame.assign(one=1.0), post, "one", by="stype", statistic="total")
     assert_close(counts["estimate"].iloc[1:], [4421, 755, 1018])
     assert np.all(counts["se"].iloc[1:] < 1e-6 * counts["estimate"].iloc[1:])
+
+
+def test_design_effect_is_the_variance_over_the_srs_variance_of_each_cell():
+    # two cells of four rows, y = 1, 2, 3, 4: weights 1 (N = n, SRS with replacement: s²/n = 5/12)
+    # and weights 2 (N = 8 > n, without replacement: s² (N - n) / (N n) = 5/24); s² = 5/3
+    n, psum = np.array([4.0, 4.0]), np.array([4.0, 8.0])
+    total_y, sum_wy2 = np.array([10.0, 20.0]), np.array([30.0, 60.0])
+    srs = np.array([5 / 12, 5 / 24])
+    estimate = total_y / psum
+    assert_close(design_effect("mean", estimate, 2 * srs, n, psum, total_y, sum_wy2), [2.0, 2.0])
+    assert_close(design_effect("total", estimate, 3 * srs * psum**2, n, psum, total_y, sum_wy2), [3.0, 3.0])
+    assert np.isnan(design_effect("ratio", estimate, srs, n, psum, total_y, sum_wy2)).all()
+    # a cell of one row has no SRS variance: no design effect rather than an infinite one
+    one = design_effect("mean", np.array([1.0]), np.array([0.5]), np.array([1.0]), np.array([2.0]),
+                        np.array([2.0]), np.array([2.0]))
+    assert np.isnan(one).all()

@@ -20,6 +20,8 @@ The pydantic models of the params files live with the code that reads them:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -230,6 +232,38 @@ def read_yaml_mapping(path: Path | str, error: type[Exception] = ValueError, wha
     if not isinstance(data, dict):
         raise error(f"{path}: a {what} must be a YAML mapping (key: value) at the top level")
     return data
+
+
+@contextmanager
+def environment_variables(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set environment variables for the length of a ``with`` block, then restore them.
+
+    Parameters
+    ----------
+    values
+        Variable name -> value; ``None`` unsets the variable inside the block.
+
+    Notes
+    -----
+    Every named variable gets back the value it had before the block (or is unset again when
+    it had none), also when the block raises. Used to render pages in another report language
+    (:func:`analysis.exchange._language`, :func:`analysis.pipeline.languages.language_environment`).
+    """
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        _set_variables(values)
+        yield
+    finally:
+        _set_variables(saved)
+
+
+def _set_variables(values: Mapping[str, str | None]) -> None:
+    """Set each environment variable to its value, unsetting those whose value is ``None``."""
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def pydantic_message(exc, prefix: str) -> str:

@@ -1340,7 +1340,8 @@ def generate(out_dir: Path | str | None = None, seed: int = DEFAULT_SEED, lookup
     from analysis import demo_evidence  # partner studies published as aggregates (issue 14)
     truth_doc["partner_studies"] = demo_evidence.write_demo_studies(out, pops, rng_for(seed, "partner_studies"),
                                                                     _write_excel, SYNTHETIC_NOTICE)
-    truth_doc["voices"] = demo_voices.generate(out, seed, youth)  # coded open answers (analysis.demo_voices)
+    # coded open answers (analysis.demo_voices)
+    truth_doc["voices"] = demo_voices.generate(out, rng_for(seed, "voices/youth"), youth)
     (out / FILES["truth"]).write_text(dump_truth(truth_doc), encoding="utf-8")
     (out / FILES["readme"]).write_text(README_TEXT, encoding="utf-8")
     return truth_doc

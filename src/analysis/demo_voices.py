@@ -27,7 +27,6 @@ How the answers are made
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +88,6 @@ AGE_PHRASE = {"en": "{age} years old", "sw": "miaka {age}", "fr": "{age} ans"}
 PLANT_RATES = {"name": 0.06, "other": 0.04, "phone": 0.04, "place": 0.06, "age": 0.04}
 
 
-def _rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
-
-
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     """A Kobo export column by its question name (headers carry the form's group prefix)."""
     for column in frame.columns:
@@ -106,9 +101,11 @@ def theme_probability(theme: str, female: np.ndarray, disabled: np.ndarray) -> n
     return base + effects.get("female", 0.0) * female + effects.get("disability", 0.0) * disabled
 
 
-def make_open_answers(youth: pd.DataFrame, seed: int):
-    """Answers, true codes, the three coders' codings, consent and the truth, from the youth export."""
-    rng = _rng(seed, "voices/youth")
+def make_open_answers(youth: pd.DataFrame, rng: np.random.Generator):
+    """Answers, true codes, the three coders' codings, consent and the truth, from the youth export.
+
+    ``rng`` is the voices' own generator (:func:`analysis.demo.rng_for` of ``voices/youth``).
+    """
     ids = _column(youth, "_uuid").astype(str).to_numpy()
     country = _column(youth, "country").astype(str).to_numpy()
     female = (_column(youth, "sex").astype(str) == "female").to_numpy().astype(float)
@@ -229,9 +226,12 @@ def realised_truth(frame: pd.DataFrame, true_codes, codings) -> dict:
     }
 
 
-def generate(out: Path, seed: int, youth: pd.DataFrame) -> dict:
-    """Write the demo's coded open answers into ``out/voices/``; return TRUTH.json's ``voices``."""
-    frame, true_codes, codings, planted = make_open_answers(youth, seed)
+def generate(out: Path, rng: np.random.Generator, youth: pd.DataFrame) -> dict:
+    """Write the demo's coded open answers into ``out/voices/``; return TRUTH.json's ``voices``.
+
+    ``rng`` draws every answer and coding (the demo passes ``rng_for(seed, "voices/youth")``).
+    """
+    frame, true_codes, codings, planted = make_open_answers(youth, rng)
     folder = Path(out) / VOICES_DIR
     folder.mkdir(parents=True, exist_ok=True)
     (Path(out) / FILES["messages"]).write_text(json.dumps(coda_messages(frame, codings), ensure_ascii=False, indent=0)

@@ -440,34 +440,52 @@ def plan_for(frame: pd.DataFrame, source: str, country: str, indicators: dict, t
     if name in _MEMORY:
         return _MEMORY[name]
     folder = os.environ.get(CACHE_ENV)
-    path = Path(folder) / name if folder else None
-    if path is not None and path.exists():
-        try:
-            plan = Plan.from_json(json.loads(path.read_text()))
-            _MEMORY[name] = plan
-            return plan
-        except (ValueError, KeyError):
-            pass  # a damaged cache file is recomputed
-    if path is None:
+    if not folder:
         plan = _timed_plan(frame, source, country, indicators, thresholds, catalogue)
         _MEMORY[name] = plan
+        return plan
+    path = Path(folder) / name
+    plan = _cached_plan(path, name)
+    if plan is not None:
         return plan
     path.parent.mkdir(parents=True, exist_ok=True)
     # One computation per source × country: parallel runs that need the same plan wait for the
     # first one (an exclusive lock per plan file) and then read what it wrote.
     with _plan_lock(path):
-        if path.exists():
-            try:
-                plan = Plan.from_json(json.loads(path.read_text()))
-                _MEMORY[name] = plan
-                return plan
-            except (ValueError, KeyError):
-                pass  # a damaged cache file is recomputed
+        plan = _cached_plan(path, name)
+        if plan is not None:
+            return plan
         plan = _timed_plan(frame, source, country, indicators, thresholds, catalogue)
         _MEMORY[name] = plan
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(plan.to_json()))
         tmp.replace(path)  # atomic: a reader never sees half a plan
+    return plan
+
+
+def _cached_plan(path: Path, name: str) -> Plan | None:
+    """The plan stored in the cache file ``path``, also kept in memory under ``name``.
+
+    Parameters
+    ----------
+    path
+        A plan file in ``$ANALYSIS_DISCLOSURE_CACHE`` (written by :func:`plan_for`).
+    name
+        Its file name, the key of the in-memory cache.
+
+    Returns
+    -------
+    Plan or None
+        None when there is no such file or it cannot be read as a plan (a damaged cache file is
+        recomputed by the caller, never trusted).
+    """
+    if not path.exists():
+        return None
+    try:
+        plan = Plan.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError):
+        return None
+    _MEMORY[name] = plan
     return plan
 
 

@@ -1136,22 +1136,55 @@ class _Engine:
         return (n_psu - n_strata).astype(float)
 
     def _deff(self, statistic, y0, w, estimate, variance, n, psum, total_y):
-        """Design effect as R's ``svymean(..., deff=TRUE)``: variance over the SRS variance
-        without replacement ``s² (N - n) / (N n)``, with ``s²`` the weighted variance with
-        divisor ``n - 1`` and ``N`` the weighted count (with replacement when ``N <= n``)."""
+        """:func:`design_effect` of every cell, from the rows' values ``y0`` and weights ``w``."""
         if statistic == "ratio":
             return np.full(len(estimate), np.nan)
         # for a 0/1 indicator sum(w y^2) = sum(w y): skip a pass over the rows
         binary = _is_binary(y0)
         sum_wy2 = total_y if binary else self._cell_sums(w * y0 * y0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total_y / psum
-            s2 = (sum_wy2 - psum * mean * mean) / psum * n / (n - 1)
-            srs = np.where(psum > n, s2 * (psum - n) / (psum * n), s2 / n)
-            if statistic == "total":
-                srs = srs * psum * psum
-            deff = variance / srs
-        return np.where(np.isfinite(deff), deff, np.nan)
+        return design_effect(statistic, estimate, variance, n, psum, total_y, sum_wy2)
+
+
+def design_effect(statistic, estimate, variance, n, psum, total_y, sum_wy2) -> np.ndarray:
+    """Design effect of each cell, as R's ``svymean(..., deff=TRUE)`` / ``svytotal``.
+
+    Parameters
+    ----------
+    statistic
+        ``mean``, ``total`` or ``ratio`` (a ratio has no design effect: NaN).
+    estimate
+        The cells' estimates (only their number is used).
+    variance
+        The cells' design-based variances of the estimate.
+    n, psum
+        The cells' unweighted counts ``n`` and weighted counts ``N`` (sums of the weights).
+    total_y, sum_wy2
+        The cells' weighted sums ``Σ w y`` and ``Σ w y²``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``variance / V_srs`` per cell, NaN where it is not finite (a cell of one row, a cell
+        with no variation).
+
+    Notes
+    -----
+    ``V_srs`` is the variance of the same statistic under simple random sampling of ``n`` of
+    the ``N`` units without replacement, ``s² (N - n) / (N n)`` for a mean (times ``N²`` for a
+    total), with ``s²`` the weighted variance of ``y`` with divisor ``n - 1``; with replacement,
+    ``s² / n``, when ``N <= n`` (as R's survey package does; Kish 1965, *Survey Sampling*).
+    Used by the in-memory estimator and by :mod:`analysis.survey_sums`.
+    """
+    if statistic == "ratio":
+        return np.full(len(estimate), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total_y / psum
+        s2 = (sum_wy2 - psum * mean * mean) / psum * n / (n - 1)
+        srs = np.where(psum > n, s2 * (psum - n) / (psum * n), s2 / n)
+        if statistic == "total":
+            srs = srs * psum * psum
+        deff = variance / srs
+    return np.where(np.isfinite(deff), deff, np.nan)
 
 
 def _is_binary(values: np.ndarray) -> bool:

@@ -128,6 +128,23 @@ def test_plan_is_cached_by_input_hash_and_reloaded_alike(kenya, tmp_path, monkey
     assert len(list(tmp_path.glob(f"{SOURCE}.KEN.*.json"))) == 2  # new data, new plan
 
 
+def test_a_damaged_cached_plan_is_recomputed_and_rewritten(kenya, tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    one = {"income_loss": load_indicators()["income_loss"]}
+    from analysis.disclosure_plan import _MEMORY, Plan
+
+    saved = dict(_MEMORY)
+    _MEMORY.clear()  # no in-process copy: the plan is computed and written to the cache folder
+    first = plan_for(kenya, SOURCE, "KEN", one, LIMITS)
+    (path,) = tmp_path.glob(f"{SOURCE}.KEN.*.json")
+    path.write_text("{not json")
+    _MEMORY.clear()
+    again = plan_for(kenya, SOURCE, "KEN", one, LIMITS)
+    _MEMORY.update(saved)
+    assert again.withheld == first.withheld and again.cells == first.cells
+    assert Plan.from_json(json.loads(path.read_text())).withheld == first.withheld
+
+
 def test_protect_withholds_the_same_population_alike_in_different_tables(kenya):
     frames = {SOURCE: kenya}
     # the older people's group cell (ch. 2) and the same population as an age category (ch. 5)

@@ -10,6 +10,12 @@ from analysis.sources.card import CardError, SourceCard, card_paths, load_card
 from .conftest import base_card
 
 
+def test_a_card_names_its_file_or_where_it_belongs(project):
+    path = project.write_card(base_card())
+    assert load_card(path).path_label == str(path)
+    assert SourceCard(**base_card()).path_label == "params/sources/mini.yml"
+
+
 def test_base_card_is_valid_and_normalises_codes(project):
     card = load_card(project.write_card(base_card()))
     assert card.missing_codes == {"-99": "refused"}

@@ -244,6 +244,9 @@ def test_coding_cards_load_through_load_card_and_order_after_their_survey(coded_
     path = coded_project.write_card(coding_card("spreadsheet", files, **EXTRA["spreadsheet"]))
     card = load_card(path)
     assert card.kind == "coding" and card.id == "mini_voices"
+    assert card.path_label == str(path)  # errors name the card's file
+    built = coding.CodingCard(**coding_card("spreadsheet", files, **EXTRA["spreadsheet"]))
+    assert built.path_label == "params/sources/mini_voices.yml"
     # both cards named: the coding card is ingested after the survey whatever the order given
     assert coded_project.run("mini_voices", "mini", force=True) == 0
 

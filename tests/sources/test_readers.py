@@ -7,8 +7,15 @@ import pyreadstat
 import pytest
 
 from analysis.sources import load_processed
-from analysis.sources.card import SourceCard
-from analysis.sources.readers import ReadError, code_text, normalise_hxl_tag, read_source
+from analysis.sources.card import ReaderOptions, SourceCard
+from analysis.sources.readers import (
+    ReadError,
+    code_text,
+    iter_text_batches,
+    normalise_hxl_tag,
+    read_source,
+    read_text_table,
+)
 
 from .conftest import base_card
 
@@ -49,6 +56,19 @@ def test_csv_reads_only_the_columns_the_card_uses_but_checks_every_row(project):
         read_source(_card(free_text_columns=["code"], personal_columns=[]), project.raw)
     project.write_raw("mini.csv", "rid,unused,code,other\n001,a,07\n")  # a short row is missing values
     assert read_source(_card(free_text_columns=["code"], personal_columns=[]), project.raw).frame["code"].tolist() == ["07"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("rid,code\n001,07\n002,08,extra\n", "malformed CSV at line 3 \\(3 fields, the header has 2\\)"),
+    ("\n\n\n", "file has no data \\(only blank lines\\)"),
+])
+def test_whole_and_batched_text_reads_give_the_same_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "mini.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ReadError, match=f"mini.csv: {message}"):
+        read_text_table(path, ReaderOptions())
+    with pytest.raises(ReadError, match=f"mini.csv: {message}"):
+        list(iter_text_batches(path, ReaderOptions(), batch_rows=1))
 
 
 def test_excel_sheet_and_header_row(project):

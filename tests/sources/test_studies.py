@@ -108,6 +108,7 @@ def test_a_study_source_card_loads_through_load_card(tmp_path):
     _raw, cards, _ = _project(tmp_path)
     card = load_card(cards / "partners.yml")
     assert card.kind == "study" and card.files[0].path == "studies.xlsx"
+    assert card.path_label == str(cards / "partners.yml")  # as every card kind names its file
     (cards / "partners.yml").write_text(yaml.safe_dump(
         {"id": "partners", "title": "x", "kind": "study", "licence": "x", "files": [{"path": "a.csv"}]}))
     with pytest.raises(CardError, match=r"partners.yml: key 'files.0.path'"):

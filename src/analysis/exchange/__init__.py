@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import tables
+from analysis import config, tables
 from analysis.exchange import datapackage, quality, sdmx_csv
 from analysis.exchange.settings import (
     EXCHANGE_FILE,
@@ -129,17 +129,9 @@ def _language(code: str):
     """The report language ``code`` for the texts of the page (``ANALYSIS_LANG``), restored after."""
     from analysis.text import LANGUAGE_VARIABLE, TEXT_FILE_VARIABLE
 
-    saved = {k: os.environ.get(k) for k in (LANGUAGE_VARIABLE, TEXT_FILE_VARIABLE)}
-    os.environ[LANGUAGE_VARIABLE] = code
-    os.environ.pop(TEXT_FILE_VARIABLE, None)  # the English catalogue with params/i18n/<code>.yml
-    try:
+    # no text file: the English catalogue with params/i18n/<code>.yml
+    with config.environment_variables({LANGUAGE_VARIABLE: code, TEXT_FILE_VARIABLE: None}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _write_page(path: Path, settings: Settings, items: list[dict], common: dict, *, code: str = "en",

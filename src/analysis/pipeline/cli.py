@@ -49,16 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "DIR/<run id>.pstats; the run keys do not change")
 
 
-def _terminate_as_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(args: argparse.Namespace) -> int:
     import signal
     import threading
 
     from analysis.atomic import as_write_error
     from analysis.pipeline.lock import FolderBusy
+    from analysis.pipeline.pool import raise_interrupt
     from analysis.pipeline.runner import OutputsBusy, run_pipeline
 
     # SIGTERM (e.g. a CI job cancelled) unwinds like Ctrl-C: running notebooks are killed,
@@ -76,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         from analysis.pipeline.execute import PROFILE_ENV
 
         os.environ[PROFILE_ENV] = str(Path(args.profile).resolve())  # inherited by every run's child
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if in_main_thread else None
+    previous = signal.signal(signal.SIGTERM, raise_interrupt) if in_main_thread else None
     try:
         exit_code = 0
         codes, switch = _languages(args)

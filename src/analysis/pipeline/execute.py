@@ -27,7 +27,6 @@ variables, figures or rc settings carried over from another run) at a cost of mi
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import os
 import re
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.pipeline.manifest import now
 from analysis.pipeline.matrix import RunSpec
 
 #: Modules a worker imports once before forking runs (the fixed cost of a fresh kernel).
@@ -183,10 +183,6 @@ def _replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 def execute_run(run: RunSpec | dict, options: ExecOptions | dict) -> dict:
     """Execute one run in a child process and return its run record (a JSON-able dict).
 
@@ -216,7 +212,7 @@ def execute_run(run: RunSpec | dict, options: ExecOptions | dict) -> dict:
     staging = outputs / STAGING / f"{_slug(run.run_id)}.{os.getpid()}.{time.monotonic_ns()}"
     staging.mkdir(parents=True)
     started = time.perf_counter()
-    started_at = _now()
+    started_at = now()
     read_fd, write_fd = os.pipe()
     _T0[0] = time.perf_counter()
     pid = os.fork()
@@ -253,7 +249,7 @@ def execute_run(run: RunSpec | dict, options: ExecOptions | dict) -> dict:
     last_cell = next((e for e in reversed(events) if e.get("event") == "cell"), None)
     record: dict[str, Any] = {
         "run_id": run.run_id, "status": "failed", "failure": None, "error": None,
-        "started_at": started_at, "finished_at": _now(), "duration": round(duration, 3),
+        "started_at": started_at, "finished_at": now(), "duration": round(duration, 3),
         "cells_seconds": None, "pid": pid, "engine": options.engine, "outputs": {},
     }
     if timed_out:
@@ -785,7 +781,7 @@ def _execute_in_shell(nb, send) -> tuple[dict | None, float]:
     error = None
     cells_seconds = 0.0
     meta_all = nb.metadata.setdefault("papermill", {})
-    meta_all.update(start_time=_now(), environment_variables={}, version=_papermill_version())
+    meta_all.update(start_time=now(), environment_variables={}, version=_papermill_version())
     for index, cell in enumerate(nb.cells):
         cell.metadata["papermill"] = {"exception": None, "start_time": None, "end_time": None,
                                       "duration": None, "status": "pending"}
@@ -798,7 +794,7 @@ def _execute_in_shell(nb, send) -> tuple[dict | None, float]:
         _SINK.outputs = []
         shell.last_error = None
         sys.stdout, sys.stderr = streams
-        started_at, started = _now(), time.perf_counter()
+        started_at, started = now(), time.perf_counter()
         try:
             result = shell.run_cell(cell.source, store_history=True)
         finally:
@@ -808,7 +804,7 @@ def _execute_in_shell(nb, send) -> tuple[dict | None, float]:
         cell.outputs = _SINK.outputs
         cell.execution_count = shell.execution_count - 1
         failed = not result.success and "raises-exception" not in cell.metadata.get("tags", [])
-        cell.metadata["papermill"] = {"exception": failed, "start_time": started_at, "end_time": _now(),
+        cell.metadata["papermill"] = {"exception": failed, "start_time": started_at, "end_time": now(),
                                       "duration": round(seconds, 3), "status": "failed" if failed else "completed"}
         if failed:
             exc = result.error_in_exec or result.error_before_exec
@@ -820,7 +816,7 @@ def _execute_in_shell(nb, send) -> tuple[dict | None, float]:
             # run.log is what a reviewer opens first: it holds the whole traceback too.
             log.write(f"\nerror in cell {index}: {message}\n{trace}\n")
             log.flush()
-    meta_all.update(end_time=_now(), duration=round(cells_seconds, 3))
+    meta_all.update(end_time=now(), duration=round(cells_seconds, 3))
     import matplotlib.pyplot as plt
 
     plt.close("all")

@@ -132,19 +132,12 @@ def language_environment(ctx: MatrixContext):
     (the front page, the run status page), restored afterwards."""
     from analysis import config
 
-    environment = run_environment(ctx)
-    saved = {k: os.environ.get(k) for k in environment}
     try:
-        os.environ.update(environment)
-        config.use_catalogue(ctx.catalogue_dir)
-        yield
+        with config.environment_variables(run_environment(ctx)):
+            config.use_catalogue(ctx.catalogue_dir)
+            yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        config.use_catalogue()
+        config.use_catalogue()  # after the variables are restored: it reads them
 
 
 def page_language(ctx: MatrixContext) -> dict:

@@ -71,6 +71,8 @@ def summarise(runs: dict) -> dict:
 
 
 def now() -> str:
+    """The current UTC time to the second in ISO 8601 (``2026-12-01T13:30:00+00:00``): the
+    timestamps of the manifest and of every run record."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 

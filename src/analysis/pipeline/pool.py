@@ -28,14 +28,20 @@ from analysis.pipeline.execute import ExecOptions, execute_run
 from analysis.pipeline.matrix import RunSpec
 
 
-def _raise_interrupt(signum, frame):
+def raise_interrupt(signum, frame):
+    """A signal handler that unwinds like Ctrl-C: raises ``KeyboardInterrupt("signal <n>")``.
+
+    Installed for SIGTERM in every pool worker and in the ``run`` command
+    (:func:`analysis.pipeline.cli.main`), so that a cancelled build kills its notebooks and
+    removes its staging folders instead of dying with them half-written.
+    """
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _worker_main(conn, options: ExecOptions) -> None:
     # SIGTERM from the parent (interrupted) unwinds execute_run: it kills the run's notebook and
     # removes its staging folder before the worker exits.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     while True:
         try:
             spec = conn.recv()

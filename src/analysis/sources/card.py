@@ -249,14 +249,33 @@ class IndicatorMap(_Strict):
         return [self.column] if self.column else list(self.columns or [])
 
 
-class SourceCard(_Strict):
-    """A validated source card (see the module docstring for an example)."""
+class KindCard(_Strict):
+    """What the model of every card kind has: the header keys and the file it was read from.
+
+    The header keys are ``id`` (the file name stem), ``title``, ``kind`` (each kind's model
+    narrows it to its own values), ``synthetic`` and ``description``, in that order (the order
+    validation errors are listed in). :func:`load_kind_card` sets ``_path``; a card built in
+    memory (tests, generated cards) is named by where its file belongs,
+    ``params/sources/<id>.yml``.
+    """
 
     id: str
     title: str
-    kind: Literal[KINDS] = "microdata"  # type: ignore[valid-type]
+    kind: str
     synthetic: bool = False
     description: str | None = None
+    _path: Path | None = PrivateAttr(default=None)  # where the card was read from, for messages
+
+    @property
+    def path_label(self) -> str:
+        """The card's file, for error messages (``params/sources/<id>.yml`` when built in memory)."""
+        return str(self._path) if self._path else f"params/sources/{self.id}.yml"
+
+
+class SourceCard(KindCard):
+    """A validated source card (see the module docstring for an example)."""
+
+    kind: Literal[KINDS] = "microdata"  # type: ignore[valid-type]
     files: list[FileSpec] = Field(min_length=1)
 
     @field_validator("files")
@@ -295,13 +314,6 @@ class SourceCard(_Strict):
     # values fail the ingest unless unknown_codes: allow (they are always counted in the log)
     unknown_codes: Literal["error", "allow"] = "error"
     max_unknown_share: float = Field(0.01, ge=0.0, le=1.0)
-    _path: Path | None = PrivateAttr(default=None)  # where the card was read from, for messages
-
-    @property
-    def path_label(self) -> str:
-        """The card's file, for error messages (``params/sources/<id>.yml`` when built in memory)."""
-        return str(self._path) if self._path else f"params/sources/{self.id}.yml"
-
     @field_validator("missing_codes", mode="before")
     @classmethod
     def _missing_codes_as_mapping(cls, value):

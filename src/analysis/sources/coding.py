@@ -58,9 +58,9 @@ from typing import Literal
 from xml.etree import ElementTree
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
-from analysis.sources.card import CardError, card_kind, load_kind_card, register_kind
+from analysis.sources.card import CardError, KindCard, card_kind, load_kind_card, register_kind
 from analysis.sources.privacy import hash_ids, project_salt
 from analysis.sources.readers import codes_as_text
 
@@ -104,14 +104,10 @@ class Responses(_Strict):
     personal_columns: list[str] = Field(default_factory=list)  # names to scrub from the text, never written
 
 
-class CodingCard(_Strict):
+class CodingCard(KindCard):
     """A validated ``kind: coding`` source card (see the module docstring)."""
 
-    id: str
-    title: str
     kind: Literal["coding"]
-    synthetic: bool = False
-    description: str | None = None
     format: Literal[FORMATS]  # type: ignore[valid-type]
     files: list[CodingFile] = Field(min_length=1)
     codebook: str
@@ -127,11 +123,6 @@ class CodingCard(_Strict):
     consent: str | None = None
     citation: str | None = None
     url: str | None = None
-    _path: Path | None = PrivateAttr(default=None)
-
-    @property
-    def path_label(self) -> str:
-        return str(self._path) if self._path else f"params/sources/{self.id}.yml"
 
 
 def is_coding_card(path: Path | str) -> bool:

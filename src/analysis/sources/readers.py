@@ -21,6 +21,8 @@ import io
 import os
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -429,17 +431,11 @@ def read_text_table(path: Path, opts, reader: str = "csv", wanted=None) -> tuple
     ``frame.attrs["header"]``. :func:`iter_text_batches` reads the same file in batches.
     """
     plan = _plan_text(path, opts, reader, wanted)
-    try:
+    with _text_parse_errors(path, plan):
         if plan.wanted is not None:
             # pandas ignores extra fields of columns it skips: check every row's width first
             _check_widths(path, plan.encoding, plan.delimiter, plan.header_row)
         frame = pd.read_csv(path, **plan.read_options())
-    except pd.errors.ParserError as exc:
-        raise _parser_error(path, plan, exc) from None
-    except pd.errors.EmptyDataError:
-        raise _empty_error(path, plan) from None
-    except UnicodeDecodeError:  # pragma: no cover - the encoding was validated
-        raise ReadError(f"{path}: not valid {plan.encoding}; set reader_options.encoding") from None
     _check_text_header(path, plan, frame)
     return frame, plan.encoding, text_row_numbers(path, plan, len(frame))
 
@@ -463,7 +459,7 @@ def iter_text_batches(path: Path, opts, batch_rows: int, wanted=None, reader: st
     ``check_widths=False`` skips the row-width pass (when an earlier pass over the same file
     made it)."""
     plan = _plan_text(path, opts, reader, wanted)
-    try:
+    with _text_parse_errors(path, plan):
         if plan.wanted is not None and check_widths:
             _check_widths(path, plan.encoding, plan.delimiter, plan.header_row)
         chunks = pd.read_csv(path, chunksize=batch_rows, **plan.read_options())
@@ -475,6 +471,28 @@ def iter_text_batches(path: Path, opts, batch_rows: int, wanted=None, reader: st
                     _check_text_header(path, plan, frame)
                     first = False
                 yield frame, plan
+
+
+@contextmanager
+def _text_parse_errors(path: Path, plan: _TextPlan) -> Iterator[None]:
+    """Turn the parser's errors on a delimited text file into one-line errors (:class:`ReadError`).
+
+    Parameters
+    ----------
+    path
+        The raw file being parsed (named in the message).
+    plan
+        Its encoding, delimiter and header row, as sniffed by :func:`_plan_text`.
+
+    Raises
+    ------
+    ReadError
+        A malformed file (the first line with more fields than the header, see
+        :func:`_parser_error`), a file with no header or no data, or one that is not valid in
+        its encoding.
+    """
+    try:
+        yield
     except pd.errors.ParserError as exc:
         raise _parser_error(path, plan, exc) from None
     except pd.errors.EmptyDataError:

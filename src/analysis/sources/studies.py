@@ -61,6 +61,7 @@ from analysis import config, hashing, schema
 from analysis.config import pydantic_message
 from analysis.sources.card import (  # one collection-period model for every card kind
     CardError,
+    KindCard,
     Period,
     card_kind,
     load_kind_card,
@@ -229,14 +230,10 @@ class StudyFile(_Strict):
     sha256: str | None = None
 
 
-class StudySourceCard(_Strict):
+class StudySourceCard(KindCard):
     """A source card of ``kind: study``: the files holding study cards and extraction workbooks."""
 
-    id: str
-    title: str
     kind: Literal["study"]
-    synthetic: bool = False
-    description: str | None = None
     licence: str
     citation: str | None = None
     url: str | None = None
