@@ -402,3 +402,30 @@ def test_design_effect_is_the_variance_over_the_srs_variance_of_each_cell():
     one = design_effect("mean", np.array([1.0]), np.array([0.5]), np.array([1.0]), np.array([2.0]),
                         np.array([2.0]), np.array([2.0]))
     assert np.isnan(one).all()
+
+
+@pytest.mark.parametrize("bad, kind", [(-3.25, "negative"), (np.nan, "missing"), (np.inf, "infinite")])
+def test_a_bad_weight_is_named_by_row_and_kind_never_by_value(bad, kind):
+    """Defect: the message quoted the weight itself ("first in row 2: -3.25"): no cell value is
+    ever quoted, it may be personal data."""
+    from analysis.survey import SurveyDesignError, _checked_weights
+
+    weights = [1.0, 2.0, bad, 4.0]
+    with pytest.raises(SurveyDesignError) as info:
+        _checked_weights(weights, "wt")
+    message = str(info.value)
+    assert "'wt'" in message and "row 2" in message and kind in message
+    assert "3.25" not in message and "nan" not in message.lower() and ": inf" not in message
+
+
+def test_a_replicate_design_of_one_row_is_no_lonely_psu_error():
+    """Defect (found by the random designs of tests/test_survey_engines.py): a design given by
+    its replicate weights alone, with one row, failed with "1 strata group(s) have a single PSU"
+    although its variance comes from the replicates (R's svrepdesign has no such rule)."""
+    from analysis.survey import SurveyDesign, estimate_by
+
+    design = SurveyDesign(weights=np.array([2.0]), replicate_weights=np.array([[1.0, 3.0, 2.0]]),
+                          replicate_method="jk1")
+    frame = pd.DataFrame({"y": [5.0], "sex": ["female"]})
+    result = estimate_by(frame, design, ["y"], by=["sex"], statistic="mean")
+    assert float(result["estimate"].iloc[0]) == 5.0

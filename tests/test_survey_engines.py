@@ -693,4 +693,6 @@ def test_bad_replicate_weight_from_arrow_names_column_and_place(engine, tmp_path
             estimate_by(str(folder / f"{case}.parquet"), spec, "y", engine=engine, threads=2)
         message = str(info.value)
         assert "'r2'" in message and "1 missing, negative or infinite" in message
-        assert "-3" not in message and "\n" not in message
+        # the value is never quoted (the message names the file, whose temporary folder's name
+        # may itself hold "-3": look only at what follows it)
+        assert "-3" not in message.replace(str(folder), "") and "\n" not in message

@@ -251,6 +251,9 @@ class SurveyDesign:
         # later stages count only when an fpc is given for every stage above them (R)
         n_used = 1 if len(popsizes) < 2 else min(len(popsizes), n_stages)
         self._stages = []
+        # a design given by its replicate weights takes its variance from them: its Taylor stages
+        # serve the degrees of freedom only, so a lonely unit is no error there (R's svrepdesign)
+        lonely_rule = self.single_psu if self.replicate_weights is None else "certainty"
         parent_fraction = np.ones(self._n_finest)  # per finest unit: product of fractions above
         for s in range(n_used):
             unit_code = _hierarchical_codes(units[: s + 2])  # stratum + stage ids up to s
@@ -269,7 +272,7 @@ class SurveyDesign:
                 fraction = np.zeros(len(n_units))
             where = self.names.get("strata", "strata") if s == 0 else f"stage-{s} cluster"
             coef, centre, lonely_average = stage_variance_terms(
-                self.single_psu, n_units, fraction, parent_fraction[first_finest_of_group],
+                lonely_rule, n_units, fraction, parent_fraction[first_finest_of_group],
                 lambda lonely, s=s, where=where, rep_rows=rep_rows: (
                     f"{int(lonely.sum())} {where} group(s) have a single PSU at stage {s + 1} "
                     f"(e.g. {_group_label(self, rep_rows, lonely, s)})"))
@@ -701,9 +704,11 @@ def _checked_weights(weights, name) -> np.ndarray:
     bad = ~np.isfinite(weights) | (weights < 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise SurveyDesignError(
+        first = weights[row]
+        kind = "missing" if np.isnan(first) else "infinite" if np.isinf(first) else "negative"
+        raise SurveyDesignError(  # the kind of the first bad value, never the value itself
             f"weight column {name!r} has {int(bad.sum())} missing, negative or infinite value(s) "
-            f"(first in row {row}: {weights[row]!r}); weights must be finite and non-negative"
+            f"(the first, in row {row}, is {kind}); weights must be finite and non-negative"
         )
     return weights
 
