@@ -74,6 +74,16 @@ def test_partitioned_ingest_accounts_for_every_row(census):
     assert ingest.ingest_source(CARD, census["raw"], census["processed"])[0] == "unchanged"
 
 
+def test_partitioned_ingest_records_how_disability_was_derived(census):
+    """Defect: a partitioned ingest dropped what harmonising says about derived columns (the
+    Washington Group method and domains the pages print), which an in-memory ingest keeps."""
+    dataset = partitioned.load_partitioned("census_demo", census["processed"])
+    disability = dataset.source.get("disability")
+    assert disability and disability["method"] == "wg_ss"
+    assert len(disability["domains"]) == 6 and disability["label"] == "WG-SS, all 6 domains"
+    assert census["log"]["disability"] == disability
+
+
 def test_census_estimates_recover_the_planted_truth(census):
     dataset = partitioned.load_partitioned("census_demo", census["processed"])
     from analysis.survey_sums import DesignColumns, estimate_by_sums

@@ -37,7 +37,12 @@ import pyarrow.parquet as pq
 from analysis import config, hashing, schema
 from analysis.sources import METADATA_KEY
 from analysis.sources.card import SourceCard
-from analysis.sources.harmonise import Accounting, HarmoniseError, harmonise_microdata
+from analysis.sources.harmonise import (
+    Accounting,
+    HarmoniseError,
+    add_batch_metadata,
+    harmonise_microdata,
+)
 from analysis.sources.privacy import project_salt
 from analysis.sources.readers import RawTable, ReadError, raw_file
 from analysis.sources.records import source_metadata
@@ -196,6 +201,7 @@ def ingest_partitioned(card_path: Path, card: SourceCard, raw_root: Path, proces
     id_prefixes = []
     n_parts = 0
     meta = {"source": source_metadata(card)}
+    derived = None  # how derived columns were made (harmonise metadata), over every partition
     try:
         for path in files:
             for raw in read_batches(card, path, batch_rows):
@@ -205,8 +211,10 @@ def ingest_partitioned(card_path: Path, card: SourceCard, raw_root: Path, proces
                                              age_bands=age_bands,
                                              salt=salt, income_groups=income_groups)
                 total.add(result.accounting)
+                derived = add_batch_metadata(derived, result.metadata)
                 if design is None:
                     design = result.design
+                    meta = {"source": source_metadata(card, derived)}
                 elif result.design != design:
                     raise HarmoniseError(
                         f"{path}: the design columns differ from the first partition's (e.g. the "
@@ -224,6 +232,7 @@ def ingest_partitioned(card_path: Path, card: SourceCard, raw_root: Path, proces
             raise HarmoniseError(f"{card.path_label}: the raw files have no data rows")
         _check_unique_ids(id_prefixes, card)
         total.check_balance()
+        meta = {"source": source_metadata(card, derived)}  # rows not asked summed over partitions
         sidecar = {"design": design, **meta, "rows": total.rows_kept, "partitions": n_parts,
                    **coverage.as_dict(), "fingerprint": fingerprint["sha256"]}
         (staging / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
@@ -237,7 +246,7 @@ def ingest_partitioned(card_path: Path, card: SourceCard, raw_root: Path, proces
         "source": card.id, "status": "ingested", "kind": card.kind, "synthetic": card.synthetic,
         "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "files": [str(p) for p in files], "reader": card.reader, "partitioned": True,
-        "partitions": n_parts, **total.as_dict(), "fingerprint": fingerprint,
+        "partitions": n_parts, **total.as_dict(), **(derived or {}), "fingerprint": fingerprint,
     }
     tmp_log = log_path.with_suffix(".json.tmp")
     tmp_log.write_text(json.dumps(log, indent=2, default=str) + "\n", encoding="utf-8")
