@@ -114,6 +114,29 @@ def test_streamed_table_and_accounting_equal_the_in_memory_ones(project, monkeyp
     assert results[True][2]["rows_excluded"]["weight missing or not a number (wt)"] == 1
 
 
+def test_rows_not_asked_are_summed_over_the_batches_as_in_memory(project, monkeypatch):
+    """Defect: a streamed ingest kept the first batch's count of rows a routed question was not
+    asked of (card ``asked_when``), not the whole file's."""
+    import copy
+
+    rows = _rows(400)
+    for row in rows:
+        if row[4] != "Coast":
+            row[8] = ""  # the question was put only to people at the coast
+    project.write_raw("mini.csv", _csv(rows))
+    card = base_card()
+    indicators = copy.deepcopy(card["indicators"])
+    first = next(iter(indicators))
+    indicators[first] = {**indicators[first], "asked_when": {"region": ["Coast"]}, "asked_of": "people at the coast"}
+    project.write_card({**card, "indicators": indicators})
+    results = _both(project, monkeypatch)
+    _same_result(results)
+    log = results[True][2]
+    coast = sum(1 for row in rows if row[4] != "Coast")
+    assert log["not_asked"][first]["rows"] == coast  # every row outside the coast, in every batch
+    assert results[True][3].attrs["source"]["not_asked"][first]["rows"] == coast
+
+
 @pytest.mark.parametrize("case", ["duplicate_id", "name_in_a_later_comment", "weights_with_decimal_commas",
                                   "unknown_codes_over_the_whole_file", "late_malformed_row", "late_phone_in_psu",
                                   "lonely_psu_over_the_whole_file", "passport_like_strata", "empty_file"])
