@@ -429,3 +429,24 @@ def test_a_replicate_design_of_one_row_is_no_lonely_psu_error():
     frame = pd.DataFrame({"y": [5.0], "sex": ["female"]})
     result = estimate_by(frame, design, ["y"], by=["sex"], statistic="mean")
     assert float(result["estimate"].iloc[0]) == 5.0
+
+
+@pytest.mark.parametrize("design_kw", [{}, {"strata": "s"}, {"strata": "s", "psu": "p", "nest": True}])
+def test_design_effect_does_not_change_when_every_value_is_shifted(design_kw):
+    """Defect: the design effect's SRS variance came from raw moments (Σwy² − Nȳ²): with a mean
+    of 1e9 and an SD of 1 every digit cancelled (deff negative or NaN). A shift of every value
+    changes neither the variance nor the design effect."""
+    from analysis.survey import SurveyDesign, estimate_by
+
+    rng = np.random.default_rng(1)
+    n = 2000
+    frame = pd.DataFrame({"y": rng.normal(0, 1, n), "g": rng.choice(["a", "b"], n),
+                          "w": rng.uniform(1, 3, n), "s": rng.choice(["s1", "s2", "s3"], n)})
+    frame["p"] = [f"{s}-{i % 20}" for i, s in enumerate(frame["s"])]
+    frame.loc[rng.random(n) < 0.05, "y"] = np.nan  # missing values leave their cells
+    design = SurveyDesign.from_frame(frame, weight="w", **design_kw)
+    shifted = frame.assign(y=frame["y"] + 1e9)
+    plain = estimate_by(frame, design, ["y"], by=["g"], statistic="mean")
+    moved = estimate_by(shifted, design, ["y"], by=["g"], statistic="mean")
+    assert (plain["deff"] > 0).all()
+    np.testing.assert_allclose(moved["deff"], plain["deff"], rtol=1e-5)

@@ -1116,7 +1116,7 @@ class _Engine:
             df = self._cached("df", all_present, lambda: self._domain_df(counts))
         variance = np.where(np.isfinite(estimate), variance, np.nan)
 
-        deff = self._deff(statistic, y0, w, estimate, variance, n_unweighted, n_weighted, total_y)
+        deff = self._deff(statistic, y0, wm, estimate, variance, n_unweighted, n_weighted, total_y)
         return _Estimates(estimate, variance, n_unweighted, n_weighted, n_missing, deff, df, scores, thetas)
 
     def _cached(self, name, shareable, compute):
@@ -1144,10 +1144,32 @@ class _Engine:
         """:func:`design_effect` of every cell, from the rows' values ``y0`` and weights ``w``."""
         if statistic == "ratio":
             return np.full(len(estimate), np.nan)
-        # for a 0/1 indicator sum(w y^2) = sum(w y): skip a pass over the rows
-        binary = _is_binary(y0)
-        sum_wy2 = total_y if binary else self._cell_sums(w * y0 * y0)
-        return design_effect(statistic, estimate, variance, n, psum, total_y, sum_wy2)
+        if _is_binary(y0):
+            # for a 0/1 indicator sum(w y^2) = sum(w y), and raw moments of 0/1 lose nothing
+            return design_effect(statistic, estimate, variance, n, psum, total_y, total_y)
+        # centred sums: raw moments cancel every digit when the mean is large against the spread
+        centred = self._centred_square_sums(y0, w, psum, total_y)
+        return design_effect(statistic, estimate, variance, n, psum, np.zeros(len(psum)), centred)
+
+    def _centred_square_sums(self, y0, w, psum, total_y) -> np.ndarray:
+        """``Σ w (y − ȳ_c)²`` of every output cell ``c`` (``w`` zero where ``y`` is missing).
+
+        Computed without the cancellation of ``Σ w y² − N ȳ²``: within each fine cell around its
+        own mean, plus each fine cell's weight times the squared distance of its mean from the
+        output cell's mean (the parallel-axis decomposition; output cells are unions of fine
+        cells, a margin of several)."""
+        fine, n_fine = self.cells.fine, self.cells.n_fine
+        fine_w = np.bincount(fine, weights=w, minlength=n_fine)
+        fine_wy = np.bincount(fine, weights=w * y0, minlength=n_fine)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fine_mean = np.where(fine_w > 0, fine_wy / fine_w, 0.0)
+            cell_mean = np.where(psum > 0, total_y / psum, 0.0)
+        within = np.bincount(fine, weights=w * (y0 - fine_mean[fine]) ** 2, minlength=n_fine)
+        parts = self.cells.aggregate.tocoo()
+        between = np.bincount(parts.row, weights=parts.data * fine_w[parts.col]
+                              * (fine_mean[parts.col] - cell_mean[parts.row]) ** 2,
+                              minlength=parts.shape[0])
+        return self.cells.aggregate @ within + between
 
 
 def design_effect(statistic, estimate, variance, n, psum, total_y, sum_wy2) -> np.ndarray:
@@ -1164,7 +1186,8 @@ def design_effect(statistic, estimate, variance, n, psum, total_y, sum_wy2) -> n
     n, psum
         The cells' unweighted counts ``n`` and weighted counts ``N`` (sums of the weights).
     total_y, sum_wy2
-        The cells' weighted sums ``Σ w y`` and ``Σ w y²``.
+        The cells' weighted sums ``Σ w y`` and ``Σ w y²``; or, to avoid the cancellation of raw
+        moments, 0 and the centred sums ``Σ w (y − ȳ)²``.
 
     Returns
     -------
