@@ -562,36 +562,71 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
                 values.append(ms[j])
                 shared[id(ms[j])] = len(values) - 1
             layout.append(shared[id(ms[j])])
-    # Rows sorted by group (a radix sort of small integers), then one matrix product per group
-    # (BLAS): W_g V_g. The replicate weights are gathered in that order column by column while
-    # they are converted to float64 (one pass over each column, no n × R copy in row order).
-    order = np.argsort(group, kind="stable")
-    bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
-    reps = _replicate_matrix(chunk, plan, part, order, replicate_arrays)
-    values_sorted = np.column_stack(values)[order]
-    n_rep = reps.shape[0]
-    out = np.zeros((n_groups, n_rep, values_sorted.shape[1]))
-    for g in range(n_groups):
-        a, b = bounds[g], bounds[g + 1]
-        if b > a:
-            out[g] = reps[:, a:b] @ values_sorted[a:b]
+    # Block by block of rows: the replicate weights converted to float64 into a small reused
+    # buffer (it stays in cache: no R × n copy, no gather across the partition), the block's rows
+    # sorted by group, one matrix product (BLAS) per group present: out[g] += W_b,g V_b,g.
+    raws = _replicate_columns(chunk, plan, part, replicate_arrays)
+    n_rep = len(raws)
+    out = _replicate_products(raws, values, group, n_groups)
     out = out[:, :, layout].transpose(0, 2, 1).reshape(n_groups, -1)  # groups × (value, rep)
     zeros_sketch, zeros_gram = np.zeros((plan.sketch_buckets, n_rep)), np.zeros((n_rep, n_rep))
     if n <= EXACT_GRAM_ROWS:
+        reps = _replicate_matrix(raws)
         return Sums(table, out, zeros_sketch, reps @ reps.T, wrange)
     if _full_rank_from_totals(out, n_rep):
         # rank(W) >= rank(W_p) >= rank(A_p W_p) = R: the design's df is R - 1, no sketch needed
         return Sums(table, out, zeros_sketch, zeros_gram, wrange, full_rank=True)
-    return Sums(table, out, _sketch(reps, plan.sketch_buckets, part), zeros_gram, wrange)
+    return Sums(table, out, _sketch(_replicate_matrix(raws), plan.sketch_buckets, part),
+                zeros_gram, wrange)
 
 
-def _replicate_matrix(chunk, plan, part, order, replicate_arrays=None) -> np.ndarray:
-    """The replicate weights of a partition as an R × n float64 matrix, rows in ``order``,
-    checked (finite, non-negative). ``replicate_arrays``: the columns as numpy arrays (read
-    from Arrow without pandas), else taken from ``chunk``."""
+#: Rows whose replicate weights are multiplied at a time (the float64 buffers, R × rows, stay
+#: in cache: 80 replicates × 8,192 rows = 5.2 MB; measured fastest of 1,024 to 32,768 rows).
+REPLICATE_BLOCK_ROWS = 8192
+
+
+def _replicate_products(raws: list[np.ndarray], values: list[np.ndarray], group: np.ndarray,
+                        n_groups: int) -> np.ndarray:
+    """Per group ``g`` the products ``W_g' V_g`` (groups × R × values) of the replicate weights
+    ``W`` (columns ``raws``) and the values ``V`` (columns ``values``) of the rows in ``g``
+    (``group``: each row's group index).
+
+    The rows are taken in blocks of :data:`REPLICATE_BLOCK_ROWS`: each block's weights are
+    copied (integer weights widen exactly to float64) into a reused R × rows buffer, its
+    columns sorted by group within the block, then one matrix product per group present in
+    the block adds to that group's total. Every weight is read once, in order; the sums are
+    of the same terms as one product over the whole group (only their grouping into partial
+    sums differs, within rounding).
+    """
+    n, n_rep, k = len(group), len(raws), len(values)
+    out = np.zeros((n_groups, n_rep, k))
+    block = min(REPLICATE_BLOCK_ROWS, max(n, 1))
+    w_block, w_sorted = np.empty((n_rep, block)), np.empty((n_rep, block))
+    v_sorted = np.empty((k, block))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        m = stop - start
+        codes = group[start:stop]
+        order = np.argsort(codes, kind="stable")
+        counts = np.bincount(codes, minlength=n_groups)
+        ends = np.cumsum(counts)
+        for r, raw in enumerate(raws):
+            w_block[r, :m] = raw[start:stop]
+        np.take(w_block[:, :m], order, axis=1, out=w_sorted[:, :m])
+        for j, v in enumerate(values):
+            v_sorted[j, :m] = v[start:stop][order]
+        for g in np.flatnonzero(counts):
+            a, b = ends[g] - counts[g], ends[g]
+            out[g] += w_sorted[:, a:b] @ v_sorted[:, a:b].T
+    return out
+
+
+def _replicate_columns(chunk, plan, part, replicate_arrays=None) -> list[np.ndarray]:
+    """The replicate weight columns of a partition as numeric numpy arrays, checked (finite,
+    non-negative). ``replicate_arrays``: the columns as numpy arrays (read from Arrow without
+    pandas), else taken from ``chunk``."""
     d = plan.design
-    n = len(order)
-    reps = np.empty((len(d.replicate_columns), n))
+    raws = []
     for r, column in enumerate(d.replicate_columns):
         raw = (replicate_arrays[r] if replicate_arrays is not None
                else _values(chunk, column))
@@ -599,9 +634,11 @@ def _replicate_matrix(chunk, plan, part, order, replicate_arrays=None) -> np.nda
         if raw.dtype.kind not in "iufb":
             raw = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float,
                                                                           na_value=np.nan)
+        if raw.dtype.kind == "b":
+            raw = raw.astype(np.float64)
         if raw.dtype.kind == "f":
             bad = ~np.isfinite(raw) | (raw < 0)
-        elif raw.dtype.kind == "i" and n and raw.min() < 0:
+        elif raw.dtype.kind == "i" and len(raw) and raw.min() < 0:
             bad = raw < 0
         else:
             bad = None
@@ -612,10 +649,16 @@ def _replicate_matrix(chunk, plan, part, order, replicate_arrays=None) -> np.nda
                 f"{int(np.flatnonzero(bad)[0])} of the partition); replicate weights must be "
                 "finite and non-negative"
             )
-        if raw.dtype == np.float64:
-            np.take(raw, order, out=reps[r])
-        else:  # e.g. int32 weights: gather at the narrow width, widen on assignment
-            reps[r] = raw[order]
+        raws.append(raw)
+    return raws
+
+
+def _replicate_matrix(raws: list[np.ndarray]) -> np.ndarray:
+    """The checked replicate weight columns ``raws`` as an R × n float64 matrix (for the exact
+    Gram matrix of a small partition and the count sketch)."""
+    reps = np.empty((len(raws), len(raws[0]) if raws else 0))
+    for r, raw in enumerate(raws):
+        reps[r] = raw
     return reps
 
 
