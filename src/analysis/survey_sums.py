@@ -570,12 +570,13 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
     out = _replicate_products(raws, values, group, n_groups)
     out = out[:, :, layout].transpose(0, 2, 1).reshape(n_groups, -1)  # groups × (value, rep)
     zeros_sketch, zeros_gram = np.zeros((plan.sketch_buckets, n_rep)), np.zeros((n_rep, n_rep))
+    if _full_rank_from_totals(out, n_rep):
+        # rank(W) >= rank(W_p) >= rank(A_p W_p) = R: the design's df is R - 1, no Gram matrix
+        # or sketch needed
+        return Sums(table, out, zeros_sketch, zeros_gram, wrange, full_rank=True)
     if n <= EXACT_GRAM_ROWS:
         reps = _replicate_matrix(raws)
         return Sums(table, out, zeros_sketch, reps @ reps.T, wrange)
-    if _full_rank_from_totals(out, n_rep):
-        # rank(W) >= rank(W_p) >= rank(A_p W_p) = R: the design's df is R - 1, no sketch needed
-        return Sums(table, out, zeros_sketch, zeros_gram, wrange, full_rank=True)
     return Sums(table, out, _sketch(_replicate_matrix(raws), plan.sketch_buckets, part),
                 zeros_gram, wrange)
 
@@ -800,12 +801,7 @@ def _sums_chunks(data, plan: SumsPlan, chunk_rows: int, threads: int | None = No
                    for start in range(0, max(len(data), 1), chunk_rows))
         mapper = _map_partition_unlimited
     else:
-        import pyarrow.dataset as ds
-
-        dataset = ds.dataset(_parquet_files(data), format="parquet", partitioning="hive")
-        _check_parquet_columns(dataset.schema.names, plan)
-        batches = dataset.to_batches(columns=plan.read_columns(), batch_size=chunk_rows,
-                                     batch_readahead=1, fragment_readahead=1)
+        batches = _parquet_batches(_parquet_files(data), plan, chunk_rows)
         mapper = map_arrow_batch
     workers = max(int(threads or 1), 1)
     part = 0
@@ -823,6 +819,36 @@ def _sums_chunks(data, plan: SumsPlan, chunk_rows: int, threads: int | None = No
     if part == 0:
         raise SurveyDesignError(f"{plan.source}: the Parquet data have no rows")
     return combine(partial, plan)
+
+
+#: Rows per Arrow record batch read from Parquet by the ``chunks`` engine (at most
+#: ``chunk_rows``): a file is decoded page by page into batches of this size, so the buffers
+#: are small and reused (reading a 500,000-row row group at once costs about twice the CPU).
+PARQUET_BATCH_ROWS = 65_536
+
+
+def _parquet_batches(files: list[str], plan: SumsPlan, chunk_rows: int):
+    """Arrow record batches of only the columns the plan reads, file by file.
+
+    A file that holds every needed column is streamed with ``ParquetFile.iter_batches``
+    (page by page, batches of ``min(chunk_rows, PARQUET_BATCH_ROWS)`` rows); when a column
+    comes from the directory names (hive partitioning) or is missing from some files, the
+    files are read through a ``pyarrow.dataset`` scan instead (the missing columns as nulls).
+    """
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    columns = plan.read_columns()
+    size = max(1, min(int(chunk_rows), PARQUET_BATCH_ROWS))
+    readers = [pq.ParquetFile(f) for f in files]
+    if all(set(columns) <= set(r.schema_arrow.names) for r in readers):
+        for reader in readers:
+            yield from reader.iter_batches(batch_size=size, columns=columns, use_threads=False)
+        return
+    dataset = ds.dataset(files, format="parquet", partitioning="hive")
+    _check_parquet_columns(dataset.schema.names, plan)
+    yield from dataset.to_batches(columns=columns, batch_size=size, batch_readahead=1,
+                                  fragment_readahead=1)
 
 
 def _map_partition_unlimited(chunk, plan, part, replicate_arrays=None):
