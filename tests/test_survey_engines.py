@@ -715,4 +715,5 @@ def test_bad_replicate_weight_from_arrow_names_column_and_place(engine, tmp_path
             estimate_by(str(folder / f"{case}.parquet"), spec, "y", engine=engine, threads=2)
         message = str(info.value)
         assert "'r2'" in message and "1 missing, negative or infinite" in message
-        assert "-3" not in message and "\n" not in message
+        # the value never (the file's path may hold "-3", e.g. pytest-38: looked at past it)
+        assert "-3" not in message.replace(str(folder), "") and "\n" not in message

@@ -593,17 +593,16 @@ def _replicate_products(raws: list[np.ndarray], values: list[np.ndarray], group:
     (``group``: each row's group index).
 
     The rows are taken in blocks of :data:`REPLICATE_BLOCK_ROWS`: each block's weights are
-    copied (integer weights widen exactly to float64) into a reused R × rows buffer, its
-    columns sorted by group within the block, then one matrix product per group present in
-    the block adds to that group's total. Every weight is read once, in order; the sums are
+    gathered in the order of its rows sorted by group (integer weights widen exactly to
+    float64) into a reused R × rows buffer, then one matrix product per group present in the
+    block adds to that group's total. Every weight is read once, in order; the sums are
     of the same terms as one product over the whole group (only their grouping into partial
     sums differs, within rounding).
     """
     n, n_rep, k = len(group), len(raws), len(values)
     out = np.zeros((n_groups, n_rep, k))
     block = min(REPLICATE_BLOCK_ROWS, max(n, 1))
-    w_block, w_sorted = np.empty((n_rep, block)), np.empty((n_rep, block))
-    v_sorted = np.empty((k, block))
+    w_sorted, v_sorted = np.empty((n_rep, block)), np.empty((k, block))
     for start in range(0, n, block):
         stop = min(start + block, n)
         m = stop - start
@@ -612,8 +611,7 @@ def _replicate_products(raws: list[np.ndarray], values: list[np.ndarray], group:
         counts = np.bincount(codes, minlength=n_groups)
         ends = np.cumsum(counts)
         for r, raw in enumerate(raws):
-            w_block[r, :m] = raw[start:stop]
-        np.take(w_block[:, :m], order, axis=1, out=w_sorted[:, :m])
+            w_sorted[r, :m] = raw[start:stop][order]
         for j, v in enumerate(values):
             v_sorted[j, :m] = v[start:stop][order]
         for g in np.flatnonzero(counts):
@@ -1784,10 +1782,7 @@ def _pilot_shifts(data, quantities: list[Quantity]) -> list[Quantity]:
         first = data[numeric].head(10 * PILOT_VALUES, npartitions=1)
         head = {c: first[c] for c in numeric}
     else:
-        import pyarrow.dataset as ds
-
-        dataset = ds.dataset(_parquet_files(data), format="parquet", partitioning="hive")
-        first = dataset.head(10 * PILOT_VALUES, columns=numeric).to_pandas()
+        first = _parquet_head(_parquet_files(data), numeric, 10 * PILOT_VALUES)
         head = {c: first[c] for c in numeric}
     pilots = {}
     for column, values in head.items():
@@ -1801,6 +1796,29 @@ def _pilot_shifts(data, quantities: list[Quantity]) -> list[Quantity]:
             pilots[column] = 0.0
     return [dataclasses.replace(q, shift=pilots[q.column]) if q.category is None else q
             for q in quantities]
+
+
+def _parquet_head(files: list[str], columns: list[str], rows: int) -> pd.DataFrame:
+    """The first ``rows`` rows of ``columns`` of the Parquet files (in order), decoded page by
+    page from the first files (a dataset scan when a column is not in every file read)."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    batches, count = [], 0
+    for f in files:
+        reader = pq.ParquetFile(f)
+        if not set(columns) <= set(reader.schema_arrow.names):
+            dataset = ds.dataset(files, format="parquet", partitioning="hive")
+            return dataset.head(rows, columns=columns).to_pandas()
+        for batch in reader.iter_batches(batch_size=rows - count, columns=columns):
+            batches.append(batch)
+            count += batch.num_rows
+            break
+        if count >= rows:
+            break
+    if not batches:
+        return pd.DataFrame({c: [] for c in columns})
+    return pd.concat([b.to_pandas() for b in batches], ignore_index=True)[columns]
 
 
 def _design_spec(data, design):
