@@ -270,10 +270,34 @@ def test_replicate_products_in_blocks_of_rows(block_rows, replicate_frame, monke
     expected = estimate_by(frame, design, ["food_insecure", "score"], by=["sex", "disability"])
     spec = DesignColumns(weight="weight", replicate_columns=reps, replicate_method="sdr",
                          mse=True)
-    path = write_parts(frame, tmp_path / "blocks", parts=2)
+    folder = tmp_path / "blocks"  # files of several row groups: read by 2 workers at a time
+    folder.mkdir()
+    for i, piece in enumerate(np.array_split(np.arange(len(frame)), 2)):
+        frame.iloc[piece].to_parquet(folder / f"part-{i}.parquet", index=False,
+                                     row_group_size=333)
     monkeypatch.setattr(survey_sums, "REPLICATE_BLOCK_ROWS", block_rows)
-    actual = estimate_by(path, spec, ["food_insecure", "score"], by=["sex", "disability"],
-                         engine="chunks", chunk_rows=700)
+    actual = estimate_by(str(folder), spec, ["food_insecure", "score"],
+                         by=["sex", "disability"], engine="chunks", chunk_rows=200, threads=2)
+    assert_same(actual, expected)
+
+
+@pytest.mark.parametrize("engine", ["chunks", "duckdb"])
+def test_hive_partition_column_as_a_breakdown(engine, replicate_frame, tmp_path):
+    """A ``by`` column held only in the directory names (``sex=female/part.parquet``): the
+    chunks engine reads such files through a dataset scan instead of row group by row group."""
+    frame = replicate_frame.assign(disability=replicate_frame["disability"].astype(str))
+    reps = [c for c in frame.columns if c.startswith("repwt")]
+    for sex, piece in frame.groupby("sex"):
+        (tmp_path / f"sex={sex}").mkdir()
+        piece.drop(columns="sex").to_parquet(tmp_path / f"sex={sex}" / "part.parquet",
+                                             index=False)
+    design = SurveyDesign.from_frame(frame, weight="weight", replicate_columns=reps,
+                                     replicate_method="sdr", mse=True)
+    expected = estimate_by(frame, design, "food_insecure", by=["sex", "disability"])
+    spec = DesignColumns(weight="weight", replicate_columns=reps, replicate_method="sdr",
+                         mse=True)
+    actual = estimate_by(str(tmp_path), spec, "food_insecure", by=["sex", "disability"],
+                         engine=engine, chunk_rows=300, threads=2)
     assert_same(actual, expected)
 
 

@@ -781,8 +781,11 @@ def _is_dask(data) -> bool:
 
 def _sums_chunks(data, plan: SumsPlan, chunk_rows: int, threads: int | None = None) -> Sums:
     """``chunks`` engine: partitions mapped in this process (``threads`` at a time), reduced as
-    they come. Parquet is streamed as Arrow record batches of only the columns the plan reads;
-    the replicate weights go from Arrow to numpy without pandas."""
+    they come. Parquet files that hold every needed column are read row group by row group,
+    each in a worker thread that decodes its record batches (only the columns the plan reads)
+    and maps them; other Parquet data are scanned by ``pyarrow.dataset`` and a frame in memory
+    is split into chunks, mapped by the workers as they are read. The replicate weights go
+    from Arrow to numpy without pandas."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
@@ -794,59 +797,106 @@ def _sums_chunks(data, plan: SumsPlan, chunk_rows: int, threads: int | None = No
         if len(partial) >= 8:  # bounded memory: fold as we go
             partial[:] = [combine(partial, plan)]
 
+    units = None
     if isinstance(data, pd.DataFrame):
         batches = (data.iloc[start:start + chunk_rows]
                    for start in range(0, max(len(data), 1), chunk_rows))
         mapper = _map_partition_unlimited
     else:
-        batches = _parquet_batches(_parquet_files(data), plan, chunk_rows)
-        mapper = map_arrow_batch
+        files = _parquet_files(data)
+        units = _row_group_units(files, plan, chunk_rows)
+        if units is None:
+            batches = _dataset_batches(files, plan, chunk_rows)
+            mapper = map_arrow_batch
     workers = max(int(threads or 1), 1)
     part = 0
     # one BLAS thread per partition, set once for the whole engine (threadpoolctl's limits
     # are process-wide, so they are not entered and left by the worker threads)
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        pending = []
-        for batch in batches:
-            pending.append(pool.submit(mapper, batch, plan, part))
-            part += 1
-            while len(pending) > workers:  # at most workers + 1 batches in memory
-                add(pending.pop(0).result())
-        for future in pending:
-            add(future.result())
+        if units is not None:
+            part = sum(unit.batches for unit in units)
+            if part:
+                for sums in pool.map(lambda unit: _map_row_group(unit, plan), units):
+                    add(sums)
+        else:
+            pending = []
+            for batch in batches:
+                pending.append(pool.submit(mapper, batch, plan, part))
+                part += 1
+                while len(pending) > workers:  # at most workers + 1 batches in memory
+                    add(pending.pop(0).result())
+            for future in pending:
+                add(future.result())
     if part == 0:
         raise SurveyDesignError(f"{plan.source}: the Parquet data have no rows")
     return combine(partial, plan)
 
 
 #: Rows per Arrow record batch read from Parquet by the ``chunks`` engine (at most
-#: ``chunk_rows``): a file is decoded page by page into batches of this size, so the buffers
-#: are small and reused (reading a 500,000-row row group at once costs about twice the CPU).
+#: ``chunk_rows``): a row group is decoded page by page into batches of this size, so the
+#: buffers are small and reused (reading a 500,000-row row group at once costs about twice
+#: the CPU).
 PARQUET_BATCH_ROWS = 65_536
 
 
-def _parquet_batches(files: list[str], plan: SumsPlan, chunk_rows: int):
-    """Arrow record batches of only the columns the plan reads, file by file.
+@dataclass
+class _RowGroup:
+    """One row group of a Parquet file, read and mapped by one worker of the chunks engine."""
 
-    A file that holds every needed column is streamed with ``ParquetFile.iter_batches``
-    (page by page, batches of ``min(chunk_rows, PARQUET_BATCH_ROWS)`` rows); when a column
-    comes from the directory names (hive partitioning) or is missing from some files, the
-    files are read through a ``pyarrow.dataset`` scan instead (the missing columns as nulls).
-    """
-    import pyarrow.dataset as ds
+    path: str
+    metadata: object  # the file's pyarrow FileMetaData (not read again by the worker)
+    index: int
+    batch_rows: int
+    first_part: int  # partition number of its first record batch (numbered across the data)
+    batches: int
+
+
+def _row_group_units(files: list[str], plan: SumsPlan, chunk_rows: int):
+    """The row groups of the files as units of work, or None when some file lacks a column
+    the plan reads (it comes from hive directory names, or is missing: a dataset scan then)."""
     import pyarrow.parquet as pq
 
-    columns = plan.read_columns()
+    columns = set(plan.read_columns())
     size = max(1, min(int(chunk_rows), PARQUET_BATCH_ROWS))
-    readers = [pq.ParquetFile(f) for f in files]
-    if all(set(columns) <= set(r.schema_arrow.names) for r in readers):
-        for reader in readers:
-            yield from reader.iter_batches(batch_size=size, columns=columns, use_threads=False)
-        return
+    units, part = [], 0
+    for f in files:
+        reader = pq.ParquetFile(f)
+        if not columns <= set(reader.schema_arrow.names):
+            return None
+        metadata = reader.metadata
+        for index in range(metadata.num_row_groups):
+            batches = -(-metadata.row_group(index).num_rows // size)
+            units.append(_RowGroup(f, metadata, index, size, part, batches))
+            part += batches
+    return units
+
+
+def _map_row_group(unit: _RowGroup, plan: SumsPlan) -> Sums | None:
+    """Partial sums of one row group: its record batches decoded page by page (only the
+    columns the plan reads) and mapped in turn, folded as they come (None when it is empty)."""
+    import pyarrow.parquet as pq
+
+    reader = pq.ParquetFile(unit.path, metadata=unit.metadata)
+    parts = []
+    batches = reader.iter_batches(batch_size=unit.batch_rows, row_groups=[unit.index],
+                                  columns=plan.read_columns(), use_threads=False)
+    for i, batch in enumerate(batches):
+        parts.append(map_arrow_batch(batch, plan, unit.first_part + i))
+        if len(parts) >= 8:
+            parts[:] = [combine(parts, plan)]
+    return combine(parts, plan) if parts else None
+
+
+def _dataset_batches(files: list[str], plan: SumsPlan, chunk_rows: int):
+    """Arrow record batches of the columns the plan reads, from a ``pyarrow.dataset`` scan
+    (columns from hive directory names; a column missing from some files is null there)."""
+    import pyarrow.dataset as ds
+
     dataset = ds.dataset(files, format="parquet", partitioning="hive")
     _check_parquet_columns(dataset.schema.names, plan)
-    yield from dataset.to_batches(columns=columns, batch_size=size, batch_readahead=1,
-                                  fragment_readahead=1)
+    return dataset.to_batches(columns=plan.read_columns(),
+                              batch_size=max(1, min(int(chunk_rows), PARQUET_BATCH_ROWS)),
+                              batch_readahead=1, fragment_readahead=1)
 
 
 def _map_partition_unlimited(chunk, plan, part, replicate_arrays=None):
