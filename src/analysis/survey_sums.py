@@ -478,10 +478,11 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
         domain = chunk[plan.domain].fillna(False).to_numpy(dtype=bool)
     x = _values(chunk, plan.denominator) if plan.ratio else None
 
-    derived = {"n_rows": np.ones(n), "n_domain": np.ones(n) if domain is None else domain * 1.0}
+    ones = np.ones(n)
+    derived = {"n_rows": ones, "n_domain": ones if domain is None else domain * 1.0}
     y0s, ms, x0s = [], [], []
-    ones = None
     positive = w > 0
+    shared_weights = None  # (w·m, m·[w > 0]) of the row indicator m = 1, made once
     for j, q in enumerate(plan.quantities):
         y = _quantity_values(chunk, q)
         if q.shift:
@@ -492,18 +493,20 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
         if domain is not None:
             present &= domain
         if present.all():  # nothing missing: share the row indicator across quantities
-            if ones is None:
-                ones = np.ones(n)
+            if shared_weights is None:
+                shared_weights = (w * ones, ones * positive)
             m, y0 = ones, y
+            wm, pm = shared_weights
         else:
             m = present.astype(float)
             y0 = np.where(present, y, 0.0)
-        wm = w * m
+            wm, pm = w * m, m * positive
         derived[f"c{j}"] = m
-        derived[f"p{j}"] = m * positive
+        derived[f"p{j}"] = pm
         derived[f"w{j}"] = wm
-        derived[f"y{j}"] = wm * y0
-        derived[f"yy{j}"] = wm * y0 * y0
+        wy = wm * y0
+        derived[f"y{j}"] = wy
+        derived[f"yy{j}"] = wy * y0
         x0 = None
         if x is not None:
             x0 = np.where(present, x, 0.0)
@@ -541,8 +544,11 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
                + [chunk[c] for c in plan.by])
     group, keys = _group_codes(columns, n)
     n_groups = len(keys[0]) if keys else 1
-    sums = {name: np.bincount(group, weights=values, minlength=n_groups)
-            for name, values in derived.items()}
+    sums, summed = {}, {}  # an array shared by several sums (e.g. the weights) is summed once
+    for name, values in derived.items():
+        if id(values) not in summed:
+            summed[id(values)] = np.bincount(group, weights=values, minlength=n_groups)
+        sums[name] = summed[id(values)]
     table = pd.DataFrame({**dict(zip(names, keys)), **sums})
     wrange = (float(w.min()), float(w.max())) if n else (math.inf, -math.inf)
     if not d.is_replicate:
