@@ -339,6 +339,9 @@ def main(argv=None) -> int:
     parser.add_argument("--engines", default="pandas,chunks,duckdb,dask")
     parser.add_argument("--r-rows", default="200000,1000000",
                         help="R sizes to try, largest first that finishes (comma-separated)")
+    parser.add_argument("--r-every", action="store_true",
+                        help="run R at every size of --r-rows (each against our engines), not "
+                             "only the largest it finishes")
     parser.add_argument("--r-timeout", type=float, default=900)
     parser.add_argument("--pandas-max-gb", type=float, default=6.0,
                         help="skip the in-memory estimator when its frame would need more")
@@ -439,7 +442,8 @@ def main(argv=None) -> int:
                            "r_cpu_seconds_with_reading": r["cpu_seconds"],
                            **{e: {k: v for k, v in i.items() if k != "table"}
                               for e, i in ours.items()}, "agreement_r": diff})
-            break
+            if not args.r_every:
+                break
         results_dir = Path(__file__).resolve().parent / "results"
         results_dir.mkdir(exist_ok=True)
         (results_dir / "bench_scale.json").write_text(json.dumps(report, indent=2, default=str))
