@@ -36,8 +36,10 @@ units of the reduced table, so lonely-PSU options, multistage fpc and the design
 freedom are exactly those of the in-memory :class:`~analysis.survey.SurveyDesign`.
 
 Engines (:data:`ENGINES`): ``chunks`` (in this process, ``threads`` partitions at a time: a
-frame split into chunks, or Parquet streamed as Arrow record batches of the needed columns only,
-replicate weights straight to numpy — the fastest engine on one machine), ``dask`` (``dask.dataframe`` partitions on the threaded scheduler,
+frame split into chunks, or Parquet row groups, each read page by page by a worker thread as
+Arrow record batches of the needed columns only, replicate weights straight to numpy and
+multiplied block by block of rows in cache-sized buffers — the fastest engine on one machine),
+``dask`` (``dask.dataframe`` partitions on the threaded scheduler,
 a local cluster or a given scheduler address) and ``duckdb`` (SQL ``GROUP BY`` over Parquet on
 disk, for one machine with little memory). All return the result schema of
 :mod:`analysis.tables` plus the diagnostics of :func:`analysis.survey.estimate_by`; disclosure
