@@ -11,26 +11,47 @@ sampled every 0.1 s, so Dask's worker processes count):
 
 - ``pandas``: today's in-memory estimator (the frame read whole; only where it fits: skipped
   with the memory it would need above ``--pandas-max-gb``);
-- ``chunks``: partition sums over Arrow batches streamed from the Parquet files, 2 at a time on
-  threads, in one process;
+- ``chunks``: partition sums in one process, each Parquet row group read (page by page, in
+  batches of 65,536 rows) and mapped by one of 2 worker threads;
 - ``duckdb``: SQL ``GROUP BY`` over the Parquet files (``--duckdb-memory``, 2 threads);
 - ``dask``: ``dask.dataframe`` partitions on a local cluster of 2 worker processes;
 - ``r``: R's ``survey`` (``svrepdesign(type="successive-difference", mse=TRUE)`` then ``svyby``
   of the 72 full-crossing cells) on the largest size in ``--r-rows`` that it finishes within
   ``--r-timeout`` (R reads a CSV export; skipped with the reason when Rscript or survey is
-  missing). R reads the first rows of the smallest benchmarked data set that has them, and our
-  engines are timed again on exactly those files. Ratios to R are at R's size.
+  missing; ``--r-every``: at every size of ``--r-rows``). R reads the first rows of the smallest
+  benchmarked data set that has them, and our engines are timed again on exactly those files,
+  ``--repeat`` times (the median run is reported, every run listed). Ratios to R are at R's
+  size, by wall time and by the CPU time of the estimation (R's ``proc.time``).
 
-Each line gives the wall time, the CPU time (user + system of the process and its children: on a
-shared machine the wall time mostly measures the load) and the peak memory.
+Each line gives the wall time, the CPU time of the estimation (user + system of the process and
+its finished children; on a shared machine the wall time mostly measures the load) and the peak
+memory.
 
 Agreement: the largest relative difference of estimates and SEs of every engine against the
 in-memory estimator (where it ran) or against DuckDB, and against R on its cells. Targets: the
 30-million case finishes with peak memory under 8 GB; at 10 million the best engine is at least
-20× faster than R. Usage::
+20× faster than R (R did not finish 3 million rows in 900 s in an earlier run: its largest
+size that finishes is used).
+
+Measured 2026-12-01 on the 2-core machine shared with other jobs (load average 4-5 during the
+runs; ``--sizes 10000000 --engines chunks,duckdb --r-rows 2000000,1000000 --r-every``, then
+``--sizes 30000000 --engines chunks --r-rows ""``):
+
+- 1 million: chunks 3.17 s (1.49 s CPU), duckdb 6.48 s (3.76 s CPU), R 46.8 s (24.3 s CPU):
+  R / chunks 14.8× by wall time, 16.3× by CPU time;
+- 2 million: chunks 4.53 s (2.61 s CPU), duckdb 11.40 s (6.35 s CPU), R 85.7 s (52.7 s CPU):
+  18.9× by wall time, 20.2× by CPU time;
+- 10 million: chunks 14.6 s (11.6 s CPU, peak 0.67 GB), duckdb 51.7 s (33.9 s CPU, 0.55 GB);
+  R not run at this size (see above);
+- 30 million: chunks 66.4 s (33.0 s CPU, peak 0.70 GB).
+
+At a load average near 2.7, R / chunks was 21.6× by wall time at 1 million (R 26.1 s, chunks
+1.2 s). Estimates and SEs agree with R to 4.9e-15, and chunks with the in-memory estimator and
+with DuckDB to 0 (largest relative difference). Usage::
 
     python bench/bench_scale.py [--sizes 10000000,30000000] [--engines chunks,duckdb,dask,pandas]
-                                [--r-rows 200000,1000000] [--data DIR] [--keep]
+                                [--r-rows 200000,1000000] [--r-every] [--repeat 3]
+                                [--data DIR] [--keep]
 """
 
 from __future__ import annotations

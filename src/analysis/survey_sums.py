@@ -570,9 +570,10 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
                 values.append(ms[j])
                 shared[id(ms[j])] = len(values) - 1
             layout.append(shared[id(ms[j])])
-    # Block by block of rows: the replicate weights converted to float64 into a small reused
-    # buffer (it stays in cache: no R × n copy, no gather across the partition), the block's rows
-    # sorted by group, one matrix product (BLAS) per group present: out[g] += W_b,g V_b,g.
+    # Block by block of rows: the block's rows sorted by group, its replicate weights gathered
+    # in that order and converted to float64 into a small reused buffer (no R × n copy, no
+    # gather across the partition), one matrix product (BLAS) per group present:
+    # out[g] += W_b,g V_b,g.
     raws = _replicate_columns(chunk, plan, part, replicate_arrays)
     n_rep = len(raws)
     out = _replicate_products(raws, values, group, n_groups)
@@ -589,8 +590,9 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
                 zeros_gram, wrange)
 
 
-#: Rows whose replicate weights are multiplied at a time (the float64 buffers, R × rows, stay
-#: in cache: 80 replicates × 8,192 rows = 5.2 MB; measured fastest of 1,024 to 32,768 rows).
+#: Rows whose replicate weights are multiplied at a time (the float64 buffer, R × rows, stays
+#: in the processor's cache: 80 replicates × 8,192 rows = 5.2 MB; of 1,024 to 32,768 rows the
+#: fastest measured on the 2-core benchmark machine, bench/bench_scale.py).
 REPLICATE_BLOCK_ROWS = 8192
 
 
@@ -603,9 +605,9 @@ def _replicate_products(raws: list[np.ndarray], values: list[np.ndarray], group:
     The rows are taken in blocks of :data:`REPLICATE_BLOCK_ROWS`: each block's weights are
     gathered in the order of its rows sorted by group (integer weights widen exactly to
     float64) into a reused R × rows buffer, then one matrix product per group present in the
-    block adds to that group's total. Every weight is read once, in order; the sums are
-    of the same terms as one product over the whole group (only their grouping into partial
-    sums differs, within rounding).
+    block adds to that group's total. Every weight is read once, from a block small enough
+    for the cache; the sums are of the same terms as one product over the whole group (only
+    their grouping into partial sums differs, within rounding).
     """
     n, n_rep, k = len(group), len(raws), len(values)
     out = np.zeros((n_groups, n_rep, k))
