@@ -8,7 +8,7 @@ AXE    := $(NPM_DIR)/node_modules/axe-core/axe.min.js
 # Extra flags for the pipeline, e.g. `make report RUN_ARGS="--workers 4"`.
 RUN_ARGS ?=
 
-.PHONY: setup report test check lab bench browser-deps fonts ingest lint clean help
+.PHONY: setup report test check lab bench bench-deps browser-deps fonts ingest lint clean help
 
 help:
 	@echo "make report   set up .venv, ingest the demo data, run every chapter, write outputs/index.html"
@@ -84,7 +84,18 @@ lint: setup
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. 
 
-bench: setup
+# R with the survey and data.table packages (Debian) for the side-by-side benchmarks against R
+# (bench/bench_scale.py, bench/bench_estimation.py): installed when we are root and they are missing;
+# otherwise those benchmarks skip R and say why.
+bench-deps:
+	@if command -v Rscript >/dev/null 2>&1 && Rscript -e 'library(survey); library(data.table)' >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian r-base-core, r-cran-survey and r-cran-data.table for the benchmarks against R"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq r-base-core r-cran-survey r-cran-data.table >/dev/null) \
+	    || echo "could not install R and its survey package: the benchmarks will skip R"; \
+	else echo "R with survey and data.table (r-base-core, r-cran-survey, r-cran-data.table) missing and not root: the benchmarks will skip R"; fi
+
+bench: setup bench-deps
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) bench/run_all.py
 

@@ -11,26 +11,47 @@ sampled every 0.1 s, so Dask's worker processes count):
 
 - ``pandas``: today's in-memory estimator (the frame read whole; only where it fits: skipped
   with the memory it would need above ``--pandas-max-gb``);
-- ``chunks``: partition sums over Arrow batches streamed from the Parquet files, 2 at a time on
-  threads, in one process;
+- ``chunks``: partition sums in one process, each Parquet row group read (page by page, in
+  batches of 65,536 rows) and mapped by one of 2 worker threads;
 - ``duckdb``: SQL ``GROUP BY`` over the Parquet files (``--duckdb-memory``, 2 threads);
 - ``dask``: ``dask.dataframe`` partitions on a local cluster of 2 worker processes;
 - ``r``: R's ``survey`` (``svrepdesign(type="successive-difference", mse=TRUE)`` then ``svyby``
   of the 72 full-crossing cells) on the largest size in ``--r-rows`` that it finishes within
   ``--r-timeout`` (R reads a CSV export; skipped with the reason when Rscript or survey is
-  missing). R reads the first rows of the smallest benchmarked data set that has them, and our
-  engines are timed again on exactly those files. Ratios to R are at R's size.
+  missing; ``--r-every``: at every size of ``--r-rows``). R reads the first rows of the smallest
+  benchmarked data set that has them, and our engines are timed again on exactly those files,
+  ``--repeat`` times (the median run is reported, every run listed). Ratios to R are at R's
+  size, by wall time and by the CPU time of the estimation (R's ``proc.time``).
 
-Each line gives the wall time, the CPU time (user + system of the process and its children: on a
-shared machine the wall time mostly measures the load) and the peak memory.
+Each line gives the wall time, the CPU time of the estimation (user + system of the process and
+its finished children; on a shared machine the wall time mostly measures the load) and the peak
+memory.
 
 Agreement: the largest relative difference of estimates and SEs of every engine against the
 in-memory estimator (where it ran) or against DuckDB, and against R on its cells. Targets: the
 30-million case finishes with peak memory under 8 GB; at 10 million the best engine is at least
-20× faster than R. Usage::
+20× faster than R (R did not finish 3 million rows in 900 s in an earlier run: its largest
+size that finishes is used).
+
+Measured 2026-12-01 on the 2-core machine shared with other jobs (load average 4-5 during the
+runs; ``--sizes 10000000 --engines chunks,duckdb --r-rows 2000000,1000000 --r-every``, then
+``--sizes 30000000 --engines chunks --r-rows ""``):
+
+- 1 million: chunks 3.17 s (1.49 s CPU), duckdb 6.48 s (3.76 s CPU), R 46.8 s (24.3 s CPU):
+  R / chunks 14.8× by wall time, 16.3× by CPU time;
+- 2 million: chunks 4.53 s (2.61 s CPU), duckdb 11.40 s (6.35 s CPU), R 85.7 s (52.7 s CPU):
+  18.9× by wall time, 20.2× by CPU time;
+- 10 million: chunks 14.6 s (11.6 s CPU, peak 0.67 GB), duckdb 51.7 s (33.9 s CPU, 0.55 GB);
+  R not run at this size (see above);
+- 30 million: chunks 66.4 s (33.0 s CPU, peak 0.70 GB).
+
+At a load average near 2.7, R / chunks was 21.6× by wall time at 1 million (R 26.1 s, chunks
+1.2 s). Estimates and SEs agree with R to 4.9e-15, and chunks with the in-memory estimator and
+with DuckDB to 0 (largest relative difference). Usage::
 
     python bench/bench_scale.py [--sizes 10000000,30000000] [--engines chunks,duckdb,dask,pandas]
-                                [--r-rows 200000,1000000] [--data DIR] [--keep]
+                                [--r-rows 200000,1000000] [--r-every] [--repeat 3]
+                                [--data DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -180,7 +201,7 @@ def run_engine(engine: str, data: Path, out: Path, duckdb_memory: str) -> None:
     files = sorted(str(p) for p in data.glob("part-*.parquet"))
     spec = design_columns()
     with PeakMemory() as memory:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         if engine == "pandas":
             frame = pd.read_parquet(files)
             design = SurveyDesign.from_frame(frame, weight="weight",
@@ -206,12 +227,14 @@ def run_engine(engine: str, data: Path, out: Path, duckdb_memory: str) -> None:
             result = estimate_by_sums(files, spec, INDICATORS, by=DIMENSIONS, engine="chunks",
                                       chunk_rows=FILE_ROWS, threads=2)
         seconds = time.perf_counter() - start
+        estimate_cpu = cpu_seconds() - cpu_start  # dask: the finished workers' CPU included
         if engine == "dask":  # a cluster is started once and reused: its start-up is apart
             seconds -= loaded
     result[["indicator", "breakdown", "cell", "estimate", "se", "n_unweighted"]].to_csv(
         out.with_suffix(".csv"), index=False)
     out.write_text(json.dumps({"engine": engine, "seconds": seconds, "setup_seconds": loaded,
-                               "cpu_seconds": cpu_seconds(), "peak_gb": memory.peak / 1e9,
+                               "cpu_seconds": cpu_seconds(), "estimate_cpu_seconds": estimate_cpu,
+                               "peak_gb": memory.peak / 1e9,
                                "rows_out": len(result)}))
 
 
@@ -233,11 +256,13 @@ f <- read.csv(args[1], stringsAsFactors = TRUE)
 t_read <- proc.time()[["elapsed"]] - t0
 reps <- grep("^rep[0-9]+$", names(f))
 t1 <- proc.time()[["elapsed"]]
+c1 <- sum(proc.time()[c("user.self", "sys.self")])
 d <- svrepdesign(weights = ~weight, repweights = f[, reps], type = "successive-difference",
                  mse = TRUE, data = f[, -reps])
 b <- svyby(~y1 + y2 + y3 + y4 + y5 + y6 + y7 + y8, ~sex + age_group + disability + displacement,
            d, svymean)
 t_est <- proc.time()[["elapsed"]] - t1
+c_est <- sum(proc.time()[c("user.self", "sys.self")]) - c1
 out <- data.frame(b[, c("sex", "age_group", "disability", "displacement")],
                   estimate = unlist(coef(b)), check.names = FALSE)
 est <- as.matrix(b[, paste0("y", 1:8)]); se <- as.matrix(SE(b))
@@ -246,7 +271,8 @@ for (i in 1:8) rows[[i]] <- data.frame(indicator = paste0("y", i),
   cell = paste(b$sex, b$age_group, b$disability, b$displacement, sep = " \u00d7 "),
   estimate = est[, i], se = se[, i])
 write.csv(do.call(rbind, rows), args[2], row.names = FALSE)
-cat(sprintf('{"read_seconds": %f, "seconds": %f}\n', t_read, t_est), file = args[3])
+cat(sprintf('{"read_seconds": %f, "seconds": %f, "cpu_seconds": %f}\n', t_read, t_est, c_est),
+    file = args[3])
 """
 
 
@@ -308,6 +334,7 @@ def run_r(data: Path, rows: int, folder: Path, timeout: float) -> dict:
                 "rows": rows}
     timing = json.loads(out_json.read_text())
     return {"rows": rows, "seconds": timing["seconds"], "read_seconds": timing["read_seconds"],
+            "estimate_cpu_seconds": timing["cpu_seconds"],
             "wall": time.perf_counter() - start, "peak_gb": peak / 1e9, "cpu_seconds": cpu,
             "result": pd.read_csv(out_csv)}
 
@@ -339,7 +366,12 @@ def main(argv=None) -> int:
     parser.add_argument("--engines", default="pandas,chunks,duckdb,dask")
     parser.add_argument("--r-rows", default="200000,1000000",
                         help="R sizes to try, largest first that finishes (comma-separated)")
+    parser.add_argument("--r-every", action="store_true",
+                        help="run R at every size of --r-rows (each against our engines), not "
+                             "only the largest it finishes")
     parser.add_argument("--r-timeout", type=float, default=900)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each of our engines at R's size (the median is reported)")
     parser.add_argument("--pandas-max-gb", type=float, default=6.0,
                         help="skip the in-memory estimator when its frame would need more")
     parser.add_argument("--duckdb-memory", default="4GB")
@@ -392,7 +424,8 @@ def main(argv=None) -> int:
                 results[engine] = info
                 setup = (f"   (+{info['setup_seconds']:.0f} s cluster start-up)"
                          if engine == "dask" else "")
-                print(f"  {engine:7s} {info['seconds']:8.1f} s   cpu {info['cpu_seconds']:7.1f} s   "
+                print(f"  {engine:7s} {info['seconds']:8.1f} s   cpu {info['estimate_cpu_seconds']:7.1f} s "
+                      f"estimation ({info['cpu_seconds']:.1f} s the process)   "
                       f"peak {info['peak_gb']:5.2f} GB{setup}", flush=True)
             reference_name = "pandas" if "pandas" in results else "duckdb"
             reference = results.get(reference_name, {}).get("table")
@@ -419,27 +452,38 @@ def main(argv=None) -> int:
             ours = {}
             for engine in [e for e in args.r_engines.split(",") if e]:
                 out = root / f"result_{engine}_{rows}.json"
-                subprocess.run([sys.executable, __file__, "--worker", engine, "--data", str(small),
-                                "--out", str(out), "--duckdb-memory", args.duckdb_memory],
-                               check=True, capture_output=True)
-                ours[engine] = json.loads(out.read_text())
+                runs = []
+                for _ in range(max(args.repeat, 1)):  # seconds each: the median run is reported
+                    subprocess.run([sys.executable, __file__, "--worker", engine, "--data",
+                                    str(small), "--out", str(out), "--duckdb-memory",
+                                    args.duckdb_memory], check=True, capture_output=True)
+                    runs.append(json.loads(out.read_text()))
+                runs.sort(key=lambda info: info["seconds"])
+                ours[engine] = runs[len(runs) // 2]
+                ours[engine]["runs_seconds"] = [info["seconds"] for info in runs]
                 ours[engine]["table"] = pd.read_csv(out.with_suffix(".csv"))
             best = min(ours, key=lambda e: ours[e]["seconds"])
             r_table = r["result"]
             diff = agreement(ours[best]["table"], r_table, cells_only=True)
             print(f"  r       {r['seconds']:8.1f} s estimation (+{r['read_seconds']:.0f} s reading CSV)"
-                  f"   cpu {r['cpu_seconds']:.0f} s with reading   peak {r['peak_gb']:.2f} GB")
+                  f"   cpu {r['estimate_cpu_seconds']:.1f} s estimation, {r['cpu_seconds']:.0f} s "
+                  f"with reading   peak {r['peak_gb']:.2f} GB")
             for engine, info in ours.items():
-                print(f"  {engine:7s} {info['seconds']:8.1f} s   cpu {info['cpu_seconds']:6.1f} s   "
-                      f"peak {info['peak_gb']:.2f} GB (with margins: 252 cells)   "
-                      f"R / {engine} = {r['seconds'] / info['seconds']:.1f}x")
+                runs = ", ".join(f"{t:.2f}" for t in info["runs_seconds"])
+                print(f"  {engine:7s} {info['seconds']:8.2f} s (median of {runs})   cpu "
+                      f"{info['estimate_cpu_seconds']:5.2f} s estimation   peak {info['peak_gb']:.2f}"
+                      f" GB (with margins: 252 cells)   R / {engine} = "
+                      f"{r['seconds'] / info['seconds']:.1f}x wall, "
+                      f"{r['estimate_cpu_seconds'] / info['estimate_cpu_seconds']:.1f}x CPU")
             print(f"  agreement with R on the 576 full-crossing estimates and SEs: {diff:.1e}")
             report.append({"r_rows": rows, "r_seconds": r["seconds"],
                            "r_read_seconds": r["read_seconds"], "r_peak_gb": r["peak_gb"],
                            "r_cpu_seconds_with_reading": r["cpu_seconds"],
+                           "r_estimate_cpu_seconds": r["estimate_cpu_seconds"],
                            **{e: {k: v for k, v in i.items() if k != "table"}
                               for e, i in ours.items()}, "agreement_r": diff})
-            break
+            if not args.r_every:
+                break
         results_dir = Path(__file__).resolve().parent / "results"
         results_dir.mkdir(exist_ok=True)
         (results_dir / "bench_scale.json").write_text(json.dumps(report, indent=2, default=str))

@@ -255,6 +255,52 @@ def test_replicate_fixtures_through_each_engine(engine, entry_name, method, rho,
     r_close(cells.loc[labels, "se"], entry["by_se"])
 
 
+@pytest.mark.parametrize("block_rows", [1, 7, 64, 5000])
+def test_replicate_products_in_blocks_of_rows(block_rows, replicate_frame, monkeypatch, tmp_path):
+    """The chunks engine multiplies the replicate weights block by block of rows (groups cut
+    across blocks, a block holding one row, part of a group, or the whole partition), with
+    integer and float weights and rows missing an indicator: equal to the in-memory estimator."""
+    frame = replicate_frame.assign(disability=replicate_frame["disability"].astype(str))
+    reps = [c for c in frame.columns if c.startswith("repwt")]
+    rng = np.random.default_rng(17)
+    frame[reps[:40]] = frame[reps[:40]].round().astype("int32")  # integer weights widen exactly
+    frame["score"] = np.where(rng.random(len(frame)) < 0.2, np.nan, rng.normal(5, 2, len(frame)))
+    design = SurveyDesign.from_frame(frame, weight="weight", replicate_columns=reps,
+                                     replicate_method="sdr", mse=True)
+    expected = estimate_by(frame, design, ["food_insecure", "score"], by=["sex", "disability"])
+    spec = DesignColumns(weight="weight", replicate_columns=reps, replicate_method="sdr",
+                         mse=True)
+    folder = tmp_path / "blocks"  # files of several row groups: read by 2 workers at a time
+    folder.mkdir()
+    for i, piece in enumerate(np.array_split(np.arange(len(frame)), 2)):
+        frame.iloc[piece].to_parquet(folder / f"part-{i}.parquet", index=False,
+                                     row_group_size=333)
+    monkeypatch.setattr(survey_sums, "REPLICATE_BLOCK_ROWS", block_rows)
+    actual = estimate_by(str(folder), spec, ["food_insecure", "score"],
+                         by=["sex", "disability"], engine="chunks", chunk_rows=200, threads=2)
+    assert_same(actual, expected)
+
+
+@pytest.mark.parametrize("engine", ["chunks", "duckdb"])
+def test_hive_partition_column_as_a_breakdown(engine, replicate_frame, tmp_path):
+    """A ``by`` column held only in the directory names (``sex=female/part.parquet``): the
+    chunks engine reads such files through a dataset scan instead of row group by row group."""
+    frame = replicate_frame.assign(disability=replicate_frame["disability"].astype(str))
+    reps = [c for c in frame.columns if c.startswith("repwt")]
+    for sex, piece in frame.groupby("sex"):
+        (tmp_path / f"sex={sex}").mkdir()
+        piece.drop(columns="sex").to_parquet(tmp_path / f"sex={sex}" / "part.parquet",
+                                             index=False)
+    design = SurveyDesign.from_frame(frame, weight="weight", replicate_columns=reps,
+                                     replicate_method="sdr", mse=True)
+    expected = estimate_by(frame, design, "food_insecure", by=["sex", "disability"])
+    spec = DesignColumns(weight="weight", replicate_columns=reps, replicate_method="sdr",
+                         mse=True)
+    actual = estimate_by(str(tmp_path), spec, "food_insecure", by=["sex", "disability"],
+                         engine=engine, chunk_rows=300, threads=2)
+    assert_same(actual, expected)
+
+
 def test_domain_variance_keeps_psus_without_members(api, tmp_path, dask_client):
     """apiclus1 high schools: SE 38.02 with every PSU (39.45 if PSUs without high schools were
     dropped from the sums, as a GROUP BY of the members only would)."""

@@ -36,8 +36,10 @@ units of the reduced table, so lonely-PSU options, multistage fpc and the design
 freedom are exactly those of the in-memory :class:`~analysis.survey.SurveyDesign`.
 
 Engines (:data:`ENGINES`): ``chunks`` (in this process, ``threads`` partitions at a time: a
-frame split into chunks, or Parquet streamed as Arrow record batches of the needed columns only,
-replicate weights straight to numpy — the fastest engine on one machine), ``dask`` (``dask.dataframe`` partitions on the threaded scheduler,
+frame split into chunks, or Parquet row groups, each read page by page by a worker thread as
+Arrow record batches of the needed columns only, replicate weights straight to numpy and
+multiplied block by block of rows in cache-sized buffers — the fastest engine on one machine),
+``dask`` (``dask.dataframe`` partitions on the threaded scheduler,
 a local cluster or a given scheduler address) and ``duckdb`` (SQL ``GROUP BY`` over Parquet on
 disk, for one machine with little memory). All return the result schema of
 :mod:`analysis.tables` plus the diagnostics of :func:`analysis.survey.estimate_by`; disclosure
@@ -478,10 +480,11 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
         domain = chunk[plan.domain].fillna(False).to_numpy(dtype=bool)
     x = _values(chunk, plan.denominator) if plan.ratio else None
 
-    derived = {"n_rows": np.ones(n), "n_domain": np.ones(n) if domain is None else domain * 1.0}
+    ones = np.ones(n)
+    derived = {"n_rows": ones, "n_domain": ones if domain is None else domain * 1.0}
     y0s, ms, x0s = [], [], []
-    ones = None
     positive = w > 0
+    shared_weights = None  # (w·m, m·[w > 0]) of the row indicator m = 1, made once
     for j, q in enumerate(plan.quantities):
         y = _quantity_values(chunk, q)
         if q.shift:
@@ -492,18 +495,20 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
         if domain is not None:
             present &= domain
         if present.all():  # nothing missing: share the row indicator across quantities
-            if ones is None:
-                ones = np.ones(n)
+            if shared_weights is None:
+                shared_weights = (w * ones, ones * positive)
             m, y0 = ones, y
+            wm, pm = shared_weights
         else:
             m = present.astype(float)
             y0 = np.where(present, y, 0.0)
-        wm = w * m
+            wm, pm = w * m, m * positive
         derived[f"c{j}"] = m
-        derived[f"p{j}"] = m * positive
+        derived[f"p{j}"] = pm
         derived[f"w{j}"] = wm
-        derived[f"y{j}"] = wm * y0
-        derived[f"yy{j}"] = wm * y0 * y0
+        wy = wm * y0
+        derived[f"y{j}"] = wy
+        derived[f"yy{j}"] = wy * y0
         x0 = None
         if x is not None:
             x0 = np.where(present, x, 0.0)
@@ -541,8 +546,11 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
                + [chunk[c] for c in plan.by])
     group, keys = _group_codes(columns, n)
     n_groups = len(keys[0]) if keys else 1
-    sums = {name: np.bincount(group, weights=values, minlength=n_groups)
-            for name, values in derived.items()}
+    sums, summed = {}, {}  # an array shared by several sums (e.g. the weights) is summed once
+    for name, values in derived.items():
+        if id(values) not in summed:
+            summed[id(values)] = np.bincount(group, weights=values, minlength=n_groups)
+        sums[name] = summed[id(values)]
     table = pd.DataFrame({**dict(zip(names, keys)), **sums})
     wrange = (float(w.min()), float(w.max())) if n else (math.inf, -math.inf)
     if not d.is_replicate:
@@ -562,36 +570,72 @@ def _map_partition(chunk: pd.DataFrame, plan: SumsPlan, part: int, replicate_arr
                 values.append(ms[j])
                 shared[id(ms[j])] = len(values) - 1
             layout.append(shared[id(ms[j])])
-    # Rows sorted by group (a radix sort of small integers), then one matrix product per group
-    # (BLAS): W_g V_g. The replicate weights are gathered in that order column by column while
-    # they are converted to float64 (one pass over each column, no n × R copy in row order).
-    order = np.argsort(group, kind="stable")
-    bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
-    reps = _replicate_matrix(chunk, plan, part, order, replicate_arrays)
-    values_sorted = np.column_stack(values)[order]
-    n_rep = reps.shape[0]
-    out = np.zeros((n_groups, n_rep, values_sorted.shape[1]))
-    for g in range(n_groups):
-        a, b = bounds[g], bounds[g + 1]
-        if b > a:
-            out[g] = reps[:, a:b] @ values_sorted[a:b]
+    # Block by block of rows: the block's rows sorted by group, its replicate weights gathered
+    # in that order and converted to float64 into a small reused buffer (no R × n copy, no
+    # gather across the partition), one matrix product (BLAS) per group present:
+    # out[g] += W_b,g V_b,g.
+    raws = _replicate_columns(chunk, plan, part, replicate_arrays)
+    n_rep = len(raws)
+    out = _replicate_products(raws, values, group, n_groups)
     out = out[:, :, layout].transpose(0, 2, 1).reshape(n_groups, -1)  # groups × (value, rep)
     zeros_sketch, zeros_gram = np.zeros((plan.sketch_buckets, n_rep)), np.zeros((n_rep, n_rep))
-    if n <= EXACT_GRAM_ROWS:
-        return Sums(table, out, zeros_sketch, reps @ reps.T, wrange)
     if _full_rank_from_totals(out, n_rep):
-        # rank(W) >= rank(W_p) >= rank(A_p W_p) = R: the design's df is R - 1, no sketch needed
+        # rank(W) >= rank(W_p) >= rank(A_p W_p) = R: the design's df is R - 1, no Gram matrix
+        # or sketch needed
         return Sums(table, out, zeros_sketch, zeros_gram, wrange, full_rank=True)
-    return Sums(table, out, _sketch(reps, plan.sketch_buckets, part), zeros_gram, wrange)
+    if n <= EXACT_GRAM_ROWS:
+        reps = _replicate_matrix(raws)
+        return Sums(table, out, zeros_sketch, reps @ reps.T, wrange)
+    return Sums(table, out, _sketch(_replicate_matrix(raws), plan.sketch_buckets, part),
+                zeros_gram, wrange)
 
 
-def _replicate_matrix(chunk, plan, part, order, replicate_arrays=None) -> np.ndarray:
-    """The replicate weights of a partition as an R × n float64 matrix, rows in ``order``,
-    checked (finite, non-negative). ``replicate_arrays``: the columns as numpy arrays (read
-    from Arrow without pandas), else taken from ``chunk``."""
+#: Rows whose replicate weights are multiplied at a time (the float64 buffer, R × rows, stays
+#: in the processor's cache: 80 replicates × 8,192 rows = 5.2 MB; of 1,024 to 32,768 rows the
+#: fastest measured on the 2-core benchmark machine, bench/bench_scale.py).
+REPLICATE_BLOCK_ROWS = 8192
+
+
+def _replicate_products(raws: list[np.ndarray], values: list[np.ndarray], group: np.ndarray,
+                        n_groups: int) -> np.ndarray:
+    """Per group ``g`` the products ``W_g' V_g`` (groups × R × values) of the replicate weights
+    ``W`` (columns ``raws``) and the values ``V`` (columns ``values``) of the rows in ``g``
+    (``group``: each row's group index).
+
+    The rows are taken in blocks of :data:`REPLICATE_BLOCK_ROWS`: each block's weights are
+    gathered in the order of its rows sorted by group (integer weights widen exactly to
+    float64) into a reused R × rows buffer, then one matrix product per group present in the
+    block adds to that group's total. Every weight is read once, from a block small enough
+    for the cache; the sums are of the same terms as one product over the whole group (only
+    their grouping into partial sums differs, within rounding).
+    """
+    n, n_rep, k = len(group), len(raws), len(values)
+    out = np.zeros((n_groups, n_rep, k))
+    block = min(REPLICATE_BLOCK_ROWS, max(n, 1))
+    w_sorted, v_sorted = np.empty((n_rep, block)), np.empty((k, block))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        m = stop - start
+        codes = group[start:stop]
+        order = np.argsort(codes, kind="stable")
+        counts = np.bincount(codes, minlength=n_groups)
+        ends = np.cumsum(counts)
+        for r, raw in enumerate(raws):
+            w_sorted[r, :m] = raw[start:stop][order]
+        for j, v in enumerate(values):
+            v_sorted[j, :m] = v[start:stop][order]
+        for g in np.flatnonzero(counts):
+            a, b = ends[g] - counts[g], ends[g]
+            out[g] += w_sorted[:, a:b] @ v_sorted[:, a:b].T
+    return out
+
+
+def _replicate_columns(chunk, plan, part, replicate_arrays=None) -> list[np.ndarray]:
+    """The replicate weight columns of a partition as numeric numpy arrays, checked (finite,
+    non-negative). ``replicate_arrays``: the columns as numpy arrays (read from Arrow without
+    pandas), else taken from ``chunk``."""
     d = plan.design
-    n = len(order)
-    reps = np.empty((len(d.replicate_columns), n))
+    raws = []
     for r, column in enumerate(d.replicate_columns):
         raw = (replicate_arrays[r] if replicate_arrays is not None
                else _values(chunk, column))
@@ -599,9 +643,11 @@ def _replicate_matrix(chunk, plan, part, order, replicate_arrays=None) -> np.nda
         if raw.dtype.kind not in "iufb":
             raw = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float,
                                                                           na_value=np.nan)
+        if raw.dtype.kind == "b":
+            raw = raw.astype(np.float64)
         if raw.dtype.kind == "f":
             bad = ~np.isfinite(raw) | (raw < 0)
-        elif raw.dtype.kind == "i" and n and raw.min() < 0:
+        elif raw.dtype.kind == "i" and len(raw) and raw.min() < 0:
             bad = raw < 0
         else:
             bad = None
@@ -612,10 +658,16 @@ def _replicate_matrix(chunk, plan, part, order, replicate_arrays=None) -> np.nda
                 f"{int(np.flatnonzero(bad)[0])} of the partition); replicate weights must be "
                 "finite and non-negative"
             )
-        if raw.dtype == np.float64:
-            np.take(raw, order, out=reps[r])
-        else:  # e.g. int32 weights: gather at the narrow width, widen on assignment
-            reps[r] = raw[order]
+        raws.append(raw)
+    return raws
+
+
+def _replicate_matrix(raws: list[np.ndarray]) -> np.ndarray:
+    """The checked replicate weight columns ``raws`` as an R × n float64 matrix (for the exact
+    Gram matrix of a small partition and the count sketch)."""
+    reps = np.empty((len(raws), len(raws[0]) if raws else 0))
+    for r, raw in enumerate(raws):
+        reps[r] = raw
     return reps
 
 
@@ -739,8 +791,11 @@ def _is_dask(data) -> bool:
 
 def _sums_chunks(data, plan: SumsPlan, chunk_rows: int, threads: int | None = None) -> Sums:
     """``chunks`` engine: partitions mapped in this process (``threads`` at a time), reduced as
-    they come. Parquet is streamed as Arrow record batches of only the columns the plan reads;
-    the replicate weights go from Arrow to numpy without pandas."""
+    they come. Parquet files that hold every needed column are read row group by row group,
+    each in a worker thread that decodes its record batches (only the columns the plan reads)
+    and maps them; other Parquet data are scanned by ``pyarrow.dataset`` and a frame in memory
+    is split into chunks, mapped by the workers as they are read. The replicate weights go
+    from Arrow to numpy without pandas."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
@@ -752,34 +807,107 @@ def _sums_chunks(data, plan: SumsPlan, chunk_rows: int, threads: int | None = No
         if len(partial) >= 8:  # bounded memory: fold as we go
             partial[:] = [combine(partial, plan)]
 
+    units = None
     if isinstance(data, pd.DataFrame):
         batches = (data.iloc[start:start + chunk_rows]
                    for start in range(0, max(len(data), 1), chunk_rows))
         mapper = _map_partition_unlimited
     else:
-        import pyarrow.dataset as ds
-
-        dataset = ds.dataset(_parquet_files(data), format="parquet", partitioning="hive")
-        _check_parquet_columns(dataset.schema.names, plan)
-        batches = dataset.to_batches(columns=plan.read_columns(), batch_size=chunk_rows,
-                                     batch_readahead=1, fragment_readahead=1)
-        mapper = map_arrow_batch
+        files = _parquet_files(data)
+        units = _row_group_units(files, plan, chunk_rows)
+        if units is None:
+            batches = _dataset_batches(files, plan, chunk_rows)
+            mapper = map_arrow_batch
     workers = max(int(threads or 1), 1)
     part = 0
     # one BLAS thread per partition, set once for the whole engine (threadpoolctl's limits
     # are process-wide, so they are not entered and left by the worker threads)
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        pending = []
-        for batch in batches:
-            pending.append(pool.submit(mapper, batch, plan, part))
-            part += 1
-            while len(pending) > workers:  # at most workers + 1 batches in memory
-                add(pending.pop(0).result())
-        for future in pending:
-            add(future.result())
+        if units is not None:
+            part = sum(unit.batches for unit in units)
+            if part:
+                for sums in pool.map(lambda unit: _map_row_group(unit, plan), units):
+                    add(sums)
+        else:
+            pending = []
+            for batch in batches:
+                pending.append(pool.submit(mapper, batch, plan, part))
+                part += 1
+                while len(pending) > workers:  # at most workers + 1 batches in memory
+                    add(pending.pop(0).result())
+            for future in pending:
+                add(future.result())
     if part == 0:
         raise SurveyDesignError(f"{plan.source}: the Parquet data have no rows")
     return combine(partial, plan)
+
+
+#: Rows per Arrow record batch read from Parquet by the ``chunks`` engine (at most
+#: ``chunk_rows``): a row group is decoded page by page into batches of this size, so the
+#: buffers are small and reused (reading a 500,000-row row group at once costs about twice
+#: the CPU).
+PARQUET_BATCH_ROWS = 65_536
+
+
+@dataclass
+class _RowGroup:
+    """One row group of a Parquet file, read and mapped by one worker of the chunks engine."""
+
+    path: str
+    metadata: object  # the file's pyarrow FileMetaData (not read again by the worker)
+    index: int
+    batch_rows: int
+    first_part: int  # partition number of its first record batch (numbered across the data)
+    batches: int
+
+
+def _row_group_units(files: list[str], plan: SumsPlan, chunk_rows: int):
+    """The row groups of the files as units of work, or None when some file lacks a column
+    the plan reads (it comes from hive directory names, or is missing: a dataset scan then)."""
+    import pyarrow.parquet as pq
+
+    columns = set(plan.read_columns())
+    size = max(1, min(int(chunk_rows), PARQUET_BATCH_ROWS))
+    units, part = [], 0
+    for f in files:
+        reader = pq.ParquetFile(f)
+        if not columns <= set(reader.schema_arrow.names):
+            return None
+        metadata = reader.metadata
+        for index in range(metadata.num_row_groups):
+            batches = -(-metadata.row_group(index).num_rows // size)
+            units.append(_RowGroup(f, metadata, index, size, part, batches))
+            part += batches
+    return units
+
+
+def _map_row_group(unit: _RowGroup, plan: SumsPlan) -> Sums | None:
+    """Partial sums of one row group: its record batches decoded page by page (only the
+    columns the plan reads) and mapped in turn, folded as they come (None when it is empty)."""
+    import pyarrow.parquet as pq
+
+    # memory-mapped: the pages are decompressed straight from the page cache (no copy first)
+    reader = pq.ParquetFile(unit.path, metadata=unit.metadata, memory_map=True)
+    parts = []
+    batches = reader.iter_batches(batch_size=unit.batch_rows, row_groups=[unit.index],
+                                  columns=plan.read_columns(), use_threads=False)
+    for i, batch in enumerate(batches):
+        parts.append(map_arrow_batch(batch, plan, unit.first_part + i))
+        if len(parts) >= 8:
+            parts[:] = [combine(parts, plan)]
+    return combine(parts, plan) if parts else None
+
+
+def _dataset_batches(files: list[str], plan: SumsPlan, chunk_rows: int):
+    """Arrow record batches of the columns the plan reads, from a ``pyarrow.dataset`` scan
+    (columns from hive directory names; a column missing from some files is null there)."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(files, format="parquet", partitioning="hive")
+    _check_parquet_columns(dataset.schema.names, plan)
+    return dataset.to_batches(columns=plan.read_columns(),
+                              batch_size=max(1, min(int(chunk_rows), PARQUET_BATCH_ROWS)),
+                              batch_readahead=1, fragment_readahead=1)
 
 
 def _map_partition_unlimited(chunk, plan, part, replicate_arrays=None):
@@ -1715,10 +1843,7 @@ def _pilot_shifts(data, quantities: list[Quantity]) -> list[Quantity]:
         first = data[numeric].head(10 * PILOT_VALUES, npartitions=1)
         head = {c: first[c] for c in numeric}
     else:
-        import pyarrow.dataset as ds
-
-        dataset = ds.dataset(_parquet_files(data), format="parquet", partitioning="hive")
-        first = dataset.head(10 * PILOT_VALUES, columns=numeric).to_pandas()
+        first = _parquet_head(_parquet_files(data), numeric, 10 * PILOT_VALUES)
         head = {c: first[c] for c in numeric}
     pilots = {}
     for column, values in head.items():
@@ -1732,6 +1857,29 @@ def _pilot_shifts(data, quantities: list[Quantity]) -> list[Quantity]:
             pilots[column] = 0.0
     return [dataclasses.replace(q, shift=pilots[q.column]) if q.category is None else q
             for q in quantities]
+
+
+def _parquet_head(files: list[str], columns: list[str], rows: int) -> pd.DataFrame:
+    """The first ``rows`` rows of ``columns`` of the Parquet files (in order), decoded page by
+    page from the first files (a dataset scan when a column is not in every file read)."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    batches, count = [], 0
+    for f in files:
+        reader = pq.ParquetFile(f)
+        if not set(columns) <= set(reader.schema_arrow.names):
+            dataset = ds.dataset(files, format="parquet", partitioning="hive")
+            return dataset.head(rows, columns=columns).to_pandas()
+        for batch in reader.iter_batches(batch_size=rows - count, columns=columns):
+            batches.append(batch)
+            count += batch.num_rows
+            break
+        if count >= rows:
+            break
+    if not batches:
+        return pd.DataFrame({c: [] for c in columns})
+    return pd.concat([b.to_pandas() for b in batches], ignore_index=True)[columns]
 
 
 def _design_spec(data, design):
