@@ -200,9 +200,9 @@ def test_profile_folder_gets_a_cprofile_of_each_run_and_the_outputs_are_unchange
 def test_the_workers_warm_up_exports_a_reviewer_page():
     """The warm-up renders one page with the reviewer template, so the template, its CSS and the
     sanitiser's CSS selectors are built once in the worker and inherited by every forked run."""
-    from analysis.pipeline import execute
-
     from soupsieve import css_parser
+
+    from analysis.pipeline import execute
 
     css_parser._cached_css_compile.cache_clear()
     execute._warm_up()  # raises if the reviewer template cannot render the warm-up notebook
