@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import chapters, config, findings, tables
+from analysis import chapters, config, disclosure, findings, tables
 from analysis.chapters.common import ChapterRun
 from analysis.schema import load_dimensions, load_groups, load_indicators
 from analysis.text import text
@@ -308,16 +308,32 @@ def test_excess_disparity_respondents_are_the_smallest_of_its_four_cells(tmp_pat
     run = _run(frame, tmp_path)
     measures = chapters.intersection_measures(run)
     excess = chapters.excess_disparity_table(run, measures)
-    # the report's plan withholds this planted source's smallest cell (disability × male) for
-    # food insecurity: its count is never shown, not even here
+    in_cells = frame["food_insecurity"].notna()
+    smallest = min(((frame["disability"] == d) & (frame["sex"] == s) & in_cells).sum()
+                   for d in ("yes", "no") for s in ("female", "male"))
+    # the count is shown exactly when the report's disclosure plan publishes that cell
+    assert chapters.smallest_cell_counts(run, excess.reset_index(drop=True), measures) == [smallest]
+
+    # a cell the plan withholds (as a complement, say) keeps its count hidden here too
+    original = disclosure._plan_of
+
+    class Withholding:
+        def __init__(self, plan):
+            self.plan = plan
+
+        def covers(self, indicator, population):
+            return self.plan.covers(indicator, population)
+
+        def reason(self, indicator, population):
+            return "secondary (protects a withheld cell)"
+
+    monkeypatch.setattr(disclosure, "_plan_of", lambda *a, **k: Withholding(original(*a, **k)))
     assert chapters.smallest_cell_counts(run, excess.reset_index(drop=True), measures) == [None]
+    monkeypatch.setattr(disclosure, "_plan_of", original)
     monkeypatch.setenv("ANALYSIS_DISCLOSURE_CROSS_TABLE", "off")  # primary rule only: count shown
     excess = chapters.excess_disparity_table(run, measures)
     row = excess[excess["cell"].astype(str).str.contains("Women")].iloc[0]
     shown = chapters.show_excess_disparity(run, excess, measures).data
-    in_cells = frame["food_insecurity"].notna()
-    smallest = min(((frame["disability"] == d) & (frame["sex"] == s) & in_cells).sum()
-                   for d in ("yes", "no") for s in ("female", "male"))
     assert 25 <= smallest < 50 and row["flag"] == "caution"
     assert row["n_unweighted"] > 400  # the saved table keeps the four cells' count (planned as such)
     assert f'<td style="text-align:right">{smallest}</td>' in shown

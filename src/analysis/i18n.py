@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +44,15 @@ from analysis import config
 I18N_DIR: Path = config.PARAMS_DIR / "i18n"
 LANGUAGES_FILE: Path = I18N_DIR / "languages.yml"
 SOURCE_LANGUAGE = "en"
+#: The environment variable that names the page language of a run (read by :func:`page_language`).
+LANGUAGE_VARIABLE = "ANALYSIS_LANG"
 #: Fields of a source card a language file may translate (``sources:``): the partners' own words.
 SOURCE_CARD_FIELDS = ("title", "licence")
+
+
+def page_language() -> str:
+    """The page language of this process: ``ANALYSIS_LANG`` or English."""
+    return (os.environ.get(LANGUAGE_VARIABLE) or SOURCE_LANGUAGE).strip() or SOURCE_LANGUAGE
 
 
 class TranslationError(ValueError):
@@ -360,9 +368,7 @@ def source_card_text(source: str, field_name: str, original: str, lang: Language
     marked as such in the page language (``text.common.original_text``: "… (original wording)"),
     so that a reader knows the words were not translated. English pages show the card as written.
     """
-    from analysis import text as texts
-
-    code = (lang.code if isinstance(lang, Language) else lang) or texts.language()
+    code = (lang.code if isinstance(lang, Language) else lang) or page_language()
     if code == SOURCE_LANGUAGE or not str(original).strip():
         return original
     language = lang if isinstance(lang, Language) else load_language(code)

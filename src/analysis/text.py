@@ -28,14 +28,14 @@ import os
 import string
 from pathlib import Path
 
-from analysis import config
+from analysis import config, i18n
 
 #: Environment variable holding the report language (ISO 639-1 code).
-LANGUAGE_VARIABLE = "ANALYSIS_LANG"
+LANGUAGE_VARIABLE = i18n.LANGUAGE_VARIABLE
 #: Environment variable naming a text catalogue file explicitly (overrides the language's file).
 TEXT_FILE_VARIABLE = "ANALYSIS_TEXT_FILE"
 #: The language of ``params/text.yml``.
-DEFAULT_LANGUAGE = "en"
+DEFAULT_LANGUAGE = i18n.SOURCE_LANGUAGE
 
 _CACHE: dict[Path, tuple[float, dict[str, str]]] = {}
 _FORMATTER = string.Formatter()
@@ -49,8 +49,8 @@ class TextError(KeyError):
 
 
 def language() -> str:
-    """The report language: ``ANALYSIS_LANG`` or ``"en"``."""
-    return (os.environ.get(LANGUAGE_VARIABLE) or DEFAULT_LANGUAGE).strip() or DEFAULT_LANGUAGE
+    """The report language: ``ANALYSIS_LANG`` or ``"en"`` (:func:`analysis.i18n.page_language`)."""
+    return i18n.page_language()
 
 
 def text_file(lang: str | None = None) -> Path:
@@ -79,8 +79,6 @@ def current_texts() -> tuple[dict[str, str], Path]:
     lang = language()
     if os.environ.get(TEXT_FILE_VARIABLE) or lang == DEFAULT_LANGUAGE:
         return english, path
-    from analysis import i18n
-
     i18n_file = i18n.I18N_DIR / f"{lang}.yml"
     try:
         stamp = (path.stat().st_mtime_ns, i18n_file.stat().st_mtime_ns)

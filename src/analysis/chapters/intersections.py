@@ -190,7 +190,7 @@ def show_excess_disparity(run: ChapterRun, excess: pd.DataFrame, measures: pd.Da
     heading = tables.display_headings()["n_unweighted"]
     counts = smallest_cell_counts(run, excess.reset_index(drop=True), measures)
     if len(display):
-        display[heading] = ["" if n is None else f"{n:,}" for n in counts]
+        display[heading] = ["" if n is None else tables.format_count(n) for n in counts]
     display = display.rename(columns={heading: text("intersections.excess.columns.smallest")})
     notes = "".join(f"<p>{html.escape(text(f'intersections.explain.{k}'), quote=False)}</p>" for k in ("excess", "smallest"))
     return HTML(tables.html_table(display, run.text("intersections.excess.caption")) + notes)

@@ -30,8 +30,8 @@ Rules
 
 from __future__ import annotations
 
-import json
 import fnmatch
+import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache

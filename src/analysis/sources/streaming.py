@@ -41,12 +41,12 @@ from analysis.sources import METADATA_KEY
 from analysis.sources.card import SourceCard
 from analysis.sources.harmonise import (
     Accounting,
-    add_batch_metadata,
     HarmoniseError,
     _category_words,
     _check_kept_rows,
     _check_unknown_share,
     _where,
+    add_batch_metadata,
     check_columns,
     codes_as_text,
     duplicate_ids_error,
