@@ -197,3 +197,23 @@ def test_svg_text_stays_text_in_the_house_font(tmp_path):
     assert "food insecurity" in texts and "Food insecurity" in texts
     families = set(re.findall(r"font-family: ([^;\"]+)", svg))
     assert families and all(f.startswith("'DejaVu Sans'") and f.endswith("sans-serif") for f in families), families
+
+
+def test_the_source_note_is_wrapped_once_to_the_figure_width():
+    """The note is broken into lines when the figure is built (matplotlib's own wrapping measured
+    every word again on every draw); every word is kept and no line is wider than the figure."""
+    from matplotlib.textpath import TextToPath
+
+    note = " ".join(["Source: Demo survey of households with a rather long title (2024)"] * 6)
+    fig, _ = figures.plot_estimates(_profile_table(), item_column="indicator", series_column="cell",
+                                    title="t", source_note=note)
+    shown = [t for t in fig.texts if t.get_text().replace("\n", " ").startswith(note[:40])]
+    assert len(shown) == 1 and not shown[0].get_wrap()
+    lines = shown[0].get_text().split("\n")
+    assert " ".join(lines).split() == figures._note(note, True, "figures.bars_note").split()
+    measure = TextToPath()
+    width_points = fig.get_size_inches()[0] * 72
+    widths = [measure.get_text_width_height_descent(line, shown[0].get_fontproperties(), ismath=False)[0]
+              for line in lines]
+    assert len(lines) >= 3 and max(widths) <= 0.99 * width_points
+    matplotlib.pyplot.close(fig)

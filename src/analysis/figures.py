@@ -287,7 +287,7 @@ def _note(source_note: str, caution: bool, legend_key: str) -> str:
 
 def _add_notes(fig, source_note: str, synthetic: bool, credit: str | None = None) -> None:
     """Source note bottom-left, synthetic banner top-right, map credit bottom-right."""
-    fig.text(0.01, 0.005, source_note, ha="left", va="bottom", fontsize=7.5, color="#333333", wrap=True)
+    fig.text(0.01, 0.005, source_note, ha="left", va="bottom", fontsize=NOTE_FONTSIZE, color="#333333")
     if credit:
         fig.text(0.99, 0.005, credit, ha="right", va="bottom", fontsize=7.5, color="#333333")
     if synthetic:
@@ -295,6 +295,40 @@ def _add_notes(fig, source_note: str, synthetic: bool, credit: str | None = None
             0.99, 0.995, synthetic_note(), ha="right", va="top", fontsize=9, fontweight="bold",
             color="#A00000", bbox={"facecolor": "white", "edgecolor": "#A00000", "boxstyle": "round,pad=0.2"},
         )
+
+
+#: Font size (points) of the source note at the bottom left of every figure.
+NOTE_FONTSIZE = 7.5
+
+
+def _note_lines(note: str, fig) -> str:
+    """``note`` in lines of at most 140 characters that fit the figure's width from x = 0.01.
+
+    Greedy, word by word, as matplotlib's ``wrap=True`` does, but measured once here with a binary
+    search over each line's words: matplotlib measured every prefix of every line again on each
+    draw (a tenth of the time of a map). A word wider than the figure keeps a line of its own.
+    """
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    prop = FontProperties(size=NOTE_FONTSIZE)
+    measure = TextToPath()
+    limit = 0.99 * fig.get_size_inches()[0] * 72  # points, as the measured widths
+
+    def fits(words) -> bool:
+        return measure.get_text_width_height_descent(" ".join(words), prop, ismath=False)[0] <= limit
+
+    lines = []
+    for line in _wrap(note, 140).split("\n"):
+        words = line.split(" ")
+        while words:
+            low, high = 1, len(words)  # the longest prefix that fits (one word at least)
+            while low < high:
+                mid = (low + high + 1) // 2
+                low, high = (mid, high) if fits(words[:mid]) else (low, mid - 1)
+            lines.append(" ".join(words[:low]))
+            words = words[low:]
+    return "\n".join(lines)
 
 
 #: Inches reserved at the top of every figure per title line, and at the bottom for legend and notes.
@@ -314,7 +348,8 @@ def _finish_layout(fig, title: str, source_note: str, synthetic: bool, credit: s
     top_inches = 0.2 + TITLE_LINE_INCHES * len(lines) + (0.15 if synthetic else 0.0)
     # the notes take one line each of about 0.13 inch at 7.5 pt: the legend and the credit sit
     # above all of them (a long source note of several sources never runs under the legend)
-    note_lines = len(_wrap(source_note, 140).split("\n"))
+    note = _note_lines(source_note, fig)
+    note_lines = len(note.split("\n"))
     notes_inches = NOTES_INCHES + 0.13 * max(note_lines - 1, 0)
     bottom_inches = notes_inches
     if credit:  # its own line above the notes, so a long source note never runs into it
@@ -333,7 +368,7 @@ def _finish_layout(fig, title: str, source_note: str, synthetic: bool, credit: s
                    bbox_to_anchor=(0.5, (bottom_inches - legend_inches) / height), frameon=False)
     fig.text(0.01, 1 - (0.12 + (0.15 if synthetic else 0.0)) / height, "\n".join(lines), ha="left", va="top",
              fontsize=12, fontweight="bold")
-    _add_notes(fig, _wrap(source_note, 140), synthetic)
+    _add_notes(fig, note, synthetic)
     fig.tight_layout(rect=(0, bottom_inches / height, 1, 1 - top_inches / height))
     # laid out once: without this, tight_layout leaves a placeholder layout engine and savefig
     # draws the whole figure a second time (text layout included) before drawing it for real
