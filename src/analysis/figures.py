@@ -652,17 +652,20 @@ def plot_heatmap(
     norm = matplotlib.colors.Normalize(*PERCENT_RANGE)
     fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 2.4 + 0.62 * len(rows)))
     any_caution = False
+    # the tiles' labels sit inside their tiles, so they take no part in the layout (tight_layout
+    # measured every one of them)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             row = lookup.get((r, c))
             if row is None or (row["flag"] != "suppressed" and pd.isna(row["estimate"])):
                 ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=NO_DATA_COLOUR, edgecolor="white"))
-                ax.text(j + 0.5, i + 0.5, text("figures.no_data"), ha="center", va="center", fontsize=8)
+                ax.text(j + 0.5, i + 0.5, text("figures.no_data"), ha="center", va="center", fontsize=8,
+                        in_layout=False)
             elif row["flag"] == "suppressed":
                 ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=SUPPRESSED_COLOUR, edgecolor="#444444",
                                            hatch=SUPPRESSED_HATCH, linewidth=0.5))
                 ax.text(j + 0.5, i + 0.5, text("figures.suppressed"), ha="center", va="center", fontsize=8,
-                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1}, in_layout=False)
             else:
                 est = float(row["estimate"])
                 rgba = cmap(norm(est))
@@ -674,7 +677,7 @@ def plot_heatmap(
                 if pd.notna(row.get("ci_low")) and pd.notna(row.get("ci_high")):
                     ci = f"\n({float(row['ci_low']):.0f}–{float(row['ci_high']):.0f})"
                 ax.text(j + 0.5, i + 0.5, f"{est:.0f}%{'*' if caution else ''}{ci}", ha="center",
-                        va="center", fontsize=8, color="black" if light else "white")
+                        va="center", fontsize=8, color="black" if light else "white", in_layout=False)
     ax.set_xlim(0, len(cols))
     ax.set_ylim(len(rows), 0)
     ax.set_xticks(np.arange(len(cols)) + 0.5)
@@ -869,7 +872,9 @@ def plot_choropleth(
             patch = PathPatch(path, facecolor=colours[i], edgecolor="#222222" if uncertain[i] else "white",
                               hatch=UNCERTAIN_HATCH if uncertain[i] else None, linewidth=0.4)
         patch.set_gid(gid)
-        ax.add_patch(patch)
+        # add_artist, not add_patch: the axis limits are set from the areas with data below, so
+        # the data limits add_patch computes from every vertex of every area would go unused
+        ax.add_artist(patch)
         name = str(merged.loc[i, area_label_column])
         svg_titles[gid] = text("figures.area.title", area=name,
                                value=area_value_text(merged.loc[i], diverging=diverging))
