@@ -168,3 +168,52 @@ def test_choropleth_areas_without_a_row_are_no_data_not_an_error():
     assert drawn == len(areas[areas.geometry.notna()])  # every area drawn once, whatever its state
     assert "2 areas with an estimate" in alt and "1 area suppressed" in alt
     matplotlib.pyplot.close("all")
+
+
+def test_a_figure_is_drawn_once_per_format(tmp_path, monkeypatch):
+    """The layout is computed once (in the plotting function); saving the SVG draws the figure once
+    (no second layout pass before the real drawing)."""
+    draws = []
+    original = matplotlib.figure.Figure.draw
+    monkeypatch.setattr(matplotlib.figure.Figure, "draw",
+                        lambda self, renderer: (draws.append(renderer), original(self, renderer))[1])
+    fig, alt = figures.plot_estimates(
+        _profile_table(), item_column="indicator", series_column="cell", title="food insecurity",
+        source_note="Source: test.", synthetic=True)
+    draws.clear()  # what the plotting function drew to lay the figure out is not the question
+    figures.save_figure(fig, tmp_path, "profile", alt, "caption")
+    assert len(draws) == 1
+
+
+def test_svg_text_stays_text_in_the_house_font(tmp_path):
+    """Text is written as SVG text (selectable, searchable, read by screen readers, and far
+    cheaper to write than glyph outlines), in the house font with a generic fallback, so the
+    browser renders it in the font the layout was measured with."""
+    import re
+
+    _, saved = _draw(tmp_path)
+    svg = saved.svg.read_text()
+    texts = re.findall(r"<text\b[^>]*>([^<]*)</text>", svg)
+    assert "food insecurity" in texts and "Food insecurity" in texts
+    families = set(re.findall(r"font-family: ([^;\"]+)", svg))
+    assert families and all(f.startswith("'DejaVu Sans'") and f.endswith("sans-serif") for f in families), families
+
+
+def test_the_source_note_is_wrapped_once_to_the_figure_width():
+    """The note is broken into lines when the figure is built (matplotlib's own wrapping measured
+    every word again on every draw); every word is kept and no line is wider than the figure."""
+    from matplotlib.textpath import TextToPath
+
+    note = " ".join(["Source: Demo survey of households with a rather long title (2024)"] * 6)
+    fig, _ = figures.plot_estimates(_profile_table(), item_column="indicator", series_column="cell",
+                                    title="t", source_note=note)
+    shown = [t for t in fig.texts if t.get_text().replace("\n", " ").startswith(note[:40])]
+    assert len(shown) == 1 and not shown[0].get_wrap()
+    lines = shown[0].get_text().split("\n")
+    assert " ".join(lines).split() == figures._note(note, True, "figures.bars_note").split()
+    measure = TextToPath()
+    width_points = fig.get_size_inches()[0] * 72
+    widths = [measure.get_text_width_height_descent(line, shown[0].get_fontproperties(), ismath=False)[0]
+              for line in lines]
+    assert len(lines) >= 3 and max(widths) <= 0.99 * width_points
+    matplotlib.pyplot.close(fig)

@@ -9,6 +9,7 @@ where missing and it runs as root). Without them the test skips and says so; in 
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 import warnings
 
@@ -101,7 +102,12 @@ def test_figure_glyphs_are_all_in_the_languages_font(code, script, monkeypatch, 
     assert sorted(ch for ch in native if ord(ch) not in primary) == []
     chain = set().union(*(_cmap(path) for path in fonts.values()))
     assert sorted(ch for ch in drawn if ord(ch) not in chain) == []
-    assert saved.svg.stat().st_size > 0
+    # the SVG keeps its text as text, so the reader's browser draws the glyphs: it must name the
+    # same chain (whose glyphs were checked above), the language's font first
+    svg = saved.svg.read_text(encoding="utf-8")
+    families = set(re.findall(r"font-family: ([^;\"]+)", svg))
+    assert families == {", ".join(f"'{f}'" for f in figures.font_family(code)) + ", sans-serif"}, families
+    assert native <= set("".join(re.findall(r"<text\b[^>]*>([^<]*)</text>", svg)))
     matplotlib.pyplot.close(fig)
 
 

@@ -390,26 +390,33 @@ def _table_groups(table: pd.DataFrame, keys, identical_once: bool = False) -> li
         groups = frame.groupby(keys, dropna=False, sort=False).indices.values()
     else:
         groups = [np.arange(len(frame))]
+    # the cell labels of every row, built once (per table they cost a frame copy and two joins)
+    breakdowns, cells = frame["breakdown"].astype(str), frame["cell"].astype(str)
+    split_labels = (breakdowns + "\x00" + cells).to_numpy()
+    shown_labels = (breakdowns + " / " + cells).to_numpy()
+
+    def repeated(labels: np.ndarray, positions: np.ndarray) -> bool:
+        return len(set(labels[positions].tolist())) < len(positions)
+
     out = []
     for positions in groups:
         positions = np.asarray(positions)
-        part = frame.iloc[positions]
-        labels = part["breakdown"].astype(str) + "\x00" + part["cell"].astype(str)
-        if labels.duplicated().any() and "method" in frame.columns:
-            for sub in part.groupby("method", dropna=False, sort=False).indices.values():
+        if "method" in frame.columns and repeated(split_labels, positions):
+            for sub in frame.iloc[positions].groupby("method", dropna=False, sort=False).indices.values():
                 out.append(positions[np.asarray(sub)])
         else:
             out.append(positions)
     same = [c for c in (*NUMERIC_COLUMNS, "breakdown", "cell", "flag", "method") if c in frame.columns]
     for k, positions in enumerate(out):
+        if not repeated(shown_labels, positions):
+            continue
         part = frame.iloc[positions]
-        labels = part["breakdown"].astype(str) + " / " + part["cell"].astype(str)
-        if identical_once and labels.duplicated().any():
+        if identical_once:
             # the same row published twice (two chapters stacked) adds nothing: check it once
             positions = positions[~part.duplicated(subset=same).to_numpy()]
             out[k] = positions
             part = frame.iloc[positions]
-            labels = part["breakdown"].astype(str) + " / " + part["cell"].astype(str)
+        labels = pd.Series(shown_labels[positions], index=part.index)
         if labels.duplicated().any():
             first = part[labels.duplicated()].iloc[0]
             raise DisclosureError(
@@ -922,7 +929,9 @@ def suppress_derived(
     out = _prepare(measures)
     if "n_unweighted" in out.columns and "estimate" in out.columns:
         has_n = pd.to_numeric(out["n_unweighted"], errors="coerce").notna()
-        if has_n.any():
+        if has_n.all():  # the usual case: the checked copy is the table (a row-wise .loc write took ms)
+            out = primary_suppression(out, thresholds)
+        elif has_n.any():
             checked = primary_suppression(out[has_n], thresholds)
             # Blanked numbers need nullable columns: an int64 n_unweighted cannot hold NA.
             for column in checked.columns:

@@ -125,6 +125,8 @@ def conform(frame: pd.DataFrame, **defaults) -> pd.DataFrame:
             out[column] = out[column].where(out[column].notna(), defaults[column])
     out = out[RESULT_COLUMNS]
     for column, dtype in _DTYPES.items():
+        if out[column].dtype == pd.api.types.pandas_dtype(dtype):
+            continue  # already the schema's dtype (most columns of a table conformed before)
         if dtype == "Int64":
             out[column] = pd.to_numeric(out[column], errors="coerce").round().astype("Int64")
         elif dtype == "float64":

@@ -195,3 +195,15 @@ def test_profile_folder_gets_a_cprofile_of_each_run_and_the_outputs_are_unchange
     stats = pstats.Stats(str(tmp_path / "profiles" / "tiny__women__KEN.pstats"))
     assert any(name == "_execute_in_shell" for (_file, _line, name) in stats.stats)
     assert not list((tiny_project.outputs / "tiny" / "women" / "KEN").glob("*.pstats"))
+
+
+def test_the_workers_warm_up_exports_a_reviewer_page():
+    """The warm-up renders one page with the reviewer template, so the template, its CSS and the
+    sanitiser's CSS selectors are built once in the worker and inherited by every forked run."""
+    from soupsieve import css_parser
+
+    from analysis.pipeline import execute
+
+    css_parser._cached_css_compile.cache_clear()
+    execute._warm_up()  # raises if the reviewer template cannot render the warm-up notebook
+    assert css_parser._cached_css_compile.cache_info().currsize >= 3  # nbconvert's three selectors

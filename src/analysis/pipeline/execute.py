@@ -158,9 +158,14 @@ def _warm_up() -> None:
             new_output("display_data", data={"image/png": png, "text/plain": "figure"}),
         ]),
     ])
-    from analysis.pipeline.render import _exporter
+    from analysis.pipeline.render import CONTENT_SECURITY_POLICY, _exporter
 
-    _exporter().from_notebook_node(nbformat.from_dict(nb))
+    # the reviewer template reads the run's frame (resources["run"]): a minimal one, every word empty
+    resources = {"metadata": {"name": "warm-up"},
+                 "run": {"parameters": [("country", "KEN")], "status": "ok", "words": {}, "error": None,
+                         "sources": [{"title": "warm-up"}], "synthetic": True, "index_href": "index.html",
+                         "csp": CONTENT_SECURITY_POLICY, "switch": [], "notice": None}}
+    _exporter().from_notebook_node(nbformat.from_dict(nb), resources=resources)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ escaped by Jinja's autoescape.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -132,13 +133,49 @@ def _theme_figure(theme: str, table: pd.DataFrame, percent: list[str], indicator
         "indicator": rows["item"], "estimate": rows["gap"] * 100, "ci_low": rows["gap_ci_low"] * 100,
         "ci_high": rows["gap_ci_high"] * 100, "flag": rows["gap_flag"]})
     title = text("front.figure.title", indicator=indicators[indicator].label)
-    fig, alt = figures.plot_gaps(shown.reset_index(drop=True), title=title,
-                                 source_note=text("common.source_note", sources=text("common.source_separator").join(
-                                     dict.fromkeys(source_titles.get(s, s) for s in rows["source"]))),
-                                 synthetic=synthetic)
-    saved = figures.save_figure(fig, folder, f"theme_{theme}", alt,
-                                caption=text("front.figure.caption", indicator=indicators[indicator].label))
+    source_note = text("common.source_note", sources=text("common.source_separator").join(
+        dict.fromkeys(source_titles.get(s, s) for s in rows["source"])))
+    caption = text("front.figure.caption", indicator=indicators[indicator].label)
+    shown = shown.reset_index(drop=True)
+    name = f"theme_{theme}"
+    key = _theme_figure_key(shown, title, source_note, caption, synthetic)
+    kept = _kept_figure(Path(folder), name, key)
+    if kept is not None:
+        return kept
+    fig, alt = figures.plot_gaps(shown, title=title, source_note=source_note, synthetic=synthetic)
+    saved = figures.save_figure(fig, folder, name, alt, caption=caption)
+    write_atomic(Path(folder) / f"{name}.json",
+                 json.dumps({"key": key, "alt": saved.alt, "caption": saved.caption}, ensure_ascii=False))
     return {"svg": saved.svg, "alt": saved.alt, "caption": saved.caption}
+
+
+def _theme_figure_key(shown: pd.DataFrame, title: str, source_note: str, caption: str, synthetic: bool) -> str:
+    """What a theme figure's files depend on: the rows it shows, its words, the figure code and
+    matplotlib, the text catalogue the figure's own words come from, its fonts and formats."""
+    import matplotlib
+
+    from analysis.hashing import sha256_file, sha256_json
+    from analysis.text import current_texts
+
+    return sha256_json({
+        "rows": shown.to_csv(index=False), "title": title, "source_note": source_note, "caption": caption,
+        "synthetic": bool(synthetic), "code": sha256_file(figures.__file__), "matplotlib": matplotlib.__version__,
+        "texts": sha256_json(current_texts()[0]), "fonts": figures.font_family(),
+        "formats": sorted(figures.figure_formats())})
+
+
+def _kept_figure(folder: Path, name: str, key: str) -> dict | None:
+    """The theme figure drawn by an earlier build when its key is the same and its files exist
+    (redrawing the front page's figures took seconds on every build), else None."""
+    record, svg = folder / f"{name}.json", folder / f"{name}.svg"
+    try:
+        kept = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    formats = figures.figure_formats()
+    if kept.get("key") != key or not svg.exists() or ("png" in formats and not (folder / f"{name}.png").exists()):
+        return None
+    return {"svg": svg, "alt": kept["alt"], "caption": kept["caption"]}
 
 
 def _voices_items(manifest: dict, outputs_dir: Path) -> list[dict]:
