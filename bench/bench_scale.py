@@ -33,21 +33,21 @@ in-memory estimator (where it ran) or against DuckDB, and against R on its cells
 20× faster than R (R did not finish 3 million rows in 900 s in an earlier run: its largest
 size that finishes is used).
 
-Measured 2026-12-01 on the 2-core machine shared with other jobs (load average 4-5 during the
-runs; ``--sizes 10000000 --engines chunks,duckdb --r-rows 2000000,1000000 --r-every``, then
-``--sizes 30000000 --engines chunks --r-rows ""``):
+Measured 2026-12-01 on the 2-core, 24 GB machine with nothing else running (load average 1-2),
+``--engines chunks[,duckdb] --r-rows N --r-engines chunks --repeat 3`` at each size:
 
-- 1 million: chunks 3.17 s (1.49 s CPU), duckdb 6.48 s (3.76 s CPU), R 46.8 s (24.3 s CPU):
-  R / chunks 14.8× by wall time, 16.3× by CPU time;
-- 2 million: chunks 4.53 s (2.61 s CPU), duckdb 11.40 s (6.35 s CPU), R 85.7 s (52.7 s CPU):
-  18.9× by wall time, 20.2× by CPU time;
-- 10 million: chunks 14.6 s (11.6 s CPU, peak 0.67 GB), duckdb 51.7 s (33.9 s CPU, 0.55 GB);
-  R not run at this size (see above);
-- 30 million: chunks 66.4 s (33.0 s CPU, peak 0.70 GB).
+- 2 million: chunks 1.39 s (2.32 s CPU), R 46.5 s (46.5 s CPU; + 28 s reading its CSV; 6.8 GB):
+  R / chunks 33.3× by wall time, 20.0× by CPU time;
+- 4 million: chunks 2.83 s (4.75 s CPU, 0.68 GB), duckdb 4.7 s, R 114.4 s (+ 56 s reading;
+  13.4 GB): 40.4× by wall time, 24.1× by CPU time;
+- 5 million: chunks 3.69 s (5.90 s CPU), R 151.5 s (+ 78 s reading; 14.7 GB): 41.0× by wall
+  time, 25.6× by CPU time — the largest size R finished;
+- 10 million: chunks 6.9 s (11.5 s CPU, peak 0.68 GB); R was killed by the kernel's
+  out-of-memory killer at 18.3 GB (it does not fit in 24 GB).
 
-At a load average near 2.7, R / chunks was 21.6× by wall time at 1 million (R 26.1 s, chunks
-1.2 s). Estimates and SEs agree with R to 4.9e-15, and chunks with the in-memory estimator and
-with DuckDB to 0 (largest relative difference). Usage::
+Earlier the same day, under a load of 4-5 from other jobs: 30 million rows, chunks 66.4 s
+(33.0 s CPU, peak 0.70 GB). Estimates and SEs agree with R to 4.5e-15, and chunks with the
+in-memory estimator and with DuckDB to 0 (largest relative difference). Usage::
 
     python bench/bench_scale.py [--sizes 10000000,30000000] [--engines chunks,duckdb,dask,pandas]
                                 [--r-rows 200000,1000000] [--r-every] [--repeat 3]
@@ -329,6 +329,10 @@ def run_r(data: Path, rows: int, folder: Path, timeout: float) -> dict:
         except psutil.Error:
             pass
         time.sleep(0.2)
+    if proc.returncode and proc.returncode < 0:  # killed by a signal: no error message of its own
+        why = "; SIGKILL, most likely the kernel's out-of-memory killer" if proc.returncode == -9 else ""
+        return {"skipped": f"R was killed by signal {-proc.returncode} at {rows:,} rows after a peak of "
+                           f"{peak / 1e9:.1f} GB{why}", "rows": rows, "peak_gb": peak / 1e9}
     if proc.returncode:
         return {"skipped": f"R failed: {proc.stderr.read().strip().splitlines()[-1:]}",
                 "rows": rows}

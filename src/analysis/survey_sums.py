@@ -72,7 +72,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from analysis import survey
+from analysis import survey, tables
 from analysis.survey import (
     SurveyDesign,
     SurveyDesignError,
@@ -696,12 +696,8 @@ def _group_codes(columns: list[pd.Series], n: int) -> tuple[np.ndarray, list[np.
         stacked = np.column_stack(codes)
         rows, group = np.unique(stacked, axis=0, return_inverse=True)
         keys = [u[rows[:, k]] for k, u in enumerate(uniques)]
-    keys = [np.array([None if _is_na(v) else v for v in k], dtype=object) for k in keys]
+    keys = [np.array([None if tables.is_blank(v) else v for v in k], dtype=object) for k in keys]
     return np.asarray(group, dtype=np.int64).reshape(-1), keys
-
-
-def _is_na(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _quantity_values(chunk: pd.DataFrame, q: Quantity) -> np.ndarray:
@@ -1644,7 +1640,8 @@ def estimates_from_sums(sums: Sums, plan: SumsPlan, *, ci="auto", level=0.95, ma
             if covariance:
                 cov = skeleton._covariance_of_unit_totals(np.nan_to_num(scores))
         variance = np.where(np.isfinite(estimate), variance, np.nan)
-        deff = _deff(statistic, estimate, variance, n_positive, n_weighted, total_y, sum_wyy)
+        # sums of the shifted values (y - shift): the design effect is unchanged by a shift
+        deff = survey.design_effect(statistic, estimate, variance, n_positive, n_weighted, total_y, sum_wyy)
         result = survey._Estimates(
             estimate=estimate + q.shift, variance=variance, n_unweighted=n_positive,
             n_weighted=n_weighted, n_missing=n_domain - n_present, deff=deff, df=df,
@@ -1774,20 +1771,6 @@ def _element_variance(strata: _ElementStrata, fine, cells, col, j, statistic, sa
     n_psu = counts.sum(axis=1)
     df = (n_psu - (counts > 0).sum(axis=1)).astype(float)
     return variance, df, cov
-
-
-def _deff(statistic, estimate, variance, n, psum, total_y, sum_wy2):
-    """Design effect as :meth:`analysis.survey._Engine._deff` (R's ``deff=TRUE``)."""
-    if statistic == "ratio":
-        return np.full(len(estimate), np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total_y / psum
-        s2 = (sum_wy2 - psum * mean * mean) / psum * n / (n - 1)
-        srs = np.where(psum > n, s2 * (psum - n) / (psum * n), s2 / n)
-        if statistic == "total":
-            srs = srs * psum * psum
-        deff = variance / srs
-    return np.where(np.isfinite(deff), deff, np.nan)
 
 
 # --------------------------------------------------------------------------------------------
