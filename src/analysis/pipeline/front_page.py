@@ -158,7 +158,7 @@ def _theme_figure_key(shown: pd.DataFrame, title: str, source_note: str, caption
     from analysis.text import current_texts
 
     return sha256_json({
-        "rows": shown.to_csv(index=False), "title": title, "source_note": source_note, "caption": caption,
+        "rows": tables.csv_text(shown), "title": title, "source_note": source_note, "caption": caption,
         "synthetic": bool(synthetic), "code": sha256_file(figures.__file__), "matplotlib": matplotlib.__version__,
         "texts": sha256_json(current_texts()[0]), "fonts": figures.font_family(),
         "formats": sorted(figures.figure_formats())})
