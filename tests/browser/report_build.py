@@ -28,28 +28,14 @@ def build_report(base: Path, *, sources: list[str] | None = None, runs: list[str
     every language for the language tests (tests/i18n_build.py); ``export`` also writes the
     exchange files and the page for official statistics offices, as ``make report`` does.
     """
-    from analysis.pipeline import cli as pipeline_cli
-    from analysis.sources import ingest
-
     outputs, processed = base / "outputs", base / "processed"
     marker = base / "built.ok"
     if marker.exists():
         return outputs
-    processed.mkdir(parents=True, exist_ok=True)
-    parser = argparse.ArgumentParser()
-    ingest.add_arguments(parser)
-    code = ingest.main(parser.parse_args([*(sources or demo_sources()), "--processed", str(processed)]))
-    assert code == 0, "ingest of the demo sources failed"
-    parser = argparse.ArgumentParser()
-    pipeline_cli.add_arguments(parser)
-    args = ["--config", str(config.REPORT_FILE), "--processed", str(processed), "--outputs", str(outputs),
-            "--no-progress", "--workers", os.environ.get("TEST_REPORT_WORKERS", "2")]
-    for run in runs or ():
-        args += ["--run", run]
-    for lang in languages:
-        args += ["--lang", lang]
-    code = pipeline_cli.main(parser.parse_args(args))
-    assert code == 0, f"python -m analysis run {' '.join(args)} failed (see {outputs}/index.html)"
+    _ingest([*(sources or demo_sources()), "--processed", str(processed)], processed, "the demo sources")
+    extra = [arg for run in runs or () for arg in ("--run", run)]
+    extra += [arg for lang in languages for arg in ("--lang", lang)]
+    _run(config.REPORT_FILE, processed, outputs, extra)
     if export:
         from analysis.exchange import (
             export_report,  # what `make report` runs next: the page the index links
@@ -59,6 +45,29 @@ def build_report(base: Path, *, sources: list[str] | None = None, runs: list[str
                       languages=list(languages) or None)
     marker.write_text("ok")
     return outputs
+
+
+def _ingest(args: list[str], processed: Path, what: str) -> None:
+    """``python -m analysis ingest ARGS`` into ``processed``."""
+    from analysis.sources import ingest
+
+    processed.mkdir(parents=True, exist_ok=True)
+    parser = argparse.ArgumentParser()
+    ingest.add_arguments(parser)
+    assert ingest.main(parser.parse_args(args)) == 0, f"ingest of {what} failed"
+
+
+def _run(report_file: Path, processed: Path, outputs: Path, extra: list[str] = ()) -> None:
+    """``python -m analysis run`` of ``report_file``'s matrix into ``outputs`` (``extra`` flags
+    after the common ones; ``TEST_REPORT_WORKERS`` workers, default 2)."""
+    from analysis.pipeline import cli as pipeline_cli
+
+    parser = argparse.ArgumentParser()
+    pipeline_cli.add_arguments(parser)
+    args = ["--config", str(report_file), "--processed", str(processed), "--outputs", str(outputs),
+            "--no-progress", "--workers", os.environ.get("TEST_REPORT_WORKERS", "2"), *extra]
+    code = pipeline_cli.main(parser.parse_args(args))
+    assert code == 0, f"python -m analysis run {' '.join(args)} failed (see {outputs}/index.html)"
 
 
 def session_outputs(tmp_path_factory) -> Path:
@@ -86,24 +95,12 @@ def build_household_pulse_report(base: Path, shared_dir: Path) -> Path:
 
     ``TEST_HOUSEHOLD_PULSE_BUILD=<folder>`` reuses (or builds into) that folder.
     """
-    from analysis.pipeline import cli as pipeline_cli
-    from analysis.sources import ingest
-
     outputs, processed = base / "outputs", base / "processed"
     marker = base / "built.ok"
     if marker.exists():
         return outputs
-    processed.mkdir(parents=True, exist_ok=True)
-    parser = argparse.ArgumentParser()
-    ingest.add_arguments(parser)
-    code = ingest.main(parser.parse_args(["household_pulse", "--raw-root", str(shared_dir / "data"),
-                                          "--processed", str(processed)]))
-    assert code == 0, "ingest of household_pulse failed"
-    parser = argparse.ArgumentParser()
-    pipeline_cli.add_arguments(parser)
-    code = pipeline_cli.main(parser.parse_args(["--config", str(HOUSEHOLD_PULSE_REPORT), "--processed", str(processed),
-                                                "--outputs", str(outputs), "--no-progress",
-                                                "--workers", os.environ.get("TEST_REPORT_WORKERS", "2")]))
-    assert code == 0, f"python -m analysis run failed on the Household Pulse matrix (see {outputs}/index.html)"
+    _ingest(["household_pulse", "--raw-root", str(shared_dir / "data"), "--processed", str(processed)],
+            processed, "household_pulse")
+    _run(HOUSEHOLD_PULSE_REPORT, processed, outputs)
     marker.write_text("ok")
     return outputs

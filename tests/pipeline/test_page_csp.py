@@ -7,29 +7,13 @@ could run. The pages bring no script of their own: the one policy forbids every 
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from page_policy import csp_of
 
 from analysis.pipeline.render import CONTENT_SECURITY_POLICY, TEMPLATES_DIR
 from analysis.pipeline.runner import run_pipeline
-
-
-def csp_of(page: str) -> list[str]:
-    """The content of every ``<meta http-equiv="Content-Security-Policy">`` of a page."""
-    found = []
-
-    class Meta(HTMLParser):
-        def handle_starttag(self, tag, attrs):
-            attrs = dict(attrs)
-            if tag == "meta" and (attrs.get("http-equiv") or "").lower() == "content-security-policy":
-                found.append(attrs.get("content"))
-
-        handle_startendtag = handle_starttag
-
-    Meta().feed(page)
-    return found
 
 
 def assert_page_has_the_policy(path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import nbformat
+from page_policy import csp_of
 
 from analysis.pipeline.matrix import RunSpec
 from analysis.pipeline.render import CONTENT_SECURITY_POLICY, render_run_html
@@ -33,24 +34,6 @@ def _hostile_run(tmp_path) -> tuple[RunSpec, dict]:
     return run, context
 
 
-def _csp_of(page: str) -> list[str]:
-    """The content of every ``<meta http-equiv="Content-Security-Policy">`` (any attribute order)."""
-    from html.parser import HTMLParser
-
-    found = []
-
-    class Meta(HTMLParser):
-        def handle_starttag(self, tag, attrs):
-            attrs = dict(attrs)
-            if tag == "meta" and (attrs.get("http-equiv") or "").lower() == "content-security-policy":
-                found.append(attrs.get("content"))
-
-        handle_startendtag = handle_starttag
-
-    Meta().feed(page)
-    return found
-
-
 def test_every_label_from_params_and_cards_is_text_on_the_page(tmp_path):
     run, context = _hostile_run(tmp_path)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title")])
@@ -68,7 +51,7 @@ def test_chapter_pages_carry_a_content_security_policy_that_forbids_scripts(tmp_
     run, context = _hostile_run(tmp_path)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("text")])
     page = render_run_html(nb, run, context, tmp_path, tmp_path / "page.html").read_text()
-    assert _csp_of(page) == [CONTENT_SECURITY_POLICY]
+    assert csp_of(page) == [CONTENT_SECURITY_POLICY]
     directives = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";") if d.strip())
     assert directives["script-src"] == "'none'" and directives["default-src"] == "'none'"
     assert "'unsafe-inline'" not in directives["script-src"]
