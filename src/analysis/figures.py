@@ -876,7 +876,7 @@ def plot_choropleth(
                               linewidth=0.4)
         else:
             patch = PathPatch(path, facecolor=colours[i], edgecolor="#222222" if uncertain[i] else "white",
-                              hatch=UNCERTAIN_HATCH if uncertain[i] else None, linewidth=0.4)
+                              linewidth=0.4)
         patch.set_gid(gid)
         # add_artist, not add_patch: the axis limits are set from the areas with data below, so
         # the data limits add_patch computes from every vertex of every area would go unused
@@ -884,6 +884,14 @@ def plot_choropleth(
         name = str(merged.loc[i, area_label_column])
         svg_titles[gid] = text("figures.area.title", area=name,
                                value=area_value_text(merged.loc[i], diverging=diverging))
+        if uncertain[i] and not suppressed[i]:
+            # the dots as a transparent layer over the colour: an SVG backend writes one hatch
+            # pattern per fill colour (150 KB of dots each), a transparent fill shares one. The
+            # layer carries the area's hover title too, since it is what the pointer is on.
+            dots = PathPatch(path, facecolor="none", edgecolor="#222222", hatch=UNCERTAIN_HATCH, linewidth=0.0)
+            dots.set_gid(f"{gid}-dots")
+            ax.add_artist(dots)
+            svg_titles[f"{gid}-dots"] = svg_titles[gid]
     # names of the areas: those with data (all areas on small maps), at a point inside each
     labelled = np.flatnonzero(shown | suppressed) if len(merged) > MAX_LABELLED_AREAS else range(len(merged))
     points = merged.geometry.representative_point()
@@ -902,7 +910,8 @@ def plot_choropleth(
         handles.insert(0, Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
                                 label=text("figures.suppressed_legend")))
     if uncertain.any():
-        handles.insert(0, Patch(facecolor="#BBBBBB", edgecolor="#222222", hatch=UNCERTAIN_HATCH,
+        # the map's own dot layer (transparent fill): the SVG holds one pattern of dots, not two
+        handles.insert(0, Patch(facecolor="none", edgecolor="#222222", hatch=UNCERTAIN_HATCH,
                                 label=text("figures.uncertain_legend", width=WIDE_INTERVAL_POINTS)))
     data_bounds = merged[shown | suppressed]
     if len(data_bounds):
