@@ -27,8 +27,6 @@ HOSTILE = ["=HYPERLINK(\"http://x\",\"click\")", "+1+cmd|' /C calc'!A0", "-2+3",
 #: CSV writers that are not ``tables.csv_text``, with why each is safe.
 ALLOWED = {
     ("tables.py", "to_csv"): "the neutralising writer itself (csv_text)",
-    ("exchange/sdmx_csv.py", "to_csv"): "sdmx1's writer, fed by sdmx_csv.neutralise_text_cells "
-                                        "(tested below)",
     ("demo.py", "to_csv"): "the synthetic partners' raw exports: input for ingest, never published; "
                            "written as a partner's tool writes them so the planted canaries stay verbatim",
 }

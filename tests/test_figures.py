@@ -244,3 +244,4 @@ def test_uncertain_areas_share_one_dot_pattern_and_keep_their_hover_title(tmp_pa
     named = areas["name"].tolist()
     for name in named[:5]:
         assert sum(t.startswith(name) for t in titles) >= 2, name
+

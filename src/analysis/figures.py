@@ -878,6 +878,7 @@ def plot_choropleth(
             patch = PathPatch(path, facecolor=colours[i], edgecolor="#222222" if uncertain[i] else "white",
                               linewidth=0.4)
         patch.set_gid(gid)
+        patch.set_in_layout(False)  # inside the map's axes: nothing for tight_layout to measure
         # add_artist, not add_patch: the axis limits are set from the areas with data below, so
         # the data limits add_patch computes from every vertex of every area would go unused
         ax.add_artist(patch)
@@ -890,6 +891,7 @@ def plot_choropleth(
             # layer carries the area's hover title too, since it is what the pointer is on.
             dots = PathPatch(path, facecolor="none", edgecolor="#222222", hatch=UNCERTAIN_HATCH, linewidth=0.0)
             dots.set_gid(f"{gid}-dots")
+            dots.set_in_layout(False)
             ax.add_artist(dots)
             svg_titles[f"{gid}-dots"] = svg_titles[gid]
     # names of the areas: those with data (all areas on small maps), at a point inside each
@@ -900,7 +902,7 @@ def plot_choropleth(
         if merged.geometry.iloc[i] is None or merged.geometry.iloc[i].is_empty:
             continue
         ax.text(points.iloc[i].x, points.iloc[i].y, str(merged.loc[i, area_label_column]), fontsize=5.5,
-                ha="center", va="center", color="#111111", path_effects=outline, clip_on=True)
+                ha="center", va="center", color="#111111", path_effects=outline, clip_on=True, in_layout=False)
     ax.set_aspect("equal")
     ax.autoscale_view()
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
@@ -964,6 +966,7 @@ def _draw_areas(ax, geometries, facecolor, edgecolor: str, hatch: str | None = N
         facecolor = np.asarray(facecolor)[keep]
     collection = PatchCollection([PathPatch(paths[i]) for i in keep], facecolor=facecolor, edgecolor=edgecolor,
                                  linewidth=linewidth, hatch=hatch, match_original=False)
+    collection.set_in_layout(False)  # inside the map's axes: nothing for tight_layout to measure
     ax.add_collection(collection)
 
 

@@ -214,14 +214,19 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     return write_text_csv(frame, path, float_format="%.10g")
 
 
-def csv_text(frame: pd.DataFrame, **options) -> str:
+def csv_text(frame: pd.DataFrame, *, neutralised: bool = False, **options) -> str:
     """``frame`` as CSV text with every text cell neutralised (:func:`neutralise_text`), ``\n``
     line ends and no index; ``options`` go to :meth:`pandas.DataFrame.to_csv` (e.g. ``float_format``).
+
+    ``neutralised``: the caller has already neutralised every text cell (as
+    :func:`analysis.exchange.sdmx_csv.neutralise_text_cells` does, leaving codes alone) and
+    they are written as they are: neutralising twice would double the quote of a cell such as
+    ``'=x``.
 
     The one way the project writes a CSV that someone may open in a spreadsheet (OWASP's
     CSV-injection rule); ``tests/test_csv_injection.py`` finds any other ``to_csv`` in ``src``.
     """
-    safe = neutralise_frame(frame)
+    safe = frame if neutralised else neutralise_frame(frame)
     # Python's csv module quotes a field holding "\r" only when "\r" ends lines; such a field
     # (hostile or broken labels) would split its row, so then every field is quoted.
     has_cr = any(isinstance(v, str) and "\r" in v for c in _text_columns(safe) for v in safe[c])
@@ -229,14 +234,15 @@ def csv_text(frame: pd.DataFrame, **options) -> str:
                        **options)
 
 
-def write_text_csv(frame: pd.DataFrame, path: str | Path, **options) -> Path:
-    """Write any table as CSV through :func:`csv_text` (text cells neutralised), atomically.
+def write_text_csv(frame: pd.DataFrame, path: str | Path, *, neutralised: bool = False, **options) -> Path:
+    """Write any table as CSV through :func:`csv_text` (text cells neutralised, or already
+    ``neutralised`` by the caller), atomically.
 
     For result tables use :func:`write_csv`, which also validates the result schema.
     """
     from analysis.atomic import write_atomic
 
-    return write_atomic(path, csv_text(frame, **options))
+    return write_atomic(path, csv_text(frame, neutralised=neutralised, **options))
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
