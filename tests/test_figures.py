@@ -245,3 +245,45 @@ def test_uncertain_areas_share_one_dot_pattern_and_keep_their_hover_title(tmp_pa
     for name in named[:5]:
         assert sum(t.startswith(name) for t in titles) >= 2, name
 
+
+
+@pytest.mark.parametrize("diverging", [False, True])
+def test_a_map_is_laid_out_as_tight_layout_would_without_measuring_its_texts(monkeypatch, diverging):
+    """A map has no ticks and its areas and names are clipped to its axes: it is laid out without
+    ``tight_layout`` (which measured every area name of each of the report's 330 maps), where
+    tight_layout would put it, and every text stays inside the figure."""
+    areas = gpd.read_file(config.BOUNDARIES_DIR / "admin1.gpkg", layer="admin1")
+    areas = areas[areas["adm0_a3"] == "KEN"]
+    codes = areas["iso_3166_2"].tolist()
+    estimates = [(-40.0 if diverging else 5.0) + 80.0 * i / (len(codes) - 1) for i in range(len(codes))]
+    values = pd.DataFrame({"admin1_code": codes, "estimate": estimates, "ci_low": None, "ci_high": None,
+                           "flag": ["ok"] * len(codes)})
+
+    def draw():
+        return figures.plot_choropleth(areas, values, area_key="iso_3166_2", value_key="admin1_code",
+                                       title="food insecurity " * 8, diverging=diverging,
+                                       source_note="Source: a survey. " * 20, synthetic=True)[0]
+
+    reference = draw()
+    width, height = reference.get_size_inches()
+    pad = figures.TIGHT_PAD * matplotlib.rcParams["font.size"] / 72
+    rect = (0, reference.subplotpars.bottom - pad / height, 1, reference.subplotpars.top + pad / height)
+    reference.tight_layout(pad=figures.TIGHT_PAD, rect=rect)
+    monkeypatch.setattr(matplotlib.figure.Figure, "tight_layout",
+                        lambda self, *a, **k: pytest.fail("a map measured every text with tight_layout"))
+    fig = draw()
+    assert fig.subplotpars.left == pytest.approx(reference.subplotpars.left, abs=0.01 / width)
+    assert fig.subplotpars.right == pytest.approx(reference.subplotpars.right, abs=0.01 / width)
+    renderer = fig.canvas.get_renderer()
+    for mine, theirs in zip(fig.axes, reference.axes):
+        mine.apply_aspect()
+        theirs.apply_aspect()
+        assert mine.get_position().bounds == pytest.approx(theirs.get_position().bounds, abs=0.01 / width)
+    fig.canvas.draw()  # legend entries are placed when drawn
+    shown = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+    assert len(shown) > 10
+    for t in shown:
+        box = t.get_window_extent(renderer)
+        assert box.x0 >= -0.5 and box.y0 >= -0.5, t.get_text()
+        assert box.x1 <= width * fig.dpi + 0.5 and box.y1 <= height * fig.dpi + 0.5, t.get_text()
+    matplotlib.pyplot.close("all")

@@ -334,6 +334,41 @@ def _note_lines(note: str, fig) -> str:
     return "\n".join(lines)
 
 
+#: Padding around the plot, in font sizes (matplotlib's ``tight_layout`` default).
+TIGHT_PAD = 1.08
+#: Width (inches) that a colorbar's tick labels and label take right of its axes, measured once
+#: per colour scale, label and font in a process: (vmin, vmax, label, fonts, size, dpi) -> inches.
+_COLORBAR_TEXT_INCHES: dict = {}
+
+
+def _map_layout(fig, colorbar, bottom_inches: float, top_inches: float) -> None:
+    """The subplot parameters ``tight_layout`` gives a map, without measuring the map's texts.
+
+    A map's axes are off and everything drawn in them is clipped to them, so the only text
+    outside the plot is the colorbar's (tick labels and label, right of it): the plot takes
+    the figure's width less the padding and that text's width, and the height between the
+    reserved top and bottom (``tight_layout``'s own rule, with its padding of
+    :data:`TIGHT_PAD` font sizes). The colorbar's text is measured once per scale; the
+    colorbar's own axes (narrower than its slot: its aspect is fixed) is positioned, then the
+    slot is moved so that its text ends one padding from the right edge.
+    """
+    width, height = fig.get_size_inches()
+    pad = TIGHT_PAD * matplotlib.rcParams["font.size"] / 72
+    key = (colorbar.norm.vmin, colorbar.norm.vmax, colorbar.ax.get_ylabel(),
+           tuple(matplotlib.rcParams["font.family"]), matplotlib.rcParams["font.size"], fig.dpi)
+    if key not in _COLORBAR_TEXT_INCHES:
+        renderer = fig.canvas.get_renderer()
+        outside = colorbar.ax.get_tightbbox(renderer).x1 - colorbar.ax.get_window_extent(renderer).x1
+        _COLORBAR_TEXT_INCHES[key] = max(float(outside), 0.0) / fig.dpi
+    text_inches = _COLORBAR_TEXT_INCHES[key]
+    right = 1 - (pad + text_inches) / width
+    fig.subplots_adjust(left=pad / width, right=right, bottom=(bottom_inches + pad) / height,
+                        top=1 - (top_inches + pad) / height)
+    colorbar.ax.apply_aspect()
+    spare = right - colorbar.ax.get_position().x1  # the slot's width the colorbar does not fill
+    fig.subplots_adjust(right=min(right + spare, 1.0))
+
+
 #: Inches reserved at the top of every figure per title line, and at the bottom for legend and notes.
 TITLE_LINE_INCHES = 0.26
 NOTES_INCHES = 0.45
@@ -341,10 +376,12 @@ LEGEND_INCHES = 0.4
 
 
 def _finish_layout(fig, title: str, source_note: str, synthetic: bool, credit: str | None = None,
-                   handles=None) -> None:
+                   handles=None, colorbar=None) -> None:
     """Title top-left of the figure, legend and notes at the bottom, plot in between (no overlap).
 
     Space is reserved in inches, so the layout holds whatever the figure's height.
+    ``colorbar``: the figure is a map (axes off, nothing outside them but this colorbar on the
+    right), laid out by :func:`_map_layout` instead of measuring every text of the figure.
     """
     _, height = fig.get_size_inches()
     lines = _wrap(title, 75).split("\n")
@@ -372,7 +409,10 @@ def _finish_layout(fig, title: str, source_note: str, synthetic: bool, credit: s
     fig.text(0.01, 1 - (0.12 + (0.15 if synthetic else 0.0)) / height, "\n".join(lines), ha="left", va="top",
              fontsize=12, fontweight="bold")
     _add_notes(fig, note, synthetic)
-    fig.tight_layout(rect=(0, bottom_inches / height, 1, 1 - top_inches / height))
+    if colorbar is not None:
+        _map_layout(fig, colorbar, bottom_inches, top_inches)
+        return
+    fig.tight_layout(pad=TIGHT_PAD, rect=(0, bottom_inches / height, 1, 1 - top_inches / height))
     # laid out once: without this, tight_layout leaves a placeholder layout engine and savefig
     # draws the whole figure a second time (text layout included) before drawing it for real
     fig.set_layout_engine(None)
@@ -906,7 +946,7 @@ def plot_choropleth(
     ax.set_aspect("equal")
     ax.autoscale_view()
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=ax, label=legend_label, fraction=0.035, pad=0.02, shrink=0.8)
+    colorbar = fig.colorbar(sm, ax=ax, label=legend_label, fraction=0.035, pad=0.02, shrink=0.8)
     handles = [Patch(facecolor=NO_DATA_COLOUR, label=text("figures.no_data"))]
     if suppressed.any():
         handles.insert(0, Patch(facecolor=SUPPRESSED_COLOUR, edgecolor="#444444", hatch=SUPPRESSED_HATCH,
@@ -923,7 +963,8 @@ def plot_choropleth(
         ax.set_ylim(y0 - pad_y, y1 + pad_y)
     ax.set_axis_off()
     # the legend below the map (figure level), never inside the axes over the south of a country
-    _finish_layout(fig, title, source_note, synthetic, credit=natural_earth_credit(), handles=handles)
+    _finish_layout(fig, title, source_note, synthetic, credit=natural_earth_credit(), handles=handles,
+                   colorbar=colorbar)
     fig.analysis_svg_titles = svg_titles  # read by save_figure
     labels = dict(zip(merged[area_key].astype(str), merged[area_label_column].astype(str)))
     alt = describe_map(values, key=value_key, title=title, area_labels=labels, diverging=diverging)
