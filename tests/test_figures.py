@@ -287,3 +287,30 @@ def test_a_map_is_laid_out_as_tight_layout_would_without_measuring_its_texts(mon
         assert box.x0 >= -0.5 and box.y0 >= -0.5, t.get_text()
         assert box.x1 <= width * fig.dpi + 0.5 and box.y1 <= height * fig.dpi + 0.5, t.get_text()
     matplotlib.pyplot.close("all")
+
+
+def test_maps_of_the_same_areas_share_their_prepared_geometry(tmp_path, monkeypatch):
+    """A geography run draws two maps per indicator of the same areas: the cut, projection, paths
+    and name points are computed once, and a map drawn from them is the same file as one drawn
+    cold; other areas with data get their own."""
+    areas = gpd.read_file(config.BOUNDARIES_DIR / "admin1.gpkg", layer="admin1")
+    areas = areas[areas["adm0_a3"] == "SEN"]
+    codes = areas["iso_3166_2"].tolist()
+    values = pd.DataFrame({"admin1_code": codes, "estimate": [10.0 + 5 * i for i in range(len(codes))],
+                           "ci_low": None, "ci_high": None, "flag": ["ok"] * len(codes)})
+    projections = []
+    original = figures._local_projection
+    monkeypatch.setattr(figures, "_local_projection", lambda frame: projections.append(1) or original(frame))
+    figures._MAP_GEOMETRY.clear()
+
+    def save(name, table):
+        fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code", title="t")
+        return figures.save_figure(fig, tmp_path, name, alt, "c").svg.read_bytes()
+
+    cold = save("a", values)
+    warm = save("b", values.assign(estimate=values["estimate"] + 1).assign(estimate=lambda v: v["estimate"] - 1))
+    assert len(projections) == 1 and warm == cold
+    save("c", values.iloc[:3])  # other areas with data: another cut of the neighbours
+    assert len(projections) == 2
+    figures._MAP_GEOMETRY.clear()
+    assert save("d", values) == cold

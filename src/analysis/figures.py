@@ -884,10 +884,8 @@ def plot_choropleth(
     use_house_style()
     legend_label = legend_label if legend_label is not None else text("figures.percent")
     merged = areas.merge(values, how="left", left_on=area_key, right_on=value_key)
-    merged = _around_data(merged)
-    if project:
-        merged = _local_projection(merged)
-    merged = merged.reset_index(drop=True)
+    geometry = _map_geometry(areas, merged, project)
+    merged = merged.iloc[geometry.keep].reset_index(drop=True).set_geometry(geometry.shapes)
     if diverging:
         limit = float(merged["estimate"].abs().max()) if merged["estimate"].notna().any() else 0.0
         half = GAP_HALF_RANGE if limit <= GAP_HALF_RANGE else 100.0
@@ -902,12 +900,12 @@ def plot_choropleth(
     uncertain = uncertain_areas(merged).to_numpy(dtype=bool)
     norm = matplotlib.colors.Normalize(vmin, vmax)
     no_data = ~shown & ~suppressed
-    _draw_areas(ax, merged.geometry[no_data], NO_DATA_COLOUR, edgecolor="white")
+    _draw_areas(ax, [geometry.paths[i] for i in np.flatnonzero(no_data)], NO_DATA_COLOUR, edgecolor="white")
     # areas with data one by one: each is an SVG group of its own with a hover title
     colours = matplotlib.colormaps[cmap](norm(merged["estimate"].astype(float).fillna(0.0).to_numpy()))
     svg_titles = {}
     for i in np.flatnonzero(shown | suppressed):
-        path = _area_path(merged.geometry.iloc[i])
+        path = geometry.paths[i]
         if path is None:
             continue
         gid = f"analysis-area-{i}"
@@ -936,12 +934,11 @@ def plot_choropleth(
             svg_titles[f"{gid}-dots"] = svg_titles[gid]
     # names of the areas: those with data (all areas on small maps), at a point inside each
     labelled = np.flatnonzero(shown | suppressed) if len(merged) > MAX_LABELLED_AREAS else range(len(merged))
-    points = merged.geometry.representative_point()
     outline = [patheffects.withStroke(linewidth=2, foreground="white")]
     for i in labelled:
-        if merged.geometry.iloc[i] is None or merged.geometry.iloc[i].is_empty:
+        if geometry.points[i] is None:
             continue
-        ax.text(points.iloc[i].x, points.iloc[i].y, str(merged.loc[i, area_label_column]), fontsize=5.5,
+        ax.text(*geometry.points[i], str(merged.loc[i, area_label_column]), fontsize=5.5,
                 ha="center", va="center", color="#111111", path_effects=outline, clip_on=True, in_layout=False)
     ax.set_aspect("equal")
     ax.autoscale_view()
@@ -992,14 +989,14 @@ def _area_path(geometry):
     return MplPath(np.concatenate(vertices), np.concatenate(codes))
 
 
-def _draw_areas(ax, geometries, facecolor, edgecolor: str, hatch: str | None = None,
+def _draw_areas(ax, paths, facecolor, edgecolor: str, hatch: str | None = None,
                 linewidth: float = 0.4) -> None:
-    """Fill areas as one PatchCollection (geopandas' own plotting redraws the whole canvas on
-    every call, which made maps the slowest part of the report)."""
+    """Fill areas (their :func:`_area_path`, None for an empty area) as one PatchCollection
+    (geopandas' own plotting redraws the whole canvas on every call, which made maps the
+    slowest part of the report)."""
     from matplotlib.collections import PatchCollection
     from matplotlib.patches import PathPatch
 
-    paths = [_area_path(g) for g in geometries]
     keep = [i for i, path in enumerate(paths) if path is not None]
     if not keep:
         return
@@ -1009,6 +1006,46 @@ def _draw_areas(ax, geometries, facecolor, edgecolor: str, hatch: str | None = N
                                  linewidth=linewidth, hatch=hatch, match_original=False)
     collection.set_in_layout(False)  # inside the map's axes: nothing for tight_layout to measure
     ax.add_collection(collection)
+
+
+@dataclass(frozen=True)
+class _MapGeometry:
+    """What every map of the same areas with data in the same areas shares (:func:`_map_geometry`)."""
+
+    keep: np.ndarray  # row positions of the areas drawn (near those with data)
+    shapes: object  # their GeoSeries, projected
+    paths: list  # matplotlib Path of each (None: empty)
+    points: list  # (x, y) of each name, a point inside the area (None: empty)
+
+
+#: Prepared geometry by (areas frame, areas with data, projection): a run draws a map per
+#: indicator of the same areas, which share the cut, the projection, the paths and the points.
+_MAP_GEOMETRY: dict = {}
+
+
+def _map_geometry(areas, merged, project: bool) -> _MapGeometry:
+    """The areas of a map near those with data (:func:`_around_data`), projected
+    (:func:`_local_projection`) when ``project``, with their paths and name points; computed once
+    per areas frame, set of areas with data and projection in a process."""
+    has_data = (merged["estimate"].notna() | merged["flag"].astype("string").eq("suppressed").fillna(False))
+    key = (id(areas), len(merged), has_data.to_numpy(dtype=bool).tobytes(), project)
+    hit = _MAP_GEOMETRY.get(key)
+    if hit is not None and hit[0] is areas:  # the frame itself is kept: its id cannot be reused
+        return hit[1]
+    frame = _around_data(merged.reset_index(drop=True))
+    keep = frame.index.to_numpy()
+    if project:
+        frame = _local_projection(frame)
+    shapes = frame.geometry.reset_index(drop=True)
+    empty = [g is None or g.is_empty for g in shapes]
+    inside = shapes.representative_point()
+    prepared = _MapGeometry(keep=keep, shapes=shapes,
+                            paths=[None if e else _area_path(g) for g, e in zip(shapes, empty)],
+                            points=[None if e else (p.x, p.y) for p, e in zip(inside, empty)])
+    if len(_MAP_GEOMETRY) > 32:
+        _MAP_GEOMETRY.clear()
+    _MAP_GEOMETRY[key] = (areas, prepared)
+    return prepared
 
 
 def _around_data(frame, margin_degrees: float = 12.0):
