@@ -682,13 +682,19 @@ class _StratumSums:
 
     @classmethod
     def build(cls, X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_strata: int) -> _StratumSums:
+        """Sums over the rows of each stratum (``codes`` 0..J-1, every stratum with rows)."""
+        n = np.bincount(codes, minlength=n_strata)
+        if np.any(n == 0):
+            raise ModelError("MAIHDA: a stratum without rows; strata must come from the data")
+        order = np.argsort(codes, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+        Xs, ys = X[order], y[order]
         p = X.shape[1]
-        xx, x1, xy = np.zeros((n_strata, p, p)), np.zeros((n_strata, p)), np.zeros((n_strata, p))
-        np.add.at(xx, codes, X[:, :, None] * X[:, None, :])
-        np.add.at(x1, codes, X)
-        np.add.at(xy, codes, X * y[:, None])
+        xx = np.add.reduceat((Xs[:, :, None] * Xs[:, None, :]).reshape(len(ys), p * p), starts).reshape(-1, p, p)
+        x1 = np.add.reduceat(Xs, starts)
+        xy = np.add.reduceat(Xs * ys[:, None], starts)
         return cls(xx, x1, xy, np.bincount(codes, y, n_strata), np.bincount(codes, y * y, n_strata),
-                   np.bincount(codes, minlength=n_strata).astype(float))  # fmt: skip
+                   n.astype(float))  # fmt: skip
 
 
 def _random_intercept_loglik(log_variances, sums: _StratumSums, reml: bool = True) -> float:
@@ -780,7 +786,7 @@ def _moment_start(model, codes: np.ndarray):
 _RATIO_GRID = np.logspace(-8, 6, 57)
 
 #: Label of the direct fit in :attr:`MixedFit.optimiser` and the attempts record.
-DIRECT = "profiled {} (direct)"
+_DIRECT_LABEL = "profiled {} (direct)"
 
 
 def _profiled_deviance(ratios: np.ndarray, sums: _StratumSums, reml: bool):
@@ -795,8 +801,8 @@ def _profiled_deviance(ratios: np.ndarray, sums: _StratumSums, reml: bool):
 
     ``D(theta) = m log q + sum_j log(1 + n_j theta) [+ log|A| for REML]``
 
-    (Harville 1977; the profiled REML criterion of lme4, Bates et al. 2015, eq. 41 for one
-    scalar random effect). Its derivative, by the envelope theorem for ``b`` and with
+    (Harville 1977; lme4's profiled REML criterion, Bates et al. 2015, here for one scalar
+    random intercept with the ratio as its single parameter). Its derivative, by the envelope theorem for ``b`` and with
     ``h_j' = 1 / (1 + n_j theta)^2`` and ``e_j = 1'y_j - 1'X_j b``,
 
     ``D'(theta) = -m sum_j h_j' e_j^2 / q + sum_j n_j / (1 + n_j theta)
@@ -829,9 +835,7 @@ def _profiled_deviance(ratios: np.ndarray, sums: _StratumSums, reml: bool):
     beta = np.linalg.solve(A, c[:, :, None])[:, :, 0]
     q = (sums.sum_yy.sum() - h @ sums.sum_y**2) - np.einsum("kp,kp->k", c, beta)
     e = sums.sum_y[None, :] - beta @ sums.x1.T  # (K, J) stratum sums of the GLS residuals
-    m = len_rows = float(sums.n.sum())
-    if reml:
-        m = len_rows - p
+    m = float(sums.n.sum()) - (p if reml else 0)
     deviance = m * np.log(q) + np.log1p(n * theta).sum(1)
     slope = -m * (dh * e**2).sum(1) / q + (n / (1 + n * theta)).sum(1)
     if reml:
@@ -865,7 +869,7 @@ def _direct_ratio(sums: _StratumSums, reml: bool) -> float:
     candidates = []
     if slope[0] >= 0:
         candidates.append((deviance[0], 0.0))
-    for k in np.flatnonzero((slope[:-1] < 0) & (slope[1:] > 0)):
+    for k in np.flatnonzero((slope[:-1] < 0) & (slope[1:] >= 0)):
         root = brentq(lambda t: float(_profiled_deviance(np.array([t]), sums, reml)[1][0]),
                       grid[k], grid[k + 1], xtol=1e-300, rtol=1e-13)  # fmt: skip
         candidates.append((float(_profiled_deviance(np.array([root]), sums, reml)[0][0]), root))
@@ -881,7 +885,8 @@ def _direct_fit(sums: _StratumSums, reml: bool):
 
     ``theta`` from :func:`_direct_ratio`; then ``s2_e = q / m``, ``s2_u = theta s2_e``, ``b`` the
     GLS estimate and the BLUPs ``u_j = s2_u n_j / (s2_e + n_j s2_u) * (mean GLS residual of
-    stratum j) = h_j e_j`` (Henderson 1975; Robinson 1991).
+    stratum j) = h_j e_j`` (Henderson 1975, Biometrics 31, 423-447; Robinson 1991, Statist.
+    Sci. 6, 15-51).
     """
     theta = _direct_ratio(sums, reml)
     _, _, q, beta = _profiled_deviance(np.array([theta]), sums, reml)
@@ -946,16 +951,21 @@ def _fit_mixed(formula: str, data: pd.DataFrame, strata: list[str], optimisers, 
     """
     if engine not in ("direct", "statsmodels"):
         raise ModelError(f"MAIHDA: engine={engine!r}; use 'direct' or 'statsmodels'")
-    try:
-        y_frame, x_frame = patsy.dmatrices(formula, data, return_type="dataframe", NA_action="raise")
-    except patsy.PatsyError as exc:
-        raise ModelError(f"MAIHDA model {formula!r}: {str(exc).splitlines()[0]}") from None
-    X, y = x_frame.to_numpy(float), y_frame.iloc[:, 0].to_numpy(float)
+    outcome, rhs = (side.strip() for side in formula.split("~"))
+    y = data[outcome].to_numpy(float)
+    if rhs == "1":  # the null model: what patsy builds for "~ 1", without its cost
+        x_frame = pd.DataFrame({"Intercept": np.ones(len(data))})
+    else:
+        try:
+            x_frame = patsy.dmatrix(rhs, data, return_type="dataframe", NA_action="raise")
+        except patsy.PatsyError as exc:
+            raise ModelError(f"MAIHDA model {formula!r}: {str(exc).splitlines()[0]}") from None
+    X = x_frame.to_numpy(float)
     codes = pd.Categorical(data["_stratum"], categories=strata).codes
     sums = _StratumSums.build(X, y, codes, len(strata))
     attempts, candidates = {}, []
     if engine == "direct":
-        label = DIRECT.format("REML" if reml else "ML")
+        label = _DIRECT_LABEL.format("REML" if reml else "ML")
         try:
             with np.errstate(all="ignore"):
                 s2u, s2e, beta, blups = _direct_fit(sums, reml)
@@ -1085,10 +1095,12 @@ def maihda(
         raise ModelError(f"MAIHDA: columns {absent} not in the data; columns are {list(frame.columns)[:30]}")
     complete = frame[needed].notna().all(axis=1)
     data = frame.loc[complete, needed].reset_index(drop=True).copy()
+    data.attrs = {}  # survey metadata, deep-copied by every pandas step otherwise
     data[outcome] = pd.to_numeric(data[outcome], errors="coerce")
     if data[outcome].isna().any():
         raise ModelError(f"MAIHDA: outcome {outcome!r} has non-numeric values")
-    data["_stratum"] = [join_cell(values) for values in data[list(dimensions)].astype(str).to_numpy()]
+    combination, combinations = pd.MultiIndex.from_frame(data[list(dimensions)].astype(str)).factorize()
+    data["_stratum"] = np.array([join_cell(values) for values in combinations], dtype=object)[combination]
     strata = sorted(data["_stratum"].unique())
     if len(strata) < 3:
         raise ModelError(f"MAIHDA needs several strata; {dimensions} give {len(strata)}")
