@@ -932,13 +932,17 @@ def _statsmodels_fits(formula, data, strata, codes, sums, optimisers, reml, atte
 
 
 def _fit_mixed(formula: str, data: pd.DataFrame, strata: list[str], optimisers, reml: bool,
-               engine: str = "direct"):
+               engine: str = "direct", stratum_constant: bool = False):
     """Fit ``y = X b + u_j + e`` and verify the optimum.
 
     ``engine="direct"`` (default): :func:`_direct_fit` on the per-stratum sums; it is accepted
     when :func:`_at_maximum` confirms it, otherwise statsmodels' optimisers are tried in turn
     (:func:`_statsmodels_fits`) and the record says so. ``engine="statsmodels"``: statsmodels
-    only (the previous implementation). statsmodels' optimisers sometimes report convergence
+    only (the previous implementation). ``stratum_constant``: every term of ``formula`` is a
+    fixed function of the stratum's categories (the default main effects, ``C(dimension)``
+    terms), so patsy builds the design on one row per stratum (the same levels, hence the same
+    columns) and each row takes its stratum's; not for covariates varying within strata or
+    data-dependent transforms (``center``, splines). statsmodels' optimisers sometimes report convergence
     at a poor point (L-BFGS may return a zero stratum variance far from the optimum), so any fit
     is accepted only when it converged and no small move of the two variances raises the
     closed-form likelihood. When no fit passes, the best found is kept and a
@@ -953,15 +957,20 @@ def _fit_mixed(formula: str, data: pd.DataFrame, strata: list[str], optimisers, 
         raise ModelError(f"MAIHDA: engine={engine!r}; use 'direct' or 'statsmodels'")
     outcome, rhs = (side.strip() for side in formula.split("~"))
     y = data[outcome].to_numpy(float)
+    codes = pd.Categorical(data["_stratum"], categories=strata).codes
     if rhs == "1":  # the null model: what patsy builds for "~ 1", without its cost
         x_frame = pd.DataFrame({"Intercept": np.ones(len(data))})
+        X = x_frame.to_numpy(float)
     else:
+        rows = data.drop_duplicates("_stratum") if stratum_constant else data
         try:
-            x_frame = patsy.dmatrix(rhs, data, return_type="dataframe", NA_action="raise")
+            x_frame = patsy.dmatrix(rhs, rows, return_type="dataframe", NA_action="raise")
         except patsy.PatsyError as exc:
             raise ModelError(f"MAIHDA model {formula!r}: {str(exc).splitlines()[0]}") from None
-    X = x_frame.to_numpy(float)
-    codes = pd.Categorical(data["_stratum"], categories=strata).codes
+        X = x_frame.to_numpy(float)
+        if stratum_constant:
+            order = pd.Categorical(rows["_stratum"], categories=strata).codes
+            X = X[np.argsort(order)][codes]
     sums = _StratumSums.build(X, y, codes, len(strata))
     attempts, candidates = {}, []
     if engine == "direct":
@@ -1116,7 +1125,8 @@ def maihda(
         for original, alias in sorted(safe.items(), key=lambda kv: -len(kv[0])):
             rhs = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(original)}(?![A-Za-z0-9_])", alias, rhs)
     null_fit, _, null_sums = _fit_mixed("_y ~ 1", data, strata, optimisers, reml, engine)
-    main_fit, _, main_sums = _fit_mixed(f"_y ~ {rhs}", data, strata, optimisers, reml, engine)
+    main_fit, _, main_sums = _fit_mixed(f"_y ~ {rhs}", data, strata, optimisers, reml, engine,
+                                        stratum_constant=main_effects is None)
     pcv = (null_fit.stratum_var - main_fit.stratum_var) / null_fit.stratum_var \
         if null_fit.stratum_var > 0 else np.nan
     u0, u0_se, pred0, pred0_se = _prediction_table(null_fit, null_sums)
