@@ -957,7 +957,7 @@ def _fit_mixed(formula: str, data: pd.DataFrame, strata: list[str], optimisers, 
         raise ModelError(f"MAIHDA: engine={engine!r}; use 'direct' or 'statsmodels'")
     outcome, rhs = (side.strip() for side in formula.split("~"))
     y = data[outcome].to_numpy(float)
-    codes = pd.Categorical(data["_stratum"], categories=strata).codes
+    codes = pd.Index(strata).get_indexer(data["_stratum"])  # strata come from the data: no -1
     if rhs == "1":  # the null model: what patsy builds for "~ 1", without its cost
         x_frame = pd.DataFrame({"Intercept": np.ones(len(data))})
         X = x_frame.to_numpy(float)
@@ -969,7 +969,7 @@ def _fit_mixed(formula: str, data: pd.DataFrame, strata: list[str], optimisers, 
             raise ModelError(f"MAIHDA model {formula!r}: {str(exc).splitlines()[0]}") from None
         X = x_frame.to_numpy(float)
         if stratum_constant:
-            order = pd.Categorical(rows["_stratum"], categories=strata).codes
+            order = pd.Index(strata).get_indexer(rows["_stratum"])
             X = X[np.argsort(order)][codes]
     sums = _StratumSums.build(X, y, codes, len(strata))
     attempts, candidates = {}, []
