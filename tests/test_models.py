@@ -369,7 +369,7 @@ def test_maihda_direct_fit_is_at_a_maximum_of_the_closed_form_likelihood(seed, p
     frame["_stratum"] = [" × ".join(v) for v in frame[DIMENSIONS].astype(str).to_numpy()]
     strata = sorted(frame["_stratum"].unique())
     for rhs in ("1", MAIN):
-        fit, _, sums = models._fit_mixed(f"_y ~ {rhs}", frame, strata, models.OPTIMISERS, reml)
+        fit, sums = models._fit_mixed(f"_y ~ {rhs}", frame, strata, models.OPTIMISERS, reml)
         assert fit.converged and fit.stratum_var >= 0 and fit.residual_var > 0, fit.attempts
         assert models._at_maximum(fit.stratum_var, fit.residual_var, sums, reml)
         s2u, s2e, _, _ = models._direct_fit(sums, reml)

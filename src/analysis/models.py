@@ -14,7 +14,9 @@
   individual heterogeneity and discriminatory accuracy; Evans et al. 2018; Merlo 2018): a null
   model with random intercepts for intersectional strata and a main-effects model adding the
   dimensions as fixed effects; it reports the variance partition coefficient (VPC), the
-  proportional change in variance (PCV) and shrunken stratum estimates with intervals.
+  proportional change in variance (PCV) and shrunken stratum estimates with intervals. The
+  variances maximise the REML likelihood profiled to one variance ratio, computed from
+  per-stratum sums (:func:`_profiled_deviance`); statsmodels ``MixedLM`` is the fallback.
 
 Every function that returns estimates returns the one result schema (:mod:`analysis.tables`).
 """
@@ -938,20 +940,22 @@ def _fit_mixed(formula: str, data: pd.DataFrame, strata: list[str], optimisers, 
     ``engine="direct"`` (default): :func:`_direct_fit` on the per-stratum sums; it is accepted
     when :func:`_at_maximum` confirms it, otherwise statsmodels' optimisers are tried in turn
     (:func:`_statsmodels_fits`) and the record says so. ``engine="statsmodels"``: statsmodels
-    only (the previous implementation). ``stratum_constant``: every term of ``formula`` is a
-    fixed function of the stratum's categories (the default main effects, ``C(dimension)``
-    terms), so patsy builds the design on one row per stratum (the same levels, hence the same
-    columns) and each row takes its stratum's; not for covariates varying within strata or
-    data-dependent transforms (``center``, splines). statsmodels' optimisers sometimes report convergence
-    at a poor point (L-BFGS may return a zero stratum variance far from the optimum), so any fit
-    is accepted only when it converged and no small move of the two variances raises the
+    only (the previous implementation). statsmodels' optimisers sometimes report convergence
+    at a poor point (L-BFGS may return a zero stratum variance far from the optimum), so any
+    fit is accepted only when it converged and no small move of the two variances raises the
     closed-form likelihood. When no fit passes, the best found is kept and a
     :class:`MaihdaConvergenceWarning` says so.
 
+    ``stratum_constant``: every term of ``formula`` is a fixed function of the stratum's
+    categories (the default main effects, ``C(dimension)`` terms), so patsy builds the design
+    on one row per stratum (the same levels, hence the same columns) and each row takes its
+    stratum's; not for covariates varying within strata or data-dependent transforms
+    (``center``, splines).
+
     Returns
     -------
-    MixedFit, numpy.ndarray, _StratumSums
-        The fit, the fixed-effects design matrix and the stratum sums.
+    MixedFit, _StratumSums
+        The fit and the stratum sums of its design.
     """
     if engine not in ("direct", "statsmodels"):
         raise ModelError(f"MAIHDA: engine={engine!r}; use 'direct' or 'statsmodels'")
@@ -1008,7 +1012,7 @@ def _fit_mixed(formula: str, data: pd.DataFrame, strata: list[str], optimisers, 
                    converged=ok, attempts=attempts,
                    fe_params=pd.Series(beta, index=list(x_frame.columns)),
                    random_effects=blups.reindex(strata), loglik=loglik, reml=reml)  # fmt: skip
-    return fit, X, sums
+    return fit, sums
 
 
 def _prediction_table(fit: MixedFit, sums: _StratumSums):
@@ -1091,9 +1095,9 @@ def maihda(
     ``VPC = s2_u / (s2_u + s2_e)``; ``PCV = (s2_u,null - s2_u,main) / s2_u,null``. The variances
     maximise the REML criterion (Harville 1977; lme4's profiled REML, Bates et al. 2015) with
     ``s2_u >= 0`` (exactly 0 at a boundary optimum, as lme4's singular fits); ``b`` is GLS and
-    the stratum effects are BLUPs. The fit is
-    unweighted: MAIHDA is a model of the sample's strata, not a design-based estimator. Rows
-    with a missing outcome or dimension are excluded and counted (``n_excluded``).
+    the stratum effects are BLUPs. The fit is unweighted: MAIHDA is a model of the sample's
+    strata, not a design-based estimator. Rows with a missing outcome or dimension are excluded
+    and counted (``n_excluded``).
     """
     # columns named in the main-effects formula beyond the dimensions (e.g. country)
     named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", main_effects or ""))
@@ -1124,8 +1128,8 @@ def maihda(
     else:
         for original, alias in sorted(safe.items(), key=lambda kv: -len(kv[0])):
             rhs = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(original)}(?![A-Za-z0-9_])", alias, rhs)
-    null_fit, _, null_sums = _fit_mixed("_y ~ 1", data, strata, optimisers, reml, engine)
-    main_fit, _, main_sums = _fit_mixed(f"_y ~ {rhs}", data, strata, optimisers, reml, engine,
+    null_fit, null_sums = _fit_mixed("_y ~ 1", data, strata, optimisers, reml, engine)
+    main_fit, main_sums = _fit_mixed(f"_y ~ {rhs}", data, strata, optimisers, reml, engine,
                                         stratum_constant=main_effects is None)
     pcv = (null_fit.stratum_var - main_fit.stratum_var) / null_fit.stratum_var \
         if null_fit.stratum_var > 0 else np.nan
