@@ -7,10 +7,10 @@ two sources, so four MAIHDAs = eight random-intercept fits), on the processed de
 ``engine="direct"`` (the default: the (RE)ML profile over the variance ratio from per-stratum
 sums, :func:`analysis.models._profiled_deviance`) and ``engine="statsmodels"`` (the previous
 implementation: statsmodels ``MixedLM.fit`` with optimisers in turn, each verified by
-``_at_maximum``). The two engines alternate (a garbage collection before each call), ``--repeats`` times each, after one untimed warm-up
-call of each; the median of the repeats is reported per call, with the ratio
-statsmodels / direct per call and for the whole run, and the largest differences between the
-two engines' variances and PCV (the statsmodels path stops within its tolerance of the optimum;
+``_at_maximum``). The two engines alternate (a garbage collection before each call),
+``--repeats`` times each, after one untimed warm-up call of each; the median of the repeats
+is reported per call, with the ratio statsmodels / direct per call and for the whole run, and
+the largest differences between the two engines' variances and PCV (the statsmodels path stops within its tolerance of the optimum;
 the direct fit is exact to about 1e-10). Usage::
 
     python bench/bench_maihda.py [--run intersections/women/KEN] [--processed data/processed] [--repeats 5]

@@ -692,7 +692,8 @@ class _StratumSums:
         starts = np.concatenate([[0], np.cumsum(n)[:-1]])
         Xs, ys = X[order], y[order]
         p = X.shape[1]
-        xx = np.add.reduceat((Xs[:, :, None] * Xs[:, None, :]).reshape(len(ys), p * p), starts).reshape(-1, p, p)
+        products = (Xs[:, :, None] * Xs[:, None, :]).reshape(len(ys), p * p)
+        xx = np.add.reduceat(products, starts).reshape(-1, p, p)
         x1 = np.add.reduceat(Xs, starts)
         xy = np.add.reduceat(Xs * ys[:, None], starts)
         return cls(xx, x1, xy, np.bincount(codes, y, n_strata), np.bincount(codes, y * y, n_strata),
@@ -804,8 +805,8 @@ def _profiled_deviance(ratios: np.ndarray, sums: _StratumSums, reml: bool):
     ``D(theta) = m log q + sum_j log(1 + n_j theta) [+ log|A| for REML]``
 
     (Harville 1977; lme4's profiled REML criterion, Bates et al. 2015, here for one scalar
-    random intercept with the ratio as its single parameter). Its derivative, by the envelope theorem for ``b`` and with
-    ``h_j' = 1 / (1 + n_j theta)^2`` and ``e_j = 1'y_j - 1'X_j b``,
+    random intercept with the ratio as its single parameter). Its derivative, by the envelope
+    theorem for ``b`` and with ``h_j' = 1 / (1 + n_j theta)^2`` and ``e_j = 1'y_j - 1'X_j b``,
 
     ``D'(theta) = -m sum_j h_j' e_j^2 / q + sum_j n_j / (1 + n_j theta)
     [- sum_j h_j' 1'X_j A^-1 X_j'1 for REML]``.
