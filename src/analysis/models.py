@@ -14,7 +14,9 @@
   individual heterogeneity and discriminatory accuracy; Evans et al. 2018; Merlo 2018): a null
   model with random intercepts for intersectional strata and a main-effects model adding the
   dimensions as fixed effects; it reports the variance partition coefficient (VPC), the
-  proportional change in variance (PCV) and shrunken stratum estimates with intervals.
+  proportional change in variance (PCV) and shrunken stratum estimates with intervals. The
+  variances maximise the REML likelihood profiled to one variance ratio, computed from
+  per-stratum sums (:func:`_profiled_deviance`); statsmodels ``MixedLM`` is the fallback.
 
 Every function that returns estimates returns the one result schema (:mod:`analysis.tables`).
 """
@@ -520,15 +522,43 @@ def survey_glm(
 
 @dataclass
 class MixedFit:
-    """One fitted random-intercept model: variance components and the optimiser's report."""
+    """One fitted random-intercept model ``y = X b + u_j + e``: estimates and the fit's record.
 
-    result: object
+    Attributes
+    ----------
+    stratum_var, residual_var : float
+        ``s2_u`` (exactly 0 when the (RE)ML optimum is on the boundary) and ``s2_e``.
+    stratum_var_se : float
+        Delta-method SE of ``s2_u`` (NaN at ``s2_u = 0``).
+    optimiser : str
+        What produced the estimates: ``"profiled REML (direct)"`` (or ``ML``), or, when the
+        direct fit failed its check, the statsmodels ``MixedLM.fit`` method and start used.
+    converged : bool
+        The estimates passed :func:`_at_maximum` (a verified optimum of the closed-form
+        likelihood).
+    attempts : dict
+        Every fit tried, in order, with its outcome and log-likelihood.
+    fe_params : pandas.Series
+        GLS fixed effects ``b`` at the estimated variances, by patsy term name.
+    random_effects : pandas.Series
+        BLUPs ``u_j`` by stratum label.
+    loglik : float
+        The closed-form (RE)ML log-likelihood (:func:`_random_intercept_loglik`, up to a
+        constant) at the estimates.
+    reml : bool
+        REML (True) or ML.
+    """
+
     stratum_var: float
     residual_var: float
     stratum_var_se: float
     optimiser: str
     converged: bool
     attempts: dict
+    fe_params: pd.Series
+    random_effects: pd.Series
+    loglik: float
+    reml: bool = True
 
     @property
     def vpc(self) -> float:
@@ -581,7 +611,7 @@ class Maihda:
         model = ("linear probability model (binary outcome fitted as continuous)" if self.binary
                  else "linear mixed model")  # fmt: skip
         return (f"MAIHDA: {model}, random intercepts for {' × '.join(self.dimensions)} strata, "
-                f"REML (statsmodels MixedLM, optimiser {self.null.optimiser}/{self.main.optimiser}); "
+                f"{'REML' if self.null.reml else 'ML'} (fits: {self.null.optimiser}/{self.main.optimiser}); "
                 "unweighted (model-based, not design-based)")  # fmt: skip
 
     def summary_table(self, level: float = 0.95, **labels) -> pd.DataFrame:
@@ -654,13 +684,20 @@ class _StratumSums:
 
     @classmethod
     def build(cls, X: np.ndarray, y: np.ndarray, codes: np.ndarray, n_strata: int) -> _StratumSums:
+        """Sums over the rows of each stratum (``codes`` 0..J-1, every stratum with rows)."""
+        n = np.bincount(codes, minlength=n_strata)
+        if np.any(n == 0):
+            raise ModelError("MAIHDA: a stratum without rows; strata must come from the data")
+        order = np.argsort(codes, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+        Xs, ys = X[order], y[order]
         p = X.shape[1]
-        xx, x1, xy = np.zeros((n_strata, p, p)), np.zeros((n_strata, p)), np.zeros((n_strata, p))
-        np.add.at(xx, codes, X[:, :, None] * X[:, None, :])
-        np.add.at(x1, codes, X)
-        np.add.at(xy, codes, X * y[:, None])
+        products = (Xs[:, :, None] * Xs[:, None, :]).reshape(len(ys), p * p)
+        xx = np.add.reduceat(products, starts).reshape(-1, p, p)
+        x1 = np.add.reduceat(Xs, starts)
+        xy = np.add.reduceat(Xs * ys[:, None], starts)
         return cls(xx, x1, xy, np.bincount(codes, y, n_strata), np.bincount(codes, y * y, n_strata),
-                   np.bincount(codes, minlength=n_strata).astype(float))  # fmt: skip
+                   n.astype(float))  # fmt: skip
 
 
 def _random_intercept_loglik(log_variances, sums: _StratumSums, reml: bool = True) -> float:
@@ -669,8 +706,9 @@ def _random_intercept_loglik(log_variances, sums: _StratumSums, reml: bool = Tru
 
     Closed form per stratum: ``V_j^-1 = (I - g_j 11') / s2_e`` with
     ``g_j = s2_u / (s2_e + n_j s2_u)`` and ``log|V_j| = (n_j - 1) log s2_e + log(s2_e + n_j s2_u)``.
-    Used to check that an optimiser reached a maximum and for the observed information of the
-    variance components; the fit itself is statsmodels'.
+    Used to check that a fit reached a maximum and for the observed information of the
+    variance components; the fit itself maximises the equivalent one-dimensional profile
+    (:func:`_profiled_deviance`).
     """
     s2u, s2e = np.exp(log_variances[0]), np.exp(log_variances[1])
     g = s2u / (s2e + sums.n * s2u)
@@ -745,27 +783,134 @@ def _moment_start(model, codes: np.ndarray):
     return MixedLMParams.from_components(fe_params=beta, cov_re=np.array([[between / within]]))
 
 
-def _fit_mixed(formula: str, data: pd.DataFrame, optimisers, reml: bool) -> MixedFit:
-    """Fit with the optimisers in turn until one reaches the (RE)ML optimum.
+#: Variance ratios ``s2_u / s2_e`` scanned by the direct fit (4 per decade) before each local
+#: optimum is refined; a profile still falling at the top means ``s2_e`` is near 0 (the direct
+#: fit then fails and statsmodels is tried).
+_RATIO_GRID = np.logspace(-8, 6, 57)
 
-    statsmodels' optimisers sometimes report convergence at a poor point (L-BFGS may return a
-    zero stratum variance far from the optimum, with an infinite log-likelihood), so a fit is
-    accepted only when it converged and no small move of the two variances raises the
-    closed-form likelihood (:func:`_at_maximum`). When no optimiser passes, the best fit found
-    is kept and a :class:`MaihdaConvergenceWarning` says so.
+#: Label of the direct fit in :attr:`MixedFit.optimiser` and the attempts record.
+_DIRECT_LABEL = "profiled {} (direct)"
+
+
+def _profiled_deviance(ratios: np.ndarray, sums: _StratumSums, reml: bool):
+    """Profiled (RE)ML deviance of a random-intercept model and its derivative in the ratio.
+
+    With ``theta = s2_u / s2_e``, ``V_j = s2_e (I + theta 11')``, ``h_j = theta / (1 + n_j theta)``,
+    ``A = sum_j X_j'X_j - h_j X_j'1 1'X_j`` (``X'V^-1X`` times ``s2_e``), the GLS
+    ``b = A^-1 c`` with ``c = sum_j X_j'y_j - h_j X_j'1 1'y_j``, and the weighted residual sum of
+    squares ``q = sum_j y_j'y_j - h_j (1'y_j)^2 - c'b``, maximising over ``s2_e`` gives
+    ``s2_e = q / m`` with ``m = N - p`` (REML) or ``N`` (ML), and minus twice the log-likelihood is,
+    up to a constant,
+
+    ``D(theta) = m log q + sum_j log(1 + n_j theta) [+ log|A| for REML]``
+
+    (Harville 1977; lme4's profiled REML criterion, Bates et al. 2015, here for one scalar
+    random intercept with the ratio as its single parameter). Its derivative, by the envelope
+    theorem for ``b`` and with ``h_j' = 1 / (1 + n_j theta)^2`` and ``e_j = 1'y_j - 1'X_j b``,
+
+    ``D'(theta) = -m sum_j h_j' e_j^2 / q + sum_j n_j / (1 + n_j theta)
+    [- sum_j h_j' 1'X_j A^-1 X_j'1 for REML]``.
+
+    Parameters
+    ----------
+    ratios : array of shape (K,)
+        Values of ``theta >= 0``, evaluated together.
+
+    Returns
+    -------
+    deviance, slope, q : arrays of shape (K,)
+    beta : array of shape (K, p)
+
+    References
+    ----------
+    Harville, D. A. (1977). Maximum likelihood approaches to variance component estimation and
+    to related problems. JASA 72, 320-338. Bates, D., Mächler, M., Bolker, B., Walker, S. (2015).
+    Fitting linear mixed-effects models using lme4. J. Stat. Softw. 67(1).
     """
+    theta = np.asarray(ratios, dtype=float)[:, None]
+    n = sums.n[None, :]
+    h = theta / (1 + n * theta)  # (K, J)
+    dh = 1 / (1 + n * theta) ** 2
+    J, p = sums.x1.shape
+    outer = (sums.x1[:, :, None] * sums.x1[:, None, :]).reshape(J, p * p)
+    A = sums.xx.sum(0)[None] - (h @ outer).reshape(-1, p, p)
+    c = sums.xy.sum(0)[None] - h @ (sums.x1 * sums.sum_y[:, None])
+    beta = np.linalg.solve(A, c[:, :, None])[:, :, 0]
+    q = (sums.sum_yy.sum() - h @ sums.sum_y**2) - np.einsum("kp,kp->k", c, beta)
+    e = sums.sum_y[None, :] - beta @ sums.x1.T  # (K, J) stratum sums of the GLS residuals
+    m = float(sums.n.sum()) - (p if reml else 0)
+    deviance = m * np.log(q) + np.log1p(n * theta).sum(1)
+    slope = -m * (dh * e**2).sum(1) / q + (n / (1 + n * theta)).sum(1)
+    if reml:
+        deviance = deviance + np.linalg.slogdet(A)[1]
+        leverage = np.einsum("ja,kab,jb->kj", sums.x1, np.linalg.inv(A), sums.x1)
+        slope = slope - (dh * leverage).sum(1)
+    return deviance, slope, q, beta
+
+
+def _direct_ratio(sums: _StratumSums, reml: bool) -> float:
+    """The variance ratio ``theta = s2_u / s2_e`` minimising :func:`_profiled_deviance`.
+
+    The deviance is scanned on :data:`_RATIO_GRID`; every bracket where its slope turns from
+    negative to positive holds a local minimum, found as the root of the analytic slope
+    (Brent's method, relative tolerance ``1e-13``). The boundary ``theta = 0`` is a candidate
+    when the slope there is not negative (no small stratum variance lowers the deviance), as in
+    lme4's bounded optimisation. The candidate with the smallest deviance is returned.
+
+    Raises
+    ------
+    ModelError
+        No minimum within the grid (the deviance still falls at ``theta = 1e6``: a residual
+        variance near 0) or a deviance that is not finite.
+    """
+    from scipy.optimize import brentq
+
+    grid = np.concatenate([[0.0], _RATIO_GRID])
+    deviance, slope, _, _ = _profiled_deviance(grid, sums, reml)
+    if not (np.all(np.isfinite(deviance)) and np.all(np.isfinite(slope))):
+        raise ModelError("the profiled likelihood is not finite on the variance-ratio grid")
+    candidates = []
+    if slope[0] >= 0:
+        candidates.append((deviance[0], 0.0))
+    for k in np.flatnonzero((slope[:-1] < 0) & (slope[1:] >= 0)):
+        root = brentq(lambda t: float(_profiled_deviance(np.array([t]), sums, reml)[1][0]),
+                      grid[k], grid[k + 1], xtol=1e-300, rtol=1e-13)  # fmt: skip
+        candidates.append((float(_profiled_deviance(np.array([root]), sums, reml)[0][0]), root))
+    if slope[-1] < 0:
+        raise ModelError(f"the profiled likelihood still rises at a variance ratio of {grid[-1]:g}")
+    if not candidates:
+        raise ModelError("no minimum of the profiled likelihood on the variance-ratio grid")
+    return min(candidates)[1]
+
+
+def _direct_fit(sums: _StratumSums, reml: bool):
+    """Variances, fixed effects and BLUPs at the (RE)ML optimum from the stratum sums alone.
+
+    ``theta`` from :func:`_direct_ratio`; then ``s2_e = q / m``, ``s2_u = theta s2_e``, ``b`` the
+    GLS estimate and the BLUPs ``u_j = s2_u n_j / (s2_e + n_j s2_u) * (mean GLS residual of
+    stratum j) = h_j e_j`` (Henderson 1975, Biometrics 31, 423-447; Robinson 1991, Statist.
+    Sci. 6, 15-51).
+    """
+    theta = _direct_ratio(sums, reml)
+    _, _, q, beta = _profiled_deviance(np.array([theta]), sums, reml)
+    m = float(sums.n.sum()) - (sums.x1.shape[1] if reml else 0)
+    s2e = float(q[0]) / m
+    beta = beta[0]
+    blups = theta / (1 + sums.n * theta) * (sums.sum_y - sums.x1 @ beta)
+    return theta * s2e, s2e, beta, blups
+
+
+def _statsmodels_fits(formula, data, strata, codes, sums, optimisers, reml, attempts, candidates):
+    """statsmodels ``MixedLM.fit`` with each optimiser in turn until one reaches a verified
+    optimum; each fit tried is added to ``attempts`` and ``candidates`` (the previous engine,
+    kept as the fallback of the direct fit and for comparison: ``engine="statsmodels"``)."""
     import statsmodels.formula.api as smf
 
-    strata = sorted(data["_stratum"].unique())
-    codes = pd.Categorical(data["_stratum"], categories=strata).codes
     model = smf.mixedlm(formula, data, groups=data["_stratum"])
-    sums = _StratumSums.build(np.asarray(model.exog, float), np.asarray(model.endog, float),
-                              codes, len(strata))  # fmt: skip
     start = _moment_start(model, codes)
-    attempts, candidates = {}, []
     # each optimiser from moment-based starting values first, then from statsmodels' defaults
     for method, start_params in [(m, start) for m in optimisers] + [(m, None) for m in optimisers]:
-        label = f"{method} ({'moment start' if start_params is not None else 'default start'})"
+        label = f"statsmodels {method} ({'moment start' if start_params is not None else 'default start'})"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -779,12 +924,78 @@ def _fit_mixed(formula: str, data: pd.DataFrame, optimisers, reml: bool) -> Mixe
         loglik = _random_intercept_loglik(np.log([max(s2u, 1e-8 * s2e), s2e]), sums, reml) if usable \
             else -np.inf
         attempts[label] = f"converged {bool(result.converged)}, at optimum {ok}, loglik {loglik:.6f}"
-        candidates.append((ok, loglik, label, result, s2u, s2e))
+        # statsmodels cannot predict random effects at a zero variance: they are 0 there
+        blups = pd.Series(0.0, index=strata)
+        if usable and s2u > 0:
+            effects = result.random_effects
+            blups = pd.Series({s: float(np.asarray(effects[s])[0]) for s in effects})
+        candidates.append((ok, loglik, label, s2u, s2e, np.asarray(result.fe_params, float), blups))
         if ok:
-            break
+            return
+
+
+def _fit_mixed(formula: str, data: pd.DataFrame, strata: list[str], optimisers, reml: bool,
+               engine: str = "direct", stratum_constant: bool = False):
+    """Fit ``y = X b + u_j + e`` and verify the optimum.
+
+    ``engine="direct"`` (default): :func:`_direct_fit` on the per-stratum sums; it is accepted
+    when :func:`_at_maximum` confirms it, otherwise statsmodels' optimisers are tried in turn
+    (:func:`_statsmodels_fits`) and the record says so. ``engine="statsmodels"``: statsmodels
+    only (the previous implementation). statsmodels' optimisers sometimes report convergence
+    at a poor point (L-BFGS may return a zero stratum variance far from the optimum), so any
+    fit is accepted only when it converged and no small move of the two variances raises the
+    closed-form likelihood. When no fit passes, the best found is kept and a
+    :class:`MaihdaConvergenceWarning` says so.
+
+    ``stratum_constant``: every term of ``formula`` is a fixed function of the stratum's
+    categories (the default main effects, ``C(dimension)`` terms), so patsy builds the design
+    on one row per stratum (the same levels, hence the same columns) and each row takes its
+    stratum's; not for covariates varying within strata or data-dependent transforms
+    (``center``, splines).
+
+    Returns
+    -------
+    MixedFit, _StratumSums
+        The fit and the stratum sums of its design.
+    """
+    if engine not in ("direct", "statsmodels"):
+        raise ModelError(f"MAIHDA: engine={engine!r}; use 'direct' or 'statsmodels'")
+    outcome, rhs = (side.strip() for side in formula.split("~"))
+    y = data[outcome].to_numpy(float)
+    codes = pd.Index(strata).get_indexer(data["_stratum"])  # strata come from the data: no -1
+    if rhs == "1":  # the null model: what patsy builds for "~ 1", without its cost
+        x_frame = pd.DataFrame({"Intercept": np.ones(len(data))})
+        X = x_frame.to_numpy(float)
+    else:
+        rows = data.drop_duplicates("_stratum") if stratum_constant else data
+        try:
+            x_frame = patsy.dmatrix(rhs, rows, return_type="dataframe", NA_action="raise")
+        except patsy.PatsyError as exc:
+            raise ModelError(f"MAIHDA model {formula!r}: {str(exc).splitlines()[0]}") from None
+        X = x_frame.to_numpy(float)
+        if stratum_constant:
+            order = pd.Index(strata).get_indexer(rows["_stratum"])
+            X = X[np.argsort(order)][codes]
+    sums = _StratumSums.build(X, y, codes, len(strata))
+    attempts, candidates = {}, []
+    if engine == "direct":
+        label = _DIRECT_LABEL.format("REML" if reml else "ML")
+        try:
+            with np.errstate(all="ignore"):
+                s2u, s2e, beta, blups = _direct_fit(sums, reml)
+        except (np.linalg.LinAlgError, ModelError) as exc:
+            attempts[label] = f"failed: {exc}"
+        else:
+            ok = bool(np.isfinite(s2e) and s2e > 0 and _at_maximum(s2u, s2e, sums, reml))
+            loglik = _random_intercept_loglik(np.log([max(s2u, 1e-8 * s2e), s2e]), sums, reml) \
+                if np.isfinite(s2e) and s2e > 0 else -np.inf
+            attempts[label] = f"at optimum {ok}, loglik {loglik:.6f}"
+            candidates.append((ok, loglik, label, s2u, s2e, beta, pd.Series(blups, index=strata)))
+    if not (candidates and candidates[0][0]):
+        _statsmodels_fits(formula, data, strata, codes, sums, optimisers, reml, attempts, candidates)
     if not candidates:
         raise ModelError(f"MAIHDA model {formula!r}: every optimiser failed ({attempts})")
-    ok, _, method, result, s2u, s2e = max(candidates, key=lambda c: (c[0], c[1]))
+    ok, loglik, method, s2u, s2e, beta, blups = max(candidates, key=lambda c: (c[0], c[1]))
     if not ok:
         warnings.warn(
             f"MAIHDA model {formula!r}: no optimiser reached a verified optimum ({attempts}); "
@@ -798,39 +1009,40 @@ def _fit_mixed(formula: str, data: pd.DataFrame, optimisers, reml: bool) -> Mixe
             se = s2u * float(np.sqrt(cov_log[0, 0])) if cov_log[0, 0] > 0 else np.nan
         except np.linalg.LinAlgError:
             se = np.nan
-    return MixedFit(result, s2u, s2e, se, method, ok, attempts)
+    fit = MixedFit(stratum_var=s2u, residual_var=s2e, stratum_var_se=se, optimiser=method,
+                   converged=ok, attempts=attempts,
+                   fe_params=pd.Series(beta, index=list(x_frame.columns)),
+                   random_effects=blups.reindex(strata), loglik=loglik, reml=reml)  # fmt: skip
+    return fit, sums
 
 
-def _prediction_table(fit: MixedFit, data: pd.DataFrame, X: np.ndarray, strata: list[str]):
+def _prediction_table(fit: MixedFit, sums: _StratumSums):
     """Shrunken stratum random effects and predicted stratum means with prediction SEs.
 
     Henderson's mixed-model equations with ``R = s2_e I`` and ``G = s2_u I``:
-    ``C = [[X'X, X'Z], [Z'X, Z'Z + (s2_e/s2_u) I]] / s2_e``; the prediction error covariance of
+    ``C = [[X'X, X'Z], [Z'X, Z'Z + (s2_e/s2_u) I]] / s2_e``, built from the stratum sums
+    (``X'Z`` has the columns ``X_j'1``, ``Z'Z = diag(n_j)``); the prediction error covariance of
     ``(beta, u)`` is ``C^-1``, so the stratum prediction ``x_j' beta + u_j`` has variance
     ``[x_j, e_j] C^-1 [x_j, e_j]'``. At a zero stratum variance the random effects are 0 and only
     the fixed-effect uncertainty remains.
     """
-    result = fit.result
-    codes = pd.Categorical(data["_stratum"], categories=strata).codes
-    n_strata = len(strata)
-    Z = np.zeros((len(data), n_strata))
-    Z[np.arange(len(data)), codes] = 1.0
-    beta = np.asarray(result.fe_params, dtype=float)
+    beta = fit.fe_params.to_numpy(float)
     s2e, s2u = fit.residual_var, fit.stratum_var
+    n_strata = len(sums.n)
     # fixed-part row of each stratum: the mean row (constant within a stratum when every
     # covariate is a stratum dimension; otherwise the stratum's average covariate mix)
-    x_strata = np.vstack([X[codes == j].mean(axis=0) for j in range(n_strata)])
-    p = X.shape[1]
+    x_strata = sums.x1 / sums.n[:, None]
+    p = x_strata.shape[1]
+    xtx = sums.xx.sum(0)
     if s2u > 0:
-        top = np.hstack([X.T @ X, X.T @ Z])
-        bottom = np.hstack([Z.T @ X, Z.T @ Z + (s2e / s2u) * np.eye(n_strata)])
+        top = np.hstack([xtx, sums.x1.T])
+        bottom = np.hstack([sums.x1, np.diag(sums.n) + (s2e / s2u) * np.eye(n_strata)])
         c_inv = np.linalg.inv(np.vstack([top, bottom]) / s2e)
-        re = result.random_effects
-        u = np.array([float(np.asarray(re[s])[0]) for s in strata])
+        u = fit.random_effects.to_numpy(float)
         u_se = np.sqrt(np.diag(c_inv)[p:])
         L = np.hstack([x_strata, np.eye(n_strata)])
     else:
-        c_inv = np.linalg.inv(X.T @ X / s2e)
+        c_inv = np.linalg.inv(xtx / s2e)
         u, u_se = np.zeros(n_strata), np.zeros(n_strata)
         L = x_strata
     predicted = x_strata @ beta + u
@@ -846,6 +1058,7 @@ def maihda(
     main_effects: str | None = None,
     optimisers=OPTIMISERS,
     reml: bool = True,
+    engine: str = "direct",
 ) -> Maihda:
     """MAIHDA over intersectional strata of ``dimensions``.
 
@@ -865,19 +1078,27 @@ def maihda(
         numeric coding). It may name other columns (e.g. ``+ C(country)``), which then vary
         within strata; rows missing them are excluded too.
     optimisers
-        statsmodels ``MixedLM.fit`` methods, all tried; the converged fit with the best
-        log-likelihood is kept (see :func:`_fit_mixed`); a :class:`MaihdaConvergenceWarning` is
-        raised when none converged.
+        statsmodels ``MixedLM.fit`` methods, tried in turn when the direct fit does not pass its
+        check (or with ``engine="statsmodels"``) until one reaches a verified optimum (see
+        :func:`_fit_mixed`); a :class:`MaihdaConvergenceWarning` is raised when no fit did.
     reml
         Restricted maximum likelihood (lme4's default) when True.
+    engine
+        ``"direct"`` (default): the profiled (RE)ML likelihood maximised over the variance ratio
+        from per-stratum sums (:func:`_profiled_deviance`), statsmodels as the fallback;
+        ``"statsmodels"``: statsmodels ``MixedLM`` only (the previous implementation, kept for
+        comparison). Both give the same optimum within optimiser tolerance.
 
     Notes
     -----
     Models (i person, j stratum): null ``y_ij = b0 + u_j + e_ij``; main
     ``y_ij = x_j' b + u_j + e_ij``; ``u_j ~ N(0, s2_u)``, ``e_ij ~ N(0, s2_e)``.
-    ``VPC = s2_u / (s2_u + s2_e)``; ``PCV = (s2_u,null - s2_u,main) / s2_u,null``. The fit is
-    unweighted: MAIHDA is a model of the sample's strata, not a design-based estimator. Rows
-    with a missing outcome or dimension are excluded and counted (``n_excluded``).
+    ``VPC = s2_u / (s2_u + s2_e)``; ``PCV = (s2_u,null - s2_u,main) / s2_u,null``. The variances
+    maximise the REML criterion (Harville 1977; lme4's profiled REML, Bates et al. 2015) with
+    ``s2_u >= 0`` (exactly 0 at a boundary optimum, as lme4's singular fits); ``b`` is GLS and
+    the stratum effects are BLUPs. The fit is unweighted: MAIHDA is a model of the sample's
+    strata, not a design-based estimator. Rows with a missing outcome or dimension are excluded
+    and counted (``n_excluded``).
     """
     # columns named in the main-effects formula beyond the dimensions (e.g. country)
     named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", main_effects or ""))
@@ -888,10 +1109,12 @@ def maihda(
         raise ModelError(f"MAIHDA: columns {absent} not in the data; columns are {list(frame.columns)[:30]}")
     complete = frame[needed].notna().all(axis=1)
     data = frame.loc[complete, needed].reset_index(drop=True).copy()
+    data.attrs = {}  # survey metadata, deep-copied by every pandas step otherwise
     data[outcome] = pd.to_numeric(data[outcome], errors="coerce")
     if data[outcome].isna().any():
         raise ModelError(f"MAIHDA: outcome {outcome!r} has non-numeric values")
-    data["_stratum"] = [join_cell(values) for values in data[list(dimensions)].astype(str).to_numpy()]
+    combination, combinations = pd.MultiIndex.from_frame(data[list(dimensions)].astype(str)).factorize()
+    data["_stratum"] = np.array([join_cell(values) for values in combinations], dtype=object)[combination]
     strata = sorted(data["_stratum"].unique())
     if len(strata) < 3:
         raise ModelError(f"MAIHDA needs several strata; {dimensions} give {len(strata)}")
@@ -906,14 +1129,13 @@ def maihda(
     else:
         for original, alias in sorted(safe.items(), key=lambda kv: -len(kv[0])):
             rhs = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(original)}(?![A-Za-z0-9_])", alias, rhs)
-    null_fit = _fit_mixed("_y ~ 1", data, optimisers, reml)
-    main_fit = _fit_mixed(f"_y ~ {rhs}", data, optimisers, reml)
+    null_fit, null_sums = _fit_mixed("_y ~ 1", data, strata, optimisers, reml, engine)
+    main_fit, main_sums = _fit_mixed(f"_y ~ {rhs}", data, strata, optimisers, reml, engine,
+                                        stratum_constant=main_effects is None)
     pcv = (null_fit.stratum_var - main_fit.stratum_var) / null_fit.stratum_var \
         if null_fit.stratum_var > 0 else np.nan
-    X_null = np.ones((len(data), 1))
-    X_main = np.asarray(main_fit.result.model.exog, dtype=float)
-    u0, u0_se, pred0, pred0_se = _prediction_table(null_fit, data, X_null, strata)
-    u1, u1_se, pred1, pred1_se = _prediction_table(main_fit, data, X_main, strata)
+    u0, u0_se, pred0, pred0_se = _prediction_table(null_fit, null_sums)
+    u1, u1_se, pred1, pred1_se = _prediction_table(main_fit, main_sums)
     counts = data["_stratum"].value_counts()
     table = pd.DataFrame({
         "stratum": strata, "n": [int(counts[s]) for s in strata],
@@ -921,8 +1143,8 @@ def maihda(
         "blup_main": u1, "blup_main_se": u1_se, "predicted_main": pred1, "predicted_main_se": pred1_se,
     })  # fmt: skip
     names = {alias: original for original, alias in safe.items()}
-    fixed = pd.Series(np.asarray(main_fit.result.fe_params, dtype=float),
-                      index=[_rename_term(t, names) for t in main_fit.result.fe_params.index])
+    fixed = pd.Series(main_fit.fe_params.to_numpy(float),
+                      index=[_rename_term(t, names) for t in main_fit.fe_params.index])
     return Maihda(outcome=outcome, dimensions=list(dimensions), null=null_fit, main=main_fit,
                   pcv=float(pcv), fixed_effects=fixed, strata=table, n_used=len(data),
                   n_excluded=int((~complete).sum()), binary=bool(binary))  # fmt: skip
