@@ -337,3 +337,45 @@ def html_unescape(value: str) -> str:
     import html
 
     return html.unescape(value)
+
+
+def _chart_figures():
+    """One figure of each kind laid out by figures._tight_layout (every kind but maps)."""
+    table = _profile_table()
+    gaps = pd.DataFrame({"indicator": ["food", "health"], "estimate": [13.0, -4.0], "ci_low": [5.0, -12.0],
+                         "ci_high": [21.0, 3.0], "flag": ["ok", "caution"]})
+    heat = pd.DataFrame({"r": ["a long row label of a category", "a", "b", "b"], "c": ["x", "y", "x", "y"],
+                         "estimate": [10.0, 80.0, None, 50.0], "ci_low": [5.0, 70.0, None, 40.0],
+                         "ci_high": [15.0, 90.0, None, 60.0], "flag": ["ok", "caution", "suppressed", "ok"]})
+    note = "Source: a survey with a long title. " * 6
+    return {
+        "bars": lambda: figures.plot_estimates(table, item_column="indicator", series_column="cell", title="t",
+                                               source_note=note, synthetic=True)[0],
+        "gaps": lambda: figures.plot_gaps(gaps, title="gaps " * 30, source_note=note)[0],
+        "heatmap": lambda: figures.plot_heatmap(heat, row_column="r", column_column="c", title="heat",
+                                                row_title="Category", column_title="Who",
+                                                source_note=note)[0],
+    }
+
+
+@pytest.mark.parametrize("kind", ["bars", "gaps", "heatmap"])
+def test_charts_are_laid_out_as_tight_layout_would_measuring_once(monkeypatch, kind):
+    """A chart's axes (and a heatmap's colorbar) sit in one cell: its layout is tight_layout's first
+    pass moved into the reserved rect, the same subplot parameters as ``fig.tight_layout(rect=...)``
+    (whose second pass measured every text again and used none of it)."""
+    draw = _chart_figures()[kind]
+    rects, passes = [], []
+    one_pass = figures._tight_layout
+    two_passes = matplotlib.figure.Figure.tight_layout
+    monkeypatch.setattr(figures, "_tight_layout", lambda fig, rect: (rects.append(rect), one_pass(fig, rect))[1])
+    monkeypatch.setattr(matplotlib.figure.Figure, "tight_layout",
+                        lambda self, *a, **k: (passes.append(1), two_passes(self, *a, **k))[1])
+    mine = draw().subplotpars
+    assert rects and not passes, "a one-cell chart went through matplotlib's two-pass tight_layout"
+    # the same chart laid out by matplotlib's tight_layout from the start, as it was before
+    monkeypatch.setattr(figures, "_tight_layout",
+                        lambda fig, rect: two_passes(fig, pad=figures.TIGHT_PAD, rect=rect))
+    theirs = draw().subplotpars
+    assert (mine.left, mine.bottom, mine.right, mine.top) == pytest.approx(
+        (theirs.left, theirs.bottom, theirs.right, theirs.top), abs=1e-9)
+    matplotlib.pyplot.close("all")

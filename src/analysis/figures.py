@@ -341,6 +341,43 @@ TIGHT_PAD = 1.08
 _COLORBAR_TEXT_INCHES: dict = {}
 
 
+def _tight_layout(fig, rect: tuple[float, float, float, float]) -> None:
+    """``fig.tight_layout(pad=TIGHT_PAD, rect=rect)``, measuring the figure's texts once.
+
+    matplotlib's tight layout with a ``rect`` measures every text twice: a first pass gives the
+    margins the axes' decorations need, a second pass inside the rect uses only the rect on
+    every side that the rect sets (and the spaces between cells of a grid). For a figure whose
+    axes all sit in one cell of a grid (a chart, or a heatmap with its colorbar), the result is
+    the first pass moved into the rect, which is computed here (the same rule as
+    ``matplotlib._tight_layout._auto_adjust_subplotpars``; ``tests/test_figures.py`` compares the
+    two). Figures with several cells go to ``fig.tight_layout``.
+    """
+    from matplotlib.transforms import Bbox
+
+    laid_out = [ax for ax in fig.axes if ax.get_visible()]
+    specs = {ax.get_subplotspec().get_topmost_subplotspec() if ax.get_subplotspec() else None for ax in laid_out}
+    if len(specs) != 1 or None in specs:
+        fig.tight_layout(pad=TIGHT_PAD, rect=rect)
+        return
+    cell = next(iter(specs)).get_position(fig)
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.get_tightbbox(renderer, for_layout_only=True) for ax in laid_out]
+    tight = fig.transFigure.inverted().transform_bbox(Bbox.union([b for b in boxes if b is not None]))
+    width, height = fig.get_size_inches()
+    pad = TIGHT_PAD * matplotlib.rcParams["font.size"] / 72
+    margin_left = max(cell.xmin - tight.xmin, 0) + pad / width
+    margin_right = max(tight.xmax - cell.xmax, 0) + pad / width
+    margin_bottom = max(cell.ymin - tight.ymin, 0) + pad / height
+    margin_top = max(tight.ymax - cell.ymax, 0) + pad / height
+    left, bottom, right, top = rect
+    params = {"left": left + margin_left, "right": right - margin_right,
+              "bottom": bottom + margin_bottom, "top": top - margin_top}
+    if params["left"] >= params["right"] or params["bottom"] >= params["top"]:
+        fig.tight_layout(pad=TIGHT_PAD, rect=rect)  # no room: matplotlib warns and says why
+        return
+    fig.subplots_adjust(**params)
+
+
 def _map_layout(fig, colorbar, bottom_inches: float, top_inches: float) -> None:
     """The subplot parameters ``tight_layout`` gives a map, without measuring the map's texts.
 
@@ -412,7 +449,7 @@ def _finish_layout(fig, title: str, source_note: str, synthetic: bool, credit: s
     if colorbar is not None:
         _map_layout(fig, colorbar, bottom_inches, top_inches)
         return
-    fig.tight_layout(pad=TIGHT_PAD, rect=(0, bottom_inches / height, 1, 1 - top_inches / height))
+    _tight_layout(fig, rect=(0, bottom_inches / height, 1, 1 - top_inches / height))
     # laid out once: without this, tight_layout leaves a placeholder layout engine and savefig
     # draws the whole figure a second time (text layout included) before drawing it for real
     fig.set_layout_engine(None)
