@@ -40,3 +40,19 @@ def test_unknown_command_is_a_usage_error_without_traceback():
     assert result.returncode == 2
     assert "invalid choice: 'publish'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ingest_and_export_do_not_import_the_plotting_stack():
+    """``make report`` runs ingest, run and export as three commands; ingest and export read the
+    run matrix (``analysis.pipeline.matrix``) and the folder lock but draw nothing, so importing
+    them must not import the runner's front page and with it matplotlib and seaborn (a second of
+    CPU each)."""
+    code = ("import sys\n"
+            "import analysis.sources.ingest, analysis.exchange, analysis.exchange.cli\n"
+            "from analysis.pipeline import lock, matrix\n"
+            "from analysis.pipeline.matrix import load_report\n"
+            "print(sorted(m for m in ('matplotlib', 'seaborn', 'analysis.figures') if m in sys.modules))\n"
+            "import analysis.pipeline as p\n"
+            "print(p.run_pipeline.__module__)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == ["[]", "analysis.pipeline.runner"], result.stdout

@@ -226,3 +226,22 @@ def test_two_invocations_cannot_write_the_same_outputs(tiny_project):
     finally:
         held.close()
     assert not (tiny_project.outputs / "manifest.json").exists()
+
+
+def test_the_manifest_is_not_rewritten_after_every_run(tiny_project, monkeypatch):
+    """The whole manifest (about 1 MB for the demo report) was rewritten after each run: 78
+    rewrites, quadratic in the size of the report. Successes are saved at most every
+    MANIFEST_SAVE_SECONDS; the build's end always saves, so the manifest is complete."""
+    from analysis.pipeline import manifest as manifest_mod
+    from analysis.pipeline import runner
+
+    writes = []
+    original = manifest_mod.write_json_atomic
+    monkeypatch.setattr(manifest_mod, "write_json_atomic",
+                        lambda data, path: (writes.append(path.name), original(data, path))[1])
+    monkeypatch.setattr(runner, "MANIFEST_SAVE_SECONDS", 1e9, raising=False)
+    outcome = run_pipeline(tiny_project.report, workers=1, **tiny_project.kwargs())
+    assert outcome.exit_code == 0 and ran(tiny_project) == ALL_RUNS
+    assert writes.count("manifest.json") <= 2, writes  # the first success, and the end
+    manifest = json.loads((tiny_project.outputs / "manifest.json").read_text())
+    assert {k for k, v in manifest["runs"].items() if v.get("status") == "ok"} == ALL_RUNS

@@ -13,6 +13,18 @@ if "rfc3987_syntax" not in sys.modules:
     sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
 
 from analysis.pipeline.matrix import MatrixError, RunSpec, load_report
-from analysis.pipeline.runner import Outcome, plan_runs, run_pipeline
 
 __all__ = ["MatrixError", "Outcome", "RunSpec", "load_report", "plan_runs", "run_pipeline"]
+
+#: Names imported from the runner on first use (PEP 562): the runner imports the front page and
+#: with it matplotlib and seaborn, a second of CPU that ``ingest`` and ``export`` (which read only
+#: the run matrix and the lock) need not pay.
+_RUNNER_NAMES = {"Outcome", "plan_runs", "run_pipeline"}
+
+
+def __getattr__(name: str):
+    if name in _RUNNER_NAMES:
+        from analysis.pipeline import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'analysis.pipeline' has no attribute {name!r}")

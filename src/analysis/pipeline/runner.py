@@ -60,6 +60,11 @@ class Plan:
     components: dict[str, dict] = field(default_factory=dict)
 
 
+#: While runs finish, the manifest is written at most this often (seconds), and after every
+#: failure; always when the build ends.
+MANIFEST_SAVE_SECONDS = 2.0
+
+
 @dataclass
 class Outcome:
     """The result of :func:`run_pipeline`."""
@@ -394,11 +399,14 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
                 "notebook": cache._relative(run.notebook, ctx.project_root),
                 "parameters": cache.canonical_parameters(run.parameters, ctx.project_root)}
 
+    last_saved = [float("-inf")]
+
     def save():
         manifest["file_hashes"] = keys.hasher.cache
         manifest["summary"] = manifest_mod.summarise(manifest["runs"])
         manifest["updated_at"] = manifest_mod.now()
         manifest_mod.write_json_atomic(manifest, manifest_path)
+        last_saved[0] = time.monotonic()
 
     to_run_total = sum(1 for d, _ in plan.decisions.values() if d in ("run", "later"))
     progress_bar = _Progress(to_run_total, progress)
@@ -422,11 +430,17 @@ def _run_locked(plan: Plan, manifest: dict, keys: cache.KeyContext, outcome: Out
             outcome.failed.append(run.run_id)
         progress_bar.update(run, record)
         stop = _unwritable(record, outputs)
-        try:
-            save()
-        except OutputWriteError:
-            if stop is None:
-                raise
+        # A failure is recorded at once; successes at most every MANIFEST_SAVE_SECONDS (the whole
+        # manifest, about 1 MB for the demo report, was rewritten after each of its 78 runs).
+        # finish() always saves, interrupted or not: only a killed runner loses the last few
+        # records, and those runs are run again next time.
+        due = time.monotonic() - last_saved[0] >= MANIFEST_SAVE_SECONDS
+        if due or record["status"] != "ok" or stop is not None:
+            try:
+                save()
+            except OutputWriteError:
+                if stop is None:
+                    raise
         if stop is not None:
             raise stop  # every further run would fail the same way: stop, keep what finished
 
