@@ -509,3 +509,29 @@ def test_uncertainty_without_interval_columns_comes_from_the_flag():
 
     values = pd.DataFrame({"estimate": [10.0, 20.0, None], "flag": ["ok", "caution", "suppressed"]})
     assert list(figures.uncertain_areas(values)) == [False, True, False]
+
+
+def test_a_map_with_no_area_to_show_is_not_drawn_and_the_page_says_so(tmp_path):
+    """Defect: a third of the demo report's 572 area maps showed no value at all (every area
+    suppressed or without respondents), a map of hatching that a reader has to decode to learn
+    nothing. Such a map is not drawn, and the narrative says which maps are missing and why."""
+    frame, names, codes = _area_gap_frame()
+    income = np.full(len(frame), np.nan)
+    income[::60] = np.tile([1.0, 0.0], len(frame) // 120 + 1)[:len(income[::60])]  # 15 answers in all
+    frame["income_loss"] = income
+    run = ChapterRun(chapter="geography", group_id="women", country="KEN", sources=["areas"],
+                     output_dir=tmp_path, processed_dir=None, frames={"areas": frame},
+                     indicators=load_indicators(), groups=load_groups(), dimensions=load_dimensions())
+    assert {"food_insecurity", "income_loss"} <= set(run.headline_indicators("areas"))
+    estimates = chapters.admin1_estimates(run)
+    gaps = chapters.admin1_gaps(run, estimates)
+    income_rows = estimates[estimates["indicator"] == "income_loss"]
+    assert len(income_rows) and (income_rows["flag"] == "suppressed").all()
+    maps = chapters.admin1_maps(run, estimates, gaps)
+    assert {m.name for m in maps} == {"map_areas_food_insecurity", "map_gap_areas_food_insecurity"}
+    summary = chapters.geography_summary(run, estimates, gaps)
+    label = run.indicator_labels["income_loss"]
+    assert text("geography.summary.not_drawn", items=text("common.source_separator").join([
+        run.text("geography.summary.not_drawn_share", indicator_lc=label[0].lower() + label[1:], source="Area survey"),
+        run.text("geography.summary.not_drawn_gap", indicator_lc=label[0].lower() + label[1:], source="Area survey"),
+    ])) in summary

@@ -100,34 +100,55 @@ def admin1_gaps(run: ChapterRun, estimates: pd.DataFrame) -> pd.DataFrame:
         columns=["input_cells", "area"])
 
 
+def _has_value(table: pd.DataFrame) -> bool:
+    """True when some row of a map's table has a value to show (not suppressed, not missing)."""
+    return bool(((table["flag"] != "suppressed") & table["estimate"].notna()).any())
+
+
+def _area_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame):
+    """(source, indicator, group rows, gap rows) of every map the page is about: each headline
+    percent indicator of each source (the group rows carry ``admin1_code``; the gap rows, empty
+    when there is no gap, too)."""
+    if estimates.empty:
+        return
+    parts = estimates["cell"].astype(str).str.split(tables.CELL_SEPARATOR, n=1, expand=True)
+    group_rows = percent_view(estimates, run.percent_indicators).assign(admin1_code=parts[0], role=parts[1])
+    group_rows = group_rows[group_rows["role"] == "group"]
+    for (source, indicator), table in group_rows.groupby(["source", "indicator"], sort=False):
+        if indicator not in run.headline_indicators(source):
+            continue
+        gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)] \
+            if len(gaps_table) else gaps_table
+        if len(gap):
+            gap = percent_view(gap, run.percent_indicators).assign(admin1_code=gap["cell"].astype(str).to_numpy())
+        yield source, indicator, table, gap
+
+
 def admin1_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFrame) -> list:
     """For every headline percent indicator: a choropleth of the group's estimate and one of its
     gap, each with the table of every area's value, interval, respondents and quality beside it
     (:func:`analysis.figures.area_table`). The source note names the source and, when the source
-    covers only part of the adult population, whom it surveyed (:meth:`ChapterRun.population_note`)."""
+    covers only part of the adult population, whom it surveyed (:meth:`ChapterRun.population_note`).
+
+    A map whose every area is suppressed or without respondents shows nothing and is not drawn;
+    :func:`geography_summary` names it."""
     if estimates.empty:
         return []
     areas = load_boundaries("admin1", run.country)
-    parts = estimates["cell"].astype(str).str.split(tables.CELL_SEPARATOR, n=1, expand=True)
-    group_rows = percent_view(estimates, run.percent_indicators).assign(admin1_code=parts[0], role=parts[1])
-    group_rows = group_rows[group_rows["role"] == "group"]
     saved = []
-    for (source, indicator), table in group_rows.groupby(["source", "indicator"], sort=False):
-        if indicator not in run.headline_indicators(source):
-            continue
+    for source, indicator, table, gap in _area_maps(run, estimates, gaps_table):
         label = run.indicator_labels.get(indicator, indicator)
         note = run.source_note_with_population(source)
         title = run.figure_title("geography.map.title", source, indicator=label)
-        fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code", title=title,
-                                           source_note=note, synthetic=run.synthetic)
-        saved.append(figures.save_figure(
-            fig, run.figures_dir, f"map_{source}_{indicator}", alt,
-            caption=run.text("geography.map.caption", title=title),
-            table=figures.area_table(areas, table, area_key="iso_3166_2", value_key="admin1_code"),
-            table_caption=run.text("geography.map.table", title=title)))
-        gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)]
-        if len(gap):
-            gap = percent_view(gap, run.percent_indicators).assign(admin1_code=gap["cell"].astype(str).to_numpy())
+        if _has_value(table):
+            fig, alt = figures.plot_choropleth(areas, table, area_key="iso_3166_2", value_key="admin1_code",
+                                               title=title, source_note=note, synthetic=run.synthetic)
+            saved.append(figures.save_figure(
+                fig, run.figures_dir, f"map_{source}_{indicator}", alt,
+                caption=run.text("geography.map.caption", title=title),
+                table=figures.area_table(areas, table, area_key="iso_3166_2", value_key="admin1_code"),
+                table_caption=run.text("geography.map.table", title=title)))
+        if len(gap) and _has_value(gap):
             title = run.figure_title("geography.gap_map.title", source, indicator=label)
             fig, alt = figures.plot_choropleth(areas, gap, area_key="iso_3166_2", value_key="admin1_code",
                                                title=title, diverging=True,
@@ -236,6 +257,17 @@ def geography_summary(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.D
                 parts.append(run.text("geography.summary.largest", count=len(clear), total=len(diff),
                                       gaps=text("common.source_separator").join(named)))
         parts.append(_suppression_sentence(run, percent, "geography.summary.suppressed"))
+        missing = []  # the maps admin1_maps does not draw: nothing to show in any area
+        for source, indicator, table, gap in _area_maps(run, estimates, gaps_table):
+            label = lower_first(run.indicator_labels.get(indicator, indicator))
+            if not _has_value(table):
+                missing.append(run.text("geography.summary.not_drawn_share", indicator_lc=label,
+                                        source=run.source_title(source)))
+            if len(gap) and not _has_value(gap):
+                missing.append(run.text("geography.summary.not_drawn_gap", indicator_lc=label,
+                                        source=run.source_title(source)))
+        if missing:
+            parts.append(run.text("geography.summary.not_drawn", items=text("common.source_separator").join(missing)))
         return " ".join(parts)
     group_rows = percent[(percent["cell"] == "group") & (percent["flag"] != "suppressed")
                          & percent["estimate"].notna()]
