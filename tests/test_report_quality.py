@@ -532,6 +532,7 @@ def test_a_map_with_no_area_to_show_is_not_drawn_and_the_page_says_so(tmp_path):
     summary = chapters.geography_summary(run, estimates, gaps)
     label = run.indicator_labels["income_loss"]
     assert text("geography.summary.not_drawn", items=text("common.source_separator").join([
-        run.text("geography.summary.not_drawn_share", indicator_lc=label[0].lower() + label[1:], source="Area survey"),
-        run.text("geography.summary.not_drawn_gap", indicator_lc=label[0].lower() + label[1:], source="Area survey"),
+        run.text("geography.summary.not_drawn_share", indicators=label[0].lower() + label[1:], source="Area survey"),
+        run.text("geography.summary.not_drawn_gap", indicators=label[0].lower() + label[1:], source="Area survey"),
     ])) in summary
+    assert "food insecurity" not in summary.split("Maps not drawn")[1]

@@ -257,17 +257,19 @@ def geography_summary(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.D
                 parts.append(run.text("geography.summary.largest", count=len(clear), total=len(diff),
                                       gaps=text("common.source_separator").join(named)))
         parts.append(_suppression_sentence(run, percent, "geography.summary.suppressed"))
-        missing = []  # the maps admin1_maps does not draw: nothing to show in any area
+        # the maps admin1_maps does not draw (nothing to show in any area), by source and kind
+        missing: dict[tuple[str, str], list[str]] = {}
         for source, indicator, table, gap in _area_maps(run, estimates, gaps_table):
             label = lower_first(run.indicator_labels.get(indicator, indicator))
             if not _has_value(table):
-                missing.append(run.text("geography.summary.not_drawn_share", indicator_lc=label,
-                                        source=run.source_title(source)))
+                missing.setdefault((source, "share"), []).append(label)
             if len(gap) and not _has_value(gap):
-                missing.append(run.text("geography.summary.not_drawn_gap", indicator_lc=label,
-                                        source=run.source_title(source)))
+                missing.setdefault((source, "gap"), []).append(label)
         if missing:
-            parts.append(run.text("geography.summary.not_drawn", items=text("common.source_separator").join(missing)))
+            items = [run.text(f"geography.summary.not_drawn_{kind}", source=run.source_title(source),
+                              indicators=text("common.list_separator").join(labels))
+                     for (source, kind), labels in missing.items()]
+            parts.append(run.text("geography.summary.not_drawn", items=text("common.source_separator").join(items)))
         return " ".join(parts)
     group_rows = percent[(percent["cell"] == "group") & (percent["flag"] != "suppressed")
                          & percent["estimate"].notna()]
