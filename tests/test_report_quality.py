@@ -515,7 +515,7 @@ def test_a_map_with_no_area_to_show_is_not_drawn_and_the_page_says_so(tmp_path):
     """Defect: a third of the demo report's 572 area maps showed no value at all (every area
     suppressed or without respondents), a map of hatching that a reader has to decode to learn
     nothing. Such a map is not drawn, and the narrative says which maps are missing and why."""
-    frame, names, codes = _area_gap_frame()
+    frame, _, _ = _area_gap_frame()
     income = np.full(len(frame), np.nan)
     income[::60] = np.tile([1.0, 0.0], len(frame) // 120 + 1)[:len(income[::60])]  # 15 answers in all
     frame["income_loss"] = income
