@@ -341,6 +341,11 @@ TIGHT_PAD = 1.08
 _COLORBAR_TEXT_INCHES: dict = {}
 
 
+def _pad_inches() -> float:
+    """``tight_layout``'s padding of :data:`TIGHT_PAD` font sizes, in inches."""
+    return TIGHT_PAD * matplotlib.rcParams["font.size"] / 72
+
+
 def _tight_layout(fig, rect: tuple[float, float, float, float]) -> None:
     """``fig.tight_layout(pad=TIGHT_PAD, rect=rect)``, measuring the figure's texts once.
 
@@ -364,7 +369,7 @@ def _tight_layout(fig, rect: tuple[float, float, float, float]) -> None:
     boxes = [ax.get_tightbbox(renderer, for_layout_only=True) for ax in laid_out]
     tight = fig.transFigure.inverted().transform_bbox(Bbox.union([b for b in boxes if b is not None]))
     width, height = fig.get_size_inches()
-    pad = TIGHT_PAD * matplotlib.rcParams["font.size"] / 72
+    pad = _pad_inches()
     margin_left = max(cell.xmin - tight.xmin, 0) + pad / width
     margin_right = max(tight.xmax - cell.xmax, 0) + pad / width
     margin_bottom = max(cell.ymin - tight.ymin, 0) + pad / height
@@ -390,7 +395,7 @@ def _map_layout(fig, colorbar, bottom_inches: float, top_inches: float) -> None:
     slot is moved so that its text ends one padding from the right edge.
     """
     width, height = fig.get_size_inches()
-    pad = TIGHT_PAD * matplotlib.rcParams["font.size"] / 72
+    pad = _pad_inches()
     key = (colorbar.norm.vmin, colorbar.norm.vmax, colorbar.ax.get_ylabel(),
            tuple(matplotlib.rcParams["font.family"]), matplotlib.rcParams["font.size"], fig.dpi)
     if key not in _COLORBAR_TEXT_INCHES:
@@ -952,7 +957,6 @@ def plot_choropleth(
             patch = PathPatch(path, facecolor=colours[i], edgecolor="#222222" if uncertain[i] else "white",
                               linewidth=0.4)
         patch.set_gid(gid)
-        patch.set_in_layout(False)  # inside the map's axes: nothing for tight_layout to measure
         # add_artist, not add_patch: the axis limits are set from the areas with data below, so
         # the data limits add_patch computes from every vertex of every area would go unused
         ax.add_artist(patch)
@@ -965,7 +969,6 @@ def plot_choropleth(
             # layer carries the area's hover title too, since it is what the pointer is on.
             dots = PathPatch(path, facecolor="none", edgecolor="#222222", hatch=UNCERTAIN_HATCH, linewidth=0.0)
             dots.set_gid(f"{gid}-dots")
-            dots.set_in_layout(False)
             ax.add_artist(dots)
             svg_titles[f"{gid}-dots"] = svg_titles[gid]
     # names of the areas: those with data (all areas on small maps), at a point inside each
@@ -977,7 +980,7 @@ def plot_choropleth(
         if geometry.points[i] is None:
             continue
         ax.text(*geometry.points[i], str(merged.loc[i, area_label_column]), fontsize=5.5,
-                ha="center", va="center", color="#111111", bbox=plate, clip_on=True, in_layout=False)
+                ha="center", va="center", color="#111111", bbox=plate, clip_on=True)
     ax.set_aspect("equal")
     ax.autoscale_view()
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
@@ -1042,7 +1045,6 @@ def _draw_areas(ax, paths, facecolor, edgecolor: str, hatch: str | None = None,
         facecolor = np.asarray(facecolor)[keep]
     collection = PatchCollection([PathPatch(paths[i]) for i in keep], facecolor=facecolor, edgecolor=edgecolor,
                                  linewidth=linewidth, hatch=hatch, match_original=False)
-    collection.set_in_layout(False)  # inside the map's axes: nothing for tight_layout to measure
     ax.add_collection(collection)
 
 
@@ -1070,7 +1072,7 @@ def _map_geometry(areas, merged, project: bool) -> _MapGeometry:
     hit = _MAP_GEOMETRY.get(key)
     if hit is not None and hit[0] is areas:  # the frame itself is kept: its id cannot be reused
         return hit[1]
-    frame = _around_data(merged.reset_index(drop=True))
+    frame = _around_data(merged.reset_index(drop=True), has_data.to_numpy(dtype=bool))
     keep = frame.index.to_numpy()
     if project:
         frame = _local_projection(frame)
@@ -1086,12 +1088,12 @@ def _map_geometry(areas, merged, project: bool) -> _MapGeometry:
     return prepared
 
 
-def _around_data(frame, margin_degrees: float = 12.0):
-    """Keep the areas near those with data (a world layer is cut to the region the data cover),
-    so that the map shows the neighbours for context and nothing from the far side of the globe."""
+def _around_data(frame, has_data: np.ndarray, margin_degrees: float = 12.0):
+    """Keep the areas near those with data (``has_data``: an estimate or suppressed, by row; a
+    world layer is cut to the region the data cover), so that the map shows the neighbours for
+    context and nothing from the far side of the globe."""
     if frame.crs is None or not frame.crs.is_geographic:
         return frame
-    has_data = frame["estimate"].notna() | (frame["flag"] == "suppressed")
     if not has_data.any():
         return frame
     x0, y0, x1, y1 = frame[has_data].total_bounds

@@ -869,6 +869,8 @@ def _direct_ratio(sums: _StratumSums, reml: bool) -> float:
     deviance, slope, _, _ = _profiled_deviance(grid, sums, reml)
     if not (np.all(np.isfinite(deviance)) and np.all(np.isfinite(slope))):
         raise ModelError("the profiled likelihood is not finite on the variance-ratio grid")
+    if slope[-1] < 0:
+        raise ModelError(f"the profiled likelihood still rises at a variance ratio of {grid[-1]:g}")
     candidates = []
     if slope[0] >= 0:
         candidates.append((deviance[0], 0.0))
@@ -876,8 +878,6 @@ def _direct_ratio(sums: _StratumSums, reml: bool) -> float:
         root = brentq(lambda t: float(_profiled_deviance(np.array([t]), sums, reml)[1][0]),
                       grid[k], grid[k + 1], xtol=1e-300, rtol=1e-13)  # fmt: skip
         candidates.append((float(_profiled_deviance(np.array([root]), sums, reml)[0][0]), root))
-    if slope[-1] < 0:
-        raise ModelError(f"the profiled likelihood still rises at a variance ratio of {grid[-1]:g}")
     if not candidates:
         raise ModelError("no minimum of the profiled likelihood on the variance-ratio grid")
     return min(candidates)[1]

@@ -117,8 +117,7 @@ def _area_maps(run: ChapterRun, estimates: pd.DataFrame, gaps_table: pd.DataFram
     for (source, indicator), table in group_rows.groupby(["source", "indicator"], sort=False):
         if indicator not in run.headline_indicators(source):
             continue
-        gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)] \
-            if len(gaps_table) else gaps_table
+        gap = gaps_table[(gaps_table["source"] == source) & (gaps_table["indicator"] == indicator)]
         if len(gap):
             gap = percent_view(gap, run.percent_indicators).assign(admin1_code=gap["cell"].astype(str).to_numpy())
         yield source, indicator, table, gap
